@@ -1,0 +1,130 @@
+# shellcheck shell=bash
+# lib.sh - shared helpers for integration tests (sourced).
+#
+# Every test gets its own temp dir ($T), its own PKI, free loopback ports and
+# a cleanup trap that stops ONLY the processes the test started, by PID.
+# Conventions: pass/fail lines, exit 0 = pass, 1 = fail, 77 = skipped.
+
+set -uo pipefail
+EG_ROOT=${EG_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+O=${EG_BUILD:-${1:-build}}
+case $O in /*) ;; *) O=$EG_ROOT/$O ;; esac
+EASGATED=$O/easgated
+EASCTL=$O/easctl
+BACKEND=$O/eas-demo-backend
+T=$(mktemp -d /tmp/egtest.XXXXXX)
+chmod 755 "$T"
+EG_PIDS=()
+EG_FAILS=0
+EG_PASSES=0
+TNAME=$(basename "$0" .sh)
+
+cleanup() {
+	local p
+	for p in "${EG_PIDS[@]}"; do
+		kill -TERM "$p" 2>/dev/null
+	done
+	for p in "${EG_PIDS[@]}"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null
+	done
+	if [ -n "${EG_KEEP:-}" ] || [ "$EG_FAILS" -gt 0 ]; then
+		echo "  (logs kept in $T)"
+	else
+		rm -rf "$T"
+	fi
+}
+trap cleanup EXIT
+
+pass() { EG_PASSES=$((EG_PASSES + 1)); printf '  PASS  %s\n' "$*"; }
+fail() { EG_FAILS=$((EG_FAILS + 1)); printf '  FAIL  %s\n' "$*"; }
+skip() { printf '  SKIP  %s: %s\n' "$TNAME" "$*"; exit 77; }
+finish() {
+	echo "$TNAME: $EG_PASSES passed, $EG_FAILS failed"
+	[ "$EG_FAILS" -eq 0 ]
+	exit $?
+}
+# check "description" command...   (pass if the command succeeds)
+check() {
+	local d=$1; shift
+	if "$@"; then pass "$d"; else fail "$d"; fi
+}
+need() {
+	local c
+	for c in "$@"; do command -v "$c" >/dev/null || skip "needs $c"; done
+}
+need_root() { [ "$(id -u)" -eq 0 ] || skip "needs root (CI runs as root)"; }
+
+# A free TCP port on loopback (the kernel picks; tiny race, fine for tests).
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+		echo $((20000 + RANDOM % 20000))
+}
+
+# Demo PKI: root -> intermediate -> leaf for localhost/127.0.0.1/::1.
+make_pki() {
+	"$EG_ROOT/tools/mkcerts.sh" "$T/pki" "${@:-localhost}" 127.0.0.1 ::1 >/dev/null
+	PKI=$T/pki
+}
+
+# start_backend NAME [demo-backend options...]; sets BE_PORT_<NAME>.
+start_backend() {
+	local name=$1; shift
+	local pf=$T/be-$name.port
+	"$BACKEND" --listen 127.0.0.1:0 --port-file "$pf" --name "$name" --quiet "$@" \
+		>"$T/be-$name.log" 2>&1 &
+	EG_PIDS+=($!)
+	eval "BE_PID_$name=$!"
+	for _ in $(seq 100); do [ -s "$pf" ] && break; sleep 0.05; done
+	[ -s "$pf" ] || { fail "backend $name did not start"; cat "$T/be-$name.log"; return 1; }
+	eval "BE_PORT_$name=$(cat "$pf")"
+}
+
+# start_gateway [easgated options...]; sets GW_PORT, GW_PID, CTL.
+# Waits until the control socket answers and a TLS handshake succeeds.
+start_gateway() {
+	GW_PORT=${GW_PORT:-$(free_port)}
+	CTL=$T/ctl.sock
+	mkdir -p "$T/state"
+	"$EASGATED" --listen "127.0.0.1:$GW_PORT" --tls-cert "$PKI/server.pem" \
+		--tls-key "$PKI/server.key" --trust-file "$PKI/root.pem" --state-dir "$T/state" \
+		--control-socket "$CTL" -w "${GW_WORKERS:-2}" "$@" >>"$T/gw.log" 2>&1 &
+	GW_PID=$!
+	EG_PIDS+=($GW_PID)
+	for _ in $(seq 100); do
+		if "$EASCTL" -s "$CTL" status >/dev/null 2>&1 &&
+			curl -s -o /dev/null --max-time 2 --cacert "$PKI/root.pem" \
+				"https://127.0.0.1:$GW_PORT/" 2>/dev/null; then
+			return 0
+		fi
+		kill -0 "$GW_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	fail "gateway did not start"
+	tail -20 "$T/gw.log"
+	return 1
+}
+
+# Wait until `easctl backends` shows every listed backend up.
+wait_backends_up() {
+	local n
+	for _ in $(seq 100); do
+		n=0
+		for b in "$@"; do
+			"$EASCTL" -s "$CTL" backends 2>/dev/null | awk -v b="$b" '$1==b && $3=="up"' | grep -q . && n=$((n + 1))
+		done
+		[ "$n" -eq $# ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+GWURL() { echo "https://127.0.0.1:$GW_PORT$1"; }
+
+# eas CURL-ARGS... : curl against the gateway with the test root CA.
+eas() { curl -sS --cacert "$PKI/root.pem" --max-time "${EAS_TIMEOUT:-20}" "$@"; }
+
+# A WBXML body from ActiveSync XML via the independent encoder (libwbxml).
+wbxml_from_xml() { # $1 = xml file, $2 = output
+	xml2wbxml -a -n -o "$2" "$1" >/dev/null 2>&1
+}

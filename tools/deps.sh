@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages easgate needs to build, run and test.
+# Idempotent: installs only what is missing. Needs root (or sudo) when
+# something is missing.
+set -euo pipefail
+
+BUILD="make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev libsqlite3-dev
+  libpcre2-dev libsystemd-dev libconfig-dev libcmocka-dev libclang-rt-14-dev pkg-config xxd"
+RUN="openssl iproute2 ca-certificates sqlite3"
+TEST="curl libwbxml2-utils gnutls-bin testssl.sh python3 procps psmisc jq tcpdump ethtool
+  systemd wrk nghttp2-client haproxy nginx-light bc"
+
+want=$(echo $BUILD $RUN ${EASGATE_DEPS_TEST:-$TEST})
+missing=()
+for p in $want; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}"
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || { echo "deps: run as root: apt-get install ${missing[*]}" >&2; exit 1; }
+	SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Services must not start from package scripts (nginx, haproxy): tests start
+# their own instances on their own ports.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+	$SUDO chmod +x /usr/sbin/policy-rc.d
+fi
+$SUDO apt-get update -qq || true
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * easctl - administer a running easgated over its control socket.
+ *
+ * The daemon does the work (so a change takes effect at once, for every
+ * worker); easctl sends its arguments and prints the answer. Exit codes are
+ * stable for scripts: 0 ok, 1 usage, 2 not found, 3 failed, 4 permission
+ * denied, 5 daemon unreachable.
+ *
+ * `easctl certcheck --cert F --key K` also works without a daemon, to check
+ * a certificate before deploying it.
+ */
+#include "control.h"
+#include "tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXIT_UNREACHABLE 5
+
+struct help {
+	const char *cmd;
+	const char *text;
+};
+
+static const struct help helps[] = {
+	{"status", "easctl status\n  Daemon pid, config generation, workers, open connections and "
+		   "long-polls, reloads.\n"},
+	{"backends", "easctl backends\n  Each backend: address, health, connections, requests, "
+		     "failures, last error.\n"},
+	{"reload", "easctl reload\n  Re-read the configuration, rules and certificates. A broken "
+		   "file is refused\n  and the running configuration stays in force (exit 3).\n"},
+	{"devices",
+	 "easctl devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--device-id D]\n"
+	 "               [--format table|csv|json]\n"
+	 "  List the inventory, like Get-MobileDevice. --os 'iOS 6.1*' matches DeviceOS\n"
+	 "  (or the OS decoded from the User-Agent before DeviceInformation arrived).\n"
+	 "  --state is Allowed, Blocked or Quarantined.\n"},
+	{"device", "easctl device show|allow|approve|block|quarantine|clear|remove DEVICE_ID "
+		   "[--user U]\n"
+		   "  Per-device decisions (Exchange's personal allow/block lists). approve = allow.\n"
+		   "  clear returns the device to the rules. Effective on its next request.\n"},
+	{"rules", "easctl rules list\n"
+		  "easctl rules add '<allow|block|quarantine> <Characteristic> <op> \"pattern\" "
+		  "[cmd C,...] [name \"n\"]'\n"
+		  "easctl rules remove dbID\n"
+		  "easctl rules test [--user U] [--device-id D] [--type T] [--model M] [--os OS]\n"
+		  "                  [--ua UA] [--xmswl W] [--cmd CMD] [--first-seen-days-ago N]\n"
+		  "easctl rules precedence\n"
+		  "  Characteristics: DeviceType DeviceModel DeviceOS UserAgent XMSWL User DeviceId.\n"
+		  "  Ops: is (exact, case-insensitive), like (glob), matches (regex),\n"
+		  "       < <= > >= == != (version, DeviceOS only: \"iOS 7.0.2\").\n"
+		  "  test prints which rule decides for that device and command, and why.\n"},
+	{"versions", "easctl versions [list [--incubating]|incubating|approve 'OS'|revoke 'OS']\n"
+		     "  OS versions seen, incubation state; approve lets an incubating version in.\n"},
+	{"certcheck",
+	 "easctl certcheck [HOSTNAME]\n"
+	 "easctl certcheck --cert CHAIN.pem --key KEY.pem [--trust ROOT.pem] [--host NAME]\n"
+	 "  Chain complete to a trusted root, key matches, names cover HOSTNAME, expiry.\n"
+	 "  The second form runs locally, without a daemon.\n"},
+	{NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: easctl [-s SOCKET] COMMAND [ARGS]   (easctl help COMMAND for details)\n"
+		   "commands: status backends reload devices device rules versions certcheck "
+		   "metrics help\n"
+		   "socket: -s, $EASGATE_CONTROL, or /run/easgate/control.sock\n");
+}
+
+static int local_certcheck(int argc, char **argv)
+{
+	const char *cert = NULL, *key = NULL, *trust = "", *host = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 >= argc) {
+			fprintf(stderr, "easctl: %s needs a value\n", argv[i]);
+			return 1;
+		}
+		if (!strcmp(argv[i], "--cert"))
+			cert = argv[++i];
+		else if (!strcmp(argv[i], "--key"))
+			key = argv[++i];
+		else if (!strcmp(argv[i], "--trust"))
+			trust = argv[++i];
+		else if (!strcmp(argv[i], "--host"))
+			host = argv[++i];
+		else {
+			fprintf(stderr, "easctl: unknown option %s\n", argv[i]);
+			return 1;
+		}
+	}
+	if (!cert || !key) {
+		fprintf(stderr, "easctl: certcheck needs --cert and --key\n");
+		return 1;
+	}
+	struct tls_chain_report r;
+	int rc = tls_check_chain(cert, key, trust, host, 30, &r);
+	printf("%s: %s\n  subject: %s\n  issuer:  %s\n  names:   %s\n  chain:   %d "
+	       "certificates%s\n  expires: in %ld days\n",
+	       cert, rc == 0 ? "OK" : "PROBLEM", r.subject, r.issuer, r.names, r.chain_len,
+	       r.chain_complete ? ", complete" : "", r.min_days_left);
+	if (r.problem[0])
+		printf("  problem: %s\n", r.problem);
+	if (r.warning[0])
+		printf("  warning: %s\n", r.warning);
+	return rc == 0 ? 0 : 3;
+}
+
+int main(int argc, char **argv)
+{
+	const char *sock = getenv("EASGATE_CONTROL");
+	int i = 1;
+	if (!sock)
+		sock = "/run/easgate/control.sock";
+	while (i < argc && argv[i][0] == '-') {
+		if ((!strcmp(argv[i], "-s") || !strcmp(argv[i], "--socket")) && i + 1 < argc) {
+			sock = argv[i + 1];
+			i += 2;
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return 1;
+	}
+	int n = argc - i;
+	char **args = argv + i;
+	if (!strcmp(args[0], "help") || (n > 1 && (!strcmp(args[n - 1], "--help") ||
+						   !strcmp(args[n - 1], "-h")))) {
+		const char *what = !strcmp(args[0], "help") ? (n > 1 ? args[1] : NULL) : args[0];
+		if (!what) {
+			usage(stdout);
+			for (const struct help *h = helps; h->cmd; h++)
+				printf("\n%s", h->text);
+			return 0;
+		}
+		for (const struct help *h = helps; h->cmd; h++)
+			if (!strcmp(h->cmd, what)) {
+				fputs(h->text, stdout);
+				return 0;
+			}
+		fprintf(stderr, "easctl: no help for '%s'\n", what);
+		return 1;
+	}
+	if (!strcmp(args[0], "certcheck") && n > 1 && !strncmp(args[1], "--", 2))
+		return local_certcheck(n, args);
+	struct sbuf out = {0};
+	int code = control_call(sock, n, args, &out);
+	if (code < 0) {
+		fprintf(stderr, "easctl: cannot reach easgated at %s: %s\n", sock, strerror(errno));
+		return EXIT_UNREACHABLE;
+	}
+	if (code == 0) {
+		if (out.len)
+			fwrite(out.p, 1, out.len, stdout);
+	} else {
+		fprintf(stderr, "easctl: %.*s%s", (int)out.len, out.p ? out.p : "",
+			out.len && out.p[out.len - 1] == '\n' ? "" : "\n");
+	}
+	sbuf_free(&out);
+	return code;
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Make a demo/test PKI in DIR: root CA -> intermediate CA -> server leaf, for
+# the names given (default: localhost, 127.0.0.1, ::1).
+#   root.pem            trust anchor (give it to clients: curl --cacert)
+#   inter.pem           intermediate CA certificate
+#   server.pem          leaf + intermediate: what the gateway serves (full chain)
+#   server-leaf.pem     leaf only (an INCOMPLETE chain, for tests)
+#   server.key          leaf key (ECDSA P-256)
+#   server-rsa.pem/.key the same names with an RSA-2048 leaf
+# Usage: mkcerts.sh DIR [DNS-or-IP ...]
+set -euo pipefail
+dir=$1; shift || true
+names=("$@"); [ ${#names[@]} -gt 0 ] || names=(localhost 127.0.0.1 ::1)
+mkdir -p "$dir"; cd "$dir"
+san=""
+for n in "${names[@]}"; do
+	if [[ $n =~ ^[0-9.]+$ || $n == *:* ]]; then san+="IP:$n,"; else san+="DNS:$n,"; fi
+done
+san=${san%,}
+cat > ca.ext <<X
+basicConstraints=critical,CA:TRUE
+keyUsage=critical,keyCertSign,cRLSign
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid:always
+X
+cat > leaf.ext <<X
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=$san
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid:always
+X
+q() { "$@" >/dev/null 2>&1; }
+q openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout root.key -out root.pem \
+	-days 3650 -subj "/O=easgate demo/CN=easgate demo root CA" -addext basicConstraints=critical,CA:TRUE \
+	-addext keyUsage=critical,keyCertSign,cRLSign
+q openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout inter.key -out inter.csr \
+	-subj "/O=easgate demo/CN=easgate demo intermediate CA"
+q openssl x509 -req -in inter.csr -CA root.pem -CAkey root.key -CAcreateserial -out inter.pem \
+	-days 1825 -extfile ca.ext
+mkleaf() { # $1 = output prefix, rest = key options
+	local p=$1; shift
+	q openssl req -newkey "$@" -nodes -keyout "$p.key" -out "$p.csr" -subj "/O=easgate demo/CN=${names[0]}"
+	q openssl x509 -req -in "$p.csr" -CA inter.pem -CAkey inter.key -CAcreateserial -out "$p-leaf.pem" \
+		-days ${LEAF_DAYS:-825} -extfile leaf.ext
+	cat "$p-leaf.pem" inter.pem > "$p.pem"
+}
+mkleaf server ec -pkeyopt ec_paramgen_curve:P-256
+mkleaf server-rsa rsa:2048
+rm -f ./*.csr ./*.srl
+chmod 600 ./*.key
+echo "certificates in $dir: root.pem, server.pem (chain), server.key"

@@ -1,0 +1,785 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* admin.c - see admin.h. */
+#include "admin.h"
+#include "eas_cmd.h"
+#include "gate.h"
+#include "inventory.h"
+#include "log.h"
+#include "osver.h"
+#include "policy.h"
+#include "tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH_MAX 512 /* events per transaction */
+
+struct admin {
+	struct loop *loop;
+	const struct gw_config *cfg;
+	struct shm *shm;
+	struct inventory *inv;
+	char path[PATH_MAX + 32];
+	int ev_rd, ev_wr; /* datagram socketpair: workers write, we read */
+	struct loop_io ev_io;
+	unsigned pending;
+	uint64_t events, bad_events;
+};
+
+/* The control table is static; the admin is a per-process singleton. */
+static struct admin *the_admin;
+
+static void bump_gen(struct admin *a)
+{
+	__atomic_add_fetch(&a->shm->policy_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+static void commit(struct admin *a)
+{
+	if (!a->pending)
+		return;
+	inv_batch_commit(a->inv);
+	a->pending = 0;
+}
+
+static void on_events(struct loop_io *io, uint32_t ev)
+{
+	struct admin *a = io->arg;
+	struct inv_event e;
+	for (int i = 0; i < 4096; i++) {
+		ssize_t n = recv(a->ev_rd, &e, sizeof(e), MSG_DONTWAIT);
+		if (n < 0)
+			break;
+		if ((size_t)n != sizeof(e) || e.magic != INV_EVENT_MAGIC) {
+			a->bad_events++;
+			continue;
+		}
+		e.user[sizeof(e.user) - 1] = 0;
+		e.device_id[sizeof(e.device_id) - 1] = 0;
+		if (!a->pending && inv_batch_begin(a->inv) < 0)
+			return;
+		if (inv_apply(a->inv, &e) == 0)
+			a->events++;
+		if (++a->pending >= BATCH_MAX)
+			commit(a);
+	}
+}
+
+int admin_event_fd(const struct admin *a)
+{
+	return a ? a->ev_wr : -1;
+}
+
+struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s,
+			struct bpfgate *bpf, char *err, size_t errsz)
+{
+	struct admin *a = calloc(1, sizeof(*a));
+	if (!a) {
+		snprintf(err, errsz, "out of memory");
+		return NULL;
+	}
+	(void)bpf;
+	a->loop = l;
+	a->cfg = c;
+	a->shm = s;
+	a->ev_rd = a->ev_wr = -1;
+	gate_inventory_path(c, a->path, sizeof(a->path));
+	a->inv = inv_open(a->path, 0, err, errsz);
+	if (!a->inv)
+		goto fail;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		snprintf(err, errsz, "socketpair: %s", strerror(errno));
+		goto fail;
+	}
+	a->ev_rd = sv[0];
+	a->ev_wr = sv[1];
+	int big = 4 << 20;
+	setsockopt(a->ev_rd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+	setsockopt(a->ev_wr, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+	if (loop_io_add_lt(l, &a->ev_io, a->ev_rd, on_events, a) < 0) {
+		snprintf(err, errsz, "epoll: %s", strerror(errno));
+		goto fail;
+	}
+	if (admin_check_config(a, c, err, errsz) < 0)
+		goto fail;
+	the_admin = a;
+	return a;
+fail:
+	admin_free(a);
+	return NULL;
+}
+
+void admin_free(struct admin *a)
+{
+	if (!a)
+		return;
+	if (a->ev_rd >= 0) {
+		on_events(&a->ev_io, 0);
+		loop_io_del(a->loop, &a->ev_io);
+		close(a->ev_rd);
+		close(a->ev_wr);
+	}
+	if (a->inv)
+		commit(a);
+	inv_close(a->inv);
+	if (the_admin == a)
+		the_admin = NULL;
+	free(a);
+}
+
+int admin_check_config(struct admin *a, const struct gw_config *c, char *why, size_t whysz)
+{
+	struct policy *p = gate_build_policy(c, a ? a->inv : NULL, why, whysz);
+	if (!p)
+		return -1;
+	policy_free(p);
+	return 0;
+}
+
+void admin_config_changed(struct admin *a, const struct gw_config *c)
+{
+	a->cfg = c;
+	bump_gen(a);
+}
+
+void admin_tick(struct admin *a)
+{
+	commit(a);
+}
+
+void admin_chown_state(struct admin *a, uid_t uid, gid_t gid)
+{
+	static const char *const sfx[] = {"", "-wal", "-shm"};
+	for (int i = 0; i < 3; i++) {
+		char p[PATH_MAX + 64];
+		snprintf(p, sizeof(p), "%s%s", a->path, sfx[i]);
+		if (chown(p, uid, gid) < 0 && errno != ENOENT)
+			log_warn("event=chown_failed path=%s error=%m", p);
+	}
+}
+
+/* --- output helpers ------------------------------------------------------------ */
+
+enum fmt { FMT_TABLE, FMT_CSV, FMT_JSON };
+
+static void json_str(struct sbuf *o, const char *s)
+{
+	sbuf_put(o, "\"", 1);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			sbuf_printf(o, "\\%c", ch);
+		else if (ch < 0x20)
+			sbuf_printf(o, "\\u%04x", ch);
+		else
+			sbuf_put(o, s, 1);
+	}
+	sbuf_put(o, "\"", 1);
+}
+
+static void csv_str(struct sbuf *o, const char *s)
+{
+	if (!strpbrk(s, ",\"\r\n")) {
+		sbuf_put(o, s, strlen(s));
+		return;
+	}
+	sbuf_put(o, "\"", 1);
+	for (; *s; s++) {
+		if (*s == '"')
+			sbuf_put(o, "\"", 1);
+		sbuf_put(o, s, 1);
+	}
+	sbuf_put(o, "\"", 1);
+}
+
+static void iso_time(int64_t t, char *out, size_t n)
+{
+	if (!t) {
+		snprintf(out, n, "-");
+		return;
+	}
+	time_t tt = (time_t)t;
+	struct tm tm;
+	gmtime_r(&tt, &tm);
+	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Parse "--key value" options out of argv; positional args are returned in
+ * pos. Returns -1 (message in out) on an unknown option. */
+struct opt {
+	const char *name;
+	const char **val;
+};
+
+static int parse_opts(int argc, char **argv, int start, const struct opt *opts, char **pos,
+		      int *npos, int maxpos, struct sbuf *out)
+{
+	*npos = 0;
+	for (int i = start; i < argc; i++) {
+		if (!strncmp(argv[i], "--", 2)) {
+			const struct opt *o = opts;
+			while (o->name && strcmp(o->name, argv[i] + 2))
+				o++;
+			if (!o->name || i + 1 >= argc) {
+				sbuf_printf(out, "unknown option or missing value: %s", argv[i]);
+				return -1;
+			}
+			*o->val = argv[++i];
+		} else {
+			if (*npos >= maxpos) {
+				sbuf_printf(out, "unexpected argument: %s", argv[i]);
+				return -1;
+			}
+			pos[(*npos)++] = argv[i];
+		}
+	}
+	return 0;
+}
+
+static int parse_fmt(const char *s, enum fmt *f)
+{
+	if (!s || !strcmp(s, "table"))
+		*f = FMT_TABLE;
+	else if (!strcmp(s, "csv"))
+		*f = FMT_CSV;
+	else if (!strcmp(s, "json"))
+		*f = FMT_JSON;
+	else
+		return -1;
+	return 0;
+}
+
+/* --- devices ------------------------------------------------------------------ */
+
+struct dev_list {
+	struct sbuf *o;
+	enum fmt fmt;
+	int n;
+};
+
+static const char *admin_state_name(int s)
+{
+	static const char *const n[] = {"", "allow", "block", "quarantine"};
+	return s >= 0 && s <= 3 ? n[s] : "?";
+}
+
+static int dev_row(void *arg, const struct inv_device *d)
+{
+	struct dev_list *l = arg;
+	struct sbuf *o = l->o;
+	char first[32], last[32], ok[32];
+	iso_time(d->first_sync, first, sizeof(first));
+	iso_time(d->last_attempt, last, sizeof(last));
+	iso_time(d->last_success, ok, sizeof(ok));
+	const char *model = d->device_model[0] ? d->device_model : d->device_type;
+	const char *os = d->device_os[0] ? d->device_os : d->os_key;
+	if (l->fmt == FMT_TABLE) {
+		sbuf_printf(o, "%-24.24s %-20.20s %-10.10s %-22.22s %-22.22s %-11s %-20s %s\n",
+			    d->user, d->device_id, d->device_type, model, os, d->access_state,
+			    d->rule[0] ? d->rule : d->state_reason, last);
+	} else if (l->fmt == FMT_CSV) {
+		const char *f[] = {d->user,	     d->device_id,    d->device_type, model,
+				   os,		     d->user_agent,   d->friendly_name, d->imei,
+				   d->mobile_operator, d->protocol,   first,	     last,
+				   ok,		     d->access_state, d->state_reason, d->rule,
+				   admin_state_name(d->admin_state)};
+		for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+			if (i)
+				sbuf_put(o, ",", 1);
+			csv_str(o, f[i]);
+		}
+		sbuf_put(o, "\r\n", 2);
+	} else {
+		sbuf_printf(o, "%s\n  {", l->n ? "," : "");
+		const char *k[] = {"user",	   "device_id",	     "device_type", "device_model",
+				   "device_os",	   "user_agent",     "friendly_name", "imei",
+				   "mobile_operator", "protocol",     "first_sync",  "last_sync_attempt",
+				   "last_success", "access_state",   "state_reason", "rule",
+				   "admin_state"};
+		const char *v[] = {d->user,	     d->device_id,    d->device_type, model,
+				   os,		     d->user_agent,   d->friendly_name, d->imei,
+				   d->mobile_operator, d->protocol,   first,	     last,
+				   ok,		     d->access_state, d->state_reason, d->rule,
+				   admin_state_name(d->admin_state)};
+		for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
+			sbuf_printf(o, "%s\"%s\": ", i ? ", " : "", k[i]);
+			json_str(o, v[i]);
+		}
+		sbuf_put(o, "}", 1);
+	}
+	l->n++;
+	return 0;
+}
+
+static enum ctl_code cmd_devices(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct admin *a = the_admin;
+	const char *user = NULL, *os = NULL, *re = NULL, *state = NULL, *fmt = NULL, *dev = NULL;
+	const struct opt opts[] = {{"user", &user},  {"os", &os},	  {"os-regex", &re},
+				   {"state", &state}, {"format", &fmt}, {"device-id", &dev},
+				   {NULL, NULL}};
+	char *pos[1];
+	int np;
+	struct dev_list l = {.o = out};
+	if (parse_opts(argc, argv, 1, opts, pos, &np, 0, out) < 0 || parse_fmt(fmt, &l.fmt) < 0) {
+		if (!out->len)
+			sbuf_printf(out, "--format must be table, csv or json");
+		return CTL_USAGE;
+	}
+	commit(a);
+	struct inv_filter f = {.user = user, .os_glob = os, .os_regex = re, .state = state,
+			       .device_id = dev};
+	if (l.fmt == FMT_TABLE)
+		sbuf_printf(out, "%-24s %-20s %-10s %-22s %-22s %-11s %-20s %s\n", "USER",
+			    "DEVICE_ID", "TYPE", "MODEL", "OS", "STATE", "RULE", "LAST_SYNC");
+	else if (l.fmt == FMT_CSV)
+		sbuf_printf(out, "user,device_id,device_type,device_model,device_os,user_agent,"
+				 "friendly_name,imei,mobile_operator,protocol,first_sync,"
+				 "last_sync_attempt,last_success,access_state,state_reason,rule,"
+				 "admin_state\r\n");
+	else
+		sbuf_put(out, "[", 1);
+	int r = inv_foreach_device(a->inv, &f, dev_row, &l);
+	if (r == -2) {
+		out->len = 0;
+		sbuf_printf(out, "--os-regex: invalid regular expression");
+		return CTL_USAGE;
+	}
+	if (l.fmt == FMT_JSON)
+		sbuf_put(out, "\n]\n", 3);
+	return CTL_OK;
+}
+
+struct find_one {
+	struct inv_device d;
+	int n;
+};
+
+static int find_cb(void *arg, const struct inv_device *d)
+{
+	struct find_one *f = arg;
+	if (!f->n)
+		f->d = *d;
+	f->n++;
+	return 0;
+}
+
+/* Resolve DeviceId (+ optional user) to exactly one device. */
+static enum ctl_code one_device(struct admin *a, const char *user, const char *dev,
+				struct inv_device *d, struct sbuf *out)
+{
+	struct find_one *f = calloc(1, sizeof(*f));
+	if (!f)
+		return CTL_FAILED;
+	struct inv_filter flt = {.user = user, .device_id = dev};
+	commit(a);
+	inv_foreach_device(a->inv, &flt, find_cb, f);
+	enum ctl_code rc = CTL_OK;
+	if (!f->n) {
+		sbuf_printf(out, "no device %s%s%s", dev, user ? " for user " : "", user ? user : "");
+		rc = CTL_NOTFOUND;
+	} else if (f->n > 1) {
+		sbuf_printf(out, "device %s is used by %d users: add --user", dev, f->n);
+		rc = CTL_USAGE;
+	} else {
+		*d = f->d;
+	}
+	free(f);
+	return rc;
+}
+
+static void show_device(struct sbuf *o, const struct inv_device *d)
+{
+	char t1[32], t2[32], t3[32];
+	iso_time(d->first_sync, t1, sizeof(t1));
+	iso_time(d->last_attempt, t2, sizeof(t2));
+	iso_time(d->last_success, t3, sizeof(t3));
+	sbuf_printf(o,
+		    "User:             %s\nDeviceId:         %s\nDeviceType:       %s\n"
+		    "DeviceModel:      %s\nDeviceOS:         %s\nEffectiveOS:      %s\n"
+		    "UserAgent:        %s\nFriendlyName:     %s\nIMEI:             %s\n"
+		    "MobileOperator:   %s\nPhoneNumber:      %s\nOSLanguage:       %s\n"
+		    "X-MS-WL:          %s\nProtocolVersion:  %s\nLastCommand:      %s\n"
+		    "FirstSync:        %s\nLastSyncAttempt:  %s\nLastSuccessSync:  %s\n"
+		    "LastStatus:       %d\nAccessState:      %s\nStateReason:      %s\n"
+		    "Rule:             %s\nAdminState:       %s\n",
+		    d->user, d->device_id, d->device_type,
+		    d->device_model[0] ? d->device_model : d->device_type, d->device_os, d->os_key,
+		    d->user_agent, d->friendly_name, d->imei, d->mobile_operator, d->phone_number,
+		    d->os_language, d->xmswl, d->protocol, d->last_cmd, t1, t2, t3, d->last_status,
+		    d->access_state, d->state_reason, d->rule, admin_state_name(d->admin_state));
+}
+
+static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct admin *a = the_admin;
+	const char *user = NULL;
+	const struct opt opts[] = {{"user", &user}, {NULL, NULL}};
+	char *pos[2];
+	int np;
+	if (parse_opts(argc, argv, 1, opts, pos, &np, 2, out) < 0)
+		return CTL_USAGE;
+	if (np != 2) {
+		sbuf_printf(out, "usage: device show|allow|approve|block|quarantine|clear|remove "
+				 "DEVICE_ID [--user USER]");
+		return CTL_USAGE;
+	}
+	struct inv_device *d = malloc(sizeof(*d));
+	if (!d)
+		return CTL_FAILED;
+	enum ctl_code rc = one_device(a, user, pos[1], d, out);
+	if (rc != CTL_OK)
+		goto done;
+	const char *verb = pos[0];
+	int state = -1;
+	if (!strcmp(verb, "show")) {
+		show_device(out, d);
+		goto done;
+	} else if (!strcmp(verb, "allow") || !strcmp(verb, "approve")) {
+		state = 1;
+	} else if (!strcmp(verb, "block")) {
+		state = 2;
+	} else if (!strcmp(verb, "quarantine")) {
+		state = 3;
+	} else if (!strcmp(verb, "clear")) {
+		state = 0;
+	} else if (!strcmp(verb, "remove")) {
+		if (inv_remove_device(a->inv, d->user, d->device_id) < 0) {
+			sbuf_printf(out, "remove failed");
+			rc = CTL_FAILED;
+			goto done;
+		}
+		bump_gen(a);
+		log_info("event=admin_device action=remove user=\"%s\" device=%s", d->user,
+			 d->device_id);
+		sbuf_printf(out, "removed %s (%s)\n", d->device_id, d->user);
+		goto done;
+	} else {
+		sbuf_printf(out, "unknown action '%s'", verb);
+		rc = CTL_USAGE;
+		goto done;
+	}
+	if (inv_set_admin_state(a->inv, d->user, d->device_id, state, time(NULL)) < 0) {
+		sbuf_printf(out, "update failed");
+		rc = CTL_FAILED;
+		goto done;
+	}
+	bump_gen(a);
+	log_info("event=admin_device action=%s user=\"%s\" device=%s", verb, d->user, d->device_id);
+	sbuf_printf(out, "%s: %s (%s) is now %s; effective on its next request\n", verb,
+		    d->device_id, d->user, state ? admin_state_name(state) : "decided by the rules");
+done:
+	free(d);
+	return rc;
+}
+
+/* --- rules -------------------------------------------------------------------- */
+
+struct rule_list {
+	struct sbuf *o;
+	int n;
+};
+
+static void rule_row(void *arg, int64_t id, const char *text)
+{
+	struct rule_list *l = arg;
+	sbuf_printf(l->o, "db%-6lld %s\n", (long long)id, text);
+	l->n++;
+}
+
+static enum ctl_code rules_test(struct admin *a, int argc, char **argv, struct sbuf *out)
+{
+	const char *user = "", *dev = "TESTDEVICE", *type = "", *model = "", *os = "", *ua = "",
+		   *wl = "", *cmd = "Sync", *admin = NULL, *first = NULL;
+	const struct opt opts[] = {{"user", &user},  {"device-id", &dev}, {"type", &type},
+				   {"model", &model}, {"os", &os},	   {"ua", &ua},
+				   {"xmswl", &wl},    {"cmd", &cmd},	   {"admin", &admin},
+				   {"first-seen-days-ago", &first},	  {NULL, NULL}};
+	char *pos[1];
+	int np;
+	if (parse_opts(argc, argv, 2, opts, pos, &np, 0, out) < 0)
+		return CTL_USAGE;
+	char err[512];
+	struct policy *p = gate_build_policy(a->cfg, a->inv, err, sizeof(err));
+	if (!p) {
+		sbuf_printf(out, "policy does not compile: %s", err);
+		return CTL_FAILED;
+	}
+	int c = eas_cmd_parse(cmd, strlen(cmd));
+	struct osver ov;
+	osver_effective(os, ua, &ov);
+	int64_t now = time(NULL);
+	struct inv_version v = {0};
+	int have_v = ov.text[0] && inv_get_version(a->inv, ov.text, &v) == 1;
+	struct policy_input in = {
+		.user = user,
+		.device_id = dev,
+		.device_type = type,
+		.device_model = model,
+		.device_os = os,
+		.user_agent = ua,
+		.xmswl = wl,
+		.cmd = c,
+		.admin_state = admin ? atoi(admin) : 0,
+		.os_first_seen = first ? now - (int64_t)atoi(first) * 86400 : (have_v ? v.first_seen : 0),
+		.os_approved = have_v ? v.approved : 0,
+		.now = now,
+	};
+	struct policy_decision d;
+	policy_decide(p, &in, &d);
+	sbuf_printf(out,
+		    "access:      %s\nreason:      %s\nrule:        %s%s%s\nmodel:       %s\n"
+		    "os:          %s\nos_key:      %s\nexplanation: %s\n",
+		    policy_access_name(d.access), policy_reason_name(d.reason),
+		    d.rule_index >= 0 ? d.rule_name : "-", d.rule_index >= 0 ? " #" : "",
+		    d.rule_index >= 0 ? "" : "", d.device_model, d.device_os, d.os_key, d.explain);
+	policy_free(p);
+	return CTL_OK;
+}
+
+static enum ctl_code cmd_rules(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct admin *a = the_admin;
+	const char *verb = argc > 1 ? argv[1] : "list";
+	if (!strcmp(verb, "list")) {
+		char err[512];
+		struct policy *p = gate_build_policy(a->cfg, a->inv, err, sizeof(err));
+		if (!p) {
+			sbuf_printf(out, "policy does not compile: %s", err);
+			return CTL_FAILED;
+		}
+		sbuf_printf(out, "# default access: %s; incubation: %s", 
+			    policy_access_name((int)a->cfg->policy.default_access),
+			    a->cfg->policy.incubation ? "on" : "off");
+		if (a->cfg->policy.incubation)
+			sbuf_printf(out, " (%u days)", a->cfg->policy.incubation_days);
+		sbuf_printf(out, "\n# rules in evaluation order of the file; per request the "
+				 "characteristic order decides (see README)\n");
+		for (size_t i = 0; i < policy_rule_count(p); i++) {
+			char text[POLICY_RULE_TEXT_MAX];
+			policy_rule_format(policy_rule_at(p, i), text, sizeof(text));
+			sbuf_printf(out, "%-4zu %s\n", i, text);
+		}
+		policy_free(p);
+		return CTL_OK;
+	}
+	if (!strcmp(verb, "add")) {
+		if (argc != 3) {
+			sbuf_printf(out, "usage: rules add '<access> <characteristic> <op> "
+					 "\"pattern\" [cmd C] [name \"n\"]'");
+			return CTL_USAGE;
+		}
+		struct policy_rule r;
+		char err[256];
+		if (policy_rule_parse(argv[2], &r, err, sizeof(err)) < 0) {
+			sbuf_printf(out, "rule refused: %s", err);
+			return CTL_USAGE;
+		}
+		char text[POLICY_RULE_TEXT_MAX];
+		policy_rule_format(&r, text, sizeof(text));
+		int64_t id = inv_rule_add(a->inv, text, time(NULL));
+		if (id < 0) {
+			sbuf_printf(out, "cannot store the rule");
+			return CTL_FAILED;
+		}
+		bump_gen(a);
+		log_info("event=admin_rule action=add id=%lld rule=\"%s\"", (long long)id, text);
+		sbuf_printf(out, "added db%lld: %s\n", (long long)id, text);
+		return CTL_OK;
+	}
+	if (!strcmp(verb, "remove")) {
+		if (argc != 3) {
+			sbuf_printf(out, "usage: rules remove dbID (rules from the config file are "
+					 "changed there)");
+			return CTL_USAGE;
+		}
+		const char *id = argv[2];
+		if (!strncmp(id, "db", 2))
+			id += 2;
+		char *end;
+		long long v = strtoll(id, &end, 10);
+		if (*end || v <= 0) {
+			sbuf_printf(out, "rule ids look like db12 (see: easctl rules list)");
+			return CTL_USAGE;
+		}
+		int r = inv_rule_remove(a->inv, v);
+		if (r <= 0) {
+			sbuf_printf(out, "no rule db%lld", v);
+			return r < 0 ? CTL_FAILED : CTL_NOTFOUND;
+		}
+		bump_gen(a);
+		log_info("event=admin_rule action=remove id=%lld", v);
+		sbuf_printf(out, "removed db%lld\n", v);
+		return CTL_OK;
+	}
+	if (!strcmp(verb, "runtime")) {
+		struct rule_list l = {.o = out};
+		inv_foreach_rule(a->inv, rule_row, &l);
+		return CTL_OK;
+	}
+	if (!strcmp(verb, "test"))
+		return rules_test(a, argc, argv, out);
+	if (!strcmp(verb, "precedence")) {
+		sbuf_printf(out, "%s\n", policy_precedence_doc());
+		return CTL_OK;
+	}
+	sbuf_printf(out, "usage: rules list|add|remove|test|runtime|precedence");
+	return CTL_USAGE;
+}
+
+/* --- versions -------------------------------------------------------------------- */
+
+struct ver_list {
+	struct sbuf *o;
+	struct admin *a;
+	int only_incubating;
+	int64_t now;
+};
+
+static int ver_row(void *arg, const struct inv_version *v)
+{
+	struct ver_list *l = arg;
+	const struct gw_config *c = l->a->cfg;
+	int fam_ok = !c->policy.nfamilies;
+	for (int i = 0; i < c->policy.nfamilies; i++)
+		fam_ok |= !strcasecmp(c->policy.families[i], v->family);
+	int64_t until = v->first_seen + (int64_t)c->policy.incubation_days * 86400;
+	int incubating = c->policy.incubation && fam_ok && !v->approved && l->now < until;
+	if (l->only_incubating && !incubating)
+		return 0;
+	char first[32], end[32];
+	iso_time(v->first_seen, first, sizeof(first));
+	iso_time(until, end, sizeof(end));
+	sbuf_printf(l->o, "%-30.30s %-8s %-21s %-12s %-21s %d\n", v->os_key, v->family, first,
+		    v->approved ? "approved" : incubating ? "incubating" : "released",
+		    incubating ? end : "-", v->devices);
+	return 0;
+}
+
+static enum ctl_code cmd_versions(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct admin *a = the_admin;
+	const char *verb = argc > 1 ? argv[1] : "list";
+	if (!strcmp(verb, "list") || !strcmp(verb, "incubating")) {
+		struct ver_list l = {.o = out, .a = a, .now = time(NULL)};
+		l.only_incubating = !strcmp(verb, "incubating") ||
+				    (argc > 2 && !strcmp(argv[2], "--incubating"));
+		commit(a);
+		sbuf_printf(out, "%-30s %-8s %-21s %-12s %-21s %s\n", "OS", "FAMILY", "FIRST_SEEN",
+			    "STATE", "INCUBATING_UNTIL", "DEVICES");
+		inv_foreach_version(a->inv, ver_row, &l);
+		return CTL_OK;
+	}
+	if ((!strcmp(verb, "approve") || !strcmp(verb, "revoke")) && argc == 3) {
+		commit(a);
+		if (inv_version_approve(a->inv, argv[2], !strcmp(verb, "approve"), time(NULL)) < 0) {
+			sbuf_printf(out, "update failed");
+			return CTL_FAILED;
+		}
+		bump_gen(a);
+		log_info("event=admin_version action=%s os=\"%s\"", verb, argv[2]);
+		sbuf_printf(out, "%s: %s\n", verb, argv[2]);
+		return CTL_OK;
+	}
+	sbuf_printf(out, "usage: versions [list [--incubating]|incubating|approve OS|revoke OS]");
+	return CTL_USAGE;
+}
+
+static enum ctl_code cmd_certcheck(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct admin *a = the_admin;
+	int bad = 0;
+	for (int i = 0; i < a->cfg->tls.ncerts; i++) {
+		const struct cfg_cert *ct = &a->cfg->tls.certs[i];
+		struct tls_chain_report r;
+		int rc = tls_check_chain(ct->cert, ct->key, a->cfg->tls.trust_file,
+					 argc > 1 ? argv[1] : NULL, a->cfg->tls.expiry_warn_days, &r);
+		sbuf_printf(out, "%s: %s\n  subject: %s\n  names:   %s\n  chain:   %d certificates%s\n"
+				 "  expires: in %ld days\n",
+			    ct->cert, rc == 0 ? "OK" : "PROBLEM", r.subject, r.names, r.chain_len,
+			    r.chain_complete ? ", complete" : "", r.min_days_left);
+		if (r.problem[0])
+			sbuf_printf(out, "  problem: %s\n", r.problem);
+		if (r.warning[0])
+			sbuf_printf(out, "  warning: %s\n", r.warning);
+		bad |= rc < 0;
+	}
+	if (bad) {
+		/* error replies put the message first */
+		struct sbuf tmp = {0};
+		sbuf_printf(&tmp, "certificate problems found\n");
+		sbuf_put(&tmp, out->p, out->len);
+		sbuf_free(out);
+		*out = tmp;
+		return CTL_FAILED;
+	}
+	return CTL_OK;
+}
+
+static const struct ctl_cmd cmds[] = {
+	{"devices", cmd_devices,
+	 "devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--format table|csv|json]"},
+	{"device", cmd_device,
+	 "device show|allow|approve|block|quarantine|clear|remove DEVICE_ID [--user U]"},
+	{"rules", cmd_rules, "rules list|add 'RULE'|remove dbID|test [--ua ..] [--os ..] [--cmd ..]"},
+	{"versions", cmd_versions, "versions [list|incubating|approve OS|revoke OS]"},
+	{"certcheck", cmd_certcheck, "certcheck [HOSTNAME]       chain, key, names, expiry"},
+	{NULL, NULL, NULL},
+};
+
+const struct ctl_cmd *admin_commands(void)
+{
+	return cmds;
+}
+
+/* --- metrics ------------------------------------------------------------------------ */
+
+struct count_ctx {
+	struct sbuf *o;
+};
+
+static void count_row(void *arg, const char *family, const char *state, long n)
+{
+	struct count_ctx *c = arg;
+	sbuf_printf(c->o, "easgate_devices{os_family=\"%s\",state=\"%s\"} %ld\n",
+		    family && family[0] ? family : "unknown", state && state[0] ? state : "unknown",
+		    n);
+}
+
+void admin_render_metrics(struct admin *a, struct sbuf *o)
+{
+	if (!a)
+		return;
+	commit(a);
+	struct count_ctx c = {.o = o};
+	sbuf_printf(o, "# HELP easgate_devices Devices in the inventory by OS family and access "
+		       "state.\n# TYPE easgate_devices gauge\n");
+	inv_count_by_family_state(a->inv, count_row, &c);
+	sbuf_printf(o, "# HELP easgate_inventory_events_total Device events written to the "
+		       "inventory.\n# TYPE easgate_inventory_events_total counter\n"
+		       "easgate_inventory_events_total %llu\n",
+		    (unsigned long long)a->events);
+}
+
+void admin_render_backend_metrics(struct admin *a, struct sbuf *o, const struct stats *sum)
+{
+	if (!a)
+		return;
+	sbuf_printf(o, "# HELP easgate_backend_connections Open connections to each backend.\n"
+		       "# TYPE easgate_backend_connections gauge\n");
+	for (int i = 0; i < a->cfg->nbackends; i++)
+		sbuf_printf(o, "easgate_backend_connections{backend=\"%s\"} %lld\n",
+			    a->cfg->backends[i].name, (long long)sum->backend_conns[i]);
+	sbuf_printf(o, "# HELP easgate_backend_requests_total Requests relayed to each backend.\n"
+		       "# TYPE easgate_backend_requests_total counter\n");
+	for (int i = 0; i < a->cfg->nbackends; i++)
+		sbuf_printf(o, "easgate_backend_requests_total{backend=\"%s\"} %llu\n",
+			    a->cfg->backends[i].name, (unsigned long long)sum->backend_requests[i]);
+}

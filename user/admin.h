@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * admin.h - the master's policy administration: the inventory writer (events
+ * from workers, batched into SQLite transactions), the easctl commands that
+ * list and change devices, rules and OS versions, and the device metrics.
+ * Every change that can alter a decision bumps shm->policy_gen, so it takes
+ * effect on the next request of every open connection.
+ */
+#ifndef EG_ADMIN_H
+#define EG_ADMIN_H
+
+#include <sys/types.h>
+
+#include "config.h"
+#include "control.h"
+#include "loop.h"
+#include "shm.h"
+#include "stats.h"
+
+struct admin;
+struct bpfgate;
+
+struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s,
+			struct bpfgate *bpf, char *err, size_t errsz);
+void admin_free(struct admin *a);
+
+/* Socket the workers send inventory events to (inherited across fork). */
+int admin_event_fd(const struct admin *a);
+
+/* Validate what a config would compile to (rules, lists). a may be NULL. */
+int admin_check_config(struct admin *a, const struct gw_config *c, char *why, size_t whysz);
+/* The running config changed (reload): remember it and bump the policy gen. */
+void admin_config_changed(struct admin *a, const struct gw_config *c);
+/* Once a second: commit pending inventory writes. */
+void admin_tick(struct admin *a);
+/* Make the inventory files owned by the unprivileged user. */
+void admin_chown_state(struct admin *a, uid_t uid, gid_t gid);
+
+/* easctl commands served by the admin module (NULL-name terminated). */
+const struct ctl_cmd *admin_commands(void);
+
+/* Metrics the admin module knows (devices by OS family and state). */
+void admin_render_metrics(struct admin *a, struct sbuf *o);
+/* Per-backend connection gauges, labelled by name. */
+void admin_render_backend_metrics(struct admin *a, struct sbuf *o, const struct stats *sum);
+
+#endif

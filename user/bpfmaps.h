@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * bpfmaps.h - load, pin and attach the kernel fast path, and write its maps.
+ *
+ * One struct bpfgate holds the loaded xdp_gate and reuseport skeletons. With
+ * a pin_dir (EG_PIN_DIR in production) every shared map is pinned there by
+ * name and REUSED by the next bpfgate_open, so verdicts, counters and config
+ * survive a daemon restart; the XDP attachment is a bpf_link pinned as
+ * <pin_dir>/link_xdp_<ifname>, so it survives the daemon exiting and is
+ * updated in place (not re-attached) by the next daemon. Only
+ * bpfgate_detach_all() (`easgated --detach`) removes them.
+ *
+ * Conventions: functions return 0 (or a count) on success and -errno on
+ * failure; libbpf's own messages go to user/log.h. Map writes are single
+ * syscalls (a few microseconds) or plain stores into shared mappings:
+ * fine to call from the event loop.
+ *
+ * Fork: the daemon forks its workers after bpfgate_open(). Everything in a
+ * struct bpfgate stays valid in the children: map and program fds are
+ * inherited, the mmap'd arrays (backends, maglev_table, workers) are
+ * MAP_SHARED, and no state depends on the pid. A child may call
+ * bpfgate_close() on its copy: that closes the child's fds and mappings only.
+ */
+#ifndef EG_BPFMAPS_H
+#define EG_BPFMAPS_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <linux/types.h>
+#include "easgate_abi.h"
+
+/* Per-CPU xdp_stats summed over all CPUs; index enum eg_stat. */
+struct eg_stat_sum {
+	uint64_t packets;
+	uint64_t bytes; /* frame bytes as seen by XDP (before any RST rewrite) */
+};
+
+struct bpfgate; /* opaque; see bpfmaps.c */
+
+/* Load-time features of the XDP program (BPF const volatile globals). */
+enum bpfgate_flags {
+	BPFGATE_F_NO_RST = 1u << 0,	  /* enforce RST verdicts as DROP (XDP_TX unusable) */
+	BPFGATE_F_NO_SRC_BLOCK = 1u << 1, /* skip the src_block prefix lookup */
+	BPFGATE_F_NO_SYN_RATE = 1u << 2,  /* skip the SYN token bucket */
+};
+
+struct bpfgate_opts {
+	const char *pin_dir; /* NULL: pin nothing, reuse nothing (tests, benchmarks) */
+	unsigned int flags;  /* enum bpfgate_flags */
+};
+
+enum bpfgate_xdp_mode {
+	BPFGATE_XDP_AUTO = 0,	 /* native, falling back to generic */
+	BPFGATE_XDP_NATIVE = 1,	 /* driver mode only */
+	BPFGATE_XDP_GENERIC = 2, /* skb mode only */
+};
+
+enum bpfgate_prog {
+	BPFGATE_PROG_XDP = 0,
+	BPFGATE_PROG_REUSEPORT = 1,
+};
+
+/*
+ * Open and load both programs. With pin_dir: mount bpffs on /sys/fs/bpf if
+ * pin_dir is below it and nothing is mounted there, create pin_dir (0700),
+ * reuse every compatible pinned map (same type, key/value size, max_entries
+ * and flags) and pin the rest. An incompatible pinned map (an upgrade
+ * changed a limit) is logged and replaced: its entries are lost.
+ * Returns NULL with *err = -errno on failure (-EPERM: not privileged).
+ */
+struct bpfgate *bpfgate_open(const char *pin_dir, int *err);
+struct bpfgate *bpfgate_open_opts(const struct bpfgate_opts *o, int *err);
+
+/* How many maps the last open took over from existing pins (0 on a fresh start). */
+int bpfgate_maps_reused(const struct bpfgate *g);
+
+/*
+ * Attach the XDP program to ifname (mode: enum bpfgate_xdp_mode). With a
+ * pin_dir the bpf_link is pinned as <pin_dir>/link_xdp_<ifname> and the
+ * attachment outlives this process; if that pin already exists (a previous
+ * daemon) and still points at ifname in an acceptable mode, the link is
+ * switched to this program atomically (no window without a filter, no
+ * EBUSY). A stale pin (interface recreated, other mode requested) is
+ * detached and replaced; if the newly requested mode then fails, the
+ * previous mode is restored with the new program (the filter keeps
+ * enforcing) and the error is returned. Without a pin_dir the attachment
+ * lasts until bpfgate_close(). *mode_out (may be NULL) is set to "native"
+ * or "generic".
+ * -EBUSY/-EEXIST: another XDP program is attached to the interface.
+ */
+int bpfgate_attach_xdp(struct bpfgate *g, const char *ifname, int mode, const char **mode_out);
+
+/* Replace xdp_cfg. Ports are network order, 0 = unused; an empty list guards
+ * every TCP port. syn_rate 0 = no SYN limit; with a rate, syn_burst must be
+ * >= 1 (-EINVAL otherwise). */
+int bpfgate_set_cfg(struct bpfgate *g, const struct eg_xdp_cfg *c);
+
+/* Insert or replace a flow verdict (k->pad and v's padding are zeroed here).
+ * -EINVAL for an unknown action or reason. */
+int bpfgate_flow_set(struct bpfgate *g, const struct eg_flow_key *k,
+		     const struct eg_flow_verdict *v);
+/* Remove a flow verdict; -ENOENT if there was none. */
+int bpfgate_flow_del(struct bpfgate *g, const struct eg_flow_key *k);
+/* Read a flow verdict (hits as counted by the XDP program); -ENOENT if none. */
+int bpfgate_flow_get(struct bpfgate *g, const struct eg_flow_key *k, struct eg_flow_verdict *v);
+
+/*
+ * Parse "198.18.0.0/24", "2001:db8::/32" or a bare address (host prefix)
+ * into an LPM key: IPv4 becomes ::ffff:a.b.c.d with prefixlen 96 + len, host
+ * bits are cleared. Returns 0 or -EINVAL.
+ */
+int bpfgate_parse_cidr(const char *cidr, struct eg_lpm_key *k);
+/* Block (or, with action PASS, carve out) a source prefix. -EINVAL on a bad
+ * cidr or action. Note that an IPv6 prefix covering ::ffff:0:0/96 (e.g. ::/0)
+ * also matches every IPv4 source. */
+int bpfgate_prefix_set(struct bpfgate *g, const char *cidr, const struct eg_lpm_val *v);
+/* Remove a source prefix; -ENOENT if there was none. */
+int bpfgate_prefix_del(struct bpfgate *g, const char *cidr);
+
+/*
+ * Delete the flow_verdict and src_block entries whose expires_ns is set and
+ * <= now_ns (CLOCK_MONOTONIC, see eg_mono_ns). Returns how many were deleted.
+ * Uses batched lookups: a full 262144-entry flow table costs milliseconds.
+ */
+int bpfgate_gc(struct bpfgate *g, uint64_t now_ns);
+
+/* Sum xdp_stats over all possible CPUs into out[EG_STAT__MAX]. */
+int bpfgate_stats(struct bpfgate *g, struct eg_stat_sum out[EG_STAT__MAX]);
+
+/* Mirror the Maglev table (slot -> backend index) for bpftool; n <= EG_MAGLEV_SIZE. */
+int bpfgate_mirror_maglev(struct bpfgate *g, const uint32_t *table, uint32_t n);
+/* Mirror backend idx (< EG_MAX_BACKENDS). b->conns is ignored: the gauge is
+ * owned by bpfgate_backend_conns_add and survives re-mirroring. */
+int bpfgate_mirror_backend(struct bpfgate *g, uint32_t idx, const struct eg_backend *b);
+/* Atomically add delta to backends[idx].conns (saturating at 0); safe from
+ * any worker process, no syscall. */
+int bpfgate_backend_conns_add(struct bpfgate *g, uint32_t idx, int64_t delta);
+
+/* Record / forget which backend and worker a relayed connection uses. */
+int bpfgate_steer_set(struct bpfgate *g, const struct eg_flow_key *k,
+		      const struct eg_conn_steer *s);
+int bpfgate_steer_del(struct bpfgate *g, const struct eg_flow_key *k);
+
+/*
+ * Attach the SK_REUSEPORT program to listen_fd's SO_REUSEPORT group (any
+ * member socket; SO_REUSEPORT must be set) and reset the workers map: a new
+ * group makes the previous daemon's slots meaningless. Call it once, before
+ * bpfgate_reuseport_register / bpfgate_worker_set.
+ */
+int bpfgate_reuseport_attach(struct bpfgate *g, int listen_fd);
+/* Put worker slot's listening socket (same group) into the socket array. */
+int bpfgate_reuseport_register(struct bpfgate *g, uint32_t slot, int listen_fd);
+/* Publish a worker's accepting flag and load (plain stores, no syscall).
+ * A slot marked accepting should be registered first; if it is not, new
+ * connections fall back to the kernel's hash selection. */
+int bpfgate_worker_set(struct bpfgate *g, uint32_t slot, const struct eg_worker *w);
+
+/* Raw fds for tests, benchmarks and easctl (owned by g: do not close). */
+int bpfgate_prog_fd(const struct bpfgate *g, enum bpfgate_prog p);
+/* fd of the map named EG_MAP_* (or "reuse_socks"); -ENOENT if unknown. */
+int bpfgate_map_fd(const struct bpfgate *g, const char *name);
+
+/* Close fds and mappings and free g. Pins and pinned links stay (the filter
+ * keeps enforcing); unpinned XDP links are detached. NULL is a no-op. */
+void bpfgate_close(struct bpfgate *g);
+
+/*
+ * `easgated --detach`: detach every pinned link in pin_dir (the XDP program
+ * leaves its interfaces), remove every pin and the directory itself.
+ * A missing pin_dir is success. Returns 0 or -errno (first failure; the rest
+ * is still attempted).
+ */
+int bpfgate_detach_all(const char *pin_dir);
+
+/* Flow key for a connection: peer = the phone (src), local = the gateway
+ * (dst); IPv4 becomes IPv4-mapped IPv6; ports network order. An unknown
+ * family leaves that side zero. */
+void eg_flow_key_from_addrs(struct eg_flow_key *k, const struct sockaddr *peer,
+			    const struct sockaddr *local);
+
+/* CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns() and expires_ns. */
+uint64_t eg_mono_ns(void);
+
+#endif /* EG_BPFMAPS_H */

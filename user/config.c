@@ -1,0 +1,696 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * config.c - libconfig file -> struct gw_config, with every error reported as
+ * "file:line: message". See config.h and packaging/easgate.conf.
+ */
+#include "config.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <libconfig.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+void config_error(struct config_errors *errs, const char *path, int line, const char *fmt, ...)
+{
+	if (errs->n >= CFG_MAX_ERRORS) {
+		errs->dropped++;
+		return;
+	}
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(errs->msg[errs->n++], sizeof(errs->msg[0]), "%s:%d: %s", path, line, msg);
+}
+
+void config_log_errors(const struct config_errors *errs)
+{
+	char q[400];
+	for (int i = 0; i < errs->n; i++)
+		log_err("event=config_error error=%s", log_quote(q, sizeof(q), errs->msg[i], (size_t)-1));
+	if (errs->dropped)
+		log_err("event=config_error more_errors=%d", errs->dropped);
+}
+
+int config_parse_addr(const char *s, struct cfg_addr *a)
+{
+	char host[128];
+	const char *port;
+	memset(a, 0, sizeof(*a));
+	snprintf(a->text, sizeof(a->text), "%s", s);
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+		if (!end || end[1] != ':' || (size_t)(end - s - 1) >= sizeof(host))
+			return -1;
+		memcpy(host, s + 1, (size_t)(end - s - 1));
+		host[end - s - 1] = 0;
+		port = end + 2;
+	} else {
+		const char *colon = strrchr(s, ':');
+		if (!colon || (size_t)(colon - s) >= sizeof(host))
+			return -1;
+		memcpy(host, s, (size_t)(colon - s));
+		host[colon - s] = 0;
+		if (strchr(host, ':'))
+			return -1; /* bare IPv6 needs brackets */
+		port = colon + 1;
+	}
+	char *endp;
+	long p = strtol(port, &endp, 10);
+	if (!*port || *endp || p < 1 || p > 65535)
+		return -1;
+	if (!host[0])
+		snprintf(host, sizeof(host), "0.0.0.0");
+	struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)p);
+		a->len = sizeof(*sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)p);
+		a->len = sizeof(*sin6);
+		return 0;
+	}
+	return -1;
+}
+
+void config_defaults(struct gw_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	config_parse_addr("0.0.0.0:8443", &c->listen[0]);
+	c->nlisten = 1;
+	c->workers = 0;
+	snprintf(c->state_dir, sizeof(c->state_dir), "/var/lib/easgate");
+	snprintf(c->control_socket, sizeof(c->control_socket), "/run/easgate/control.sock");
+	snprintf(c->log_level, sizeof(c->log_level), "info");
+	c->access_log = 1;
+
+	snprintf(c->tls.certs[0].cert, sizeof(c->tls.certs[0].cert), "/etc/easgate/tls/server.pem");
+	snprintf(c->tls.certs[0].key, sizeof(c->tls.certs[0].key), "/etc/easgate/tls/server.key");
+	c->tls.ncerts = 1;
+	c->tls.ticket_rotate_s = 3600;
+	c->tls.expiry_warn_days = 30;
+
+	c->timeouts.handshake_ms = 15000;
+	c->timeouts.head_ms = 30000;
+	c->timeouts.body_ms = 60000;
+	c->timeouts.idle_ms = 300000;
+	c->timeouts.backend_connect_ms = 5000;
+	c->timeouts.backend_response_ms = 120000;
+	c->timeouts.hanging_ms = 3660000; /* Ping heartbeat may reach 3540 s */
+	c->timeouts.drain_ms = 30000;
+
+	c->limits.max_head = 32768;
+	c->limits.max_line = 8192;
+	c->limits.max_headers = 96;
+	c->limits.max_conns = 200000;
+	c->limits.inspect_body = 65536;
+
+	struct cfg_backend *b = &c->backends[0];
+	snprintf(b->name, sizeof(b->name), "demo");
+	config_parse_addr("127.0.0.1:8081", &b->addr);
+	b->weight = 1;
+	b->verify = 1;
+	b->health_enabled = 1;
+	snprintf(b->health_path, sizeof(b->health_path), "/health");
+	b->health_interval_ms = 2000;
+	b->health_timeout_ms = 1500;
+	b->rise = 2;
+	b->fall = 2;
+	c->nbackends = 1;
+
+	c->policy.default_access = CFG_ACCESS_ALLOW;
+	c->policy.incubation_days = 21;
+
+	c->xdp.verdict_ttl_s = 600;
+	snprintf(c->xdp.pin_dir, sizeof(c->xdp.pin_dir), "/sys/fs/bpf/easgate");
+}
+
+/* --- schema-checked reading ------------------------------------------------ */
+
+struct rd {
+	const char *path;
+	struct config_errors *errs;
+};
+
+#define ERR(rd, s, ...) config_error((rd)->errs, (rd)->path, config_setting_source_line(s), __VA_ARGS__)
+
+/* Every child of group g must be named in allowed (NULL-terminated). */
+static void check_keys(struct rd *rd, const config_setting_t *g, const char *where,
+		       const char *const *allowed)
+{
+	int n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *name = config_setting_name(s);
+		if (!name)
+			continue;
+		int ok = 0;
+		for (const char *const *a = allowed; *a; a++)
+			if (!strcmp(*a, name))
+				ok = 1;
+		if (!ok)
+			ERR(rd, s, "unknown setting '%s' in %s", name, where);
+	}
+}
+
+static int get_str(struct rd *rd, const config_setting_t *g, const char *key, char *out,
+		   size_t outsz)
+{
+	config_setting_t *s = config_setting_get_member(g, key);
+	if (!s)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		ERR(rd, s, "'%s' must be a string", key);
+		return -1;
+	}
+	const char *v = config_setting_get_string(s);
+	if (strlen(v) >= outsz) {
+		ERR(rd, s, "'%s' is too long (max %zu)", key, outsz - 1);
+		return -1;
+	}
+	snprintf(out, outsz, "%s", v);
+	return 1;
+}
+
+static int get_uint(struct rd *rd, const config_setting_t *g, const char *key, unsigned *out,
+		    unsigned min, unsigned max)
+{
+	config_setting_t *s = config_setting_get_member(g, key);
+	if (!s)
+		return 0;
+	int t = config_setting_type(s);
+	if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
+		ERR(rd, s, "'%s' must be an integer", key);
+		return -1;
+	}
+	long long v = config_setting_get_int64(s);
+	if (t == CONFIG_TYPE_INT)
+		v = config_setting_get_int(s);
+	if (v < (long long)min || v > (long long)max) {
+		ERR(rd, s, "'%s' = %lld is out of range [%u, %u]", key, v, min, max);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 1;
+}
+
+static int get_bool(struct rd *rd, const config_setting_t *g, const char *key, int *out)
+{
+	config_setting_t *s = config_setting_get_member(g, key);
+	if (!s)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+		ERR(rd, s, "'%s' must be true or false", key);
+		return -1;
+	}
+	*out = config_setting_get_bool(s);
+	return 1;
+}
+
+/* Seconds in the file, milliseconds in the model (fractions allowed: 0.5). */
+static int get_secs(struct rd *rd, const config_setting_t *g, const char *key, unsigned *ms,
+		    double max_s)
+{
+	config_setting_t *s = config_setting_get_member(g, key);
+	if (!s)
+		return 0;
+	int t = config_setting_type(s);
+	double v;
+	if (t == CONFIG_TYPE_INT)
+		v = config_setting_get_int(s);
+	else if (t == CONFIG_TYPE_INT64)
+		v = (double)config_setting_get_int64(s);
+	else if (t == CONFIG_TYPE_FLOAT)
+		v = config_setting_get_float(s);
+	else {
+		ERR(rd, s, "'%s' must be a number of seconds", key);
+		return -1;
+	}
+	if (v <= 0 || v > max_s) {
+		ERR(rd, s, "'%s' = %g s is out of range (0, %g]", key, v, max_s);
+		return -1;
+	}
+	*ms = (unsigned)(v * 1000.0 + 0.5);
+	return 1;
+}
+
+static int parse_access(const char *s, enum cfg_access *a)
+{
+	if (!strcasecmp(s, "allow"))
+		*a = CFG_ACCESS_ALLOW;
+	else if (!strcasecmp(s, "block"))
+		*a = CFG_ACCESS_BLOCK;
+	else if (!strcasecmp(s, "quarantine"))
+		*a = CFG_ACCESS_QUARANTINE;
+	else
+		return -1;
+	return 0;
+}
+
+/* A list/array of strings -> cfg_text entries (strdup'd, with line numbers). */
+static void get_texts(struct rd *rd, const config_setting_t *g, const char *key,
+		      struct cfg_text *out, int *n, int max)
+{
+	config_setting_t *s = config_setting_get_member(g, key);
+	if (!s)
+		return;
+	if (!config_setting_is_aggregate(s) || config_setting_is_group(s)) {
+		ERR(rd, s, "'%s' must be a list of strings", key);
+		return;
+	}
+	int len = config_setting_length(s);
+	for (int i = 0; i < len; i++) {
+		config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			ERR(rd, e, "'%s' entry %d must be a string", key, i + 1);
+			continue;
+		}
+		if (*n >= max) {
+			ERR(rd, e, "'%s': more than %d entries", key, max);
+			return;
+		}
+		out[*n].text = strdup(config_setting_get_string(e));
+		out[*n].line = config_setting_source_line(e);
+		if (!out[*n].text) {
+			ERR(rd, e, "out of memory");
+			return;
+		}
+		(*n)++;
+	}
+}
+
+static void read_listen(struct rd *rd, config_setting_t *root, struct gw_config *c)
+{
+	config_setting_t *s = config_setting_get_member(root, "listen");
+	if (!s)
+		return;
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		if (config_parse_addr(config_setting_get_string(s), &c->listen[0]) < 0)
+			ERR(rd, s, "listen: bad address '%s' (want host:port or [v6]:port)",
+			    config_setting_get_string(s));
+		c->nlisten = 1;
+		return;
+	}
+	if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
+		ERR(rd, s, "listen must be an address or a list of addresses");
+		return;
+	}
+	c->nlisten = 0;
+	for (int i = 0; i < config_setting_length(s); i++) {
+		config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			ERR(rd, e, "listen entries must be strings");
+			continue;
+		}
+		if (c->nlisten >= CFG_MAX_LISTEN) {
+			ERR(rd, e, "more than %d listen addresses", CFG_MAX_LISTEN);
+			return;
+		}
+		if (config_parse_addr(config_setting_get_string(e), &c->listen[c->nlisten]) < 0)
+			ERR(rd, e, "listen: bad address '%s'", config_setting_get_string(e));
+		else
+			c->nlisten++;
+	}
+	if (c->nlisten == 0)
+		ERR(rd, s, "listen: at least one address is needed");
+}
+
+static void read_tls(struct rd *rd, config_setting_t *root, struct gw_config *c)
+{
+	config_setting_t *g = config_setting_get_member(root, "tls");
+	if (!g)
+		return;
+	if (!config_setting_is_group(g)) {
+		ERR(rd, g, "tls must be a group { ... }");
+		return;
+	}
+	static const char *const keys[] = {"certificates",   "allow_incomplete_chain",
+					   "trust_file",     "ticket_rotation",
+					   "expiry_warning", NULL};
+	check_keys(rd, g, "tls", keys);
+	get_bool(rd, g, "allow_incomplete_chain", &c->tls.allow_incomplete_chain);
+	get_str(rd, g, "trust_file", c->tls.trust_file, sizeof(c->tls.trust_file));
+	get_uint(rd, g, "ticket_rotation", &c->tls.ticket_rotate_s, 0, 7 * 86400);
+	get_uint(rd, g, "expiry_warning", &c->tls.expiry_warn_days, 0, 3650);
+	config_setting_t *l = config_setting_get_member(g, "certificates");
+	if (!l)
+		return;
+	if (!config_setting_is_list(l)) {
+		ERR(rd, l, "tls.certificates must be a list ( { cert = ...; key = ...; }, ... )");
+		return;
+	}
+	c->tls.ncerts = 0;
+	for (int i = 0; i < config_setting_length(l); i++) {
+		config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+		if (!config_setting_is_group(e)) {
+			ERR(rd, e, "certificate entries must be groups { cert = ...; key = ...; }");
+			continue;
+		}
+		static const char *const ckeys[] = {"cert", "key", NULL};
+		check_keys(rd, e, "tls.certificates", ckeys);
+		if (c->tls.ncerts >= CFG_MAX_CERTS) {
+			ERR(rd, e, "more than %d certificates", CFG_MAX_CERTS);
+			return;
+		}
+		struct cfg_cert *ct = &c->tls.certs[c->tls.ncerts];
+		if (get_str(rd, e, "cert", ct->cert, sizeof(ct->cert)) != 1)
+			ERR(rd, e, "certificate entry needs cert = \"file.pem\"");
+		if (get_str(rd, e, "key", ct->key, sizeof(ct->key)) != 1)
+			ERR(rd, e, "certificate entry needs key = \"file.key\"");
+		c->tls.ncerts++;
+	}
+	if (!c->tls.ncerts)
+		ERR(rd, l, "tls.certificates is empty");
+}
+
+static void read_timeouts(struct rd *rd, config_setting_t *root, struct gw_config *c)
+{
+	config_setting_t *g = config_setting_get_member(root, "timeouts");
+	if (!g)
+		return;
+	static const char *const keys[] = {"handshake",	       "request_head",	   "request_body",
+					   "idle",	       "backend_connect",  "backend_response",
+					   "hanging_request", "drain",		   NULL};
+	check_keys(rd, g, "timeouts", keys);
+	get_secs(rd, g, "handshake", &c->timeouts.handshake_ms, 600);
+	get_secs(rd, g, "request_head", &c->timeouts.head_ms, 600);
+	get_secs(rd, g, "request_body", &c->timeouts.body_ms, 3600);
+	get_secs(rd, g, "idle", &c->timeouts.idle_ms, 86400);
+	get_secs(rd, g, "backend_connect", &c->timeouts.backend_connect_ms, 600);
+	get_secs(rd, g, "backend_response", &c->timeouts.backend_response_ms, 86400);
+	get_secs(rd, g, "hanging_request", &c->timeouts.hanging_ms, 86400);
+	get_secs(rd, g, "drain", &c->timeouts.drain_ms, 86400);
+}
+
+static void read_limits(struct rd *rd, config_setting_t *root, struct gw_config *c)
+{
+	config_setting_t *g = config_setting_get_member(root, "limits");
+	if (!g)
+		return;
+	static const char *const keys[] = {"max_head",	"max_line",	 "max_headers",
+					   "max_connections", "inspect_body", NULL};
+	check_keys(rd, g, "limits", keys);
+	get_uint(rd, g, "max_head", &c->limits.max_head, 1024, 1 << 20);
+	get_uint(rd, g, "max_line", &c->limits.max_line, 256, 1 << 20);
+	get_uint(rd, g, "max_headers", &c->limits.max_headers, 8, 96);
+	get_uint(rd, g, "max_connections", &c->limits.max_conns, 16, 10000000);
+	get_uint(rd, g, "inspect_body", &c->limits.inspect_body, 0, 1 << 24);
+	if (c->limits.max_line > c->limits.max_head)
+		ERR(rd, g, "limits.max_line (%u) exceeds limits.max_head (%u)", c->limits.max_line,
+		    c->limits.max_head);
+}
+
+static void read_backend(struct rd *rd, config_setting_t *e, struct cfg_backend *b)
+{
+	static const char *const keys[] = {"name", "address", "prefix", "tls",	  "ca",
+					   "sni",  "verify",  "weight", "reuse", "health", NULL};
+	check_keys(rd, e, "backend", keys);
+	b->weight = 1;
+	b->verify = 1;
+	b->health_enabled = 1;
+	snprintf(b->health_path, sizeof(b->health_path), "/Microsoft-Server-ActiveSync");
+	b->health_interval_ms = 2000;
+	b->health_timeout_ms = 1500;
+	b->rise = 2;
+	b->fall = 2;
+	if (get_str(rd, e, "name", b->name, sizeof(b->name)) != 1)
+		ERR(rd, e, "backend needs name = \"...\" (at most %d characters)",
+		    EG_BACKEND_NAME_LEN - 1);
+	char addr[128] = "";
+	if (get_str(rd, e, "address", addr, sizeof(addr)) != 1)
+		ERR(rd, e, "backend '%s' needs address = \"host:port\"", b->name);
+	else if (config_parse_addr(addr, &b->addr) < 0)
+		ERR(rd, e, "backend '%s': bad address '%s' (want IPv4:port or [IPv6]:port)", b->name,
+		    addr);
+	get_str(rd, e, "prefix", b->prefix, sizeof(b->prefix));
+	if (b->prefix[0] && (b->prefix[0] != '/' || b->prefix[strlen(b->prefix) - 1] == '/'))
+		ERR(rd, e, "backend '%s': prefix must start with '/' and not end with one",
+		    b->name);
+	get_bool(rd, e, "tls", &b->tls);
+	get_str(rd, e, "ca", b->ca, sizeof(b->ca));
+	get_str(rd, e, "sni", b->sni, sizeof(b->sni));
+	get_bool(rd, e, "verify", &b->verify);
+	get_uint(rd, e, "weight", &b->weight, 1, 1000);
+	char reuse[16] = "";
+	if (get_str(rd, e, "reuse", reuse, sizeof(reuse)) == 1) {
+		if (!strcmp(reuse, "safe"))
+			b->reuse = CFG_REUSE_SAFE;
+		else if (!strcmp(reuse, "never"))
+			b->reuse = CFG_REUSE_NEVER;
+		else
+			ERR(rd, e, "backend '%s': reuse must be \"safe\" or \"never\"", b->name);
+	}
+	config_setting_t *h = config_setting_get_member(e, "health");
+	if (h) {
+		if (config_setting_type(h) == CONFIG_TYPE_BOOL) {
+			b->health_enabled = config_setting_get_bool(h);
+			return;
+		}
+		if (!config_setting_is_group(h)) {
+			ERR(rd, h, "health must be false or a group { path = ...; interval = ...; }");
+			return;
+		}
+		static const char *const hkeys[] = {"path", "interval", "timeout", "rise", "fall",
+						    NULL};
+		check_keys(rd, h, "backend.health", hkeys);
+		get_str(rd, h, "path", b->health_path, sizeof(b->health_path));
+		get_secs(rd, h, "interval", &b->health_interval_ms, 3600);
+		get_secs(rd, h, "timeout", &b->health_timeout_ms, 600);
+		get_uint(rd, h, "rise", &b->rise, 1, 100);
+		get_uint(rd, h, "fall", &b->fall, 1, 100);
+	}
+}
+
+static void read_backends(struct rd *rd, config_setting_t *root, struct gw_config *c)
+{
+	config_setting_t *l = config_setting_get_member(root, "backends");
+	if (!l)
+		return;
+	if (!config_setting_is_list(l)) {
+		ERR(rd, l, "backends must be a list ( { name = ...; address = ...; }, ... )");
+		return;
+	}
+	c->nbackends = 0;
+	for (int i = 0; i < config_setting_length(l); i++) {
+		config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+		if (!config_setting_is_group(e)) {
+			ERR(rd, e, "backend entries must be groups { ... }");
+			continue;
+		}
+		if (c->nbackends >= EG_MAX_BACKENDS) {
+			ERR(rd, e, "more than %d backends", EG_MAX_BACKENDS);
+			return;
+		}
+		struct cfg_backend *b = &c->backends[c->nbackends];
+		memset(b, 0, sizeof(*b));
+		read_backend(rd, e, b);
+		for (int j = 0; j < c->nbackends; j++)
+			if (b->name[0] && !strcmp(c->backends[j].name, b->name))
+				ERR(rd, e, "backend name '%s' is used twice", b->name);
+		c->nbackends++;
+	}
+	if (!c->nbackends)
+		ERR(rd, l, "backends is empty: at least one backend is needed");
+}
+
+static void read_policy(struct rd *rd, config_setting_t *root, struct gw_config *c)
+{
+	config_setting_t *g = config_setting_get_member(root, "policy");
+	if (!g)
+		return;
+	static const char *const keys[] = {"default",	 "rules",      "blocked_device_ids",
+					   "allowed_device_ids", "incubation", "ios_builds",
+					   NULL};
+	check_keys(rd, g, "policy", keys);
+	char def[16] = "";
+	if (get_str(rd, g, "default", def, sizeof(def)) == 1 &&
+	    parse_access(def, &c->policy.default_access) < 0)
+		ERR(rd, config_setting_get_member(g, "default"),
+		    "policy.default must be \"allow\", \"block\" or \"quarantine\"");
+	get_texts(rd, g, "rules", c->policy.rules, &c->policy.nrules, CFG_MAX_RULES);
+	get_texts(rd, g, "blocked_device_ids", c->policy.blocked_ids, &c->policy.nblocked,
+		  CFG_MAX_IDS);
+	get_texts(rd, g, "allowed_device_ids", c->policy.allowed_ids, &c->policy.nallowed,
+		  CFG_MAX_IDS);
+	get_str(rd, g, "ios_builds", c->policy.ios_builds, sizeof(c->policy.ios_builds));
+	config_setting_t *inc = config_setting_get_member(g, "incubation");
+	if (!inc)
+		return;
+	if (!config_setting_is_group(inc)) {
+		ERR(rd, inc, "policy.incubation must be a group { days = 21; families = [\"iOS\"]; }");
+		return;
+	}
+	static const char *const ikeys[] = {"enabled", "days", "families", NULL};
+	check_keys(rd, inc, "policy.incubation", ikeys);
+	c->policy.incubation = 1;
+	get_bool(rd, inc, "enabled", &c->policy.incubation);
+	get_uint(rd, inc, "days", &c->policy.incubation_days, 0, 3650);
+	config_setting_t *f = config_setting_get_member(inc, "families");
+	if (f) {
+		for (int i = 0; i < config_setting_length(f); i++) {
+			config_setting_t *e = config_setting_get_elem(f, (unsigned)i);
+			const char *v = config_setting_get_string(e);
+			if (!v || strlen(v) >= sizeof(c->policy.families[0]) ||
+			    c->policy.nfamilies >= CFG_MAX_FAMILIES) {
+				ERR(rd, e, "incubation.families: entries are short OS family names "
+					   "such as \"iOS\" (at most %d)",
+				    CFG_MAX_FAMILIES);
+				continue;
+			}
+			snprintf(c->policy.families[c->policy.nfamilies++],
+				 sizeof(c->policy.families[0]), "%s", v);
+		}
+	}
+}
+
+static void read_xdp(struct rd *rd, config_setting_t *root, struct gw_config *c)
+{
+	config_setting_t *g = config_setting_get_member(root, "xdp");
+	if (!g)
+		return;
+	static const char *const keys[] = {"interfaces", "mode",	"action",    "syn_rate",
+					   "syn_burst",	 "verdict_ttl", "pin_dir", NULL};
+	check_keys(rd, g, "xdp", keys);
+	config_setting_t *l = config_setting_get_member(g, "interfaces");
+	if (l) {
+		for (int i = 0; i < config_setting_length(l); i++) {
+			config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+			const char *v = config_setting_get_string(e);
+			if (!v || !v[0] || strlen(v) >= IF_NAMESIZE ||
+			    c->xdp.nifaces >= CFG_MAX_IFACES) {
+				ERR(rd, e, "xdp.interfaces: entries are interface names (at most %d)",
+				    CFG_MAX_IFACES);
+				continue;
+			}
+			snprintf(c->xdp.ifaces[c->xdp.nifaces++], IF_NAMESIZE, "%s", v);
+		}
+	}
+	char mode[16] = "";
+	if (get_str(rd, g, "mode", mode, sizeof(mode)) == 1) {
+		if (!strcmp(mode, "auto"))
+			c->xdp.mode = 0;
+		else if (!strcmp(mode, "native"))
+			c->xdp.mode = 1;
+		else if (!strcmp(mode, "generic"))
+			c->xdp.mode = 2;
+		else
+			ERR(rd, config_setting_get_member(g, "mode"),
+			    "xdp.mode must be \"auto\", \"native\" or \"generic\"");
+	}
+	char action[16] = "";
+	if (get_str(rd, g, "action", action, sizeof(action)) == 1) {
+		if (!strcmp(action, "drop"))
+			c->xdp.action_rst = 0;
+		else if (!strcmp(action, "rst"))
+			c->xdp.action_rst = 1;
+		else
+			ERR(rd, config_setting_get_member(g, "action"),
+			    "xdp.action must be \"drop\" or \"rst\"");
+	}
+	get_uint(rd, g, "syn_rate", &c->xdp.syn_rate, 0, 10000000);
+	get_uint(rd, g, "syn_burst", &c->xdp.syn_burst, 0, 10000000);
+	get_uint(rd, g, "verdict_ttl", &c->xdp.verdict_ttl_s, 1, 30 * 86400);
+	get_str(rd, g, "pin_dir", c->xdp.pin_dir, sizeof(c->xdp.pin_dir));
+}
+
+static void read_admin(struct rd *rd, config_setting_t *root, struct gw_config *c)
+{
+	config_setting_t *g = config_setting_get_member(root, "admin");
+	if (!g)
+		return;
+	static const char *const keys[] = {"metrics", NULL};
+	check_keys(rd, g, "admin", keys);
+	if (get_str(rd, g, "metrics", c->admin.metrics, sizeof(c->admin.metrics)) == 1 &&
+	    c->admin.metrics[0] && config_parse_addr(c->admin.metrics, &c->admin.metrics_addr) < 0)
+		ERR(rd, config_setting_get_member(g, "metrics"), "admin.metrics: bad address '%s'",
+		    c->admin.metrics);
+}
+
+int config_load(struct gw_config *c, const char *path, struct config_errors *errs)
+{
+	config_t lc;
+	struct rd rd = {.path = path, .errs = errs};
+	config_init(&lc);
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	if (access(path, R_OK) < 0) {
+		config_error(errs, path, 0, "cannot read the file: %m");
+		config_destroy(&lc);
+		return -1;
+	}
+	if (config_read_file(&lc, path) != CONFIG_TRUE) {
+		config_error(errs, config_error_file(&lc) ? config_error_file(&lc) : path,
+			     config_error_line(&lc), "syntax: %s", config_error_text(&lc));
+		config_destroy(&lc);
+		return -1;
+	}
+	config_setting_t *root = config_root_setting(&lc);
+	static const char *const keys[] = {"listen",	  "workers",	 "user",     "group",
+					   "state_dir",	  "control_socket", "log_level", "access_log",
+					   "tls",	  "timeouts",	 "limits",   "backends",
+					   "steering_secret_file", "policy", "xdp",	     "admin",
+					   NULL};
+	check_keys(&rd, root, "the top level", keys);
+	read_listen(&rd, root, c);
+	unsigned w = 0;
+	if (get_uint(&rd, root, "workers", &w, 0, EG_MAX_WORKERS) == 1)
+		c->workers = (int)w;
+	get_str(&rd, root, "user", c->user, sizeof(c->user));
+	get_str(&rd, root, "group", c->group, sizeof(c->group));
+	get_str(&rd, root, "state_dir", c->state_dir, sizeof(c->state_dir));
+	get_str(&rd, root, "control_socket", c->control_socket, sizeof(c->control_socket));
+	if (get_str(&rd, root, "log_level", c->log_level, sizeof(c->log_level)) == 1 &&
+	    log_level_parse(c->log_level) < 0)
+		ERR(&rd, config_setting_get_member(root, "log_level"),
+		    "log_level must be error, warn, info or debug");
+	get_bool(&rd, root, "access_log", &c->access_log);
+	get_str(&rd, root, "steering_secret_file", c->steering_secret_file,
+		sizeof(c->steering_secret_file));
+	read_tls(&rd, root, c);
+	read_timeouts(&rd, root, c);
+	read_limits(&rd, root, c);
+	read_backends(&rd, root, c);
+	read_policy(&rd, root, c);
+	read_xdp(&rd, root, c);
+	read_admin(&rd, root, c);
+	config_destroy(&lc);
+	if (errs->n) {
+		config_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+void config_free(struct gw_config *c)
+{
+	for (int i = 0; i < c->policy.nrules; i++)
+		free(c->policy.rules[i].text);
+	for (int i = 0; i < c->policy.nblocked; i++)
+		free(c->policy.blocked_ids[i].text);
+	for (int i = 0; i < c->policy.nallowed; i++)
+		free(c->policy.allowed_ids[i].text);
+	c->policy.nrules = c->policy.nblocked = c->policy.nallowed = 0;
+}
+
+int config_worker_count(const struct gw_config *c)
+{
+	if (c->workers > 0)
+		return c->workers;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	if (n > EG_MAX_WORKERS)
+		n = EG_MAX_WORKERS;
+	return (int)n;
+}

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * config.h - the one configuration model (struct gw_config) and its loader.
+ *
+ * The file format is libconfig's (a documented, widely packaged C library):
+ * see packaging/easgate.conf for every key with its default. Loading
+ * collects all errors as "file:line: message" (relayd/HAProxy habit) instead
+ * of stopping at the first; unknown keys are errors, so typos do not silently
+ * fall back to defaults. Built-in defaults make a config file optional.
+ *
+ * A gw_config is immutable once loaded: a reload builds a new one and swaps
+ * it in for new requests; requests in flight keep the one they started with
+ * (reference-counted by the worker).
+ */
+#ifndef EG_CONFIG_H
+#define EG_CONFIG_H
+
+#include <limits.h>
+#include <net/if.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "easgate_limits.h"
+
+#define CFG_MAX_LISTEN	 8
+#define CFG_MAX_CERTS	 16
+#define CFG_MAX_RULES	 4096
+#define CFG_MAX_IDS	 4096
+#define CFG_MAX_IFACES	 8
+#define CFG_MAX_FAMILIES 8
+#define CFG_MAX_ERRORS	 32
+
+struct cfg_addr {
+	char text[128]; /* as written: "0.0.0.0:443", "[::]:443" */
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+struct cfg_cert {
+	char cert[PATH_MAX]; /* PEM: leaf then intermediates */
+	char key[PATH_MAX];
+};
+
+enum cfg_reuse {
+	CFG_REUSE_SAFE = 0, /* reuse a backend connection if it is still open (peeked) */
+	CFG_REUSE_NEVER = 1 /* one backend connection per request (SOGo-like servers) */
+};
+
+struct cfg_backend {
+	char name[EG_BACKEND_NAME_LEN];
+	struct cfg_addr addr;
+	char prefix[128];   /* prepended to the path, e.g. "/SOGo" */
+	int tls;	    /* 1 = HTTPS to the backend */
+	char ca[PATH_MAX];  /* CA file to verify the backend with ("" = system store) */
+	char sni[256];	    /* server name to send and verify ("" = none / address) */
+	int verify;	    /* verify the backend's certificate (default 1 when tls) */
+	unsigned weight;    /* Maglev weight >= 1 */
+	enum cfg_reuse reuse;
+	int health_enabled;
+	char health_path[256];
+	unsigned health_interval_ms, health_timeout_ms, rise, fall;
+};
+
+enum cfg_access { CFG_ACCESS_ALLOW = 0, CFG_ACCESS_BLOCK = 1, CFG_ACCESS_QUARANTINE = 2 };
+
+struct cfg_text {
+	char *text;
+	int line;
+};
+
+struct gw_config {
+	char path[PATH_MAX]; /* "" = built-in defaults only */
+
+	struct cfg_addr listen[CFG_MAX_LISTEN];
+	int nlisten;
+	int workers; /* 0 = one per online CPU */
+	char user[64];
+	char group[64];
+	char state_dir[PATH_MAX];
+	char control_socket[PATH_MAX];
+	char log_level[16];
+	int access_log;
+
+	struct {
+		struct cfg_cert certs[CFG_MAX_CERTS];
+		int ncerts;
+		int allow_incomplete_chain;
+		char trust_file[PATH_MAX]; /* extra trust anchors for the chain check */
+		unsigned ticket_rotate_s;  /* 0 = tickets off */
+		unsigned expiry_warn_days;
+	} tls;
+
+	struct {
+		unsigned handshake_ms;
+		unsigned head_ms;	/* first byte to end of request head */
+		unsigned body_ms;	/* max silence while a body streams */
+		unsigned idle_ms;	/* keep-alive between requests */
+		unsigned backend_connect_ms;
+		unsigned backend_response_ms; /* ordinary requests */
+		unsigned hanging_ms;	      /* Ping / long-poll Sync: up to ~59 min */
+		unsigned drain_ms;	      /* graceful stop bound */
+	} timeouts;
+
+	struct {
+		unsigned max_head;
+		unsigned max_line;
+		unsigned max_headers;
+		unsigned max_conns; /* per worker */
+		unsigned inspect_body; /* bodies up to this size are buffered for WBXML inspection */
+	} limits;
+
+	struct cfg_backend backends[EG_MAX_BACKENDS];
+	int nbackends;
+
+	char steering_secret_file[PATH_MAX];
+
+	struct {
+		enum cfg_access default_access;
+		struct cfg_text rules[CFG_MAX_RULES];
+		int nrules;
+		struct cfg_text blocked_ids[CFG_MAX_IDS];
+		int nblocked;
+		struct cfg_text allowed_ids[CFG_MAX_IDS];
+		int nallowed;
+		int incubation;
+		unsigned incubation_days;
+		char families[CFG_MAX_FAMILIES][16];
+		int nfamilies;
+		char ios_builds[PATH_MAX]; /* "" = the table built into the binary */
+	} policy;
+
+	struct {
+		char ifaces[CFG_MAX_IFACES][IF_NAMESIZE];
+		int nifaces;
+		int mode; /* 0 auto, 1 native, 2 generic */
+		int action_rst; /* RST instead of silent drop */
+		unsigned syn_rate, syn_burst;
+		unsigned verdict_ttl_s;
+		char pin_dir[PATH_MAX];
+	} xdp;
+
+	struct {
+		char metrics[128]; /* "" = no metrics listener */
+		struct cfg_addr metrics_addr;
+	} admin;
+};
+
+struct config_errors {
+	char msg[CFG_MAX_ERRORS][320];
+	int n;
+	int dropped; /* errors beyond CFG_MAX_ERRORS */
+};
+
+/* Fill c with the built-in defaults (no allocation). */
+void config_defaults(struct gw_config *c);
+
+/*
+ * Load path over the defaults. Returns 0, or -1 with every problem found in
+ * errs ("path:line: message"). On failure c is freed and must not be used.
+ */
+int config_load(struct gw_config *c, const char *path, struct config_errors *errs);
+
+/* Release what config_load allocated (rule texts). */
+void config_free(struct gw_config *c);
+
+/* Parse "1.2.3.4:443" / "[::1]:443" / ":443". 0 or -1. */
+int config_parse_addr(const char *s, struct cfg_addr *a);
+
+/* Number of workers to run: workers, or the online CPU count. */
+int config_worker_count(const struct gw_config *c);
+
+/* Append "path:line: msg" to errs (printf-style). */
+void config_error(struct config_errors *errs, const char *path, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Print all errors to the log at error level. */
+void config_log_errors(const struct config_errors *errs);
+
+#endif

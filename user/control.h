@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * control.h - the admin UNIX socket (easctl talks to it).
+ *
+ * Wire format, one request per connection:
+ *   request:  argv as NUL-terminated strings, then one more NUL (empty arg)
+ *   response: "ok\n" or "error <code> <message>\n", then the output, then EOF
+ * Codes (also easctl's exit codes): 1 usage, 2 not found, 3 failed,
+ * 4 permission denied. Nothing here can stop the daemon: a malformed request
+ * gets an error and its connection is closed.
+ *
+ * Access: the socket is created 0660 owned by the daemon's user and the
+ * configured group; SO_PEERCRED is checked again (root or that uid/gid).
+ */
+#ifndef EG_CONTROL_H
+#define EG_CONTROL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "loop.h"
+
+enum ctl_code { CTL_OK = 0, CTL_USAGE = 1, CTL_NOTFOUND = 2, CTL_FAILED = 3, CTL_DENIED = 4 };
+
+/* Growable output text. */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+void sbuf_printf(struct sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sbuf_put(struct sbuf *s, const char *d, size_t n);
+void sbuf_free(struct sbuf *s);
+
+/* A command handler writes its output (or error message) into out. */
+typedef enum ctl_code (*ctl_fn)(void *ctx, int argc, char **argv, struct sbuf *out);
+
+struct ctl_cmd {
+	const char *name; /* first argv word */
+	ctl_fn fn;
+	const char *usage; /* one line for `easctl help` */
+};
+
+struct control;
+
+/*
+ * Listen on path (removing a stale socket), mode 0660, owned by uid/gid when
+ * running as root. cmds is a NULL-name-terminated table. NULL on failure.
+ */
+struct control *control_new(struct loop *l, const char *path, uid_t uid, gid_t gid,
+			    const struct ctl_cmd *cmds, void *ctx);
+void control_free(struct control *c);
+
+/* Client side (easctl): send argv, read the reply into out, return the code
+ * (or -1 if the daemon cannot be reached, errno set). */
+int control_call(const char *path, int argc, char **argv, struct sbuf *out);
+
+#endif

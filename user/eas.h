@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * eas.h - classify an Exchange ActiveSync request from its parsed HTTP head.
+ *
+ * Input is what the HTTP parser already split out: the path, the query
+ * (everything after the first '?'), and each header as a (name, value) pair.
+ * Every input is a borrowed (pointer, length) slice; nothing here keeps a
+ * pointer into it. The result, struct eas_req, is a plain value with
+ * fixed-size NUL-terminated fields, safe to copy, log (see the field notes)
+ * and hand to the policy engine.
+ *
+ * Typical use, per request:
+ *
+ *	struct eas_req r;
+ *	eas_req_init(&r);
+ *	eas_parse_query(&r, query, query_len);            (any order with headers)
+ *	for each header: eas_parse_header(&r, name, nlen, value, vlen);
+ *	if (eas_finish(&r, is_options) < 0) answer r.err_status / r.err_eas_status
+ *
+ * Refusals carry the status a real Exchange server gives (HTTP 400, EAS
+ * status 108 DeviceIdMissingOrInvalid / 109 DeviceTypeMissingOrInvalid);
+ * eas_answer.h turns them into bytes on the wire.
+ *
+ * The command enum lives in eas_cmd.h (shared with the policy engine and
+ * metrics); it is re-exported here.
+ */
+#ifndef EG_EAS_H
+#define EG_EAS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eas_cmd.h"
+
+/* Field limits (characters, excluding the terminating NUL). */
+#define EAS_USER_MAX	256 /* User= / tag 8 / Basic user, after decoding */
+#define EAS_DEVID_MAX	32  /* MS-ASHTTP device-id = 1*32(ALPHA / DIGIT) */
+#define EAS_DEVTYPE_MAX 32  /* Exchange refuses longer DeviceType (109) */
+#define EAS_PARAM_MAX	256 /* CollectionId, ItemId, LongId, ... */
+#define EAS_HDRVAL_MAX	512 /* User-Agent, X-MS-WL */
+
+/* Which query form the request used. */
+enum eas_form {
+	EAS_FORM_NONE = 0,   /* no query at all (OPTIONS, or a broken POST) */
+	EAS_FORM_PLAIN = 1,  /* ?Cmd=...&User=...&DeviceId=...&DeviceType=... */
+	EAS_FORM_BASE64 = 2, /* MS-ASHTTP 2.2.1.1.1.1 binary layout, base64 */
+};
+
+enum eas_path {
+	EAS_PATH_OTHER = 0,	   /* not ours: the relay must not treat it as EAS */
+	EAS_PATH_EAS = 1,	   /* /Microsoft-Server-ActiveSync[/anything] */
+	EAS_PATH_AUTODISCOVER = 2, /* /autodiscover[/anything] */
+};
+
+enum eas_auth {
+	EAS_AUTH_NONE = 0, /* no Authorization header */
+	EAS_AUTH_BASIC = 1,
+	EAS_AUTH_NTLM = 2,
+	EAS_AUTH_NEGOTIATE = 3,
+	EAS_AUTH_BEARER = 4,
+	EAS_AUTH_OTHER = 5,
+};
+
+/*
+ * One classified request. Every char array is always NUL-terminated and
+ * free of control bytes, but may hold UTF-8: log strings through
+ * log_quote(). Nothing in here is a credential: of the Authorization header only the
+ * scheme and (for Basic) the user name are kept; the password is never
+ * copied out of the scratch buffer it is decoded into, and that buffer is
+ * wiped before eas_parse_header returns.
+ */
+struct eas_req {
+	enum eas_form form;
+	enum eas_cmd cmd; /* final after eas_finish; EAS_CMD_NONE before */
+
+	/* From the query (either form). */
+	char user[EAS_USER_MAX + 1];		 /* User= (percent-decoded) or tag 8 */
+	char device_id[EAS_DEVID_MAX + 1];	 /* ASCII alnum; see eas_parse_query */
+	char device_type[EAS_DEVTYPE_MAX + 1];	 /* printable ASCII, no '-' */
+	char collection_id[EAS_PARAM_MAX + 1];	 /* CollectionId / tag 1 */
+	char item_id[EAS_PARAM_MAX + 1];	 /* ItemId / tag 3 */
+	char long_id[EAS_PARAM_MAX + 1];	 /* LongId / tag 4 */
+	char occurrence[EAS_PARAM_MAX + 1];	 /* Occurrence / tag 6 */
+	char attachment_name[EAS_PARAM_MAX + 1]; /* AttachmentName / tag 0 */
+	uint16_t locale;			 /* base64 only; 0x0409 = en-US */
+	uint8_t options;			 /* base64 tag 7 raw byte */
+	uint8_t save_in_sent;			 /* SaveInSent=T or options & 0x01 */
+	uint8_t accept_multipart;		 /* options & 0x02 or MS-ASAcceptMultiPart: T */
+
+	/* Protocol version x10 (141 = "14.1"); 0 if unknown. Final after
+	 * eas_finish: the base64 Protocol version byte wins over the
+	 * MS-ASProtocolVersion header (MS-ASHTTP 2.2.1.1.2.6). */
+	int proto;
+	/* Policy key; final after eas_finish, same precedence as proto. */
+	uint8_t has_policy_key;
+	uint32_t policy_key;
+
+	/* From headers. */
+	char user_agent[EAS_HDRVAL_MAX + 1];
+	char xmswl[EAS_HDRVAL_MAX + 1];
+	enum eas_auth auth_scheme;
+	char auth_user[EAS_USER_MAX + 1]; /* Basic only: the part before ':' */
+
+	/*
+	 * The effective user, computed by eas_finish: the Basic user if there
+	 * is one (that is who the backend authenticates), else the User
+	 * parameter. ASCII letters are lower-cased so that a client changing
+	 * the case of its login (Exchange and AD compare user names
+	 * case-insensitively) keeps the same steering and rate-limit key.
+	 * Bytes >= 0x80 are kept as they are. Personal data: anything stored
+	 * or put in a map is its SipHash (siphash.h), never the string.
+	 */
+	char identity[EAS_USER_MAX + 1];
+
+	/* First refusal; err == NULL while the request is acceptable. */
+	const char *err;    /* static reason, safe to log */
+	int err_status;	    /* HTTP status to answer (400, ...) */
+	int err_eas_status; /* EAS status (108, 109) or 0 */
+
+	/* Internal bookkeeping (eas.c only). */
+	int hdr_proto;
+	uint8_t hdr_has_policy_key;
+	uint32_t hdr_policy_key;
+	uint8_t q_has_policy_key;
+	uint32_t q_policy_key;
+	int q_proto;
+	uint32_t seen_params;  /* plain parameters / base64 tags seen */
+	uint32_t seen_headers; /* headers handled by eas_parse_header seen */
+};
+
+/* Zero the struct and set cmd = EAS_CMD_NONE. Never fails. */
+void eas_req_init(struct eas_req *r);
+
+/*
+ * Classify the request path (without the query; a '?' ends the path).
+ * Matching is case-insensitive on the first path segment after
+ * percent-decoding and RFC 3986 dot-segment removal, because the backend
+ * (IIS) normalises the same way: "/Microsoft-Server-ActiveSync",
+ * "/microsoft-server-activesync/default.eas", "/x/../Microsoft-Server-
+ * ActiveSync" are EAS; "/autodiscover/autodiscover.xml" and anything else
+ * under /autodiscover are AUTODISCOVER. Ambiguous paths (bad or NUL
+ * escapes, an encoded '/' or '\' inside a segment, more than 64 segments)
+ * are OTHER: the caller must refuse OTHER rather than relay it unpoliced.
+ */
+enum eas_path eas_classify_path(const char *path, size_t n);
+
+/*
+ * Parse the query string q[0..n) (after '?', without the fragment).
+ *
+ * Base64 form is assumed exactly when Z-Push would: the whole query matches
+ * ^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})?$
+ * and it is not a parameter named Cmd. It is decoded per MS-ASHTTP
+ * 2.2.1.1.1.1 (version, command code, LE16 locale, DeviceId, policy key
+ * length 0|4 + LE32, DeviceType, {tag,len,value}*).
+ *
+ * DeviceId bytes in base64 form: kept as they are when they are 1..32 ASCII
+ * letters/digits (the spec's own example carries "v140Device", and a client
+ * switching between the forms then keeps one identity), otherwise
+ * hex-encoded in lower case as Z-Push and Horde do, so a 16-byte binary ID
+ * becomes the 32 characters the plain form allows. Longer binary IDs: 108.
+ *
+ * Plain form: k=v pairs split on '&', in any order, names case-insensitive,
+ * names and values percent-decoded with '+' as space (as PHP and ASP.NET
+ * decode them, so the gateway sees what the backend sees). Recognised names:
+ * Cmd User DeviceId DeviceType CollectionId ItemId LongId Occurrence
+ * AttachmentName SaveInSent; others are ignored. A recognised name twice,
+ * a bad %-escape, a decoded NUL/control byte, a value longer than its
+ * field: 400. Cmd=<unknown name> is accepted as EAS_CMD_UNKNOWN (the
+ * policy decides); Cmd=Options never means OPTIONS.
+ *
+ * Refusals: DeviceId empty, > 32 chars or not alnum -> 400/108; DeviceType
+ * empty, > 32, '-' or not printable ASCII -> 400/109; anything else
+ * malformed -> 400. Missing DeviceId/DeviceType/Cmd is checked by
+ * eas_finish (OPTIONS may omit them).
+ *
+ * Returns 0, or -1 with r->err set. On -1 parsing still continued, so the
+ * fields that were valid (notably cmd) are filled for logging.
+ * n == 0 is valid (form NONE).
+ */
+int eas_parse_query(struct eas_req *r, const char *q, size_t n);
+
+/*
+ * Feed one request header. Names are case-insensitive; leading/trailing
+ * spaces and tabs of the value are ignored. Handled:
+ *   User-Agent, X-MS-WL         stored (control bytes or > 512 chars: 400)
+ *   MS-ASProtocolVersion        2.5 12.0 12.1 14.0 14.1 16.0 16.1, else 400
+ *   X-MS-PolicyKey              decimal uint32, else 400
+ *   MS-ASAcceptMultiPart        T/F
+ *   Authorization               scheme; Basic: user part only (see struct)
+ * A second copy of any handled header is refused (400): two Authorization
+ * or User-Agent values would let the gateway and the backend disagree.
+ * Other headers are ignored. Returns 0, or -1 with r->err set.
+ */
+int eas_parse_header(struct eas_req *r, const char *name, size_t nlen, const char *val,
+		     size_t vlen);
+
+/*
+ * Finish classification once the query and all headers are in: resolve
+ * proto and policy key, set cmd (EAS_CMD_OPTIONS when is_options), compute
+ * identity, and check what a POST must carry: DeviceId (400/108),
+ * DeviceType (400/109) and Cmd (400). Returns 0, or -1 when the request
+ * must be refused (r->err set, possibly by an earlier call).
+ */
+int eas_finish(struct eas_req *r, int is_options);
+
+/*
+ * May this command be held open by the server for minutes (long poll)?
+ * Only Ping here; a Sync with Wait/HeartbeatInterval can also hang, but
+ * that is only visible in its WBXML body.
+ */
+int eas_cmd_is_hanging(enum eas_cmd cmd);
+
+#endif

@@ -1,0 +1,496 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * gate.c - see gate.h. What a verdict means on the wire:
+ *
+ *   allow       relay to the backend.
+ *   block       every command but OPTIONS is answered by the gateway with the
+ *               command's WBXML envelope and status 129
+ *               (DeviceIsBlockedForThisUser) for EAS >= 14.0, or a bare 403
+ *               for older protocol versions, as Exchange does. With XDP on,
+ *               the rest of that TCP connection is dropped in the kernel.
+ *   quarantine  the gateway lets through what reveals no mailbox content and
+ *               answers the rest itself (our documented choice; Exchange would
+ *               serve the Inbox holding only its quarantine notice):
+ *                 OPTIONS, Provision, Settings, FolderSync  relayed
+ *                 Sync, GetItemEstimate   HTTP 200, empty body ("no changes")
+ *                 Ping                    held QUARANTINE_HOLD_MS, then
+ *                                         <Ping><Status>1</Status> (no changes)
+ *                 everything else         envelope status 130 (AccessDenied)
+ *                                         / 403 before EAS 14.0
+ *               so phones show "waiting for access" instead of retrying fast.
+ */
+#include "gate.h"
+#include "eas_answer.h"
+#include "inventory.h"
+#include "log.h"
+#include "osver.h"
+#include "policy.h"
+#include "siphash.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define DEV_CACHE	  8192 /* per worker, direct-mapped */
+#define VER_CACHE	  1024
+#define REPORT_EVERY_S	  60 /* refresh last_attempt / last_success at most this often */
+#define QUARANTINE_HOLD_MS 120000
+
+struct dev_entry {
+	uint64_t key;
+	uint64_t gen;
+	int admin_state;
+	char model[128];
+	char os[128];
+	int64_t reported_at;
+	int64_t result_at;
+	int last_access;
+	int last_status;
+	char os_key[96];
+};
+
+struct ver_entry {
+	uint64_t key;
+	uint64_t gen;
+	int64_t first_seen;
+	int approved;
+};
+
+struct gate {
+	const struct gw_config *cfg;
+	struct shm *shm;
+	int slot;
+	int event_fd;
+	struct inventory *inv;
+	struct policy *pol;
+	uint64_t gen;
+	struct siphash_key hkey;
+	struct dev_entry *dev;
+	struct ver_entry *ver;
+	uint64_t events_dropped;
+};
+
+void gate_inventory_path(const struct gw_config *c, char *out, size_t outsz)
+{
+	snprintf(out, outsz, "%s/inventory.db", c->state_dir);
+}
+
+/* --- policy building ---------------------------------------------------------- */
+
+struct rule_acc {
+	struct policy_rule *rules;
+	size_t n, cap;
+	int failed;
+	char *err;
+	size_t errsz;
+};
+
+static int acc_push(struct rule_acc *a, const struct policy_rule *r)
+{
+	if (a->n == a->cap) {
+		size_t nc = a->cap ? a->cap * 2 : 64;
+		struct policy_rule *nr = realloc(a->rules, nc * sizeof(*nr));
+		if (!nr)
+			return -1;
+		a->rules = nr;
+		a->cap = nc;
+	}
+	a->rules[a->n++] = *r;
+	return 0;
+}
+
+static void add_db_rule(void *arg, int64_t id, const char *text)
+{
+	struct rule_acc *a = arg;
+	struct policy_rule r;
+	char e[256];
+	if (policy_rule_parse(text, &r, e, sizeof(e)) < 0) {
+		log_warn("event=rule_skipped id=%lld error=\"%s\"", (long long)id, e);
+		return;
+	}
+	if (!r.name[0])
+		snprintf(r.name, sizeof(r.name), "db%lld", (long long)id);
+	if (acc_push(a, &r) < 0)
+		a->failed = 1;
+}
+
+struct policy *gate_build_policy(const struct gw_config *c, struct inventory *inv, char *err,
+				 size_t errsz)
+{
+	struct rule_acc a = {.err = err, .errsz = errsz};
+	const char *path = c->path[0] ? c->path : "(config)";
+	struct policy *p = NULL;
+	const char **blocked = NULL, **allowed = NULL, **fams = NULL;
+	err[0] = 0;
+	for (int i = 0; i < c->policy.nrules; i++) {
+		struct policy_rule r;
+		char e[256];
+		if (policy_rule_parse(c->policy.rules[i].text, &r, e, sizeof(e)) < 0) {
+			size_t l = strlen(err);
+			snprintf(err + l, errsz - l, "%s%s:%d: rule: %s", l ? "\n" : "", path,
+				 c->policy.rules[i].line, e);
+			a.failed = 1;
+			continue;
+		}
+		if (!r.name[0])
+			snprintf(r.name, sizeof(r.name), "%s:%d", path, c->policy.rules[i].line);
+		if (acc_push(&a, &r) < 0)
+			a.failed = 1;
+	}
+	if (a.failed)
+		goto out;
+	if (inv)
+		inv_foreach_rule(inv, add_db_rule, &a);
+	blocked = calloc((size_t)c->policy.nblocked + 1, sizeof(char *));
+	allowed = calloc((size_t)c->policy.nallowed + 1, sizeof(char *));
+	fams = calloc((size_t)c->policy.nfamilies + 1, sizeof(char *));
+	if (!blocked || !allowed || !fams)
+		goto out;
+	for (int i = 0; i < c->policy.nblocked; i++)
+		blocked[i] = c->policy.blocked_ids[i].text;
+	for (int i = 0; i < c->policy.nallowed; i++)
+		allowed[i] = c->policy.allowed_ids[i].text;
+	for (int i = 0; i < c->policy.nfamilies; i++)
+		fams[i] = c->policy.families[i];
+	struct policy_config pc = {
+		.default_access = (int)c->policy.default_access,
+		.rules = a.rules,
+		.n_rules = a.n,
+		.blocked_ids = blocked,
+		.n_blocked = (size_t)c->policy.nblocked,
+		.allowed_ids = allowed,
+		.n_allowed = (size_t)c->policy.nallowed,
+	};
+	pc.incubation.enabled = c->policy.incubation;
+	pc.incubation.days = c->policy.incubation_days;
+	pc.incubation.families = fams;
+	pc.incubation.n_families = (size_t)c->policy.nfamilies;
+	p = policy_new(&pc, err, errsz);
+out:
+	free(a.rules);
+	free(blocked);
+	free(allowed);
+	free(fams);
+	return p;
+}
+
+/* --- lifecycle ------------------------------------------------------------------ */
+
+static int load_builds(const struct gw_config *c, char *err, size_t errsz)
+{
+	if (!c->policy.ios_builds[0])
+		return osver_builds_load_default() < 0 ? -1 : 0;
+	FILE *f = fopen(c->policy.ios_builds, "r");
+	if (!f) {
+		snprintf(err, errsz, "%s: %s", c->policy.ios_builds, strerror(errno));
+		return -1;
+	}
+	char *buf = malloc(1 << 20);
+	size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+	fclose(f);
+	if (!buf)
+		return -1;
+	int r = osver_builds_load(buf, n, err, errsz);
+	free(buf);
+	return r < 0 ? -1 : 0;
+}
+
+struct gate *gate_new(const struct gate_opts *o, char *err, size_t errsz)
+{
+	char path[PATH_MAX + 32];
+	struct gate *g = calloc(1, sizeof(*g));
+	if (!g) {
+		snprintf(err, errsz, "out of memory");
+		return NULL;
+	}
+	g->cfg = o->cfg;
+	g->shm = o->shm;
+	g->slot = o->worker_slot;
+	g->event_fd = o->event_fd;
+	g->dev = calloc(DEV_CACHE, sizeof(*g->dev));
+	g->ver = calloc(VER_CACHE, sizeof(*g->ver));
+	if (!g->dev || !g->ver || siphash_key_random(&g->hkey) < 0) {
+		snprintf(err, errsz, "out of memory");
+		goto fail;
+	}
+	if (load_builds(o->cfg, err, errsz) < 0)
+		goto fail;
+	gate_inventory_path(o->cfg, path, sizeof(path));
+	g->inv = inv_open(path, 1, err, errsz);
+	if (!g->inv)
+		goto fail;
+	g->gen = __atomic_load_n(&o->shm->policy_gen, __ATOMIC_ACQUIRE);
+	g->pol = gate_build_policy(o->cfg, g->inv, err, errsz);
+	if (!g->pol)
+		goto fail;
+	return g;
+fail:
+	gate_free(g);
+	return NULL;
+}
+
+void gate_free(struct gate *g)
+{
+	if (!g)
+		return;
+	policy_free(g->pol);
+	inv_close(g->inv);
+	free(g->dev);
+	free(g->ver);
+	free(g);
+}
+
+/* An admin changed something: recompile and forget what we cached. */
+static void refresh(struct gate *g)
+{
+	uint64_t gen = __atomic_load_n(&g->shm->policy_gen, __ATOMIC_ACQUIRE);
+	if (gen == g->gen)
+		return;
+	char err[512];
+	struct policy *np = gate_build_policy(g->cfg, g->inv, err, sizeof(err));
+	if (np) {
+		policy_free(g->pol);
+		g->pol = np;
+	} else {
+		log_err("event=policy_rebuild_failed error=\"%s\" note=\"previous policy kept\"", err);
+	}
+	g->gen = gen;
+}
+
+/* --- caches ---------------------------------------------------------------------- */
+
+static uint64_t dev_key(const struct gate *g, const char *user, const char *device_id)
+{
+	char buf[EAS_USER_MAX + EAS_DEVID_MAX + 2];
+	int n = snprintf(buf, sizeof(buf), "%s%c%s", user, 0, device_id);
+	for (int i = 0; i < n; i++)
+		if (buf[i] >= 'A' && buf[i] <= 'Z')
+			buf[i] = (char)(buf[i] + 32);
+	return siphash24(&g->hkey, buf, (size_t)n) | 1;
+}
+
+static struct dev_entry *dev_get(struct gate *g, const struct eas_req *r, int *fresh)
+{
+	uint64_t k = dev_key(g, r->identity, r->device_id);
+	struct dev_entry *e = &g->dev[k % DEV_CACHE];
+	*fresh = 0;
+	if (e->key == k && e->gen == g->gen)
+		return e;
+	int64_t reported = e->key == k ? e->reported_at : 0;
+	memset(e, 0, sizeof(*e));
+	e->key = k;
+	e->gen = g->gen;
+	e->reported_at = reported;
+	e->last_access = -1;
+	struct inv_device d;
+	if (inv_get_device(g->inv, r->identity, r->device_id, &d) == 1) {
+		e->admin_state = d.admin_state;
+		snprintf(e->model, sizeof(e->model), "%s", d.device_model);
+		snprintf(e->os, sizeof(e->os), "%s", d.device_os);
+	} else {
+		*fresh = 1;
+	}
+	return e;
+}
+
+static struct ver_entry *ver_get(struct gate *g, const char *os_key, int64_t now)
+{
+	uint64_t k = siphash24(&g->hkey, os_key, strlen(os_key)) | 1;
+	struct ver_entry *e = &g->ver[k % VER_CACHE];
+	if (e->key == k && e->gen == g->gen)
+		return e;
+	memset(e, 0, sizeof(*e));
+	e->key = k;
+	e->gen = g->gen;
+	struct inv_version v;
+	if (inv_get_version(g->inv, os_key, &v) == 1) {
+		e->first_seen = v.first_seen;
+		e->approved = v.approved;
+	} else {
+		e->first_seen = now; /* first seen now; the master records it */
+	}
+	return e;
+}
+
+static void send_event(struct gate *g, const struct inv_event *ev)
+{
+	if (g->event_fd < 0)
+		return;
+	if (send(g->event_fd, ev, sizeof(*ev), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		/* The master is behind: the inventory misses one refresh, the
+		 * decision itself is unaffected. */
+		if ((g->events_dropped++ & 1023) == 0)
+			log_warn("event=inventory_event_dropped count=%llu error=%m",
+				 (unsigned long long)g->events_dropped);
+	}
+}
+
+static void fill_event(struct inv_event *ev, const struct eas_req *r, int64_t now)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->magic = INV_EVENT_MAGIC;
+	ev->now = now;
+	ev->cmd = r->cmd;
+	snprintf(ev->user, sizeof(ev->user), "%s", r->identity);
+	snprintf(ev->device_id, sizeof(ev->device_id), "%s", r->device_id);
+	snprintf(ev->device_type, sizeof(ev->device_type), "%s", r->device_type);
+	snprintf(ev->user_agent, sizeof(ev->user_agent), "%s", r->user_agent);
+	snprintf(ev->xmswl, sizeof(ev->xmswl), "%s", r->xmswl);
+	if (r->proto)
+		snprintf(ev->protocol, sizeof(ev->protocol), "%d.%d", r->proto / 10, r->proto % 10);
+}
+
+/* --- decisions ----------------------------------------------------------------- */
+
+int gate_wants_body(struct gate *g, const struct eas_req *r)
+{
+	return r->device_id[0] && (r->cmd == EAS_CMD_PROVISION || r->cmd == EAS_CMD_SETTINGS);
+}
+
+static void quarantine_answer(int cmd, struct gate_verdict *v)
+{
+	switch (cmd) {
+	case EAS_CMD_OPTIONS:
+	case EAS_CMD_PROVISION:
+	case EAS_CMD_SETTINGS:
+	case EAS_CMD_FOLDERSYNC:
+		v->action = GATE_FORWARD;
+		return;
+	case EAS_CMD_SYNC:
+	case EAS_CMD_GETITEMESTIMATE:
+		v->action = GATE_ANSWER;
+		v->empty_ok = 1;
+		return;
+	case EAS_CMD_PING:
+		v->action = GATE_ANSWER;
+		v->eas_status = 1;
+		v->http_status = 200;
+		v->hold_ms = QUARANTINE_HOLD_MS;
+		return;
+	default:
+		v->action = GATE_ANSWER;
+		v->eas_status = 130;
+		v->http_status = 403;
+		return;
+	}
+}
+
+void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devinfo *di,
+		 int64_t now, struct gate_verdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->action = GATE_FORWARD;
+	v->sv = SV_ALLOW;
+	if (!r->device_id[0])
+		return; /* OPTIONS without a device, Autodiscover: nothing to judge */
+	refresh(g);
+	int fresh;
+	struct dev_entry *e = dev_get(g, r, &fresh);
+	int new_info = 0;
+	if (di) {
+		if (di->model[0] && strcmp(e->model, di->model)) {
+			snprintf(e->model, sizeof(e->model), "%s", di->model);
+			new_info = 1;
+		}
+		if (di->os[0] && strcmp(e->os, di->os)) {
+			snprintf(e->os, sizeof(e->os), "%s", di->os);
+			new_info = 1;
+		}
+	}
+	struct osver ov;
+	osver_effective(e->os, r->user_agent, &ov);
+	struct ver_entry *ve = ov.text[0] ? ver_get(g, ov.text, now) : NULL;
+	struct policy_input in = {
+		.user = r->identity,
+		.device_id = r->device_id,
+		.device_type = r->device_type,
+		.device_model = e->model,
+		.device_os = e->os,
+		.user_agent = r->user_agent,
+		.xmswl = r->xmswl,
+		.cmd = r->cmd,
+		.admin_state = e->admin_state,
+		.os_first_seen = ve ? ve->first_seen : 0,
+		.os_approved = ve ? ve->approved : 0,
+		.now = now,
+	};
+	struct policy_decision d;
+	policy_decide(g->pol, &in, &d);
+	v->access = d.access;
+	snprintf(v->device_os, sizeof(v->device_os), "%s", d.device_os);
+	if (d.rule_index >= 0)
+		snprintf(v->rule, sizeof(v->rule), "%s", d.rule_name);
+	else
+		snprintf(v->rule, sizeof(v->rule), "%s", policy_reason_name(d.reason));
+	snprintf(v->why, sizeof(v->why), "%s", d.explain);
+	if (d.access == POLICY_BLOCK) {
+		v->action = GATE_ANSWER;
+		v->sv = SV_BLOCK;
+		v->eas_status = 129;
+		v->http_status = 403;
+		v->xdp_drop = 1;
+	} else if (d.access == POLICY_QUARANTINE) {
+		v->sv = SV_QUARANTINE;
+		quarantine_answer(r->cmd, v);
+	}
+	/* Log a decision once per device and state change, not per request
+	 * (the access log already carries verdict and rule for each). */
+	if (d.access != e->last_access || new_info) {
+		char qu[160], qd[48], qo[160];
+		log_info("event=decision user=%s device=%s os=%s access=%s reason=%s rule=\"%s\" "
+			 "why=\"%s\"",
+			 log_quote(qu, sizeof(qu), r->identity, (size_t)-1),
+			 log_quote(qd, sizeof(qd), r->device_id, (size_t)-1),
+			 log_quote(qo, sizeof(qo), d.device_os, (size_t)-1),
+			 policy_access_name(d.access), policy_reason_name(d.reason), v->rule,
+			 d.explain);
+	}
+	int changed = d.access != e->last_access || strcmp(e->os_key, d.os_key);
+	if (fresh || new_info || changed || di || now - e->reported_at >= REPORT_EVERY_S) {
+		struct inv_event ev;
+		fill_event(&ev, r, now);
+		ev.flags = INV_EV_DECISION | (di ? INV_EV_DEVINFO : 0);
+		ev.access = d.access;
+		ev.reason = d.reason;
+		snprintf(ev.rule, sizeof(ev.rule), "%s", d.rule_index >= 0 ? d.rule_name : "");
+		snprintf(ev.os_key, sizeof(ev.os_key), "%s", d.os_key);
+		snprintf(ev.os_family, sizeof(ev.os_family), "%s", ov.family);
+		if (di)
+			ev.di = *di;
+		send_event(g, &ev);
+		e->reported_at = now;
+	}
+	e->last_access = d.access;
+	snprintf(e->os_key, sizeof(e->os_key), "%s", d.os_key);
+}
+
+void gate_done(struct gate *g, const char *identity, const char *device_id, int cmd,
+	       int http_status, int64_t now)
+{
+	struct eas_req r;
+	memset(&r, 0, sizeof(r));
+	snprintf(r.identity, sizeof(r.identity), "%s", identity);
+	snprintf(r.device_id, sizeof(r.device_id), "%s", device_id);
+	uint64_t k = dev_key(g, identity, device_id);
+	struct dev_entry *e = &g->dev[k % DEV_CACHE];
+	int known = e->key == k;
+	if (known && e->last_status == http_status && now - e->result_at < REPORT_EVERY_S)
+		return;
+	if (known) {
+		e->last_status = http_status;
+		e->result_at = now;
+	}
+	struct inv_event ev;
+	fill_event(&ev, &r, now);
+	ev.cmd = cmd;
+	ev.flags = INV_EV_RESULT;
+	ev.status = http_status;
+	send_event(g, &ev);
+}
+
+void gate_flush(struct gate *g)
+{
+	(void)g; /* events are sent as they happen; nothing is queued here */
+}

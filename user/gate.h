@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * gate.h - the decision point between classification and relaying: given a
+ * classified EAS request (and the DeviceInformation from its body, if any),
+ * say whether to forward it or what to answer, and remember what was seen
+ * (device inventory, OS versions for incubation).
+ *
+ * The gate owns the compiled policy and a per-worker device cache; it checks
+ * shm->policy_gen on every decision, so an admin's rule change or approval
+ * applies to the very next request of every open connection.
+ */
+#ifndef EG_GATE_H
+#define EG_GATE_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "eas.h"
+#include "shm.h"
+#include "stats.h"
+#include "wbxml.h"
+
+struct gate;
+
+enum gate_action {
+	GATE_FORWARD = 0, /* relay to the backend */
+	GATE_ANSWER = 1,  /* the gateway answers itself */
+};
+
+struct gate_verdict {
+	enum gate_action action;
+	int access;		 /* enum cfg_access that applied */
+	enum stats_verdict sv;	 /* for metrics */
+	int http_status;	 /* ANSWER: HTTP status when no EAS envelope applies */
+	int eas_status;		 /* ANSWER: EAS status for the envelope (0 = none) */
+	int empty_ok;		 /* ANSWER: HTTP 200 with an empty body ("no changes") */
+	unsigned hold_ms;	 /* ANSWER: delay (quarantined Ping: behave like a heartbeat) */
+	int xdp_drop;		 /* after answering, drop this flow in the kernel */
+	char rule[64];		 /* the rule that decided ("" = none), for the access log */
+	char why[192];		 /* one line for the log: which rule matched what */
+	char device_os[96];	 /* effective DeviceOS used (for the access log) */
+};
+
+struct gate_opts {
+	const struct gw_config *cfg;
+	struct shm *shm;
+	int worker_slot;
+	int event_fd; /* datagram socket to the master's inventory writer; -1 = none */
+};
+
+struct policy;
+struct inventory;
+
+/* Path of the inventory database for a config (state_dir/inventory.db). */
+void gate_inventory_path(const struct gw_config *c, char *out, size_t outsz);
+
+/*
+ * Compile the policy of config c plus the rules added at run time (stored in
+ * inv, may be NULL). Config rule errors are reported as "file:line: ..." in
+ * err. NULL on failure.
+ */
+struct policy *gate_build_policy(const struct gw_config *c, struct inventory *inv, char *err,
+				 size_t errsz);
+
+struct gate *gate_new(const struct gate_opts *o, char *err, size_t errsz);
+void gate_free(struct gate *g);
+
+/* Must the body be read before deciding? (Provision/Settings may carry
+ * DeviceInformation; the decision then uses the model and OS it reports.) */
+int gate_wants_body(struct gate *g, const struct eas_req *r);
+
+/* Decide for one request. di may be NULL. now = unix seconds. */
+void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devinfo *di,
+		 int64_t now, struct gate_verdict *v);
+
+/* Record the outcome (last success, last status) once the answer is sent. */
+void gate_done(struct gate *g, const char *identity, const char *device_id, int cmd,
+	       int http_status, int64_t now);
+
+/* Flush queued inventory writes (called before the loop sleeps). */
+void gate_flush(struct gate *g);
+
+#endif

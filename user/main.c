@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * main.c - easgated: command line, then either a one-shot action
+ * (--check-config, --detach, --version) or the master process.
+ */
+#include "bpfmaps.h"
+#include "config.h"
+#include "log.h"
+#include "master.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EASGATE_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: easgated [options]\n"
+		"  -c, --config FILE        configuration file (default: built-in defaults)\n"
+		"  -t, --check-config       check the configuration and certificates, then exit\n"
+		"      --detach             remove the XDP programs, links and pinned maps, exit\n"
+		"      --listen ADDR        listen address (host:port, [v6]:port)\n"
+		"      --tls-cert FILE      PEM certificate chain (leaf first)\n"
+		"      --tls-key FILE       PEM private key\n"
+		"      --trust-file FILE    extra trust anchors for the chain check\n"
+		"      --backend SPEC       name=host:port[,prefix=/p][,health=0|/path][,reuse=never]\n"
+		"                           (repeatable; replaces the configured backends)\n"
+		"      --state-dir DIR      inventory and steering secret\n"
+		"      --control-socket P   admin socket for easctl\n"
+		"      --metrics ADDR       Prometheus listener\n"
+		"      --user USER          run as USER after setup\n"
+		"  -w, --workers N          worker processes (0 = one per CPU)\n"
+		"  -l, --log-level LEVEL    error, warn, info, debug\n"
+		"  -V, --version\n"
+		"  -h, --help\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", no_argument, NULL, 't'},
+		{"detach", no_argument, NULL, 'D'},
+		{"listen", required_argument, NULL, 'L'},
+		{"tls-cert", required_argument, NULL, 'C'},
+		{"tls-key", required_argument, NULL, 'K'},
+		{"trust-file", required_argument, NULL, 'T'},
+		{"backend", required_argument, NULL, 'B'},
+		{"state-dir", required_argument, NULL, 'S'},
+		{"control-socket", required_argument, NULL, 's'},
+		{"metrics", required_argument, NULL, 'M'},
+		{"user", required_argument, NULL, 'u'},
+		{"workers", required_argument, NULL, 'w'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct master_opts o = {.workers = -1};
+	int check = 0, detach = 0, c;
+	while ((c = getopt_long(argc, argv, "c:tw:l:Vh", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o.config_path = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'D':
+			detach = 1;
+			break;
+		case 'L':
+			o.listen = optarg;
+			break;
+		case 'C':
+			o.tls_cert = optarg;
+			break;
+		case 'K':
+			o.tls_key = optarg;
+			break;
+		case 'T':
+			o.trust_file = optarg;
+			break;
+		case 'B':
+			if (o.nbackends >= EG_MAX_BACKENDS) {
+				fprintf(stderr, "easgated: too many --backend options\n");
+				return 2;
+			}
+			o.backends[o.nbackends++] = optarg;
+			break;
+		case 'S':
+			o.state_dir = optarg;
+			break;
+		case 's':
+			o.control_socket = optarg;
+			break;
+		case 'M':
+			o.metrics = optarg;
+			break;
+		case 'u':
+			o.user = optarg;
+			break;
+		case 'w':
+			o.workers = atoi(optarg);
+			break;
+		case 'l':
+			if (log_level_parse(optarg) < 0) {
+				fprintf(stderr, "easgated: unknown log level '%s'\n", optarg);
+				return 2;
+			}
+			o.log_level = optarg;
+			break;
+		case 'V':
+			printf("easgated %s\n", EASGATE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (o.log_level)
+		log_set_level((enum log_level)log_level_parse(o.log_level));
+	if (detach) {
+		struct gw_config *cfg = calloc(1, sizeof(*cfg));
+		struct config_errors errs = {0};
+		if (!cfg || master_load_config(&o, cfg, &errs) < 0) {
+			config_log_errors(&errs);
+			return 1;
+		}
+		int r = bpfgate_detach_all(cfg->xdp.pin_dir);
+		if (r < 0) {
+			log_err("event=detach_failed pin_dir=%s error=%s", cfg->xdp.pin_dir,
+				strerror(-r));
+			return 1;
+		}
+		log_info("event=detached pin_dir=%s", cfg->xdp.pin_dir);
+		return 0;
+	}
+	if (check) {
+		struct gw_config *cfg = calloc(1, sizeof(*cfg));
+		struct config_errors errs = {0};
+		log_set_proc("check");
+		if (!cfg || master_load_config(&o, cfg, &errs) < 0) {
+			config_log_errors(&errs);
+			fprintf(stderr, "%s: configuration has %d error(s)\n",
+				o.config_path ? o.config_path : "(defaults)", errs.n + errs.dropped);
+			for (int i = 0; i < errs.n; i++)
+				fprintf(stderr, "%s\n", errs.msg[i]);
+			return 1;
+		}
+		int bad = master_check_config_full(cfg);
+		if (bad) {
+			fprintf(stderr, "%s: configuration refused\n",
+				o.config_path ? o.config_path : "(defaults)");
+			return 1;
+		}
+		printf("%s: configuration OK\n", o.config_path ? o.config_path : "(defaults)");
+		return 0;
+	}
+	return master_run(&o);
+}

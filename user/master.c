@@ -1,0 +1,893 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* master.c - see master.h. */
+#include "master.h"
+#include "admin.h"
+#include "bpfmaps.h"
+#include "check.h"
+#include "control.h"
+#include "log.h"
+#include "loop.h"
+#include "metrics.h"
+#include "priv.h"
+#include "shm.h"
+#include "siphash.h"
+#include "tls.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PROCS (EG_MAX_WORKERS * 4)
+
+struct proc {
+	pid_t pid;
+	int slot;
+	uint64_t gen;
+	int draining;
+	uint64_t started_ms;
+};
+
+struct lsock {
+	char addr[128];
+	int fds[EG_MAX_WORKERS];
+	int in_use; /* referenced by the running config */
+};
+
+struct master {
+	const struct master_opts *opts;
+	struct loop *loop;
+	struct gw_config *cfg;
+	struct shm *shm;
+	uint64_t gen;
+	int nworkers;
+	struct lsock socks[CFG_MAX_LISTEN * 2];
+	int nsocks;
+	struct proc procs[MAX_PROCS];
+	struct siphash_key secret;
+	struct bpfgate *bpf;
+	struct checker *checker;
+	struct control *control;
+	struct admin *admin;
+	struct metrics *metrics;
+	struct tls_server *tls; /* built here, inherited by the workers of this generation */
+	uid_t uid;
+	gid_t gid;
+	int stopping;
+	uint64_t reloads, reload_failures;
+	char last_reload_error[320];
+	struct loop_timer watchdog;
+	struct loop_timer tick;
+	struct loop_timer stop_deadline;
+	struct loop_timer respawn;
+	uint64_t respawn_backoff_ms;
+	uint64_t watchdog_ms;
+	uint64_t ticket_rotated_ms;
+};
+
+/* --- configuration ---------------------------------------------------------- */
+
+static int parse_backend_opt(const char *spec, struct cfg_backend *b, struct config_errors *errs)
+{
+	char tmp[512];
+	snprintf(tmp, sizeof(tmp), "%s", spec);
+	memset(b, 0, sizeof(*b));
+	b->weight = 1;
+	b->verify = 1;
+	b->health_enabled = 1;
+	snprintf(b->health_path, sizeof(b->health_path), "/Microsoft-Server-ActiveSync");
+	b->health_interval_ms = 1000;
+	b->health_timeout_ms = 1000;
+	b->rise = 2;
+	b->fall = 2;
+	char *save = NULL, *tok = strtok_r(tmp, ",", &save);
+	char *eq = tok ? strchr(tok, '=') : NULL;
+	if (!eq) {
+		config_error(errs, "--backend", 0, "want name=host:port[,prefix=/p][,health=0]: %s",
+			     spec);
+		return -1;
+	}
+	*eq = 0;
+	snprintf(b->name, sizeof(b->name), "%s", tok);
+	if (config_parse_addr(eq + 1, &b->addr) < 0) {
+		config_error(errs, "--backend", 0, "bad address in %s", spec);
+		return -1;
+	}
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (!strncmp(tok, "prefix=", 7))
+			snprintf(b->prefix, sizeof(b->prefix), "%s", tok + 7);
+		else if (!strcmp(tok, "health=0"))
+			b->health_enabled = 0;
+		else if (!strncmp(tok, "health=", 7))
+			snprintf(b->health_path, sizeof(b->health_path), "%s", tok + 7);
+		else if (!strcmp(tok, "reuse=never"))
+			b->reuse = CFG_REUSE_NEVER;
+		else if (!strncmp(tok, "weight=", 7))
+			b->weight = (unsigned)atoi(tok + 7) ? (unsigned)atoi(tok + 7) : 1;
+		else {
+			config_error(errs, "--backend", 0, "unknown option '%s'", tok);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int master_load_config(const struct master_opts *o, struct gw_config *c,
+		       struct config_errors *errs)
+{
+	config_defaults(c);
+	if (o->config_path && config_load(c, o->config_path, errs) < 0)
+		return -1;
+	if (o->listen) {
+		if (config_parse_addr(o->listen, &c->listen[0]) < 0) {
+			config_error(errs, "--listen", 0, "bad address %s", o->listen);
+			return -1;
+		}
+		c->nlisten = 1;
+	}
+	if (o->tls_cert) {
+		snprintf(c->tls.certs[0].cert, sizeof(c->tls.certs[0].cert), "%s", o->tls_cert);
+		snprintf(c->tls.certs[0].key, sizeof(c->tls.certs[0].key), "%s",
+			 o->tls_key ? o->tls_key : o->tls_cert);
+		c->tls.ncerts = 1;
+	}
+	if (o->trust_file)
+		snprintf(c->tls.trust_file, sizeof(c->tls.trust_file), "%s", o->trust_file);
+	if (o->nbackends) {
+		c->nbackends = 0;
+		for (int i = 0; i < o->nbackends; i++)
+			if (parse_backend_opt(o->backends[i], &c->backends[c->nbackends++], errs) < 0)
+				return -1;
+	}
+	if (o->state_dir)
+		snprintf(c->state_dir, sizeof(c->state_dir), "%s", o->state_dir);
+	if (o->control_socket)
+		snprintf(c->control_socket, sizeof(c->control_socket), "%s", o->control_socket);
+	if (o->user)
+		snprintf(c->user, sizeof(c->user), "%s", o->user);
+	if (o->log_level)
+		snprintf(c->log_level, sizeof(c->log_level), "%s", o->log_level);
+	if (o->metrics) {
+		snprintf(c->admin.metrics, sizeof(c->admin.metrics), "%s", o->metrics);
+		if (config_parse_addr(o->metrics, &c->admin.metrics_addr) < 0) {
+			config_error(errs, "--metrics", 0, "bad address %s", o->metrics);
+			return -1;
+		}
+	}
+	if (o->workers >= 0)
+		c->workers = o->workers;
+	return 0;
+}
+
+int master_check_certs(const struct gw_config *c, int verbose)
+{
+	int bad = 0;
+	for (int i = 0; i < c->tls.ncerts; i++) {
+		struct tls_chain_report r;
+		const struct cfg_cert *ct = &c->tls.certs[i];
+		int rc = tls_check_chain(ct->cert, ct->key, c->tls.trust_file, NULL,
+					 c->tls.expiry_warn_days, &r);
+		if (rc < 0) {
+			int incomplete = !strncmp(r.problem, "incomplete chain", 16);
+			if (incomplete && c->tls.allow_incomplete_chain) {
+				log_warn("event=cert_check cert=%s problem=\"%s\" "
+					 "override=allow_incomplete_chain",
+					 ct->cert, r.problem);
+				continue;
+			}
+			log_err("event=cert_check cert=%s problem=\"%s\"", ct->cert, r.problem);
+			bad = 1;
+			continue;
+		}
+		if (r.warning[0])
+			log_warn("event=cert_check cert=%s warning=\"%s\"", ct->cert, r.warning);
+		if (verbose)
+			log_info("event=cert_check cert=%s subject=\"%s\" names=\"%s\" chain=%d "
+				 "days_left=%ld ok=1",
+				 ct->cert, r.subject, r.names, r.chain_len, r.min_days_left);
+	}
+	return bad ? -1 : 0;
+}
+
+int master_check_config_full(const struct gw_config *c)
+{
+	int bad = master_check_certs(c, 1) < 0;
+	char why[512];
+	if (admin_check_config(NULL, c, why, sizeof(why)) < 0) {
+		fprintf(stderr, "%s\n", why);
+		bad++;
+	}
+	return bad;
+}
+
+/* --- state: directory, steering secret ---------------------------------------- */
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* The steering secret keys every identity hash. It lives in the state dir so
+ * affinity survives restarts; it is created once with 32 random hex chars. */
+static int load_secret(struct master *m)
+{
+	char path[PATH_MAX + 32], hex[64] = "";
+	if (m->cfg->steering_secret_file[0])
+		snprintf(path, sizeof(path), "%s", m->cfg->steering_secret_file);
+	else
+		snprintf(path, sizeof(path), "%s/steering.key", m->cfg->state_dir);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		int ok = fgets(hex, sizeof(hex), f) != NULL;
+		fclose(f);
+		hex[strcspn(hex, "\r\n")] = 0;
+		if (ok && siphash_key_from_hex(&m->secret, hex) == 0)
+			return 0;
+		log_err("event=steering_secret_bad path=%s (want 32 hex characters)", path);
+		return -1;
+	}
+	if (siphash_key_random(&m->secret) < 0)
+		return -1;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_err("event=steering_secret_create path=%s error=%m", path);
+		return -1;
+	}
+	dprintf(fd, "%016llx%016llx\n", (unsigned long long)m->secret.k0,
+		(unsigned long long)m->secret.k1);
+	close(fd);
+	/* Re-read through the same parser, so file and memory agree. */
+	f = fopen(path, "r");
+	if (!f || !fgets(hex, sizeof(hex), f)) {
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	fclose(f);
+	hex[strcspn(hex, "\r\n")] = 0;
+	return siphash_key_from_hex(&m->secret, hex);
+}
+
+/* --- listening sockets --------------------------------------------------------- */
+
+static int open_listener(const struct cfg_addr *a)
+{
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (a->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, 4096) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+/* Make sure every configured address has one socket per worker slot. */
+static int ensure_listeners(struct master *m, const struct gw_config *c)
+{
+	for (int i = 0; i < m->nsocks; i++)
+		m->socks[i].in_use = 0;
+	for (int a = 0; a < c->nlisten; a++) {
+		struct lsock *ls = NULL;
+		for (int i = 0; i < m->nsocks; i++)
+			if (!strcmp(m->socks[i].addr, c->listen[a].text))
+				ls = &m->socks[i];
+		if (!ls) {
+			if (m->nsocks >= (int)(sizeof(m->socks) / sizeof(m->socks[0]))) {
+				log_err("event=listen_failed error=\"too many addresses\"");
+				return -1;
+			}
+			ls = &m->socks[m->nsocks];
+			memset(ls, 0, sizeof(*ls));
+			snprintf(ls->addr, sizeof(ls->addr), "%s", c->listen[a].text);
+			for (int s = 0; s < EG_MAX_WORKERS; s++)
+				ls->fds[s] = -1;
+			m->nsocks++;
+		}
+		for (int s = 0; s < m->nworkers; s++) {
+			if (ls->fds[s] >= 0)
+				continue;
+			ls->fds[s] = open_listener(&c->listen[a]);
+			if (ls->fds[s] < 0) {
+				log_err("event=listen_failed addr=%s error=%m", ls->addr);
+				return -1;
+			}
+		}
+		ls->in_use = 1;
+	}
+	return 0;
+}
+
+static void close_unused_listeners(struct master *m)
+{
+	for (int i = 0; i < m->nsocks; i++) {
+		if (m->socks[i].in_use)
+			continue;
+		for (int s = 0; s < EG_MAX_WORKERS; s++)
+			if (m->socks[i].fds[s] >= 0)
+				close(m->socks[i].fds[s]);
+		m->socks[i] = m->socks[--m->nsocks];
+		i--;
+	}
+}
+
+/* --- workers ---------------------------------------------------------------------- */
+
+static struct proc *proc_free_slot(struct master *m)
+{
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (!m->procs[i].pid)
+			return &m->procs[i];
+	return NULL;
+}
+
+static int spawn_worker(struct master *m, int slot)
+{
+	struct proc *p = proc_free_slot(m);
+	if (!p)
+		return -1;
+	int fds[CFG_MAX_LISTEN];
+	for (int a = 0; a < m->cfg->nlisten; a++) {
+		fds[a] = -1;
+		for (int i = 0; i < m->nsocks; i++)
+			if (!strcmp(m->socks[i].addr, m->cfg->listen[a].text))
+				fds[a] = m->socks[i].fds[slot];
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_err("event=fork_failed error=%m");
+		return -1;
+	}
+	if (pid == 0) {
+		/* child: the master's loop, control socket and checks are not ours */
+		struct worker_args a = {
+			.slot = slot,
+			.gen = m->gen,
+			.shm = m->shm,
+			.cfg = m->cfg,
+			.listen_fds = fds,
+			.steer_secret = m->secret,
+			.bpf = m->bpf,
+			.event_fd = admin_event_fd(m->admin),
+			.tls = m->tls,
+		};
+		sigset_t all;
+		sigemptyset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		_exit(worker_main(&a));
+	}
+	p->pid = pid;
+	p->slot = slot;
+	p->gen = m->gen;
+	p->draining = 0;
+	p->started_ms = loop_now_ms(m->loop);
+	return 0;
+}
+
+static int count_procs(const struct master *m)
+{
+	int n = 0;
+	for (int i = 0; i < MAX_PROCS; i++)
+		n += m->procs[i].pid != 0;
+	return n;
+}
+
+static void signal_old(struct master *m, uint64_t keep_gen, int sig)
+{
+	for (int i = 0; i < MAX_PROCS; i++) {
+		struct proc *p = &m->procs[i];
+		if (p->pid && p->gen != keep_gen && !p->draining) {
+			kill(p->pid, sig);
+			p->draining = 1;
+		}
+	}
+}
+
+/* Start a worker for every slot that has none of the current generation. */
+static void on_respawn(struct loop_timer *t)
+{
+	struct master *m = t->arg;
+	if (m->stopping)
+		return;
+	for (int s = 0; s < m->nworkers; s++) {
+		int have = 0;
+		for (int i = 0; i < MAX_PROCS; i++)
+			have |= m->procs[i].pid && m->procs[i].slot == s && m->procs[i].gen == m->gen &&
+				!m->procs[i].draining;
+		if (!have)
+			spawn_worker(m, s);
+	}
+}
+
+static void on_child(struct loop *l, int signo, void *arg)
+{
+	struct master *m = arg;
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct proc *p = NULL;
+		for (int i = 0; i < MAX_PROCS; i++)
+			if (m->procs[i].pid == pid)
+				p = &m->procs[i];
+		if (!p)
+			continue;
+		int crashed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+		if (crashed)
+			log_err("event=worker_exit slot=%d pid=%d status=%d signal=%d", p->slot, pid,
+				WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+				WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+		else
+			log_info("event=worker_exit slot=%d pid=%d gen=%llu", p->slot, pid,
+				 (unsigned long long)p->gen);
+		int respawn = !m->stopping && !p->draining && p->gen == m->gen;
+		int fast = loop_now_ms(m->loop) - p->started_ms < 1000;
+		memset(p, 0, sizeof(*p));
+		if (respawn) {
+			/* Respawn from a timer, never from here: a worker that dies at
+			 * once must not keep the master from reading its signals. */
+			m->respawn_backoff_ms = fast ? (m->respawn_backoff_ms ? m->respawn_backoff_ms * 2 : 100)
+						     : 0;
+			if (m->respawn_backoff_ms > 5000)
+				m->respawn_backoff_ms = 5000;
+			loop_timer_set(m->loop, &m->respawn, m->respawn_backoff_ms);
+		}
+	}
+	if (m->stopping && !count_procs(m))
+		loop_stop(m->loop);
+}
+
+/* --- reload ------------------------------------------------------------------------ */
+
+static void notify_status(struct master *m)
+{
+	sd_notifyf(0, "STATUS=gen %llu, %d workers, %llu reloads (%llu failed)%s%s",
+		   (unsigned long long)m->gen, m->nworkers, (unsigned long long)m->reloads,
+		   (unsigned long long)m->reload_failures, m->last_reload_error[0] ? ": " : "",
+		   m->last_reload_error);
+}
+
+static int apply_config(struct master *m, struct gw_config *nc, struct tls_server *ntls)
+{
+	int old_n = m->nworkers;
+	if (nc->workers && config_worker_count(nc) != old_n)
+		log_warn("event=reload_workers note=\"worker count changes need a restart\"");
+	if (ensure_listeners(m, nc) < 0)
+		return -1;
+	struct gw_config *old = m->cfg;
+	struct tls_server *old_tls = m->tls;
+	m->cfg = nc;
+	m->tls = ntls;
+	m->gen++;
+	checker_free(m->checker);
+	m->checker = checker_new(m->loop, m->shm, nc);
+	for (int s = 0; s < m->nworkers; s++)
+		spawn_worker(m, s);
+	signal_old(m, m->gen, SIGTERM);
+	close_unused_listeners(m);
+	if (m->admin)
+		admin_config_changed(m->admin, nc);
+	if (old) {
+		config_free(old);
+		free(old);
+	}
+	tls_server_free(old_tls); /* the old workers have their own copies */
+	return 0;
+}
+
+/* Returns 0 on success; on failure the running config stays in force. */
+static int master_reload(struct master *m, char *why, size_t whysz)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+		   (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+	struct gw_config *nc = calloc(1, sizeof(*nc));
+	struct config_errors errs = {0};
+	struct tls_server *ntls = NULL;
+	char terr[512];
+	int rc = -1;
+	if (!nc) {
+		snprintf(why, whysz, "out of memory");
+	} else if (master_load_config(m->opts, nc, &errs) < 0) {
+		config_log_errors(&errs);
+		snprintf(why, whysz, "%s%s", errs.n ? errs.msg[0] : "config error",
+			 errs.n > 1 ? " (and more)" : "");
+		free(nc);
+		nc = NULL;
+	} else if (master_check_certs(nc, 0) < 0) {
+		snprintf(why, whysz, "certificate check failed (see log)");
+	} else if (admin_check_config(m->admin, nc, why, whysz) < 0) {
+		/* message set */
+	} else if (!(ntls = tls_server_new(nc, m->shm, terr, sizeof(terr)))) {
+		snprintf(why, whysz, "TLS: %s", terr);
+	} else if (apply_config(m, nc, ntls) < 0) {
+		snprintf(why, whysz, "cannot apply the new listeners");
+		tls_server_free(ntls);
+	} else {
+		nc = NULL;
+		rc = 0;
+	}
+	if (nc) {
+		config_free(nc);
+		free(nc);
+	}
+	m->reloads++;
+	if (rc < 0) {
+		m->reload_failures++;
+		snprintf(m->last_reload_error, sizeof(m->last_reload_error), "%s", why);
+		log_err("event=reload_failed reason=\"%s\" note=\"the running configuration stays "
+			"in force\"",
+			why);
+	} else {
+		m->last_reload_error[0] = 0;
+		log_info("event=reloaded gen=%llu", (unsigned long long)m->gen);
+	}
+	sd_notify(0, "READY=1");
+	notify_status(m);
+	return rc;
+}
+
+/* --- stop ---------------------------------------------------------------------------- */
+
+static void stop_deadline(struct loop_timer *t)
+{
+	struct master *m = t->arg;
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (m->procs[i].pid) {
+			log_warn("event=worker_kill pid=%d reason=\"drain deadline\"", m->procs[i].pid);
+			kill(m->procs[i].pid, SIGKILL);
+		}
+}
+
+static void master_stop(struct master *m)
+{
+	if (m->stopping)
+		return;
+	m->stopping = 1;
+	sd_notify(0, "STOPPING=1\nSTATUS=draining");
+	log_info("event=stopping");
+	signal_old(m, UINT64_MAX, SIGTERM);
+	loop_timer_set(m->loop, &m->stop_deadline, m->cfg->timeouts.drain_ms + 2000);
+	if (!count_procs(m))
+		loop_stop(m->loop);
+}
+
+static void on_signal(struct loop *l, int signo, void *arg)
+{
+	struct master *m = arg;
+	char why[320];
+	if (signo == SIGHUP && !m->stopping)
+		master_reload(m, why, sizeof(why));
+	else if (signo == SIGTERM || signo == SIGINT)
+		master_stop(m);
+}
+
+/* --- housekeeping ---------------------------------------------------------------------- */
+
+static void on_watchdog(struct loop_timer *t)
+{
+	struct master *m = t->arg;
+	sd_notify(0, "WATCHDOG=1");
+	loop_timer_set(m->loop, &m->watchdog, m->watchdog_ms);
+}
+
+static void on_tick(struct loop_timer *t)
+{
+	struct master *m = t->arg;
+	uint64_t now = loop_now_ms(m->loop);
+	if (m->cfg->tls.ticket_rotate_s &&
+	    now - m->ticket_rotated_ms >= (uint64_t)m->cfg->tls.ticket_rotate_s * 1000) {
+		shm_tickets_rotate(m->shm);
+		m->ticket_rotated_ms = now;
+	}
+	if (m->bpf)
+		bpfgate_gc(m->bpf, eg_mono_ns());
+	if (m->admin)
+		admin_tick(m->admin);
+	loop_timer_set(m->loop, &m->tick, 1000);
+}
+
+/* --- control commands ----------------------------------------------------------------- */
+
+static enum ctl_code cmd_status(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct master *m = ctx;
+	struct stats sum;
+	stats_sum(m->shm->worker_stats, m->nworkers, &sum);
+	sbuf_printf(out, "pid %d\ngeneration %llu\nworkers %d\nconnections %lld\nlong_polls %lld\n"
+			 "reloads %llu\nreload_failures %llu\n",
+		    getpid(), (unsigned long long)m->gen, m->nworkers, (long long)sum.conns_open,
+		    (long long)sum.hanging_open, (unsigned long long)m->reloads,
+		    (unsigned long long)m->reload_failures);
+	if (m->last_reload_error[0])
+		sbuf_printf(out, "last_reload_error %s\n", m->last_reload_error);
+	sbuf_printf(out, "xdp %s\n", m->bpf ? "attached" : "off");
+	return CTL_OK;
+}
+
+static enum ctl_code cmd_backends(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct master *m = ctx;
+	struct stats sum;
+	stats_sum(m->shm->worker_stats, EG_MAX_WORKERS, &sum);
+	sbuf_printf(out, "%-16s %-24s %-5s %10s %12s %10s  %s\n", "NAME", "ADDRESS", "STATE",
+		    "CONNS", "REQUESTS", "FAILURES", "LAST_ERROR");
+	for (int i = 0; i < m->cfg->nbackends; i++) {
+		const struct cfg_backend *b = &m->cfg->backends[i];
+		int s = shm_backend_find(m->shm, b->name);
+		const struct shm_backend *sb = s >= 0 ? &m->shm->backends[s] : NULL;
+		sbuf_printf(out, "%-16s %-24s %-5s %10lld %12llu %10llu  %s\n", b->name,
+			    b->addr.text, sb && sb->up ? "up" : "down",
+			    (long long)sum.backend_conns[i], (unsigned long long)sum.backend_requests[i],
+			    (unsigned long long)sum.backend_failures[i], sb ? sb->last_error : "");
+	}
+	return CTL_OK;
+}
+
+static enum ctl_code cmd_reload(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct master *m = ctx;
+	char why[320];
+	if (master_reload(m, why, sizeof(why)) < 0) {
+		sbuf_printf(out, "reload refused: %s\n", why);
+		return CTL_FAILED;
+	}
+	sbuf_printf(out, "reloaded: generation %llu\n", (unsigned long long)m->gen);
+	return CTL_OK;
+}
+
+static enum ctl_code cmd_help(void *ctx, int argc, char **argv, struct sbuf *out);
+
+static enum ctl_code cmd_metrics(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct master *m = ctx;
+	metrics_render(out, m->shm, m->admin, m->bpf, m->nworkers);
+	return CTL_OK;
+}
+
+static const struct ctl_cmd base_cmds[] = {
+	{"status", cmd_status, "status                      daemon, workers, reloads"},
+	{"backends", cmd_backends, "backends                    backend health and load"},
+	{"reload", cmd_reload, "reload                      re-read config, rules, certificates"},
+	{"metrics", cmd_metrics, "metrics                     the Prometheus exposition"},
+	{"help", cmd_help, "help                        this list"},
+	{NULL, NULL, NULL},
+};
+
+static struct ctl_cmd all_cmds[64];
+
+static enum ctl_code cmd_help(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	for (const struct ctl_cmd *k = all_cmds; k->name; k++)
+		sbuf_printf(out, "  %s\n", k->usage);
+	return CTL_OK;
+}
+
+static void build_cmd_table(void)
+{
+	int n = 0;
+	for (const struct ctl_cmd *k = base_cmds; k->name; k++)
+		all_cmds[n++] = *k;
+	for (const struct ctl_cmd *k = admin_commands(); k && k->name && n < 63; k++)
+		all_cmds[n++] = *k;
+	all_cmds[n].name = NULL;
+}
+
+/* --- setup ----------------------------------------------------------------------------- */
+
+static int setup_identity(struct master *m)
+{
+	m->uid = getuid();
+	m->gid = getgid();
+	if (geteuid() != 0)
+		return 0;
+	const char *user = m->cfg->user[0] ? m->cfg->user : NULL;
+	uid_t uid;
+	gid_t gid;
+	if (!user)
+		user = priv_lookup("easgate", NULL, &uid, &gid) == 0 ? "easgate" : "nobody";
+	if (priv_lookup(user, m->cfg->group, &uid, &gid) < 0) {
+		log_err("event=user_unknown user=%s group=%s", user, m->cfg->group);
+		return -1;
+	}
+	m->uid = uid;
+	m->gid = gid;
+	return 0;
+}
+
+static int setup_bpf(struct master *m)
+{
+	if (!m->cfg->xdp.nifaces)
+		return 0;
+	int err = 0;
+	m->bpf = bpfgate_open(m->cfg->xdp.pin_dir, &err);
+	if (!m->bpf) {
+		log_err("event=bpf_open_failed pin_dir=%s error=%s", m->cfg->xdp.pin_dir,
+			strerror(-err));
+		return -1;
+	}
+	struct eg_xdp_cfg xc = {.syn_rate = m->cfg->xdp.syn_rate, .syn_burst = m->cfg->xdp.syn_burst};
+	int np = 0;
+	for (int a = 0; a < m->cfg->nlisten && np < EG_MAX_GUARDED_PORTS; a++)
+		xc.ports[np++] = ((struct sockaddr_in *)&m->cfg->listen[a].ss)->sin_port;
+	bpfgate_set_cfg(m->bpf, &xc);
+	for (int i = 0; i < m->cfg->xdp.nifaces; i++) {
+		const char *mode = NULL;
+		int r = bpfgate_attach_xdp(m->bpf, m->cfg->xdp.ifaces[i], m->cfg->xdp.mode, &mode);
+		if (r < 0) {
+			log_err("event=xdp_attach_failed iface=%s error=%s", m->cfg->xdp.ifaces[i],
+				strerror(-r));
+			return -1;
+		}
+		log_info("event=xdp_attached iface=%s mode=%s maps_reused=%d pin_dir=%s",
+			 m->cfg->xdp.ifaces[i], mode ? mode : "?", bpfgate_maps_reused(m->bpf),
+			 m->cfg->xdp.pin_dir);
+	}
+	return 0;
+}
+
+int master_run(const struct master_opts *o)
+{
+	struct master *m = calloc(1, sizeof(*m));
+	struct config_errors errs = {0};
+	int rc = 1;
+	if (!m)
+		return 1;
+	m->opts = o;
+	log_set_proc("master");
+	signal(SIGPIPE, SIG_IGN);
+	m->cfg = calloc(1, sizeof(*m->cfg));
+	if (!m->cfg || master_load_config(o, m->cfg, &errs) < 0) {
+		config_log_errors(&errs);
+		return 1;
+	}
+	log_set_level((enum log_level)log_level_parse(m->cfg->log_level));
+	if (master_check_certs(m->cfg, 1) < 0) {
+		log_err("event=start_refused reason=\"certificate check failed\"");
+		return 1;
+	}
+	if (mkdir_p(m->cfg->state_dir, 0750) < 0) {
+		log_err("event=state_dir_failed path=%s error=%m", m->cfg->state_dir);
+		return 1;
+	}
+	char rundir[PATH_MAX];
+	snprintf(rundir, sizeof(rundir), "%s", m->cfg->control_socket);
+	char *slash = strrchr(rundir, '/');
+	if (slash && slash != rundir) {
+		*slash = 0;
+		mkdir_p(rundir, 0750);
+	}
+	if (load_secret(m) < 0 || setup_identity(m) < 0)
+		return 1;
+	if (geteuid() == 0) {
+		if (chown(m->cfg->state_dir, m->uid, m->gid) < 0)
+			log_warn("event=chown_failed path=%s error=%m", m->cfg->state_dir);
+		if (slash && slash != rundir && chown(rundir, m->uid, m->gid) < 0)
+			log_warn("event=chown_failed path=%s error=%m", rundir);
+	}
+	m->shm = shm_create();
+	m->loop = loop_new();
+	if (!m->shm || !m->loop)
+		return 1;
+	m->ticket_rotated_ms = loop_now_ms(m->loop);
+	m->nworkers = config_worker_count(m->cfg);
+	for (int i = 0; i < m->cfg->nbackends; i++)
+		shm_backend_slot(m->shm, m->cfg->backends[i].name);
+	if (ensure_listeners(m, m->cfg) < 0)
+		goto out;
+	char terr[512];
+	m->tls = tls_server_new(m->cfg, m->shm, terr, sizeof(terr));
+	if (!m->tls) {
+		log_err("event=tls_failed error=\"%s\"", terr);
+		goto out;
+	}
+	if (setup_bpf(m) < 0)
+		goto out;
+	char err[320];
+	m->admin = admin_new(m->loop, m->cfg, m->shm, m->bpf, err, sizeof(err));
+	if (!m->admin) {
+		log_err("event=admin_failed error=\"%s\"", err);
+		goto out;
+	}
+	build_cmd_table();
+	m->control = control_new(m->loop, m->cfg->control_socket, m->uid, m->gid, all_cmds, m);
+	if (!m->control)
+		goto out;
+	if (m->cfg->admin.metrics[0]) {
+		m->metrics = metrics_new(m->loop, &m->cfg->admin.metrics_addr, m->shm, m->admin,
+					 &m->bpf, &m->nworkers);
+		if (!m->metrics)
+			goto out;
+	}
+	if (geteuid() == 0) {
+		/* Files the workers open later must be theirs (inventory, secret). */
+		admin_chown_state(m->admin, m->uid, m->gid);
+		char path[PATH_MAX + 32];
+		snprintf(path, sizeof(path), "%s/steering.key", m->cfg->state_dir);
+		if (chown(path, m->uid, m->gid) < 0 && errno != ENOENT)
+			log_warn("event=chown_failed path=%s error=%m", path);
+	}
+	/* From here on the master needs: new listeners on reload (low ports),
+	 * reading private keys on reload (root-only files) and, with XDP,
+	 * attaching programs. Nothing else; workers keep nothing. */
+	unsigned long long keep = PRIV_CAP_NET_BIND_SERVICE | PRIV_CAP_DAC_READ_SEARCH;
+	if (m->bpf)
+		keep |= PRIV_CAP_NET_ADMIN | PRIV_CAP_BPF | PRIV_CAP_PERFMON;
+	if (priv_drop_to(m->uid, m->gid, keep) < 0)
+		goto out;
+	loop_timer_init(&m->tick, on_tick, m);
+	loop_timer_init(&m->watchdog, on_watchdog, m);
+	loop_timer_init(&m->stop_deadline, stop_deadline, m);
+	loop_timer_init(&m->respawn, on_respawn, m);
+	if (loop_signal(m->loop, SIGCHLD, on_child, m) < 0 ||
+	    loop_signal(m->loop, SIGHUP, on_signal, m) < 0 ||
+	    loop_signal(m->loop, SIGTERM, on_signal, m) < 0 ||
+	    loop_signal(m->loop, SIGINT, on_signal, m) < 0)
+		goto out;
+	m->gen = 1;
+	m->checker = checker_new(m->loop, m->shm, m->cfg);
+	for (int s = 0; s < m->nworkers; s++)
+		if (spawn_worker(m, s) < 0)
+			goto out;
+	loop_timer_set(m->loop, &m->tick, 1000);
+	uint64_t usec = 0;
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec) {
+		m->watchdog_ms = usec / 2000;
+		if (!m->watchdog_ms)
+			m->watchdog_ms = 1;
+		loop_timer_set(m->loop, &m->watchdog, m->watchdog_ms);
+	}
+	log_info("event=started pid=%d workers=%d listen=%s backends=%d user_uid=%u xdp=%s "
+		 "control=%s",
+		 getpid(), m->nworkers, m->cfg->listen[0].text, m->cfg->nbackends, (unsigned)m->uid,
+		 m->bpf ? "on" : "off", m->cfg->control_socket);
+	sd_notify(0, "READY=1");
+	notify_status(m);
+	loop_run(m->loop);
+	rc = 0;
+out:
+	if (rc)
+		log_err("event=start_failed");
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (m->procs[i].pid) {
+			kill(m->procs[i].pid, SIGKILL);
+			waitpid(m->procs[i].pid, NULL, 0);
+		}
+	checker_free(m->checker);
+	control_free(m->control);
+	metrics_free(m->metrics);
+	admin_free(m->admin);
+	if (m->bpf)
+		bpfgate_close(m->bpf); /* pins and the XDP program stay: verdicts keep working */
+	loop_free(m->loop);
+	log_info("event=stopped");
+	return rc;
+}

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* metrics.c - see metrics.h. */
+#include "metrics.h"
+#include "admin.h"
+#include "bpfmaps.h"
+#include "eas_cmd.h"
+#include "log.h"
+#include "stats.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct metrics {
+	struct loop *loop;
+	struct loop_io io;
+	int fd;
+	struct shm *shm;
+	struct admin *admin;
+	struct bpfgate **bpf;
+	const int *nworkers;
+};
+
+static const char *const verdict_names[SV__COUNT] = {"allow",	 "block",   "quarantine",
+						     "throttle", "refused", "local"};
+
+static const char *const xdp_reason_names[EG_STAT__MAX] = {
+	"pass", "not_tcp", "malformed", "flow_drop", "flow_rst", "flow_expired",
+	"lpm_drop", "rate_drop", "other_port"};
+
+void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfgate *bpf,
+		    int nworkers)
+{
+	struct stats *t = calloc(1, sizeof(*t));
+	if (!t)
+		return;
+	stats_sum(s->worker_stats, EG_MAX_WORKERS, t);
+	(void)nworkers;
+	sbuf_printf(o, "# HELP easgate_requests_total Requests answered, by EAS command, HTTP "
+		       "status and gateway verdict.\n# TYPE easgate_requests_total counter\n");
+	for (int c = 0; c < STATS_NCMD; c++)
+		for (int st = 0; st < STATS_NSTATUS; st++)
+			for (int v = 0; v < SV__COUNT; v++) {
+				uint64_t n = t->requests[c][st][v];
+				if (!n)
+					continue;
+				int code = stats_status_code(st);
+				char status[8];
+				if (code)
+					snprintf(status, sizeof(status), "%d", code);
+				else
+					snprintf(status, sizeof(status), "other");
+				sbuf_printf(o,
+					    "easgate_requests_total{command=\"%s\",status=\"%s\","
+					    "verdict=\"%s\"} %llu\n",
+					    eas_cmd_name(c), status, verdict_names[v],
+					    (unsigned long long)n);
+			}
+	static const uint64_t bounds[] = STATS_DURATION_BOUNDS;
+	sbuf_printf(o, "# HELP easgate_request_duration_seconds Time from request head to "
+		       "response end.\n# TYPE easgate_request_duration_seconds histogram\n");
+	uint64_t cum = 0;
+	for (int b = 0; b < STATS_NBUCKETS; b++) {
+		cum += t->duration_bucket[b];
+		if (b < STATS_NBUCKETS - 1)
+			sbuf_printf(o, "easgate_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+				    (double)bounds[b] / 1000.0, (unsigned long long)cum);
+		else
+			sbuf_printf(o, "easgate_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+				    (unsigned long long)cum);
+	}
+	sbuf_printf(o, "easgate_request_duration_seconds_sum %.6f\n",
+		    (double)t->duration_sum_us / 1e6);
+	sbuf_printf(o, "easgate_request_duration_seconds_count %llu\n",
+		    (unsigned long long)t->duration_count);
+	sbuf_printf(o, "# HELP easgate_tls_handshakes_total Completed TLS handshakes.\n"
+		       "# TYPE easgate_tls_handshakes_total counter\n"
+		       "easgate_tls_handshakes_total{resumed=\"false\"} %llu\n"
+		       "easgate_tls_handshakes_total{resumed=\"true\"} %llu\n",
+		    (unsigned long long)t->tls_handshakes, (unsigned long long)t->tls_resumed);
+	sbuf_printf(o, "# HELP easgate_tls_handshake_failures_total Failed or timed out TLS "
+		       "handshakes.\n# TYPE easgate_tls_handshake_failures_total counter\n"
+		       "easgate_tls_handshake_failures_total %llu\n",
+		    (unsigned long long)t->tls_failures);
+	sbuf_printf(o, "# HELP easgate_connections Open client connections.\n"
+		       "# TYPE easgate_connections gauge\neasgate_connections %lld\n",
+		    (long long)t->conns_open);
+	sbuf_printf(o, "# HELP easgate_long_polls Hanging requests (Ping) in flight.\n"
+		       "# TYPE easgate_long_polls gauge\neasgate_long_polls %lld\n",
+		    (long long)t->hanging_open);
+	sbuf_printf(o, "# HELP easgate_http_refused_total Requests refused by the HTTP parser.\n"
+		       "# TYPE easgate_http_refused_total counter\neasgate_http_refused_total %llu\n",
+		    (unsigned long long)t->http_refused);
+	sbuf_printf(o, "# HELP easgate_backend_up Health-check verdict per backend.\n"
+		       "# TYPE easgate_backend_up gauge\n");
+	for (int i = 0; i < EG_MAX_BACKENDS; i++)
+		if (s->backends[i].name[0])
+			sbuf_printf(o, "easgate_backend_up{backend=\"%s\"} %u\n", s->backends[i].name,
+				    s->backends[i].up);
+	admin_render_backend_metrics(a, o, t);
+	if (bpf) {
+		struct eg_stat_sum xs[EG_STAT__MAX];
+		if (bpfgate_stats(bpf, xs) == 0) {
+			sbuf_printf(o, "# HELP easgate_xdp_verdicts_total Packets seen by the XDP "
+				       "program, by verdict.\n# TYPE easgate_xdp_verdicts_total "
+				       "counter\n");
+			for (int r = 0; r < EG_STAT__MAX; r++)
+				sbuf_printf(o, "easgate_xdp_verdicts_total{reason=\"%s\"} %llu\n",
+					    xdp_reason_names[r], (unsigned long long)xs[r].packets);
+		}
+	}
+	admin_render_metrics(a, o);
+	free(t);
+}
+
+static void serve(struct metrics *m, int fd)
+{
+	char req[2048];
+	struct timeval tv = {.tv_sec = 1};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
+	struct sbuf body = {0};
+	const char *status = "200 OK";
+	if (n <= 0) {
+		close(fd);
+		return;
+	}
+	req[n] = 0;
+	if (!strncmp(req, "GET /metrics ", 13) || !strncmp(req, "GET / ", 6))
+		metrics_render(&body, m->shm, m->admin, *m->bpf, *m->nworkers);
+	else {
+		status = "404 Not Found";
+		sbuf_printf(&body, "try /metrics\n");
+	}
+	char head[256];
+	int hl = snprintf(head, sizeof(head),
+			  "HTTP/1.1 %s\r\nContent-Type: text/plain; version=0.0.4\r\n"
+			  "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+			  status, body.len);
+	/* Small and local: a blocking send with a timeout is fine here. */
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (send(fd, head, (size_t)hl, MSG_NOSIGNAL) == hl && body.len)
+		(void)!send(fd, body.p, body.len, MSG_NOSIGNAL);
+	sbuf_free(&body);
+	close(fd);
+}
+
+static void on_accept(struct loop_io *io, uint32_t ev)
+{
+	struct metrics *m = io->arg;
+	for (int i = 0; i < 16; i++) {
+		int fd = accept4(m->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		serve(m, fd);
+	}
+}
+
+struct metrics *metrics_new(struct loop *l, const struct cfg_addr *addr, struct shm *s,
+			    struct admin *a, struct bpfgate **bpf, const int *nworkers)
+{
+	struct metrics *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->loop = l;
+	m->shm = s;
+	m->admin = a;
+	m->bpf = bpf;
+	m->nworkers = nworkers;
+	m->fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (m->fd >= 0)
+		setsockopt(m->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (m->fd < 0 || bind(m->fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 ||
+	    listen(m->fd, 64) < 0 || loop_io_add_lt(l, &m->io, m->fd, on_accept, m) < 0) {
+		log_err("event=metrics_listen_failed addr=%s error=%m", addr->text);
+		if (m->fd >= 0)
+			close(m->fd);
+		free(m);
+		return NULL;
+	}
+	log_info("event=metrics_listening addr=%s", addr->text);
+	return m;
+}
+
+void metrics_free(struct metrics *m)
+{
+	if (!m)
+		return;
+	loop_io_del(m->loop, &m->io);
+	close(m->fd);
+	free(m);
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * metrics.h - Prometheus text exposition on a separate admin listener
+ * (admin.metrics). A scrape sums the per-worker counters in shared memory and
+ * reads the kernel's per-CPU counters: it never talks to a worker and never
+ * blocks the data path.
+ */
+#ifndef EG_METRICS_H
+#define EG_METRICS_H
+
+#include "config.h"
+#include "control.h"
+#include "loop.h"
+#include "shm.h"
+
+struct metrics;
+struct admin;
+struct bpfgate;
+
+/* bpf and nworkers are read through pointers: they may change on reload. */
+struct metrics *metrics_new(struct loop *l, const struct cfg_addr *addr, struct shm *s,
+			    struct admin *a, struct bpfgate **bpf, const int *nworkers);
+void metrics_free(struct metrics *m);
+
+/* Render the whole exposition into out (also used by `easctl metrics`). */
+void metrics_render(struct sbuf *out, struct shm *s, struct admin *a, struct bpfgate *bpf,
+		    int nworkers);
+
+#endif

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * priv.h - dropping privileges. The master keeps only the capabilities it
+ * still needs after setup (binding new listeners on reload, attaching XDP to
+ * new interfaces); workers, which parse every byte phones send, keep none.
+ */
+#ifndef EG_PRIV_H
+#define EG_PRIV_H
+
+#include <sys/types.h>
+
+#define PRIV_CAP_DAC_READ_SEARCH  (1ull << 2)
+#define PRIV_CAP_NET_BIND_SERVICE (1ull << 10)
+#define PRIV_CAP_NET_ADMIN	  (1ull << 12)
+#define PRIV_CAP_PERFMON	  (1ull << 38)
+#define PRIV_CAP_BPF		  (1ull << 39)
+
+/* Resolve user (and group, "" = the user's primary group). 0 or -1. */
+int priv_lookup(const char *user, const char *group, uid_t *uid, gid_t *gid);
+
+/*
+ * Become uid/gid keeping exactly `keep` (PRIV_CAP_* bits) as permitted and
+ * effective capabilities; sets no_new_privs. No-op (0) when not root.
+ * Returns 0 or -1 (logged).
+ */
+int priv_drop_to(uid_t uid, gid_t gid, unsigned long long keep);
+
+/* Clear every capability of this process (workers). 0 or -1. */
+int priv_drop_all(void);
+
+/* Does this process have capability bit `cap` (CAP_* number) effective? */
+int priv_has_cap(int cap);
+
+#endif

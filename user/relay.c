@@ -1,0 +1,1608 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * relay.c - the connection state machine. See relay.h.
+ *
+ * Data moves through two pumps, each "read into a buffer, process, write out":
+ *   phone  --TLS-->  c->in  --[head: parse, classify, gate, rewrite]-->  up->out  --> backend
+ *   phone  <--TLS--  c->out <--[head: parse, rewrite; body: frame]--    up->in   <-- backend
+ * Bodies are copied verbatim after their framing was validated (Content-Length
+ * counted, chunked scanned by h1_chunk_feed), so what the backend receives is
+ * exactly what the phone sent, with only the documented head rewrites:
+ * hop-by-hop headers and Expect removed, X-Forwarded-For/-Proto set, the
+ * backend's path prefix prepended.
+ *
+ * All sockets are registered edge-triggered for both directions; conn_run()
+ * keeps stepping every pump until none makes progress. Buffers are taken
+ * from the worker pool only while bytes are in them.
+ */
+#include "relay.h"
+#include "bpfmaps.h"
+#include "eas.h"
+#include "eas_answer.h"
+#include "gate.h"
+#include "gzbody.h"
+#include "log.h"
+#include "wbxml.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define OUT_MAX	     (64u * 1024) /* cap of a pump's output buffer */
+#define DISCARD_MAX  (1u << 20)	  /* request body we read and drop after a local answer */
+#define MAX_ATTEMPTS 3		  /* backends tried when connecting fails */
+
+enum cstate {
+	CS_TLS = 0,	/* handshake */
+	CS_HEAD,	/* waiting for / reading a request head */
+	CS_INSPECT,	/* buffering a small body to read DeviceInformation */
+	CS_FORWARD,	/* request relayed; response pending or streaming */
+	CS_LOCAL,	/* a local answer is queued; discarding the request body */
+	CS_HOLD,	/* local answer deliberately delayed (quarantined Ping) */
+};
+
+/* connection and upstream flags */
+#define F_RD	     (1u << 0) /* socket readable (edge seen, not yet drained) */
+#define F_WR	     (1u << 1) /* socket writable */
+#define F_EOF	     (1u << 2) /* peer finished sending */
+#define F_RDHUP	     (1u << 3) /* peer hung up (epoll) */
+#define F_CLOSING    (1u << 4) /* close once c->out is flushed */
+#define F_DEAD	     (1u << 5) /* closed; waiting to be freed */
+#define F_CONNECTING (1u << 6) /* upstream: TCP connect in progress */
+#define F_TLSCONN    (1u << 7) /* upstream: TLS handshake in progress */
+
+enum body_mode { BODY_NONE = 0, BODY_CLEN = 1, BODY_CHUNKED = 2 };
+
+struct upstream {
+	struct conn *c;
+	struct loop_io io;
+	int fd;
+	SSL *ssl;
+	int backend;
+	uint32_t flags;
+	unsigned nreq;	     /* requests sent on this connection */
+	struct buf in;	     /* raw bytes from the backend */
+	struct buf out;	     /* rewritten head + request body for the backend */
+	struct h1_msg *hm;   /* response head being parsed */
+	int resp_started;    /* response head parsed and queued to the client */
+	int resp_done;
+	int resp_close;	     /* backend will close after this response */
+	enum body_mode bmode;
+	int eof_body;
+	uint64_t left;
+	struct h1_chunk chunk;
+	uint64_t rx_bytes;   /* response bytes received for this request */
+	struct upstream *next_dead;
+};
+
+/* What we keep of a request after its head is gone: enough to log it. */
+struct reqinfo {
+	uint64_t t0_us;
+	int cmd;
+	int proto;
+	int status;
+	int backend;
+	enum stats_verdict sv;
+	uint64_t steer_key;
+	uint64_t avoid; /* backends that failed to connect for this request */
+	int attempts;
+	uint64_t bytes_in, bytes_out;
+	uint8_t is_head, hanging, expect, sent_continue, close_after, body_done, resp_seen;
+	uint8_t head_parsed;  /* c->hm holds a complete head, slices into c->in */
+	uint8_t head_pending; /* head still in c->in until the backend is connected */
+	enum body_mode bmode;
+	uint64_t left;
+	struct h1_chunk chunk;
+	char user[96];
+	char device_id[EAS_DEVID_MAX + 1];
+	char device_type[EAS_DEVTYPE_MAX + 1];
+	char rule[64];
+	const char *why; /* static refusal reason, if any */
+	int xdp_drop;	 /* push a kernel drop for this flow once answered */
+};
+
+struct conn {
+	struct worker *w;
+	struct conn *prev, *next;
+	struct loop_io io;
+	struct loop_timer tmr;
+	int tmr_kind;
+	int fd;
+	SSL *ssl;
+	uint32_t flags;
+	enum cstate st;
+	struct sockaddr_storage peer, local;
+	struct buf in, out;
+	struct h1_msg *hm;	 /* request head being parsed */
+	struct eas_req *eas;	 /* classification, kept only until the gate decided */
+	struct upstream *up;
+	struct reqinfo r;
+	uint64_t nreq;
+	uint64_t t_accept_ms;
+};
+
+enum tmr_kind { T_NONE, T_HANDSHAKE, T_IDLE, T_HEAD, T_BODY, T_CONNECT, T_RESPONSE, T_HOLD,
+		T_FLUSH };
+
+static void conn_run(struct conn *c);
+static void relay_close(struct conn *c, const char *why);
+static void up_close(struct conn *c);
+static int forward_begin(struct conn *c);
+static void answer_local(struct conn *c, int status, const char *extra_hdrs, const void *body,
+			 size_t blen, int close);
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static const char *peer_ip(const struct conn *c, char *buf, size_t n)
+{
+	if (c->peer.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)&c->peer;
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+			return inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], buf, (socklen_t)n);
+		return inet_ntop(AF_INET6, &s6->sin6_addr, buf, (socklen_t)n);
+	}
+	return inet_ntop(AF_INET, &((const struct sockaddr_in *)&c->peer)->sin_addr, buf,
+			 (socklen_t)n);
+}
+
+/* --- low-level I/O ---------------------------------------------------------- */
+
+/* >0 bytes, 0 would block, -1 EOF, -2 error. Updates F_RD/F_WR. */
+static ssize_t io_read(int fd, SSL *ssl, char *p, size_t n, uint32_t *flags)
+{
+	if (ssl) {
+		ERR_clear_error();
+		int r = SSL_read(ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+		if (r > 0)
+			return r;
+		switch (SSL_get_error(ssl, r)) {
+		case SSL_ERROR_WANT_READ:
+			*flags &= ~F_RD;
+			return 0;
+		case SSL_ERROR_WANT_WRITE:
+			*flags &= ~F_WR;
+			return 0;
+		case SSL_ERROR_ZERO_RETURN:
+			return -1;
+		default:
+			return -2;
+		}
+	}
+	ssize_t r = read(fd, p, n);
+	if (r > 0)
+		return r;
+	if (r == 0)
+		return -1;
+	if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		*flags &= ~F_RD;
+		return 0;
+	}
+	return errno == EINTR ? 0 : -2;
+}
+
+static ssize_t io_write(int fd, SSL *ssl, const char *p, size_t n, uint32_t *flags)
+{
+	if (ssl) {
+		ERR_clear_error();
+		int r = SSL_write(ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+		if (r > 0)
+			return r;
+		switch (SSL_get_error(ssl, r)) {
+		case SSL_ERROR_WANT_WRITE:
+			*flags &= ~F_WR;
+			return 0;
+		case SSL_ERROR_WANT_READ:
+			*flags &= ~F_RD;
+			return 0;
+		default:
+			return -2;
+		}
+	}
+	ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+	if (r >= 0)
+		return r;
+	if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		*flags &= ~F_WR;
+		return 0;
+	}
+	return errno == EINTR ? 0 : -2;
+}
+
+/* --- timers ------------------------------------------------------------------ */
+
+static void set_timer(struct conn *c, int kind, unsigned ms, int restart)
+{
+	if (c->tmr_kind == kind && !restart && loop_timer_armed(&c->tmr))
+		return;
+	c->tmr_kind = kind;
+	loop_timer_set(c->w->loop, &c->tmr, ms);
+}
+
+static void arm_phase_timer(struct conn *c, int progress)
+{
+	const struct gw_config *cfg = c->w->cfg;
+	switch (c->st) {
+	case CS_TLS:
+		set_timer(c, T_HANDSHAKE, cfg->timeouts.handshake_ms, 0);
+		break;
+	case CS_HEAD:
+		if (c->flags & F_CLOSING)
+			set_timer(c, T_FLUSH, cfg->timeouts.body_ms, progress);
+		else if (c->hm)
+			set_timer(c, T_HEAD, cfg->timeouts.head_ms, 0);
+		else
+			set_timer(c, T_IDLE, cfg->timeouts.idle_ms, 0);
+		break;
+	case CS_INSPECT:
+	case CS_LOCAL:
+		set_timer(c, T_BODY, cfg->timeouts.body_ms, progress);
+		break;
+	case CS_HOLD:
+		break; /* the hold timer is set when entering CS_HOLD */
+	case CS_FORWARD:
+		if (c->up && (c->up->flags & (F_CONNECTING | F_TLSCONN)))
+			set_timer(c, T_CONNECT, cfg->timeouts.backend_connect_ms, 0);
+		else if (!c->r.body_done || (c->up && c->up->resp_started))
+			set_timer(c, T_BODY, cfg->timeouts.body_ms, progress);
+		else
+			set_timer(c, T_RESPONSE,
+				  c->r.hanging ? cfg->timeouts.hanging_ms
+					       : cfg->timeouts.backend_response_ms,
+				  0);
+		break;
+	}
+}
+
+/* --- request bookkeeping ---------------------------------------------------- */
+
+static void req_reset(struct conn *c)
+{
+	memset(&c->r, 0, sizeof(c->r));
+	c->r.cmd = EAS_CMD_NONE;
+	c->r.backend = -1;
+	c->r.t0_us = now_us();
+}
+
+static const char *sv_name(enum stats_verdict v)
+{
+	static const char *const n[SV__COUNT] = {"allow",    "block",   "quarantine",
+						 "throttle", "refused", "local"};
+	return n[v];
+}
+
+/* The request is answered: log it, count it, tell the gate. */
+static void req_finish(struct conn *c)
+{
+	struct worker *w = c->w;
+	uint64_t dur = now_us() - c->r.t0_us;
+	stats_request(w->stats, c->r.cmd, c->r.status, c->r.sv, dur);
+	if (c->r.backend >= 0)
+		w->stats->backend_requests[c->r.backend]++;
+	if (w->cfg->access_log) {
+		char ip[64], qu[128], qd[48], qt[48], qr[96];
+		log_info("event=access client=%s user=%s device=%s type=%s cmd=%s proto=%d.%d "
+			 "backend=%s status=%d verdict=%s rule=%s bytes_in=%llu bytes_out=%llu "
+			 "dur_ms=%.1f%s%s",
+			 peer_ip(c, ip, sizeof(ip)), log_quote(qu, sizeof(qu), c->r.user, (size_t)-1),
+			 log_quote(qd, sizeof(qd), c->r.device_id, (size_t)-1),
+			 log_quote(qt, sizeof(qt), c->r.device_type, (size_t)-1),
+			 eas_cmd_name(c->r.cmd), c->r.proto / 10, c->r.proto % 10,
+			 c->r.backend >= 0 ? w->be.b[c->r.backend].cfg->name : "-", c->r.status,
+			 sv_name(c->r.sv), log_quote(qr, sizeof(qr), c->r.rule, (size_t)-1),
+			 (unsigned long long)c->r.bytes_in, (unsigned long long)c->r.bytes_out,
+			 (double)dur / 1000.0, c->r.why ? " reason=" : "", c->r.why ? c->r.why : "");
+	}
+	if (w->gate && c->r.device_id[0])
+		gate_done(w->gate, c->r.user, c->r.device_id, c->r.cmd, c->r.status, time(NULL));
+	if (c->r.xdp_drop && w->bpf) {
+		struct eg_flow_key k;
+		struct eg_flow_verdict v = {0};
+		eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local);
+		v.action = w->cfg->xdp.action_rst ? EG_ACT_RST : EG_ACT_DROP;
+		v.reason = EG_REASON_BLOCKED;
+		v.expires_ns = eg_mono_ns() + (uint64_t)w->cfg->xdp.verdict_ttl_s * 1000000000ull;
+		v.device_key = c->r.steer_key;
+		int e = bpfgate_flow_set(w->bpf, &k, &v);
+		char qu[64];
+		log_info("event=xdp_verdict client=%s action=%s ttl_s=%u result=%d",
+			 peer_ip(c, qu, sizeof(qu)), v.action == EG_ACT_RST ? "rst" : "drop",
+			 w->cfg->xdp.verdict_ttl_s, e);
+	}
+	c->nreq++;
+}
+
+/* --- head slices ---------------------------------------------------------------- */
+
+static void rebase_str(struct h1_str *s, const char *from, const char *to)
+{
+	if (s->p)
+		s->p = to + (s->p - from);
+}
+
+/* c->in moved (grown or compacted): move the parsed head's slices with it. */
+static void h1_rebase(struct h1_msg *m, const char *from, const char *to)
+{
+	rebase_str(&m->method_str, from, to);
+	rebase_str(&m->target, from, to);
+	rebase_str(&m->path, from, to);
+	rebase_str(&m->query, from, to);
+	rebase_str(&m->host, from, to);
+	rebase_str(&m->reason, from, to);
+	for (unsigned i = 0; i < m->nhdr; i++) {
+		rebase_str(&m->hdr[i].name, from, to);
+		rebase_str(&m->hdr[i].value, from, to);
+	}
+}
+
+/* Drop the parsed head from c->in (and its parse state): the request is now
+ * either relayed or answered. */
+static void head_commit(struct conn *c)
+{
+	if (c->hm && c->r.head_parsed)
+		buf_consume(&c->w->pool, &c->in, c->hm->head_len);
+	free(c->hm);
+	c->hm = NULL;
+	free(c->eas);
+	c->eas = NULL;
+	c->r.head_parsed = 0;
+	c->r.head_pending = 0;
+}
+
+/* --- local answers ---------------------------------------------------------- */
+
+static void answer_local(struct conn *c, int status, const char *extra_hdrs, const void *body,
+			 size_t blen, int close)
+{
+	char head[1024];
+	/* A body we have not read makes keep-alive unsafe unless we can drop it. */
+	if (c->r.bmode == BODY_CHUNKED || (c->r.bmode == BODY_CLEN && c->r.left > DISCARD_MAX) ||
+	    (c->r.expect && !c->r.sent_continue && c->r.bmode != BODY_NONE && !c->r.body_done))
+		close = 1;
+	if (c->w->draining)
+		close = 1;
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s\r\n", status,
+			 eas_http_reason(status), blen, extra_hdrs ? extra_hdrs : "",
+			 blen && !(extra_hdrs && strstr(extra_hdrs, "Content-Type"))
+				 ? "Content-Type: text/plain\r\n"
+				 : "",
+			 close ? "Connection: close\r\n" : "");
+	buf_append(&c->w->pool, &c->out, head, (size_t)n, OUT_MAX);
+	if (blen && !c->r.is_head)
+		buf_append(&c->w->pool, &c->out, body, blen, OUT_MAX);
+	c->r.status = status;
+	c->r.bytes_out += (size_t)n + blen;
+	if (close) {
+		c->flags |= F_CLOSING;
+		c->r.close_after = 1;
+	}
+	head_commit(c);
+	c->st = CS_LOCAL;
+}
+
+static void answer_text(struct conn *c, int status, const char *why, int close)
+{
+	char body[256];
+	int n = snprintf(body, sizeof(body), "%d %s: %s\n", status, eas_http_reason(status), why);
+	c->r.why = why;
+	answer_local(c, status, NULL, body, (size_t)n, close);
+}
+
+/* Answer per the gate's verdict: EAS status envelope or bare HTTP status. */
+static void answer_verdict(struct conn *c, const struct gate_verdict *v)
+{
+	uint8_t wb[128];
+	size_t wl = 0;
+	int status = v->http_status;
+	char hdrs[256] = "";
+	if (v->eas_status) {
+		status = eas_http_status_for(c->r.proto, v->eas_status, v->http_status);
+		if (status == 200)
+			wl = eas_status_wbxml((enum eas_cmd)c->r.cmd, v->eas_status, wb, sizeof(wb));
+		if (status == 200 && !wl) /* no envelope for this command: bare status */
+			status = v->http_status;
+	}
+	if (v->empty_ok)
+		status = 200;
+	if (status == 200)
+		snprintf(hdrs, sizeof(hdrs), "Content-Type: application/vnd.ms-sync.wbxml\r\n");
+	if (status == 503)
+		snprintf(hdrs, sizeof(hdrs), "Retry-After: 60\r\nX-MS-ASThrottle: %s\r\n",
+			 v->rule[0] ? "Gateway" : "Gateway");
+	answer_local(c, status, hdrs, wl ? wb : NULL, wl, 0);
+	if (v->hold_ms) {
+		/* Quarantined long-poll: answer after a heartbeat-like pause so
+		 * the phone does not spin re-issuing it. */
+		c->st = CS_HOLD;
+		set_timer(c, T_HOLD, v->hold_ms, 1);
+	}
+}
+
+/* --- request head ----------------------------------------------------------- */
+
+static void copy_field(char *dst, size_t dsz, const char *src)
+{
+	snprintf(dst, dsz, "%s", src);
+}
+
+/* Classify the complete head in c->hm; decide; start forwarding or answer. */
+static int head_complete(struct conn *c, size_t head_len)
+{
+	struct worker *w = c->w;
+	struct h1_msg *m = c->hm;
+	c->r.head_parsed = 1;
+	c->r.is_head = m->method == H1_M_HEAD;
+	c->r.expect = !!(m->flags & H1_F_EXPECT_CONTINUE);
+	c->r.close_after = !!(m->flags & H1_F_CONN_CLOSE);
+	if (m->flags & H1_F_CHUNKED) {
+		c->r.bmode = BODY_CHUNKED;
+		h1_chunk_init(&c->r.chunk, &w->lim);
+	} else if ((m->flags & H1_F_CLEN) && m->content_length) {
+		c->r.bmode = BODY_CLEN;
+		c->r.left = m->content_length;
+	} else {
+		c->r.bmode = BODY_NONE;
+	}
+	c->r.body_done = c->r.bmode == BODY_NONE;
+
+	enum eas_path pk = eas_classify_path(m->path.p, m->path.n);
+	if (pk == EAS_PATH_OTHER) {
+		c->r.sv = SV_LOCAL;
+		answer_text(c, 404, "not an ActiveSync or Autodiscover path", 0);
+		return 1;
+	}
+	int is_options = m->method == H1_M_OPTIONS;
+	if (pk == EAS_PATH_EAS && !is_options && m->method != H1_M_POST) {
+		c->r.sv = SV_REFUSED;
+		answer_text(c, 405, "ActiveSync accepts only OPTIONS and POST", 0);
+		return 1;
+	}
+	struct eas_req *e = c->eas ? c->eas : malloc(sizeof(*e));
+	if (!e)
+		return -1;
+	c->eas = e;
+	eas_req_init(e);
+	int bad = 0;
+	if (pk == EAS_PATH_EAS && m->query.n)
+		bad |= eas_parse_query(e, m->query.p, m->query.n) < 0;
+	for (unsigned i = 0; i < m->nhdr; i++)
+		bad |= eas_parse_header(e, m->hdr[i].name.p, m->hdr[i].name.n, m->hdr[i].value.p,
+					m->hdr[i].value.n) < 0;
+	/* Autodiscover carries no EAS query: only the identity matters there. */
+	bad |= eas_finish(e, is_options || pk == EAS_PATH_AUTODISCOVER) < 0;
+	if (pk == EAS_PATH_AUTODISCOVER)
+		e->cmd = EAS_CMD_NONE;
+	c->r.cmd = e->cmd;
+	c->r.proto = e->proto;
+	c->r.hanging = eas_cmd_is_hanging(e->cmd);
+	copy_field(c->r.user, sizeof(c->r.user), e->identity);
+	copy_field(c->r.device_id, sizeof(c->r.device_id), e->device_id);
+	copy_field(c->r.device_type, sizeof(c->r.device_type), e->device_type);
+	if (bad) {
+		char body[256];
+		int n = snprintf(body, sizeof(body), "%d %s: %s\n", e->err_status,
+				 eas_http_reason(e->err_status), e->err ? e->err : "malformed");
+		c->r.why = e->err;
+		c->r.sv = SV_REFUSED;
+		char hdr[64] = "";
+		if (e->err_eas_status)
+			snprintf(hdr, sizeof(hdr), "X-MS-ASError: %d\r\n", e->err_eas_status);
+		answer_local(c, e->err_status ? e->err_status : 400, hdr, body, (size_t)n, 0);
+		return 1;
+	}
+	/*
+	 * Steering key: the user identity (Basic user, else User=), else the
+	 * DeviceId, else the Authorization value itself (NTLM/Negotiate
+	 * autodiscover): hashed with the installation secret, never stored.
+	 */
+	const char *idv = e->identity[0] ? e->identity : e->device_id;
+	if (idv[0]) {
+		c->r.steer_key = siphash24(&w->steer_secret, idv, strlen(idv));
+	} else {
+		const struct h1_header *a = h1_find(m, "Authorization");
+		if (a && a->value.n)
+			c->r.steer_key = siphash24(&w->steer_secret, a->value.p, a->value.n);
+		else
+			c->r.steer_key = siphash24(&w->steer_secret, &c, sizeof(c));
+	}
+	(void)head_len;
+	if (w->gate && c->r.bmode == BODY_CLEN && c->r.left <= w->cfg->limits.inspect_body &&
+	    gate_wants_body(w->gate, e)) {
+		c->st = CS_INSPECT;
+		if (c->r.expect) {
+			static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+			buf_append(&w->pool, &c->out, cont, sizeof(cont) - 1, OUT_MAX);
+			c->r.sent_continue = 1;
+		}
+		return 1;
+	}
+	if (w->gate) {
+		struct gate_verdict v;
+		gate_decide(w->gate, e, NULL, time(NULL), &v);
+		copy_field(c->r.rule, sizeof(c->r.rule), v.rule);
+		c->r.sv = v.sv;
+		if (v.action == GATE_ANSWER) {
+			c->r.xdp_drop = v.xdp_drop;
+			answer_verdict(c, &v);
+			return 1;
+		}
+	}
+	return forward_begin(c);
+}
+
+static int head_step(struct conn *c)
+{
+	struct worker *w = c->w;
+	if (!c->in.len || (c->flags & F_CLOSING))
+		return 0;
+	if (!c->hm) {
+		c->hm = calloc(1, sizeof(*c->hm));
+		if (!c->hm)
+			return -1;
+		req_reset(c);
+	}
+	int r = h1_parse_request(buf_data(&c->in), c->in.len, c->hm, &w->lim);
+	if (r == 0)
+		return 0;
+	if (r < 0) {
+		char q[160];
+		w->stats->http_refused++;
+		log_warn("event=http_refused client=%s status=%d reason=%s offset=%zu",
+			 peer_ip(c, q, sizeof(q)), c->hm->err_status, c->hm->err, c->hm->err_pos);
+		c->r.sv = SV_REFUSED;
+		/* Nothing after a malformed head can be framed: answer and close. */
+		answer_text(c, c->hm->err_status ? c->hm->err_status : 400, c->hm->err, 1);
+		buf_release(&w->pool, &c->in);
+		c->r.body_done = 1;
+		return 1;
+	}
+	c->r.bytes_in += (uint64_t)r;
+	return head_complete(c, (size_t)r) < 0 ? -1 : 1;
+}
+
+/* CS_INSPECT: wait for the whole (small, Content-Length) body, then decide. */
+static int inspect_step(struct conn *c)
+{
+	struct worker *w = c->w;
+	struct h1_msg *m = c->hm;
+	size_t need = m->head_len + (size_t)c->r.left;
+	if (c->in.len < need)
+		return 0;
+	struct eas_devinfo di;
+	int have_di = 0;
+	const uint8_t *body = (const uint8_t *)buf_data(&c->in) + m->head_len;
+	size_t blen = (size_t)c->r.left;
+	uint8_t *plain = NULL;
+	const struct h1_header *ce = h1_find(m, "Content-Encoding");
+	const char *derr = NULL;
+	if (ce && ce->value.n) {
+		int coding = gzbody_coding(ce->value.p, ce->value.n);
+		size_t cap = w->cfg->limits.inspect_body ? w->cfg->limits.inspect_body : 65536;
+		plain = coding > 0 ? malloc(cap) : NULL;
+		size_t plen = 0;
+		if (plain && gzbody_inflate(body, blen, coding == 1, plain, cap, &plen, &derr) == 0) {
+			body = plain;
+			blen = plen;
+		} else {
+			body = NULL;
+		}
+	}
+	if (body && blen) {
+		int r = wbxml_devinfo(body, blen, &di, &derr);
+		have_di = r == 1;
+		if (r < 0) {
+			char q[160];
+			log_info("event=wbxml_undecodable client=%s cmd=%s reason=%s",
+				 peer_ip(c, q, sizeof(q)), eas_cmd_name(c->r.cmd),
+				 derr ? derr : "?");
+		}
+	}
+	free(plain);
+	struct gate_verdict v;
+	gate_decide(w->gate, c->eas, have_di ? &di : NULL, time(NULL), &v);
+	copy_field(c->r.rule, sizeof(c->r.rule), v.rule);
+	c->r.sv = v.sv;
+	if (v.action == GATE_ANSWER) {
+		c->r.xdp_drop = v.xdp_drop;
+		/* The body is already here: drop it so keep-alive stays possible. */
+		size_t clen = (size_t)c->r.left;
+		answer_verdict(c, &v);
+		buf_consume(&w->pool, &c->in, clen);
+		c->r.left = 0;
+		c->r.body_done = 1;
+		c->r.bytes_in += clen;
+		return 1;
+	}
+	return forward_begin(c) < 0 ? -1 : 1;
+}
+
+/* --- forwarding --------------------------------------------------------------- */
+
+static void up_io(struct loop_io *io, uint32_t ev);
+
+/* Append the rewritten request head for backend b to up->out. */
+static int build_request_head(struct conn *c, const struct cfg_backend *b)
+{
+	struct worker *w = c->w;
+	struct h1_msg *m = c->hm;
+	struct buf *o = &c->up->out;
+	const char *base = buf_data(&c->in);
+	const char *end = base + m->head_len;
+	size_t max = w->cfg->limits.max_head + 1024;
+	char ip[64], tmp[256];
+	int ok = 0;
+
+	ok |= buf_append(&w->pool, o, m->method_str.p, m->method_str.n, max);
+	ok |= buf_append(&w->pool, o, " ", 1, max);
+	if (!(m->path.n == 1 && m->path.p[0] == '*'))
+		ok |= buf_append(&w->pool, o, b->prefix, strlen(b->prefix), max);
+	if (m->flags & H1_F_ABS_FORM) {
+		ok |= buf_append(&w->pool, o, m->path.n ? m->path.p : "/", m->path.n ? m->path.n : 1,
+				 max);
+		if (m->query.p) {
+			ok |= buf_append(&w->pool, o, "?", 1, max);
+			ok |= buf_append(&w->pool, o, m->query.p, m->query.n, max);
+		}
+	} else {
+		ok |= buf_append(&w->pool, o, m->target.p, m->target.n, max);
+	}
+	ok |= buf_append(&w->pool, o, " HTTP/1.1\r\n", 11, max);
+	for (unsigned i = 0; i < m->nhdr; i++) {
+		const struct h1_header *h = &m->hdr[i];
+		if (h1_is_hop_by_hop(m, h->name) ||
+		    (h->name.n == 6 && !strncasecmp(h->name.p, "Expect", 6)) ||
+		    (h->name.n == 15 && !strncasecmp(h->name.p, "X-Forwarded-For", 15)) ||
+		    (h->name.n == 17 && !strncasecmp(h->name.p, "X-Forwarded-Proto", 17)))
+			continue;
+		/* Copy the field line as received, byte for byte. */
+		const char *from = h->name.p;
+		const char *scan = h->value.n ? h->value.p + h->value.n : h->name.p + h->name.n;
+		const char *nl = memchr(scan, '\n', (size_t)(end - scan));
+		if (!nl)
+			return -1;
+		ok |= buf_append(&w->pool, o, from, (size_t)(nl + 1 - from), max);
+	}
+	if (c->r.bmode == BODY_CHUNKED)
+		ok |= buf_append(&w->pool, o, "Transfer-Encoding: chunked\r\n", 28, max);
+	int n = snprintf(tmp, sizeof(tmp), "X-Forwarded-For: %s\r\nX-Forwarded-Proto: https\r\n%s\r\n",
+			 peer_ip(c, ip, sizeof(ip)),
+			 b->reuse == CFG_REUSE_NEVER ? "Connection: close\r\n" : "");
+	ok |= buf_append(&w->pool, o, tmp, (size_t)n, max);
+	return ok ? -1 : 0;
+}
+
+/* Is an idle backend connection still usable? (A backend that closes kept-
+ * alive connections without saying so has sent its FIN by now.) */
+static int up_reusable(struct upstream *u, const struct cfg_backend *b)
+{
+	if (b->reuse == CFG_REUSE_NEVER || (u->flags & (F_EOF | F_RDHUP)) || u->resp_close)
+		return 0;
+	char x;
+	ssize_t r = recv(u->fd, &x, 1, MSG_PEEK | MSG_DONTWAIT);
+	return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static int up_connect(struct conn *c, int bi)
+{
+	struct worker *w = c->w;
+	const struct cfg_backend *b = w->be.b[bi].cfg;
+	struct upstream *u = calloc(1, sizeof(*u));
+	if (!u)
+		return -1;
+	u->c = c;
+	u->backend = bi;
+	u->fd = socket(b->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u->fd < 0) {
+		free(u);
+		return -1;
+	}
+	int one = 1;
+	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(u->fd, (const struct sockaddr *)&b->addr.ss, b->addr.len) < 0 &&
+	    errno != EINPROGRESS) {
+		close(u->fd);
+		free(u);
+		return -1;
+	}
+	u->flags |= F_CONNECTING;
+	if (b->tls) {
+		u->ssl = SSL_new(w->be.b[bi].ssl_ctx);
+		if (!u->ssl || SSL_set_fd(u->ssl, u->fd) != 1) {
+			SSL_free(u->ssl);
+			close(u->fd);
+			free(u);
+			return -1;
+		}
+		const char *sni = b->sni[0] ? b->sni : NULL;
+		if (sni) {
+			SSL_set_tlsext_host_name(u->ssl, sni);
+			if (b->verify)
+				SSL_set1_host(u->ssl, sni);
+		}
+		SSL_set_connect_state(u->ssl);
+		u->flags |= F_TLSCONN;
+	}
+	if (loop_io_add(w->loop, &u->io, u->fd, up_io, u) < 0) {
+		SSL_free(u->ssl);
+		close(u->fd);
+		free(u);
+		return -1;
+	}
+	c->up = u;
+	w->stats->backend_conns[bi]++;
+	return 0;
+}
+
+/* Choose the backend, (re)use or open its connection, queue the head. */
+static int forward_begin(struct conn *c)
+{
+	struct worker *w = c->w;
+	backends_refresh(&w->be, w->shm);
+	int bi = backends_pick(&w->be, c->r.steer_key, c->r.avoid);
+	if (bi < 0) {
+		c->r.sv = SV_LOCAL;
+		answer_text(c, 503, "no backend is available", 0);
+		return 1;
+	}
+	c->r.backend = bi;
+	const struct cfg_backend *b = w->be.b[bi].cfg;
+	if (c->up && (c->up->backend != bi || !up_reusable(c->up, b)))
+		up_close(c);
+	if (!c->up && up_connect(c, bi) < 0) {
+		char q[96];
+		log_warn("event=backend_connect_failed backend=%s error=%s", b->name,
+			 log_quote(q, sizeof(q), strerror(errno), (size_t)-1));
+		c->r.avoid |= UINT64_C(1) << bi;
+		if (++c->r.attempts < MAX_ATTEMPTS)
+			return forward_begin(c);
+		answer_text(c, 502, "backend unreachable", 0);
+		return 1;
+	}
+	struct upstream *u = c->up;
+	u->resp_started = u->resp_done = 0;
+	u->rx_bytes = 0;
+	if (build_request_head(c, b) < 0) {
+		answer_text(c, 431, "request head too large after rewriting", 1);
+		return 1;
+	}
+	if (c->r.expect && !c->r.sent_continue && c->r.bmode != BODY_NONE) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		buf_append(&w->pool, &c->out, cont, sizeof(cont) - 1, OUT_MAX);
+		c->r.sent_continue = 1;
+	}
+	if (c->r.hanging && c->st != CS_FORWARD)
+		w->stats->hanging_open++;
+	c->st = CS_FORWARD;
+	/* Keep the head until the backend accepted the connection: if the
+	 * connect fails, nothing was sent and we retry another backend. */
+	c->r.head_pending = 1;
+	if (!(u->flags & (F_CONNECTING | F_TLSCONN)))
+		head_commit(c);
+	return 1;
+}
+
+/* Move validated request-body bytes from c->in to up->out. */
+static int req_body_step(struct conn *c)
+{
+	struct worker *w = c->w;
+	struct upstream *u = c->up;
+	if (c->r.body_done || !c->in.len || !u || c->r.head_pending)
+		return 0;
+	long sp = buf_reserve(&w->pool, &u->out, BUF_BLOCK, OUT_MAX);
+	if (sp <= 0)
+		return 0;
+	size_t n = c->in.len < (size_t)sp ? c->in.len : (size_t)sp;
+	if (c->r.bmode == BODY_CLEN) {
+		if (n > c->r.left)
+			n = (size_t)c->r.left;
+		c->r.left -= n;
+		c->r.body_done = c->r.left == 0;
+	} else {
+		int done = 0;
+		ssize_t k = h1_chunk_feed(&c->r.chunk, buf_data(&c->in), n, &done, NULL, NULL);
+		if (k < 0) {
+			char q[96];
+			log_warn("event=http_refused client=%s reason=%s phase=chunked_body",
+				 peer_ip(c, q, sizeof(q)), c->r.chunk.err);
+			w->stats->http_refused++;
+			c->r.why = c->r.chunk.err;
+			c->r.sv = SV_REFUSED;
+			/* The backend saw a partial request: it must not keep it. */
+			up_close(c);
+			if (!c->r.resp_seen) {
+				c->r.body_done = 1;
+				answer_text(c, c->r.chunk.err_status ? c->r.chunk.err_status : 400,
+					    c->r.chunk.err, 1);
+				buf_release(&w->pool, &c->in);
+				return 1;
+			}
+			relay_close(c, "bad chunked framing");
+			return -1;
+		}
+		n = (size_t)k;
+		c->r.body_done = done;
+	}
+	memcpy(buf_tail(&u->out), buf_data(&c->in), n);
+	u->out.len += (uint32_t)n;
+	buf_consume(&w->pool, &c->in, n);
+	c->r.bytes_in += n;
+	return n > 0;
+}
+
+/* CS_LOCAL: read and drop the body of a request we answered ourselves. */
+static int discard_step(struct conn *c)
+{
+	struct worker *w = c->w;
+	if (c->r.body_done || !c->in.len)
+		return 0;
+	size_t n = c->in.len;
+	if (c->r.bmode == BODY_CLEN) {
+		if (n > c->r.left)
+			n = (size_t)c->r.left;
+		c->r.left -= n;
+		c->r.body_done = c->r.left == 0;
+	} else {
+		c->r.body_done = 1; /* chunked: we close instead (answer_local) */
+		n = c->in.len;
+	}
+	buf_consume(&w->pool, &c->in, n);
+	return 1;
+}
+
+/* --- response ------------------------------------------------------------------- */
+
+static int build_response_head(struct conn *c, struct h1_msg *m)
+{
+	struct worker *w = c->w;
+	struct buf *o = &c->out;
+	const char *end = buf_data(&c->up->in) + m->head_len;
+	char line[64];
+	int ok = 0;
+	int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", m->status);
+	ok |= buf_append(&w->pool, o, line, (size_t)n, OUT_MAX);
+	ok |= buf_append(&w->pool, o, m->reason.p ? m->reason.p : "", m->reason.n, OUT_MAX);
+	ok |= buf_append(&w->pool, o, "\r\n", 2, OUT_MAX);
+	for (unsigned i = 0; i < m->nhdr; i++) {
+		const struct h1_header *h = &m->hdr[i];
+		if (h1_is_hop_by_hop(m, h->name))
+			continue;
+		const char *scan = h->value.n ? h->value.p + h->value.n : h->name.p + h->name.n;
+		const char *nl = memchr(scan, '\n', (size_t)(end - scan));
+		if (!nl)
+			return -1;
+		ok |= buf_append(&w->pool, o, h->name.p, (size_t)(nl + 1 - h->name.p), OUT_MAX);
+	}
+	if (c->up->bmode == BODY_CHUNKED)
+		ok |= buf_append(&w->pool, o, "Transfer-Encoding: chunked\r\n", 28, OUT_MAX);
+	if (c->r.close_after)
+		ok |= buf_append(&w->pool, o, "Connection: close\r\n", 19, OUT_MAX);
+	ok |= buf_append(&w->pool, o, "\r\n", 2, OUT_MAX);
+	return ok ? -1 : 0;
+}
+
+/* The exchange on this connection is complete: next request or close. */
+static void exchange_done(struct conn *c)
+{
+	struct worker *w = c->w;
+	struct upstream *u = c->up;
+	if (c->r.hanging)
+		w->stats->hanging_open--;
+	req_finish(c);
+	if (u) {
+		u->nreq++;
+		if (u->resp_close || !c->r.body_done || (u->flags & F_EOF) ||
+		    w->be.b[u->backend].cfg->reuse == CFG_REUSE_NEVER)
+			up_close(c);
+	}
+	if (!c->r.body_done || c->r.close_after || w->draining)
+		c->flags |= F_CLOSING;
+	c->st = CS_HEAD;
+	req_reset(c);
+}
+
+static void bad_gateway(struct conn *c, const char *why)
+{
+	char q[96];
+	log_warn("event=backend_error backend=%s reason=%s",
+		 c->r.backend >= 0 ? c->w->be.b[c->r.backend].cfg->name : "-",
+		 log_quote(q, sizeof(q), why, (size_t)-1));
+	if (c->r.backend >= 0)
+		c->w->stats->backend_failures[c->r.backend]++;
+	up_close(c);
+	if (c->r.resp_seen) {
+		relay_close(c, why);
+		return;
+	}
+	if (c->r.hanging)
+		c->w->stats->hanging_open--;
+	c->r.hanging = 0;
+	c->r.sv = SV_LOCAL;
+	answer_text(c, 502, why, !c->r.body_done);
+}
+
+static int resp_step(struct conn *c)
+{
+	struct worker *w = c->w;
+	struct upstream *u = c->up;
+	if (c->st != CS_FORWARD || !u || (u->flags & (F_CONNECTING | F_TLSCONN)))
+		return 0;
+	int progress = 0;
+	while (!u->resp_started) {
+		if (!u->in.len) {
+			if (u->flags & F_EOF) {
+				bad_gateway(c, u->nreq ? "backend closed a reused connection before "
+							 "answering (request not replayed)"
+						       : "backend closed the connection without an "
+							 "answer");
+				return 1;
+			}
+			return progress;
+		}
+		if (!u->hm && !(u->hm = calloc(1, sizeof(*u->hm))))
+			return -1;
+		int r = h1_parse_response(buf_data(&u->in), u->in.len, c->r.is_head, u->hm, &w->lim);
+		if (r == 0) {
+			if (u->flags & F_EOF) {
+				bad_gateway(c, "backend closed mid response head");
+				return 1;
+			}
+			return progress;
+		}
+		if (r < 0) {
+			bad_gateway(c, u->hm->err);
+			return 1;
+		}
+		struct h1_msg *m = u->hm;
+		if (m->status < 200) { /* interim: we answer 100-continue ourselves */
+			buf_consume(&w->pool, &u->in, (size_t)r);
+			h1_msg_reset(m);
+			progress = 1;
+			continue;
+		}
+		c->r.resp_seen = 1;
+		c->r.status = m->status;
+		u->resp_close = !!(m->flags & H1_F_CONN_CLOSE);
+		u->eof_body = !!(m->flags & H1_F_EOF_BODY);
+		if (m->flags & H1_F_CHUNKED) {
+			u->bmode = BODY_CHUNKED;
+			h1_chunk_init(&u->chunk, NULL);
+		} else if ((m->flags & H1_F_CLEN) && !(m->flags & H1_F_NO_BODY)) {
+			u->bmode = BODY_CLEN;
+			u->left = m->content_length;
+		} else {
+			u->bmode = BODY_NONE;
+		}
+		if (u->eof_body)
+			c->r.close_after = 1;
+		if (build_response_head(c, m) < 0) {
+			bad_gateway(c, "response head too large");
+			return 1;
+		}
+		c->r.bytes_out += (uint64_t)r;
+		buf_consume(&w->pool, &u->in, (size_t)r);
+		free(u->hm);
+		u->hm = NULL;
+		u->resp_started = 1;
+		u->resp_done = u->bmode == BODY_NONE && !u->eof_body;
+		progress = 1;
+	}
+	/* body */
+	while (!u->resp_done && u->in.len) {
+		long sp = buf_reserve(&w->pool, &c->out, BUF_BLOCK, OUT_MAX);
+		if (sp <= 0)
+			break;
+		size_t n = u->in.len < (size_t)sp ? u->in.len : (size_t)sp;
+		if (u->bmode == BODY_CLEN) {
+			if (n > u->left)
+				n = (size_t)u->left;
+			u->left -= n;
+			u->resp_done = u->left == 0;
+		} else if (u->bmode == BODY_CHUNKED) {
+			int done = 0;
+			ssize_t k = h1_chunk_feed(&u->chunk, buf_data(&u->in), n, &done, NULL, NULL);
+			if (k < 0) {
+				bad_gateway(c, u->chunk.err);
+				return 1;
+			}
+			n = (size_t)k;
+			u->resp_done = done;
+		}
+		memcpy(buf_tail(&c->out), buf_data(&u->in), n);
+		c->out.len += (uint32_t)n;
+		buf_consume(&w->pool, &u->in, n);
+		c->r.bytes_out += n;
+		progress = 1;
+		if (n == 0)
+			break;
+	}
+	if (!u->resp_done && (u->flags & F_EOF) && !u->in.len) {
+		if (u->eof_body) {
+			u->resp_done = 1;
+		} else {
+			relay_close(c, "backend closed mid response body");
+			return -1;
+		}
+	}
+	if (u->resp_done) {
+		exchange_done(c);
+		progress = 1;
+	}
+	return progress;
+}
+
+/* --- socket pumps ---------------------------------------------------------------- */
+
+static int tls_step(struct conn *c)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		if (SSL_session_reused(c->ssl))
+			c->w->stats->tls_resumed++;
+		else
+			c->w->stats->tls_handshakes++;
+		c->st = CS_HEAD;
+		req_reset(c);
+		return 1;
+	}
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		c->flags &= ~F_RD;
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		c->flags &= ~F_WR;
+		return 0;
+	default: {
+		char e[160], q[64];
+		c->w->stats->tls_failures++;
+		log_debug("event=tls_handshake_failed client=%s error=%s", peer_ip(c, q, sizeof(q)),
+			  tls_errstr(e, sizeof(e)));
+		relay_close(c, "tls handshake failed");
+		return -1;
+	}
+	}
+}
+
+static int client_wants_read(const struct conn *c)
+{
+	switch (c->st) {
+	case CS_HEAD:
+		return !(c->flags & F_CLOSING);
+	case CS_INSPECT:
+		return 1;
+	case CS_FORWARD:
+		return !c->r.body_done && !c->r.head_pending;
+	case CS_LOCAL:
+		return !c->r.body_done;
+	default:
+		return 0;
+	}
+}
+
+static int client_read(struct conn *c)
+{
+	struct worker *w = c->w;
+	if (!(c->flags & F_RD) || (c->flags & F_EOF) || !client_wants_read(c))
+		return 0;
+	size_t max = w->cfg->limits.max_head;
+	if (c->st == CS_INSPECT)
+		max += w->cfg->limits.inspect_body;
+	else if (c->st != CS_HEAD)
+		max = OUT_MAX;
+	const char *before = c->in.p ? buf_data(&c->in) : NULL;
+	long sp = buf_reserve(&w->pool, &c->in, BUF_BLOCK, max);
+	if (sp < 0)
+		return -1;
+	if (c->hm && c->r.head_parsed && before && before != buf_data(&c->in))
+		h1_rebase(c->hm, before, buf_data(&c->in));
+	if (sp == 0)
+		return 0;
+	ssize_t r = io_read(c->fd, c->ssl, buf_tail(&c->in), (size_t)sp, &c->flags);
+	if (r > 0) {
+		c->in.len += (uint32_t)r;
+		w->stats->bytes_from_clients += (uint64_t)r;
+		return 1;
+	}
+	if (c->in.len == 0)
+		buf_release(&w->pool, &c->in);
+	if (r == 0)
+		return 0;
+	c->flags |= F_EOF;
+	return 1;
+}
+
+static int client_write(struct conn *c)
+{
+	struct worker *w = c->w;
+	if (!c->out.len || !(c->flags & F_WR) || c->st == CS_HOLD)
+		return 0;
+	ssize_t r = io_write(c->fd, c->ssl, buf_data(&c->out), c->out.len, &c->flags);
+	if (r > 0) {
+		buf_consume(&w->pool, &c->out, (size_t)r);
+		w->stats->bytes_to_clients += (uint64_t)r;
+		return 1;
+	}
+	if (r < 0) {
+		relay_close(c, "client write failed");
+		return -1;
+	}
+	return 0;
+}
+
+static int up_handshake(struct conn *c)
+{
+	struct upstream *u = c->up;
+	if (u->flags & F_CONNECTING) {
+		if (!(u->flags & (F_WR | F_RDHUP | F_EOF)))
+			return 0;
+		int err = 0;
+		socklen_t l = sizeof(err);
+		getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+		if (err) {
+			char q[96];
+			struct worker *w = c->w;
+			int bi = u->backend;
+			log_warn("event=backend_connect_failed backend=%s error=%s",
+				 w->be.b[bi].cfg->name, log_quote(q, sizeof(q), strerror(err), (size_t)-1));
+			w->stats->backend_failures[bi]++;
+			/* Nothing was sent: safe to try another backend. */
+			up_close(c);
+			c->r.avoid |= UINT64_C(1) << bi;
+			if (++c->r.attempts >= MAX_ATTEMPTS || !c->r.head_pending) {
+				c->r.sv = SV_LOCAL;
+				answer_text(c, 502, "backend unreachable", !c->r.body_done);
+				return 1;
+			}
+			return forward_begin(c);
+		}
+		u->flags &= ~F_CONNECTING;
+	}
+	if (u->flags & F_TLSCONN) {
+		ERR_clear_error();
+		int r = SSL_do_handshake(u->ssl);
+		if (r != 1) {
+			int e = SSL_get_error(u->ssl, r);
+			if (e == SSL_ERROR_WANT_READ) {
+				u->flags &= ~F_RD;
+				return 0;
+			}
+			if (e == SSL_ERROR_WANT_WRITE) {
+				u->flags &= ~F_WR;
+				return 0;
+			}
+			char eb[160];
+			bad_gateway(c, tls_errstr(eb, sizeof(eb)));
+			return 1;
+		}
+		u->flags &= ~F_TLSCONN;
+	}
+	if (c->r.head_pending)
+		head_commit(c);
+	return 1;
+}
+
+static int up_write(struct conn *c)
+{
+	struct upstream *u = c->up;
+	if (!u || !u->out.len)
+		return 0;
+	if (u->flags & (F_CONNECTING | F_TLSCONN))
+		return 0;
+	if (!(u->flags & F_WR))
+		return 0;
+	ssize_t r = io_write(u->fd, u->ssl, buf_data(&u->out), u->out.len, &u->flags);
+	if (r > 0) {
+		buf_consume(&c->w->pool, &u->out, (size_t)r);
+		return 1;
+	}
+	if (r < 0) {
+		/* The backend went away while we were sending. If it answered
+		 * already, read what it said; otherwise report a bad gateway. */
+		u->flags |= F_EOF;
+		buf_release(&c->w->pool, &u->out);
+		if (!u->in.len && !u->resp_started) {
+			bad_gateway(c, u->nreq ? "backend closed a reused connection (request not "
+						 "replayed)"
+					       : "backend closed the connection while receiving");
+			return 1;
+		}
+		return 1;
+	}
+	return 0;
+}
+
+static int up_read(struct conn *c)
+{
+	struct worker *w = c->w;
+	struct upstream *u = c->up;
+	if (!u || !(u->flags & F_RD) || (u->flags & (F_EOF | F_CONNECTING | F_TLSCONN)))
+		return 0;
+	if (u->resp_done || c->st != CS_FORWARD)
+		return 0;
+	long sp = buf_reserve(&w->pool, &u->in, BUF_BLOCK, OUT_MAX);
+	if (sp <= 0)
+		return sp < 0 ? -1 : 0;
+	ssize_t r = io_read(u->fd, u->ssl, buf_tail(&u->in), (size_t)sp, &u->flags);
+	if (r > 0) {
+		u->in.len += (uint32_t)r;
+		u->rx_bytes += (uint64_t)r;
+		return 1;
+	}
+	if (!u->in.len)
+		buf_release(&w->pool, &u->in);
+	if (r == 0)
+		return 0;
+	u->flags |= F_EOF;
+	return 1;
+}
+
+/* --- the driver ----------------------------------------------------------------- */
+
+static int step_request(struct conn *c)
+{
+	switch (c->st) {
+	case CS_HEAD:
+		return head_step(c);
+	case CS_INSPECT:
+		return inspect_step(c);
+	case CS_FORWARD:
+		return req_body_step(c);
+	case CS_LOCAL:
+		return discard_step(c);
+	default:
+		return 0;
+	}
+}
+
+static void conn_run(struct conn *c)
+{
+	int any = 0;
+	for (int iter = 0; iter < 256 && !(c->flags & F_DEAD); iter++) {
+		int p = 0, r;
+		if (c->st == CS_TLS) {
+			r = tls_step(c);
+			if (r < 0)
+				return;
+			if (r == 0)
+				break;
+			any = 1;
+			continue;
+		}
+		if ((r = client_read(c)) < 0)
+			goto fail;
+		p |= r;
+		if ((r = step_request(c)) < 0)
+			goto fail;
+		p |= r;
+		if (c->flags & F_DEAD)
+			return;
+		if (c->up && (c->up->flags & (F_CONNECTING | F_TLSCONN))) {
+			r = up_handshake(c);
+			if (r < 0)
+				goto fail;
+			p |= r;
+		}
+		if ((r = up_write(c)) < 0)
+			goto fail;
+		p |= r;
+		if ((r = up_read(c)) < 0)
+			goto fail;
+		p |= r;
+		if ((r = resp_step(c)) < 0)
+			return; /* closed inside */
+		p |= r;
+		if (c->flags & F_DEAD)
+			return;
+		if ((r = client_write(c)) < 0)
+			return;
+		p |= r;
+		/* A local answer is complete once written and the body dropped. */
+		if (c->st == CS_LOCAL && !c->out.len && c->r.body_done) {
+			req_finish(c);
+			c->st = CS_HEAD;
+			req_reset(c);
+			p = 1;
+		}
+		any |= p;
+		if (!p)
+			break;
+	}
+	if (c->flags & F_DEAD)
+		return;
+	/* Teardown conditions. */
+	if ((c->flags & F_CLOSING) && !c->out.len && c->st == CS_HEAD) {
+		relay_close(c, NULL);
+		return;
+	}
+	if (c->flags & (F_EOF | F_RDHUP)) {
+		int idle = c->st == CS_HEAD && !c->in.len && !c->hm && !c->out.len;
+		int gone = c->st == CS_TLS || idle;
+		/* The phone hung up while its request or long-poll was pending:
+		 * free the backend connection now (SOGo holds a worker per Ping). */
+		if (c->st == CS_FORWARD || c->st == CS_HOLD || c->st == CS_INSPECT)
+			gone = 1;
+		if ((c->flags & F_EOF) && c->st == CS_LOCAL && !c->r.body_done)
+			gone = 1;
+		if ((c->flags & F_EOF) && c->st == CS_HEAD && c->in.len)
+			gone = 1; /* a head that can never complete */
+		if (gone) {
+			relay_close(c, idle ? NULL : "client closed");
+			return;
+		}
+	}
+	/* An idle backend connection that its server closed: let it go now. */
+	if (c->up && c->st == CS_HEAD && (c->up->flags & (F_RDHUP | F_EOF)))
+		up_close(c);
+	arm_phase_timer(c, any);
+	return;
+fail:
+	relay_close(c, "internal error");
+}
+
+static void conn_io(struct loop_io *io, uint32_t ev)
+{
+	struct conn *c = io->arg;
+	if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		c->flags |= F_RD;
+	if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+		c->flags |= F_WR;
+	if (ev & (EPOLLRDHUP | EPOLLHUP))
+		c->flags |= F_RDHUP | F_RD;
+	conn_run(c);
+}
+
+static void up_io(struct loop_io *io, uint32_t ev)
+{
+	struct upstream *u = io->arg;
+	if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		u->flags |= F_RD;
+	if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+		u->flags |= F_WR;
+	if (ev & (EPOLLRDHUP | EPOLLHUP))
+		u->flags |= F_RDHUP | F_RD;
+	conn_run(u->c);
+}
+
+static void conn_timeout(struct loop_timer *t)
+{
+	struct conn *c = t->arg;
+	char q[64];
+	switch (c->tmr_kind) {
+	case T_HANDSHAKE:
+		c->w->stats->tls_failures++;
+		relay_close(c, "handshake timeout");
+		return;
+	case T_IDLE:
+	case T_FLUSH:
+		relay_close(c, NULL);
+		return;
+	case T_HEAD:
+		log_info("event=timeout phase=request_head client=%s", peer_ip(c, q, sizeof(q)));
+		free(c->hm);
+		c->hm = NULL;
+		c->r.sv = SV_REFUSED;
+		answer_text(c, 408, "request head timeout", 1);
+		buf_release(&c->w->pool, &c->in);
+		c->r.body_done = 1;
+		conn_run(c);
+		return;
+	case T_HOLD:
+		c->st = CS_LOCAL;
+		conn_run(c);
+		return;
+	case T_CONNECT:
+		if (c->up) {
+			c->r.avoid |= UINT64_C(1) << c->up->backend;
+			log_warn("event=backend_connect_timeout backend=%s",
+				 c->w->be.b[c->up->backend].cfg->name);
+		}
+		bad_gateway(c, "backend connect timeout");
+		conn_run(c);
+		return;
+	case T_RESPONSE:
+		log_warn("event=timeout phase=backend_response client=%s cmd=%s",
+			 peer_ip(c, q, sizeof(q)), eas_cmd_name(c->r.cmd));
+		if (!c->r.resp_seen) {
+			up_close(c);
+			if (c->r.hanging)
+				c->w->stats->hanging_open--;
+			c->r.hanging = 0;
+			c->r.sv = SV_LOCAL;
+			answer_text(c, 504, "backend response timeout", 1);
+			conn_run(c);
+			return;
+		}
+		relay_close(c, "response timeout");
+		return;
+	default:
+		relay_close(c, "body timeout");
+		return;
+	}
+}
+
+/* --- lifecycle --------------------------------------------------------------------- */
+
+static void up_close(struct conn *c)
+{
+	struct upstream *u = c->up;
+	if (!u)
+		return;
+	struct worker *w = c->w;
+	loop_io_del(w->loop, &u->io);
+	if (u->ssl) {
+		SSL_set_quiet_shutdown(u->ssl, 1);
+		SSL_free(u->ssl);
+	}
+	close(u->fd);
+	buf_release(&w->pool, &u->in);
+	buf_release(&w->pool, &u->out);
+	free(u->hm);
+	w->stats->backend_conns[u->backend]--;
+	/* This epoll batch may still hold an event for u: free it after. */
+	u->fd = -1;
+	c->up = NULL;
+	u->next_dead = w->dead_ups;
+	w->dead_ups = u;
+}
+
+static void relay_close(struct conn *c, const char *why)
+{
+	struct worker *w = c->w;
+	if (c->flags & F_DEAD)
+		return;
+	if (why && c->st != CS_TLS) {
+		char q[64];
+		log_debug("event=close client=%s reason=%s", peer_ip(c, q, sizeof(q)), why);
+	}
+	if (c->st == CS_FORWARD && c->r.hanging)
+		w->stats->hanging_open--;
+	if (c->st == CS_FORWARD || c->st == CS_INSPECT || (c->st == CS_HEAD && c->hm)) {
+		if (!c->r.status)
+			c->r.status = 499; /* nginx's "client closed request" */
+		if (c->st != CS_HEAD)
+			req_finish(c);
+	}
+	up_close(c);
+	c->flags |= F_DEAD;
+	loop_io_del(w->loop, &c->io);
+	loop_timer_cancel(w->loop, &c->tmr);
+	if (c->ssl) {
+		SSL_set_quiet_shutdown(c->ssl, 1);
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
+	close(c->fd);
+	c->fd = -1;
+	buf_release(&w->pool, &c->in);
+	buf_release(&w->pool, &c->out);
+	free(c->hm);
+	c->hm = NULL;
+	free(c->eas);
+	c->eas = NULL;
+	/* unlink from the live list, push on the dead list */
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nconns--;
+	w->stats->conns_open--;
+	c->next = w->dead;
+	w->dead = c;
+}
+
+void relay_reap(struct worker *w)
+{
+	while (w->dead_ups) {
+		struct upstream *u = w->dead_ups;
+		w->dead_ups = u->next_dead;
+		free(u);
+	}
+	while (w->dead) {
+		struct conn *c = w->dead;
+		w->dead = c->next;
+		free(c);
+	}
+}
+
+struct conn *relay_next(struct conn *c)
+{
+	return c->next;
+}
+
+void relay_close_all(struct worker *w, const char *why)
+{
+	while (w->conns)
+		relay_close(w->conns, why);
+}
+
+int relay_drain(struct conn *c)
+{
+	if (c->st == CS_TLS || (c->st == CS_HEAD && !c->hm && !c->in.len && !c->out.len)) {
+		relay_close(c, "draining");
+		return 1;
+	}
+	c->r.close_after = 1;
+	if (c->st == CS_FORWARD && c->r.hanging && !c->r.resp_seen && c->r.body_done) {
+		/* A held Ping: answer "heartbeat expired, no changes" so the phone
+		 * re-issues it promptly, to a worker that is not going away. */
+		uint8_t wb[64];
+		size_t wl = eas_status_wbxml(EAS_CMD_PING, 1, wb, sizeof(wb));
+		up_close(c);
+		c->w->stats->hanging_open--;
+		c->r.hanging = 0;
+		c->r.sv = SV_LOCAL;
+		answer_local(c, 200, "Content-Type: application/vnd.ms-sync.wbxml\r\n", wb, wl, 1);
+		conn_run(c);
+		return (c->flags & F_DEAD) != 0;
+	}
+	if (c->st == CS_HEAD && !c->hm)
+		c->flags |= F_CLOSING;
+	conn_run(c);
+	return (c->flags & F_DEAD) != 0;
+}
+
+void relay_accept(struct listener *l)
+{
+	struct worker *w = l->w;
+	for (int i = 0; i < 64 && w->accepting; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("event=accept_failed error=%m");
+			return;
+		}
+		if (w->nconns >= w->cfg->limits.max_conns) {
+			close(fd);
+			continue;
+		}
+		struct conn *c = calloc(1, sizeof(*c));
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->w = w;
+		c->fd = fd;
+		c->peer = ss;
+		sl = sizeof(c->local);
+		getsockname(fd, (struct sockaddr *)&c->local, &sl);
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->ssl = tls_server_ssl(w->tls, fd);
+		loop_timer_init(&c->tmr, conn_timeout, c);
+		if (!c->ssl || loop_io_add(w->loop, &c->io, fd, conn_io, c) < 0) {
+			SSL_free(c->ssl);
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->st = CS_TLS;
+		c->t_accept_ms = loop_now_ms(w->loop);
+		c->next = w->conns;
+		if (w->conns)
+			w->conns->prev = c;
+		w->conns = c;
+		w->nconns++;
+		w->stats->conns_accepted++;
+		w->stats->conns_open++;
+		arm_phase_timer(c, 1);
+	}
+}

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * shm.h - the small region the master shares with its workers
+ * (mmap MAP_SHARED|MAP_ANONYMOUS before fork; survives worker restarts and
+ * reloads, never touched by anything outside this process tree).
+ *
+ * Everything else is shared-nothing: each worker has its own OpenSSL state,
+ * buffers, caches and SQLite connection (OpenSSL 3.0 loses much of its speed
+ * to lock contention when threads share state; processes do not).
+ *
+ * Writers: the master only, except the per-worker stats slots (each written
+ * by its own worker). Readers use the seqlock helpers below.
+ */
+#ifndef EG_SHM_H
+#define EG_SHM_H
+
+#include <stdint.h>
+
+#include "easgate_limits.h"
+#include "stats.h"
+
+#define SHM_TICKET_KEYS 2 /* [0] current (encrypts), [1] previous (decrypts, renews) */
+
+struct shm_ticket_key {
+	uint8_t name[16];
+	uint8_t aes_key[32];
+	uint8_t hmac_key[32];
+};
+
+struct shm_backend {
+	char name[EG_BACKEND_NAME_LEN]; /* slot owner; "" = free */
+	uint32_t up;	     /* health-check verdict: 1 up, 0 down */
+	uint32_t pad;
+	uint64_t checks_ok;
+	uint64_t checks_failed;
+	char last_error[96]; /* why it went down */
+};
+
+struct shm {
+	/* seqlock over tickets: odd while the master writes */
+	volatile uint64_t ticket_seq;
+	struct shm_ticket_key tickets[SHM_TICKET_KEYS];
+
+	/* bumped by the master after any policy-relevant change (rules, approvals,
+	 * admin device states): workers drop caches and recompile on the next
+	 * request, so changes take effect without restart. */
+	volatile uint64_t policy_gen;
+
+	/* backend health, indexed like the running config's backends */
+	volatile uint64_t backend_gen; /* bumped when any up/down changes */
+	struct shm_backend backends[EG_MAX_BACKENDS];
+
+	/* config generation the master wants workers to run */
+	volatile uint64_t config_gen;
+
+	/* per-worker counters for metrics; slot = worker index */
+	struct stats worker_stats[EG_MAX_WORKERS];
+	/* worker slot -> pid, for the control socket's status */
+	volatile int32_t worker_pid[EG_MAX_WORKERS];
+};
+
+/* Master: the slot for backend `name`, allocated (marked up) if new; -1 if full.
+ * Slots are keyed by name so health survives reloads that reorder backends. */
+int shm_backend_slot(struct shm *s, const char *name);
+/* Worker: the slot for `name`, or -1 if the master has not allocated it. */
+int shm_backend_find(const struct shm *s, const char *name);
+
+/* Create the region (master, before forking). NULL on failure. */
+struct shm *shm_create(void);
+
+/* Copy the ticket keys consistently (seqlock read). */
+void shm_tickets_read(const struct shm *s, struct shm_ticket_key out[SHM_TICKET_KEYS]);
+/* Master: shift current to previous and install fresh random keys. 0 or -1. */
+int shm_tickets_rotate(struct shm *s);
+
+#endif
