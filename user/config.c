@@ -95,6 +95,7 @@ void config_defaults(struct gw_config *c)
 	snprintf(c->control_socket, sizeof(c->control_socket), "/run/easgate/control.sock");
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 	c->access_log = 1;
+	c->strict_device_id = 1;
 
 	snprintf(c->tls.certs[0].cert, sizeof(c->tls.certs[0].cert), "/etc/easgate/tls/server.pem");
 	snprintf(c->tls.certs[0].key, sizeof(c->tls.certs[0].key), "/etc/easgate/tls/server.key");
@@ -640,6 +641,7 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 					   "state_dir",	  "control_socket", "log_level", "access_log",
 					   "tls",	  "timeouts",	 "limits",   "backends",
 					   "steering_secret_file", "policy", "xdp",	     "admin",
+					   "strict_device_id",
 					   NULL};
 	check_keys(&rd, root, "the top level", keys);
 	read_listen(&rd, root, c);
@@ -655,6 +657,7 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 		ERR(&rd, config_setting_get_member(root, "log_level"),
 		    "log_level must be error, warn, info or debug");
 	get_bool(&rd, root, "access_log", &c->access_log);
+	get_bool(&rd, root, "strict_device_id", &c->strict_device_id);
 	get_str(&rd, root, "steering_secret_file", c->steering_secret_file,
 		sizeof(c->steering_secret_file));
 	read_tls(&rd, root, c);

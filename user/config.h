@@ -80,6 +80,7 @@ struct gw_config {
 	char control_socket[PATH_MAX];
 	char log_level[16];
 	int access_log;
+	int strict_device_id; /* Exchange's DeviceId rule (letters and digits only) */
 
 	struct {
 		struct cfg_cert certs[CFG_MAX_CERTS];

@@ -280,9 +280,19 @@ static int valid_device_type(const char *s, size_t n)
 	return 1;
 }
 
+static int valid_relaxed_id(const char *s, size_t n)
+{
+	if (n == 0 || n > EAS_DEVID_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!is_alnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+			return 0;
+	return 1;
+}
+
 static int set_device_id(struct eas_req *r, const char *s, size_t n)
 {
-	if (!valid_device_id(s, n))
+	if (!(r->relaxed_ids ? valid_relaxed_id(s, n) : valid_device_id(s, n)))
 		return fail(r, 400, 108, "DeviceId missing or invalid");
 	memcpy(r->device_id, s, n);
 	r->device_id[n] = 0;

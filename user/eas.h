@@ -117,6 +117,11 @@ struct eas_req {
 	int err_status;	    /* HTTP status to answer (400, ...) */
 	int err_eas_status; /* EAS status (108, 109) or 0 */
 
+	/* Set by the caller after eas_req_init: also accept '-', '_' and '.' in
+	 * a plain-form DeviceId (some clients send them; Exchange refuses them
+	 * with 108, SOGo and Z-Push accept them). */
+	uint8_t relaxed_ids;
+
 	/* Internal bookkeeping (eas.c only). */
 	int hdr_proto;
 	uint8_t hdr_has_policy_key;

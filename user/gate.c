@@ -178,7 +178,7 @@ out:
 
 /* --- lifecycle ------------------------------------------------------------------ */
 
-static int load_builds(const struct gw_config *c, char *err, size_t errsz)
+int gate_load_builds(const struct gw_config *c, char *err, size_t errsz)
 {
 	if (!c->policy.ios_builds[0])
 		return osver_builds_load_default() < 0 ? -1 : 0;
@@ -215,7 +215,7 @@ struct gate *gate_new(const struct gate_opts *o, char *err, size_t errsz)
 		snprintf(err, errsz, "out of memory");
 		goto fail;
 	}
-	if (load_builds(o->cfg, err, errsz) < 0)
+	if (!osver_builds_count() && gate_load_builds(o->cfg, err, errsz) < 0)
 		goto fail;
 	gate_inventory_path(o->cfg, path, sizeof(path));
 	g->inv = inv_open(path, 1, err, errsz);

@@ -51,6 +51,10 @@ struct gate_opts {
 struct policy;
 struct inventory;
 
+/* Load the Apple build table (config policy.ios_builds, or the one built in).
+ * The master calls it before forking so workers inherit it. 0 or -1. */
+int gate_load_builds(const struct gw_config *c, char *err, size_t errsz);
+
 /* Path of the inventory database for a config (state_dir/inventory.db). */
 void gate_inventory_path(const struct gw_config *c, char *out, size_t outsz);
 

@@ -5,6 +5,7 @@
 #include "bpfmaps.h"
 #include "check.h"
 #include "control.h"
+#include "gate.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
@@ -524,6 +525,8 @@ static int master_reload(struct master *m, char *why, size_t whysz)
 		nc = NULL;
 	} else if (master_check_certs(nc, 0) < 0) {
 		snprintf(why, whysz, "certificate check failed (see log)");
+	} else if (gate_load_builds(nc, why, whysz) < 0) {
+		/* message set */
 	} else if (admin_check_config(m->admin, nc, why, whysz) < 0) {
 		/* message set */
 	} else if (!(ntls = tls_server_new(nc, m->shm, terr, sizeof(terr)))) {
@@ -812,6 +815,10 @@ int master_run(const struct master_opts *o)
 	if (setup_bpf(m) < 0)
 		goto out;
 	char err[320];
+	if (gate_load_builds(m->cfg, err, sizeof(err)) < 0) {
+		log_err("event=ios_builds_failed error=\"%s\"", err);
+		goto out;
+	}
 	m->admin = admin_new(m->loop, m->cfg, m->shm, m->bpf, err, sizeof(err));
 	if (!m->admin) {
 		log_err("event=admin_failed error=\"%s\"", err);

@@ -65,7 +65,7 @@ static size_t copy_n(char *dst, size_t cap, const char *src, size_t n)
 
 /* Canonical spelling of the families we know, so incubation keys agree. */
 static const char *const known_families[] = {
-	"iOS", "iPadOS", "Android", "Windows Phone", "Windows", "macOS", "BlackBerry",
+    "iOS", "iPadOS", "Android", "Windows Phone", "Windows", "macOS", "BlackBerry",
 };
 
 static void family_canon(char *fam)
@@ -352,8 +352,8 @@ int osver_builds_load(const char *t, size_t n, char *err, size_t errsz)
 int osver_builds_load_default(void)
 {
 	char err[128];
-	int rc = osver_builds_load((const char *)EG_IOS_BUILDS_SYM, EG_IOS_BUILDS_LEN, err,
-				   sizeof(err));
+	int rc =
+	    osver_builds_load((const char *)EG_IOS_BUILDS_SYM, EG_IOS_BUILDS_LEN, err, sizeof(err));
 	if (rc < 0)
 		log_warn("event=ios_builds_load source=embedded reason=\"%s\"", err);
 	return rc;

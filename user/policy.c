@@ -62,23 +62,23 @@
  * the phone sends DeviceInformation.
  */
 static const char precedence_doc[] =
-	"Decision order (first step that applies decides):\n"
-	"  1. OPTIONS requests are always allowed.\n"
-	"  2. Admin per-device block, then the personal blocked list (DeviceId or user:DeviceId): "
-	"block.\n"
-	"  3. Admin per-device quarantine: quarantine.\n"
-	"  4. Admin per-device allow (approve), then the personal allowed list: allow.\n"
-	"  5. Rules: first those scoped to the request's command (cmd ...), then unscoped rules.\n"
-	"     In each pass characteristics are tried in this order and the first one with a\n"
-	"     matching rule decides: DeviceId, User, UserAgent, DeviceOS, DeviceModel,\n"
-	"     DeviceType, XMSWL. Within a characteristic the earliest rule wins; its access\n"
-	"     level is used as is.\n"
-	"  6. No rule matched: the default access level.\n"
-	"  7. Incubation: an allow from step 5 or 6 becomes quarantine while the device's OS\n"
-	"     version (family version build) was first seen less than N days ago and is not\n"
-	"     approved. Incubation never overrides a block, a quarantine or a personal allow.\n"
-	"DeviceModel falls back to DeviceType; DeviceOS falls back to the OS derived from the\n"
-	"User-Agent (e.g. Apple-iPhone4C1/1002.142 is \"iOS 6.1 10B142\").\n";
+    "Decision order (first step that applies decides):\n"
+    "  1. OPTIONS requests are always allowed.\n"
+    "  2. Admin per-device block, then the personal blocked list (DeviceId or user:DeviceId): "
+    "block.\n"
+    "  3. Admin per-device quarantine: quarantine.\n"
+    "  4. Admin per-device allow (approve), then the personal allowed list: allow.\n"
+    "  5. Rules: first those scoped to the request's command (cmd ...), then unscoped rules.\n"
+    "     In each pass characteristics are tried in this order and the first one with a\n"
+    "     matching rule decides: DeviceId, User, UserAgent, DeviceOS, DeviceModel,\n"
+    "     DeviceType, XMSWL. Within a characteristic the earliest rule wins; its access\n"
+    "     level is used as is.\n"
+    "  6. No rule matched: the default access level.\n"
+    "  7. Incubation: an allow from step 5 or 6 becomes quarantine while the device's OS\n"
+    "     version (family version build) was first seen less than N days ago and is not\n"
+    "     approved. It never overrides a block, a quarantine or a personal/admin allow.\n"
+    "DeviceModel falls back to DeviceType; DeviceOS falls back to the OS derived from the\n"
+    "User-Agent (e.g. Apple-iPhone4C1/1002.142 is \"iOS 6.1 10B142\").\n";
 
 const char *policy_precedence_doc(void)
 {
@@ -96,27 +96,30 @@ const char *policy_precedence_doc(void)
 static const char *const access_names[] = {"allow", "block", "quarantine"};
 
 static const char *const char_names[POLICY_CH__COUNT] = {
-	[POLICY_CH_DEVICEID] = "DeviceId",	 [POLICY_CH_USER] = "User",
-	[POLICY_CH_USERAGENT] = "UserAgent",	 [POLICY_CH_DEVICEOS] = "DeviceOS",
-	[POLICY_CH_DEVICEMODEL] = "DeviceModel", [POLICY_CH_DEVICETYPE] = "DeviceType",
-	[POLICY_CH_XMSWL] = "XMSWL",
+    [POLICY_CH_DEVICEID] = "DeviceId",
+    [POLICY_CH_USER] = "User",
+    [POLICY_CH_USERAGENT] = "UserAgent",
+    [POLICY_CH_DEVICEOS] = "DeviceOS",
+    [POLICY_CH_DEVICEMODEL] = "DeviceModel",
+    [POLICY_CH_DEVICETYPE] = "DeviceType",
+    [POLICY_CH_XMSWL] = "XMSWL",
 };
 
 static const char *const op_names[] = {
-	[POLICY_OP_IS] = "is", [POLICY_OP_LIKE] = "like", [POLICY_OP_MATCHES] = "matches",
-	[POLICY_OP_LT] = "<",  [POLICY_OP_LE] = "<=",	  [POLICY_OP_GT] = ">",
-	[POLICY_OP_GE] = ">=", [POLICY_OP_EQ] = "==",	  [POLICY_OP_NE] = "!=",
+    [POLICY_OP_IS] = "is", [POLICY_OP_LIKE] = "like", [POLICY_OP_MATCHES] = "matches",
+    [POLICY_OP_LT] = "<",  [POLICY_OP_LE] = "<=",     [POLICY_OP_GT] = ">",
+    [POLICY_OP_GE] = ">=", [POLICY_OP_EQ] = "==",     [POLICY_OP_NE] = "!=",
 };
 #define N_OPS ((int)(sizeof(op_names) / sizeof(op_names[0])))
 
 static const char *const reason_names[] = {
-	[POLICY_R_OPTIONS] = "OPTIONS",
-	[POLICY_R_ADMIN] = "ADMIN",
-	[POLICY_R_INDIVIDUAL_BLOCK] = "INDIVIDUAL_BLOCK",
-	[POLICY_R_INDIVIDUAL_ALLOW] = "INDIVIDUAL_ALLOW",
-	[POLICY_R_RULE] = "RULE",
-	[POLICY_R_INCUBATION] = "INCUBATION",
-	[POLICY_R_DEFAULT] = "DEFAULT",
+    [POLICY_R_OPTIONS] = "OPTIONS",
+    [POLICY_R_ADMIN] = "ADMIN",
+    [POLICY_R_INDIVIDUAL_BLOCK] = "INDIVIDUAL_BLOCK",
+    [POLICY_R_INDIVIDUAL_ALLOW] = "INDIVIDUAL_ALLOW",
+    [POLICY_R_RULE] = "RULE",
+    [POLICY_R_INCUBATION] = "INCUBATION",
+    [POLICY_R_DEFAULT] = "DEFAULT",
 };
 
 const char *policy_access_name(int a)
@@ -327,7 +330,8 @@ static int parse_cmds(struct lex *lx, struct policy_rule *r)
 			return lex_fail(lx, at, "expected a command name after 'cmd'");
 		int c = eas_cmd_parse(lx->s + at, n);
 		if (c == EAS_CMD_OPTIONS)
-			return lex_fail(lx, at, "OPTIONS is always allowed; a rule cannot scope it");
+			return lex_fail(lx, at,
+					"OPTIONS is always allowed; a rule cannot scope it");
 		if (c == EAS_CMD_UNKNOWN || c == EAS_CMD_NONE)
 			return lex_fail(lx, at, "unknown command '%.*s'", (int)n, lx->s + at);
 		r->cmds |= EAS_CMD_BIT(c);
@@ -371,8 +375,9 @@ static int parse_clauses(struct lex *lx, struct policy_rule *r)
 		} else {
 			if (!n) /* a quote where a keyword belongs */
 				n = 1;
-			return lex_fail(lx, at, "unexpected '%.*s' after the pattern (expected cmd or "
-						"name)",
+			return lex_fail(lx, at,
+					"unexpected '%.*s' after the pattern (expected cmd or "
+					"name)",
 					(int)n, w);
 		}
 	}
@@ -499,8 +504,8 @@ int policy_rule_format(const struct policy_rule *r, char *out, size_t cap)
 	if (!cap)
 		return -ENOSPC;
 	out[0] = 0;
-	if (r->access < 0 || r->access > 2 || r->ch < 0 || r->ch >= POLICY_CH__COUNT ||
-	    r->op < 0 || r->op >= N_OPS)
+	if (r->access < 0 || r->access > 2 || r->ch < 0 || r->ch >= POLICY_CH__COUNT || r->op < 0 ||
+	    r->op >= N_OPS)
 		return -EINVAL;
 	out_cstr(&o, access_names[r->access]);
 	out_cstr(&o, " ");
@@ -670,11 +675,11 @@ struct crule {
 	pcre2_code *re;	  /* matches */
 	struct osver ver; /* version ops */
 	size_t ver_famlen;
-	char *glob;	  /* like: pattern folded */
-	size_t prefix;	  /* like: literal bytes before the first wildcard */
-	size_t minlen;	  /* like: bytes a value needs at least */
-	int has_star;	  /* like */
-	int pf[2];	  /* prefilter trigram bits every match needs; -1 = none */
+	char *glob;    /* like: pattern folded */
+	size_t prefix; /* like: literal bytes before the first wildcard */
+	size_t minlen; /* like: bytes a value needs at least */
+	int has_star;  /* like */
+	int pf[2];     /* prefilter trigram bits every match needs; -1 = none */
 };
 
 /*
@@ -882,15 +887,17 @@ static void glob_literal(struct crule *cr)
 /*
  * The longest literal a regex match must contain, found conservatively at
  * the top level of the pattern (never inside groups, never across
- * quantifiers or classes). Returns its length in lit, 0 when unsure: then
- * the rule is not prefiltered. Gives up on constructs that change how the
- * rest reads: top-level alternation, \Q, (?x...), (*VERB), (?#, and escapes
- * that take arguments.
+ * quantifiers or classes), folded by the caller's hash. Copies it to out and
+ * returns its length; 0 when unsure: then the rule is not prefiltered. Gives up on constructs that
+ * change how the rest reads: top-level alternation, \Q, (?x...), (*VERB), (?#, and escapes that
+ * take arguments.
  */
 struct relit {
 	char run[POLICY_PATTERN_MAX], best[POLICY_PATTERN_MAX];
 	size_t rn, bn;
 	int prev_lit; /* the last token was a literal byte appended to run */
+	int depth;    /* group nesting */
+	int giveup;   /* a construct we cannot follow: no literal */
 };
 
 static void relit_flush(struct relit *x)
@@ -987,63 +994,81 @@ static int relit_bad_group(const char *re, size_t i)
 	return 0;
 }
 
-static size_t regex_literal(const char *re, char *out)
+/* A plain byte of the current run. */
+static void relit_byte(struct relit *x, char c)
+{
+	x->run[x->rn++] = c;
+	x->prev_lit = 1;
+}
+
+/* An escape such as \d or \. at re[i]; returns the index after it. */
+static size_t relit_escape(const char *re, size_t i, struct relit *x)
 {
 	static const char no_arg_escapes[] = "dDwWsSbBAzZGKRhHvVXntrefa";
-	struct relit x = {.rn = 0};
-	int depth = 0, giveup = 0;
+	unsigned char e = (unsigned char)re[i + 1];
+	int alnum = (e >= '0' && e <= '9') || ((e | 0x20) >= 'a' && (e | 0x20) <= 'z');
+	if (!e || (alnum && !strchr(no_arg_escapes, e))) {
+		x->giveup = 1; /* takes arguments or is a backreference: cannot follow */
+		return i + 1;
+	}
+	if (x->depth == 0) {
+		if (alnum)
+			relit_flush(x); /* \d, \b, ...: not a literal byte */
+		else
+			relit_byte(x, (char)e);
+	}
+	return i + 2;
+}
 
-	for (size_t i = 0; re[i] && !giveup;) {
-		unsigned char c = (unsigned char)re[i];
+/* A metacharacter or plain byte at the top level; returns the next index. */
+static size_t relit_top(const char *re, size_t i, struct relit *x)
+{
+	char c = re[i];
+	size_t q = c == '{' ? relit_quant(re, i) : 0;
+	if (c == '|') {
+		x->giveup = 1;
+		return i + 1;
+	}
+	if (c == '?' || c == '*' || q) {
+		if (x->prev_lit)
+			x->rn--; /* the byte before a ?, * or {n,m} is optional */
+		relit_flush(x);
+		return i + (q ? q : 1);
+	}
+	if (c == '{' || c == '+' || c == '^' || c == '$' || c == '.') {
+		relit_flush(x); /* '+' keeps its byte; a literal '{' stays out */
+		return i + 1;
+	}
+	relit_byte(x, c);
+	return i + 1;
+}
+
+static size_t regex_literal(const char *re, char *out)
+{
+	struct relit x = {.rn = 0};
+
+	for (size_t i = 0; re[i] && !x.giveup;) {
+		char c = re[i];
 		if (c == '\\') {
-			unsigned char e = (unsigned char)re[i + 1];
-			if (!e || ((e >= '0' && e <= '9') || ((e | 0x20) >= 'a' && (e | 0x20) <= 'z'))) {
-				if (!e || !strchr(no_arg_escapes, e)) {
-					giveup = 1;
-					break;
-				}
-				if (depth == 0)
-					relit_flush(&x);
-			} else if (depth == 0) {
-				x.run[x.rn++] = (char)e;
-				x.prev_lit = 1;
-			}
-			i += 2;
+			i = relit_escape(re, i, &x);
 		} else if (c == '[') {
-			if (depth == 0)
+			if (x.depth == 0)
 				relit_flush(&x);
-			i = relit_skip_class(re, i, &giveup);
+			i = relit_skip_class(re, i, &x.giveup);
 		} else if (c == '(') {
-			giveup = relit_bad_group(re, i);
-			if (depth++ == 0)
+			x.giveup = relit_bad_group(re, i);
+			if (x.depth++ == 0)
 				relit_flush(&x);
 			i++;
 		} else if (c == ')') {
-			giveup = --depth < 0;
+			x.giveup = --x.depth < 0;
 			x.prev_lit = 0;
 			i++;
-		} else if (depth > 0) {
-			i++;
-		} else if (c == '|') {
-			giveup = 1;
-		} else if (c == '{' && !relit_quant(re, i)) {
-			relit_flush(&x); /* a literal '{': keep it out of the run */
-			i++;
-		} else if (c == '?' || c == '*' || c == '{') {
-			if (x.prev_lit)
-				x.rn--; /* the byte before a ?, * or {n,m} is optional */
-			relit_flush(&x);
-			i += c == '{' ? relit_quant(re, i) : 1;
-		} else if (c == '+' || c == '^' || c == '$' || c == '.') {
-			relit_flush(&x);
-			i++;
 		} else {
-			x.run[x.rn++] = (char)c;
-			x.prev_lit = 1;
-			i++;
+			i = x.depth > 0 ? i + 1 : relit_top(re, i, &x);
 		}
 	}
-	if (giveup || depth != 0)
+	if (x.giveup || x.depth != 0)
 		return 0;
 	relit_flush(&x);
 	memcpy(out, x.best, x.bn);
@@ -1119,7 +1144,8 @@ static int index_rules(struct policy *p)
 			struct chset *cs = &p->pass[s][c];
 			if (nexact[s][c] && xtab_init(&cs->exact, nexact[s][c]) < 0)
 				return -ENOMEM;
-			if (nother[s][c] && !(cs->others = calloc(nother[s][c], sizeof(*cs->others))))
+			if (nother[s][c] &&
+			    !(cs->others = calloc(nother[s][c], sizeof(*cs->others))))
 				return -ENOMEM;
 		}
 	}
@@ -1140,8 +1166,7 @@ static int index_rules(struct policy *p)
 }
 
 /* One personal list entry: "DeviceId" or "user:DeviceId". */
-static int idlist_add(struct idlist *l, const char *ent, char *err, size_t errsz,
-		      const char *what)
+static int idlist_add(struct idlist *l, const char *ent, char *err, size_t errsz, const char *what)
 {
 	size_t n = ent ? strlen(ent) : 0;
 	const char *colon = ent ? strrchr(ent, ':') : NULL;
@@ -1250,9 +1275,9 @@ out:
 struct vals {
 	const char *s[POLICY_CH__COUNT];
 	size_t n[POLICY_CH__COUNT];
-	struct osver os;		       /* parsed effective DeviceOS */
-	size_t famlen;			       /* strlen(os.family) */
-	unsigned bm_done;		       /* bit per characteristic: bm[] filled */
+	struct osver os;			 /* parsed effective DeviceOS */
+	size_t famlen;				 /* strlen(os.family) */
+	unsigned bm_done;			 /* bit per characteristic: bm[] filled */
 	uint64_t bm[POLICY_CH__COUNT][PF_WORDS]; /* prefilter trigram sets */
 };
 
@@ -1264,8 +1289,8 @@ static int glob_match(const char *p, size_t pn, const char *s, size_t sn)
 		if (pi < pn && p[pi] == '*') {
 			star = pi++;
 			mark = si;
-		} else if (pi < pn && (p[pi] == '?' || (unsigned char)p[pi] ==
-								   fold((unsigned char)s[si]))) {
+		} else if (pi < pn &&
+			   (p[pi] == '?' || (unsigned char)p[pi] == fold((unsigned char)s[si]))) {
 			pi++;
 			si++;
 		} else if (star != (size_t)-1) {
@@ -1475,8 +1500,7 @@ static const char *nz(const char *s)
 }
 
 /* "rule 3 'name' DeviceOS is "..." cmd X matched "...": block" */
-static void explain_rule(const struct policy *p, const struct vals *v, int idx,
-			 struct expl *x)
+static void explain_rule(const struct policy *p, const struct vals *v, int idx, struct expl *x)
 {
 	const struct policy_rule *r = &p->rules[idx].r;
 	struct policy_rule bare = *r;
@@ -1530,8 +1554,8 @@ static void decide_lists(const struct policy *p, const struct policy_input *in,
 }
 
 /* Steps 5-6. */
-static void decide_rules(const struct policy *p, const struct policy_input *in,
-			 struct vals *v, struct policy_decision *d, struct expl *x)
+static void decide_rules(const struct policy *p, const struct policy_input *in, struct vals *v,
+			 struct policy_decision *d, struct expl *x)
 {
 	int cmd = in->cmd >= 0 && in->cmd < 64 ? in->cmd : EAS_CMD_UNKNOWN, ch = -1;
 	int idx = p ? match_rules(p, cmd, v, &ch) : -1;
@@ -1584,8 +1608,7 @@ static void decide_incubation(const struct policy *p, const struct policy_input 
 	ex_str(x, was);
 }
 
-static void fill_vals(const struct policy_input *in, struct vals *v,
-		      struct policy_decision *d)
+static void fill_vals(const struct policy_input *in, struct vals *v, struct policy_decision *d)
 {
 	const char *model = nz(in->device_model);
 	if (!model[0])
@@ -1606,8 +1629,7 @@ static void fill_vals(const struct policy_input *in, struct vals *v,
 	copy_str(d->os_key, sizeof(d->os_key), v->os.text);
 }
 
-void policy_decide(const struct policy *p, const struct policy_input *in,
-		   struct policy_decision *d)
+void policy_decide(const struct policy *p, const struct policy_input *in, struct policy_decision *d)
 {
 	struct vals v;
 	struct expl x = {.p = d->explain, .cap = sizeof(d->explain)};

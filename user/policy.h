@@ -13,10 +13,14 @@
  *   characteristic  DeviceType | DeviceModel | DeviceOS | UserAgent | XMSWL
  *                   (aliases X-MS-WL, XMSWLHeader) | User | DeviceId
  *   op              is       exact, case-insensitive (Exchange's QueryString)
- *                   like     glob: * any run, ? one byte; case-insensitive
- *                   matches  PCRE2 regex as written (add (?i) to ignore case)
+ *                   like     glob: * any run, ? one byte; case-insensitive;
+ *                            no escapes, no [classes]
+ *                   matches  PCRE2 regex as written (add (?i) to ignore case),
+ *                            bytes not UTF-8, backtracking bounded
  *                   < <= > >= == !=  version comparison, DeviceOS only; the
- *                            pattern is "<family> <version>", e.g. "iOS 7.0.2"
+ *                            pattern is "<family> <version>", e.g. "iOS 7.0.2";
+ *                            matches only phones of that family whose version
+ *                            is known (numeric per component, 7.0 == 7.0.0)
  *   cmd             the rule applies only to these commands (names as in
  *                   eas_cmd.h, case-insensitive): "block MeetingResponse but
  *                   let mail flow"

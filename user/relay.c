@@ -476,6 +476,7 @@ static int head_complete(struct conn *c, size_t head_len)
 		return -1;
 	c->eas = e;
 	eas_req_init(e);
+	e->relaxed_ids = !w->cfg->strict_device_id;
 	int bad = 0;
 	if (pk == EAS_PATH_EAS && m->query.n)
 		bad |= eas_parse_query(e, m->query.p, m->query.n) < 0;
@@ -980,7 +981,8 @@ static int resp_step(struct conn *c)
 		if (m->flags & H1_F_CHUNKED) {
 			u->bmode = BODY_CHUNKED;
 			h1_chunk_init(&u->chunk, NULL);
-		} else if ((m->flags & H1_F_CLEN) && !(m->flags & H1_F_NO_BODY)) {
+		} else if ((m->flags & H1_F_CLEN) && !(m->flags & H1_F_NO_BODY) &&
+			   m->content_length) {
 			u->bmode = BODY_CLEN;
 			u->left = m->content_length;
 		} else {

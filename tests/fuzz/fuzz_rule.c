@@ -36,8 +36,8 @@ static int reference(const struct policy_rule *r, const char *v)
 		return -1;
 	int ec, rc;
 	PCRE2_SIZE off;
-	pcre2_code *re = pcre2_compile((PCRE2_SPTR)r->pattern, PCRE2_ZERO_TERMINATED, 0, &ec, &off,
-				       NULL);
+	pcre2_code *re =
+	    pcre2_compile((PCRE2_SPTR)r->pattern, PCRE2_ZERO_TERMINATED, 0, &ec, &off, NULL);
 	if (!re)
 		abort(); /* the parser accepted it */
 	pcre2_match_data *md = pcre2_match_data_create(1, NULL);

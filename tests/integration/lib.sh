@@ -86,8 +86,9 @@ start_gateway() {
 	GW_PORT=${GW_PORT:-$(free_port)}
 	CTL=$T/ctl.sock
 	mkdir -p "$T/state"
-	"$EASGATED" --listen "127.0.0.1:$GW_PORT" --tls-cert "$PKI/server.pem" \
-		--tls-key "$PKI/server.key" --trust-file "$PKI/root.pem" --state-dir "$T/state" \
+	local tlsopts=(--tls-cert "$PKI/server.pem" --tls-key "$PKI/server.key" --trust-file "$PKI/root.pem")
+	[ -n "${GW_CONFIG_TLS:-}" ] && tlsopts=() # certificates come from the config file
+	"$EASGATED" --listen "127.0.0.1:$GW_PORT" "${tlsopts[@]}" --state-dir "$T/state" \
 		--control-socket "$CTL" -w "${GW_WORKERS:-2}" "$@" >>"$T/gw.log" 2>&1 &
 	GW_PID=$!
 	EG_PIDS+=($GW_PID)

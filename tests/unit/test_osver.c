@@ -166,23 +166,23 @@ static void test_ua_rejects(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"",
-		"Apple-",
-		"Apple-iPhone4C1",
-		"Apple-iPhone4C1/1002",
-		"Apple-iPhone4C1/1099.142", /* letter 99 */
-		"Apple-iPhone4C1/1000.142", /* letter 00 */
-		"Apple-iPhone4C1/12345.1",
-		"Apple-iPhone4C1/1002.142x",
-		"Apple-iPh one/1002.142",
-		"Android-Mail/7.5.1",
-		"Outlook-iOS-Android/1.0",
-		"TouchDown(MSRPC)/7.1.0005",
-		"hltevzw/KOT49H",
-		"SAMSUNG-SM-N900V/101.abc",
-		"SAMSUNG-SM-N900V/000",
-		"iOS/x",
-		"Nine-sdk_phone64_x86_64/SE1A.220621.001",
+	    "",
+	    "Apple-",
+	    "Apple-iPhone4C1",
+	    "Apple-iPhone4C1/1002",
+	    "Apple-iPhone4C1/1099.142", /* letter 99 */
+	    "Apple-iPhone4C1/1000.142", /* letter 00 */
+	    "Apple-iPhone4C1/12345.1",
+	    "Apple-iPhone4C1/1002.142x",
+	    "Apple-iPh one/1002.142",
+	    "Android-Mail/7.5.1",
+	    "Outlook-iOS-Android/1.0",
+	    "TouchDown(MSRPC)/7.1.0005",
+	    "hltevzw/KOT49H",
+	    "SAMSUNG-SM-N900V/101.abc",
+	    "SAMSUNG-SM-N900V/000",
+	    "iOS/x",
+	    "Nine-sdk_phone64_x86_64/SE1A.220621.001",
 	};
 	struct osver o;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -245,15 +245,15 @@ static void test_table_coverage(void **state)
 	static const struct {
 		const char *build, *ver;
 	} want[] = {
-		{"8A293", "4.0"},     {"9A334", "5.0"},	   {"10A403", "6.0"},	{"10A523", "6.0.1"},
-		{"10A551", "6.0.2"},  {"10B141", "6.1"},   {"10B145", "6.1.1"}, {"10B146", "6.1.2"},
-		{"10B329", "6.1.3"},  {"10B350", "6.1.4"}, {"10B400", "6.1.5"}, {"10B500", "6.1.6"},
-		{"11A465", "7.0"},    {"11A470a", "7.0.1"}, {"11A501", "7.0.2"}, {"11B511", "7.0.3"},
-		{"11B554a", "7.0.4"}, {"11B601", "7.0.5"}, {"11B651", "7.0.6"}, {"11D167", "7.1"},
-		{"11D201", "7.1.1"},  {"11D257", "7.1.2"}, {"12H321", "8.4.1"}, {"13G37", "9.3.6"},
-		{"14G61", "10.3.4"},  {"15D100", "11.2.6"}, {"16H62", "12.5.5"}, {"17H35", "13.7"},
-		{"18H107", "14.8.1"}, {"19H370", "15.8"},  {"20H350", "16.7.10"},
-		{"21A329", "17.0"},   {"21H221", "17.7.2"},
+	    {"8A293", "4.0"},	  {"9A334", "5.0"},	{"10A403", "6.0"},     {"10A523", "6.0.1"},
+	    {"10A551", "6.0.2"},  {"10B141", "6.1"},	{"10B145", "6.1.1"},   {"10B146", "6.1.2"},
+	    {"10B329", "6.1.3"},  {"10B350", "6.1.4"},	{"10B400", "6.1.5"},   {"10B500", "6.1.6"},
+	    {"11A465", "7.0"},	  {"11A470a", "7.0.1"}, {"11A501", "7.0.2"},   {"11B511", "7.0.3"},
+	    {"11B554a", "7.0.4"}, {"11B601", "7.0.5"},	{"11B651", "7.0.6"},   {"11D167", "7.1"},
+	    {"11D201", "7.1.1"},  {"11D257", "7.1.2"},	{"12H321", "8.4.1"},   {"13G37", "9.3.6"},
+	    {"14G61", "10.3.4"},  {"15D100", "11.2.6"}, {"16H62", "12.5.5"},   {"17H35", "13.7"},
+	    {"18H107", "14.8.1"}, {"19H370", "15.8"},	{"20H350", "16.7.10"}, {"21A329", "17.0"},
+	    {"21H221", "17.7.2"},
 	};
 	assert_true(osver_builds_count() > 250);
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -305,19 +305,19 @@ static void test_load_default(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_examples),
-		cmocka_unit_test(test_parse_build_only_uses_table),
-		cmocka_unit_test(test_parse_rejects),
-		cmocka_unit_test(test_cmp),
-		cmocka_unit_test(test_apple_ua),
-		cmocka_unit_test(test_apple_ua_unknown_builds),
-		cmocka_unit_test(test_other_uas),
-		cmocka_unit_test(test_ua_rejects),
-		cmocka_unit_test(test_capture_uas),
-		cmocka_unit_test(test_effective),
-		cmocka_unit_test(test_table_coverage),
-		cmocka_unit_test(test_table_errors),
-		cmocka_unit_test(test_load_default),
+	    cmocka_unit_test(test_parse_examples),
+	    cmocka_unit_test(test_parse_build_only_uses_table),
+	    cmocka_unit_test(test_parse_rejects),
+	    cmocka_unit_test(test_cmp),
+	    cmocka_unit_test(test_apple_ua),
+	    cmocka_unit_test(test_apple_ua_unknown_builds),
+	    cmocka_unit_test(test_other_uas),
+	    cmocka_unit_test(test_ua_rejects),
+	    cmocka_unit_test(test_capture_uas),
+	    cmocka_unit_test(test_effective),
+	    cmocka_unit_test(test_table_coverage),
+	    cmocka_unit_test(test_table_errors),
+	    cmocka_unit_test(test_load_default),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -11,8 +11,8 @@
 #include "osver.h"
 #include "policy.h"
 
-#define NOW   INT64_C(1700000000)
-#define DAY   INT64_C(86400)
+#define NOW	 INT64_C(1700000000)
+#define DAY	 INT64_C(86400)
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 static int setup(void **state)
@@ -48,14 +48,14 @@ static struct policy *mk(const char *const *rules, size_t n, int def)
 static struct policy_input iphone(void)
 {
 	struct policy_input in = {
-		.user = "jdoe",
-		.device_id = "ApplDMPFXZABDFHW",
-		.device_type = "iPhone",
-		.device_model = "iPhone4C1",
-		.device_os = "iOS 6.1 10B142",
-		.user_agent = "Apple-iPhone4C1/1002.142",
-		.cmd = EAS_CMD_SYNC,
-		.now = NOW,
+	    .user = "jdoe",
+	    .device_id = "ApplDMPFXZABDFHW",
+	    .device_type = "iPhone",
+	    .device_model = "iPhone4C1",
+	    .device_os = "iOS 6.1 10B142",
+	    .user_agent = "Apple-iPhone4C1/1002.142",
+	    .cmd = EAS_CMD_SYNC,
+	    .now = NOW,
 	};
 	return in;
 }
@@ -99,9 +99,8 @@ static void test_parse_examples(void **state)
 	struct policy_rule r;
 	char err[256];
 
-	assert_int_equal(policy_rule_parse("block DeviceOS is \"iOS 6.1 10B142\"", &r, err,
-					   sizeof(err)),
-			 0);
+	assert_int_equal(
+	    policy_rule_parse("block DeviceOS is \"iOS 6.1 10B142\"", &r, err, sizeof(err)), 0);
 	assert_int_equal(r.access, POLICY_BLOCK);
 	assert_int_equal(r.ch, POLICY_CH_DEVICEOS);
 	assert_int_equal(r.op, POLICY_OP_IS);
@@ -117,9 +116,8 @@ static void test_parse_examples(void **state)
 	assert_true(r.cmds == EAS_CMD_BIT(EAS_CMD_MEETINGRESPONSE));
 	roundtrip(&r, "block UserAgent matches \"^Apple.*1002.*\" cmd MeetingResponse");
 
-	assert_int_equal(policy_rule_parse("quarantine DeviceOS < \"iOS 7.0.2\"", &r, err,
-					   sizeof(err)),
-			 0);
+	assert_int_equal(
+	    policy_rule_parse("quarantine DeviceOS < \"iOS 7.0.2\"", &r, err, sizeof(err)), 0);
 	assert_int_equal(r.access, POLICY_QUARANTINE);
 	assert_int_equal(r.op, POLICY_OP_LT);
 	roundtrip(&r, "quarantine DeviceOS < \"iOS 7.0.2\"");
@@ -139,9 +137,9 @@ static void test_parse_pleasant(void **state)
 	char err[256];
 
 	/* keywords case-insensitive, unquoted words, aliases, clauses either order */
-	assert_int_equal(policy_rule_parse("  ALLOW  devicetype  IS  iPhone  # comment", &r, err,
-					   sizeof(err)),
-			 0);
+	assert_int_equal(
+	    policy_rule_parse("  ALLOW  devicetype  IS  iPhone  # comment", &r, err, sizeof(err)),
+	    0);
 	roundtrip(&r, "allow DeviceType is \"iPhone\"");
 	assert_int_equal(policy_rule_parse("block X-MS-WL like WindowsMail* name wm cmd sync, "
 					   "ping,FolderSync",
@@ -155,13 +153,12 @@ static void test_parse_pleasant(void **state)
 	assert_int_equal(r.ch, POLICY_CH_XMSWL);
 
 	/* escapes: \" and \\ only; other backslashes stay (regexes read naturally) */
-	assert_int_equal(policy_rule_parse("block UserAgent matches \"^\\\"q\\\\\\d+\"", &r, err,
-					   sizeof(err)),
-			 0);
+	assert_int_equal(
+	    policy_rule_parse("block UserAgent matches \"^\\\"q\\\\\\d+\"", &r, err, sizeof(err)),
+	    0);
 	assert_string_equal(r.pattern, "^\"q\\\\d+");
 	roundtrip(&r, NULL);
-	assert_int_equal(policy_rule_parse("block User matches \"\\d+\"", &r, err, sizeof(err)),
-			 0);
+	assert_int_equal(policy_rule_parse("block User matches \"\\d+\"", &r, err, sizeof(err)), 0);
 	assert_string_equal(r.pattern, "\\d+");
 	roundtrip(&r, "block User matches \"\\\\d+\"");
 
@@ -174,9 +171,8 @@ static void test_parse_pleasant(void **state)
 		assert_int_equal(r.op, POLICY_OP_LT + (int)i);
 		roundtrip(&r, text);
 	}
-	assert_int_equal(policy_rule_parse("allow DeviceOS >= \"Windows Phone 8.1\"", &r, err,
-					   sizeof(err)),
-			 0);
+	assert_int_equal(
+	    policy_rule_parse("allow DeviceOS >= \"Windows Phone 8.1\"", &r, err, sizeof(err)), 0);
 }
 
 static void test_parse_errors(void **state)
@@ -222,11 +218,11 @@ static void test_format_roundtrip(void **state)
 {
 	(void)state;
 	static const char *const texts[] = {
-		"allow DeviceId is \"ApplDMPFXZABDFHW\"",
-		"quarantine User like \"contoso\\\\*\" name \"a \\\"quoted\\\" name\"",
-		"block DeviceType matches \"^(SAMSUNG|SM-)\" cmd Sync,SendMail,Search,Ping",
-		"block DeviceOS != \"iOS 7.0.2\"",
-		"allow XMSWL like \"?\"",
+	    "allow DeviceId is \"ApplDMPFXZABDFHW\"",
+	    "quarantine User like \"contoso\\\\*\" name \"a \\\"quoted\\\" name\"",
+	    "block DeviceType matches \"^(SAMSUNG|SM-)\" cmd Sync,SendMail,Search,Ping",
+	    "block DeviceOS != \"iOS 7.0.2\"",
+	    "allow XMSWL like \"?\"",
 	};
 	for (size_t i = 0; i < NELEM(texts); i++) {
 		struct policy_rule r;
@@ -256,10 +252,10 @@ static void test_exact_is_exact(void **state)
 		const char *os;
 		int access;
 	} cases[] = {
-		{"iOS 6.1 10B142", POLICY_BLOCK},  {"IOS 6.1 10b142", POLICY_BLOCK},
-		{"iOS 6.1 10B1420", POLICY_ALLOW}, {"iOS 6.1 10B14", POLICY_ALLOW},
-		{"iOS 6.1", POLICY_ALLOW},	   {" iOS 6.1 10B142", POLICY_ALLOW},
-		{"iOS 6.1 10B142 ", POLICY_ALLOW}, {"iOS 6.1.1 10B145", POLICY_ALLOW},
+	    {"iOS 6.1 10B142", POLICY_BLOCK},  {"IOS 6.1 10b142", POLICY_BLOCK},
+	    {"iOS 6.1 10B1420", POLICY_ALLOW}, {"iOS 6.1 10B14", POLICY_ALLOW},
+	    {"iOS 6.1", POLICY_ALLOW},	       {" iOS 6.1 10B142", POLICY_ALLOW},
+	    {"iOS 6.1 10B142 ", POLICY_ALLOW}, {"iOS 6.1.1 10B145", POLICY_ALLOW},
 	};
 	for (size_t i = 0; i < NELEM(cases); i++) {
 		in.device_os = cases[i].os;
@@ -371,11 +367,11 @@ static void test_version_minimum(void **state)
 		const char *os;
 		int access;
 	} cases[] = {
-		{"iOS 7.0.2 11A501", POLICY_ALLOW},   {"iOS 7.0.1 (11A470a)", POLICY_BLOCK},
-		{"iOS 7.0 11A465", POLICY_BLOCK},     {"iOS 7.0.10", POLICY_ALLOW},
-		{"iOS 7.1 11D167", POLICY_ALLOW},     {"iOS 17.7.2 21H221", POLICY_ALLOW},
-		{"iOS 6.1.6 10B500", POLICY_BLOCK},   {"iOS", POLICY_BLOCK}, /* unknown version */
-		{"Android 14", POLICY_BLOCK},	      /* other family: rule does not apply */
+	    {"iOS 7.0.2 11A501", POLICY_ALLOW}, {"iOS 7.0.1 (11A470a)", POLICY_BLOCK},
+	    {"iOS 7.0 11A465", POLICY_BLOCK},	{"iOS 7.0.10", POLICY_ALLOW},
+	    {"iOS 7.1 11D167", POLICY_ALLOW},	{"iOS 17.7.2 21H221", POLICY_ALLOW},
+	    {"iOS 6.1.6 10B500", POLICY_BLOCK}, {"iOS", POLICY_BLOCK}, /* unknown version */
+	    {"Android 14", POLICY_BLOCK}, /* other family: rule does not apply */
 	};
 	for (size_t i = 0; i < NELEM(cases); i++) {
 		in.device_os = cases[i].os;
@@ -411,8 +407,8 @@ static void test_version_ops(void **state)
 		const char *op;
 		int lt, eq, gt; /* expected match for 7.0.1, 7.0.2, 7.0.3 */
 	} cases[] = {
-		{"<", 1, 0, 0}, {"<=", 1, 1, 0}, {">", 0, 0, 1},
-		{">=", 0, 1, 1}, {"==", 0, 1, 0}, {"!=", 1, 0, 1},
+	    {"<", 1, 0, 0},  {"<=", 1, 1, 0}, {">", 0, 0, 1},
+	    {">=", 0, 1, 1}, {"==", 0, 1, 0}, {"!=", 1, 0, 1},
 	};
 	static const char *const oses[] = {"iOS 7.0.1", "iOS 7.0.2.0", "iOS 7.0.3"};
 	for (size_t i = 0; i < NELEM(cases); i++) {
@@ -452,9 +448,15 @@ static void test_command_scope(void **state)
 	in.cmd = 15;
 	assert_int_equal(decide(p, &in).access, POLICY_BLOCK);
 
-	static const int others[] = {EAS_CMD_SYNC,	 EAS_CMD_PING,	    EAS_CMD_FOLDERSYNC,
-				     EAS_CMD_SENDMAIL,	 EAS_CMD_SMARTREPLY, EAS_CMD_PROVISION,
-				     EAS_CMD_UNKNOWN,	 EAS_CMD_NONE,	    -5,
+	static const int others[] = {EAS_CMD_SYNC,
+				     EAS_CMD_PING,
+				     EAS_CMD_FOLDERSYNC,
+				     EAS_CMD_SENDMAIL,
+				     EAS_CMD_SMARTREPLY,
+				     EAS_CMD_PROVISION,
+				     EAS_CMD_UNKNOWN,
+				     EAS_CMD_NONE,
+				     -5,
 				     1000};
 	for (size_t i = 0; i < NELEM(others); i++) {
 		in.cmd = others[i];
@@ -548,14 +550,14 @@ static void test_admin_state(void **state)
 		const char *id;
 		int access, reason;
 	} cases[] = {
-		{POLICY_ADMIN_NONE, "X", POLICY_BLOCK, POLICY_R_RULE},
-		{POLICY_ADMIN_ALLOW, "X", POLICY_ALLOW, POLICY_R_ADMIN},
-		{POLICY_ADMIN_QUARANTINE, "X", POLICY_QUARANTINE, POLICY_R_ADMIN},
-		{POLICY_ADMIN_BLOCK, "ALLOWED1", POLICY_BLOCK, POLICY_R_ADMIN},
-		{POLICY_ADMIN_QUARANTINE, "ALLOWED1", POLICY_QUARANTINE, POLICY_R_ADMIN},
-		{POLICY_ADMIN_ALLOW, "BLOCKED1", POLICY_BLOCK, POLICY_R_INDIVIDUAL_BLOCK},
-		{POLICY_ADMIN_QUARANTINE, "BLOCKED1", POLICY_BLOCK, POLICY_R_INDIVIDUAL_BLOCK},
-		{POLICY_ADMIN_NONE, "ALLOWED1", POLICY_ALLOW, POLICY_R_INDIVIDUAL_ALLOW},
+	    {POLICY_ADMIN_NONE, "X", POLICY_BLOCK, POLICY_R_RULE},
+	    {POLICY_ADMIN_ALLOW, "X", POLICY_ALLOW, POLICY_R_ADMIN},
+	    {POLICY_ADMIN_QUARANTINE, "X", POLICY_QUARANTINE, POLICY_R_ADMIN},
+	    {POLICY_ADMIN_BLOCK, "ALLOWED1", POLICY_BLOCK, POLICY_R_ADMIN},
+	    {POLICY_ADMIN_QUARANTINE, "ALLOWED1", POLICY_QUARANTINE, POLICY_R_ADMIN},
+	    {POLICY_ADMIN_ALLOW, "BLOCKED1", POLICY_BLOCK, POLICY_R_INDIVIDUAL_BLOCK},
+	    {POLICY_ADMIN_QUARANTINE, "BLOCKED1", POLICY_BLOCK, POLICY_R_INDIVIDUAL_BLOCK},
+	    {POLICY_ADMIN_NONE, "ALLOWED1", POLICY_ALLOW, POLICY_R_INDIVIDUAL_ALLOW},
 	};
 	for (size_t i = 0; i < NELEM(cases); i++) {
 		in.admin_state = cases[i].admin;
@@ -590,11 +592,11 @@ static void test_characteristic_order(void **state)
 {
 	(void)state;
 	const char *rules[] = {
-		"allow DeviceType is iPhone",	       /* 0 */
-		"quarantine DeviceModel is iPhone4C1", /* 1 */
-		"block DeviceOS like \"iOS 6*\"",      /* 2 */
-		"allow UserAgent like \"Apple-*\"",    /* 3 */
-		"block XMSWL like \"*\"",	       /* 4 */
+	    "allow DeviceType is iPhone",	   /* 0 */
+	    "quarantine DeviceModel is iPhone4C1", /* 1 */
+	    "block DeviceOS like \"iOS 6*\"",	   /* 2 */
+	    "allow UserAgent like \"Apple-*\"",	   /* 3 */
+	    "block XMSWL like \"*\"",		   /* 4 */
 	};
 	struct policy *p = mk(rules, NELEM(rules), POLICY_BLOCK);
 	struct policy_input in = iphone();
@@ -654,9 +656,9 @@ static void test_scoped_beats_unscoped(void **state)
 {
 	(void)state;
 	const char *rules[] = {
-		"allow DeviceId is ApplDMPFXZABDFHW",		       /* most specific, unscoped */
-		"block DeviceType is iPhone cmd MeetingResponse,Search", /* scoped, least specific */
-		"allow UserAgent like \"Apple*\" cmd Search",	       /* scoped, earlier char */
+	    "allow DeviceId is ApplDMPFXZABDFHW",		     /* most specific, unscoped */
+	    "block DeviceType is iPhone cmd MeetingResponse,Search", /* scoped, least specific */
+	    "allow UserAgent like \"Apple*\" cmd Search",	     /* scoped, earlier char */
 	};
 	struct policy *p = mk(rules, NELEM(rules), POLICY_ALLOW);
 	struct policy_input in = iphone();
@@ -829,8 +831,9 @@ static void test_explain(void **state)
 				       "\"iOS 6.1 10B142\": block");
 	in.cmd = EAS_CMD_MEETINGRESPONSE;
 	d = decide(p, &in);
-	assert_string_equal(d.explain, "rule 3 UserAgent matches \"^Apple.*1002\" cmd "
-				       "MeetingResponse matched \"Apple-iPhone4C1/1002.142\": block");
+	assert_string_equal(d.explain,
+			    "rule 3 UserAgent matches \"^Apple.*1002\" cmd "
+			    "MeetingResponse matched \"Apple-iPhone4C1/1002.142\": block");
 	in.device_os = "iOS 7.0 11A465";
 	in.cmd = EAS_CMD_SYNC;
 	d = decide(p, &in);
@@ -839,8 +842,12 @@ static void test_explain(void **state)
 	policy_free(p);
 
 	const char *doc = policy_precedence_doc();
-	const char *order[] = {"OPTIONS", "blocked list", "quarantine", "allowed list",
-			       "DeviceId, User, UserAgent, DeviceOS, DeviceModel", "default",
+	const char *order[] = {"OPTIONS",
+			       "blocked list",
+			       "quarantine",
+			       "allowed list",
+			       "DeviceId, User, UserAgent, DeviceOS, DeviceModel",
+			       "default",
 			       "Incubation"};
 	const char *at = doc;
 	for (size_t i = 0; i < NELEM(order); i++) {
@@ -959,10 +966,9 @@ static void test_captures(void **state)
 		}
 		if (!f[3] || !strcmp(f[0], "file"))
 			continue;
-		struct policy_input in = {.user_agent = f[3], .device_type = "Android",
-					  .now = NOW};
-		in.cmd = !strcmp(f[1], "OPTIONS") ? EAS_CMD_OPTIONS
-						  : eas_cmd_parse(f[2], strlen(f[2]));
+		struct policy_input in = {.user_agent = f[3], .device_type = "Android", .now = NOW};
+		in.cmd =
+		    !strcmp(f[1], "OPTIONS") ? EAS_CMD_OPTIONS : eas_cmd_parse(f[2], strlen(f[2]));
 		struct policy_decision d = decide(p, &in);
 		if (in.cmd == EAS_CMD_OPTIONS) {
 			options++;
@@ -1054,25 +1060,44 @@ static void test_regex_tricky(void **state)
 	static const struct {
 		const char *re, *subject;
 	} cases[] = {
-		{"ab(c)de", "abcde"},		     {"a(b)?cde", "acde"},
-		{"xyzabc{2}de", "xyzabccde"},	     {"abc+de", "abcccde"},
-		{"wxyzabc*de", "wxyzabde"},	     {"wxyzabc?de", "wxyzabde"},
-		{"(?i)ABCdef", "abcDEF"},	     {"abc\\.def", "abc.def"},
-		{"abc[.]def", "abc.def"},	     {"[[:alpha:]]abc]", "xabc]"},
-		{"ab\\dcde", "ab5cde"},	     {"^abc$", "abc"},
-		{"abcd|wxyz", "wxyz"},		     {"(abc|xyz)123", "xyz123"},
-		{"abc\\Q.*\\E", "abc.*"},	     {"abc(*ACCEPT)xyz", "abc"},
-		{"abc\\x41def", "abcAdef"},	     {"abc\\101def", "abcAdef"},
-		{"(?x) a b c d", "abcd"},	     {"ab(?=c)cde", "abcde"},
-		{"abc{,2}", "abc{,2}"},		     {"a{2}bcde", "aabcde"},
-		{"abc(?#x)def", "abcdef"},	     {"ab[c\\]]de", "ab]de"},
-		{"abc\\ndef", "abc\ndef"},	     {"a.c.e.g", "abcdefg"},
-		{"abcdef(?i:XYZ)", "abcdefxyz"},    {"(?i)a(?-i)bcd", "Abcd"},
-		{"abc\\Kdef", "abcdef"},	     {"(?|(abc)|(xyz))def", "xyzdef"},
-		{"ab[]x]cde", "ab]cde"},	     {"ab[^]x]cde", "abqcde"},
-		{"abc{1,3||xyz}", "xyz}"},	     {"abcd{1, 2}", "abcd{1, 2}"},
-		{"ab[[:x]|]cdef|zz", "zz"},	     {"ab[[:alpha:]x]cdef", "abqcdef"},
-		{"abc{2,}de", "abccde"},	     {"[[:[:]?abcd|xy", "xy"},
+	    {"ab(c)de", "abcde"},
+	    {"a(b)?cde", "acde"},
+	    {"xyzabc{2}de", "xyzabccde"},
+	    {"abc+de", "abcccde"},
+	    {"wxyzabc*de", "wxyzabde"},
+	    {"wxyzabc?de", "wxyzabde"},
+	    {"(?i)ABCdef", "abcDEF"},
+	    {"abc\\.def", "abc.def"},
+	    {"abc[.]def", "abc.def"},
+	    {"[[:alpha:]]abc]", "xabc]"},
+	    {"ab\\dcde", "ab5cde"},
+	    {"^abc$", "abc"},
+	    {"abcd|wxyz", "wxyz"},
+	    {"(abc|xyz)123", "xyz123"},
+	    {"abc\\Q.*\\E", "abc.*"},
+	    {"abc(*ACCEPT)xyz", "abc"},
+	    {"abc\\x41def", "abcAdef"},
+	    {"abc\\101def", "abcAdef"},
+	    {"(?x) a b c d", "abcd"},
+	    {"ab(?=c)cde", "abcde"},
+	    {"abc{,2}", "abc{,2}"},
+	    {"a{2}bcde", "aabcde"},
+	    {"abc(?#x)def", "abcdef"},
+	    {"ab[c\\]]de", "ab]de"},
+	    {"abc\\ndef", "abc\ndef"},
+	    {"a.c.e.g", "abcdefg"},
+	    {"abcdef(?i:XYZ)", "abcdefxyz"},
+	    {"(?i)a(?-i)bcd", "Abcd"},
+	    {"abc\\Kdef", "abcdef"},
+	    {"(?|(abc)|(xyz))def", "xyzdef"},
+	    {"ab[]x]cde", "ab]cde"},
+	    {"ab[^]x]cde", "abqcde"},
+	    {"abc{1,3||xyz}", "xyz}"},
+	    {"abcd{1, 2}", "abcd{1, 2}"},
+	    {"ab[[:x]|]cdef|zz", "zz"},
+	    {"ab[[:alpha:]x]cdef", "abqcdef"},
+	    {"abc{2,}de", "abccde"},
+	    {"[[:[:]?abcd|xy", "xy"},
 	};
 	for (size_t i = 0; i < NELEM(cases); i++) {
 		struct policy *p = mk_one(POLICY_OP_MATCHES, cases[i].re);
@@ -1089,10 +1114,12 @@ static void test_regex_differential(void **state)
 {
 	(void)state;
 	static const char *const tok[] = {
-		"a",  "b",  "c",  "ab", "abc", "A",   "B",	"1",   "-",    "/",   ".",
-		"*",  "+",  "?",  "*?", "{2}", "{1,2}", "(",	")",   "(?:", "(?i)", "|",
-		"^",  "$",  "[ab]", "[^a]", "\\d", "\\.", "\\w", "\\b", "\\-", "[[:alpha:]]",
-		"(?=a)", "\\x41", "\\Qa|b\\E", "(?x) a b", "(*ACCEPT)", "(?#c)", "\\1", "]", "}",
+	    "a",	"b",	     "c",     "ab",	     "abc",   "A",     "B",
+	    "1",	"-",	     "/",     ".",	     "*",     "+",     "?",
+	    "*?",	"{2}",	     "{1,2}", "(",	     ")",     "(?:",   "(?i)",
+	    "|",	"^",	     "$",     "[ab]",	     "[^a]",  "\\d",   "\\.",
+	    "\\w",	"\\b",	     "\\-",   "[[:alpha:]]", "(?=a)", "\\x41", "\\Qa|b\\E",
+	    "(?x) a b", "(*ACCEPT)", "(?#c)", "\\1",	     "]",     "}",
 	};
 	int compiled = 0, matches = 0;
 	for (int t = 0; t < 4000; t++) {
@@ -1102,8 +1129,8 @@ static void test_regex_differential(void **state)
 			strncat(pat, tok[rnd(NELEM(tok))], sizeof(pat) - strlen(pat) - 1);
 		int ec;
 		PCRE2_SIZE off;
-		pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, 0, &ec, &off,
-					       NULL);
+		pcre2_code *re =
+		    pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, 0, &ec, &off, NULL);
 		if (!re)
 			continue;
 		compiled++;
@@ -1120,7 +1147,8 @@ static void test_regex_differential(void **state)
 						subj[n++] = *c;
 				subj[n] = 0;
 			}
-			int want = pcre2_match(re, (PCRE2_SPTR)subj, strlen(subj), 0, 0, md, NULL) >= 0;
+			int want =
+			    pcre2_match(re, (PCRE2_SPTR)subj, strlen(subj), 0, 0, md, NULL) >= 0;
 			if (blocks(p, subj) != want)
 				fail_msg("matches \"%s\" vs \"%s\": want %d", pat, subj, want);
 			matches += want;
@@ -1136,32 +1164,32 @@ static void test_regex_differential(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_examples),
-		cmocka_unit_test(test_parse_pleasant),
-		cmocka_unit_test(test_parse_errors),
-		cmocka_unit_test(test_format_roundtrip),
-		cmocka_unit_test(test_exact_is_exact),
-		cmocka_unit_test(test_glob),
-		cmocka_unit_test(test_regex),
-		cmocka_unit_test(test_version_minimum),
-		cmocka_unit_test(test_version_ops),
-		cmocka_unit_test(test_command_scope),
-		cmocka_unit_test(test_personal_lists),
-		cmocka_unit_test(test_admin_state),
-		cmocka_unit_test(test_options_always_allowed),
-		cmocka_unit_test(test_characteristic_order),
-		cmocka_unit_test(test_first_rule_wins),
-		cmocka_unit_test(test_scoped_beats_unscoped),
-		cmocka_unit_test(test_model_falls_back_to_type),
-		cmocka_unit_test(test_os_from_user_agent),
-		cmocka_unit_test(test_incubation),
-		cmocka_unit_test(test_explain),
-		cmocka_unit_test(test_config_errors),
-		cmocka_unit_test(test_many_rules),
-		cmocka_unit_test(test_captures),
-		cmocka_unit_test(test_glob_differential),
-		cmocka_unit_test(test_regex_tricky),
-		cmocka_unit_test(test_regex_differential),
+	    cmocka_unit_test(test_parse_examples),
+	    cmocka_unit_test(test_parse_pleasant),
+	    cmocka_unit_test(test_parse_errors),
+	    cmocka_unit_test(test_format_roundtrip),
+	    cmocka_unit_test(test_exact_is_exact),
+	    cmocka_unit_test(test_glob),
+	    cmocka_unit_test(test_regex),
+	    cmocka_unit_test(test_version_minimum),
+	    cmocka_unit_test(test_version_ops),
+	    cmocka_unit_test(test_command_scope),
+	    cmocka_unit_test(test_personal_lists),
+	    cmocka_unit_test(test_admin_state),
+	    cmocka_unit_test(test_options_always_allowed),
+	    cmocka_unit_test(test_characteristic_order),
+	    cmocka_unit_test(test_first_rule_wins),
+	    cmocka_unit_test(test_scoped_beats_unscoped),
+	    cmocka_unit_test(test_model_falls_back_to_type),
+	    cmocka_unit_test(test_os_from_user_agent),
+	    cmocka_unit_test(test_incubation),
+	    cmocka_unit_test(test_explain),
+	    cmocka_unit_test(test_config_errors),
+	    cmocka_unit_test(test_many_rules),
+	    cmocka_unit_test(test_captures),
+	    cmocka_unit_test(test_glob_differential),
+	    cmocka_unit_test(test_regex_tricky),
+	    cmocka_unit_test(test_regex_differential),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -31,9 +31,13 @@ static char rule_buf[NRULES][160];
 static const char *rules[NRULES];
 static int nrules;
 
+/* Rule nrules from a template taking up to three ints (i, i % 97, i % 13). */
 static void add(const char *fmt, int i)
 {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
 	snprintf(rule_buf[nrules], sizeof(rule_buf[0]), fmt, i, i % 97, i % 13);
+#pragma GCC diagnostic pop
 	rules[nrules] = rule_buf[nrules];
 	nrules++;
 }
@@ -42,23 +46,21 @@ static void add(const char *fmt, int i)
 static void mix_realistic(void)
 {
 	static const char *const exact[] = {
-		"block DeviceModel is \"Model-%d\"",
-		"quarantine DeviceOS is \"iOS %d.%d 1%dB142\"",
-		"allow DeviceId is \"Dev%dX%dY%d\"",
-		"block UserAgent is \"Client-%d/%d.%d\"",
-		"allow DeviceType is \"Type%d\"",
+	    "block DeviceModel is \"Model-%d\"", "quarantine DeviceOS is \"iOS %d.%d 1%dB142\"",
+	    "allow DeviceId is \"Dev%dX%dY%d\"", "block UserAgent is \"Client-%d/%d.%d\"",
+	    "allow DeviceType is \"Type%d\"",
 	};
 	static const char *const glob[] = {
-		"block UserAgent like \"Vendor%d-*\"",
-		"quarantine DeviceOS like \"Android %d.%d.*\"",
-		"block DeviceModel like \"*-Series%d?\"",
-		"block UserAgent like \"*Agent%d/%d*\"",
+	    "block UserAgent like \"Vendor%d-*\"",
+	    "quarantine DeviceOS like \"Android %d.%d.*\"",
+	    "block DeviceModel like \"*-Series%d?\"",
+	    "block UserAgent like \"*Agent%d/%d*\"",
 	};
 	static const char *const regex[] = {
-		"block UserAgent matches \"^Client%d/[0-9]+\\\\.[0-9]+$\"",
-		"block UserAgent matches \"^Apple.*1%d%d.*\" cmd MeetingResponse",
-		"quarantine DeviceModel matches \"^SM-[A-Z]%d[0-9]{2}\"",
-		"block UserAgent matches \"(?i)evil%d\"",
+	    "block UserAgent matches \"^Client%d/[0-9]+\\\\.[0-9]+$\"",
+	    "block UserAgent matches \"^Apple.*1%d%d.*\" cmd MeetingResponse",
+	    "quarantine DeviceModel matches \"^SM-[A-Z]%d[0-9]{2}\"",
+	    "block UserAgent matches \"(?i)evil%d\"",
 	};
 	nrules = 0;
 	for (int i = 0; i < 890; i++)
@@ -68,7 +70,8 @@ static void mix_realistic(void)
 	for (int i = 0; i < 20; i++)
 		add(regex[i % 4], i);
 	for (int i = 0; i < 10; i++)
-		add(i % 2 ? "quarantine DeviceOS < \"Android %d.%d\"" : "block DeviceOS <= \"iOS 4.%d\"",
+		add(i % 2 ? "quarantine DeviceOS < \"Android %d.%d\""
+			  : "block DeviceOS <= \"iOS 4.%d\"",
 		    i);
 }
 
@@ -93,7 +96,8 @@ static void mix_glob(void)
 {
 	nrules = 0;
 	for (int i = 0; i < NRULES; i++)
-		add(i % 2 ? "block UserAgent like \"Vendor%d-*\"" : "block UserAgent like \"*Agent%d/*\"",
+		add(i % 2 ? "block UserAgent like \"Vendor%d-*\""
+			  : "block UserAgent like \"*Agent%d/*\"",
 		    i);
 }
 
@@ -109,10 +113,14 @@ static char req_buf[NREQ][3][64];
 static void make_requests(void)
 {
 	static const char *const uas[] = {
-		"Apple-iPhone4C1/1002.142",	 "Apple-iPhone6C1/1101.47000001",
-		"Android/4.4.2-EAS-1.3",	 "SAMSUNG-SM-N900V/101.403",
-		"Nine-sdk_phone64_x86_64/SE1A.220621.001", "Outlook-iOS-Android/1.0",
-		"iOS/16.5.1 (20F75) dataaccessd/1.0",	   "TouchDown(MSRPC)/7.1.0005",
+	    "Apple-iPhone4C1/1002.142",
+	    "Apple-iPhone6C1/1101.47000001",
+	    "Android/4.4.2-EAS-1.3",
+	    "SAMSUNG-SM-N900V/101.403",
+	    "Nine-sdk_phone64_x86_64/SE1A.220621.001",
+	    "Outlook-iOS-Android/1.0",
+	    "iOS/16.5.1 (20F75) dataaccessd/1.0",
+	    "TouchDown(MSRPC)/7.1.0005",
 	};
 	for (int i = 0; i < NREQ; i++) {
 		struct policy_input *in = &reqs[i];
@@ -171,11 +179,11 @@ int main(int argc, char **argv)
 		const char *name;
 		void (*fill)(void);
 	} mixes[] = {
-		{"no rules", mix_none},
-		{"1000 realistic (890 exact, 80 glob, 20 regex, 10 version)", mix_realistic},
-		{"1000 exact", mix_exact},
-		{"1000 glob", mix_glob},
-		{"1000 regex", mix_regex},
+	    {"no rules", mix_none},
+	    {"1000 realistic (890 exact, 80 glob, 20 regex, 10 version)", mix_realistic},
+	    {"1000 exact", mix_exact},
+	    {"1000 glob", mix_glob},
+	    {"1000 regex", mix_regex},
 	};
 	long iters = argc > 1 ? atol(argv[1]) : 200000;
 	int only = argc > 2 ? atoi(argv[2]) : -1;
@@ -209,8 +217,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		long it = strstr(mixes[m].name, "regex") && !strstr(mixes[m].name, "realistic")
-				  ? iters / 20
-				  : iters;
+			      ? iters / 20
+			      : iters;
 		double a = run(p, &miss, 1, it), b = run(p, reqs, NREQ, it);
 		printf("%-60s %14.0f %14.0f\n", mixes[m].name, a, b);
 		policy_free(p);
