@@ -9,6 +9,7 @@
 #include "master.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,15 +136,19 @@ int main(int argc, char **argv)
 		struct config_errors errs = {0};
 		if (!cfg || master_load_config(&o, cfg, &errs) < 0) {
 			config_log_errors(&errs);
+			free(cfg);
 			return 1;
 		}
-		int r = bpfgate_detach_all(cfg->xdp.pin_dir);
+		char pin_dir[PATH_MAX];
+		snprintf(pin_dir, sizeof(pin_dir), "%s", cfg->xdp.pin_dir);
+		config_free(cfg);
+		free(cfg);
+		int r = bpfgate_detach_all(pin_dir);
 		if (r < 0) {
-			log_err("event=detach_failed pin_dir=%s error=%s", cfg->xdp.pin_dir,
-				strerror(-r));
+			log_err("event=detach_failed pin_dir=%s error=%s", pin_dir, strerror(-r));
 			return 1;
 		}
-		log_info("event=detached pin_dir=%s", cfg->xdp.pin_dir);
+		log_info("event=detached pin_dir=%s", pin_dir);
 		return 0;
 	}
 	if (check) {
@@ -156,9 +161,12 @@ int main(int argc, char **argv)
 				o.config_path ? o.config_path : "(defaults)", errs.n + errs.dropped);
 			for (int i = 0; i < errs.n; i++)
 				fprintf(stderr, "%s\n", errs.msg[i]);
+			free(cfg);
 			return 1;
 		}
 		int bad = master_check_config_full(cfg);
+		config_free(cfg);
+		free(cfg);
 		if (bad) {
 			fprintf(stderr, "%s: configuration refused\n",
 				o.config_path ? o.config_path : "(defaults)");

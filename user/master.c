@@ -770,16 +770,18 @@ int master_run(const struct master_opts *o)
 	m->cfg = calloc(1, sizeof(*m->cfg));
 	if (!m->cfg || master_load_config(o, m->cfg, &errs) < 0) {
 		config_log_errors(&errs);
+		free(m->cfg);
+		free(m);
 		return 1;
 	}
 	log_set_level((enum log_level)log_level_parse(m->cfg->log_level));
 	if (master_check_certs(m->cfg, 1) < 0) {
 		log_err("event=start_refused reason=\"certificate check failed\"");
-		return 1;
+		goto out;
 	}
 	if (mkdir_p(m->cfg->state_dir, 0750) < 0) {
 		log_err("event=state_dir_failed path=%s error=%m", m->cfg->state_dir);
-		return 1;
+		goto out;
 	}
 	char rundir[PATH_MAX];
 	snprintf(rundir, sizeof(rundir), "%s", m->cfg->control_socket);
@@ -789,7 +791,7 @@ int master_run(const struct master_opts *o)
 		mkdir_p(rundir, 0750);
 	}
 	if (load_secret(m) < 0 || setup_identity(m) < 0)
-		return 1;
+		goto out;
 	if (geteuid() == 0) {
 		if (chown(m->cfg->state_dir, m->uid, m->gid) < 0)
 			log_warn("event=chown_failed path=%s error=%m", m->cfg->state_dir);
@@ -799,7 +801,7 @@ int master_run(const struct master_opts *o)
 	m->shm = shm_create();
 	m->loop = loop_new();
 	if (!m->shm || !m->loop)
-		return 1;
+		goto out;
 	m->ticket_rotated_ms = loop_now_ms(m->loop);
 	m->nworkers = config_worker_count(m->cfg);
 	for (int i = 0; i < m->cfg->nbackends; i++)
@@ -894,7 +896,17 @@ out:
 	admin_free(m->admin);
 	if (m->bpf)
 		bpfgate_close(m->bpf); /* pins and the XDP program stay: verdicts keep working */
+	tls_server_free(m->tls);
 	loop_free(m->loop);
+	for (int i = 0; i < m->nsocks; i++)
+		for (int s = 0; s < EG_MAX_WORKERS; s++)
+			if (m->socks[i].fds[s] >= 0)
+				close(m->socks[i].fds[s]);
+	if (m->shm)
+		shm_destroy(m->shm);
+	config_free(m->cfg);
+	free(m->cfg);
+	free(m);
 	log_info("event=stopped");
 	return rc;
 }

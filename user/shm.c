@@ -24,6 +24,12 @@ struct shm *shm_create(void)
 	return s;
 }
 
+void shm_destroy(struct shm *s)
+{
+	OPENSSL_cleanse(s->tickets, sizeof(s->tickets));
+	munmap(s, sizeof(*s));
+}
+
 void shm_tickets_read(const struct shm *s, struct shm_ticket_key out[SHM_TICKET_KEYS])
 {
 	uint64_t a, b;

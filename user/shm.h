@@ -68,6 +68,9 @@ int shm_backend_find(const struct shm *s, const char *name);
 /* Create the region (master, before forking). NULL on failure. */
 struct shm *shm_create(void);
 
+/* Unmap the region (master, at exit). */
+void shm_destroy(struct shm *s);
+
 /* Copy the ticket keys consistently (seqlock read). */
 void shm_tickets_read(const struct shm *s, struct shm_ticket_key out[SHM_TICKET_KEYS]);
 /* Master: shift current to previous and install fresh random keys. 0 or -1. */

@@ -40,6 +40,15 @@ pass() { EG_PASSES=$((EG_PASSES + 1)); printf '  PASS  %s\n' "$*"; }
 fail() { EG_FAILS=$((EG_FAILS + 1)); printf '  FAIL  %s\n' "$*"; }
 skip() { printf '  SKIP  %s: %s\n' "$TNAME" "$*"; exit 77; }
 finish() {
+	# Under ASan/UBSan builds, any sanitizer report in a daemon log fails the test.
+	local f
+	for f in "$T"/*.log; do
+		[ -f "$f" ] || continue
+		if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$f"; then
+			fail "sanitizer report in $(basename "$f")"
+			grep -m3 -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$f"
+		fi
+	done
 	echo "$TNAME: $EG_PASSES passed, $EG_FAILS failed"
 	[ "$EG_FAILS" -eq 0 ]
 	exit $?
