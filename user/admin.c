@@ -35,17 +35,24 @@ struct admin {
 /* The control table is static; the admin is a per-process singleton. */
 static struct admin *the_admin;
 
-static void bump_gen(struct admin *a)
-{
-	__atomic_add_fetch(&a->shm->policy_gen, 1, __ATOMIC_ACQ_REL);
-}
-
 static void commit(struct admin *a)
 {
 	if (!a->pending)
 		return;
 	inv_batch_commit(a->inv);
 	a->pending = 0;
+}
+
+/*
+ * Publish an admin change: it must be committed before the generation moves,
+ * or a worker could rebuild from the old data and never look again. Admin
+ * writes therefore run outside the event batch (commit() first) and are
+ * visible to readers when this is called.
+ */
+static void bump_gen(struct admin *a)
+{
+	commit(a);
+	__atomic_add_fetch(&a->shm->policy_gen, 1, __ATOMIC_ACQ_REL);
 }
 
 static void on_events(struct loop_io *io, uint32_t ev)
@@ -439,6 +446,7 @@ static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *o
 		goto done;
 	const char *verb = pos[0];
 	int state = -1;
+	commit(a); /* admin writes must not ride in the open event batch */
 	if (!strcmp(verb, "show")) {
 		show_device(out, d);
 		goto done;
@@ -584,6 +592,7 @@ static enum ctl_code cmd_rules(void *ctx, int argc, char **argv, struct sbuf *ou
 		}
 		char text[POLICY_RULE_TEXT_MAX];
 		policy_rule_format(&r, text, sizeof(text));
+		commit(a);
 		int64_t id = inv_rule_add(a->inv, text, time(NULL));
 		if (id < 0) {
 			sbuf_printf(out, "cannot store the rule");
@@ -609,6 +618,7 @@ static enum ctl_code cmd_rules(void *ctx, int argc, char **argv, struct sbuf *ou
 			sbuf_printf(out, "rule ids look like db12 (see: easctl rules list)");
 			return CTL_USAGE;
 		}
+		commit(a);
 		int r = inv_rule_remove(a->inv, v);
 		if (r <= 0) {
 			sbuf_printf(out, "no rule db%lld", v);
