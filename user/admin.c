@@ -49,16 +49,41 @@ static void commit(struct admin *a)
  * writes therefore run outside the event batch (commit() first) and are
  * visible to readers when this is called.
  */
-static void bump_gen(struct admin *a)
+static void on_events(struct loop_io *io, uint32_t ev);
+
+/*
+ * Bring the inventory up to date before an admin command reads or writes it:
+ * apply the events already queued on the socket, then commit. A worker sends
+ * its event before it answers the phone, so whatever a phone has been answered
+ * is in the inventory when easctl looks (the control socket and the event
+ * socket are served by the same loop in no fixed order: without this,
+ * `easctl device approve` right after a phone's first request said "no
+ * device", and `easctl devices` missed it).
+ */
+static void sync_events(struct admin *a)
+{
+	on_events(&a->ev_io, 0);
+	commit(a);
+}
+
+/* Workers drop their caches and re-read on the next request. */
+static void publish_gen(struct admin *a)
 {
 	commit(a);
 	__atomic_add_fetch(&a->shm->policy_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+static void bump_gen(struct admin *a)
+{
+	sync_events(a);
+	publish_gen(a);
 }
 
 static void on_events(struct loop_io *io, uint32_t ev)
 {
 	struct admin *a = io->arg;
 	struct inv_event e;
+	int news = 0;
 	for (int i = 0; i < 4096; i++) {
 		ssize_t n = recv(a->ev_rd, &e, sizeof(e), MSG_DONTWAIT);
 		if (n < 0)
@@ -70,12 +95,25 @@ static void on_events(struct loop_io *io, uint32_t ev)
 		e.user[sizeof(e.user) - 1] = 0;
 		e.device_id[sizeof(e.device_id) - 1] = 0;
 		if (!a->pending && inv_batch_begin(a->inv) < 0)
-			return;
-		if (inv_apply(a->inv, &e) == 0)
+			break;
+		int r = inv_apply(a->inv, &e);
+		if (r >= 0)
 			a->events++;
+		news |= r > 0;
 		if (++a->pending >= BATCH_MAX)
 			commit(a);
 	}
+	/*
+	 * A phone's DeviceInformation named a new model or OS: the worker that
+	 * read it decided with it, but the others may hold the device in their
+	 * caches (an OPTIONS or a parallel Ping) and, at most a batch later, on
+	 * a cache miss, would still find the old row. Publish it now, like an
+	 * admin change: otherwise a phone blocked for its OS passed on its next
+	 * connection. Rare (a new device, an OS upgrade), and a new generation
+	 * only costs each cached device one indexed read.
+	 */
+	if (news)
+		publish_gen(a);
 }
 
 int admin_event_fd(const struct admin *a)
@@ -340,7 +378,7 @@ static enum ctl_code cmd_devices(void *ctx, int argc, char **argv, struct sbuf *
 			sbuf_printf(out, "--format must be table, csv or json");
 		return CTL_USAGE;
 	}
-	commit(a);
+	sync_events(a);
 	struct inv_filter f = {.user = user, .os_glob = os, .os_regex = re, .state = state,
 			       .device_id = dev};
 	if (l.fmt == FMT_TABLE)
@@ -386,7 +424,7 @@ static enum ctl_code one_device(struct admin *a, const char *user, const char *d
 	if (!f)
 		return CTL_FAILED;
 	struct inv_filter flt = {.user = user, .device_id = dev};
-	commit(a);
+	sync_events(a);
 	inv_foreach_device(a->inv, &flt, find_cb, f);
 	enum ctl_code rc = CTL_OK;
 	if (!f->n) {
@@ -542,12 +580,17 @@ static enum ctl_code rules_test(struct admin *a, int argc, char **argv, struct s
 	};
 	struct policy_decision d;
 	policy_decide(p, &in, &d);
+	/* "#N" is the rule's number in `easctl rules list` and in the
+	 * explanation ("rule N ..."): both count from 1. */
+	char num[24] = "";
+	if (d.rule_index >= 0)
+		snprintf(num, sizeof(num), " #%d", d.rule_index + 1);
 	sbuf_printf(out,
-		    "access:      %s\nreason:      %s\nrule:        %s%s%s\nmodel:       %s\n"
+		    "access:      %s\nreason:      %s\nrule:        %s%s\nmodel:       %s\n"
 		    "os:          %s\nos_key:      %s\nexplanation: %s\n",
 		    policy_access_name(d.access), policy_reason_name(d.reason),
-		    d.rule_index >= 0 ? d.rule_name : "-", d.rule_index >= 0 ? " #" : "",
-		    d.rule_index >= 0 ? "" : "", d.device_model, d.device_os, d.os_key, d.explain);
+		    d.rule_index >= 0 ? d.rule_name : "-", num, d.device_model, d.device_os,
+		    d.os_key, d.explain);
 	policy_free(p);
 	return CTL_OK;
 }
@@ -573,7 +616,7 @@ static enum ctl_code cmd_rules(void *ctx, int argc, char **argv, struct sbuf *ou
 		for (size_t i = 0; i < policy_rule_count(p); i++) {
 			char text[POLICY_RULE_TEXT_MAX];
 			policy_rule_format(policy_rule_at(p, i), text, sizeof(text));
-			sbuf_printf(out, "%-4zu %s\n", i, text);
+			sbuf_printf(out, "%-4zu %s\n", i + 1, text);
 		}
 		policy_free(p);
 		return CTL_OK;
@@ -592,7 +635,7 @@ static enum ctl_code cmd_rules(void *ctx, int argc, char **argv, struct sbuf *ou
 		}
 		char text[POLICY_RULE_TEXT_MAX];
 		policy_rule_format(&r, text, sizeof(text));
-		commit(a);
+		sync_events(a);
 		int64_t id = inv_rule_add(a->inv, text, time(NULL));
 		if (id < 0) {
 			sbuf_printf(out, "cannot store the rule");
@@ -618,7 +661,7 @@ static enum ctl_code cmd_rules(void *ctx, int argc, char **argv, struct sbuf *ou
 			sbuf_printf(out, "rule ids look like db12 (see: easctl rules list)");
 			return CTL_USAGE;
 		}
-		commit(a);
+		sync_events(a);
 		int r = inv_rule_remove(a->inv, v);
 		if (r <= 0) {
 			sbuf_printf(out, "no rule db%lld", v);
@@ -681,14 +724,14 @@ static enum ctl_code cmd_versions(void *ctx, int argc, char **argv, struct sbuf 
 		struct ver_list l = {.o = out, .a = a, .now = time(NULL)};
 		l.only_incubating = !strcmp(verb, "incubating") ||
 				    (argc > 2 && !strcmp(argv[2], "--incubating"));
-		commit(a);
+		sync_events(a);
 		sbuf_printf(out, "%-30s %-8s %-21s %-12s %-21s %s\n", "OS", "FAMILY", "FIRST_SEEN",
 			    "STATE", "INCUBATING_UNTIL", "DEVICES");
 		inv_foreach_version(a->inv, ver_row, &l);
 		return CTL_OK;
 	}
 	if ((!strcmp(verb, "approve") || !strcmp(verb, "revoke")) && argc == 3) {
-		commit(a);
+		sync_events(a);
 		if (inv_version_approve(a->inv, argv[2], !strcmp(verb, "approve"), time(NULL)) < 0) {
 			sbuf_printf(out, "update failed");
 			return CTL_FAILED;
@@ -767,7 +810,7 @@ void admin_render_metrics(struct admin *a, struct sbuf *o)
 {
 	if (!a)
 		return;
-	commit(a);
+	sync_events(a);
 	struct count_ctx c = {.o = o};
 	sbuf_printf(o, "# HELP easgate_devices Devices in the inventory by OS family and access "
 		       "state.\n# TYPE easgate_devices gauge\n");

@@ -46,8 +46,11 @@ struct dev_entry {
 	char os[128];
 	int64_t reported_at;
 	int64_t result_at;
-	int last_access;
+	int last_access;   /* the device's state: last device-level decision */
+	int scoped_access; /* last decision by a command-scoped rule (logging) */
+	int answer_access; /* the decision of this device's latest request */
 	int last_status;
+	int result_access; /* access the last reported result was answered under */
 	char os_key[96];
 };
 
@@ -65,6 +68,7 @@ struct gate {
 	int event_fd;
 	struct inventory *inv;
 	struct policy *pol;
+	uint64_t rules_fp; /* runtime rules pol was built from (rules_fingerprint) */
 	uint64_t gen;
 	struct siphash_key hkey;
 	struct dev_entry *dev;
@@ -197,6 +201,26 @@ int gate_load_builds(const struct gw_config *c, char *err, size_t errsz)
 	return r < 0 ? -1 : 0;
 }
 
+/* FNV-1a over the runtime rules (id and text): has the rule set changed? */
+static void fp_rule(void *arg, int64_t id, const char *text)
+{
+	uint64_t *h = arg;
+	const unsigned char *p = (const unsigned char *)&id;
+	for (size_t i = 0; i < sizeof(id); i++)
+		*h = (*h ^ p[i]) * 0x100000001b3ull;
+	for (p = (const unsigned char *)(text ? text : ""); *p; p++)
+		*h = (*h ^ *p) * 0x100000001b3ull;
+	*h = (*h ^ 0xff) * 0x100000001b3ull; /* end of text */
+}
+
+static uint64_t rules_fingerprint(struct gate *g)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	if (inv_foreach_rule(g->inv, fp_rule, &h) < 0)
+		return 0; /* unreadable: forces a rebuild (0 is never stored) */
+	return h ? h : 1;
+}
+
 struct gate *gate_new(const struct gate_opts *o, char *err, size_t errsz)
 {
 	char path[PATH_MAX + 32];
@@ -222,6 +246,7 @@ struct gate *gate_new(const struct gate_opts *o, char *err, size_t errsz)
 	if (!g->inv)
 		goto fail;
 	g->gen = __atomic_load_n(&o->shm->policy_gen, __ATOMIC_ACQUIRE);
+	g->rules_fp = rules_fingerprint(g);
 	g->pol = gate_build_policy(o->cfg, g->inv, err, errsz);
 	if (!g->pol)
 		goto fail;
@@ -242,21 +267,31 @@ void gate_free(struct gate *g)
 	free(g);
 }
 
-/* An admin changed something: recompile and forget what we cached. */
+/*
+ * Something changed (an admin command, a reload, or a device's new
+ * DeviceInformation): forget what we cached. The config rules of a worker
+ * never change (a reload starts new workers), so the policy is recompiled
+ * only when the runtime rules did: generations published for device news
+ * must stay cheap with a thousand rules.
+ */
 static void refresh(struct gate *g)
 {
 	uint64_t gen = __atomic_load_n(&g->shm->policy_gen, __ATOMIC_ACQUIRE);
 	if (gen == g->gen)
+		return;
+	g->gen = gen;
+	uint64_t fp = rules_fingerprint(g);
+	if (fp && fp == g->rules_fp)
 		return;
 	char err[512];
 	struct policy *np = gate_build_policy(g->cfg, g->inv, err, sizeof(err));
 	if (np) {
 		policy_free(g->pol);
 		g->pol = np;
+		g->rules_fp = fp;
 	} else {
 		log_err("event=policy_rebuild_failed error=\"%s\" note=\"previous policy kept\"", err);
 	}
-	g->gen = gen;
 }
 
 /* --- caches ---------------------------------------------------------------------- */
@@ -278,19 +313,33 @@ static struct dev_entry *dev_get(struct gate *g, const struct eas_req *r, int *f
 	*fresh = 0;
 	if (e->key == k && e->gen == g->gen)
 		return e;
-	int64_t reported = e->key == k ? e->reported_at : 0;
+	/* Same device, older generation: what its DeviceInformation said stays
+	 * true even if the master has not committed it yet (it batches for up
+	 * to a second). Without this, an admin change in that second made the
+	 * worker forget the OS of a phone it had just blocked for it. */
+	char model[sizeof(e->model)] = "", os[sizeof(e->os)] = "";
+	int64_t reported = 0;
+	if (e->key == k) {
+		reported = e->reported_at;
+		memcpy(model, e->model, sizeof(model));
+		memcpy(os, e->os, sizeof(os));
+	}
 	memset(e, 0, sizeof(*e));
 	e->key = k;
 	e->gen = g->gen;
 	e->reported_at = reported;
 	e->last_access = -1;
+	e->scoped_access = -1;
+	e->answer_access = -1;
 	struct inv_device d;
 	if (inv_get_device(g->inv, r->identity, r->device_id, &d) == 1) {
 		e->admin_state = d.admin_state;
-		snprintf(e->model, sizeof(e->model), "%s", d.device_model);
-		snprintf(e->os, sizeof(e->os), "%s", d.device_os);
+		snprintf(e->model, sizeof(e->model), "%s", d.device_model[0] ? d.device_model : model);
+		snprintf(e->os, sizeof(e->os), "%s", d.device_os[0] ? d.device_os : os);
 	} else {
 		*fresh = 1;
+		memcpy(e->model, model, sizeof(model));
+		memcpy(e->os, os, sizeof(os));
 	}
 	return e;
 }
@@ -435,9 +484,25 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 		v->sv = SV_QUARANTINE;
 		quarantine_answer(r->cmd, v);
 	}
+	e->answer_access = d.access;
+	/*
+	 * Some decisions are about this request, not the device, and must not
+	 * become its state in the inventory:
+	 *  - OPTIONS is let through whatever the state (a blocked iPhone probing
+	 *    with OPTIONS used to show up as Allowed);
+	 *  - a rule scoped to commands ("block MeetingResponse") refuses those
+	 *    commands while the phone keeps syncing mail: it is not Blocked (its
+	 *    row flipped between Blocked and Allowed with the last command).
+	 * Both still show in the access log, and scoped ones in decision logs.
+	 */
+	int is_options = d.reason == POLICY_R_OPTIONS;
+	const struct policy_rule *pr = d.rule_index >= 0 ? policy_rule_at(g->pol, (size_t)d.rule_index)
+						       : NULL;
+	int scoped = pr && pr->cmds;
+	int *seen = scoped ? &e->scoped_access : &e->last_access;
 	/* Log a decision once per device and state change, not per request
 	 * (the access log already carries verdict and rule for each). */
-	if (d.access != e->last_access || new_info) {
+	if (!is_options && (d.access != *seen || new_info)) {
 		char qu[160], qd[48], qo[160];
 		log_info("event=decision user=%s device=%s os=%s access=%s reason=%s rule=\"%s\" "
 			 "why=\"%s\"",
@@ -447,11 +512,12 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 			 policy_access_name(d.access), policy_reason_name(d.reason), v->rule,
 			 d.explain);
 	}
-	int changed = d.access != e->last_access || strcmp(e->os_key, d.os_key);
+	int device_level = !is_options && !scoped;
+	int changed = device_level && (d.access != e->last_access || strcmp(e->os_key, d.os_key));
 	if (fresh || new_info || changed || di || now - e->reported_at >= REPORT_EVERY_S) {
 		struct inv_event ev;
 		fill_event(&ev, r, now);
-		ev.flags = INV_EV_DECISION | (di ? INV_EV_DEVINFO : 0);
+		ev.flags = (device_level ? INV_EV_DECISION : 0) | (di ? INV_EV_DEVINFO : 0);
 		ev.access = d.access;
 		ev.reason = d.reason;
 		snprintf(ev.rule, sizeof(ev.rule), "%s", d.rule_index >= 0 ? d.rule_name : "");
@@ -462,8 +528,10 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 		send_event(g, &ev);
 		e->reported_at = now;
 	}
-	e->last_access = d.access;
-	snprintf(e->os_key, sizeof(e->os_key), "%s", d.os_key);
+	if (!is_options)
+		*seen = d.access;
+	if (device_level)
+		snprintf(e->os_key, sizeof(e->os_key), "%s", d.os_key);
 }
 
 void gate_done(struct gate *g, const char *identity, const char *device_id, int cmd,
@@ -473,13 +541,24 @@ void gate_done(struct gate *g, const char *identity, const char *device_id, int 
 	memset(&r, 0, sizeof(r));
 	snprintf(r.identity, sizeof(r.identity), "%s", identity);
 	snprintf(r.device_id, sizeof(r.device_id), "%s", device_id);
+	/* An OPTIONS answer says nothing about whether the phone syncs. */
+	if (cmd == EAS_CMD_OPTIONS)
+		return;
 	uint64_t k = dev_key(g, identity, device_id);
 	struct dev_entry *e = &g->dev[k % DEV_CACHE];
 	int known = e->key == k;
-	if (known && e->last_status == http_status && now - e->result_at < REPORT_EVERY_S)
+	/* The access the answer was given under (gate_decide just set it; -1 if
+	 * the request never got that far or the entry was taken since). The
+	 * inventory counts a 2xx as a successful sync only when it is
+	 * POLICY_ALLOW: the 200 of a status-129 envelope or of a quarantined
+	 * "no changes" Sync is the gateway refusing, not the phone syncing. */
+	int access = known ? e->answer_access : -1;
+	if (known && e->last_status == http_status && e->result_access == access &&
+	    now - e->result_at < REPORT_EVERY_S)
 		return;
 	if (known) {
 		e->last_status = http_status;
+		e->result_access = access;
 		e->result_at = now;
 	}
 	struct inv_event ev;
@@ -487,6 +566,7 @@ void gate_done(struct gate *g, const char *identity, const char *device_id, int 
 	ev.cmd = cmd;
 	ev.flags = INV_EV_RESULT;
 	ev.status = http_status;
+	ev.access = access;
 	send_event(g, &ev);
 }
 

@@ -18,6 +18,7 @@ enum {
 	Q_GET_VERSION,
 	Q_RULES,
 	Q_UPSERT_SEEN,
+	Q_DEVINFO_NEWS,
 	Q_SET_DEVINFO,
 	Q_SET_RESULT,
 	Q_SET_DECISION,
@@ -79,6 +80,9 @@ static const char *const sql[Q__N] = {
 		" os_key = CASE WHEN excluded.os_key != '' THEN excluded.os_key ELSE os_key END,"
 		" os_family = CASE WHEN excluded.os_family != '' THEN excluded.os_family ELSE"
 		" os_family END",
+	/* Would this DeviceInformation change what decisions see (model, OS)? */
+	[Q_DEVINFO_NEWS] = "SELECT 1 FROM devices WHERE user = ?1 AND device_id = ?2 AND"
+			   " ((?3 != '' AND device_model != ?3) OR (?4 != '' AND device_os != ?4))",
 	[Q_SET_DEVINFO] =
 		"UPDATE devices SET device_model = CASE WHEN ?3 != '' THEN ?3 ELSE device_model END,"
 		" device_os = CASE WHEN ?4 != '' THEN ?4 ELSE device_os END,"
@@ -90,8 +94,9 @@ static const char *const sql[Q__N] = {
 		" user_agent = CASE WHEN ?10 != '' AND user_agent = '' THEN ?10 ELSE user_agent END"
 		" WHERE user = ?1 AND device_id = ?2",
 	[Q_SET_RESULT] = "UPDATE devices SET last_status = ?3,"
-			 " last_success = CASE WHEN ?3 BETWEEN 200 AND 299 THEN max(last_success, ?4)"
-			 " ELSE last_success END WHERE user = ?1 AND device_id = ?2",
+			 " last_success = CASE WHEN ?3 BETWEEN 200 AND 299 AND ?5"
+			 " THEN max(last_success, ?4) ELSE last_success END"
+			 " WHERE user = ?1 AND device_id = ?2",
 	[Q_SET_DECISION] = "UPDATE devices SET access_state = ?3, state_reason = ?4, rule = ?5"
 			   " WHERE user = ?1 AND device_id = ?2",
 	[Q_VERSION_SEEN] = "INSERT OR IGNORE INTO os_versions (os_key, family, first_seen)"
@@ -321,8 +326,15 @@ static const char *access_state_name(int access)
 	}
 }
 
+/*
+ * Returns 1 when the event told something that can change a decision in every
+ * worker (a new DeviceModel or DeviceOS: the caller must commit and publish a
+ * new policy generation, or workers that cached the device before keep judging
+ * it without), 0 when applied, -1 on error.
+ */
 int inv_apply(struct inventory *inv, const struct inv_event *ev)
 {
+	int news = 0;
 	char proto[8];
 	snprintf(proto, sizeof(proto), "%s", ev->protocol);
 	sqlite3_stmt *s;
@@ -351,6 +363,13 @@ int inv_apply(struct inventory *inv, const struct inv_event *ev)
 	}
 	if (ev->flags & INV_EV_DEVINFO) {
 		const struct eas_devinfo *d = &ev->di;
+		s = q(inv, Q_DEVINFO_NEWS);
+		bind_s(s, 1, ev->user);
+		bind_s(s, 2, ev->device_id);
+		bind_s(s, 3, d->model);
+		bind_s(s, 4, d->os);
+		news = sqlite3_step(s) == SQLITE_ROW;
+		sqlite3_reset(s);
 		s = q(inv, Q_SET_DEVINFO);
 		bind_s(s, 1, ev->user);
 		bind_s(s, 2, ev->device_id);
@@ -382,10 +401,14 @@ result:
 		bind_s(s, 2, ev->device_id);
 		sqlite3_bind_int(s, 3, ev->status);
 		sqlite3_bind_int64(s, 4, ev->now);
+		/* A result event's access is the one the answer was given under
+		 * (gate_done): a 2xx is a successful sync only for an allowed
+		 * device; a blocked phone's status-129 envelope is HTTP 200 too. */
+		sqlite3_bind_int(s, 5, ev->access == POLICY_ALLOW);
 		if (step_done(inv, s, "result") < 0)
 			return -1;
 	}
-	return 0;
+	return news;
 }
 
 int inv_set_admin_state(struct inventory *inv, const char *user, const char *device_id, int state,

@@ -935,6 +935,32 @@ static void bad_gateway(struct conn *c, const char *why)
 	answer_text(c, 502, why, !c->r.body_done);
 }
 
+/*
+ * A reused backend connection ended before a byte of the answer: the backend
+ * closed it after the previous response (SOGo does, without saying so) and
+ * the FIN crossed our request. Nothing is replayed. The phone's connection is
+ * closed the same way, without an answer, so the phone sees exactly what it
+ * would see talking to the backend directly, a kept-alive connection closed
+ * before an answer, and retries on a new one as HTTP clients do (RFC 9112
+ * 9.3.1; HAProxy's "http-reuse safe" relies on the same). A 502 instead would
+ * turn a routine keep-alive race into an error on the phone. This cannot hit
+ * a phone's first request: backend connections belong to one phone
+ * connection, so a reused one means the phone's connection is reused too.
+ */
+static void reused_conn_lost(struct conn *c, const char *why)
+{
+	char q[96];
+	log_warn("event=backend_error backend=%s reason=%s action=close_client",
+		 c->r.backend >= 0 ? c->w->be.b[c->r.backend].cfg->name : "-",
+		 log_quote(q, sizeof(q), why, (size_t)-1));
+	if (c->r.backend >= 0)
+		c->w->stats->backend_failures[c->r.backend]++;
+	c->r.status = 502; /* logged; the phone gets the close */
+	c->r.sv = SV_LOCAL;
+	c->r.why = why;
+	relay_close(c, why);
+}
+
 static int resp_step(struct conn *c)
 {
 	struct worker *w = c->w;
@@ -944,11 +970,13 @@ static int resp_step(struct conn *c)
 	int progress = 0;
 	while (!u->resp_started) {
 		if (!u->in.len) {
+			if ((u->flags & F_EOF) && u->nreq && !u->rx_bytes) {
+				reused_conn_lost(c, "backend closed a reused connection before "
+						    "answering (request not replayed)");
+				return -1;
+			}
 			if (u->flags & F_EOF) {
-				bad_gateway(c, u->nreq ? "backend closed a reused connection before "
-							 "answering (request not replayed)"
-						       : "backend closed the connection without an "
-							 "answer");
+				bad_gateway(c, "backend closed the connection without an answer");
 				return 1;
 			}
 			return progress;
@@ -1206,6 +1234,16 @@ static int up_write(struct conn *c)
 		return 0;
 	if (!(u->flags & F_WR))
 		return 0;
+	/* Frame the body bytes the phone already sent before the backend sees a
+	 * byte: a bad chunk size that arrived with the head is then refused
+	 * without the head ever leaving (smuggling probes come in one write). */
+	if (c->st == CS_FORWARD && c->in.len && !c->r.body_done) {
+		int k = req_body_step(c);
+		if (k < 0)
+			return -1;
+		if (c->up != u)
+			return 1; /* refused: u was closed, the 400 is queued */
+	}
 	ssize_t r = io_write(u->fd, u->ssl, buf_data(&u->out), u->out.len, &u->flags);
 	if (r > 0) {
 		buf_consume(&c->w->pool, &u->out, (size_t)r);
@@ -1216,10 +1254,13 @@ static int up_write(struct conn *c)
 		 * already, read what it said; otherwise report a bad gateway. */
 		u->flags |= F_EOF;
 		buf_release(&c->w->pool, &u->out);
+		if (!u->in.len && !u->resp_started && u->nreq && !u->rx_bytes) {
+			reused_conn_lost(c, "backend closed a reused connection (request not "
+					    "replayed)");
+			return -1;
+		}
 		if (!u->in.len && !u->resp_started) {
-			bad_gateway(c, u->nreq ? "backend closed a reused connection (request not "
-						 "replayed)"
-					       : "backend closed the connection while receiving");
+			bad_gateway(c, "backend closed the connection while receiving");
 			return 1;
 		}
 		return 1;

@@ -1,0 +1,638 @@
+#!/usr/bin/env bash
+# run.sh - "make bench": easgated, HAProxy 2.6 and nginx 1.22 doing the same job on
+# this machine, one after the other, then the policy and XDP micro-benchmarks.
+# Writes tools/bench/results-YYYY-MM-DD.md (or $BENCH_OUT).
+#
+# The job, identical for the three proxies: TLS termination with the same ECDSA
+# P-256 leaf + intermediate (tools/mkcerts.sh), user affinity by a consistent
+# hash of the user (easgated: SipHash+Maglev of the identity; HAProxy/nginx:
+# the Authorization header), the same two eas-demo-backend --quiet instances,
+# 2 workers (HAProxy: 2 threads), no access log, TLS 1.3, the same User-Agent
+# refused by the proxy. Configs: haproxy.cfg.in, nginx.conf.in, and the
+# easgated config written below.
+#
+# Each round, per proxy (fresh start, 2 s warm-up):
+#   keep-alive   wrk -t2 -c64 --latency, eas.lua replaying a real Sync capture
+#                for 64 users: req/s, p50/p99, proxy CPU per request
+#   paced        the same with 12 ms think time per connection (~5k req/s, below
+#                every proxy's saturation): latency where it is comparable
+#   refused      the same with a blocked User-Agent: CPU per refused request
+#   full / resumed TLS handshakes   idle_conns --handshakes: connect, TLS 1.3
+#                handshake, ticket, close; no request: CPU per handshake
+# Proxy CPU = utime+stime (+ reaped children) of the proxy's process tree from
+# /proc/PID/stat, before and after each run. Client, proxy and backends share
+# the cores, so CPU per request, not req/s, is the fair comparison.
+# Then once per proxy (fresh start): idle_conns opens N1 then N2 TLS connections
+# that each send an EAS Ping the backends hold (a real parked long-poll);
+# Pss/Rss of the proxy's processes before and after, divided by N.
+#
+# Usage: tools/bench/run.sh [--quick]     (--quick: short smoke run)
+# Environment: EG_BUILD (build), BENCH_OUT, BENCH_ROUNDS (2), BENCH_SECONDS (10),
+#   BENCH_HS_SECONDS (8), BENCH_IDLE ("5000 20000", clipped to the fd limit),
+#   BENCH_PROXIES ("easgated haproxy nginx"), BENCH_PERF=1 (append perf profiles),
+#   BENCH_KEEP=1 (keep the work directory).
+# Runs as root or not (root: xdp_bench runs, the fd limit may be raised).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+O=${EG_BUILD:-build}
+case $O in /*) ;; *) O=$ROOT/$O ;; esac
+ROUNDS=${BENCH_ROUNDS:-2}
+SECS=${BENCH_SECONDS:-10}
+HS_SECS=${BENCH_HS_SECONDS:-8}
+HS_PAR=${BENCH_HS_PAR:-32}
+CONNS=${BENCH_CONNS:-64}
+THREADS=${BENCH_THREADS:-2}
+PACED_MS=${BENCH_PACED_MS:-12}
+IDLE=${BENCH_IDLE:-"5000 20000"}
+PROXIES=${BENCH_PROXIES:-"easgated haproxy nginx"}
+PERF=${BENCH_PERF:-0}
+CAPTURE=${BENCH_CAPTURE:-$ROOT/tests/data/eas-captures/754-R90-Sync.http}
+PING=${BENCH_PING:-$ROOT/tests/data/eas-captures/754-R121-Ping.http}
+BLOCK_UA='Apple-iPhone4C1/1002.142'
+BLOCK_RE='^Apple.*1002.*'
+if [ "${1:-}" = "--quick" ]; then
+	ROUNDS=1 SECS=3 HS_SECS=2 IDLE="300 1000"
+fi
+OUT=${BENCH_OUT:-$ROOT/tools/bench/results-$(date +%F).md}
+HERE=$ROOT/tools/bench
+
+say() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+for c in wrk openssl curl cc python3; do
+	command -v "$c" >/dev/null || die "needs $c (tools/deps.sh installs it)"
+done
+[ -x "$O/easgated" ] && [ -x "$O/eas-demo-backend" ] && [ -x "$O/easctl" ] ||
+	die "build first: make (looked in $O)"
+[ -f "$CAPTURE" ] && [ -f "$PING" ] || die "captures missing"
+avail=()
+for p in $PROXIES; do
+	case $p in
+	easgated) avail+=("$p") ;;
+	haproxy | nginx) if command -v "$p" >/dev/null; then avail+=("$p"); else say "no $p: skipped"; fi ;;
+	*) die "unknown proxy $p" ;;
+	esac
+done
+PROXIES=${avail[*]}
+
+B=$(mktemp -d /tmp/egbench.XXXXXX)
+chmod 755 "$B" # the proxies' workers run as nobody
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null
+	done
+	if [ -n "${BENCH_KEEP:-}" ]; then say "work directory kept: $B"; else rm -rf "$B"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# As many descriptors as we may have: parked connections need 2 each in the
+# proxy (client + backend side). Without CAP_SYS_RESOURCE the hard limit stays.
+ulimit -Hn 1048576 2>/dev/null
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+NOFILE=$(ulimit -n)
+# The largest idle count every proxy can hold: HAProxy is one process (2 fds
+# per parked connection), the idle client is split per 9,000 connections.
+IDLE_MAX=$(((NOFILE - 400) / 2 / 1000 * 1000))
+idle_counts=()
+idle_clipped=""
+for n in $IDLE; do
+	if [ "$n" -gt "$IDLE_MAX" ]; then
+		idle_clipped+=" $n->$IDLE_MAX"
+		n=$IDLE_MAX
+	fi
+	idle_counts+=("$n")
+done
+HAP_MAXCONN=$(((NOFILE - 300) / 2))
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# --- helpers built from this directory (into the work directory) --------------
+say "work directory $B"
+mkdir -p "$B/bin"
+cc -O2 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror "$HERE/idle_conns.c" -lssl -lcrypto \
+	-o "$B/bin/idle_conns" || die "idle_conns does not build"
+IC=$B/bin/idle_conns
+
+# --- PKI and backends -----------------------------------------------------------
+"$ROOT/tools/mkcerts.sh" "$B/pki" localhost 127.0.0.1 >/dev/null || die "mkcerts failed"
+PKI=$B/pki
+cat "$PKI/server.pem" "$PKI/server.key" >"$B/haproxy.pem" # HAProxy: chain + key in one file
+
+start_backend() { # NAME -> sets BE_PORT_NAME; held Pings last an hour
+	local pf=$B/be-$1.port
+	"$O/eas-demo-backend" --listen 127.0.0.1:0 --port-file "$pf" --name "$1" --quiet \
+		--hold-ping-ms 3600000 >"$B/be-$1.log" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 100); do [ -s "$pf" ] && break; sleep 0.05; done
+	[ -s "$pf" ] || die "backend $1 did not start"
+	eval "BE_PORT_$1=$(cat "$pf")"
+}
+start_backend be1
+start_backend be2
+BE1=$BE_PORT_be1
+BE2=$BE_PORT_be2
+
+# --- process accounting -----------------------------------------------------------
+tree_pids() { # ROOT -> ROOT and all its descendants
+	ps -e -o pid=,ppid= | awk -v r="$1" '
+		{ kids[$2] = kids[$2] " " $1 }
+		END { q[1] = r; n = 1; for (i = 1; i <= n; i++) { print q[i];
+			m = split(kids[q[i]], a, " "); for (j = 1; j <= m; j++) q[++n] = a[j] } }'
+}
+TCK=$(getconf CLK_TCK)
+cpu_ticks() { # ROOT -> utime+stime+cutime+cstime of the tree, in clock ticks
+	local p t=0 f
+	for p in $(tree_pids "$1"); do
+		f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		f=${f##*) } # fields from 3 on; comm may contain spaces
+		read -r _ _ _ _ _ _ _ _ _ _ _ u s cu cs _ <<<"$f"
+		t=$((t + u + s + cu + cs))
+	done
+	echo "$t"
+}
+mem_kib() { # ROOT -> "pss_kib rss_kib" summed over the tree
+	local p pss=0 rss=0 a b
+	for p in $(tree_pids "$1"); do
+		read -r a b < <(awk '/^Pss:/ {p=$2} /^Rss:/ {r=$2} END {print p+0, r+0}' \
+			"/proc/$p/smaps_rollup" 2>/dev/null || echo "0 0")
+		pss=$((pss + a))
+		rss=$((rss + b))
+	done
+	echo "$pss $rss"
+}
+
+# --- the three proxies --------------------------------------------------------------
+# start_proxy NAME -> PX_PID (root of the process tree), PX_PORT; waits until
+# it answers a request through a backend.
+NSTART=0
+start_proxy() {
+	local name=$1 d
+	NSTART=$((NSTART + 1))
+	d=$B/$name-$NSTART
+	mkdir -p "$d"
+	chmod 777 "$d"
+	PX_PORT=$(free_port)
+	case $name in
+	easgated)
+		cat >"$d/easgated.conf" <<EOF
+workers = 2;
+access_log = false;
+log_level = "warn";
+timeouts = { drain = 2; };
+policy = { rules = ( "block UserAgent matches \"$BLOCK_RE\"" ); };
+EOF
+		"$O/easgated" -c "$d/easgated.conf" --listen "127.0.0.1:$PX_PORT" \
+			--tls-cert "$PKI/server.pem" --tls-key "$PKI/server.key" \
+			--trust-file "$PKI/root.pem" --state-dir "$d/state" --control-socket "$d/ctl.sock" \
+			--backend "be1=127.0.0.1:$BE1,health=/health" \
+			--backend "be2=127.0.0.1:$BE2,health=/health" >"$d/out.log" 2>&1 &
+		;;
+	haproxy)
+		sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$PX_PORT|g" -e "s|@CERT@|$B/haproxy.pem|g" \
+			-e "s|@BE1@|$BE1|g" -e "s|@BE2@|$BE2|g" -e "s|@BLOCK_RE@|$BLOCK_RE|g" \
+			-e "s|@MAXCONN@|$HAP_MAXCONN|g" "$HERE/haproxy.cfg.in" >"$d/haproxy.cfg"
+		haproxy -db -f "$d/haproxy.cfg" >"$d/out.log" 2>&1 &
+		;;
+	nginx)
+		mkdir -p "$d/tmp"
+		chmod 777 "$d/tmp"
+		sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$PX_PORT|g" -e "s|@CERT@|$PKI/server.pem|g" \
+			-e "s|@KEY@|$PKI/server.key|g" -e "s|@BE1@|$BE1|g" -e "s|@BE2@|$BE2|g" \
+			-e "s|@BLOCK_RE@|$BLOCK_RE|g" -e "s|@NOFILE@|$NOFILE|g" \
+			"$HERE/nginx.conf.in" >"$d/nginx.conf"
+		nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" >"$d/out.log" 2>&1 &
+		;;
+	esac
+	PX_PID=$!
+	PX_DIR=$d
+	PIDS+=("$PX_PID")
+	for _ in $(seq 150); do
+		if curl -s -o /dev/null --max-time 2 --cacert "$PKI/root.pem" \
+			"https://127.0.0.1:$PX_PORT/health"; then
+			break
+		fi
+		kill -0 "$PX_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ! kill -0 "$PX_PID" 2>/dev/null; then
+		cat "$d/out.log" >&2
+		die "$name did not start"
+	fi
+	if [ "$name" = easgated ]; then # health checks must have marked both backends up
+		for _ in $(seq 100); do
+			[ "$("$O/easctl" -s "$d/ctl.sock" backends 2>/dev/null | awk '$3 == "up"' | wc -l)" -eq 2 ] &&
+				break
+			sleep 0.1
+		done
+	fi
+}
+stop_proxy() {
+	kill -TERM "$PX_PID" 2>/dev/null
+	for _ in $(seq 100); do kill -0 "$PX_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$PX_PID" 2>/dev/null
+	wait "$PX_PID" 2>/dev/null
+}
+
+# --- measurements ------------------------------------------------------------------------
+RES=$B/results.tsv # proxy round metric value
+rec() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RES"; }
+kv() { # KEY LINE -> value of key=value in LINE
+	sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"
+}
+
+# run_wrk PROXY ROUND KIND [env...]: one wrk run, CPU of the proxy around it.
+run_wrk() {
+	local px=$1 r=$2 kind=$3 secs=$SECS c0 c1 out line req cpu
+	shift 3
+	[ "$kind" = warmup ] && secs=2
+	c0=$(cpu_ticks "$PX_PID")
+	out=$(env BENCH_CAPTURE="$CAPTURE" "$@" wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --latency \
+		-s "$HERE/eas.lua" "https://127.0.0.1:$PX_PORT/" 2>&1)
+	c1=$(cpu_ticks "$PX_PID")
+	echo "$out" >>"$B/wrk-$px.log"
+	line=$(grep '^BENCH ' <<<"$out")
+	[ -n "$line" ] || { echo "$out" >&2; die "$px $kind: wrk gave no result"; }
+	[ "$kind" = warmup ] && { WARM_BACKENDS=$(kv backends "$line"); return; }
+	req=$(kv requests "$line")
+	cpu=$(((c1 - c0) * 1000000 / TCK))
+	rec "$px" "$r" "${kind}_rps" "$(awk -v n="$req" -v d="$(kv duration_us "$line")" 'BEGIN{printf "%.0f", n*1e6/d}')"
+	rec "$px" "$r" "${kind}_p50_ms" "$(awk -v v="$(kv p50_us "$line")" 'BEGIN{printf "%.2f", v/1000}')"
+	rec "$px" "$r" "${kind}_p99_ms" "$(awk -v v="$(kv p99_us "$line")" 'BEGIN{printf "%.2f", v/1000}')"
+	rec "$px" "$r" "${kind}_cpu_us" "$(awk -v c="$cpu" -v n="$req" 'BEGIN{printf "%.1f", n ? c/n : 0}')"
+	local bad=$(($(kv unexpected "$line") + $(kv connect_err "$line") + $(kv read_err "$line") + \
+		$(kv write_err "$line") + $(kv timeouts "$line")))
+	[ "$kind" = refused ] || bad=$((bad + $(kv status_err "$line")))
+	rec "$px" "$r" "${kind}_bad" "$bad"
+	rec "$px" "$r" "${kind}_backends" "$(kv backends "$line")"
+	say "$px round $r $kind: $(kv requests "$line") requests, cpu $((cpu / 1000)) ms, bad $bad"
+}
+
+# run_hs PROXY ROUND full|resume: TLS handshakes only.
+run_hs() {
+	local px=$1 r=$2 mode=$3 c0 c1 line n cpu
+	c0=$(cpu_ticks "$PX_PID")
+	line=$("$IC" --handshakes "$mode" -d "$HS_SECS" -P "$HS_PAR" --src-addrs 8 \
+		"127.0.0.1:$PX_PORT" 2>>"$B/idle_conns.err")
+	c1=$(cpu_ticks "$PX_PID")
+	[ -n "$line" ] || die "$px $mode: no handshake result"
+	n=$(kv done "$line")
+	cpu=$(((c1 - c0) * 1000000 / TCK))
+	rec "$px" "$r" "hs_${mode}_rate" "$(kv rate "$line")"
+	rec "$px" "$r" "hs_${mode}_cpu_us" "$(awk -v c="$cpu" -v n="$n" 'BEGIN{printf "%.1f", n ? c/n : 0}')"
+	rec "$px" "$r" "hs_${mode}_resumed_pct" "$(awk -v a="$(kv resumed "$line")" -v n="$n" 'BEGIN{printf "%.1f", n ? 100*a/n : 0}')"
+	rec "$px" "$r" "hs_${mode}_failed" "$(kv failed "$line")"
+	rec "$px" "$r" "hs_${mode}_new_tickets_on_resumed" "$(kv new_tickets_on_resumed "$line")"
+	say "$px round $r $mode handshakes: $line, cpu $((cpu / 1000)) ms"
+}
+
+# What a client sees, once per proxy: TLS parameters, refusal status and
+# whether the refused connection stays open.
+facts() {
+	local px=$1 out u
+	out=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername localhost \
+		-CAfile "$PKI/root.pem" -verify_return_error -brief 2>&1)
+	rec "$px" 0 tls "$(sed -n 's/^Protocol version: //p' <<<"$out") $(sed -n 's/^Ciphersuite: //p' <<<"$out") $(sed -n 's/^\(Negotiated\|Server Temp Key\|Peer Temp Key\)[^:]*: //p' <<<"$out" | head -1 | tr -d ',')"
+	rec "$px" 0 chain_ok "$(grep -q 'Verification: OK' <<<"$out" && echo yes || echo NO)"
+	u="https://127.0.0.1:$PX_PORT/Microsoft-Server-ActiveSync?Cmd=Sync&User=x%40dev.fd&DeviceId=Appl0123456789&DeviceType=iPhone"
+	out=$(curl -sv -o /dev/null --cacert "$PKI/root.pem" -A "$BLOCK_UA" -u x@dev.fd:pw \
+		-H 'MS-ASProtocolVersion: 16.1' -H 'Content-Type: application/vnd.ms-sync.wbxml' \
+		--data-binary x "$u" -o /dev/null "$u" 2>&1)
+	rec "$px" 0 refused_status "$(grep -a '^< HTTP/' <<<"$out" | head -1 | awk '{print $3}')"
+	rec "$px" 0 refused_keepalive "$(grep -qa 'Re-using existing connection' <<<"$out" && echo yes || echo no)"
+	rec "$px" 0 refused_from_backend "$(grep -qia '^< X-Backend' <<<"$out" && echo YES || echo no)"
+}
+
+profile() { # PROXY: a perf profile of a keep-alive and a handshake run (not measured)
+	local px=$1 pids k
+	command -v perf >/dev/null || return 0
+	pids=$(tree_pids "$PX_PID" | paste -sd,)
+	for k in keepalive full; do
+		perf record -e cpu-clock -F 1999 -g -p "$pids" -o "$B/perf-$px-$k.data" -- sleep 5 \
+			>/dev/null 2>&1 &
+		local pp=$!
+		sleep 0.3
+		if [ $k = keepalive ]; then
+			BENCH_CAPTURE="$CAPTURE" wrk -t"$THREADS" -c"$CONNS" -d4s -s "$HERE/eas.lua" \
+				"https://127.0.0.1:$PX_PORT/" >/dev/null 2>&1
+		else
+			"$IC" --handshakes full -d 4 -P "$HS_PAR" --src-addrs 8 "127.0.0.1:$PX_PORT" >/dev/null 2>&1
+		fi
+		wait $pp
+		{
+			echo "### $px, $k: perf report --no-children --sort dso,sym (top 25)"
+			echo '```'
+			perf report -i "$B/perf-$px-$k.data" --stdio --no-children --sort dso,sym -g none \
+				--percent-limit 0.7 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25
+			echo '```'
+		} >>"$B/perf.md"
+	done
+}
+
+# --- throughput, latency, CPU ----------------------------------------------------------
+for r in $(seq "$ROUNDS"); do
+	for px in $PROXIES; do
+		start_proxy "$px"
+		[ "$r" = 1 ] && facts "$px"
+		run_wrk "$px" "$r" warmup
+		rec "$px" "$r" warmup_backends "$WARM_BACKENDS"
+		run_wrk "$px" "$r" keepalive
+		run_wrk "$px" "$r" paced BENCH_DELAY_MS="$PACED_MS"
+		if [ "$px" = easgated ]; then
+			# EAS 16.1: Exchange answers a blocked device 200 + Status 129
+			run_wrk "$px" "$r" refused BENCH_UA="$BLOCK_UA" BENCH_REFUSED=1 BENCH_EXPECT=200
+		else
+			run_wrk "$px" "$r" refused BENCH_UA="$BLOCK_UA" BENCH_REFUSED=1 BENCH_EXPECT=403
+		fi
+		run_hs "$px" "$r" full
+		run_hs "$px" "$r" resume
+		[ "$r" = 1 ] && [ "$PERF" = 1 ] && profile "$px"
+		stop_proxy
+	done
+done
+
+# --- memory per parked long-poll ----------------------------------------------------------
+wait_ready() { # FILE PID -> 0 once READY is printed
+	for _ in $(seq 1800); do
+		grep -q '^READY' "$1" && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+for px in $PROXIES; do
+	start_proxy "$px"
+	BENCH_CAPTURE="$CAPTURE" wrk -t2 -c8 -d1s -s "$HERE/eas.lua" "https://127.0.0.1:$PX_PORT/" >/dev/null 2>&1
+	sleep 1
+	read -r pss0 rss0 < <(mem_kib "$PX_PID")
+	rec "$px" 0 idle_base_pss_kib "$pss0"
+	rec "$px" 0 idle_base_rss_kib "$rss0"
+	prev=0
+	cpids=()
+	for n in "${idle_counts[@]}"; do
+		add=$((n - prev))
+		[ "$add" -gt 0 ] || continue
+		# One client per 9,000 connections: each process has its fd limit too.
+		while [ "$add" -gt 0 ]; do
+			k=$((add > 9000 ? 9000 : add))
+			f=$B/idle-$px-$n-${#cpids[@]}.out
+			"$IC" -n "$k" -P 64 --src-addrs 8 -r "$PING" "127.0.0.1:$PX_PORT" >"$f" 2>>"$B/idle_conns.err" &
+			cpids+=($!)
+			PIDS+=($!)
+			wait_ready "$f" "${cpids[-1]}" || say "$px: idle client did not get ready ($(cat "$f"))"
+			add=$((add - k))
+		done
+		sleep 2
+		read -r pss rss < <(mem_kib "$PX_PID")
+		opened=0 answered=0
+		for f in "$B"/idle-"$px"-*.out; do
+			opened=$((opened + $(kv opened "$(grep '^READY' "$f")")))
+			answered=$((answered + $(kv answered "$(grep '^READY' "$f")")))
+		done
+		rec "$px" 0 "idle_${n}_opened" "$opened"
+		rec "$px" 0 "idle_${n}_answered" "$answered"
+		rec "$px" 0 "idle_${n}_pss_kib" "$pss"
+		rec "$px" 0 "idle_${n}_rss_kib" "$rss"
+		say "$px idle $n: opened $opened, answered early $answered, pss $pss KiB (base $pss0), rss $rss KiB (base $rss0)"
+		prev=$n
+	done
+	[ "$px" = easgated ] && rec "$px" 0 idle_long_polls \
+		"$("$O/easctl" -s "$PX_DIR/ctl.sock" status 2>/dev/null | awk '$1 == "long_polls" {print $2}')"
+	for p in "${cpids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${cpids[@]}"; do wait "$p" 2>/dev/null; done
+	stop_proxy
+done
+
+# --- micro-benchmarks by others (build commands from their headers) -------------------------
+PB_OUT="(not run)"
+if (cd "$ROOT" && cc -O2 -Iuser -Iinclude tools/bench/policy_bench.c "$O/libeasgate.a" \
+	$(pkg-config --libs libpcre2-8) -o "$B/bin/policy_bench") 2>"$B/policy_bench.build"; then
+	say "policy_bench"
+	PB_OUT=$(cd "$ROOT" && timeout 300 "$B/bin/policy_bench" 2>&1)
+else
+	PB_OUT="policy_bench did not build: $(tail -3 "$B/policy_bench.build")"
+fi
+XB_OUT="(not run)"
+# xdp_bench.c names no build command; this mirrors the Makefile's tool rule.
+if (cd "$ROOT" && cc -O2 -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser -I"$O/bpf" tools/bench/xdp_bench.c \
+	"$O/libeasgate.a" $(pkg-config --libs libbpf libelf zlib openssl sqlite3 libpcre2-8 libsystemd libconfig) \
+	-lm -lpthread -o "$B/bin/xdp_bench") 2>"$B/xdp_bench.build"; then
+	say "xdp_bench"
+	XB_OUT=$(timeout 300 "$B/bin/xdp_bench" 2>&1)
+else
+	XB_OUT="xdp_bench did not build: $(tail -3 "$B/xdp_bench.build")"
+fi
+
+# --- report ------------------------------------------------------------------------------------
+say "writing $OUT"
+vers() {
+	case $1 in
+	easgated) echo "easgated $("$O/easgated" --version | awk '{print $2}') ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(basename "$O"))" ;;
+	haproxy) haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy", $3}' ;;
+	nginx) nginx -v 2>&1 | sed 's|nginx version: nginx/|nginx |' ;;
+	esac
+}
+VERSIONS=""
+for px in $PROXIES; do VERSIONS+="$(vers "$px"); "; done
+VERSIONS+="$(openssl version | awk '{print "OpenSSL", $2}'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk", $2}')"
+MACHINE="$(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
+
+python3 - "$RES" "$OUT" <<PY
+import sys, collections
+res, out = sys.argv[1], sys.argv[2]
+d = collections.defaultdict(dict)
+for line in open(res):
+    px, r, k, v = line.rstrip("\n").split("\t")
+    d[(px, k)][int(r)] = v
+proxies = "$PROXIES".split()
+rounds = $ROUNDS
+idle = [int(x) for x in "${idle_counts[*]}".split()]
+
+def vals(px, k):
+    return [float(v) for r, v in sorted(d[(px, k)].items()) if r > 0]
+def mean(px, k):
+    v = vals(px, k)
+    return sum(v) / len(v) if v else None
+def cell(px, k, fmt="{:.1f}"):
+    v = vals(px, k)
+    if not v:
+        return "n/a"
+    s = fmt.format(sum(v) / len(v))
+    if len(v) > 1:
+        s += " (" + "–".join(fmt.format(x) for x in (min(v), max(v))) + ")"
+    return s
+def one(px, k):
+    return d[(px, k)].get(0, "n/a")
+def per_conn(px, n):
+    try:
+        return (float(one(px, f"idle_{n}_pss_kib")) - float(one(px, "idle_base_pss_kib"))) * 1024 / n
+    except ValueError:
+        return None
+def per_conn_rss(px, n):
+    try:
+        return (float(one(px, f"idle_{n}_rss_kib")) - float(one(px, "idle_base_rss_kib"))) * 1024 / n
+    except ValueError:
+        return None
+
+L = []
+w = L.append
+w("# easgate benchmark results, $(date +%F)")
+w("")
+w("Machine: $MACHINE.  ")
+w("Versions: $VERSIONS.  ")
+w(f"Written by \`tools/bench/run.sh\` ({rounds} round(s); each value is the mean, in brackets the "
+  "range over the rounds). Client (wrk, idle_conns), proxy and the two backends share the "
+  "same cores, so **proxy CPU per request** is the comparable figure; req/s mostly says how "
+  "much CPU was left for the proxy. Proxy CPU = utime+stime of all its processes "
+  "(/proc/PID/stat) across the run.")
+w("")
+w(f"Load: wrk -t$THREADS -c$CONNS -d${SECS}s over HTTPS keep-alive (TLS 1.3), the real capture "
+  f"\`{'$CAPTURE'.split('/')[-1]}\` (POST Sync, WBXML body) for 64 users (User=, Basic "
+  "credentials, DeviceId varied). *paced*: the same with ${PACED_MS} ms think time per "
+  "connection (below every proxy's saturation; latency there is comparable). Refused: the "
+  f"same request with User-Agent \`$BLOCK_UA\` matching \`$BLOCK_RE\`. Handshakes: "
+  f"\`idle_conns --handshakes\` (TCP connect, TLS 1.3 handshake, ticket, close_notify; no "
+  f"request) for ${HS_SECS} s with $HS_PAR in flight.")
+w("")
+hdr = ["", *proxies]
+rows = [
+    ("keep-alive req/s", "keepalive_rps", "{:.0f}"),
+    ("keep-alive p50 ms", "keepalive_p50_ms", "{:.2f}"),
+    ("keep-alive p99 ms", "keepalive_p99_ms", "{:.2f}"),
+    ("**µs proxy CPU / keep-alive request**", "keepalive_cpu_us", "{:.1f}"),
+    ("paced req/s", "paced_rps", "{:.0f}"),
+    ("paced p50 ms", "paced_p50_ms", "{:.2f}"),
+    ("**paced p99 ms**", "paced_p99_ms", "{:.2f}"),
+    ("µs proxy CPU / paced request", "paced_cpu_us", "{:.1f}"),
+    ("full handshakes/s", "hs_full_rate", "{:.0f}"),
+    ("**µs proxy CPU / full handshake**", "hs_full_cpu_us", "{:.1f}"),
+    ("resumed handshakes/s", "hs_resume_rate", "{:.0f}"),
+    ("µs proxy CPU / resumed handshake", "hs_resume_cpu_us", "{:.1f}"),
+    ("refused req/s", "refused_rps", "{:.0f}"),
+    ("**µs proxy CPU / refused request**", "refused_cpu_us", "{:.1f}"),
+]
+w("| " + " | ".join(hdr) + " |")
+w("|" + "---|" * len(hdr))
+for label, k, fmt in rows:
+    w("| " + " | ".join([label] + [cell(px, k, fmt) for px in proxies]) + " |")
+cells = []
+for px in proxies:
+    v = [per_conn(px, n) for n in idle]
+    cells.append(" / ".join("n/a" if x is None else f"{x:,.0f}" for x in v))
+w("| **bytes Pss / idle TLS long-poll** (" + " / ".join(f"{n:,}" for n in idle) + " conns) | " + " | ".join(cells) + " |")
+cells = []
+for px in proxies:
+    v = [per_conn_rss(px, n) for n in idle]
+    cells.append(" / ".join("n/a" if x is None else f"{x:,.0f}" for x in v))
+w("| bytes Rss / idle TLS long-poll | " + " | ".join(cells) + " |")
+w("")
+
+# Targets: easgated against the better of the peers.
+peers = [p for p in proxies if p != "easgated"]
+if "easgated" in proxies and peers:
+    w("## Targets (easgated vs the better peer)")
+    w("")
+    w("| target | easgated | better peer | ratio | met |")
+    w("|---|---|---|---|---|")
+    def target(label, k, limit, lower=True):
+        e = mean("easgated", k)
+        pv = [(mean(p, k), p) for p in peers if mean(p, k) is not None]
+        if e is None or not pv:
+            return
+        best, bp = min(pv) if lower else max(pv)
+        ratio = e / best if best else float("inf")
+        ok = ratio <= limit
+        w(f"| {label} <= {limit}x | {e:.1f} | {best:.1f} ({bp}) | {ratio:.2f}x | {'yes' if ok else '**no**'} |")
+    target("µs CPU / keep-alive request", "keepalive_cpu_us", 0.6)
+    target("p99 ms at paced load", "paced_p99_ms", 1.0)
+    target("p99 ms at saturation", "keepalive_p99_ms", 1.0)
+    target("µs CPU / full handshake", "hs_full_cpu_us", 0.5)
+    target("µs CPU / refused request", "refused_cpu_us", 0.5)
+    if idle:
+        n = idle[-1]
+        e = per_conn("easgated", n)
+        if e is not None:
+            w(f"| bytes / idle TLS connection <= 8192 | {e:,.0f} | | | {'yes' if e <= 8192 else '**no**'} |")
+            gib = e * 100000 / 2**30
+            w(f"| 100,000 idle long-polls on 24 GiB | {e:,.0f} B x 100,000 = {gib:.2f} GiB | | | {'yes' if gib < 24 else '**no**'} |")
+    w("")
+
+w("## Idle connections (Pss of all the proxy's processes, KiB)")
+w("")
+w("Each connection: full TLS 1.3 handshake, then one EAS Ping (\`754-R121-Ping.http\`, its own "
+  "user) that the backend holds for an hour; the proxy holds the client and the backend "
+  "connection. Counted once all are parked, 2 s settle.")
+w("")
+w("| proxy | base | " + " | ".join(f"{n:,} conns" for n in idle) + " | opened | answered early | per conn (last) | 100,000 conns |")
+w("|---|---|" + "---|" * len(idle) + "---|---|---|---|")
+for px in proxies:
+    last = idle[-1] if idle else None
+    pc = per_conn(px, last) if last else None
+    ext = f"{pc * 100000 / 2**20:,.0f} MiB" if pc is not None else "n/a"
+    w(f"| {px} | {one(px, 'idle_base_pss_kib')} | " + " | ".join(one(px, f"idle_{n}_pss_kib") for n in idle)
+      + f" | {one(px, f'idle_{last}_opened')} | {one(px, f'idle_{last}_answered')} | "
+      + (f"{pc:,.0f} B" if pc is not None else "n/a") + f" | {ext} |")
+if "$idle_clipped".strip():
+    w("")
+    w(f"Idle counts clipped to the open-file limit ($NOFILE per process, no CAP_SYS_RESOURCE to "
+      f"raise it; HAProxy is one process needing 2 descriptors per parked connection):$idle_clipped.")
+w("")
+w("## What each proxy did (checked, not assumed)")
+w("")
+w("| | " + " | ".join(proxies) + " |")
+w("|---|" + "---|" * len(proxies))
+facts_rows = [("TLS (s_client -brief)", "tls"), ("chain verifies with only the root", "chain_ok"),
+              ("refused: HTTP status", "refused_status"), ("refused: connection kept open", "refused_keepalive"),
+              ("refused: reached a backend", "refused_from_backend")]
+for label, k in facts_rows:
+    w(f"| {label} | " + " | ".join(one(px, k) for px in proxies) + " |")
+def allr(px, k):
+    return ", ".join(v for r, v in sorted(d[(px, k)].items()) if r > 0) or "n/a"
+w("| requests per backend, keep-alive (per round) | " + " | ".join(allr(px, "keepalive_backends") for px in proxies) + " |")
+w("| bad answers or errors: keep-alive, paced, refused (per round) | " + " | ".join(
+    "; ".join(f"{a}, {b}, {c}" for a, b, c in zip(vals(px, "keepalive_bad"), vals(px, "paced_bad"), vals(px, "refused_bad"))).replace(".0", "")
+    for px in proxies) + " |")
+w("| handshakes resumed in the resume run, % | " + " | ".join(allr(px, "hs_resume_resumed_pct") for px in proxies) + " |")
+w("| new ticket issued on a resumed handshake (count, per round) | " + " | ".join(allr(px, "hs_resume_new_tickets_on_resumed") for px in proxies) + " |")
+w("| handshake failures full/resume | " + " | ".join(allr(px, "hs_full_failed") + " / " + allr(px, "hs_resume_failed") for px in proxies) + " |")
+if "easgated" in proxies:
+    w("| long-polls the proxy reports at the end of the idle test | "
+      + " | ".join(one(px, "idle_long_polls") if px == "easgated" else "" for px in proxies) + " |")
+w("")
+w("## Raw values per round")
+w("")
+keys = sorted({k for (px, k) in d if any(r > 0 for r in d[(px, k)])})
+w("| metric | " + " | ".join(proxies) + " |")
+w("|---|" + "---|" * len(proxies))
+for k in keys:
+    w(f"| {k} | " + " | ".join(allr(px, k) for px in proxies) + " |")
+w("")
+open(out, "w").write("\n".join(L))
+PY
+{
+	echo "## policy_bench (tools/bench/policy_bench.c)"
+	echo
+	echo '```'
+	echo "$PB_OUT"
+	echo '```'
+	echo
+	echo "## xdp_bench (tools/bench/xdp_bench.c)"
+	echo
+	echo '```'
+	echo "$XB_OUT"
+	echo '```'
+	if [ -s "$B/perf.md" ]; then
+		echo
+		echo "## Profiles (BENCH_PERF=1; separate, unmeasured runs)"
+		echo
+		cat "$B/perf.md"
+	fi
+} >>"$OUT"
+say "done: $OUT"
