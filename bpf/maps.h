@@ -130,13 +130,17 @@ struct {
 } workers SEC(".maps");
 
 /*
- * reuse_socks: worker slot -> that worker's listening socket. Not pinned:
- * sockets belong to one daemon's reuseport group and leave the map when
- * they close.
+ * reuse_socks: key group * EG_MAX_WORKERS + slot -> the listening socket of
+ * worker slot `slot` in reuseport group `group` (one group per listen
+ * address, numbered by the daemon). Not pinned: sockets belong to one
+ * daemon and leave the map when they close.
  */
+#ifndef EG_RP_GROUPS
+#define EG_RP_GROUPS 8 /* listen addresses per daemon (the config allows 8) */
+#endif
 struct {
 	__uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
-	__uint(max_entries, EG_MAX_WORKERS);
+	__uint(max_entries, EG_MAX_WORKERS * EG_RP_GROUPS);
 	__type(key, __u32);
 	__type(value, __u64);
 } reuse_socks SEC(".maps");

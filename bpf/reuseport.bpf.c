@@ -2,15 +2,18 @@
 /*
  * reuseport.bpf.c - picks the worker listener for each new connection.
  *
- * Every worker has a listening socket in one SO_REUSEPORT group, registered
- * in reuse_socks at its slot. The daemon keeps workers[slot] up to date
- * (accepting, load = open connections). For each new connection this program
- * selects, among accepting workers, the least loaded; ties (common: equal
- * load right after start) are spread by the connection's flow hash, so the
- * same SYN retransmitted lands on the same worker. With no accepting worker,
- * or when the chosen slot has no live socket, it selects nothing and the
- * kernel falls back to its default hash selection: a connection is never
- * refused because of this program.
+ * Every worker slot has a listening socket in the SO_REUSEPORT group of each
+ * listen address, registered in reuse_socks at group * EG_MAX_WORKERS +
+ * slot. The daemon keeps workers[slot] up to date (accepting, load = open
+ * connections). For each new connection this program selects, among
+ * accepting workers, the least loaded; ties (common: equal load right after
+ * start) are spread by the connection's flow hash, so the same SYN
+ * retransmitted lands on the same worker. The slot's socket of THIS group is
+ * found by trying the groups in turn: the kernel refuses a socket of another
+ * group (-EBADFD) without selecting it. With no accepting worker, or when
+ * the chosen slot has no live socket here, it selects nothing and the kernel
+ * falls back to its default hash selection: a connection is never refused
+ * because of this program.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -76,8 +79,15 @@ int eg_reuseport(struct sk_reuseport_md *md)
 	s.pick = md->hash % s.ties;
 	s.slot = s.first;
 	bpf_loop(EG_MAX_WORKERS, eg_rp_nth, &s, 0);
-	/* On failure (empty slot, socket closed) nothing is selected and the
-	 * kernel picks by hash. */
-	bpf_sk_select_reuseport(md, &reuse_socks, &s.slot, 0);
+	/* Which group this connection's listeners form is not in the context:
+	 * try the slot's key in every group; only this group's socket can be
+	 * selected. If none (empty slot, socket closed) nothing is selected and
+	 * the kernel picks by hash. */
+	for (__u32 g = 0; g < EG_RP_GROUPS; g++) {
+		__u32 key = g * EG_MAX_WORKERS + s.slot;
+
+		if (bpf_sk_select_reuseport(md, &reuse_socks, &key, 0) == 0)
+			break;
+	}
 	return SK_PASS;
 }

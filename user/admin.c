@@ -43,12 +43,6 @@ static void commit(struct admin *a)
 	a->pending = 0;
 }
 
-/*
- * Publish an admin change: it must be committed before the generation moves,
- * or a worker could rebuild from the old data and never look again. Admin
- * writes therefore run outside the event batch (commit() first) and are
- * visible to readers when this is called.
- */
 static void on_events(struct loop_io *io, uint32_t ev);
 
 /*
@@ -66,13 +60,22 @@ static void sync_events(struct admin *a)
 	commit(a);
 }
 
-/* Workers drop their caches and re-read on the next request. */
+/*
+ * A new generation: workers drop their caches (and, if the runtime rules
+ * changed, recompile) on their next request. It must be committed before the
+ * generation moves, or a worker could rebuild from the old data and never
+ * look again.
+ */
 static void publish_gen(struct admin *a)
 {
 	commit(a);
 	__atomic_add_fetch(&a->shm->policy_gen, 1, __ATOMIC_ACQ_REL);
 }
 
+/*
+ * Publish an admin change. Admin writes run outside the event batch
+ * (sync_events() first) and are visible to readers when this is called.
+ */
 static void bump_gen(struct admin *a)
 {
 	sync_events(a);

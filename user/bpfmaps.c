@@ -884,10 +884,9 @@ int bpfgate_reuseport_attach(struct bpfgate *g, int listen_fd)
 {
 	int prog_fd;
 
-	if (!g || listen_fd < 0 || !g->workers.base)
+	if (!g || listen_fd < 0)
 		return -EINVAL;
 	prog_fd = bpf_program__fd(g->rp->progs.eg_reuseport);
-	memset(g->workers.base, 0, g->workers.stride * EG_MAX_WORKERS);
 	if (setsockopt(listen_fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd,
 		       sizeof(prog_fd)) != 0) {
 		int err = -errno;
@@ -898,28 +897,68 @@ int bpfgate_reuseport_attach(struct bpfgate *g, int listen_fd)
 	return 0;
 }
 
-int bpfgate_reuseport_register(struct bpfgate *g, uint32_t slot, int listen_fd)
+int bpfgate_reuseport_groups(const struct bpfgate *g)
+{
+	if (!g)
+		return -EINVAL;
+	return (int)(bpf_map__max_entries(g->rp->maps.reuse_socks) / EG_MAX_WORKERS);
+}
+
+int bpfgate_reuseport_register(struct bpfgate *g, uint32_t group, uint32_t slot, int listen_fd)
 {
 	__u64 v = (__u64)listen_fd;
+	__u32 key;
 	int err;
 
-	if (!g || slot >= EG_MAX_WORKERS || listen_fd < 0)
+	if (!g || slot >= EG_MAX_WORKERS || listen_fd < 0 ||
+	    group >= (uint32_t)bpfgate_reuseport_groups(g))
 		return -EINVAL;
-	err = bpf_map_update_elem(bpf_map__fd(g->rp->maps.reuse_socks), &slot, &v, BPF_ANY);
+	key = group * EG_MAX_WORKERS + slot;
+	err = bpf_map_update_elem(bpf_map__fd(g->rp->maps.reuse_socks), &key, &v, BPF_ANY);
 	if (err)
-		log_err("event=reuseport_register slot=%u fd=%d err=%s", slot, listen_fd,
-			strerror(-err));
+		log_err("event=reuseport_register group=%u slot=%u fd=%d err=%s", group, slot,
+			listen_fd, strerror(-err));
 	return err;
+}
+
+static struct eg_worker *bpfmaps_worker(struct bpfgate *g, uint32_t slot)
+{
+	if (!g || slot >= EG_MAX_WORKERS || !g->workers.base)
+		return NULL;
+	return (struct eg_worker *)(void *)(g->workers.base + (size_t)slot * g->workers.stride);
+}
+
+int bpfgate_workers_reset(struct bpfgate *g)
+{
+	if (!g || !g->workers.base)
+		return -EINVAL;
+	for (uint32_t i = 0; i < EG_MAX_WORKERS; i++) {
+		struct eg_worker *m = bpfmaps_worker(g, i);
+
+		__atomic_store_n(&m->accepting, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&m->load, 0, __ATOMIC_RELAXED);
+	}
+	return 0;
 }
 
 int bpfgate_worker_set(struct bpfgate *g, uint32_t slot, const struct eg_worker *w)
 {
-	struct eg_worker *m;
+	struct eg_worker *m = bpfmaps_worker(g, slot);
 
-	if (!g || !w || slot >= EG_MAX_WORKERS || !g->workers.base)
+	if (!m || !w)
 		return -EINVAL;
-	m = (struct eg_worker *)(void *)(g->workers.base + (size_t)slot * g->workers.stride);
 	__atomic_store_n(&m->load, w->load, __ATOMIC_RELAXED);
 	__atomic_store_n(&m->accepting, w->accepting, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int bpfgate_worker_get(struct bpfgate *g, uint32_t slot, struct eg_worker *w)
+{
+	struct eg_worker *m = bpfmaps_worker(g, slot);
+
+	if (!m || !w)
+		return -EINVAL;
+	w->accepting = __atomic_load_n(&m->accepting, __ATOMIC_ACQUIRE);
+	w->load = __atomic_load_n(&m->load, __ATOMIC_RELAXED);
 	return 0;
 }

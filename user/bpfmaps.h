@@ -142,18 +142,30 @@ int bpfgate_steer_set(struct bpfgate *g, const struct eg_flow_key *k,
 int bpfgate_steer_del(struct bpfgate *g, const struct eg_flow_key *k);
 
 /*
- * Attach the SK_REUSEPORT program to listen_fd's SO_REUSEPORT group (any
- * member socket; SO_REUSEPORT must be set) and reset the workers map: a new
- * group makes the previous daemon's slots meaningless. Call it once, before
- * bpfgate_reuseport_register / bpfgate_worker_set.
+ * SK_REUSEPORT steering. One reuseport group per listen address, numbered by
+ * the caller (0 .. bpfgate_reuseport_groups() - 1, stable while the address
+ * is listened on); one listening socket per worker slot in each group. The
+ * workers map (accepting, load) is per slot and applies to every group.
+ *
+ * Attach the program to listen_fd's SO_REUSEPORT group (any member socket;
+ * SO_REUSEPORT must be set). Once per group; attaching again replaces.
  */
 int bpfgate_reuseport_attach(struct bpfgate *g, int listen_fd);
-/* Put worker slot's listening socket (same group) into the socket array. */
-int bpfgate_reuseport_register(struct bpfgate *g, uint32_t slot, int listen_fd);
+/* How many groups the socket array has room for. */
+int bpfgate_reuseport_groups(const struct bpfgate *g);
+/* Put worker slot's listening socket of `group` into the socket array. A
+ * socket can be registered once (-EBUSY after); it leaves the array by
+ * itself when it is closed. */
+int bpfgate_reuseport_register(struct bpfgate *g, uint32_t group, uint32_t slot, int listen_fd);
+/* Mark every slot not accepting, load 0: a new daemon's slots owe nothing to
+ * what a previous one left in the pinned map. Call before the workers start. */
+int bpfgate_workers_reset(struct bpfgate *g);
 /* Publish a worker's accepting flag and load (plain stores, no syscall).
  * A slot marked accepting should be registered first; if it is not, new
  * connections fall back to the kernel's hash selection. */
 int bpfgate_worker_set(struct bpfgate *g, uint32_t slot, const struct eg_worker *w);
+/* Read a slot back (tests, status). */
+int bpfgate_worker_get(struct bpfgate *g, uint32_t slot, struct eg_worker *w);
 
 /* Raw fds for tests, benchmarks and easctl (owned by g: do not close). */
 int bpfgate_prog_fd(const struct bpfgate *g, enum bpfgate_prog p);

@@ -290,7 +290,8 @@ static void refresh(struct gate *g)
 		g->pol = np;
 		g->rules_fp = fp;
 	} else {
-		log_err("event=policy_rebuild_failed error=\"%s\" note=\"previous policy kept\"", err);
+		log_err("event=policy_rebuild_failed error=\"%s\" note=\"previous policy kept\"",
+			err);
 	}
 }
 
@@ -314,9 +315,9 @@ static struct dev_entry *dev_get(struct gate *g, const struct eas_req *r, int *f
 	if (e->key == k && e->gen == g->gen)
 		return e;
 	/* Same device, older generation: what its DeviceInformation said stays
-	 * true even if the master has not committed it yet (it batches for up
-	 * to a second). Without this, an admin change in that second made the
-	 * worker forget the OS of a phone it had just blocked for it. */
+	 * true even if the master has not applied and committed it yet (the
+	 * event is in flight). Without this, a new generation in that moment
+	 * made the worker forget the OS of a phone it had just blocked for it. */
 	char model[sizeof(e->model)] = "", os[sizeof(e->os)] = "";
 	int64_t reported = 0;
 	if (e->key == k) {
@@ -334,7 +335,8 @@ static struct dev_entry *dev_get(struct gate *g, const struct eas_req *r, int *f
 	struct inv_device d;
 	if (inv_get_device(g->inv, r->identity, r->device_id, &d) == 1) {
 		e->admin_state = d.admin_state;
-		snprintf(e->model, sizeof(e->model), "%s", d.device_model[0] ? d.device_model : model);
+		snprintf(e->model, sizeof(e->model), "%s",
+			 d.device_model[0] ? d.device_model : model);
 		snprintf(e->os, sizeof(e->os), "%s", d.device_os[0] ? d.device_os : os);
 	} else {
 		*fresh = 1;
@@ -496,8 +498,8 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 	 * Both still show in the access log, and scoped ones in decision logs.
 	 */
 	int is_options = d.reason == POLICY_R_OPTIONS;
-	const struct policy_rule *pr = d.rule_index >= 0 ? policy_rule_at(g->pol, (size_t)d.rule_index)
-						       : NULL;
+	const struct policy_rule *pr =
+		d.rule_index >= 0 ? policy_rule_at(g->pol, (size_t)d.rule_index) : NULL;
 	int scoped = pr && pr->cmds;
 	int *seen = scoped ? &e->scoped_access : &e->last_access;
 	/* Log a decision once per device and state change, not per request
@@ -537,13 +539,13 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 void gate_done(struct gate *g, const char *identity, const char *device_id, int cmd,
 	       int http_status, int64_t now)
 {
+	/* An OPTIONS answer says nothing about whether the phone syncs. */
+	if (cmd == EAS_CMD_OPTIONS)
+		return;
 	struct eas_req r;
 	memset(&r, 0, sizeof(r));
 	snprintf(r.identity, sizeof(r.identity), "%s", identity);
 	snprintf(r.device_id, sizeof(r.device_id), "%s", device_id);
-	/* An OPTIONS answer says nothing about whether the phone syncs. */
-	if (cmd == EAS_CMD_OPTIONS)
-		return;
 	uint64_t k = dev_key(g, identity, device_id);
 	struct dev_entry *e = &g->dev[k % DEV_CACHE];
 	int known = e->key == k;

@@ -38,7 +38,9 @@ struct inv_event {
 	int64_t now; /* unix seconds */
 	int32_t cmd;
 	int32_t status;
-	int32_t access; /* enum policy_access */
+	int32_t access; /* enum policy_access; in INV_EV_RESULT events the access the
+			   answer was given under (-1 unknown): a 2xx counts as a success only
+			   when the device was allowed */
 	int32_t reason; /* enum policy_reason */
 	char user[EAS_USER_MAX + 1];
 	char device_id[EAS_DEVID_MAX + 1];
@@ -105,7 +107,9 @@ int inv_get_version(struct inventory *inv, const char *os_key, struct inv_versio
 int inv_foreach_rule(struct inventory *inv, void (*cb)(void *arg, int64_t id, const char *text),
 		     void *arg);
 
-/* Writer API (master). Calls outside a batch commit on their own. */
+/* Writer API (master). Calls outside a batch commit on their own. inv_apply():
+ * 1 = a DeviceModel/DeviceOS changed (commit now, publish a generation),
+ * 0 = applied, -1 = error. */
 int inv_batch_begin(struct inventory *inv);
 int inv_batch_commit(struct inventory *inv);
 int inv_apply(struct inventory *inv, const struct inv_event *ev);

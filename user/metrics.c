@@ -91,6 +91,9 @@ void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfga
 	sbuf_printf(o, "# HELP easgate_long_polls Hanging requests (Ping) in flight.\n"
 		       "# TYPE easgate_long_polls gauge\neasgate_long_polls %lld\n",
 		    (long long)t->hanging_open);
+	sbuf_printf(o, "# HELP easgate_heap_bytes Heap in use by the workers (malloc), for memory "
+		       "per connection.\n# TYPE easgate_heap_bytes gauge\neasgate_heap_bytes %lld\n",
+		    (long long)t->heap_bytes);
 	sbuf_printf(o, "# HELP easgate_http_refused_total Requests refused by the HTTP parser.\n"
 		       "# TYPE easgate_http_refused_total counter\neasgate_http_refused_total %llu\n",
 		    (unsigned long long)t->http_refused);

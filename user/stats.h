@@ -48,6 +48,7 @@ struct stats {
 	uint64_t http_refused; /* requests refused by the HTTP parser */
 	uint64_t bytes_from_clients;
 	uint64_t bytes_to_clients;
+	int64_t heap_bytes; /* gauge: malloc'd bytes in use (mallinfo2), refreshed every second */
 };
 
 /* Index of an HTTP status in the per-status dimension. */

@@ -20,7 +20,7 @@
 #include "siphash.h"
 
 #include <errno.h>
-#include <math.h>
+#include <math.h> /* isfinite: a macro, no libm */
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -42,15 +42,16 @@
 #define STALE_S 86400u
 /* How long an offender counts as "active" after its last refusal. */
 #define ACTIVE_RECENT_MS 60000u
-/* Spin this many rounds before yielding; give up (fail open) after LOCK_MAX. */
-#define LOCK_SPIN 256u
-#define LOCK_MAX  20000u
+/* Spin this many rounds, then yield/sleep up to LOCK_WAITS times (about
+ * 50 ms in all) before giving up on a lock (the request fails open). */
+#define LOCK_SPIN  256u
+#define LOCK_WAITS 1000u
 
 enum { TD_F_XDP = 1, TD_F_OFFENDER = 2, TD_F_SOFT = 4 };
 
 struct tcand {
-	uint32_t fp; /* folded (cmd, fingerprint), never 0 when used */
-	uint8_t cur; /* successes in the current sub-window (saturating) */
+	uint32_t fp;  /* folded (cmd, fingerprint), never 0 when used */
+	uint8_t cur;  /* successes in the current sub-window (saturating) */
 	uint8_t prev; /* in the previous one */
 	uint8_t cmd;
 	uint8_t pad;
@@ -145,9 +146,9 @@ _Static_assert(sizeof(struct thdr) <= 4096, "header fits its page");
 
 /* A class in the units the hot path uses. */
 struct crt {
-	int32_t burst_m;    /* milli-tokens; 0 = no budget */
-	uint32_t rate_m;    /* milli-tokens per second */
-	int32_t cutoff_m;   /* balance at which the cool-down starts (<= 0) */
+	int32_t burst_m;  /* milli-tokens; 0 = no budget */
+	uint32_t rate_m;  /* milli-tokens per second */
+	int32_t cutoff_m; /* balance at which the cool-down starts (<= 0) */
 	uint32_t cooldown_ms;
 	uint32_t max_conc, max_dev;
 	uint32_t window_ms;
@@ -181,8 +182,7 @@ static const char *const event_names[THROTTLE_EV__COUNT] = {
 static const char *const state_names[THROTTLE_S__COUNT] = {"ok", "cutoff", "loop_throttle",
 							   "loop_quarantine"};
 
-#define NAME_OF(tab, i)                                                                            \
-	((i) >= 0 && (size_t)(i) < sizeof(tab) / sizeof((tab)[0]) ? (tab)[i] : "?")
+#define NAME_OF(tab, i) ((i) >= 0 && (size_t)(i) < sizeof(tab) / sizeof((tab)[0]) ? (tab)[i] : "?")
 
 const char *throttle_action_name(int a)
 {
@@ -329,19 +329,26 @@ int throttle_class_check(const struct throttle_class *c, char *err, size_t errsz
 #undef BAD
 }
 
+/* Round to nearest; values are range-checked, and libm stays out of the
+ * library's link line. */
+static int64_t iround(double v)
+{
+	return (int64_t)(v < 0 ? v - 0.5 : v + 0.5);
+}
+
 static uint32_t ms_of(double s)
 {
-	return (uint32_t)llround(s * 1000.0);
+	return (uint32_t)iround(s * 1000.0);
 }
 
 static void class_compile(const struct throttle_class *c, struct crt *r)
 {
 	memset(r, 0, sizeof(*r));
-	r->burst_m = (int32_t)llround(c->burst * 1000.0);
-	r->rate_m = (uint32_t)llround(c->rate * 1000.0);
+	r->burst_m = (int32_t)iround(c->burst * 1000.0);
+	r->rate_m = (uint32_t)iround(c->rate * 1000.0);
 	if (r->burst_m && !r->rate_m)
 		r->rate_m = 1;
-	r->cutoff_m = -(int32_t)llround(c->cutoff * 1000.0);
+	r->cutoff_m = -(int32_t)iround(c->cutoff * 1000.0);
 	r->cooldown_ms = ms_of(c->cooldown);
 	r->max_conc = c->max_concurrent;
 	r->max_dev = c->max_devices;
@@ -350,7 +357,7 @@ static void class_compile(const struct throttle_class *c, struct crt *r)
 	r->quarantine_ms = ms_of(c->loop.quarantine);
 	r->memory_ms = ms_of(c->loop.memory);
 	r->hammer = c->hammer ? c->hammer : 1;
-	r->xdp_ttl_s = (uint32_t)llround(c->xdp_ttl);
+	r->xdp_ttl_s = (uint32_t)iround(c->xdp_ttl);
 	for (int i = 0; i < THROTTLE_NCMD; i++)
 		r->thr[i] = (uint8_t)throttle_class_loop_threshold(c, i);
 }
@@ -399,9 +406,8 @@ int throttle_set_classes(struct throttle *t, const struct throttle_class *cls, s
 		map[nrules++] = (int)i;
 	}
 	if (nrules) {
-		struct policy_config pc = {.default_access = POLICY_ALLOW,
-					   .rules = rules,
-					   .n_rules = nrules};
+		struct policy_config pc = {
+		    .default_access = POLICY_ALLOW, .rules = rules, .n_rules = nrules};
 		sel = policy_new(&pc, e, sizeof(e));
 		if (!sel) {
 			snprintf(err, errsz, "class selectors: %s", e);
@@ -521,8 +527,8 @@ struct throttle *throttle_new(const struct throttle_config *c, const struct thro
 	t->h->dev_mask = nd - 1;
 	t->h->user_mask = nu - 1;
 	t->h->off_mask = no - 1;
-	t->h->idle_s = (uint32_t)llround(c->device_idle);
-	t->h->maxreq_s = (uint32_t)llround(c->max_request);
+	t->h->idle_s = (uint32_t)iround(c->device_idle);
+	t->h->maxreq_s = (uint32_t)iround(c->max_request);
 	t->h->dev_off = off_dev;
 	t->h->user_off = off_usr;
 	t->h->off_off = off_off;
@@ -644,11 +650,12 @@ static int lock_take(struct throttle *t, uint32_t *lk)
 	uint32_t me = self_tid();
 	for (uint32_t i = 0;; i++) {
 		uint32_t cur = 0;
-		if (__atomic_compare_exchange_n(lk, &cur, me, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		if (__atomic_compare_exchange_n(lk, &cur, me, 0, __ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED))
 			return 0;
 		if (cur == me) {
 			/* Left by a dead thread whose id the kernel gave to us
-			 * (we never hold two buckets of a table): take it. */
+			 * (no code path takes a lock it already holds). */
 			if (__atomic_compare_exchange_n(lk, &cur, me, 0, __ATOMIC_ACQUIRE,
 							__ATOMIC_RELAXED))
 				return 0;
@@ -658,7 +665,7 @@ static int lock_take(struct throttle *t, uint32_t *lk)
 			cpu_relax();
 			continue;
 		}
-		if ((i & 63) == 0 && kill((pid_t)cur, 0) < 0 && errno == ESRCH) {
+		if ((i - LOCK_SPIN) % 16 == 0 && kill((pid_t)cur, 0) < 0 && errno == ESRCH) {
 			/* The holder died inside its critical section (a crashed
 			 * worker). The slot may be half-updated: at worst one
 			 * device's counters are off. */
@@ -667,11 +674,19 @@ static int lock_take(struct throttle *t, uint32_t *lk)
 				return 0;
 			continue;
 		}
-		if (i >= LOCK_MAX) {
+		if (i >= LOCK_SPIN + LOCK_WAITS) {
 			__atomic_fetch_add(&t->h->lock_timeouts, 1, __ATOMIC_RELAXED);
 			return -1;
 		}
-		sched_yield();
+		/* The holder is most likely preempted (more runnable processes
+		 * than CPUs): spinning would only delay it further. Yield a few
+		 * times, then sleep; a holder back on a CPU finishes in ns. */
+		if (i < LOCK_SPIN + 16) {
+			sched_yield();
+		} else {
+			struct timespec ts = {0, 50000};
+			nanosleep(&ts, NULL);
+		}
 	}
 }
 
@@ -749,8 +764,7 @@ static int user_add(struct throttle *t, uint64_t user, uint32_t max, uint32_t no
 		}
 		/* empty first, then a user without devices, then the oldest */
 		int rank = !x->key ? 0 : !x->ndev ? 1 : 2;
-		if (rank < vrank ||
-		    (rank == vrank && (int32_t)(x->seen_s - victim->seen_s) < 0)) {
+		if (rank < vrank || (rank == vrank && (int32_t)(x->seen_s - victim->seen_s) < 0)) {
 			victim = x;
 			vrank = rank;
 		}
@@ -794,8 +808,7 @@ static void dev_reset_budget(struct tdev *d, const struct crt *c, uint32_t now)
 }
 
 /* Pick the slot a new device takes (see "Memory" in the design note). */
-static struct tdev *dev_victim(struct tdev_bucket *b, uint32_t now_s, uint32_t idle_s,
-			       int *expired)
+static struct tdev *dev_victim(struct tdev_bucket *b, uint32_t now_s, uint32_t idle_s, int *expired)
 {
 	struct tdev *best = NULL;
 	int best_rank = 99;
@@ -1034,7 +1047,7 @@ static void stage_enter(struct tdev *d, int level, uint32_t until)
 	d->level = (uint8_t)level;
 	d->until_ms = until;
 	d->strikes = 0;
-	d->flags &= (uint8_t)~(TD_F_XDP | TD_F_SOFT);
+	d->flags &= (uint8_t) ~(TD_F_XDP | TD_F_SOFT);
 }
 
 static void stage_end(struct tdev *d, const struct crt *c, uint32_t now)
@@ -1051,7 +1064,7 @@ static void stage_end(struct tdev *d, const struct crt *c, uint32_t now)
 	}
 	d->level = THROTTLE_S_OK;
 	d->strikes = 0;
-	d->flags &= (uint8_t)~(TD_F_XDP | TD_F_SOFT);
+	d->flags &= (uint8_t) ~(TD_F_XDP | TD_F_SOFT);
 }
 
 static int strike(struct tdev *d, uint32_t hammer)
@@ -1083,9 +1096,9 @@ static void refuse(struct throttle_verdict *v, enum throttle_action a, enum thro
 /* Highest escalation of a mask, for the verdict (the log line). */
 static enum throttle_event top_event(unsigned mask)
 {
-	static const enum throttle_event order[] = {
-	    THROTTLE_EV_MAX_DEVICES, THROTTLE_EV_XDP,	   THROTTLE_EV_QUARANTINE,
-	    THROTTLE_EV_LOOP,	     THROTTLE_EV_CUTOFF, THROTTLE_EV_THROTTLED};
+	static const enum throttle_event order[] = {THROTTLE_EV_MAX_DEVICES, THROTTLE_EV_XDP,
+						    THROTTLE_EV_QUARANTINE,  THROTTLE_EV_LOOP,
+						    THROTTLE_EV_CUTOFF,	     THROTTLE_EV_THROTTLED};
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
 		if (mask & (1u << order[i]))
 			return order[i];
@@ -1128,8 +1141,7 @@ static unsigned in_stage(struct tdev *d, const struct crt *c, int cmd, uint32_t 
 			refuse(v, THROTTLE_XDP_DROP, THROTTLE_R_LOOP,
 			       "loop: kept looping while quarantined, dropped in the kernel");
 		else
-			refuse(v, THROTTLE_LOOP_QUARANTINE, THROTTLE_R_LOOP,
-			       "loop: quarantined");
+			refuse(v, THROTTLE_LOOP_QUARANTINE, THROTTLE_R_LOOP, "loop: quarantined");
 		break;
 	}
 	v->remaining_s = ceil_s(rem);
@@ -1157,7 +1169,8 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
 	uint64_t key = rq->device_key ? rq->device_key : 1;
 	uint32_t now = (uint32_t)now_ms;
 	uint32_t now_s = (uint32_t)(now_ms / 1000u);
-	int32_t cost_m = (int32_t)((rq->cost ? (rq->cost > 1000000 ? 1000000 : rq->cost) : 1) * 1000);
+	int32_t cost_m =
+	    (int32_t)((rq->cost ? (rq->cost > 1000000 ? 1000000 : rq->cost) : 1) * 1000);
 	unsigned ev = 0;
 
 	struct tdev_bucket *b = dev_bucket(t, key);
@@ -1406,14 +1419,16 @@ int throttle_foreach(struct throttle *t, unsigned flags, uint64_t now_ms,
 				x.first_ms = o->first_ms;
 				x.last_ms = o->last_ms;
 				for (int e = 0; e < THROTTLE_EV__COUNT; e++)
-					x.events[e] = __atomic_load_n(&o->events[e], __ATOMIC_RELAXED);
+					x.events[e] =
+					    __atomic_load_n(&o->events[e], __ATOMIC_RELAXED);
 				for (int k = 0; k < THROTTLE_NCMD; k++) {
 					x.seen[k] = __atomic_load_n(&o->seen[k], __ATOMIC_RELAXED);
 					x.refused[k] =
 					    __atomic_load_n(&o->refused[k], __ATOMIC_RELAXED);
 				}
 				__atomic_thread_fence(__ATOMIC_ACQUIRE);
-				ok = __atomic_load_n(&o->seq, __ATOMIC_RELAXED) == s1 && x.device_key;
+				ok = __atomic_load_n(&o->seq, __ATOMIC_RELAXED) == s1 &&
+				     x.device_key;
 			}
 			if (!ok)
 				continue;
@@ -1434,7 +1449,7 @@ int throttle_foreach(struct throttle *t, unsigned flags, uint64_t now_ms,
 				lock_drop(&b->lock);
 			}
 			if ((flags & THROTTLE_F_ACTIVE) && x.state == THROTTLE_S_OK &&
-			    !(refused_ms && now_ms - refused_ms < ACTIVE_RECENT_MS))
+			    !(refused_ms && (int64_t)(now_ms - refused_ms) < ACTIVE_RECENT_MS))
 				continue;
 			n++;
 			if (fn(arg, &x))

@@ -20,8 +20,10 @@
  *    default 10 per user, reference 4.5).
  *  - Devices per user: the (N+1)th distinct DeviceId of one user gets EAS
  *    status 177 MaximumDevicesReached (Exchange: EasMaxDevices, default
- *    100). "Distinct" means present in the device table (seen within
- *    `device_idle` seconds and not evicted, see Memory).
+ *    100). A device counts while it is in the device table; it stops
+ *    counting when its slot is reused, which happens first to devices idle
+ *    for more than device_idle (see Memory). OPTIONS is always answered and
+ *    takes no place.
  *  - Loops: the same device sending the same command with the same body (the
  *    caller's 64-bit fingerprint: a body hash, or a hash of the item ids)
  *    `threshold` times within `window` seconds, the earlier ones answered
@@ -94,9 +96,10 @@
  * word holding the owner's thread id; critical sections are a few dozen
  * instructions without syscalls, so contention needs two workers on the
  * same bucket at the same instant. A holder that died (worker crash) is
- * detected by kill(tid, 0) == ESRCH and its lock taken over; a lock that
- * cannot be had within ~10 ms fails open (request admitted, counted in
- * lock_timeouts). The table survives reloads (new workers inherit it);
+ * detected by kill(tid, 0) == ESRCH and its lock taken over. A waiter
+ * spins briefly, then yields and sleeps (a preempted holder needs the CPU);
+ * a lock that cannot be had within ~50 ms fails open (request admitted
+ * unaccounted, counted in lock_timeouts). The table survives reloads (new workers inherit it);
  * a restart starts empty, which only forgets penalties.
  *
  * Memory. Fixed at throttle_new(), whatever the number of devices: devices
@@ -118,6 +121,15 @@
  * millisecond stamps never wrap inside one stage; a device idle for a day
  * restarts with a full bucket.
  *
+ * Wiring (the gateway): the master creates the table with throttle_new()
+ * before forking and hands the pointer to every worker; per request with a
+ * DeviceId, after the access decision: cls = throttle_classify(), then
+ * throttle_check() with the body's throttle_fingerprint() (bodies up to
+ * limits.inspect_body; 0 for bigger ones or none), answer per the action,
+ * and throttle_done(&ticket, status) when the request ends, including when
+ * the client goes away. The master serves easctl from throttle_foreach()
+ * and metrics from throttle_stats_read().
+ *
  * Identities: keys are SipHash-2-4 with a secret kept in the shared table
  * (throttle_device_key / throttle_user_key), so every worker derives the
  * same key; labels (DeviceId, user, OS, User-Agent) are copied only into
@@ -133,10 +145,10 @@
 
 struct policy_input;
 
-#define THROTTLE_NAME_MAX  32  /* class name incl. NUL */
-#define THROTTLE_MATCH_MAX 512 /* class selector rule text incl. NUL */
-#define THROTTLE_MAX_CLASSES 32
-#define THROTTLE_NCMD	   64 /* enum eas_cmd values */
+#define THROTTLE_NAME_MAX      32  /* class name incl. NUL */
+#define THROTTLE_MATCH_MAX     512 /* class selector rule text incl. NUL */
+#define THROTTLE_MAX_CLASSES   32
+#define THROTTLE_NCMD	       64 /* enum eas_cmd values */
 #define THROTTLE_THRESHOLD_MAX 255
 
 /* What the gateway does with the request. */
@@ -192,24 +204,24 @@ struct throttle_class {
 	 * `DeviceOS like "iOS 6.1*"` or `UserAgent matches "^Apple.*1002"`;
 	 * "" = selected only as the fallback (class 0) or by index. */
 	char match[THROTTLE_MATCH_MAX];
-	double burst;		/* bucket size (and start balance), requests; 0 = no budget */
-	double rate;		/* recharge, requests per second */
-	double cutoff;		/* how far below zero before the cool-down, requests */
-	double cooldown;	/* s */
+	double burst;		 /* bucket size (and start balance), requests; 0 = no budget */
+	double rate;		 /* recharge, requests per second */
+	double cutoff;		 /* how far below zero before the cool-down, requests */
+	double cooldown;	 /* s */
 	unsigned max_concurrent; /* requests in flight per device; 0 = unlimited */
 	unsigned max_devices;	 /* devices per user; 0 = unlimited */
 	struct {
-		double window;	     /* s, <= 3600 */
-		unsigned threshold;  /* default for every command; 0 = detector off */
+		double window;	    /* s, <= 3600 */
+		unsigned threshold; /* default for every command; 0 = detector off */
 		/* per command (enum eas_cmd): 0 = use threshold,
 		 * THROTTLE_LOOP_OFF = never, else 1..THROTTLE_THRESHOLD_MAX */
 		uint16_t cmd[THROTTLE_NCMD];
-		double throttle;     /* s of LOOP_THROTTLE after a detection */
-		double quarantine;   /* s of LOOP_QUARANTINE */
-		double memory;	     /* s: a new detection within this goes to quarantine */
+		double throttle;   /* s of LOOP_THROTTLE after a detection */
+		double quarantine; /* s of LOOP_QUARANTINE */
+		double memory;	   /* s: a new detection within this goes to quarantine */
 	} loop;
-	unsigned hammer;	/* strikes tolerated in a stage before escalating */
-	double xdp_ttl;		/* s, cap on a kernel flow verdict's lifetime */
+	unsigned hammer; /* strikes tolerated in a stage before escalating */
+	double xdp_ttl;	 /* s, cap on a kernel flow verdict's lifetime */
 };
 #define THROTTLE_LOOP_OFF 0xffffu
 
@@ -227,10 +239,10 @@ struct throttle_config {
 /* One request, as throttle_check() needs it. Strings are borrowed and read
  * only when the device becomes (or is) an offender; NULL = unknown. */
 struct throttle_req {
-	uint64_t device_key; /* throttle_device_key(); never 0 */
-	uint64_t user_key;   /* throttle_user_key() */
-	int cls;	     /* class index (throttle_classify()); out of range = 0 */
-	int cmd;	     /* enum eas_cmd */
+	uint64_t device_key;  /* throttle_device_key(); never 0 */
+	uint64_t user_key;    /* throttle_user_key() */
+	int cls;	      /* class index (throttle_classify()); out of range = 0 */
+	int cmd;	      /* enum eas_cmd */
 	uint64_t fingerprint; /* body hash / item ids; 0 = not loop-checked */
 	unsigned cost;	      /* tokens; 0 = 1 */
 	const char *device_id;
@@ -242,7 +254,7 @@ struct throttle_req {
 /* What throttle_done() needs; part of the verdict, keep it with the request. */
 struct throttle_ticket {
 	uint64_t device_key;
-	uint32_t fp;	  /* folded (command, fingerprint) counted; 0 = none */
+	uint32_t fp; /* folded (command, fingerprint) counted; 0 = none */
 	uint8_t cmd;
 	uint8_t admitted; /* counted in flight */
 };
@@ -250,16 +262,16 @@ struct throttle_ticket {
 struct throttle_verdict {
 	enum throttle_action action;
 	enum throttle_reason reason;
-	enum throttle_event event;  /* THROTTLE_EV_NONE unless this request escalated */
-	enum throttle_state state;  /* the device's stage after this request */
-	uint32_t retry_after_s;	    /* THROTTLE/XDP_DROP: Retry-After; others: 0 */
-	uint32_t remaining_s;	    /* time left in the stage (0 if none) */
-	uint32_t ttl_s;		    /* XDP_DROP: kernel flow verdict lifetime */
-	int eas_status;		    /* MAX_DEVICES: 177 */
-	int loop_cmd;		    /* command that looped (loop stages), else -1 */
-	int cls;		    /* class used */
-	const char *asthrottle;	    /* X-MS-ASThrottle value ("" when none); static */
-	const char *text;	    /* one-line reason for logs; static */
+	enum throttle_event event; /* THROTTLE_EV_NONE unless this request escalated */
+	enum throttle_state state; /* the device's stage after this request */
+	uint32_t retry_after_s;	   /* THROTTLE/XDP_DROP: Retry-After; others: 0 */
+	uint32_t remaining_s;	   /* time left in the stage (0 if none) */
+	uint32_t ttl_s;		   /* XDP_DROP: kernel flow verdict lifetime */
+	int eas_status;		   /* MAX_DEVICES: 177 */
+	int loop_cmd;		   /* command that looped (loop stages), else -1 */
+	int cls;		   /* class used */
+	const char *asthrottle;	   /* X-MS-ASThrottle value ("" when none); static */
+	const char *text;	   /* one-line reason for logs; static */
 	struct throttle_ticket ticket;
 };
 
@@ -285,8 +297,9 @@ void throttle_config_defaults(struct throttle_config *c);
  */
 struct throttle *throttle_new(const struct throttle_config *c, const struct throttle_class *cls,
 			      size_t ncls, char *err, size_t errsz);
-/* Unmap this process's view; the creator's call also ends the table for
- * everyone who has not inherited it. NULL is a no-op. */
+/* Unmap this process's view and free its classes. Children that inherited
+ * the mapping keep theirs (the table lives until the last one unmaps it).
+ * NULL is a no-op. */
 void throttle_free(struct throttle *t);
 
 /*
@@ -354,12 +367,12 @@ struct throttle_info {
 	char user[72];
 	char device_os[64];
 	char user_agent[96];
-	int cls;		    /* class index at the last event */
-	enum throttle_state state;  /* live stage (OK once expired) */
-	int xdp;		    /* stage escalated to kernel drop */
-	int in_table;		    /* device still in the device table */
-	uint32_t remaining_s;	    /* time left in the stage */
-	int loop_cmd;		    /* -1 if it never looped */
+	int cls;		   /* class index at the last event */
+	enum throttle_state state; /* live stage (OK once expired) */
+	int xdp;		   /* stage escalated to kernel drop */
+	int in_table;		   /* device still in the device table */
+	uint32_t remaining_s;	   /* time left in the stage */
+	int loop_cmd;		   /* -1 if it never looped */
 	enum throttle_event last_event;
 	uint64_t first_ms, last_ms; /* first and last event (throttle_now_ms clock) */
 	uint32_t events[THROTTLE_EV__COUNT];
@@ -381,26 +394,26 @@ int throttle_foreach(struct throttle *t, unsigned flags, uint64_t now_ms,
 
 /* Counters for metrics (monotonic since the table was created, all workers). */
 struct throttle_stats {
-	uint64_t refused[THROTTLE_R__COUNT]; /* requests not admitted, by reason */
-	uint64_t events[THROTTLE_EV__COUNT]; /* escalations */
+	uint64_t refused[THROTTLE_R__COUNT];  /* requests not admitted, by reason */
+	uint64_t events[THROTTLE_EV__COUNT];  /* escalations */
 	uint64_t loops_by_cmd[THROTTLE_NCMD]; /* loop detections per command */
-	uint64_t device_evictions;   /* live devices pushed out by new ones */
-	uint64_t device_expired;     /* idle devices reused */
-	uint64_t user_evictions;     /* users with devices pushed out (177 fails open) */
+	uint64_t device_evictions;	      /* live devices pushed out by new ones */
+	uint64_t device_expired;	      /* idle devices reused */
+	uint64_t user_evictions;	      /* users with devices pushed out (177 fails open) */
 	uint64_t offender_evictions;
-	uint64_t lock_timeouts;	     /* requests admitted unaccounted (table busy) */
-	uint64_t devices;	     /* gauge: devices in the table */
+	uint64_t lock_timeouts; /* requests admitted unaccounted (table busy) */
+	uint64_t devices;	/* gauge: devices in the table */
 	uint64_t device_capacity;
-	uint64_t users;		     /* gauge */
+	uint64_t users; /* gauge */
 	uint64_t user_capacity;
 	uint64_t offender_capacity;
-	uint64_t memory_bytes;	     /* size of the shared table */
+	uint64_t memory_bytes; /* size of the shared table */
 };
 void throttle_stats_read(const struct throttle *t, struct throttle_stats *s);
 
-const char *throttle_action_name(int a);  /* "ok", "throttle", "max_devices", ... */
-const char *throttle_reason_name(int r);  /* "budget", "cutoff", ... */
-const char *throttle_event_name(int e);	  /* "throttled", "cutoff", "loop", ... */
-const char *throttle_state_name(int s);	  /* "ok", "cutoff", "loop_throttle", ... */
+const char *throttle_action_name(int a); /* "ok", "throttle", "max_devices", ... */
+const char *throttle_reason_name(int r); /* "budget", "cutoff", ... */
+const char *throttle_event_name(int e);	 /* "throttled", "cutoff", "loop", ... */
+const char *throttle_state_name(int s);	 /* "ok", "cutoff", "loop_throttle", ... */
 
 #endif

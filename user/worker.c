@@ -6,6 +6,7 @@
 #include "priv.h"
 #include "relay.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,7 @@ static void on_tick(struct loop_timer *t)
 	if (!w->draining && getppid() == 1)
 		worker_drain(w);
 	backends_refresh(&w->be, w->shm);
+	w->stats->heap_bytes = (int64_t)mallinfo2().uordblks;
 	loop_timer_set(w->loop, &w->tick, w->draining ? 100 : 1000);
 }
 

@@ -10,7 +10,8 @@
  *             retransmit; a RST verdict resets A's client (ECONNRESET).
  *  reuseport  three SO_REUSEPORT listeners on loopback: new connections go
  *             to the least loaded accepting worker, spread over ties, and
- *             fall back to the kernel when no worker is eligible.
+ *             fall back to the kernel when no worker is eligible; with two
+ *             listen addresses (two groups) both steer by the same slots.
  *
  * One process: sockets are created inside a namespace with setns() and keep
  * it. Pins go to a unique /sys/fs/bpf/easgate-test-<pid> and are removed.
@@ -391,10 +392,20 @@ static void test_reuseport(void **state)
 		lfd[i] = tcp_listen("127.0.0.1", port, 1);
 	for (int i = 0; i < NLISTEN; i++)
 		fcntl(lfd[i], F_SETFL, O_NONBLOCK);
-	set_worker(g, 7, 1, 0); /* stale state from a previous daemon... */
-	assert_int_equal(bpfgate_reuseport_attach(g, lfd[0]), 0); /* ...is reset here */
+	/* Stale state from a previous daemon is reset. */
+	set_worker(g, 7, 1, 0);
+	assert_int_equal(bpfgate_workers_reset(g), 0);
+	{
+		struct eg_worker w7;
+
+		assert_int_equal(bpfgate_worker_get(g, 7, &w7), 0);
+		assert_int_equal(w7.accepting, 0);
+	}
+	assert_int_equal(bpfgate_reuseport_attach(g, lfd[0]), 0);
 	for (uint32_t i = 0; i < NLISTEN; i++)
-		assert_int_equal(bpfgate_reuseport_register(g, i, lfd[i]), 0);
+		assert_int_equal(bpfgate_reuseport_register(g, 0, i, lfd[i]), 0);
+	/* A socket sits in one place of the array only. */
+	assert_int_equal(bpfgate_reuseport_register(g, 1, 0, lfd[0]), -EBUSY);
 
 	set_worker(g, 0, 1, 5);
 	set_worker(g, 1, 1, 1);
@@ -419,6 +430,63 @@ static void test_reuseport(void **state)
 	ns_back();
 	for (int i = 0; i < NLISTEN; i++)
 		close(lfd[i]);
+	bpfgate_close(g);
+}
+
+/*
+ * Two listen addresses = two reuseport groups sharing the worker slots: the
+ * program finds the chosen slot's socket in whichever group the connection
+ * came to (the second group's sockets are registered at group 3, so the
+ * lookups of groups 0..2 fail first).
+ */
+static void test_reuseport_groups(void **state)
+{
+	int la[NLISTEN], lb[NLISTEN], counts[NLISTEN], err;
+	uint16_t pa, pb;
+	struct bpfgate *g = bpfgate_open(NULL, &err);
+
+	(void)state;
+	assert_non_null(g);
+	assert_true(bpfgate_reuseport_groups(g) >= 4);
+	ns_enter(E.ns_gw);
+	la[0] = tcp_listen("127.0.0.1", 0, 1);
+	pa = local_port(la[0]);
+	lb[0] = tcp_listen("127.0.0.1", 0, 1);
+	pb = local_port(lb[0]);
+	for (int i = 1; i < NLISTEN; i++) {
+		la[i] = tcp_listen("127.0.0.1", pa, 1);
+		lb[i] = tcp_listen("127.0.0.1", pb, 1);
+	}
+	for (int i = 0; i < NLISTEN; i++) {
+		fcntl(la[i], F_SETFL, O_NONBLOCK);
+		fcntl(lb[i], F_SETFL, O_NONBLOCK);
+	}
+	assert_int_equal(bpfgate_workers_reset(g), 0);
+	assert_int_equal(bpfgate_reuseport_attach(g, la[0]), 0);
+	assert_int_equal(bpfgate_reuseport_attach(g, lb[0]), 0);
+	for (uint32_t i = 0; i < NLISTEN; i++) {
+		assert_int_equal(bpfgate_reuseport_register(g, 0, i, la[i]), 0);
+		assert_int_equal(bpfgate_reuseport_register(g, 3, i, lb[i]), 0);
+	}
+	assert_int_equal(
+	    bpfgate_reuseport_register(g, (uint32_t)bpfgate_reuseport_groups(g), 0, la[0]),
+	    -EINVAL);
+	set_worker(g, 0, 1, 4);
+	set_worker(g, 1, 1, 9);
+	set_worker(g, 2, 1, 2); /* least loaded */
+	connect_count(la, pa, 20, counts);
+	assert_int_equal(counts[2], 20);
+	connect_count(lb, pb, 20, counts);
+	assert_int_equal(counts[2], 20);
+	set_worker(g, 2, 0, 2); /* draining: slot 0 is next */
+	connect_count(lb, pb, 20, counts);
+	assert_int_equal(counts[0], 20);
+
+	ns_back();
+	for (int i = 0; i < NLISTEN; i++) {
+		close(la[i]);
+		close(lb[i]);
+	}
 	bpfgate_close(g);
 }
 
@@ -497,6 +565,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_verdicts),
 	    cmocka_unit_test(test_reuseport),
+	    cmocka_unit_test(test_reuseport_groups),
 	};
 
 	if (argc >= 2 && strcmp(argv[1], "--helper") == 0)

@@ -12,7 +12,7 @@
 #     -readonly, PRAGMA integrity_check) and through the restarted daemon,
 #     which keeps recording.
 source "$(dirname "$0")/lib.sh"
-need curl python3 wbxml2xml sqlite3
+need curl python3 wbxml2xml sqlite3 ps
 make_pki
 CAP=$EG_ROOT/tests/data/eas-captures
 REPLAY=$EG_ROOT/tests/integration/tlsreplay.py
@@ -126,7 +126,7 @@ mapfile -t many < <(ls "$T/many"/*.http | sort)
 python3 "$REPLAY" --port "$GW_PORT" --cafile "$PKI/root.pem" --mode each "${many[@]}" \
 	>"$T/replay2.jsonl" 2>"$T/replay2.err" &
 RP=$!
-EG_PIDS+=($RP)
+EG_PIDS+=("$RP")
 crashrows() { ctl devices --format csv 2>/dev/null | grep -c ',NineCrash'; }
 for _ in $(seq 300); do
 	[ "$(crashrows)" -ge 40 ] && break
@@ -134,18 +134,19 @@ for _ in $(seq 300); do
 done
 # The checkpoint: what the daemon says is in the inventory (listing commits).
 ctl devices --format json >"$T/checkpoint.json"
-workers=$(ps -o pid= --ppid "$GW_PID")
+read -ra workers <<<"$(ps -o pid= --ppid "$GW_PID" | tr '\n' ' ')"
 kill -KILL "$GW_PID"
-for w in $workers; do kill -KILL "$w"; done
+for w in "${workers[@]}"; do kill -KILL "$w"; done
 wait "$GW_PID" "$RP" 2>/dev/null
 sent=$(wc -l <"$T/replay2.jsonl")
 ncp=$(python3 -c 'import json,sys; print(sum(1 for r in json.load(open(sys.argv[1])) if r["device_id"].startswith("NineCrash")))' "$T/checkpoint.json")
 check "the kill hit mid-replay: $ncp new phones listed at the checkpoint, $sent of ${#many[@]} requests answered" \
 	bash -c '[ $0 -ge 40 ] && [ $1 -lt $2 ]' "$ncp" "$sent" "${#many[@]}"
-for p in $GW_PID $workers; do
+for p in "$GW_PID" "${workers[@]}"; do
 	for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 done
-check "master and workers are gone" bash -c 'for p; do ! kill -0 $p 2>/dev/null || exit 1; done' _ $GW_PID $workers
+check "master and ${#workers[@]} workers are gone" \
+	bash -c 'for p; do ! kill -0 "$p" 2>/dev/null || exit 1; done' _ "$GW_PID" "${workers[@]}"
 
 # What kill -9 left on disk, read by sqlite3 alone (on a copy, so that no
 # root-owned -shm is left for the daemon).

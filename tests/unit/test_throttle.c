@@ -15,7 +15,7 @@
  */
 #include "testlib.h"
 
-#include <dirent.h>
+#include <errno.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,8 +74,7 @@ static struct throttle_verdict send1(const struct dev *d, int cmd, uint64_t fp, 
 	return v;
 }
 
-static struct throttle_class budget_class(double burst, double rate, double cutoff,
-					  double cooldown)
+static struct throttle_class budget_class(double burst, double rate, double cutoff, double cooldown)
 {
 	struct throttle_class c;
 	throttle_class_defaults(&c, "test");
@@ -403,9 +402,9 @@ static void test_loop_needs_successes_and_same_body(void **state)
 	/* different bodies never add up, however fast */
 	for (int i = 0; i < 250; i++) {
 		now += 100;
-		assert_int_equal(send1(&d, EAS_CMD_MEETINGRESPONSE, 1000 + (uint64_t)i, now, 200)
-				     .action,
-				 THROTTLE_OK);
+		assert_int_equal(
+		    send1(&d, EAS_CMD_MEETINGRESPONSE, 1000 + (uint64_t)i, now, 200).action,
+		    THROTTLE_OK);
 	}
 	/* the same body under another command is another request */
 	now += 120000;
@@ -567,9 +566,8 @@ static void test_loop_escalation_and_expiry(void **state)
 	assert_int_equal(v.action, THROTTLE_LOOP_QUARANTINE);
 	assert_int_equal(v.event, THROTTLE_EV_QUARANTINE);
 	/* the admin forgives: back to normal at once */
-	assert_int_equal(throttle_forgive(t, throttle_device_key(t, "ivan@corp", "ApplLOOP0001"),
-					  now),
-			 0);
+	assert_int_equal(
+	    throttle_forgive(t, throttle_device_key(t, "ivan@corp", "ApplLOOP0001"), now), 0);
 	assert_int_equal(send1(&d, EAS_CMD_SYNC, 556, now, 200).action, THROTTLE_OK);
 	assert_int_equal(throttle_forgive(t, 12345, now), -ENOENT);
 	throttle_free(t);
@@ -591,8 +589,9 @@ static void test_loop_client_obeys_retry_after(void **state)
 	/* the phone waits Retry-After: the stage ends, counts start over */
 	now += (uint64_t)v.retry_after_s * 1000;
 	for (int i = 0; i < 7; i++)
-		assert_int_equal(send1(&d, EAS_CMD_MEETINGRESPONSE, MR_BODY, now += 1000, 200).action,
-				 THROTTLE_OK);
+		assert_int_equal(
+		    send1(&d, EAS_CMD_MEETINGRESPONSE, MR_BODY, now += 1000, 200).action,
+		    THROTTLE_OK);
 	v = send1(&d, EAS_CMD_MEETINGRESPONSE, MR_BODY, now += 1000, 200);
 	assert_int_equal(v.action, THROTTLE_THROTTLE);
 	assert_int_equal(v.event, THROTTLE_EV_LOOP);
@@ -680,7 +679,8 @@ static void test_captures_never_trip(void **state)
 				struct throttle_req r = req(&d, caps[i].cmd, caps[i].fp);
 				struct throttle_verdict v;
 				throttle_check(t, &r, now, &v);
-				uint64_t held = pass == 0 && caps[i].cmd == EAS_CMD_PING ? 30000 : 0;
+				uint64_t held =
+				    pass == 0 && caps[i].cmd == EAS_CMD_PING ? 30000 : 0;
 				if (v.action == THROTTLE_OK)
 					throttle_done(t, &v.ticket, 200, now + held);
 				else
@@ -867,8 +867,8 @@ static void test_classes_by_rule(void **state)
 	assert_string_equal(throttle_class_at(t, 1)->name, "ios61");
 	assert_null(throttle_class_at(t, 2));
 
-	struct policy_input in = {.user = "u", .device_id = "d", .device_type = "iPhone",
-				  .cmd = EAS_CMD_MEETINGRESPONSE};
+	struct policy_input in = {
+	    .user = "u", .device_id = "d", .device_type = "iPhone", .cmd = EAS_CMD_MEETINGRESPONSE};
 	in.device_os = "iOS 6.1 10B142";
 	assert_int_equal(throttle_classify(t, &in), 1);
 	/* before DeviceInformation arrives, the OS comes from the User-Agent */

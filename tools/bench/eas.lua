@@ -2,14 +2,17 @@
 --
 -- The request is the capture's bytes (method, target, header order, binary
 -- WBXML body), not wrk's own formatting, so every proxy parses exactly what
--- a phone sends. Only the identity differs per request: BENCH_USERS users
--- (default 64), each with its own User= parameter, Basic credentials and
--- DeviceId, so consistent hashing on the user spreads the load over both
--- backends instead of pinning everything to one.
+-- a phone sends. Only the identity differs: each wrk thread is one user (its
+-- own User= parameter, Basic credentials and DeviceId), so every connection
+-- keeps one user as a phone's does, and consistent hashing on the user
+-- spreads the threads over both backends. Run with several threads (-t8).
 --
 -- Environment:
 --   BENCH_CAPTURE  the .http capture (required)
---   BENCH_USERS    distinct users (default 64)
+--   BENCH_ROTATE   N > 0: instead, every request takes the next of N users, so
+--                  one connection carries many users (not what phones do; it
+--                  defeats a gateway that keeps one backend connection per
+--                  client connection)
 --   BENCH_UA       replace the User-Agent (e.g. a blocked one for the 403 run)
 --   BENCH_CLOSE    "1": add "Connection: close" (one request per connection)
 --   BENCH_EXPECT   expected status (default 200); others are counted and
@@ -100,13 +103,18 @@ end
 
 function init(args)
 	local head, body = read_capture(os.getenv("BENCH_CAPTURE"))
-	local users = tonumber(os.getenv("BENCH_USERS") or "64")
-	for i = 1, users do
-		reqs[i] = variant(head, body, i)
+	local rotate = tonumber(os.getenv("BENCH_ROTATE") or "0")
+	if rotate > 0 then
+		for i = 1, rotate do
+			reqs[i] = variant(head, body, i)
+		end
+		nreq = rotate
+		-- Threads start at different users so the mix is even from the start.
+		idx = ((tid or 1) - 1) * 17 % rotate
+	else
+		reqs[1] = variant(head, body, tid or 1)
+		nreq = 1
 	end
-	nreq = users
-	-- Threads start at different users so the mix is even from the first second.
-	idx = ((tid or 1) - 1) * 17 % users
 	unexpected = 0
 	backends = {}
 end

@@ -346,8 +346,13 @@ static void ic_step(struct ic_conn *c)
 				 * up the ticket the server sent after its Finished. */
 				SSL_shutdown(c->ssl);
 				c->st = IC_CLOSING;
-			} else {
+			} else if (cap_head) {
 				c->st = IC_SEND;
+			} else { /* no -r: park right after the handshake */
+				n_inflight--;
+				n_idle++;
+				c->st = IC_IDLE;
+				ic_want(c, EPOLLIN);
 			}
 			break;
 		case IC_SEND: {
@@ -403,7 +408,8 @@ static void ic_usage(FILE *f)
 		"usage: idle_conns [options] IPv4:PORT\n"
 		"  -n N              idle mode: connections to open (default 1000);\n"
 		"                    handshake mode: stop after N (default: run -d seconds)\n"
-		"  -r FILE           idle mode: the request each connection sends (EAS capture)\n"
+		"  -r FILE           idle mode: the request each connection sends (EAS capture;\n"
+		"                    without -r the connections park right after the handshake)\n"
 		"  -P PAR            connections in the handshake phase at once (default 64)\n"
 		"  -d SECONDS        handshake mode: duration (default 10)\n"
 		"      --handshakes full|resume   handshake mode (default: idle mode)\n"
@@ -466,7 +472,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc - 1 || o.par < 1 || (!o.handshakes && !o.capture)) {
+	if (optind != argc - 1 || o.par < 1) {
 		ic_usage(stderr);
 		return 2;
 	}

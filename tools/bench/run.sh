@@ -12,8 +12,9 @@
 # easgated config written below.
 #
 # Each round, per proxy (fresh start, 2 s warm-up):
-#   keep-alive   wrk -t2 -c64 --latency, eas.lua replaying a real Sync capture
-#                for 64 users: req/s, p50/p99, proxy CPU per request
+#   keep-alive   wrk -t8 -c64 --latency, eas.lua replaying a real Sync capture,
+#                one user per wrk thread (a connection keeps its user, as a
+#                phone's does): req/s, p50/p99, proxy CPU per request
 #   paced        the same with 12 ms think time per connection (~5k req/s, below
 #                every proxy's saturation): latency where it is comparable
 #   refused      the same with a blocked User-Agent: CPU per refused request
@@ -42,7 +43,7 @@ SECS=${BENCH_SECONDS:-10}
 HS_SECS=${BENCH_HS_SECONDS:-8}
 HS_PAR=${BENCH_HS_PAR:-32}
 CONNS=${BENCH_CONNS:-64}
-THREADS=${BENCH_THREADS:-2}
+THREADS=${BENCH_THREADS:-8}
 PACED_MS=${BENCH_PACED_MS:-12}
 IDLE=${BENCH_IDLE:-"5000 20000"}
 PROXIES=${BENCH_PROXIES:-"easgated haproxy nginx"}
@@ -494,8 +495,8 @@ w(f"Written by \`tools/bench/run.sh\` ({rounds} round(s); each value is the mean
   "(/proc/PID/stat) across the run.")
 w("")
 w(f"Load: wrk -t$THREADS -c$CONNS -d${SECS}s over HTTPS keep-alive (TLS 1.3), the real capture "
-  f"\`{'$CAPTURE'.split('/')[-1]}\` (POST Sync, WBXML body) for 64 users (User=, Basic "
-  "credentials, DeviceId varied). *paced*: the same with ${PACED_MS} ms think time per "
+  f"\`{'$CAPTURE'.split('/')[-1]}\` (POST Sync, WBXML body); each wrk thread is one user "
+  "(User=, Basic credentials, DeviceId), so $THREADS users on $CONNS connections. *paced*: the same with ${PACED_MS} ms think time per "
   "connection (below every proxy's saturation; latency there is comparable). Refused: the "
   f"same request with User-Agent \`$BLOCK_UA\` matching \`$BLOCK_RE\`. Handshakes: "
   f"\`idle_conns --handshakes\` (TCP connect, TLS 1.3 handshake, ticket, close_notify; no "

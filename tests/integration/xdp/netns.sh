@@ -80,13 +80,14 @@ xn_backend() {
 
 # xn_gateway_conf BACKEND_PORT [extra xdp settings]: writes $T/gw.conf: the
 # gateway listens on the veth address, port 443, guards veth-gw with XDP and
-# blocks the device BLOCKEDPHONE1.
+# blocks the device BLOCKEDPHONE1. $XN_CONF_EXTRA is added at the top level.
 xn_gateway_conf() {
 	local be_port=$1 extra=${2:-}
 	mkdir -p "$T/state"
 	cat >"$T/gw.conf" <<EOF
 listen = [ "$XN_GW_IP:443" ];
 workers = ${GW_WORKERS:-2};
+${XN_CONF_EXTRA:-}
 state_dir = "$T/state";
 control_socket = "$T/ctl.sock";
 tls = {

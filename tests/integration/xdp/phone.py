@@ -163,8 +163,13 @@ def main():
     if a.silent_wait > 0:
         n = a.requests + 1
         time.sleep(a.pause_ms / 1000.0)
-        s.sendall(req)
-        out(event="sent", n=n)
+        try:
+            s.sendall(req)
+            out(event="sent", n=n)
+        except (ssl.SSLError, OSError) as e:
+            # Already reset (a RST verdict answers even the ACK of the last
+            # answer): silence() reports it from the socket's state.
+            out(event="send_failed", n=n, error="%s: %s" % (type(e).__name__, e))
         s.setblocking(False)
         silence(s, n, a.silent_wait)
     s.close()
