@@ -26,7 +26,8 @@
  * first quarantine answer (an envelope with EAS status 129/130 made by the
  * gateway, HTTP 403, or an X-MS-ASThrottle containing --quarantine-match)
  * and first drop (no answer within --timeout-ms, a reset, or a refused
- * connection).
+ * connection), each as {ms since its first request when it was noticed,
+ * request number}: a drop is noticed when its timeout expires.
  *
  * Exit status: 0 when the run completed (whatever the gateway did), 1 on
  * a setup error, 2 on usage errors.

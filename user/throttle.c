@@ -1212,9 +1212,6 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
 		d->key = key;
 		d->user = rq->user_key ? rq->user_key : 1;
 		dev_reset_budget(d, c, now);
-		/* A returning offender keeps its record up to date. */
-		if (off_find(off_bucket(t, key), key))
-			d->flags |= TD_F_OFFENDER;
 		count(&t->h->devices);
 	} else {
 		uint32_t idle = since(now_s, d->seen_s);

@@ -2,7 +2,7 @@
 # Reload under load (issue #5): a bounded load of keep-alive Sync requests
 # (8 connections, short idle pauses) and idle Ping long-polls (6, held 3 s by
 # the backend) runs while the configuration is reloaded 10 times, by SIGHUP
-# (what `systemctl reload` sends) and by `easctl reload`:
+# (what `systemctl reload` sends) and twice by `easctl reload`:
 #  - zero failed requests and zero dropped connections: every request gets a
 #    complete 2xx answer (a Ping answered by a draining worker with WBXML
 #    Ping Status 1 is a proper answer), no reset, no refused connect, no
@@ -89,18 +89,18 @@ for i in $(seq 10); do
 	else
 		write_conf "$i"
 	fi
-	if [ $((i % 2)) -eq 1 ] && [ "$i" -ne 5 ]; then
+	if [ "$i" -ne 2 ] && [ "$i" -ne 5 ]; then
 		kill -HUP "$GW_PID"
 		wait_reloads "$i" || fail "reload $i (SIGHUP) not seen by easctl status"
 	else
-		out=$("$EASCTL" -s "$CTL" reload 2>&1)
+		out=$(timeout 10 "$EASCTL" -s "$CTL" reload 2>&1)
 		rc=$?
 		if [ "$i" -eq 5 ]; then
 			check "broken file: easctl reload exits 3 and names gw.conf:$badline ($out)" \
 				bash -c '[ "$1" -eq 3 ] && grep -q "reload refused: .*gw.conf:$2" <<<"$0"' \
 				"$out" "$rc" "$badline"
 		else
-			[ "$rc" -eq 0 ] || fail "easctl reload $i: exit $rc: $out"
+			check "easctl reload (good file) answers and exits 0 (rc=$rc: $out)" test "$rc" -eq 0
 		fi
 	fi
 	if [ "$i" -eq 5 ]; then
@@ -134,7 +134,7 @@ for k in keys:
     print("L_%s=%d" % (k, d.get(k, 0)))
 ps = d.get("per_second", [])
 print("L_per_second='%s'" % " ".join(map(str, ps)))
-print("L_min_second=%d" % (min(ps[:-1]) if len(ps) > 1 else 0))
+print("L_min_second=%d" % (min(ps) if ps else 0))
 print("L_first_failures='%s'" % json.dumps(d.get("first_failures", [])[:3]).replace("'", ""))
 PY
 )"
@@ -147,8 +147,6 @@ check "keep-alive Syncs all relayed to the backend ($L_Sync_by_backend of $L_ok_
 check "long-polls all answered ($L_ok_Ping of $L_sent_Ping; $L_Ping_by_gateway by a draining worker)" \
 	test "$L_ok_Ping" -eq "$L_sent_Ping" -a "$L_Ping_by_gateway" -ge 1
 check "completions never paused for a second (per second: $L_per_second)" test "$L_min_second" -gt 0
-check "connections re-opened only after a graceful close ($L_connections opened by 14 clients; $L_close Connection: close, $L_idle_close idle FIN)" \
-	test "$L_connections" -le $((14 + L_close + L_idle_close))
 
 st=$("$EASCTL" -s "$CTL" status)
 check "10 reloads counted, the broken one refused" \

@@ -23,7 +23,8 @@ It tells apart what a client may see when the server goes away:
               before sending the next one, as curl and phones check (fine
               in HTTP/1.1, not a failure)
   idle_reset  an RST on an idle connection (ungraceful: counted as dropped)
-Prints one JSON object: counters, per-second completions, the first failures.
+Prints one JSON object: counters, completions per whole second until the stop,
+the first failures.
 """
 import argparse
 import base64
@@ -311,10 +312,12 @@ def main():
             break
         time.sleep(0.05)
     stop.set()
+    stopped_at = int(time.monotonic() - st.t0)
     for t in threads:
         t.join(40)
     hung = sum(t.is_alive() for t in threads)
-    secs = max(st.per_sec) + 1 if st.per_sec else 0
+    # Whole seconds before the stop only: after it the clients wind down.
+    secs = stopped_at
     out = dict(st.c)
     out["hung_clients"] = hung
     out["per_second"] = [st.per_sec.get(s, 0) for s in range(secs)]

@@ -20,6 +20,12 @@
  *   hot 10k, 2 procs two forked processes on the same table at once (the
  *                    cost of sharing between workers), ns per request per
  *                    process
+ *
+ * Measured on the 2-vCPU CI machine, shared with other builds (ranges over
+ * several runs): 1M distinct 120-250 ns, hot 10k 65-100 ns with or without
+ * the loop detector, 2 processes 75-270 ns each; lock timeouts 0. Key
+ * derivation (SipHash of user + DeviceId, with the snprintf that makes the
+ * ids) ~100 ns.
  */
 #include <stdint.h>
 #include <stdio.h>

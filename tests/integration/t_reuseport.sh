@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# The SK_REUSEPORT program (bpf/reuseport.bpf.c) wired into the daemon: the
+# master attaches it to each listen address's reuseport group and registers
+# every worker slot's socket; workers publish accepting/load in the pinned
+# `workers` map. Gateway netns as in t_xdp.sh (tests/integration/xdp/netns.sh),
+# 2 workers, Ping long-polls held 30 s by the demo backend.
+#  1. bpftool: both slots accepting right after start.
+#  2. Load follows what the daemon knows: 12 long-polls opened one by one
+#     end up 6/6 (ss shows who holds them; the map's loads agree); after 4 of
+#     worker A's are closed, the next 4 ALL go to A (a blind hash would do
+#     that once in 16, and 6/6 about once in 4).
+#  3. Reloads under load (tests/loadgen/eas_load.py: keep-alive Syncs and
+#     long-polls): no connection refused, none reset; afterwards both slots
+#     accepting again, owned by the new workers. (A request racing the drain's
+#     close of an idle keep-alive connection is t_reload.sh's business: here
+#     such "eof" failures are printed, not asserted.)
+#  4. A crashed worker: its slot is taken over by the respawned worker.
+#  5. SIGTERM: every slot announced not accepting while draining.
+# Root only; skipped while the daemon does not wire the program yet.
+source "$(dirname "$0")/lib.sh"
+need_root
+need bpftool jq nsenter ip python3 curl ss
+grep -q "event=reuseport_attached" "$EASGATED" ||
+	skip "this easgated does not attach the SK_REUSEPORT program (master.c wiring pending)"
+source "$EG_ROOT/tests/integration/xdp/netns.sh"
+trap 'cleanup; xn_down' EXIT
+LOAD=$EG_ROOT/tests/loadgen/eas_load.py
+
+make_pki gw.xdp.test "$XN_GW_IP"
+xn_up || { fail "network namespaces and veth pair"; finish; }
+xn_backend cas1 --hold-ping-ms 30000 || finish
+XN_CONF_EXTRA='access_log = false; timeouts = { drain = 20; };' xn_gateway_conf "$BE_PORT_cas1" ''
+xn_gateway || finish
+wait_backends_up cas1 || fail "backend cas1 up"
+
+slot() { # slot N -> "accepting load" from the pinned map, as bpftool prints it
+	bpftool map lookup pinned "$XN_PIN/workers" key "$1" 0 0 0 -j |
+		jq -r '.formatted.value | "\(.accepting) \(.load)"'
+}
+wait_slots() { # wait_slots "A0 L0" "A1 L1" (up to 5 s)
+	for _ in $(seq 50); do
+		[ "$(slot 0)" = "$1" ] && [ "$(slot 1)" = "$2" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+total_load() { echo $(($(slot 0 | cut -d' ' -f2) + $(slot 1 | cut -d' ' -f2))); }
+# The worker (pid) holding the gateway side of the phone's connection from port $1.
+holder() {
+	in_gw ss -Htnp state established "( sport = :443 and dport = :$1 )" |
+		sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1
+}
+
+# ---- 1. wired ----------------------------------------------------------------------------
+check "log: the program is attached to the listen address's group" \
+	grep -q "event=reuseport_attached addr=$XN_GW_IP:443 group=0" "$T/gw.log"
+check "bpftool workers: both slots accepting, idle (${GW_WORKERS:-2} workers)" wait_slots "1 0" "1 0"
+
+# ---- 2. placement by load -------------------------------------------------------------------
+declare -A LP_PID
+open_lp() { # open_lp PORT: a Ping long-poll from that source port
+	nsenter --net="/var/run/netns/$XN_PHONE" curl -s --cacert "$PKI/root.pem" --max-time 60 \
+		--local-port "$1" -u "lp$1:secret" -H 'MS-ASProtocolVersion: 14.1' -X POST --data-binary '' \
+		"https://$XN_GW_IP/Microsoft-Server-ActiveSync?Cmd=Ping&User=lp$1&DeviceId=LP$1&DeviceType=iPhone" \
+		-o /dev/null &
+	LP_PID[$1]=$!
+	EG_PIDS+=("$!")
+}
+wait_total() { for _ in $(seq 50); do [ "$(total_load)" -eq "$1" ] && return 0; sleep 0.1; done; return 1; }
+n=0
+for p in $(seq 41001 41012); do
+	open_lp "$p"
+	n=$((n + 1))
+	wait_total "$n" || { fail "long-poll from port $p not counted (loads: $(slot 0) / $(slot 1))"; break; }
+done
+declare -A BY
+for p in $(seq 41001 41012); do
+	h=$(holder "$p")
+	BY[$h]="${BY[$h]:-} $p"
+done
+pids=("${!BY[@]}")
+counts=""
+for h in "${pids[@]}"; do counts+="$(wc -w <<<"${BY[$h]}") "; done
+check "12 long-polls opened one by one: 6/6 over the 2 workers (ss: ${counts% })" \
+	test "${#pids[@]}" -eq 2 -a "${counts% }" = "6 6"
+check "...and the map's loads say the same" wait_slots "1 6" "1 6"
+wpid=${pids[0]}
+read -r -a close4 <<<"${BY[$wpid]}"
+for p in "${close4[@]:0:4}"; do kill "${LP_PID[$p]}"; done
+check "4 of worker $wpid's long-polls closed: loads 2 and 6" wait_total 8
+for p in $(seq 41013 41016); do
+	open_lp "$p"
+	n=$(($(total_load) + 1))
+	wait_total "$n" || fail "long-poll from port $p not counted"
+done
+got=""
+for p in $(seq 41013 41016); do got+="$(holder "$p") "; done
+check "the next 4 all went to the less loaded worker $wpid (got: ${got% })" \
+	test "${got% }" = "$wpid $wpid $wpid $wpid"
+for p in "${!LP_PID[@]}"; do kill "${LP_PID[$p]}" 2>/dev/null; done
+wait_total 0 || fail "long-polls not closed"
+
+# ---- 3. reloads under load ------------------------------------------------------------------
+# New connections keep arriving (each client reconnects after a close) while
+# 4 reloads swap the workers; the stop file is set before a 5th reload, whose
+# drain answers the long-polls still held, so the load ends promptly.
+nsenter --net="/var/run/netns/$XN_PHONE" python3 "$LOAD" --host "$XN_GW_IP" --sni gw.xdp.test --port 443 \
+	--cafile "$PKI/root.pem" --conns 8 --pollers 6 --gap-ms 0,5 --duration 60 --stop-file "$T/stop" \
+	--ready-file "$T/load.ready" >"$T/load.json" 2>"$T/load.err" &
+LOAD_PID=$!
+EG_PIDS+=("$LOAD_PID")
+for _ in $(seq 50); do [ -e "$T/load.ready" ] && break; sleep 0.1; done
+sleep 1
+for i in 1 2 3 4; do
+	kill -HUP "$GW_PID"
+	sleep 0.8
+done
+touch "$T/stop"
+kill -HUP "$GW_PID"
+wait "$LOAD_PID"
+eval "$(python3 - "$T/load.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for k in ["failures", "failure_connect", "failure_reset", "failure_tls_error", "failure_eof",
+          "failure_timeout", "idle_reset", "ok_Sync", "ok_Ping", "sent_Sync", "sent_Ping",
+          "connections"]:
+    print("L_%s=%d" % (k, d.get(k, 0)))
+print("L_first='%s'" % json.dumps(d.get("first_failures", [])[:2]).replace("'", ""))
+PY
+)"
+echo "  load: $L_ok_Sync Syncs and $L_ok_Ping long-polls answered over $L_connections connections;" \
+	"failures: $L_failures (eof $L_failure_eof, timeout $L_failure_timeout)"
+check "5 reloads under load: no connection refused ($L_failure_connect), none reset on connect or in flight ($L_failure_reset)" \
+	test "$L_failure_connect" -eq 0 -a "$L_failure_reset" -eq 0
+check "...no TLS handshake cut ($L_failure_tls_error), no idle connection reset ($L_idle_reset)" \
+	test "$L_failure_tls_error" -eq 0 -a "$L_idle_reset" -eq 0
+check "...and the load did run ($L_ok_Sync Syncs, $L_ok_Ping long-polls)" test "$L_ok_Sync" -gt 100 -a "$L_ok_Ping" -gt 0
+check "log: 5 reloads" test "$(grep -c 'event=reloaded' "$T/gw.log")" -eq 5
+check "after the reloads both slots accept again" wait_slots "1 0" "1 0"
+
+# ---- 4. a crashed worker --------------------------------------------------------------------
+victim=$(pgrep -P "$GW_PID" | head -1)
+kill -KILL "$victim"
+for _ in $(seq 50); do [ "$(pgrep -c -P "$GW_PID")" -eq 2 ] && ! pgrep -P "$GW_PID" | grep -qx "$victim" && break; sleep 0.1; done
+check "a killed worker is respawned and its slot accepts again" wait_slots "1 0" "1 0"
+ok=0
+for _ in $(seq 10); do
+	in_phone curl -s -o /dev/null --max-time 5 --cacert "$PKI/root.pem" "https://$XN_GW_IP/" && ok=$((ok + 1))
+done
+check "new connections are all served after the respawn ($ok/10)" test "$ok" -eq 10
+
+# ---- 5. shutdown ----------------------------------------------------------------------------
+check "SIGTERM: the daemon stops" xn_stop_gateway
+check "the pinned map says no slot accepts any more" test "$(slot 0 | cut -d' ' -f1) $(slot 1 | cut -d' ' -f1)" = "0 0"
+finish
