@@ -107,7 +107,9 @@ static int local_certcheck(int argc, char **argv)
 		printf("  problem: %s\n", r.problem);
 	if (r.warning[0])
 		printf("  warning: %s\n", r.warning);
-	return rc == 0 ? 0 : 3;
+	/* Expiring soon is usable but needs action: scripts and monitoring see
+	 * it by the exit code. */
+	return rc == 0 && r.min_days_left >= 30 ? 0 : 3;
 }
 
 int main(int argc, char **argv)

@@ -765,7 +765,7 @@ static enum ctl_code cmd_certcheck(void *ctx, int argc, char **argv, struct sbuf
 			sbuf_printf(out, "  problem: %s\n", r.problem);
 		if (r.warning[0])
 			sbuf_printf(out, "  warning: %s\n", r.warning);
-		bad |= rc < 0;
+		bad |= rc < 0 || r.min_days_left < (long)a->cfg->tls.expiry_warn_days;
 	}
 	if (bad) {
 		/* error replies put the message first */

@@ -174,6 +174,9 @@ static void serve(struct control *c, int fd)
 done:
 	free(buf);
 	sbuf_free(&out);
+	/* EOF for easctl now, even though workers forked by this command
+	 * (reload) hold copies of fd. */
+	shutdown(fd, SHUT_RDWR);
 	close(fd);
 }
 

@@ -119,19 +119,46 @@ void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfga
 	free(t);
 }
 
-static void serve(struct metrics *m, int fd)
+/* One scrape connection, waited for in the loop: the master never blocks on
+ * a scraper that connects and sends nothing (it also runs the control
+ * socket, the health checks and the watchdog). */
+struct scrape {
+	struct loop_io io;
+	struct loop_timer timer;
+	struct metrics *m;
+	int fd;
+};
+
+static void scrape_end(struct scrape *sc)
 {
+	loop_io_del(sc->m->loop, &sc->io);
+	loop_timer_cancel(sc->m->loop, &sc->timer);
+	close(sc->fd);
+	free(sc);
+}
+
+static void scrape_timeout(struct loop_timer *t)
+{
+	scrape_end(t->arg);
+}
+
+/* Readable: the request line is there (one small packet); answer and close. */
+static void scrape_readable(struct loop_io *io, uint32_t ev)
+{
+	struct scrape *sc = io->arg;
+	struct metrics *m = sc->m;
+	int fd = sc->fd;
 	char req[2048];
-	struct timeval tv = {.tv_sec = 1};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
-	struct sbuf body = {0};
-	const char *status = "200 OK";
+	ssize_t n = recv(fd, req, sizeof(req) - 1, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
 	if (n <= 0) {
-		close(fd);
+		scrape_end(sc);
 		return;
 	}
 	req[n] = 0;
+	struct sbuf body = {0};
+	const char *status = "200 OK";
 	if (!strncmp(req, "GET /metrics ", 13) || !strncmp(req, "GET / ", 6))
 		metrics_render(&body, m->shm, m->admin, *m->bpf, *m->nworkers);
 	else {
@@ -144,21 +171,31 @@ static void serve(struct metrics *m, int fd)
 			  "Content-Length: %zu\r\nConnection: close\r\n\r\n",
 			  status, body.len);
 	/* Small and local: a blocking send with a timeout is fine here. */
+	struct timeval tv = {.tv_sec = 1};
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (send(fd, head, (size_t)hl, MSG_NOSIGNAL) == hl && body.len)
 		(void)!send(fd, body.p, body.len, MSG_NOSIGNAL);
 	sbuf_free(&body);
-	close(fd);
+	scrape_end(sc);
 }
 
 static void on_accept(struct loop_io *io, uint32_t ev)
 {
 	struct metrics *m = io->arg;
 	for (int i = 0; i < 16; i++) {
-		int fd = accept4(m->fd, NULL, NULL, SOCK_CLOEXEC);
+		int fd = accept4(m->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0)
 			return;
-		serve(m, fd);
+		struct scrape *sc = calloc(1, sizeof(*sc));
+		if (!sc || loop_io_add_lt(m->loop, &sc->io, fd, scrape_readable, sc) < 0) {
+			free(sc);
+			close(fd);
+			continue;
+		}
+		sc->m = m;
+		sc->fd = fd;
+		loop_timer_init(&sc->timer, scrape_timeout, sc);
+		loop_timer_set(m->loop, &sc->timer, 2000);
 	}
 }
 

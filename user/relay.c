@@ -130,7 +130,11 @@ struct conn {
 	uint64_t t_accept_ms;
 };
 
-enum tmr_kind { T_NONE, T_HANDSHAKE, T_IDLE, T_HEAD, T_BODY, T_CONNECT, T_RESPONSE, T_HOLD,
+/* How long a draining worker keeps an idle keep-alive connection open for a
+ * request that may already be on its way. */
+#define DRAIN_IDLE_MS 1000
+
+enum tmr_kind { T_NONE, T_HANDSHAKE, T_IDLE, T_DRAIN, T_HEAD, T_BODY, T_CONNECT, T_RESPONSE, T_HOLD,
 		T_FLUSH };
 
 static void conn_run(struct conn *c);
@@ -244,6 +248,13 @@ static void arm_phase_timer(struct conn *c, int progress)
 			set_timer(c, T_FLUSH, cfg->timeouts.body_ms, progress);
 		else if (c->hm)
 			set_timer(c, T_HEAD, cfg->timeouts.head_ms, 0);
+		else if (c->w->draining)
+			/* Idle on a draining worker: a request may be on its way
+			 * (the client cannot know yet); wait briefly for it. */
+			set_timer(c, T_DRAIN,
+				  cfg->timeouts.drain_ms < DRAIN_IDLE_MS ? cfg->timeouts.drain_ms
+									 : DRAIN_IDLE_MS,
+				  0);
 		else
 			set_timer(c, T_IDLE, cfg->timeouts.idle_ms, 0);
 		break;
@@ -447,7 +458,9 @@ static int head_complete(struct conn *c, size_t head_len)
 	c->r.head_parsed = 1;
 	c->r.is_head = m->method == H1_M_HEAD;
 	c->r.expect = !!(m->flags & H1_F_EXPECT_CONTINUE);
-	c->r.close_after = !!(m->flags & H1_F_CONN_CLOSE);
+	/* A draining worker says so on every answer, so the client does not
+	 * send another request on a connection about to close. */
+	c->r.close_after = (m->flags & H1_F_CONN_CLOSE) || w->draining;
 	if (m->flags & H1_F_CHUNKED) {
 		c->r.bmode = BODY_CHUNKED;
 		h1_chunk_init(&c->r.chunk, &w->lim);
@@ -1430,6 +1443,7 @@ static void conn_timeout(struct loop_timer *t)
 		relay_close(c, "handshake timeout");
 		return;
 	case T_IDLE:
+	case T_DRAIN:
 	case T_FLUSH:
 		relay_close(c, NULL);
 		return;
@@ -1576,10 +1590,11 @@ void relay_close_all(struct worker *w, const char *why)
 
 int relay_drain(struct conn *c)
 {
-	if (c->st == CS_TLS || (c->st == CS_HEAD && !c->hm && !c->in.len && !c->out.len)) {
-		relay_close(c, "draining");
-		return 1;
-	}
+	/* Mid-handshake: let it finish (timeouts.handshake bounds it). A TLS 1.3
+	 * client may already have sent its first request; it is answered with
+	 * Connection: close like any request on a draining worker. */
+	if (c->st == CS_TLS)
+		return 0;
 	c->r.close_after = 1;
 	if (c->st == CS_FORWARD && c->r.hanging && !c->r.resp_seen && c->r.body_done) {
 		/* A held Ping: answer "heartbeat expired, no changes" so the phone
@@ -1594,8 +1609,12 @@ int relay_drain(struct conn *c)
 		conn_run(c);
 		return (c->flags & F_DEAD) != 0;
 	}
+	/* Idle as far as we have read: the socket is edge-triggered, so a
+	 * request may be waiting unread; read it now. A request found, or one
+	 * arriving before the T_DRAIN timer, is answered with Connection: close;
+	 * a connection still idle then is closed. */
 	if (c->st == CS_HEAD && !c->hm)
-		c->flags |= F_CLOSING;
+		c->flags |= F_RD;
 	conn_run(c);
 	return (c->flags & F_DEAD) != 0;
 }
