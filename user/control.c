@@ -231,6 +231,14 @@ fail:
 	return NULL;
 }
 
+void control_close_fd(struct control *c)
+{
+	if (c && c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+}
+
 void control_free(struct control *c)
 {
 	if (!c)

@@ -50,6 +50,8 @@ struct control;
 struct control *control_new(struct loop *l, const char *path, uid_t uid, gid_t gid,
 			    const struct ctl_cmd *cmds, void *ctx);
 void control_free(struct control *c);
+/* In a forked child: close the listening socket without unlinking it. */
+void control_close_fd(struct control *c);
 
 /* Client side (easctl): send argv, read the reply into out, return the code
  * (or -1 if the daemon cannot be reached, errno set). */

@@ -33,6 +33,7 @@
 struct proc {
 	pid_t pid;
 	int slot;
+	int stats_slot;
 	uint64_t gen;
 	int draining;
 	uint64_t started_ms;
@@ -73,6 +74,7 @@ struct master {
 	uint64_t respawn_backoff_ms;
 	uint64_t watchdog_ms;
 	uint64_t ticket_rotated_ms;
+	uint64_t certs_checked_ms;
 };
 
 /* --- configuration ---------------------------------------------------------- */
@@ -169,14 +171,26 @@ int master_load_config(const struct master_opts *o, struct gw_config *c,
 	return 0;
 }
 
+static struct shm *cert_shm; /* where master_check_certs publishes (NULL: nowhere) */
+
 int master_check_certs(const struct gw_config *c, int verbose)
 {
 	int bad = 0;
+	if (cert_shm)
+		cert_shm->ncerts = 0;
 	for (int i = 0; i < c->tls.ncerts; i++) {
 		struct tls_chain_report r;
 		const struct cfg_cert *ct = &c->tls.certs[i];
 		int rc = tls_check_chain(ct->cert, ct->key, c->tls.trust_file, NULL,
 					 c->tls.expiry_warn_days, &r);
+		if (cert_shm && i < 16) {
+			struct shm_cert *sc = &cert_shm->certs[i];
+			snprintf(sc->path, sizeof(sc->path), "%s", ct->cert);
+			sc->days_left = (int32_t)(r.min_days_left < (1L << 30) ? r.min_days_left : 0);
+			sc->ok = rc == 0;
+			sc->warn = r.warning[0] != 0;
+			cert_shm->ncerts = i + 1;
+		}
 		if (rc < 0) {
 			int incomplete = !strncmp(r.problem, "incomplete chain", 16);
 			if (incomplete && c->tls.allow_incomplete_chain) {
@@ -350,10 +364,34 @@ static struct proc *proc_free_slot(struct master *m)
 	return NULL;
 }
 
+/* A stats slot no live worker writes to. */
+static int free_stats_slot(const struct master *m)
+{
+	for (int s = 0; s < EG_MAX_WORKERS; s++) {
+		int used = 0;
+		for (int i = 0; i < MAX_PROCS; i++)
+			used |= m->procs[i].pid && m->procs[i].stats_slot == s;
+		if (!used)
+			return s;
+	}
+	return -1;
+}
+
+/* A worker is gone: its counters stay (cumulative), its gauges cannot. */
+static void zero_gauges(struct stats *st)
+{
+	st->conns_open = 0;
+	st->hanging_open = 0;
+	st->heap_bytes = 0;
+	for (int b = 0; b < EG_MAX_BACKENDS; b++)
+		st->backend_conns[b] = 0;
+}
+
 static int spawn_worker(struct master *m, int slot)
 {
 	struct proc *p = proc_free_slot(m);
-	if (!p)
+	int ss = free_stats_slot(m);
+	if (!p || ss < 0)
 		return -1;
 	int fds[CFG_MAX_LISTEN];
 	for (int a = 0; a < m->cfg->nlisten; a++) {
@@ -371,6 +409,7 @@ static int spawn_worker(struct master *m, int slot)
 		/* child: the master's loop, control socket and checks are not ours */
 		struct worker_args a = {
 			.slot = slot,
+			.stats_slot = ss,
 			.gen = m->gen,
 			.shm = m->shm,
 			.cfg = m->cfg,
@@ -383,10 +422,14 @@ static int spawn_worker(struct master *m, int slot)
 		sigset_t all;
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
+		/* The master's own sockets are not the worker's business. */
+		control_close_fd(m->control);
+		metrics_close_fd(m->metrics);
 		_exit(worker_main(&a));
 	}
 	p->pid = pid;
 	p->slot = slot;
+	p->stats_slot = ss;
 	p->gen = m->gen;
 	p->draining = 0;
 	p->started_ms = loop_now_ms(m->loop);
@@ -449,6 +492,7 @@ static void on_child(struct loop *l, int signo, void *arg)
 			log_info("event=worker_exit slot=%d pid=%d gen=%llu", p->slot, pid,
 				 (unsigned long long)p->gen);
 		int respawn = !m->stopping && !p->draining && p->gen == m->gen;
+		zero_gauges(&m->shm->worker_stats[p->stats_slot]);
 		int fast = loop_now_ms(m->loop) - p->started_ms < 1000;
 		memset(p, 0, sizeof(*p));
 		if (respawn) {
@@ -615,6 +659,10 @@ static void on_tick(struct loop_timer *t)
 		bpfgate_gc(m->bpf, eg_mono_ns());
 	if (m->admin)
 		admin_tick(m->admin);
+	if (now - m->certs_checked_ms >= 3600 * 1000) { /* expiry moves daily: hourly is plenty */
+		master_check_certs(m->cfg, 0);
+		m->certs_checked_ms = now;
+	}
 	loop_timer_set(m->loop, &m->tick, 1000);
 }
 
@@ -624,7 +672,7 @@ static enum ctl_code cmd_status(void *ctx, int argc, char **argv, struct sbuf *o
 {
 	struct master *m = ctx;
 	struct stats sum;
-	stats_sum(m->shm->worker_stats, m->nworkers, &sum);
+	stats_sum(m->shm->worker_stats, EG_MAX_WORKERS, &sum);
 	sbuf_printf(out, "pid %d\ngeneration %llu\nworkers %d\nconnections %lld\nlong_polls %lld\n"
 			 "reloads %llu\nreload_failures %llu\n",
 		    getpid(), (unsigned long long)m->gen, m->nworkers, (long long)sum.conns_open,
@@ -802,6 +850,8 @@ int master_run(const struct master_opts *o)
 	m->loop = loop_new();
 	if (!m->shm || !m->loop)
 		goto out;
+	cert_shm = m->shm;
+	master_check_certs(m->cfg, 0); /* publish for metrics */
 	m->ticket_rotated_ms = loop_now_ms(m->loop);
 	m->nworkers = config_worker_count(m->cfg);
 	for (int i = 0; i < m->cfg->nbackends; i++)

@@ -115,6 +115,19 @@ void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfga
 					    xdp_reason_names[r], (unsigned long long)xs[r].packets);
 		}
 	}
+	sbuf_printf(o, "# HELP easgate_certificate_expiry_days Days until the first certificate of "
+		       "the chain expires.\n# TYPE easgate_certificate_expiry_days gauge\n");
+	for (int i = 0; i < s->ncerts && i < 16; i++)
+		sbuf_printf(o, "easgate_certificate_expiry_days{cert=\"%s\"} %d\n", s->certs[i].path,
+			    s->certs[i].days_left);
+	sbuf_printf(o, "# HELP easgate_certificate_warnings Certificates with a problem (1) or a "
+		       "warning such as expiring soon (1), by kind.\n"
+		       "# TYPE easgate_certificate_warnings gauge\n");
+	for (int i = 0; i < s->ncerts && i < 16; i++)
+		sbuf_printf(o,
+			    "easgate_certificate_warnings{cert=\"%s\",kind=\"problem\"} %d\n"
+			    "easgate_certificate_warnings{cert=\"%s\",kind=\"warning\"} %d\n",
+			    s->certs[i].path, !s->certs[i].ok, s->certs[i].path, s->certs[i].warn);
 	admin_render_metrics(a, o);
 	free(t);
 }
@@ -224,6 +237,14 @@ struct metrics *metrics_new(struct loop *l, const struct cfg_addr *addr, struct 
 	}
 	log_info("event=metrics_listening addr=%s", addr->text);
 	return m;
+}
+
+void metrics_close_fd(struct metrics *m)
+{
+	if (m && m->fd >= 0) {
+		close(m->fd);
+		m->fd = -1;
+	}
 }
 
 void metrics_free(struct metrics *m)

@@ -21,6 +21,8 @@ struct bpfgate;
 struct metrics *metrics_new(struct loop *l, const struct cfg_addr *addr, struct shm *s,
 			    struct admin *a, struct bpfgate **bpf, const int *nworkers);
 void metrics_free(struct metrics *m);
+/* In a forked child: close the listening socket. */
+void metrics_close_fd(struct metrics *m);
 
 /* Render the whole exposition into out (also used by `easctl metrics`). */
 void metrics_render(struct sbuf *out, struct shm *s, struct admin *a, struct bpfgate *bpf,

@@ -53,10 +53,22 @@ struct shm {
 	/* config generation the master wants workers to run */
 	volatile uint64_t config_gen;
 
-	/* per-worker counters for metrics; slot = worker index */
+	/* per-process counters for metrics. Each live worker owns one slot
+	 * (assigned by the master), so a draining worker and its successor never
+	 * write the same counters; a slot's counters stay after its process
+	 * exits (they are cumulative) and its gauges are zeroed by the master. */
 	struct stats worker_stats[EG_MAX_WORKERS];
 	/* worker slot -> pid, for the control socket's status */
 	volatile int32_t worker_pid[EG_MAX_WORKERS];
+
+	/* certificate health, refreshed by the master (start, reload, daily) */
+	struct shm_cert {
+		char path[128];
+		int32_t days_left; /* smallest over the chain */
+		int32_t ok;	   /* usable as configured */
+		int32_t warn;	   /* expires within tls.expiry_warning days, or untrusted root */
+	} certs[16];
+	int32_t ncerts;
 };
 
 /* Master: the slot for backend `name`, allocated (marked up) if new; -1 if full.

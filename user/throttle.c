@@ -47,15 +47,10 @@
 #define LOCK_SPIN  256u
 #define LOCK_WAITS 1000u
 
-enum { TD_F_XDP = 1, TD_F_OFFENDER = 2, TD_F_SOFT = 4 };
+/* TD_F_LOOPED: a loop stage happened (loop.memory counts from its end). */
+enum { TD_F_XDP = 1, TD_F_OFFENDER = 2, TD_F_SOFT = 4, TD_F_LOOPED = 8 };
 
-struct tcand {
-	uint32_t fp;  /* folded (cmd, fingerprint), never 0 when used */
-	uint8_t cur;  /* successes in the current sub-window (saturating) */
-	uint8_t prev; /* in the previous one */
-	uint8_t cmd;
-	uint8_t pad;
-};
+#define NCAND 3
 
 /* One device: exactly one cache line. Times are 32-bit milliseconds of
  * the caller's monotonic clock (compare with signed differences). */
@@ -67,16 +62,20 @@ struct tdev {
 	int32_t balance;    /* milli-tokens */
 	uint32_t until_ms;  /* end of the current stage */
 	uint32_t lwin_ms;   /* start of the current loop sub-window */
-	uint32_t loop_ms;   /* last loop detection */
-	uint8_t level;	    /* enum throttle_state */
+	uint32_t dk;	    /* doorkeeper: one hashed bit per fingerprint seen once in
+			     * the current sub-window and not (yet) a candidate */
+	/* loop candidates, [0] the one closest to its threshold: (command,
+	 * fingerprint) folded into 32 bits with the command in the low 6 bits
+	 * (0 = empty); successes in the current and previous sub-window */
+	uint32_t cfp[NCAND];
+	uint8_t ccur[NCAND];
+	uint8_t cprev[NCAND];
+	uint8_t level; /* enum throttle_state */
 	uint8_t cls;
 	uint8_t inflight;
 	uint8_t strikes;
 	uint8_t flags; /* TD_F_* */
-	uint8_t offenses;
 	uint8_t loop_cmd;
-	uint8_t pad;
-	struct tcand cand[2]; /* [0] incumbent, [1] probation */
 };
 _Static_assert(sizeof(struct tdev) == 64, "struct tdev is one cache line");
 
@@ -257,7 +256,7 @@ int throttle_class_set_loop_cmd(struct throttle_class *c, const char *cmd, unsig
 	int k = eas_cmd_parse(cmd, strlen(cmd));
 	if (k == EAS_CMD_UNKNOWN && strcasecmp(cmd, "Unknown") != 0)
 		return -EINVAL;
-	if (threshold > THROTTLE_THRESHOLD_MAX)
+	if (threshold == 1 || threshold > THROTTLE_THRESHOLD_MAX)
 		return -EINVAL;
 	c->loop.cmd[k] = threshold ? (uint16_t)threshold : THROTTLE_LOOP_OFF;
 	return 0;
@@ -302,11 +301,13 @@ int throttle_class_check(const struct throttle_class *c, char *err, size_t errsz
 		BAD("cooldown: must be 1..86400 s");
 	if (c->max_concurrent > 255)
 		BAD("max_concurrent: must be 0..255");
-	if (c->loop.threshold > THROTTLE_THRESHOLD_MAX)
-		BAD("loop.threshold: must be 0..%d", THROTTLE_THRESHOLD_MAX);
+	/* a threshold of 1 would refuse every request with a body */
+	if (c->loop.threshold == 1 || c->loop.threshold > THROTTLE_THRESHOLD_MAX)
+		BAD("loop.threshold: must be 0 (off) or 2..%d", THROTTLE_THRESHOLD_MAX);
 	for (int i = 0; i < THROTTLE_NCMD; i++)
-		if (c->loop.cmd[i] != THROTTLE_LOOP_OFF && c->loop.cmd[i] > THROTTLE_THRESHOLD_MAX)
-			BAD("loop.commands.%s: must be 0..%d", eas_cmd_name(i),
+		if (c->loop.cmd[i] != THROTTLE_LOOP_OFF &&
+		    (c->loop.cmd[i] == 1 || c->loop.cmd[i] > THROTTLE_THRESHOLD_MAX))
+			BAD("loop.commands.%s: must be 0 (off) or 2..%d", eas_cmd_name(i),
 			    THROTTLE_THRESHOLD_MAX);
 	if (!range(c->loop.window, 1, 3600))
 		BAD("loop.window: must be 1..3600 s");
@@ -792,6 +793,8 @@ static int user_add(struct throttle *t, uint64_t user, uint32_t max, uint32_t no
 
 /* ---- devices ---------------------------------------------------------------- */
 
+static void cand_clear(struct tdev *d);
+
 static void dev_reset_budget(struct tdev *d, const struct crt *c, uint32_t now)
 {
 	d->refill_ms = now;
@@ -799,12 +802,11 @@ static void dev_reset_budget(struct tdev *d, const struct crt *c, uint32_t now)
 	d->level = THROTTLE_S_OK;
 	d->until_ms = now;
 	d->lwin_ms = now;
-	d->loop_ms = now;
+	d->dk = 0;
 	d->inflight = 0;
 	d->strikes = 0;
-	d->offenses = 0;
 	d->flags &= TD_F_OFFENDER;
-	memset(d->cand, 0, sizeof(d->cand));
+	cand_clear(d);
 }
 
 /* Pick the slot a new device takes (see "Memory" in the design note). */
@@ -850,13 +852,26 @@ static void dev_evict(struct throttle *t, struct tdev *d, int expired)
 
 /* ---- loop detector ---------------------------------------------------------- */
 
+static void cand_clear(struct tdev *d)
+{
+	memset(d->cfp, 0, sizeof(d->cfp));
+	memset(d->ccur, 0, sizeof(d->ccur));
+	memset(d->cprev, 0, sizeof(d->cprev));
+}
+
+/* (command, fingerprint) -> 32 bits, command in the low 6, never 0. */
 static uint32_t fold_fp(uint64_t fp, int cmd)
 {
 	uint64_t x = fp ^ ((uint64_t)(cmd + 1) * UINT64_C(0x9e3779b97f4a7c15));
 	x ^= x >> 29;
 	x *= UINT64_C(0xbf58476d1ce4e5b9);
 	x ^= x >> 32;
-	return (uint32_t)x | 1;
+	return (((uint32_t)x | 0x40u) & ~0x3fu) | (uint32_t)(cmd & 0x3f);
+}
+
+static int cfp_cmd(uint32_t cfp)
+{
+	return (int)(cfp & 0x3f);
 }
 
 /* Move the two-sub-window sliding counter forward to now. */
@@ -865,54 +880,115 @@ static void loop_roll(struct tdev *d, uint32_t w, uint32_t now)
 	uint32_t e = since(now, d->lwin_ms);
 	if (e < w)
 		return;
+	d->dk = 0;
 	if (e >= 2 * w) {
-		for (int i = 0; i < 2; i++)
-			d->cand[i].cur = d->cand[i].prev = 0;
+		memset(d->ccur, 0, sizeof(d->ccur));
+		memset(d->cprev, 0, sizeof(d->cprev));
 		d->lwin_ms = now;
 		return;
 	}
-	for (int i = 0; i < 2; i++) {
-		d->cand[i].prev = d->cand[i].cur;
-		d->cand[i].cur = 0;
-	}
+	memcpy(d->cprev, d->ccur, sizeof(d->cprev));
+	memset(d->ccur, 0, sizeof(d->ccur));
 	d->lwin_ms += w;
 }
 
-/* Sliding-window estimate: the current sub-window plus the part of the
- * previous one that still overlaps the last `w` ms. */
-static uint32_t cand_est(const struct tdev *d, const struct tcand *c, uint32_t w, uint32_t now)
+/* Sliding-window estimate of candidate i: the current sub-window plus the
+ * part of the previous one that still overlaps the last `w` ms. */
+static uint32_t cand_est(const struct tdev *d, int i, uint32_t w, uint32_t now)
 {
 	uint32_t e = since(now, d->lwin_ms);
 	if (e > w)
 		e = w;
-	return c->cur + (uint32_t)(((uint64_t)c->prev * (w - e)) / w);
+	return d->ccur[i] + (uint32_t)(((uint64_t)d->cprev[i] * (w - e)) / w);
 }
 
-static int cand_find(const struct tdev *d, uint32_t fp, int cmd)
+static int cand_find(const struct tdev *d, uint32_t cfp)
 {
-	for (int i = 0; i < 2; i++)
-		if (d->cand[i].fp == fp && d->cand[i].cmd == (uint8_t)cmd)
+	for (int i = 0; i < NCAND; i++)
+		if (d->cfp[i] == cfp)
 			return i;
 	return -1;
 }
 
-static void cand_add(struct tdev *d, int ci, uint32_t fp, int cmd, uint32_t w, uint32_t now)
+static uint32_t dk_bit(uint32_t cfp)
+{
+	return 1u << ((cfp >> 7) & 31);
+}
+
+/* est_a/thr(a) > est_b/thr(b)? A count as a fraction of its command's
+ * threshold: a Ping repeated 60 times a minute (threshold 120) is less of a
+ * loop than a MeetingResponse repeated 6 times (threshold 8). */
+static int ratio_above(uint32_t est_a, int cmd_a, uint32_t est_b, int cmd_b, const struct crt *c)
+{
+	uint32_t ta = c->thr[cmd_a] ? c->thr[cmd_a] : 255, tb = c->thr[cmd_b] ? c->thr[cmd_b] : 255;
+	return (uint64_t)est_a * tb > (uint64_t)est_b * ta;
+}
+
+static void cand_swap(struct tdev *d, int i, int j)
+{
+	uint32_t f = d->cfp[i];
+	uint8_t cu = d->ccur[i], pr = d->cprev[i];
+	d->cfp[i] = d->cfp[j];
+	d->ccur[i] = d->ccur[j];
+	d->cprev[i] = d->cprev[j];
+	d->cfp[j] = f;
+	d->ccur[j] = cu;
+	d->cprev[j] = pr;
+}
+
+/* Candidate i changed: if it is now closer to its threshold than the
+ * incumbent [0], it becomes the incumbent. */
+static void cand_promote(struct tdev *d, int i, const struct crt *c, uint32_t now)
+{
+	uint32_t w = c->window_ms;
+	if (i > 0 && ratio_above(cand_est(d, i, w, now), cfp_cmd(d->cfp[i]), cand_est(d, 0, w, now),
+				 cfp_cmd(d->cfp[0]), c))
+		cand_swap(d, i, 0);
+}
+
+/*
+ * Count an admitted request (ci: its candidate, or -1). NCAND candidates
+ * and a doorkeeper: a pair seen for the first time in this sub-window only
+ * sets its doorkeeper bit, so one-off bodies (each Sync has a new SyncKey)
+ * never push a candidate out. Seen again, it takes the free slot, or the
+ * non-incumbent slot furthest from its threshold if that is no closer to
+ * its threshold than the newcomer's count of 1 (the first sighting is not
+ * counted: a bit may be shared, and a pair must never count more than it
+ * was seen). The incumbent [0] is only displaced by a candidate overtaking
+ * it, so the pair closest to looping keeps counting whatever else comes.
+ */
+static void cand_add(struct tdev *d, int ci, uint32_t cfp, const struct crt *c, uint32_t now)
 {
 	if (ci >= 0) {
-		if (d->cand[ci].cur < 255)
-			d->cand[ci].cur++;
+		if (d->ccur[ci] < 255)
+			d->ccur[ci]++;
+		cand_promote(d, ci, c, now);
 		return;
 	}
-	struct tcand n = {.fp = fp, .cur = 1, .cmd = (uint8_t)cmd};
-	if (!d->cand[0].fp) {
-		d->cand[0] = n;
-		return;
+	int v = -1;
+	for (int i = 0; i < NCAND; i++)
+		if (!d->cfp[i]) {
+			v = i;
+			break;
+		}
+	if (v < 0) {
+		if (!(d->dk & dk_bit(cfp))) {
+			d->dk |= dk_bit(cfp);
+			return;
+		}
+		for (int i = 1; i < NCAND; i++)
+			if (v < 0 ||
+			    ratio_above(cand_est(d, v, c->window_ms, now), cfp_cmd(d->cfp[v]),
+					cand_est(d, i, c->window_ms, now), cfp_cmd(d->cfp[i]), c))
+				v = i;
+		if (ratio_above(cand_est(d, v, c->window_ms, now), cfp_cmd(d->cfp[v]), 1,
+				cfp_cmd(cfp), c))
+			return; /* every candidate is closer to its threshold */
 	}
-	/* The probation slot takes newcomers; it replaces the incumbent only
-	 * when the incumbent has fallen strictly behind it. */
-	if (cand_est(d, &d->cand[0], w, now) < cand_est(d, &d->cand[1], w, now))
-		d->cand[0] = d->cand[1];
-	d->cand[1] = n;
+	d->cfp[v] = cfp;
+	d->ccur[v] = 1;
+	d->cprev[v] = 0;
+	cand_promote(d, v, c, now);
 }
 
 /* ---- offenders ---------------------------------------------------------------- */
@@ -1059,7 +1135,8 @@ static void stage_end(struct tdev *d, const struct crt *c, uint32_t now)
 		if (c->burst_m && d->balance < 1000)
 			d->balance = 1000 < c->burst_m ? 1000 : c->burst_m;
 	} else {
-		memset(d->cand, 0, sizeof(d->cand));
+		cand_clear(d);
+		d->dk = 0;
 		d->lwin_ms = now;
 	}
 	d->level = THROTTLE_S_OK;
@@ -1242,13 +1319,13 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
 	if (thr) {
 		fp = fold_fp(rq->fingerprint, cmd);
 		loop_roll(d, c->window_ms, now);
-		ci = cand_find(d, fp, cmd);
-		uint32_t est = (ci >= 0 ? cand_est(d, &d->cand[ci], c->window_ms, now) : 0) + 1;
+		ci = cand_find(d, fp);
+		uint32_t est = (ci >= 0 ? cand_est(d, ci, c->window_ms, now) : 0) + 1;
 		if (est >= thr) {
-			int repeat = d->offenses && since(now, d->loop_ms) < c->memory_ms;
-			if (d->offenses < 255)
-				d->offenses++;
-			d->loop_ms = now;
+			/* until_ms still holds the end of the last stage */
+			int repeat =
+			    (d->flags & TD_F_LOOPED) && since(now, d->until_ms) < c->memory_ms;
+			d->flags |= TD_F_LOOPED;
 			d->loop_cmd = (uint8_t)cmd;
 			count(&t->h->loops_by_cmd[cmd]);
 			ev |= 1u << THROTTLE_EV_LOOP;
@@ -1293,10 +1370,9 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
 		if (d->inflight < 255)
 			d->inflight++;
 		if (thr)
-			cand_add(d, ci, fp, cmd, c->window_ms, now);
+			cand_add(d, ci, fp, c, now);
 		v->ticket.device_key = key;
 		v->ticket.fp = fp;
-		v->ticket.cmd = (uint8_t)cmd;
 		v->ticket.admitted = 1;
 		int offender = !!(d->flags & TD_F_OFFENDER);
 		lock_drop(&b->lock);
@@ -1350,12 +1426,12 @@ void throttle_done(struct throttle *t, const struct throttle_ticket *tk, int htt
 			d->inflight--;
 		if (tk->fp && (http_status < 200 || http_status > 299)) {
 			/* Only answered successes count towards a loop. */
-			int ci = cand_find(d, tk->fp, tk->cmd);
+			int ci = cand_find(d, tk->fp);
 			if (ci >= 0) {
-				if (d->cand[ci].cur)
-					d->cand[ci].cur--;
-				else if (d->cand[ci].prev)
-					d->cand[ci].prev--;
+				if (d->ccur[ci])
+					d->ccur[ci]--;
+				else if (d->cprev[ci])
+					d->cprev[ci]--;
 			}
 		}
 	}

@@ -28,11 +28,18 @@
  *    caller's 64-bit fingerprint: a body hash, or a hash of the item ids)
  *    `threshold` times within `window` seconds, the earlier ones answered
  *    2xx, is a loop. Counting is a sliding window (two sub-windows of
- *    `window` s, the older one weighted by how much of it still overlaps),
- *    over the two most frequent (command, fingerprint) pairs of the device:
- *    an incumbent and a probation slot; a new pair only ever replaces the
- *    probation slot unless the incumbent's count is strictly lower, so a
- *    loop interleaved with any amount of varying traffic keeps counting.
+ *    `window` s, the older one weighted by how much of it still overlaps)
+ *    over three candidate (command, fingerprint) pairs per device, ranked
+ *    by count / threshold; the first is only displaced by another one
+ *    overtaking it. A pair seen for the first time in a sub-window only
+ *    sets a bit in a 32-bit "doorkeeper", so one-off bodies (every Sync has
+ *    a new SyncKey) never push a candidate out; seen again, it competes for
+ *    the weakest other slot. So a loop interleaved with varying traffic and
+ *    with legitimately repeated Pings keeps counting (unit-tested). Counts
+ *    never exceed what was seen, so nothing is called a loop before
+ *    `threshold` identical requests; a loop that starts amid other traffic
+ *    is caught at most one request later (its first sighting may only set
+ *    the doorkeeper bit).
  *    A request is counted when admitted and un-counted if its answer is not
  *    2xx (throttle_done), so "threshold" means threshold-1 successes plus
  *    the request that would make it threshold: that request is refused.
@@ -42,8 +49,8 @@
  *   OK --budget empty--> (503, soft) --balance <= -cutoff--> CUTOFF(cooldown)
  *   OK --loop detected--> LOOP_THROTTLE(loop.throttle s, all 503)
  *        --`hammer` requests during it--> LOOP_QUARANTINE(loop.quarantine s)
- *   A loop detected again within loop.memory s of the previous one goes
- *   straight to LOOP_QUARANTINE. In CUTOFF every request, in LOOP_QUARANTINE
+ *   A loop detected again within loop.memory s of the end of the device's
+ *   previous stage goes straight to LOOP_QUARANTINE. In CUTOFF every request, in LOOP_QUARANTINE
  *   every request of the looping command, is a strike; `hammer` strikes set
  *   the XDP flag: from then until the stage ends every request of the device
  *   gets THROTTLE_XDP_DROP (answer, then drop the connection's flow in the
@@ -99,8 +106,8 @@
  * detected by kill(tid, 0) == ESRCH and its lock taken over. A waiter
  * spins briefly, then yields and sleeps (a preempted holder needs the CPU);
  * a lock that cannot be had within ~50 ms fails open (request admitted
- * unaccounted, counted in lock_timeouts). The table survives reloads (new workers inherit it);
- * a restart starts empty, which only forgets penalties.
+ * unaccounted, counted in lock_timeouts). The table survives reloads (new
+ * workers inherit it); a restart starts empty, which only forgets penalties.
  *
  * Memory. Fixed at throttle_new(), whatever the number of devices: devices
  * (64 bytes each, 7-way set-associative buckets, capacity rounded up to a
@@ -214,11 +221,11 @@ struct throttle_class {
 		double window;	    /* s, <= 3600 */
 		unsigned threshold; /* default for every command; 0 = detector off */
 		/* per command (enum eas_cmd): 0 = use threshold,
-		 * THROTTLE_LOOP_OFF = never, else 1..THROTTLE_THRESHOLD_MAX */
+		 * THROTTLE_LOOP_OFF = never, else 2..THROTTLE_THRESHOLD_MAX */
 		uint16_t cmd[THROTTLE_NCMD];
 		double throttle;   /* s of LOOP_THROTTLE after a detection */
 		double quarantine; /* s of LOOP_QUARANTINE */
-		double memory;	   /* s: a new detection within this goes to quarantine */
+		double memory;	   /* s after a stage: a new detection goes to quarantine */
 	} loop;
 	unsigned hammer; /* strikes tolerated in a stage before escalating */
 	double xdp_ttl;	 /* s, cap on a kernel flow verdict's lifetime */
@@ -254,8 +261,7 @@ struct throttle_req {
 /* What throttle_done() needs; part of the verdict, keep it with the request. */
 struct throttle_ticket {
 	uint64_t device_key;
-	uint32_t fp; /* folded (command, fingerprint) counted; 0 = none */
-	uint8_t cmd;
+	uint32_t fp;	  /* folded (command, fingerprint) counted; 0 = none */
 	uint8_t admitted; /* counted in flight */
 };
 
@@ -283,7 +289,7 @@ void throttle_class_defaults(struct throttle_class *c, const char *name);
  * selector is checked by compiling it (policy_rule_parse). */
 int throttle_class_check(const struct throttle_class *c, char *err, size_t errsz);
 /* Set a per-command loop threshold by command name ("MeetingResponse");
- * threshold 0 = detector off for it. 0, or -EINVAL (unknown command, > 255). */
+ * threshold 0 = detector off for it. 0, or -EINVAL (unknown command, 1, > 255). */
 int throttle_class_set_loop_cmd(struct throttle_class *c, const char *cmd, unsigned threshold);
 /* Effective loop threshold of cmd in c (0 = not checked). */
 unsigned throttle_class_loop_threshold(const struct throttle_class *c, int cmd);

@@ -100,7 +100,7 @@ int worker_main(const struct worker_args *a)
 	w->slot = a->slot;
 	w->gen = a->gen;
 	w->shm = a->shm;
-	w->stats = &a->shm->worker_stats[a->slot];
+	w->stats = &a->shm->worker_stats[a->stats_slot];
 	w->cfg = a->cfg;
 	w->steer_secret = a->steer_secret;
 	w->bpf = a->bpf;

@@ -63,6 +63,7 @@ struct worker {
 /* Per-worker inputs prepared by the master before fork. */
 struct worker_args {
 	int slot;
+	int stats_slot; /* shm->worker_stats index owned by this process alone */
 	uint64_t gen;
 	struct shm *shm;
 	const struct gw_config *cfg;

@@ -84,9 +84,9 @@ NREQ=$((NREQ + 1))
 
 # TLS: one more full handshake with a ticket, one resumed, one failed (plain HTTP).
 rm -f "$T/sess"
-(sleep 0.3; echo) | timeout 10 openssl s_client -connect "127.0.0.1:$GW_PORT" -tls1_3 \
+sleep 1 | timeout 10 openssl s_client -connect "127.0.0.1:$GW_PORT" -tls1_3 \
 	-CAfile "$PKI/root.pem" -sess_out "$T/sess" >/dev/null 2>&1
-resumed=$( (sleep 0.3; echo) | timeout 10 openssl s_client -connect "127.0.0.1:$GW_PORT" -tls1_3 \
+resumed=$(sleep 1 | timeout 10 openssl s_client -connect "127.0.0.1:$GW_PORT" -tls1_3 \
 	-CAfile "$PKI/root.pem" -sess_in "$T/sess" 2>&1 | grep -c '^Reused')
 [ "$resumed" = 1 ] || fail "openssl did not resume its session"
 curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$GW_PORT/" # not TLS: handshake fails

@@ -120,6 +120,9 @@ static void test_class_check(void **state)
 	assert_int_equal(throttle_class_loop_threshold(&c, EAS_CMD_PING), 0);
 	assert_int_equal(throttle_class_set_loop_cmd(&c, "NoSuchCommand", 3), -EINVAL);
 	assert_int_equal(throttle_class_set_loop_cmd(&c, "Sync", 256), -EINVAL);
+	assert_int_equal(throttle_class_set_loop_cmd(&c, "Sync", 1), -EINVAL);
+	c.loop.threshold = 1; /* would refuse every request with a body */
+	assert_int_equal(throttle_class_check(&c, err, sizeof(err)), -EINVAL);
 
 	/* duplicate class names are refused */
 	struct throttle_class two[2];
@@ -462,6 +465,76 @@ static void test_loop_interleaved_with_traffic(void **state)
 	assert_int_equal(v.reason, THROTTLE_R_LOOP);
 	assert_int_equal(v.loop_cmd, EAS_CMD_MEETINGRESPONSE);
 	assert_int_equal(loops, 8);
+	throttle_free(t);
+}
+
+/* The hard case for a small detector: a legitimately repeated Ping (a busy
+ * mailbox: once a second) and a new Sync body after each, with a slower
+ * loop underneath (the same MeetingResponse every 5 s, 12 a minute, above
+ * its threshold of 8 a minute). Also two looping bodies in alternation.
+ * Amid other traffic the first sighting of the loop only marks the
+ * doorkeeper: detection comes at threshold + 1. */
+static void test_loop_hidden_behind_busy_ping(void **state)
+{
+	(void)state;
+	struct throttle_class c;
+	throttle_class_defaults(&c, "default");
+	struct throttle *t = mk(&c, 1, 1000);
+	struct dev d = {t, "mia", "DEV1", 0};
+	uint64_t now = T0;
+	int loops = 0;
+	struct throttle_verdict v = {0};
+	for (int s = 0; s < 600 && v.action == THROTTLE_OK; s++) {
+		now += 1000;
+		v = send1(&d, EAS_CMD_PING, 4242, now, 200);
+		if (v.action != THROTTLE_OK)
+			break;
+		v = send1(&d, EAS_CMD_SYNC, 70000 + (uint64_t)s, now + 200, 200);
+		if (v.action != THROTTLE_OK)
+			break;
+		if (s % 5 == 4) {
+			v = send1(&d, EAS_CMD_MEETINGRESPONSE, MR_BODY, now + 300, 200);
+			loops++;
+		}
+	}
+	assert_int_equal(v.reason, THROTTLE_R_LOOP);
+	assert_int_equal(v.loop_cmd, EAS_CMD_MEETINGRESPONSE);
+	/* 8, or 9 when its first sighting only marked the doorkeeper */
+	assert_true(loops >= 8 && loops <= 9);
+
+	/* the same, with two Ping bodies (two folder sets, each once a second)
+	 * and a new SendMail every 5 s as well */
+	struct dev f = {t, "mia", "DEV3", 0};
+	loops = 0;
+	v.action = THROTTLE_OK;
+	for (int s = 0; s < 600 && v.action == THROTTLE_OK; s++) {
+		now += 1000;
+		struct throttle_verdict x[4];
+		x[0] = send1(&f, EAS_CMD_PING, 4242, now, 200);
+		x[1] = send1(&f, EAS_CMD_PING, 4343, now + 100, 200);
+		x[2] = send1(&f, EAS_CMD_SYNC, 80000 + (uint64_t)s, now + 200, 200);
+		x[3] = send1(&f, EAS_CMD_SENDMAIL, 90000 + (uint64_t)s, now + 250, 200);
+		for (int k = 0; k < 4; k++)
+			assert_int_equal(x[k].action, THROTTLE_OK);
+		if (s % 5 == 4) {
+			v = send1(&f, EAS_CMD_MEETINGRESPONSE, MR_BODY, now + 300, 200);
+			loops++;
+		}
+	}
+	assert_int_equal(v.reason, THROTTLE_R_LOOP);
+	assert_int_equal(v.loop_cmd, EAS_CMD_MEETINGRESPONSE);
+	assert_true(loops >= 8 && loops <= 9);
+
+	/* two meeting responses looping in turn: each is counted */
+	struct dev e = {t, "mia", "DEV2", 0};
+	int n = 0;
+	do {
+		now += 1000;
+		v = send1(&e, EAS_CMD_MEETINGRESPONSE, n % 2 ? 111 : 222, now, 200);
+		n++;
+	} while (v.action == THROTTLE_OK && n < 100);
+	assert_int_equal(v.reason, THROTTLE_R_LOOP);
+	assert_int_equal(n, 15); /* 111 x 7 + 222 x 8: the second body reaches 8 */
 	throttle_free(t);
 }
 
@@ -946,6 +1019,7 @@ int main(void)
 	    cmocka_unit_test(test_loop_detected_within_threshold),
 	    cmocka_unit_test(test_loop_needs_successes_and_same_body),
 	    cmocka_unit_test(test_loop_interleaved_with_traffic),
+	    cmocka_unit_test(test_loop_hidden_behind_busy_ping),
 	    cmocka_unit_test(test_loop_escalation_and_expiry),
 	    cmocka_unit_test(test_loop_client_obeys_retry_after),
 	    cmocka_unit_test(test_captures_never_trip),

@@ -110,6 +110,9 @@ for n in $IDLE; do
 	idle_counts+=("$n")
 done
 HAP_MAXCONN=$(((NOFILE - 300) / 2))
+BARE=1000 # handshake-only connections on top (1 descriptor each in the proxy)
+[ "$IDLE_MAX" -ge 1000 ] || BARE=100
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -149,15 +152,25 @@ tree_pids() { # ROOT -> ROOT and all its descendants
 			m = split(kids[q[i]], a, " "); for (j = 1; j <= m; j++) q[++n] = a[j] } }'
 }
 TCK=$(getconf CLK_TCK)
-cpu_ticks() { # ROOT -> utime+stime+cutime+cstime of the tree, in clock ticks
-	local p t=0 f
+cpu_ticks() { # ROOT -> "user system" CPU of the tree in clock ticks (reaped children included)
+	local p tu=0 ts=0 f
 	for p in $(tree_pids "$1"); do
 		f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
 		f=${f##*) } # fields from 3 on; comm may contain spaces
 		read -r _ _ _ _ _ _ _ _ _ _ _ u s cu cs _ <<<"$f"
-		t=$((t + u + s + cu + cs))
+		tu=$((tu + u + cu))
+		ts=$((ts + s + cs))
 	done
-	echo "$t"
+	echo "$tu $ts"
+}
+# rec_cpu PROXY ROUND KIND "U0 S0" "U1 S1" N: µs of CPU per unit, total and user part
+rec_cpu() {
+	local u0 s0 u1 s1
+	read -r u0 s0 <<<"$4"
+	read -r u1 s1 <<<"$5"
+	rec "$1" "$2" "${3}_cpu_us" "$(awk -v c=$((u1 + s1 - u0 - s0)) -v n="$6" -v t="$TCK" 'BEGIN{printf "%.1f", n ? c*1e6/t/n : 0}')"
+	rec "$1" "$2" "${3}_user_us" "$(awk -v c=$((u1 - u0)) -v n="$6" -v t="$TCK" 'BEGIN{printf "%.1f", n ? c*1e6/t/n : 0}')"
+	CPU_MS=$(((u1 + s1 - u0 - s0) * 1000 / TCK))
 }
 mem_kib() { # ROOT -> "pss_kib rss_kib" summed over the tree
 	local p pss=0 rss=0 a b
@@ -251,7 +264,7 @@ kv() { # KEY LINE -> value of key=value in LINE
 
 # run_wrk PROXY ROUND KIND [env...]: one wrk run, CPU of the proxy around it.
 run_wrk() {
-	local px=$1 r=$2 kind=$3 secs=$SECS c0 c1 out line req cpu
+	local px=$1 r=$2 kind=$3 secs=$SECS c0 c1 out line req
 	shift 3
 	[ "$kind" = warmup ] && secs=2
 	c0=$(cpu_ticks "$PX_PID")
@@ -263,35 +276,33 @@ run_wrk() {
 	[ -n "$line" ] || { echo "$out" >&2; die "$px $kind: wrk gave no result"; }
 	[ "$kind" = warmup ] && { WARM_BACKENDS=$(kv backends "$line"); return; }
 	req=$(kv requests "$line")
-	cpu=$(((c1 - c0) * 1000000 / TCK))
+	rec_cpu "$px" "$r" "$kind" "$c0" "$c1" "$req"
 	rec "$px" "$r" "${kind}_rps" "$(awk -v n="$req" -v d="$(kv duration_us "$line")" 'BEGIN{printf "%.0f", n*1e6/d}')"
 	rec "$px" "$r" "${kind}_p50_ms" "$(awk -v v="$(kv p50_us "$line")" 'BEGIN{printf "%.2f", v/1000}')"
 	rec "$px" "$r" "${kind}_p99_ms" "$(awk -v v="$(kv p99_us "$line")" 'BEGIN{printf "%.2f", v/1000}')"
-	rec "$px" "$r" "${kind}_cpu_us" "$(awk -v c="$cpu" -v n="$req" 'BEGIN{printf "%.1f", n ? c/n : 0}')"
 	local bad=$(($(kv unexpected "$line") + $(kv connect_err "$line") + $(kv read_err "$line") + \
 		$(kv write_err "$line") + $(kv timeouts "$line")))
 	[ "$kind" = refused ] || bad=$((bad + $(kv status_err "$line")))
 	rec "$px" "$r" "${kind}_bad" "$bad"
 	rec "$px" "$r" "${kind}_backends" "$(kv backends "$line")"
-	say "$px round $r $kind: $(kv requests "$line") requests, cpu $((cpu / 1000)) ms, bad $bad"
+	say "$px round $r $kind: $(kv requests "$line") requests, cpu $CPU_MS ms, bad $bad"
 }
 
 # run_hs PROXY ROUND full|resume: TLS handshakes only.
 run_hs() {
-	local px=$1 r=$2 mode=$3 c0 c1 line n cpu
+	local px=$1 r=$2 mode=$3 c0 c1 line n
 	c0=$(cpu_ticks "$PX_PID")
 	line=$("$IC" --handshakes "$mode" -d "$HS_SECS" -P "$HS_PAR" --src-addrs 8 \
 		"127.0.0.1:$PX_PORT" 2>>"$B/idle_conns.err")
 	c1=$(cpu_ticks "$PX_PID")
 	[ -n "$line" ] || die "$px $mode: no handshake result"
 	n=$(kv done "$line")
-	cpu=$(((c1 - c0) * 1000000 / TCK))
+	rec_cpu "$px" "$r" "hs_${mode}" "$c0" "$c1" "$n"
 	rec "$px" "$r" "hs_${mode}_rate" "$(kv rate "$line")"
-	rec "$px" "$r" "hs_${mode}_cpu_us" "$(awk -v c="$cpu" -v n="$n" 'BEGIN{printf "%.1f", n ? c/n : 0}')"
 	rec "$px" "$r" "hs_${mode}_resumed_pct" "$(awk -v a="$(kv resumed "$line")" -v n="$n" 'BEGIN{printf "%.1f", n ? 100*a/n : 0}')"
 	rec "$px" "$r" "hs_${mode}_failed" "$(kv failed "$line")"
 	rec "$px" "$r" "hs_${mode}_new_tickets_on_resumed" "$(kv new_tickets_on_resumed "$line")"
-	say "$px round $r $mode handshakes: $line, cpu $((cpu / 1000)) ms"
+	say "$px round $r $mode handshakes: $line, cpu $CPU_MS ms"
 }
 
 # What a client sees, once per proxy: TLS parameters, refusal status and
@@ -404,6 +415,17 @@ for px in $PROXIES; do
 		say "$px idle $n: opened $opened, answered early $answered, pss $pss KiB (base $pss0), rss $rss KiB (base $rss0)"
 		prev=$n
 	done
+	# Then BARE more connections that only complete the handshake: the TLS
+	# part alone (the heap has grown already, so this is new memory too).
+	f=$B/bare-$px.out
+	"$IC" -n "$BARE" -P 64 --src-addrs 8 "127.0.0.1:$PX_PORT" >"$f" 2>>"$B/idle_conns.err" &
+	cpids+=($!)
+	PIDS+=($!)
+	wait_ready "$f" "${cpids[-1]}" || say "$px: bare client did not get ready ($(cat "$f"))"
+	sleep 2
+	read -r pss3 _ < <(mem_kib "$PX_PID")
+	rec "$px" 0 bare_opened "$(kv opened "$(grep '^READY' "$f")")"
+	rec "$px" 0 bare_bytes "$(((pss3 - pss) * 1024 / BARE))"
 	[ "$px" = easgated ] && rec "$px" 0 idle_long_polls \
 		"$("$O/easctl" -s "$PX_DIR/ctl.sock" status 2>/dev/null | awk '$1 == "long_polls" {print $2}')"
 	for p in "${cpids[@]}"; do kill -TERM "$p" 2>/dev/null; done
@@ -443,6 +465,7 @@ vers() {
 VERSIONS=""
 for px in $PROXIES; do VERSIONS+="$(vers "$px"); "; done
 VERSIONS+="$(openssl version | awk '{print "OpenSSL", $2}'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk", $2}')"
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 MACHINE="$(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
 
 python3 - "$RES" "$OUT" <<PY
@@ -488,6 +511,8 @@ w("# easgate benchmark results, $(date +%F)")
 w("")
 w("Machine: $MACHINE.  ")
 w("Versions: $VERSIONS.  ")
+w("Load average (1/5/15 min) at the start: $LOAD_START, at the end: $LOAD_END (other work on the "
+  "machine at the same time inflates every figure, the proxies' alike).  ")
 w(f"Written by \`tools/bench/run.sh\` ({rounds} round(s); each value is the mean, in brackets the "
   "range over the rounds). Client (wrk, idle_conns), proxy and the two backends share the "
   "same cores, so **proxy CPU per request** is the comparable figure; req/s mostly says how "
@@ -508,16 +533,19 @@ rows = [
     ("keep-alive p50 ms", "keepalive_p50_ms", "{:.2f}"),
     ("keep-alive p99 ms", "keepalive_p99_ms", "{:.2f}"),
     ("**µs proxy CPU / keep-alive request**", "keepalive_cpu_us", "{:.1f}"),
+    ("  of which user space", "keepalive_user_us", "{:.1f}"),
     ("paced req/s", "paced_rps", "{:.0f}"),
     ("paced p50 ms", "paced_p50_ms", "{:.2f}"),
     ("**paced p99 ms**", "paced_p99_ms", "{:.2f}"),
     ("µs proxy CPU / paced request", "paced_cpu_us", "{:.1f}"),
     ("full handshakes/s", "hs_full_rate", "{:.0f}"),
     ("**µs proxy CPU / full handshake**", "hs_full_cpu_us", "{:.1f}"),
+    ("  of which user space", "hs_full_user_us", "{:.1f}"),
     ("resumed handshakes/s", "hs_resume_rate", "{:.0f}"),
     ("µs proxy CPU / resumed handshake", "hs_resume_cpu_us", "{:.1f}"),
     ("refused req/s", "refused_rps", "{:.0f}"),
     ("**µs proxy CPU / refused request**", "refused_cpu_us", "{:.1f}"),
+    ("  of which user space", "refused_user_us", "{:.1f}"),
 ]
 w("| " + " | ".join(hdr) + " |")
 w("|" + "---|" * len(hdr))
@@ -533,6 +561,8 @@ for px in proxies:
     v = [per_conn_rss(px, n) for n in idle]
     cells.append(" / ".join("n/a" if x is None else f"{x:,.0f}" for x in v))
 w("| bytes Rss / idle TLS long-poll | " + " | ".join(cells) + " |")
+w("| bytes Pss / bare TLS connection (handshake only, $BARE more) | " + " | ".join(
+    (f"{int(one(px, 'bare_bytes')):,}" if one(px, "bare_bytes") != "n/a" else "n/a") for px in proxies) + " |")
 w("")
 
 # Targets: easgated against the better of the peers.
