@@ -7,6 +7,7 @@
 #include "log.h"
 #include "osver.h"
 #include "policy.h"
+#include "throttle.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -30,6 +31,7 @@ struct admin {
 	struct loop_io ev_io;
 	unsigned pending;
 	uint64_t events, bad_events;
+	struct throttle *throttle; /* not owned */
 };
 
 /* The control table is static; the admin is a per-process singleton. */
@@ -117,6 +119,11 @@ static void on_events(struct loop_io *io, uint32_t ev)
 	 */
 	if (news)
 		publish_gen(a);
+}
+
+void admin_set_throttle(struct admin *a, struct throttle *t)
+{
+	a->throttle = t;
 }
 
 int admin_event_fd(const struct admin *a)
@@ -779,7 +786,70 @@ static enum ctl_code cmd_certcheck(void *ctx, int argc, char **argv, struct sbuf
 	return CTL_OK;
 }
 
+/* --- throttling ------------------------------------------------------------------ */
+
+struct thr_list {
+	struct sbuf *o;
+	const struct throttle *t;
+	uint64_t now;
+};
+
+static int thr_row(void *arg, const struct throttle_info *d)
+{
+	struct thr_list *l = arg;
+	const struct throttle_class *k = throttle_class_at(l->t, (size_t)d->cls);
+	sbuf_printf(l->o, "%-24.24s %-20.20s %-22.22s %-10.10s %-15s %6us %-4s %-16s ", d->user,
+		    d->device_id, d->device_os, k ? k->name : "?", throttle_state_name(d->state),
+		    d->remaining_s, d->xdp ? "yes" : "no",
+		    d->loop_cmd >= 0 ? eas_cmd_name(d->loop_cmd) : "-");
+	int first = 1;
+	for (int c = 0; c < THROTTLE_NCMD; c++)
+		if (d->seen[c]) {
+			sbuf_printf(l->o, "%s%s=%u/%u", first ? "" : ",", eas_cmd_name(c), d->seen[c],
+				    d->refused[c]);
+			first = 0;
+		}
+	sbuf_put(l->o, "\n", 1);
+	return 0;
+}
+
+static enum ctl_code cmd_throttle(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct admin *a = the_admin;
+	if (!a->throttle) {
+		sbuf_printf(out, "throttling is off (throttle = { enabled = true; ... } in the config)");
+		return CTL_FAILED;
+	}
+	const char *verb = argc > 1 ? argv[1] : "list";
+	uint64_t now = throttle_now_ms();
+	if (!strcmp(verb, "list") || !strcmp(verb, "--all")) {
+		int all = !strcmp(verb, "--all") || (argc > 2 && !strcmp(argv[2], "--all"));
+		struct thr_list l = {.o = out, .t = a->throttle, .now = now};
+		sbuf_printf(out, "%-24s %-20s %-22s %-10s %-15s %7s %-4s %-16s %s\n", "USER",
+			    "DEVICE_ID", "OS", "CLASS", "STATE", "LEFT", "XDP", "LOOP_CMD",
+			    "SEEN/REFUSED BY COMMAND");
+		throttle_foreach(a->throttle, all ? 0 : THROTTLE_F_ACTIVE, now, thr_row, &l);
+		return CTL_OK;
+	}
+	if (!strcmp(verb, "forgive") && argc == 4) {
+		uint64_t k = throttle_device_key(a->throttle, argv[2], argv[3]);
+		if (throttle_forgive(a->throttle, k, now) < 0) {
+			sbuf_printf(out, "no throttled device %s for user %s", argv[3], argv[2]);
+			return CTL_NOTFOUND;
+		}
+		log_info("event=admin_throttle action=forgive user=\"%s\" device=%s", argv[2],
+			 argv[3]);
+		sbuf_printf(out, "forgiven: %s (%s); kernel flow verdicts expire by their TTL\n",
+			    argv[3], argv[2]);
+		return CTL_OK;
+	}
+	sbuf_printf(out, "usage: throttle [list [--all]] | forgive USER DEVICE_ID");
+	return CTL_USAGE;
+}
+
 static const struct ctl_cmd cmds[] = {
+	{"throttle", cmd_throttle,
+	 "throttle [list [--all]] | forgive USER DEVICE_ID   throttled and looping devices"},
 	{"devices", cmd_devices,
 	 "devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--format table|csv|json]"},
 	{"device", cmd_device,
@@ -809,10 +879,41 @@ static void count_row(void *arg, const char *family, const char *state, long n)
 		    n);
 }
 
+static void render_throttle(struct admin *a, struct sbuf *o)
+{
+	struct throttle_stats st;
+	throttle_stats_read(a->throttle, &st);
+	sbuf_printf(o, "# HELP easgate_throttle_refused_total Requests refused by budgets and "
+		       "loop detection, by reason.\n# TYPE easgate_throttle_refused_total counter\n");
+	for (int r = 0; r < THROTTLE_R__COUNT; r++)
+		sbuf_printf(o, "easgate_throttle_refused_total{reason=\"%s\"} %llu\n",
+			    throttle_reason_name(r), (unsigned long long)st.refused[r]);
+	sbuf_printf(o, "# HELP easgate_throttle_events_total Escalations (throttled, cutoff, "
+		       "loop, quarantine, kernel drop).\n# TYPE easgate_throttle_events_total counter\n");
+	for (int e = 1; e < THROTTLE_EV__COUNT; e++)
+		sbuf_printf(o, "easgate_throttle_events_total{event=\"%s\"} %llu\n",
+			    throttle_event_name(e), (unsigned long long)st.events[e]);
+	sbuf_printf(o, "# HELP easgate_throttle_loops_total Loops detected, by command.\n"
+		       "# TYPE easgate_throttle_loops_total counter\n");
+	for (int c = 0; c < THROTTLE_NCMD; c++)
+		if (st.loops_by_cmd[c])
+			sbuf_printf(o, "easgate_throttle_loops_total{command=\"%s\"} %llu\n",
+				    eas_cmd_name(c), (unsigned long long)st.loops_by_cmd[c]);
+	sbuf_printf(o, "# HELP easgate_throttle_devices Devices tracked by the throttle table.\n"
+		       "# TYPE easgate_throttle_devices gauge\neasgate_throttle_devices %llu\n"
+		       "easgate_throttle_device_capacity %llu\n"
+		       "easgate_throttle_evictions_total %llu\n"
+		       "easgate_throttle_lock_timeouts_total %llu\n",
+		    (unsigned long long)st.devices, (unsigned long long)st.device_capacity,
+		    (unsigned long long)st.device_evictions, (unsigned long long)st.lock_timeouts);
+}
+
 void admin_render_metrics(struct admin *a, struct sbuf *o)
 {
 	if (!a)
 		return;
+	if (a->throttle)
+		render_throttle(a, o);
 	sync_events(a);
 	struct count_ctx c = {.o = o};
 	sbuf_printf(o, "# HELP easgate_devices Devices in the inventory by OS family and access "

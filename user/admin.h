@@ -24,6 +24,10 @@ struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s
 			struct bpfgate *bpf, char *err, size_t errsz);
 void admin_free(struct admin *a);
 
+struct throttle;
+/* The shared throttle table, for `easctl throttle` and metrics (may be NULL). */
+void admin_set_throttle(struct admin *a, struct throttle *t);
+
 /* Socket the workers send inventory events to (inherited across fork). */
 int admin_event_fd(const struct admin *a);
 

@@ -134,6 +134,11 @@ void config_defaults(struct gw_config *c)
 	c->policy.default_access = CFG_ACCESS_ALLOW;
 	c->policy.incubation_days = 21;
 
+	c->throttle.enabled = 0;
+	throttle_config_defaults(&c->throttle.tc);
+	throttle_class_defaults(&c->throttle.classes[0], "default");
+	c->throttle.nclasses = 1;
+
 	c->xdp.verdict_ttl_s = 600;
 	snprintf(c->xdp.pin_dir, sizeof(c->xdp.pin_dir), "/sys/fs/bpf/easgate");
 }
@@ -606,6 +611,124 @@ static void read_xdp(struct rd *rd, config_setting_t *root, struct gw_config *c)
 	get_str(rd, g, "pin_dir", c->xdp.pin_dir, sizeof(c->xdp.pin_dir));
 }
 
+static int get_double(struct rd *rd, const config_setting_t *g, const char *key, double *out,
+		      double min, double max)
+{
+	config_setting_t *s = config_setting_get_member(g, key);
+	if (!s)
+		return 0;
+	int t = config_setting_type(s);
+	double v;
+	if (t == CONFIG_TYPE_INT)
+		v = config_setting_get_int(s);
+	else if (t == CONFIG_TYPE_INT64)
+		v = (double)config_setting_get_int64(s);
+	else if (t == CONFIG_TYPE_FLOAT)
+		v = config_setting_get_float(s);
+	else {
+		ERR(rd, s, "'%s' must be a number", key);
+		return -1;
+	}
+	if (v < min || v > max) {
+		ERR(rd, s, "'%s' = %g is out of range [%g, %g]", key, v, min, max);
+		return -1;
+	}
+	*out = v;
+	return 1;
+}
+
+static void read_tclass(struct rd *rd, config_setting_t *e, struct throttle_class *k, int idx)
+{
+	static const char *const keys[] = {"name",	  "match",	 "burst",   "rate",
+					   "cutoff",	  "cooldown",	 "max_concurrent",
+					   "max_devices", "loop",	 "hammer",  "xdp_ttl", NULL};
+	check_keys(rd, e, "throttle.classes", keys);
+	char name[THROTTLE_NAME_MAX] = "";
+	if (get_str(rd, e, "name", name, sizeof(name)) != 1)
+		ERR(rd, e, "throttle class needs name = \"...\"");
+	throttle_class_defaults(k, name);
+	if (get_str(rd, e, "match", k->match, sizeof(k->match)) != 1 && idx > 0)
+		ERR(rd, e, "throttle class '%s' needs match = \"<Characteristic> <op> ...\" (only "
+			   "the first class may go without)",
+		    name);
+	get_double(rd, e, "burst", &k->burst, 0, 1e9);
+	get_double(rd, e, "rate", &k->rate, 0, 1e9);
+	get_double(rd, e, "cutoff", &k->cutoff, 0, 1e9);
+	get_double(rd, e, "cooldown", &k->cooldown, 0, 86400 * 30);
+	get_uint(rd, e, "max_concurrent", &k->max_concurrent, 0, 100000);
+	get_uint(rd, e, "max_devices", &k->max_devices, 0, 100000);
+	get_uint(rd, e, "hammer", &k->hammer, 0, 100000);
+	get_double(rd, e, "xdp_ttl", &k->xdp_ttl, 0, 86400 * 30);
+	config_setting_t *l = config_setting_get_member(e, "loop");
+	if (l) {
+		static const char *const lkeys[] = {"window",	  "threshold", "throttle",
+						    "quarantine", "memory",    "commands", NULL};
+		check_keys(rd, l, "throttle.classes.loop", lkeys);
+		get_double(rd, l, "window", &k->loop.window, 1, 3600);
+		get_uint(rd, l, "threshold", &k->loop.threshold, 0, THROTTLE_THRESHOLD_MAX);
+		get_double(rd, l, "throttle", &k->loop.throttle, 0, 86400 * 30);
+		get_double(rd, l, "quarantine", &k->loop.quarantine, 0, 86400 * 30);
+		get_double(rd, l, "memory", &k->loop.memory, 0, 86400 * 365);
+		config_setting_t *cm = config_setting_get_member(l, "commands");
+		for (int i = 0; cm && i < config_setting_length(cm); i++) {
+			config_setting_t *x = config_setting_get_elem(cm, (unsigned)i);
+			const char *cmd = config_setting_name(x);
+			int t = config_setting_type(x);
+			if (!cmd || (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_BOOL)) {
+				ERR(rd, x, "loop.commands entries look like MeetingResponse = 8; "
+					   "(or Ping = false; to exempt a command)");
+				continue;
+			}
+			unsigned th = t == CONFIG_TYPE_BOOL ? (config_setting_get_bool(x) ? 0 : THROTTLE_LOOP_OFF)
+							    : (unsigned)config_setting_get_int(x);
+			if (throttle_class_set_loop_cmd(k, cmd, th) < 0)
+				ERR(rd, x, "loop.commands: unknown command '%s' or threshold %u out of "
+					   "range (2..%d)",
+				    cmd, th, THROTTLE_THRESHOLD_MAX);
+		}
+	}
+	char err[256];
+	if (throttle_class_check(k, err, sizeof(err)) < 0)
+		ERR(rd, e, "throttle class '%s': %s", name, err);
+}
+
+static void read_throttle(struct rd *rd, config_setting_t *root, struct gw_config *c)
+{
+	config_setting_t *g = config_setting_get_member(root, "throttle");
+	if (!g)
+		return;
+	static const char *const keys[] = {"enabled",	  "devices",	 "users", "offenders",
+					   "device_idle", "max_request", "classes", NULL};
+	check_keys(rd, g, "throttle", keys);
+	c->throttle.enabled = 1;
+	get_bool(rd, g, "enabled", &c->throttle.enabled);
+	get_uint(rd, g, "devices", &c->throttle.tc.devices, 64, 1u << 26);
+	get_uint(rd, g, "users", &c->throttle.tc.users, 64, 1u << 26);
+	get_uint(rd, g, "offenders", &c->throttle.tc.offenders, 16, 1u << 20);
+	get_double(rd, g, "device_idle", &c->throttle.tc.device_idle, 1, 86400 * 3650);
+	get_double(rd, g, "max_request", &c->throttle.tc.max_request, 1, 86400);
+	config_setting_t *l = config_setting_get_member(g, "classes");
+	if (!l)
+		return;
+	if (!config_setting_is_list(l)) {
+		ERR(rd, l, "throttle.classes must be a list ( { name = ...; ... }, ... )");
+		return;
+	}
+	c->throttle.nclasses = 0;
+	for (int i = 0; i < config_setting_length(l); i++) {
+		config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+		if (!config_setting_is_group(e) || c->throttle.nclasses >= CFG_MAX_TCLASSES) {
+			ERR(rd, e, "throttle.classes entries are groups { ... } (at most %d)",
+			    CFG_MAX_TCLASSES);
+			continue;
+		}
+		read_tclass(rd, e, &c->throttle.classes[c->throttle.nclasses], i);
+		c->throttle.nclasses++;
+	}
+	if (!c->throttle.nclasses)
+		ERR(rd, l, "throttle.classes is empty");
+}
+
 static void read_admin(struct rd *rd, config_setting_t *root, struct gw_config *c)
 {
 	config_setting_t *g = config_setting_get_member(root, "admin");
@@ -641,7 +764,7 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 					   "state_dir",	  "control_socket", "log_level", "access_log",
 					   "tls",	  "timeouts",	 "limits",   "backends",
 					   "steering_secret_file", "policy", "xdp",	     "admin",
-					   "strict_device_id",
+					   "strict_device_id", "throttle",
 					   NULL};
 	check_keys(&rd, root, "the top level", keys);
 	read_listen(&rd, root, c);
@@ -666,6 +789,7 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 	read_backends(&rd, root, c);
 	read_policy(&rd, root, c);
 	read_xdp(&rd, root, c);
+	read_throttle(&rd, root, c);
 	read_admin(&rd, root, c);
 	config_destroy(&lc);
 	if (errs->n) {

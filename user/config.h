@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "easgate_limits.h"
+#include "throttle.h"
 
 #define CFG_MAX_LISTEN	 8
 #define CFG_MAX_CERTS	 16
@@ -29,6 +30,7 @@
 #define CFG_MAX_IFACES	 8
 #define CFG_MAX_FAMILIES 8
 #define CFG_MAX_ERRORS	 32
+#define CFG_MAX_TCLASSES 16
 
 struct cfg_addr {
 	char text[128]; /* as written: "0.0.0.0:443", "[::]:443" */
@@ -139,6 +141,15 @@ struct gw_config {
 		unsigned verdict_ttl_s;
 		char pin_dir[PATH_MAX];
 	} xdp;
+
+	/* Budgets and loop detection (user/throttle.h). Class 0 is the default;
+	 * the first class whose `match` selects a device applies to it. */
+	struct {
+		int enabled;
+		struct throttle_config tc;
+		struct throttle_class classes[CFG_MAX_TCLASSES];
+		int nclasses;
+	} throttle;
 
 	struct {
 		char metrics[128]; /* "" = no metrics listener */

@@ -26,6 +26,8 @@
 #include "osver.h"
 #include "policy.h"
 #include "siphash.h"
+#include <linux/types.h>
+#include "easgate_abi.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -74,6 +76,7 @@ struct gate {
 	struct dev_entry *dev;
 	struct ver_entry *ver;
 	uint64_t events_dropped;
+	struct throttle *t; /* shared with the other workers; not owned */
 };
 
 void gate_inventory_path(const struct gw_config *c, char *out, size_t outsz)
@@ -233,6 +236,7 @@ struct gate *gate_new(const struct gate_opts *o, char *err, size_t errsz)
 	g->shm = o->shm;
 	g->slot = o->worker_slot;
 	g->event_fd = o->event_fd;
+	g->t = o->throttle;
 	g->dev = calloc(DEV_CACHE, sizeof(*g->dev));
 	g->ver = calloc(VER_CACHE, sizeof(*g->ver));
 	if (!g->dev || !g->ver || siphash_key_random(&g->hkey) < 0) {
@@ -397,7 +401,101 @@ static void fill_event(struct inv_event *ev, const struct eas_req *r, int64_t no
 
 int gate_wants_body(struct gate *g, const struct eas_req *r)
 {
-	return r->device_id[0] && (r->cmd == EAS_CMD_PROVISION || r->cmd == EAS_CMD_SETTINGS);
+	if (!r->device_id[0])
+		return 0;
+	if (r->cmd == EAS_CMD_PROVISION || r->cmd == EAS_CMD_SETTINGS)
+		return 1;
+	/* the loop detector needs the body's fingerprint */
+	return g->t && throttle_class_loop_threshold(throttle_class_at(g->t, 0), r->cmd) > 0;
+}
+
+uint64_t gate_fingerprint(struct gate *g, const void *body, size_t n)
+{
+	return g->t ? throttle_fingerprint(g->t, body, n) : 0;
+}
+
+void gate_throttle_done(struct gate *g, const struct throttle_ticket *tt, int http_status)
+{
+	if (g->t)
+		throttle_done(g->t, tt, http_status, throttle_now_ms());
+}
+
+static void quarantine_answer(int cmd, struct gate_verdict *v);
+
+/* Budgets and loops (user/throttle.h), after the access decision. */
+static void throttle_step(struct gate *g, const struct eas_req *r, const struct policy_input *in,
+			  const struct policy_decision *d, uint64_t body_fp, struct gate_verdict *v)
+{
+	struct throttle *t = g->t;
+	if (!t || d->access == POLICY_BLOCK || r->cmd == EAS_CMD_OPTIONS)
+		return;
+	struct throttle_req rq = {
+		.device_key = throttle_device_key(t, r->identity, r->device_id),
+		.user_key = throttle_user_key(t, r->identity),
+		.cls = throttle_classify(t, in),
+		.cmd = r->cmd,
+		.fingerprint = body_fp,
+		.device_id = r->device_id,
+		.user = r->identity,
+		.device_os = d->device_os,
+		.user_agent = r->user_agent,
+	};
+	struct throttle_verdict tv;
+	throttle_check(t, &rq, throttle_now_ms(), &tv);
+	v->tt = tv.ticket;
+	if (tv.event != THROTTLE_EV_NONE) {
+		char qu[160], qd[48], qo[160];
+		log_warn("event=throttle_%s user=%s device=%s os=%s cmd=%s class=%s reason=%s "
+			 "state=%s action=%s retry_after=%u loop_cmd=%s",
+			 throttle_event_name(tv.event), log_quote(qu, sizeof(qu), r->identity, (size_t)-1),
+			 log_quote(qd, sizeof(qd), r->device_id, (size_t)-1),
+			 log_quote(qo, sizeof(qo), d->device_os, (size_t)-1), eas_cmd_name(r->cmd),
+			 throttle_class_at(t, (size_t)tv.cls)->name, throttle_reason_name(tv.reason),
+			 throttle_state_name(tv.state), throttle_action_name(tv.action),
+			 tv.retry_after_s, tv.loop_cmd >= 0 ? eas_cmd_name(tv.loop_cmd) : "-");
+	}
+	switch (tv.action) {
+	case THROTTLE_OK:
+		return;
+	case THROTTLE_MAX_DEVICES:
+		v->action = GATE_ANSWER;
+		v->sv = SV_THROTTLE;
+		v->eas_status = 177; /* MaximumDevicesReached */
+		v->http_status = 403;
+		v->empty_ok = 0;
+		v->hold_ms = 0;
+		break;
+	case THROTTLE_LOOP_QUARANTINE:
+		v->sv = SV_QUARANTINE;
+		v->empty_ok = 0;
+		v->hold_ms = 0;
+		v->eas_status = 0;
+		quarantine_answer(r->cmd, v);
+		if (v->action == GATE_FORWARD && (int)r->cmd == tv.loop_cmd) {
+			v->action = GATE_ANSWER; /* the looping command never reaches the backend */
+			v->eas_status = 130;
+			v->http_status = 403;
+		}
+		break;
+	case THROTTLE_THROTTLE:
+	case THROTTLE_XDP_DROP:
+		v->action = GATE_ANSWER;
+		v->sv = SV_THROTTLE;
+		v->http_status = 503;
+		v->eas_status = 0;
+		v->empty_ok = 0;
+		v->hold_ms = 0;
+		v->retry_after = tv.retry_after_s;
+		v->asthrottle = tv.asthrottle;
+		if (tv.action == THROTTLE_XDP_DROP) {
+			v->xdp_drop = 1;
+			v->xdp_reason = tv.reason == THROTTLE_R_LOOP ? EG_REASON_LOOP : EG_REASON_THROTTLED;
+			v->xdp_ttl = (unsigned)tv.ttl_s;
+		}
+		break;
+	}
+	snprintf(v->rule, sizeof(v->rule), "throttle:%s", throttle_class_at(t, (size_t)tv.cls)->name);
+	snprintf(v->why, sizeof(v->why), "%s", tv.text);
 }
 
 static void quarantine_answer(int cmd, struct gate_verdict *v)
@@ -429,7 +527,7 @@ static void quarantine_answer(int cmd, struct gate_verdict *v)
 }
 
 void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devinfo *di,
-		 int64_t now, struct gate_verdict *v)
+		 uint64_t body_fp, int64_t now, struct gate_verdict *v)
 {
 	memset(v, 0, sizeof(*v));
 	v->action = GATE_FORWARD;
@@ -486,6 +584,7 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 		v->sv = SV_QUARANTINE;
 		quarantine_answer(r->cmd, v);
 	}
+	throttle_step(g, r, &in, &d, body_fp, v);
 	e->answer_access = d.access;
 	/*
 	 * Some decisions are about this request, not the device, and must not

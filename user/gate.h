@@ -18,6 +18,7 @@
 #include "eas.h"
 #include "shm.h"
 #include "stats.h"
+#include "throttle.h"
 #include "wbxml.h"
 
 struct gate;
@@ -39,6 +40,12 @@ struct gate_verdict {
 	char rule[64];		 /* the rule that decided ("" = none), for the access log */
 	char why[192];		 /* one line for the log: which rule matched what */
 	char device_os[96];	 /* effective DeviceOS used (for the access log) */
+	/* throttling (user/throttle.h) */
+	struct throttle_ticket tt; /* hand to gate_throttle_done() when the request ends */
+	unsigned retry_after;	   /* 503: Retry-After seconds */
+	const char *asthrottle;	   /* 503: X-MS-ASThrottle value (static) */
+	int xdp_reason;		   /* enum eg_reason for the flow verdict (0 = BLOCKED) */
+	unsigned xdp_ttl;	   /* flow verdict lifetime, s (0 = xdp.verdict_ttl) */
 };
 
 struct gate_opts {
@@ -46,6 +53,7 @@ struct gate_opts {
 	struct shm *shm;
 	int worker_slot;
 	int event_fd; /* datagram socket to the master's inventory writer; -1 = none */
+	struct throttle *throttle; /* shared budget/loop table; NULL = throttling off */
 };
 
 struct policy;
@@ -75,7 +83,11 @@ int gate_wants_body(struct gate *g, const struct eas_req *r);
 
 /* Decide for one request. di may be NULL. now = unix seconds. */
 void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devinfo *di,
-		 int64_t now, struct gate_verdict *v);
+		 uint64_t body_fp, int64_t now, struct gate_verdict *v);
+/* The loop detector's fingerprint of a request body (0 when throttling is off). */
+uint64_t gate_fingerprint(struct gate *g, const void *body, size_t n);
+/* A request gate_decide() let through ended with http_status (0 = aborted). */
+void gate_throttle_done(struct gate *g, const struct throttle_ticket *tt, int http_status);
 
 /* Record the outcome (last success, last status) once the answer is sent. */
 void gate_done(struct gate *g, const char *identity, const char *device_id, int cmd,

@@ -12,6 +12,7 @@
 #include "priv.h"
 #include "shm.h"
 #include "siphash.h"
+#include "throttle.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -62,6 +63,7 @@ struct master {
 	struct admin *admin;
 	struct metrics *metrics;
 	struct tls_server *tls; /* built here, inherited by the workers of this generation */
+	struct throttle *throttle; /* shared budget/loop table, created before the first fork */
 	uid_t uid;
 	gid_t gid;
 	int stopping;
@@ -418,6 +420,7 @@ static int spawn_worker(struct master *m, int slot)
 			.bpf = m->bpf,
 			.event_fd = admin_event_fd(m->admin),
 			.tls = m->tls,
+			.throttle = m->cfg->throttle.enabled ? m->throttle : NULL,
 		};
 		sigset_t all;
 		sigemptyset(&all);
@@ -519,6 +522,23 @@ static void notify_status(struct master *m)
 		   m->last_reload_error);
 }
 
+/* Create the throttle table, or give the running one the new classes. It is
+ * created once and kept across reloads (counters survive). */
+static int setup_throttle(struct master *m, const struct gw_config *c, char *err, size_t errsz)
+{
+	if (!c->throttle.enabled)
+		return 0;
+	if (!m->throttle) {
+		m->throttle = throttle_new(&c->throttle.tc, c->throttle.classes,
+					   (size_t)c->throttle.nclasses, err, errsz);
+		return m->throttle ? 0 : -1;
+	}
+	return throttle_set_classes(m->throttle, c->throttle.classes, (size_t)c->throttle.nclasses,
+				    err, errsz) < 0
+		       ? -1
+		       : 0;
+}
+
 static int apply_config(struct master *m, struct gw_config *nc, struct tls_server *ntls)
 {
 	int old_n = m->nworkers;
@@ -573,6 +593,8 @@ static int master_reload(struct master *m, char *why, size_t whysz)
 		/* message set */
 	} else if (admin_check_config(m->admin, nc, why, whysz) < 0) {
 		/* message set */
+	} else if (setup_throttle(m, nc, terr, sizeof(terr)) < 0) {
+		snprintf(why, whysz, "throttle: %s", terr);
 	} else if (!(ntls = tls_server_new(nc, m->shm, terr, sizeof(terr)))) {
 		snprintf(why, whysz, "TLS: %s", terr);
 	} else if (apply_config(m, nc, ntls) < 0) {
@@ -876,6 +898,11 @@ int master_run(const struct master_opts *o)
 		log_err("event=admin_failed error=\"%s\"", err);
 		goto out;
 	}
+	if (setup_throttle(m, m->cfg, err, sizeof(err)) < 0) {
+		log_err("event=throttle_failed error=\"%s\"", err);
+		goto out;
+	}
+	admin_set_throttle(m->admin, m->throttle);
 	build_cmd_table();
 	m->control = control_new(m->loop, m->cfg->control_socket, m->uid, m->gid, all_cmds, m);
 	if (!m->control)
@@ -947,6 +974,7 @@ out:
 	if (m->bpf)
 		bpfgate_close(m->bpf); /* pins and the XDP program stay: verdicts keep working */
 	tls_server_free(m->tls);
+	throttle_free(m->throttle);
 	loop_free(m->loop);
 	for (int i = 0; i < m->nsocks; i++)
 		for (int s = 0; s < EG_MAX_WORKERS; s++)

@@ -108,6 +108,9 @@ struct reqinfo {
 	char rule[64];
 	const char *why; /* static refusal reason, if any */
 	int xdp_drop;	 /* push a kernel drop for this flow once answered */
+	int xdp_reason;	 /* enum eg_reason (0 = BLOCKED) */
+	unsigned xdp_ttl; /* s; 0 = xdp.verdict_ttl */
+	struct throttle_ticket tt;
 };
 
 struct conn {
@@ -319,13 +322,16 @@ static void req_finish(struct conn *c)
 	}
 	if (w->gate && c->r.device_id[0])
 		gate_done(w->gate, c->r.user, c->r.device_id, c->r.cmd, c->r.status, time(NULL));
+	if (w->gate)
+		gate_throttle_done(w->gate, &c->r.tt, c->r.status);
 	if (c->r.xdp_drop && w->bpf) {
 		struct eg_flow_key k;
 		struct eg_flow_verdict v = {0};
 		eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local);
 		v.action = w->cfg->xdp.action_rst ? EG_ACT_RST : EG_ACT_DROP;
-		v.reason = EG_REASON_BLOCKED;
-		v.expires_ns = eg_mono_ns() + (uint64_t)w->cfg->xdp.verdict_ttl_s * 1000000000ull;
+		v.reason = c->r.xdp_reason ? (uint8_t)c->r.xdp_reason : EG_REASON_BLOCKED;
+		unsigned ttl = c->r.xdp_ttl ? c->r.xdp_ttl : w->cfg->xdp.verdict_ttl_s;
+		v.expires_ns = eg_mono_ns() + (uint64_t)ttl * 1000000000ull;
 		v.device_key = c->r.steer_key;
 		int e = bpfgate_flow_set(w->bpf, &k, &v);
 		char qu[64];
@@ -432,8 +438,9 @@ static void answer_verdict(struct conn *c, const struct gate_verdict *v)
 	if (status == 200)
 		snprintf(hdrs, sizeof(hdrs), "Content-Type: application/vnd.ms-sync.wbxml\r\n");
 	if (status == 503)
-		snprintf(hdrs, sizeof(hdrs), "Retry-After: 60\r\nX-MS-ASThrottle: %s\r\n",
-			 v->rule[0] ? "Gateway" : "Gateway");
+		snprintf(hdrs, sizeof(hdrs), "Retry-After: %u\r\nX-MS-ASThrottle: %s\r\n",
+			 v->retry_after ? v->retry_after : 60,
+			 v->asthrottle && v->asthrottle[0] ? v->asthrottle : "Gateway");
 	answer_local(c, status, hdrs, wl ? wb : NULL, wl, 0);
 	if (v->hold_ms) {
 		/* Quarantined long-poll: answer after a heartbeat-like pause so
@@ -546,11 +553,14 @@ static int head_complete(struct conn *c, size_t head_len)
 	}
 	if (w->gate) {
 		struct gate_verdict v;
-		gate_decide(w->gate, e, NULL, time(NULL), &v);
+		gate_decide(w->gate, e, NULL, 0, time(NULL), &v);
 		copy_field(c->r.rule, sizeof(c->r.rule), v.rule);
 		c->r.sv = v.sv;
+		c->r.tt = v.tt;
 		if (v.action == GATE_ANSWER) {
 			c->r.xdp_drop = v.xdp_drop;
+			c->r.xdp_reason = v.xdp_reason;
+			c->r.xdp_ttl = v.xdp_ttl;
 			answer_verdict(c, &v);
 			return 1;
 		}
@@ -625,13 +635,17 @@ static int inspect_step(struct conn *c)
 				 derr ? derr : "?");
 		}
 	}
+	uint64_t fp = body ? gate_fingerprint(w->gate, body, blen) : 0;
 	free(plain);
 	struct gate_verdict v;
-	gate_decide(w->gate, c->eas, have_di ? &di : NULL, time(NULL), &v);
+	gate_decide(w->gate, c->eas, have_di ? &di : NULL, fp, time(NULL), &v);
 	copy_field(c->r.rule, sizeof(c->r.rule), v.rule);
 	c->r.sv = v.sv;
+	c->r.tt = v.tt;
 	if (v.action == GATE_ANSWER) {
 		c->r.xdp_drop = v.xdp_drop;
+		c->r.xdp_reason = v.xdp_reason;
+		c->r.xdp_ttl = v.xdp_ttl;
 		/* The body is already here: drop it so keep-alive stays possible. */
 		size_t clen = (size_t)c->r.left;
 		answer_verdict(c, &v);

@@ -24,6 +24,7 @@ struct conn;
 struct upstream;
 struct gate;
 struct bpfgate;
+struct throttle;
 
 struct listener {
 	struct loop_io io;
@@ -72,6 +73,7 @@ struct worker_args {
 	struct bpfgate *bpf;
 	int event_fd;		/* inventory events to the master */
 	struct tls_server *tls; /* loaded by the master: keys need not be readable by workers */
+	struct throttle *throttle; /* shared table (NULL: throttling off) */
 };
 
 /* Run a worker until it has drained; returns the process exit code. */

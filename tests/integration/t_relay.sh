@@ -238,7 +238,7 @@ check "...worker RSS grew by $((GROWTH_KB / 1024)) MB (< 20 MB)" test "$GROWTH_K
 rm -f "$T/up-100m"
 
 # ================= gateway C: a backend that dies mid-body =======================
-python3 "$REL/cutbackend.py" --port-file "$T/cut.port" >"$T/cut.log" 2>&1 &
+python3 "$REL/cutbackend.py" --port-file "$T/cut.port" --log "$T/cut.requests" >"$T/cut.log" 2>&1 &
 EG_PIDS+=($!)
 for _ in $(seq 100); do [ -s "$T/cut.port" ] && break; sleep 0.05; done
 restart_gateway --backend "cut=127.0.0.1:$(cat "$T/cut.port"),health=/health" || finish
@@ -251,6 +251,22 @@ print(",".join(map(str, r["statuses"])), r["closed"], r["close_s"])')
 	check "backend closes mid-body ($how): the phone got the 200 head, then its connection closed after ${secs} s" \
 		bash -c '[ "$0" = 200 ] && [ "$1" = True ] && [ "$(echo "$2 < 3" | bc)" = 1 ]' "$st" "$cl" "$secs"
 done
+
+# A kept-alive backend connection that its server ends 300 ms after answering,
+# while the phone's next request is already on it: the request is never
+# replayed by the gateway and never answered 502; the phone's connection is
+# closed unanswered, as the server did, and the client retries on a new one.
+eas -X POST -d 'x' -u "alice:$PW" -w '%{http_code} %{num_connects}\n' \
+	-o /dev/null "$(GWURL "$Q&late_close=300&n=1")" -o /dev/null "$(GWURL "$Q&late_close=300&n=2")" \
+	>"$T/late.out" 2>"$T/late.err"
+sleep 0.5 # the backend logs the dropped copy when it closes
+check "server ends a reused connection under our request: both answered 200 ($(xargs <"$T/late.out")), the second after a reconnect" \
+	test "$(awk '$1==200' "$T/late.out" | wc -l)" -eq 2 -a "$(awk '{n += $2} END {print n}' "$T/late.out")" -eq 2
+check "...the backend dropped the copy sent on the dying connection and answered the retry once" \
+	test "$(grep -c '^dropped .*late_close=300&n=2 ' "$T/cut.requests")" -eq 1 -a \
+	"$(grep -c '^answered .*late_close=300&n=2 ' "$T/cut.requests")" -eq 1
+check "...the gateway logged it (no replay, phone connection closed)" \
+	grep -q 'closed a reused connection.*action=close_client' "$T/gw.log"
 
 # ================= gateway D: a SOGo-like backend ================================
 # sogo_run LABEL [curl options] : 20 requests on one phone connection; prints

@@ -117,8 +117,9 @@ check "flow_verdict holds the phone's 5-tuple $XN_PHONE_IP:$sport -> $XN_GW_IP:4
 check "...action drop (1), reason blocked (1), a device key, hits counted" \
 	jqt '.action == 1 and .reason == 1 and .device_key != 0 and .hits > 0' <<<"$v"
 left=$(($(jq -r .expires_ns <<<"$v") - $(mono_ns)))
+# (a loaded CI machine may take seconds to get here: allow a minute)
 check "...expires in verdict_ttl (600 s) on CLOCK_MONOTONIC ($((left / 1000000000)) s left)" \
-	test "$left" -gt 590000000000 -a "$left" -le 600000000000
+	test "$left" -gt 540000000000 -a "$left" -le 600000000000
 d1=$(xn_stat FLOW_DROP)
 d2=$(stat_above FLOW_DROP "$d1")
 check "xdp_stats FLOW_DROP rises while the phone retransmits ($d1 -> $d2)" test "$d2" -gt "$d1"

@@ -49,8 +49,8 @@ struct ic_conn {
 	SSL *ssl;
 	enum ic_state st;
 	uint32_t id;
-	size_t off;	/* request bytes sent */
-	int answered;	/* idle mode: the proxy answered (the long-poll did not hold) */
+	size_t off;	 /* request bytes sent */
+	int answered;	 /* idle mode: the proxy answered (the long-poll did not hold) */
 	uint32_t events; /* what epoll currently waits for */
 };
 
@@ -58,16 +58,16 @@ struct ic_opts {
 	struct sockaddr_in dst;
 	const char *sni;
 	const char *capture;
-	long n;		  /* idle: connections; handshakes: 0 = until the deadline */
-	int par;	  /* connections in the handshake phase at once */
-	double seconds;	  /* handshake mode duration */
-	int handshakes;	  /* 0 idle, 1 full, 2 resume */
-	int src_addrs;	  /* spread source addresses over 127.0.0.2 .. */
-	long settle_ms;	  /* idle: wait this long after the last request before READY */
+	long n;		/* idle: connections; handshakes: 0 = until the deadline */
+	int par;	/* connections in the handshake phase at once */
+	double seconds; /* handshake mode duration */
+	int handshakes; /* 0 idle, 1 full, 2 resume */
+	int src_addrs;	/* spread source addresses over 127.0.0.2 .. */
+	long settle_ms; /* idle: wait this long after the last request before READY */
 };
 
-static struct ic_opts o = {.sni = "localhost", .n = 1000, .par = 64, .seconds = 10,
-			   .settle_ms = 1000};
+static struct ic_opts o = {
+    .sni = "localhost", .n = 1000, .par = 64, .seconds = 10, .settle_ms = 1000};
 static SSL_CTX *ctx;
 static SSL_SESSION *newest; /* resume mode: the newest ticket received */
 static int epfd;
@@ -77,7 +77,7 @@ static size_t cap_body_len;
 
 /* Counters. */
 static long n_started, n_inflight, n_handshakes, n_resumed, n_failed, n_idle, n_answered,
-	n_peer_closed;
+    n_peer_closed;
 static long n_tickets_resumed; /* new tickets received on resumed connections */
 
 static double ic_now(void)
@@ -171,10 +171,12 @@ static size_t ic_build_request(uint32_t id, char *out, size_t cap)
 			const char *q = p, *e = p + ll;
 			while (q < e) {
 				if (!strncmp(q, "User=", 5)) {
-					int k = snprintf(line, sizeof(line), "User=idle%u%%40dev.fd", id);
+					int k = snprintf(line, sizeof(line),
+							 "User=idle%u%%40dev.fd", id);
 					ic_cat(out, cap, &len, line, (size_t)k);
 				} else if (!strncmp(q, "DeviceId=", 9)) {
-					int k = snprintf(line, sizeof(line), "DeviceId=Idle%012u", id);
+					int k =
+					    snprintf(line, sizeof(line), "DeviceId=Idle%012u", id);
 					ic_cat(out, cap, &len, line, (size_t)k);
 				} else {
 					ic_cat(out, cap, &len, q, 1);
@@ -262,8 +264,7 @@ static int ic_start(uint32_t id)
 		if (bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 			perror("bind");
 	}
-	if (connect(c->fd, (struct sockaddr *)&o.dst, sizeof(o.dst)) < 0 &&
-	    errno != EINPROGRESS) {
+	if (connect(c->fd, (struct sockaddr *)&o.dst, sizeof(o.dst)) < 0 && errno != EINPROGRESS) {
 		perror("connect");
 		close(c->fd);
 		free(c);
@@ -424,9 +425,12 @@ static void ic_usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
-	    {"handshakes", required_argument, NULL, 'H'}, {"src-addrs", required_argument, NULL, 'A'},
-	    {"settle-ms", required_argument, NULL, 'S'},  {"sni", required_argument, NULL, 'N'},
-	    {"help", no_argument, NULL, 'h'},		   {NULL, 0, NULL, 0},
+	    {"handshakes", required_argument, NULL, 'H'},
+	    {"src-addrs", required_argument, NULL, 'A'},
+	    {"settle-ms", required_argument, NULL, 'S'},
+	    {"sni", required_argument, NULL, 'N'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	int n_given = 0;
@@ -520,7 +524,8 @@ int main(int argc, char **argv)
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	/* The client cache is off; the callback hands us each new ticket. */
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_set_session_cache_mode(ctx,
+				       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_new_cb(ctx, ic_new_session);
 	/* 34 KiB of record buffers per parked connection would make this client,
 	 * not the proxy, the memory hog of the idle test. */
@@ -542,7 +547,8 @@ int main(int argc, char **argv)
 		}
 		if (!newest) {
 			fprintf(stderr, "idle_conns: the server issued no session ticket\n");
-			printf("HANDSHAKES mode=resume done=0 resumed=0 failed=1 seconds=0 rate=0\n");
+			printf(
+			    "HANDSHAKES mode=resume done=0 resumed=0 failed=1 seconds=0 rate=0\n");
 			return 1;
 		}
 		n_handshakes = n_resumed = n_started = n_tickets_resumed = 0;
@@ -570,9 +576,10 @@ int main(int argc, char **argv)
 				if (!last_req)
 					last_req = now;
 				if (now - last_req >= (double)o.settle_ms / 1000) {
-					printf("READY opened=%ld failed=%ld answered=%ld closed=%ld "
-					       "seconds=%.1f\n",
-					       n_idle, n_failed, n_answered, n_peer_closed, now - t0);
+					printf(
+					    "READY opened=%ld failed=%ld answered=%ld closed=%ld "
+					    "seconds=%.1f\n",
+					    n_idle, n_failed, n_answered, n_peer_closed, now - t0);
 					ready = 1;
 				}
 			}

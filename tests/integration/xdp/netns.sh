@@ -53,12 +53,18 @@ xn_up() {
 	return 1
 }
 
-# xn_down: unpin whatever this run pinned, then delete the namespaces (that
-# removes the veth pair and any XDP attachment with it).
+# xn_down: unpin whatever this run pinned (easgated --detach with a config
+# naming only the pin dir: $T may be gone already), then delete the
+# namespaces (that removes the veth pair and any XDP attachment with it).
+# Run it from the EXIT trap, after lib.sh's cleanup.
 xn_down() {
+	local c
 	[ "$XN_UP" = 1 ] || return 0
 	if [ -d "$XN_PIN" ]; then
-		"$EASGATED" --detach -c "$T/gw.conf" >/dev/null 2>&1 || rm -rf "$XN_PIN"
+		c=$(mktemp /tmp/egx-detach.XXXXXX)
+		printf 'xdp = { pin_dir = "%s"; };\n' "$XN_PIN" >"$c"
+		"$EASGATED" --detach -c "$c" >/dev/null 2>&1 || rm -rf "$XN_PIN"
+		rm -f "$c"
 	fi
 	ip netns del "$XN_PHONE" 2>/dev/null
 	ip netns del "$XN_GW" 2>/dev/null
