@@ -852,10 +852,13 @@ static int chunk_size_done(struct h1_chunk *c)
 		c->state = CS_TR_START;
 		return 0;
 	}
-	if (c->remaining > UINT64_MAX - c->total)
-		return chunk_err(c, "chunked body too large", 400);
-	if (c->lim.max_body && c->total + c->remaining > c->lim.max_body)
+	/* total never exceeds max_body (nor INT64_MAX): no subtraction wraps. */
+	if (c->lim.max_body && c->remaining > c->lim.max_body - c->total)
 		return chunk_err(c, "chunked body over the body limit", 413);
+	/* Like Content-Length, sizes stay within INT64_MAX: a backend holding
+	 * them in a signed 64-bit integer must never read a negative one. */
+	if (c->remaining > (uint64_t)INT64_MAX - c->total)
+		return chunk_err(c, "chunk size too large", 400);
 	c->total += c->remaining;
 	c->state = CS_DATA;
 	return 0;

@@ -1278,7 +1278,8 @@ static int up_write(struct conn *c)
 	}
 	if (r < 0) {
 		/* The backend went away while we were sending. If it answered
-		 * already, read what it said; otherwise report a bad gateway. */
+		 * already, read what it said; otherwise report a bad gateway
+		 * (on a reused connection: reused_conn_lost). */
 		u->flags |= F_EOF;
 		buf_release(&c->w->pool, &u->out);
 		if (!u->in.len && !u->resp_started && u->nreq && !u->rx_bytes) {

@@ -16,7 +16,7 @@
 #  - timeouts: a Ping held 5 s by the backend is answered, an idle phone
 #    connection is closed after timeouts.idle (2 s here).
 source "$(dirname "$0")/lib.sh"
-need python3 curl xml2wbxml sha256sum
+need python3 curl xml2wbxml sha256sum bc
 make_pki
 REL=$EG_ROOT/tests/integration/relay
 EAS=/Microsoft-Server-ActiveSync
@@ -173,8 +173,9 @@ check "Ping held 5 s by the backend is answered 200 after ${psecs} s (longer tha
 	bash -c '[ "$0" = 200 ] && [ "$(echo "$1 >= 4.5" | bc)" = 1 ]' "$pcode" "$psecs"
 check "...and counted as a long poll while held" grep -q '^easgate_long_polls 1$' "$T/metrics-ping"
 read -r istat iclosed isecs < <(python3 -c 'import json,sys; r = json.load(open(sys.argv[1]))
-print(",".join(map(str, r["statuses"])), r["closed"], r["close_s"])' "$T/idle.out")
-check "idle connection (after one 200) closed by the gateway after ${isecs} s (timeouts.idle = 2)" \
+idle = round(r["close_s"] - r["last_rx_s"], 3) if r["closed"] and r["last_rx_s"] else None
+print(",".join(map(str, r["statuses"])), r["closed"], idle)' "$T/idle.out")
+check "idle connection closed by the gateway ${isecs} s after its answer (timeouts.idle = 2)" \
 	bash -c '[ "$0" = 200 ] && [ "$1" = True ] && [ "$(echo "$2 >= 1.8 && $2 <= 4" | bc)" = 1 ]' \
 	"$istat" "$iclosed" "$isecs"
 
@@ -287,11 +288,13 @@ sogo_run() {
 start_backend sogo --record "$T/rec-sogo" --close-after 1 || finish
 restart_gateway --backend "sogo=127.0.0.1:$BE_PORT_sogo,health=/health" || finish # reuse = "safe"
 wait_backends_up sogo
-# Phones' requests are tens of milliseconds apart at least: by then the
+# A phone's requests are a network round trip apart at least: by then the
 # backend's FIN is in and the gateway must not send on that connection.
-read -r ok rec markers conns < <(sogo_run spaced --rate 20/s)
-lost=$(grep -c 'closed a reused connection' "$T/gw.log")
-check "reuse=safe, 20 requests 50 ms apart: all 200 ($ok), 20 recorded once each ($rec, $markers distinct)" \
+# (200 ms leaves room for a loaded CI machine to schedule the backend.)
+lost0=$(grep -c 'closed a reused connection' "$T/gw.log")
+read -r ok rec markers conns < <(sogo_run spaced --rate 5/s)
+lost=$(($(grep -c 'closed a reused connection' "$T/gw.log") - lost0))
+check "reuse=safe, 20 requests 200 ms apart: all 200 ($ok), 20 recorded once each ($rec, $markers distinct)" \
 	test "$ok" -eq 20 -a "$rec" -eq 20 -a "$markers" -eq 20
 check "...the gateway never sent on a connection the backend had closed ($lost), one phone connection ($conns)" \
 	test "$lost" -eq 0 -a "$conns" -eq 1

@@ -14,7 +14,7 @@
 # The steering secret is fixed (state/steering.key) so the user -> backend map
 # is the same on every run: a failure here is reproducible, never luck.
 source "$(dirname "$0")/lib.sh"
-need python3 curl
+need python3 curl bc
 make_pki
 BES=(cas1 cas2 cas3)
 for b in "${BES[@]}"; do start_backend "$b" || finish; done

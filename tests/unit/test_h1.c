@@ -1128,7 +1128,14 @@ static void test_chunked_limits(void **state)
 	s = "FFFFFFFFFFFFFFFF\r\n";
 	chunk_both(s, strlen(s), &lim, &r);
 	assert_int_equal(r.err_status, 413);
-	/* without a cap a huge chunk just streams */
+	/* without a cap: sizes above INT64_MAX are refused (a backend may hold
+	 * them signed), the largest allowed one just streams */
+	chunk_both(s, strlen(s), NULL, &r);
+	assert_int_equal(r.err_status, 400);
+	s = "8000000000000000\r\n";
+	chunk_both(s, strlen(s), NULL, &r);
+	assert_int_equal(r.err_status, 400);
+	s = "7FFFFFFFFFFFFFFF\r\n";
 	chunk_both(s, strlen(s), NULL, &r);
 	assert_int_equal(r.consumed, strlen(s));
 	assert_false(r.done);

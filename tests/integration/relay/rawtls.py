@@ -5,12 +5,14 @@ Unlike tlsreplay.py, which parses responses to keep a connection going, this
 one sends exactly the given bytes (a file, or - for stdin), then reads until
 the server closes the connection or --wait seconds pass, and reports:
 
-  {"statuses": [400], "closed": true, "close_s": 0.01, "bytes": 123, "head": "..."}
+  {"statuses": [400], "closed": true, "close_s": 0.01, "last_rx_s": 0.01,
+   "bytes": 123, "head": "..."}
 
 statuses lists the status code of every response head seen (interim 1xx
 included), so a smuggled second request that got its own answer shows up as
 a second entry. closed says whether the gateway ended the connection (FIN,
-close_notify or reset) within --wait seconds; close_s is when.
+close_notify or reset) within --wait seconds; close_s is when, last_rx_s when the last bytes came
+(both in seconds from the end of the handshake).
 
 --idle sends nothing at all after the handshake (idle-timeout checks).
 --pause S waits S seconds after the handshake before sending.
@@ -51,6 +53,7 @@ def main():
             pass  # the gateway may close before reading everything
     got = b""
     closed = False
+    last_rx = None
     deadline = time.monotonic() + a.wait
     while True:
         left = deadline - time.monotonic()
@@ -67,10 +70,12 @@ def main():
             closed = True
             break
         got += d
+        last_rx = time.monotonic()
     close_s = round(time.monotonic() - t0, 3) if closed else None
     statuses = [int(m.group(1)) for m in re.finditer(rb"(?:^|\n)HTTP/1\.[01] (\d{3}) ", got)]
     head = got.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
     print(json.dumps({"statuses": statuses, "closed": closed, "close_s": close_s,
+                      "last_rx_s": round(last_rx - t0, 3) if last_rx else None,
                       "bytes": len(got), "head": head}))
     return 0
 
