@@ -584,7 +584,8 @@ static enum ctl_code rules_test(struct admin *a, int argc, char **argv, struct s
 		.xmswl = wl,
 		.cmd = c,
 		.admin_state = admin ? atoi(admin) : 0,
-		.os_first_seen = first ? now - (int64_t)atoi(first) * 86400 : (have_v ? v.first_seen : 0),
+		.os_first_seen = first ? now - (int64_t)atoi(first) * 86400
+				       : (have_v && v.first_seen ? v.first_seen : 0),
 		.os_approved = have_v ? v.approved : 0,
 		.now = now,
 	};
@@ -713,7 +714,10 @@ static int ver_row(void *arg, const struct inv_version *v)
 	int fam_ok = !c->policy.nfamilies;
 	for (int i = 0; i < c->policy.nfamilies; i++)
 		fam_ok |= !strcasecmp(c->policy.families[i], v->family);
-	int64_t until = v->first_seen + (int64_t)c->policy.incubation_days * 86400;
+	/* first_seen 0: seen, but no authenticated request yet: the clock has not
+	 * started, the version incubates from whenever that happens. */
+	int64_t start = v->first_seen ? v->first_seen : l->now;
+	int64_t until = start + (int64_t)c->policy.incubation_days * 86400;
 	int incubating = c->policy.incubation && fam_ok && !v->approved && l->now < until;
 	if (l->only_incubating && !incubating)
 		return 0;

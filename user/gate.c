@@ -54,6 +54,7 @@ struct dev_entry {
 	int last_status;
 	int result_access; /* access the last reported result was answered under */
 	char os_key[96];
+	char os_family[16];
 };
 
 struct ver_entry {
@@ -361,7 +362,8 @@ static struct ver_entry *ver_get(struct gate *g, const char *os_key, int64_t now
 	e->gen = g->gen;
 	struct inv_version v;
 	if (inv_get_version(g->inv, os_key, &v) == 1) {
-		e->first_seen = v.first_seen;
+		/* 0: listed, but no authenticated request confirmed it yet */
+		e->first_seen = v.first_seen ? v.first_seen : now;
 		e->approved = v.approved;
 	} else {
 		e->first_seen = now; /* first seen now; the master records it */
@@ -631,12 +633,14 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 	}
 	if (!is_options)
 		*seen = d.access;
-	if (device_level)
+	if (device_level) {
 		snprintf(e->os_key, sizeof(e->os_key), "%s", d.os_key);
+		snprintf(e->os_family, sizeof(e->os_family), "%s", ov.family);
+	}
 }
 
 void gate_done(struct gate *g, const char *identity, const char *device_id, int cmd,
-	       int http_status, int64_t now)
+	       int http_status, int from_backend, int64_t now)
 {
 	/* An OPTIONS answer says nothing about whether the phone syncs. */
 	if (cmd == EAS_CMD_OPTIONS)
@@ -668,6 +672,11 @@ void gate_done(struct gate *g, const char *identity, const char *device_id, int 
 	ev.flags = INV_EV_RESULT;
 	ev.status = http_status;
 	ev.access = access;
+	if (known && from_backend && http_status >= 200 && http_status < 300 && e->os_key[0]) {
+		ev.flags |= INV_EV_AUTHED;
+		snprintf(ev.os_key, sizeof(ev.os_key), "%s", e->os_key);
+		snprintf(ev.os_family, sizeof(ev.os_family), "%s", e->os_family);
+	}
 	send_event(g, &ev);
 }
 

@@ -89,9 +89,10 @@ uint64_t gate_fingerprint(struct gate *g, const void *body, size_t n);
 /* A request gate_decide() let through ended with http_status (0 = aborted). */
 void gate_throttle_done(struct gate *g, const struct throttle_ticket *tt, int http_status);
 
-/* Record the outcome (last success, last status) once the answer is sent. */
+/* Record the outcome (last success, last status) once the answer is sent.
+ * from_backend: the backend answered (so a 2xx proves the credentials). */
 void gate_done(struct gate *g, const char *identity, const char *device_id, int cmd,
-	       int http_status, int64_t now);
+	       int http_status, int from_backend, int64_t now);
 
 /* Flush queued inventory writes (called before the loop sleeps). */
 void gate_flush(struct gate *g);

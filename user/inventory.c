@@ -23,6 +23,7 @@ enum {
 	Q_SET_RESULT,
 	Q_SET_DECISION,
 	Q_VERSION_SEEN,
+	Q_VERSION_VERIFIED,
 	Q_SET_ADMIN,
 	Q_REMOVE,
 	Q_APPROVE,
@@ -99,8 +100,12 @@ static const char *const sql[Q__N] = {
 			 " WHERE user = ?1 AND device_id = ?2",
 	[Q_SET_DECISION] = "UPDATE devices SET access_state = ?3, state_reason = ?4, rule = ?5"
 			   " WHERE user = ?1 AND device_id = ?2",
+	/* Seen in a request: listed, but the clock starts only when verified. */
 	[Q_VERSION_SEEN] = "INSERT OR IGNORE INTO os_versions (os_key, family, first_seen)"
-			   " VALUES (?1, ?2, ?3)",
+			   " VALUES (?1, ?2, 0)",
+	[Q_VERSION_VERIFIED] = "INSERT INTO os_versions (os_key, family, first_seen)"
+			       " VALUES (?1, ?2, ?3) ON CONFLICT (os_key) DO UPDATE SET"
+			       " first_seen = ?3 WHERE first_seen = 0",
 	[Q_SET_ADMIN] = "UPDATE devices SET admin_state = ?3, admin_at = ?4"
 			" WHERE user = ?1 AND device_id = ?2",
 	[Q_REMOVE] = "DELETE FROM devices WHERE user = ?1 AND device_id = ?2",
@@ -338,7 +343,7 @@ int inv_apply(struct inventory *inv, const struct inv_event *ev)
 	char proto[8];
 	snprintf(proto, sizeof(proto), "%s", ev->protocol);
 	sqlite3_stmt *s;
-	if (ev->flags == INV_EV_RESULT)
+	if (!(ev->flags & (INV_EV_DECISION | INV_EV_DEVINFO)))
 		goto result; /* the device row was written by its decision event */
 	s = q(inv, Q_UPSERT_SEEN);
 	bind_s(s, 1, ev->user);
@@ -357,7 +362,6 @@ int inv_apply(struct inventory *inv, const struct inv_event *ev)
 		s = q(inv, Q_VERSION_SEEN);
 		bind_s(s, 1, ev->os_key);
 		bind_s(s, 2, ev->os_family);
-		sqlite3_bind_int64(s, 3, ev->now);
 		if (step_done(inv, s, "version_seen") < 0)
 			return -1;
 	}
@@ -406,6 +410,14 @@ result:
 		 * device; a blocked phone's status-129 envelope is HTTP 200 too. */
 		sqlite3_bind_int(s, 5, ev->access == POLICY_ALLOW);
 		if (step_done(inv, s, "result") < 0)
+			return -1;
+	}
+	if ((ev->flags & INV_EV_AUTHED) && ev->os_key[0]) {
+		s = q(inv, Q_VERSION_VERIFIED);
+		bind_s(s, 1, ev->os_key);
+		bind_s(s, 2, ev->os_family);
+		sqlite3_bind_int64(s, 3, ev->now);
+		if (step_done(inv, s, "version_verified") < 0)
 			return -1;
 	}
 	return news;

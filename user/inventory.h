@@ -28,7 +28,11 @@ struct inventory;
 enum inv_event_flags {
 	INV_EV_DEVINFO = 1u << 0, /* di holds DeviceInformation from this request */
 	INV_EV_RESULT = 1u << 1,  /* status is the answer's HTTP status */
-	INV_EV_DECISION = 1u << 2 /* access/reason/rule are set */
+	INV_EV_DECISION = 1u << 2, /* access/reason/rule are set */
+	INV_EV_AUTHED = 1u << 3	   /* RESULT: the backend answered 2xx, so the phone's
+				      credentials were good: os_key's incubation clock
+				      may start (an unauthenticated client must not be
+				      able to start it early with a forged User-Agent) */
 };
 
 /* What a worker reports about one request (a fixed-size datagram). */
@@ -81,7 +85,7 @@ struct inv_device {
 struct inv_version {
 	char os_key[96];
 	char family[16];
-	int64_t first_seen;
+	int64_t first_seen; /* first authenticated sighting (incubation clock); 0 = not yet */
 	int approved;
 	int64_t approved_at;
 	int devices;

@@ -321,7 +321,8 @@ static void req_finish(struct conn *c)
 			 (double)dur / 1000.0, c->r.why ? " reason=" : "", c->r.why ? c->r.why : "");
 	}
 	if (w->gate && c->r.device_id[0])
-		gate_done(w->gate, c->r.user, c->r.device_id, c->r.cmd, c->r.status, time(NULL));
+		gate_done(w->gate, c->r.user, c->r.device_id, c->r.cmd, c->r.status,
+			  c->r.backend >= 0 && c->r.resp_seen, time(NULL));
 	if (w->gate)
 		gate_throttle_done(w->gate, &c->r.tt, c->r.status);
 	if (c->r.xdp_drop && w->bpf) {
