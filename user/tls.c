@@ -83,7 +83,9 @@ static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char iv[EVP_MA
 	if (enc)
 		ret = EVP_EncryptInit_ex(cctx, ticket_cipher, NULL, keys[idx].aes_key, iv) ? 1 : -1;
 	else if (EVP_DecryptInit_ex(cctx, ticket_cipher, NULL, keys[idx].aes_key, iv))
-		ret = idx == 0 ? 1 : 2; /* 2: valid but old key, issue a fresh ticket */
+		/* 2 = issue a fresh ticket: needed for an old key, and always for
+		 * TLS 1.3, where a client uses each ticket once (RFC 8446 C.4). */
+		ret = idx == 0 && SSL_version(s) < TLS1_3_VERSION ? 1 : 2;
 out:
 	OPENSSL_cleanse(keys, sizeof(keys));
 	return ret;
@@ -160,6 +162,8 @@ static SSL_CTX *server_ctx(const struct cfg_cert *cc, struct tls_cert_ctx *out, 
 	 * workers, so a phone resumes whichever worker it lands on. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(ctx, 1);
+	/* One read() per TLS record instead of two (header, then body). */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	if (ticket_shm)
 		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
 	else

@@ -112,7 +112,7 @@ LOAD_PID=$!
 EG_PIDS+=("$LOAD_PID")
 for _ in $(seq 50); do [ -e "$T/load.ready" ] && break; sleep 0.1; done
 sleep 1
-for i in 1 2 3 4; do
+for _ in 1 2 3 4; do
 	kill -HUP "$GW_PID"
 	sleep 0.8
 done

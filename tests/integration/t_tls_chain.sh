@@ -50,6 +50,11 @@ for _ in 1 2 3 4 5 6; do
 	sc -servername mail.example.test -tls1_3 -sess_in "$T/sess" | grep -q "^Reused, TLSv1.3" && ok=$((ok + 1))
 done
 check "TLS 1.3 session resumed from a ticket ($ok/6)" test "$ok" -eq 6
+# A resumed TLS 1.3 connection gets a fresh ticket, so a client that uses
+# each ticket once (RFC 8446 C.4) keeps resuming.
+sc -servername mail.example.test -tls1_3 -sess_in "$T/sess" -sess_out "$T/sess2" >/dev/null
+check "a resumed TLS 1.3 session issues a new ticket that resumes again" \
+	grep -q "^Reused, TLSv1.3" <<<"$(sc -servername mail.example.test -tls1_3 -sess_in "$T/sess2")"
 rm -f "$T/sess12"
 sc -servername mail.example.test -tls1_2 -sess_out "$T/sess12" >/dev/null
 check "TLS 1.2 session resumed from a ticket" \

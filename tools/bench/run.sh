@@ -7,8 +7,8 @@
 # P-256 leaf + intermediate (tools/mkcerts.sh), user affinity by a consistent
 # hash of the user (easgated: SipHash+Maglev of the identity; HAProxy/nginx:
 # the Authorization header), the same two eas-demo-backend --quiet instances,
-# 2 workers (HAProxy: 2 threads), no access log, TLS 1.3, the same User-Agent
-# refused by the proxy. Configs: haproxy.cfg.in, nginx.conf.in, and the
+# 2 workers (HAProxy: 2 threads), no access log, TLS 1.3 with easgated's
+# cipher-suite order, the same User-Agent refused by the proxy. Configs: haproxy.cfg.in, nginx.conf.in, and the
 # easgated config written below.
 #
 # Each round, per proxy (fresh start, 2 s warm-up):
@@ -25,7 +25,8 @@
 # the cores, so CPU per request, not req/s, is the fair comparison.
 # Then once per proxy (fresh start): idle_conns opens N1 then N2 TLS connections
 # that each send an EAS Ping the backends hold (a real parked long-poll);
-# Pss/Rss of the proxy's processes before and after, divided by N.
+# Pss/Rss of the proxy's processes before and after, divided by N; then 1,000
+# more connections that only complete the handshake (the TLS part alone).
 #
 # Usage: tools/bench/run.sh [--quick]     (--quick: short smoke run)
 # Environment: EG_BUILD (build), BENCH_OUT, BENCH_ROUNDS (2), BENCH_SECONDS (10),
@@ -137,12 +138,12 @@ start_backend() { # NAME -> sets BE_PORT_NAME; held Pings last an hour
 	PIDS+=($!)
 	for _ in $(seq 100); do [ -s "$pf" ] && break; sleep 0.05; done
 	[ -s "$pf" ] || die "backend $1 did not start"
-	eval "BE_PORT_$1=$(cat "$pf")"
+	BE_PORT=$(cat "$pf")
 }
 start_backend be1
+BE1=$BE_PORT
 start_backend be2
-BE1=$BE_PORT_be1
-BE2=$BE_PORT_be2
+BE2=$BE_PORT
 
 # --- process accounting -----------------------------------------------------------
 tree_pids() { # ROOT -> ROOT and all its descendants
@@ -296,7 +297,7 @@ run_hs() {
 		"127.0.0.1:$PX_PORT" 2>>"$B/idle_conns.err")
 	c1=$(cpu_ticks "$PX_PID")
 	[ -n "$line" ] || die "$px $mode: no handshake result"
-	n=$(kv done "$line")
+	n=$(kv 'done' "$line")
 	rec_cpu "$px" "$r" "hs_${mode}" "$c0" "$c1" "$n"
 	rec "$px" "$r" "hs_${mode}_rate" "$(kv rate "$line")"
 	rec "$px" "$r" "hs_${mode}_resumed_pct" "$(awk -v a="$(kv resumed "$line")" -v n="$n" 'BEGIN{printf "%.1f", n ? 100*a/n : 0}')"
@@ -435,6 +436,7 @@ done
 
 # --- micro-benchmarks by others (build commands from their headers) -------------------------
 PB_OUT="(not run)"
+# shellcheck disable=SC2046 # pkg-config's flags must split into words
 if (cd "$ROOT" && cc -O2 -Iuser -Iinclude tools/bench/policy_bench.c "$O/libeasgate.a" \
 	$(pkg-config --libs libpcre2-8) -o "$B/bin/policy_bench") 2>"$B/policy_bench.build"; then
 	say "policy_bench"
@@ -444,6 +446,8 @@ else
 fi
 XB_OUT="(not run)"
 # xdp_bench.c names no build command; this mirrors the Makefile's tool rule.
+# shellcheck disable=SC2046
+# shellcheck disable=SC2046 # pkg-config's flags must split into words
 if (cd "$ROOT" && cc -O2 -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser -I"$O/bpf" tools/bench/xdp_bench.c \
 	"$O/libeasgate.a" $(pkg-config --libs libbpf libelf zlib openssl sqlite3 libpcre2-8 libsystemd libconfig) \
 	-lm -lpthread -o "$B/bin/xdp_bench") 2>"$B/xdp_bench.build"; then

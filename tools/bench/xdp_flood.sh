@@ -23,7 +23,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/tests/integration/lib.sh" "${1:-build}"
 TNAME=xdp_flood
 need_root
-need wrk jq bpftool nsenter ip python3 cc
+need wrk jq bpftool nsenter ip python3 cc bc
 source "$EG_ROOT/tests/integration/xdp/netns.sh"
 trap 'cleanup; xn_down' EXIT
 SECS=${SECS:-10}
@@ -77,7 +77,7 @@ drops() { xn_stat FLOW_DROP; }
 
 # run_case LABEL FLOOD(0|1): one row of the table.
 run_case() {
-	local label=$1 flood=$2 fpid= g0 g1 s0 s1 d0 d1 t0 t1 rps p99 fpps=0 dps errs
+	local label=$1 flood=$2 fpid='' g0 g1 s0 s1 d0 d1 t0 t1 rps p99 fpps=0 dps errs
 	if [ "$flood" = 1 ]; then
 		nsenter --net="/var/run/netns/$XN_PHONE" "$T/flood" "$XN_PHONE_IF" "$gw_mac" "$XN_PHONE_IP" "$sport" \
 			"$XN_GW_IP" 443 $((SECS + 2)) "$FLOOD_PPS" "$FLOOD_PAYLOAD" >"$T/flood.out" 2>&1 &
@@ -86,7 +86,6 @@ run_case() {
 	fi
 	g0=$(gw_ticks) s0=$(softirq_ticks) d0=$(drops) t0=$(date +%s.%N)
 	in_phone wrk -t1 -c"$WRK_CONNS" -d"${SECS}s" --latency -s "$T/sync.lua" "$URL" >"$T/wrk.out" 2>&1
-	cp "$T/wrk.out" "$T/wrk-$flood-$(date +%s).out"
 	g1=$(gw_ticks) s1=$(softirq_ticks) d1=$(drops) t1=$(date +%s.%N)
 	[ -n "$fpid" ] && wait "$fpid"
 	rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' "$T/wrk.out")

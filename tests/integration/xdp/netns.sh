@@ -181,6 +181,6 @@ xn_fields() {
 	keys=$(xn_dump "$m" | jq -r '[.[] | .formatted | .. | objects | keys[]] | unique | .[]') ||
 		return 1
 	for f in "$@"; do
-		grep -qx "$f" <<<"$keys" || { echo "  $m: no field $f in: $(echo $keys)"; return 1; }
+		grep -qx "$f" <<<"$keys" || { echo "  $m: no field $f in:" $keys; return 1; }
 	done
 }
