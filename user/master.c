@@ -43,7 +43,9 @@ struct proc {
 struct lsock {
 	char addr[128];
 	int fds[EG_MAX_WORKERS];
-	int in_use; /* referenced by the running config */
+	int in_use;		/* referenced by the running config */
+	int rp_group;		/* SK_REUSEPORT group of this address; -1 = not attached */
+	uint64_t rp_registered; /* bit s: fds[s] is in the program's socket array */
 };
 
 struct master {
@@ -325,6 +327,7 @@ static int ensure_listeners(struct master *m, const struct gw_config *c)
 			ls = &m->socks[m->nsocks];
 			memset(ls, 0, sizeof(*ls));
 			snprintf(ls->addr, sizeof(ls->addr), "%s", c->listen[a].text);
+			ls->rp_group = -1;
 			for (int s = 0; s < EG_MAX_WORKERS; s++)
 				ls->fds[s] = -1;
 			m->nsocks++;
@@ -353,6 +356,48 @@ static void close_unused_listeners(struct master *m)
 				close(m->socks[i].fds[s]);
 		m->socks[i] = m->socks[--m->nsocks];
 		i--;
+	}
+}
+
+/*
+ * With BPF loaded, new connections are placed by the SK_REUSEPORT program:
+ * attach it to each listen address's group and register every slot's socket
+ * (once: a socket leaves the program's array by itself when it is closed).
+ * Called at start and after each reload's ensure_listeners. A failure leaves
+ * that address on the kernel's hash selection, which refuses nothing.
+ */
+static int reuseport_free_group(const struct master *m, int ngroups)
+{
+	for (int g = 0; g < ngroups; g++) {
+		int used = 0;
+		for (int i = 0; i < m->nsocks; i++)
+			used |= m->socks[i].rp_group == g;
+		if (!used)
+			return g;
+	}
+	return -1;
+}
+
+static void setup_reuseport(struct master *m)
+{
+	if (!m->bpf)
+		return;
+	int ngroups = bpfgate_reuseport_groups(m->bpf);
+	for (int i = 0; i < m->nsocks; i++) {
+		struct lsock *ls = &m->socks[i];
+		if (ls->rp_group < 0) {
+			int g = reuseport_free_group(m, ngroups);
+			if (g < 0 || bpfgate_reuseport_attach(m->bpf, ls->fds[0]) < 0)
+				continue;
+			ls->rp_group = g;
+			ls->rp_registered = 0;
+			log_info("event=reuseport_attached addr=%s group=%d", ls->addr, g);
+		}
+		for (int s = 0; s < m->nworkers; s++)
+			if (ls->fds[s] >= 0 && !(ls->rp_registered & (1ull << s)) &&
+			    bpfgate_reuseport_register(m->bpf, (uint32_t)ls->rp_group, (uint32_t)s,
+						       ls->fds[s]) == 0)
+				ls->rp_registered |= 1ull << s;
 	}
 }
 
@@ -494,6 +539,12 @@ static void on_child(struct loop *l, int signo, void *arg)
 		else
 			log_info("event=worker_exit slot=%d pid=%d gen=%llu", p->slot, pid,
 				 (unsigned long long)p->gen);
+		if (m->bpf && m->shm->worker_pid[p->slot] == pid) {
+			/* The slot's socket stays open (the respawned worker takes it
+			 * over): steer new connections to the other slots meanwhile. */
+			struct eg_worker none = {0};
+			bpfgate_worker_set(m->bpf, (uint32_t)p->slot, &none);
+		}
 		int respawn = !m->stopping && !p->draining && p->gen == m->gen;
 		zero_gauges(&m->shm->worker_stats[p->stats_slot]);
 		int fast = loop_now_ms(m->loop) - p->started_ms < 1000;
@@ -546,6 +597,7 @@ static int apply_config(struct master *m, struct gw_config *nc, struct tls_serve
 		log_warn("event=reload_workers note=\"worker count changes need a restart\"");
 	if (ensure_listeners(m, nc) < 0)
 		return -1;
+	setup_reuseport(m);
 	struct gw_config *old = m->cfg;
 	struct tls_server *old_tls = m->tls;
 	m->cfg = nc;
@@ -888,6 +940,9 @@ int master_run(const struct master_opts *o)
 	}
 	if (setup_bpf(m) < 0)
 		goto out;
+	if (m->bpf)
+		bpfgate_workers_reset(m->bpf); /* slots of a previous daemon mean nothing */
+	setup_reuseport(m);
 	char err[320];
 	if (gate_load_builds(m->cfg, err, sizeof(err)) < 0) {
 		log_err("event=ios_builds_failed error=\"%s\"", err);

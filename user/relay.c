@@ -325,21 +325,6 @@ static void req_finish(struct conn *c)
 			  c->r.backend >= 0 && c->r.resp_seen, time(NULL));
 	if (w->gate)
 		gate_throttle_done(w->gate, &c->r.tt, c->r.status);
-	if (c->r.xdp_drop && w->bpf) {
-		struct eg_flow_key k;
-		struct eg_flow_verdict v = {0};
-		eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local);
-		v.action = w->cfg->xdp.action_rst ? EG_ACT_RST : EG_ACT_DROP;
-		v.reason = c->r.xdp_reason ? (uint8_t)c->r.xdp_reason : EG_REASON_BLOCKED;
-		unsigned ttl = c->r.xdp_ttl ? c->r.xdp_ttl : w->cfg->xdp.verdict_ttl_s;
-		v.expires_ns = eg_mono_ns() + (uint64_t)ttl * 1000000000ull;
-		v.device_key = c->r.steer_key;
-		int e = bpfgate_flow_set(w->bpf, &k, &v);
-		char qu[64];
-		log_info("event=xdp_verdict client=%s action=%s ttl_s=%u result=%d",
-			 peer_ip(c, qu, sizeof(qu)), v.action == EG_ACT_RST ? "rst" : "drop",
-			 w->cfg->xdp.verdict_ttl_s, e);
-	}
 	c->nreq++;
 }
 
@@ -458,6 +443,30 @@ static void copy_field(char *dst, size_t dsz, const char *src)
 	snprintf(dst, dsz, "%s", src);
 }
 
+/*
+ * Hand the rest of this connection to the XDP filter. Called when the blocked
+ * answer is queued, before it is written: once the phone has read it, nothing
+ * it sends on this flow can reach us (pushed after the answer, a next request
+ * sent at once could still arrive here). XDP sees ingress only: the answer
+ * and its retransmissions still leave.
+ */
+static void push_xdp_verdict(struct conn *c)
+{
+	struct worker *w = c->w;
+	struct eg_flow_key k;
+	struct eg_flow_verdict v = {0};
+	eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local);
+	v.action = w->cfg->xdp.action_rst ? EG_ACT_RST : EG_ACT_DROP;
+	v.reason = c->r.xdp_reason ? (uint8_t)c->r.xdp_reason : EG_REASON_BLOCKED;
+	unsigned ttl = c->r.xdp_ttl ? c->r.xdp_ttl : w->cfg->xdp.verdict_ttl_s;
+	v.expires_ns = eg_mono_ns() + (uint64_t)ttl * 1000000000ull;
+	v.device_key = c->r.steer_key;
+	int e = bpfgate_flow_set(w->bpf, &k, &v);
+	char qu[64];
+	log_info("event=xdp_verdict client=%s action=%s ttl_s=%u result=%d",
+		 peer_ip(c, qu, sizeof(qu)), v.action == EG_ACT_RST ? "rst" : "drop", ttl, e);
+}
+
 /* Classify the complete head in c->hm; decide; start forwarding or answer. */
 static int head_complete(struct conn *c, size_t head_len)
 {
@@ -563,6 +572,8 @@ static int head_complete(struct conn *c, size_t head_len)
 			c->r.xdp_reason = v.xdp_reason;
 			c->r.xdp_ttl = v.xdp_ttl;
 			answer_verdict(c, &v);
+			if (c->r.xdp_drop && w->bpf)
+				push_xdp_verdict(c);
 			return 1;
 		}
 	}
@@ -650,6 +661,8 @@ static int inspect_step(struct conn *c)
 		/* The body is already here: drop it so keep-alive stays possible. */
 		size_t clen = (size_t)c->r.left;
 		answer_verdict(c, &v);
+		if (c->r.xdp_drop && w->bpf)
+			push_xdp_verdict(c);
 		buf_consume(&w->pool, &c->in, clen);
 		c->r.left = 0;
 		c->r.body_done = 1;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /* worker.c - see worker.h. */
 #include "worker.h"
+#include "bpfmaps.h"
 #include "gate.h"
 #include "log.h"
 #include "priv.h"
@@ -13,12 +14,33 @@
 #include <string.h>
 #include <unistd.h>
 
+/*
+ * Tell the SK_REUSEPORT program (bpf/reuseport.bpf.c) whether this slot takes
+ * new connections and how loaded it is (open connections: long-polls
+ * dominate). Plain stores into the shared map, only when something changed.
+ * Only the slot's current owner writes: after a reload the new generation's
+ * worker owns the slot (same listening socket) and a draining one keeps out.
+ */
+static void worker_publish(struct worker *w)
+{
+	if (!w->bpf || w->shm->worker_pid[w->slot] != getpid())
+		return;
+	struct eg_worker e = {.accepting = w->accepting && !w->draining, .load = w->nconns};
+	if (w->published && e.accepting == w->pub_accepting && e.load == w->pub_load)
+		return;
+	bpfgate_worker_set(w->bpf, (uint32_t)w->slot, &e);
+	w->pub_accepting = e.accepting;
+	w->pub_load = e.load;
+	w->published = 1;
+}
+
 static void before_sleep(struct loop *l, void *arg)
 {
 	struct worker *w = arg;
 	relay_reap(w);
 	if (w->gate)
 		gate_flush(w->gate);
+	worker_publish(w);
 }
 
 static void stop_accepting(struct worker *w)
@@ -36,6 +58,7 @@ void worker_drain(struct worker *w)
 		return;
 	w->draining = 1;
 	stop_accepting(w);
+	worker_publish(w);
 	log_info("event=worker_draining connections=%u", w->nconns);
 	struct conn *c = w->conns;
 	while (c) {
@@ -61,6 +84,17 @@ static void on_tick(struct loop_timer *t)
 	if (w->draining && !w->nconns) {
 		loop_stop(w->loop);
 		return;
+	}
+	if (w->draining) {
+		/* Again on every draining tick: a connection accepted just before
+		 * the drain may have started a long-poll since, which must be
+		 * answered now rather than at the drain deadline. */
+		struct conn *c = w->conns;
+		while (c) {
+			struct conn *next = relay_next(c);
+			relay_drain(c);
+			c = next;
+		}
 	}
 	/* Orphaned (the master died without telling us): finish and leave. */
 	if (!w->draining && getppid() == 1)
@@ -150,6 +184,7 @@ int worker_main(const struct worker_args *a)
 	    loop_signal(w->loop, SIGQUIT, on_signal, w) < 0)
 		goto out;
 	w->shm->worker_pid[a->slot] = getpid();
+	worker_publish(w);
 	log_debug("event=worker_ready gen=%llu", (unsigned long long)a->gen);
 	loop_run(w->loop);
 	rc = 0;

@@ -58,6 +58,9 @@ struct worker {
 
 	int draining;
 	struct loop_timer drain_timer;
+	/* Last state given to the SK_REUSEPORT program (worker_publish). */
+	uint32_t pub_accepting, pub_load;
+	int published;
 	struct loop_timer tick; /* 1 s housekeeping */
 };
 
