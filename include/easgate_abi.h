@@ -145,4 +145,48 @@ struct eg_worker {
 	__u32 load;	 /* open connections (long-polls dominate) */
 };
 
+/*
+ * In-kernel relay (bpf/relay.bpf.c, user/krelay.c). Nothing here is pinned:
+ * each process loads its own copy, and the maps name sockets by their
+ * socket cookie (SO_COOKIE), which means nothing outside this host.
+ */
+#define EG_KRELAY_UNLIMITED (~0ULL) /* eg_krelay_state.left: no byte budget */
+#ifndef EG_KRELAY_MAX
+#define EG_KRELAY_MAX 16384 /* sockets in each relay map (a relayed flow uses 2 or 3) */
+#endif
+
+/* Per source socket (key: its cookie): where its incoming bytes go. */
+struct eg_krelay_state {
+	__u64 peer;	/* cookie of the destination socket (kr_dst): bytes go to its egress */
+	__u64 spill;	/* cookie of the spill socket (kr_dst): bytes past the budget go to
+			 * its ingress, so removing the source from the map loses nothing */
+	__u64 left;	/* bytes still to move to peer; EG_KRELAY_UNLIMITED = no budget */
+	__u64 moved;	/* bytes redirected to peer */
+	__u64 spilled;	/* bytes redirected to spill (arrived past the budget) */
+	__u64 dropped;	/* bytes the kernel dropped: a redirect target was missing */
+	__u32 chunk;	/* strparser message cap, bytes; 0 = whatever has arrived */
+	__u32 pending;	/* length the parser gave the message now in flight */
+};
+
+/* sk_msg sources are keyed by their 4-tuple (sk_msg has no socket cookie). */
+struct eg_krelay_tuple {
+	__u32 local_ip6[4];  /* network byte order; IPv4 as ::ffff:a.b.c.d */
+	__u32 remote_ip6[4]; /* network byte order; IPv4 as ::ffff:a.b.c.d */
+	__u32 local_port;    /* host byte order */
+	__u32 remote_port;   /* host byte order */
+};
+
+enum eg_krelay_ev_kind {
+	EG_KRELAY_EV_DONE = 1,	/* the budget is used up: stop the flow */
+	EG_KRELAY_EV_SPILL = 2, /* a first byte arrived past the budget */
+};
+
+/* Ring buffer record: userspace learns without polling that a flow ended. */
+struct eg_krelay_event {
+	__u64 src;   /* cookie of the source socket */
+	__u64 moved; /* eg_krelay_state.moved at the time */
+	__u32 kind;  /* enum eg_krelay_ev_kind */
+	__u32 pad;
+};
+
 #endif /* EASGATE_ABI_H */

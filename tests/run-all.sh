@@ -20,7 +20,7 @@ stage "unit" tests/run-unit.sh build
 stage "wbxml differential" tests/wbxml-diff.sh build
 stage "bpf" tests/run-bpf.sh build
 stage "integration" tests/run-integration.sh build
-stage "fuzz (${FUZZ_SECONDS:-20}s each)" bash -c "make --no-print-directory fuzz-build >/dev/null && tests/run-fuzz.sh ${FUZZ_SECONDS:-20}"
+stage "fuzz (${FUZZ_SECONDS:-45}s each)" bash -c "make --no-print-directory fuzz-build >/dev/null && tests/run-fuzz.sh ${FUZZ_SECONDS:-45}"
 stage "build ASan+UBSan" make --no-print-directory SAN=1 all
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
