@@ -8,6 +8,7 @@
 #include "gate.h"
 #include "log.h"
 #include "loop.h"
+#include "maglev.h"
 #include "metrics.h"
 #include "priv.h"
 #include "shm.h"
@@ -66,6 +67,8 @@ struct master {
 	struct metrics *metrics;
 	struct tls_server *tls; /* built here, inherited by the workers of this generation */
 	struct throttle *throttle; /* shared budget/loop table, created before the first fork */
+	struct maglev mirror_mg;   /* the Maglev table as the workers build it, for bpftool */
+	uint64_t mirrored_gen;	   /* backend_gen last mirrored (UINT64_MAX = never) */
 	uid_t uid;
 	gid_t gid;
 	int stopping;
@@ -401,6 +404,50 @@ static void setup_reuseport(struct master *m)
 	}
 }
 
+/*
+ * Mirror the backend list and the Maglev table into the pinned BPF maps, so
+ * `bpftool map dump pinned .../backends` shows names, addresses, health and
+ * connection counts, and .../maglev_table which backend each slot steers to.
+ * The table is built exactly as the workers build theirs (same names,
+ * weights and health, same algorithm), so the mirror is the truth.
+ */
+static void mirror_steering(struct master *m, int force)
+{
+	if (!m->bpf)
+		return;
+	uint64_t gen = __atomic_load_n(&m->shm->backend_gen, __ATOMIC_ACQUIRE);
+	if (!force && gen == m->mirrored_gen)
+		return;
+	m->mirrored_gen = gen;
+	struct maglev_backend mb[EG_MAX_BACKENDS];
+	for (int i = 0; i < m->cfg->nbackends; i++) {
+		const struct cfg_backend *b = &m->cfg->backends[i];
+		int slot = shm_backend_find(m->shm, b->name);
+		struct eg_backend e = {0};
+		e.up = slot < 0 || m->shm->backends[slot].up;
+		e.weight = b->weight;
+		snprintf(e.name, sizeof(e.name), "%s", b->name);
+		if (b->addr.ss.ss_family == AF_INET) {
+			const struct sockaddr_in *sin = (const void *)&b->addr.ss;
+			e.addr[10] = e.addr[11] = 0xff;
+			memcpy(&e.addr[12], &sin->sin_addr, 4);
+			e.port = sin->sin_port;
+		} else {
+			const struct sockaddr_in6 *sin6 = (const void *)&b->addr.ss;
+			memcpy(e.addr, &sin6->sin6_addr, 16);
+			e.port = sin6->sin6_port;
+		}
+		bpfgate_mirror_backend(m->bpf, (uint32_t)i, &e);
+		mb[i].name = b->name;
+		mb[i].weight = b->weight;
+		mb[i].up = e.up;
+	}
+	if (!m->mirror_mg.table && maglev_init(&m->mirror_mg, EG_MAGLEV_SIZE) < 0)
+		return;
+	if (maglev_build(&m->mirror_mg, mb, (uint32_t)m->cfg->nbackends) == 0)
+		bpfgate_mirror_maglev(m->bpf, m->mirror_mg.table, m->mirror_mg.size);
+}
+
 /* --- workers ---------------------------------------------------------------------- */
 
 static struct proc *proc_free_slot(struct master *m)
@@ -605,6 +652,7 @@ static int apply_config(struct master *m, struct gw_config *nc, struct tls_serve
 	m->gen++;
 	checker_free(m->checker);
 	m->checker = checker_new(m->loop, m->shm, nc);
+	mirror_steering(m, 1);
 	for (int s = 0; s < m->nworkers; s++)
 		spawn_worker(m, s);
 	signal_old(m, m->gen, SIGTERM);
@@ -729,8 +777,10 @@ static void on_tick(struct loop_timer *t)
 		shm_tickets_rotate(m->shm);
 		m->ticket_rotated_ms = now;
 	}
-	if (m->bpf)
+	if (m->bpf) {
 		bpfgate_gc(m->bpf, eg_mono_ns());
+		mirror_steering(m, 0);
+	}
 	if (m->admin)
 		admin_tick(m->admin);
 	if (now - m->certs_checked_ms >= 3600 * 1000) { /* expiry moves daily: hourly is plenty */
@@ -943,6 +993,7 @@ int master_run(const struct master_opts *o)
 	if (m->bpf)
 		bpfgate_workers_reset(m->bpf); /* slots of a previous daemon mean nothing */
 	setup_reuseport(m);
+	mirror_steering(m, 1);
 	char err[320];
 	if (gate_load_builds(m->cfg, err, sizeof(err)) < 0) {
 		log_err("event=ios_builds_failed error=\"%s\"", err);
@@ -1030,6 +1081,7 @@ out:
 		bpfgate_close(m->bpf); /* pins and the XDP program stay: verdicts keep working */
 	tls_server_free(m->tls);
 	throttle_free(m->throttle);
+	maglev_free(&m->mirror_mg);
 	loop_free(m->loop);
 	for (int i = 0; i < m->nsocks; i++)
 		for (int s = 0; s < EG_MAX_WORKERS; s++)

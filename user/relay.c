@@ -786,6 +786,18 @@ static int up_connect(struct conn *c, int bi)
 	}
 	c->up = u;
 	w->stats->backend_conns[bi]++;
+	if (w->bpf) {
+		/* For bpftool: which backend serves this phone connection, and
+		 * why (the keyed hash of its user, never the user). */
+		struct eg_flow_key k;
+		struct eg_conn_steer st = {.steer_key = c->r.steer_key,
+					   .backend = (uint32_t)bi,
+					   .worker = (uint32_t)w->slot,
+					   .since_ns = eg_mono_ns()};
+		eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local);
+		bpfgate_steer_set(w->bpf, &k, &st);
+		bpfgate_backend_conns_add(w->bpf, (uint32_t)bi, 1);
+	}
 	return 0;
 }
 
@@ -1538,6 +1550,12 @@ static void up_close(struct conn *c)
 	buf_release(&w->pool, &u->out);
 	free(u->hm);
 	w->stats->backend_conns[u->backend]--;
+	if (w->bpf) {
+		struct eg_flow_key k;
+		eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local);
+		bpfgate_steer_del(w->bpf, &k);
+		bpfgate_backend_conns_add(w->bpf, (uint32_t)u->backend, -1);
+	}
 	/* This epoll batch may still hold an event for u: free it after. */
 	u->fd = -1;
 	c->up = NULL;

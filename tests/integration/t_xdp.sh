@@ -142,6 +142,10 @@ check "bpftool: src_rate holds the phone's SYN bucket, by field name" \
 	'[.[] | .formatted | select(.key.addr == $a) | .value | has("tokens_milli") and has("last_ns")] == [true]' \
 	<<<"$(xn_dump src_rate)"
 check "bpftool: backends names its fields" xn_fields backends addr port up weight conns name
+check "bpftool: backends[0] is the mirrored backend cas1, up, weight 1" \
+	jqt '[.[] | .formatted | select(.key == 0) | .value |
+		((.name | if type == "string" then . else implode end | sub("\\u0000.*$"; "")) == "cas1")
+		and .up == 1 and .weight == 1] == [true]' <<<"$(xn_dump backends)"
 check "bpftool: workers names its fields" xn_fields workers accepting load
 # maglev_table is 65537 plain integers: one lookup, size and BTF.
 check "bpftool: maglev_table lookup is JSON, 65537 slots, BTF-typed" bash -c "
@@ -149,7 +153,8 @@ check "bpftool: maglev_table lookup is JSON, 65537 slots, BTF-typed" bash -c "
 	bpftool map show pinned $XN_PIN/maglev_table -j | jq -e '.max_entries == 65537 and .btf_id > 0'" >/dev/null
 # Hash maps nobody has written yet dump as []: an operator's entry shows the
 # fields. src_block: block 198.19.255.0/24 (no one here) the way an operator
-# would; conn_steer: a probe entry (the daemon does not mirror steering yet).
+# would; conn_steer: a probe entry (the daemon's entries live only while a
+# phone connection holds a backend connection).
 bpftool map update pinned "$XN_PIN/src_block" key hex 78 00 00 00 00 00 00 00 00 00 00 00 00 00 ff ff c6 13 ff 00 \
 	value hex 01 05 00 00 00 00 00 00 00 00 00 00 00 00 00 00
 check "bpftool: src_block names its fields (operator-added 198.19.255.0/24)" \

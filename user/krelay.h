@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * krelay.h - moving a body's bytes between two plaintext TCP sockets without
+ * copying them through this process: what the kernel supports (probed by
+ * doing it), which way is cheapest here (measured), and flows that start
+ * and stop on an exact byte count so the next request head is parsed in
+ * userspace again.
+ *
+ * Methods (enum krelay_method):
+ *   user      read()/write() through a 64 KiB buffer: relay.c today
+ *   splice    splice(2) socket -> pipe -> socket, driven by the event loop
+ *             (krelay_pipe_*): no copy to userspace, exact byte counts
+ *   sockmap   relay.bpf: strparser cuts messages at the byte budget, the
+ *             verdict redirects them to the peer's egress (sk_skb). The
+ *             transmit runs in a kernel worker (the psock backlog)
+ *   verdict   sk_skb verdict without strparser: whole skbs, so no budget;
+ *             only for a connection that has become a tunnel
+ *   skmsg     sk_msg redirect of a LOCAL sender's sendmsg() to the peer's
+ *             egress. A phone is never local: measured, never a default
+ *
+ * A TLS leg can only join a kernel relay with kernel TLS (TCP_ULP "tls"):
+ * easgated's phone side is OpenSSL in userspace, so without kTLS only a
+ * plaintext<->plaintext pair qualifies (krelay_leg_ok).
+ *
+ * Flow lifecycle (sockmap/verdict/skmsg; krelay.c has the why):
+ *   krelay_flow_start(src, dst, budget)  bytes that arrive on src from now
+ *        on, and those already queued on it, go out of dst, at most budget
+ *   [event fd readable: budget used up] or [src EPOLLRDHUP] or [abort]
+ *   krelay_flow_stop() until it returns 0 (-EAGAIN: dst is still sending
+ *        relayed bytes; retry on dst EPOLLOUT or a short timer). Then both
+ *        sockets are plain TCP sockets again. The stream on src continues,
+ *        in order, with: the bytes krelay_flow_stop() returned in `spill`
+ *        (they arrived past the budget before the teardown), then whatever
+ *        read(src) returns. The status tells how much of the budget was
+ *        moved; the rest (status.left) is still to be relayed by the caller.
+ * While a flow runs the caller must neither read src nor write dst.
+ * Conventions: 0 or -errno; nothing here blocks or logs above debug.
+ */
+#ifndef EG_KRELAY_H
+#define EG_KRELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <linux/types.h>
+#include "easgate_abi.h"
+
+enum krelay_method {
+	KRELAY_USER = 0,
+	KRELAY_SPLICE = 1,
+	KRELAY_SOCKMAP = 2,
+	KRELAY_VERDICT = 3,
+	KRELAY_SKMSG = 4,
+	KRELAY__COUNT
+};
+
+/* "user", "splice", "sockmap", "verdict", "skmsg"; NULL if out of range. */
+const char *krelay_method_name(enum krelay_method m);
+/* The method with that name, or -EINVAL. */
+int krelay_method_from_name(const char *name);
+
+/* What this kernel does, each found by doing it on a loopback pair. */
+struct krelay_caps {
+	int splice;	/* splice(2) moved bytes socket -> pipe -> socket */
+	int sockmap;	/* relay.bpf loaded, strparser relay moved an exact budget */
+	int verdict;	/* sk_skb verdict without strparser attached and moved bytes */
+	int skmsg;	/* sk_msg redirect moved a local sender's bytes */
+	int ktls;	/* setsockopt(TCP_ULP, "tls") accepted on a connected socket */
+	char why[160];	/* first failure of the BPF probes ("" if none) */
+	char ktls_why[96]; /* why kTLS is absent */
+};
+
+/*
+ * Probe everything (a few ms; needs CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON
+ * for the BPF methods, otherwise they are reported absent with the reason).
+ * Returns 0; fields say what works.
+ */
+int krelay_probe(struct krelay_caps *c);
+
+/* Can a leg (tls: 1 = TLS terminated here) take part in a kernel relay? */
+int krelay_leg_ok(const struct krelay_caps *c, int tls);
+
+/*
+ * Measured cost of each method (tools/bench/relay_bench.c), and the rule's
+ * parameters. cpu_s_per_gb[m] = 0: not measured, never chosen.
+ */
+struct krelay_pref {
+	double cpu_s_per_gb[KRELAY__COUNT]; /* all CPU the relay costs, incl. kernel threads */
+	double margin;	   /* a kernel method must be this much cheaper than user (0.10 = 10 %) */
+	uint64_t min_body; /* bodies below this stay in user space: setup costs more */
+	const char *where; /* the platform the numbers come from */
+};
+
+/* The numbers measured on the project's build/CI machines (krelay-results.md). */
+extern const struct krelay_pref krelay_pref_measured;
+
+/*
+ * The method for a plaintext<->plaintext body of at least p->min_body
+ * bytes: the cheapest measured method that the probe found working and
+ * that can stop on an exact byte count (user, splice, sockmap), where a
+ * kernel method must beat "user" by p->margin. p NULL: krelay_pref_measured.
+ * Never NULL: "user" when nothing else qualifies.
+ */
+const char *krelay_default_method(const struct krelay_caps *c, const struct krelay_pref *p);
+
+/* ---- splice ------------------------------------------------------------------ */
+
+/* A pipe for splice relays; `held` bytes are in the pipe, not yet written out. */
+struct krelay_pipe {
+	int fd[2];
+	size_t held;
+};
+
+/* Open (size: F_SETPIPE_SZ request, 0 = default 64 KiB). */
+int krelay_pipe_open(struct krelay_pipe *p, size_t size);
+void krelay_pipe_close(struct krelay_pipe *p);
+
+/*
+ * Move up to max bytes src -> pipe -> dst without blocking (both sockets
+ * non-blocking, or pass blocking sockets to block). Returns bytes written
+ * to dst (> 0), 0 if nothing could move (EAGAIN on either side; bytes may
+ * be held in the pipe: call again when dst is writable), -1 for EOF on src
+ * with the pipe empty, or -errno. The total read from src never exceeds the
+ * sum of max over the calls, so a body stops exactly.
+ */
+ssize_t krelay_splice(struct krelay_pipe *p, int src, int dst, size_t max);
+
+/* ---- BPF flows ----------------------------------------------------------------- */
+
+struct krelay;	    /* relay.bpf loaded and attached; one per process */
+struct krelay_flow; /* one direction: src -> dst */
+
+/* Load and attach relay.bpf. -errno (-EPERM without privileges). */
+int krelay_open(struct krelay **out);
+/* Frees k (NULL is fine). Flows must have been stopped and freed first. */
+void krelay_close(struct krelay *k);
+
+/*
+ * An fd (epoll) that becomes readable when a flow's budget is used up or a
+ * byte arrives past it. Then call krelay_events(): cb gets each event.
+ */
+int krelay_event_fd(const struct krelay *k);
+int krelay_events(struct krelay *k, void (*cb)(void *arg, const struct eg_krelay_event *ev),
+		  void *arg);
+
+struct krelay_flow_opts {
+	enum krelay_method method; /* KRELAY_SOCKMAP (default), KRELAY_VERDICT, KRELAY_SKMSG */
+	uint64_t budget;	   /* bytes; EG_KRELAY_UNLIMITED: until stopped */
+	uint32_t chunk;		   /* sockmap: message size cap; 0 = whatever arrived */
+};
+
+/*
+ * Start relaying. src, dst: connected TCP sockets; for KRELAY_SKMSG src is
+ * the local sender's socket (its sendmsg() is redirected). A socket may be
+ * the src of one flow and the dst of one other flow at the same time (both
+ * directions of a connection). KRELAY_VERDICT and KRELAY_SKMSG take no
+ * budget (-EINVAL), and KRELAY_VERDICT needs an src nobody has read from
+ * yet (whole skbs are handed over).
+ */
+int krelay_flow_start(struct krelay *k, int src, int dst, const struct krelay_flow_opts *o,
+		      struct krelay_flow **out);
+
+struct krelay_status {
+	uint64_t moved;	  /* bytes redirected to dst */
+	uint64_t left;	  /* budget still to move (EG_KRELAY_UNLIMITED: none set) */
+	uint64_t spilled; /* bytes that arrived past the budget (returned by stop) */
+	uint64_t dropped; /* bytes the kernel dropped (dst gone): the stream is broken */
+	uint64_t sent;	  /* bytes dst's TCP has taken since the start (<= moved) */
+	int stopping;	  /* krelay_flow_stop() began */
+};
+
+int krelay_flow_status(const struct krelay_flow *f, struct krelay_status *st);
+
+/* The cookie of the flow's source (matches eg_krelay_event.src). */
+uint64_t krelay_flow_src_cookie(const struct krelay_flow *f);
+
+/*
+ * Tear down; call until it returns 0. -EAGAIN: dst still has relayed bytes
+ * to send (or the spill has not arrived): call again later. On 0, spill
+ * holds *nspill bytes that arrived past the budget (stream order: before
+ * anything read(src) returns now); -ENOBUFS if cap < status.spilled (call
+ * again with a larger buffer); -EPIPE if the kernel dropped bytes (close
+ * the connection). The flow is freed by krelay_flow_free() only.
+ */
+int krelay_flow_stop(struct krelay_flow *f, void *spill, size_t cap, size_t *nspill);
+/* Stops without waiting (bytes in flight are lost: for a connection being closed) and frees. */
+void krelay_flow_free(struct krelay_flow *f);
+
+#endif
