@@ -181,19 +181,24 @@ int kr_msg(struct sk_msg_md *msg)
 	struct eg_krelay_tuple t = {};
 	struct eg_krelay_state *s;
 
+	/* Every field is read unconditionally: a branch per family lets clang
+	 * merge the loads into one ctx access at a variable offset, which the
+	 * verifier refuses. */
+	__u32 l4 = msg->local_ip4, r4 = msg->remote_ip4;
+
+	t.local_ip6[0] = msg->local_ip6[0];
+	t.local_ip6[1] = msg->local_ip6[1];
+	t.local_ip6[2] = msg->local_ip6[2];
+	t.local_ip6[3] = msg->local_ip6[3];
+	t.remote_ip6[0] = msg->remote_ip6[0];
+	t.remote_ip6[1] = msg->remote_ip6[1];
+	t.remote_ip6[2] = msg->remote_ip6[2];
+	t.remote_ip6[3] = msg->remote_ip6[3];
 	if (msg->family == KR_AF_INET) {
+		t.local_ip6[0] = t.local_ip6[1] = t.remote_ip6[0] = t.remote_ip6[1] = 0;
 		t.local_ip6[2] = t.remote_ip6[2] = bpf_htonl(0xffff);
-		t.local_ip6[3] = msg->local_ip4;
-		t.remote_ip6[3] = msg->remote_ip4;
-	} else {
-		t.local_ip6[0] = msg->local_ip6[0];
-		t.local_ip6[1] = msg->local_ip6[1];
-		t.local_ip6[2] = msg->local_ip6[2];
-		t.local_ip6[3] = msg->local_ip6[3];
-		t.remote_ip6[0] = msg->remote_ip6[0];
-		t.remote_ip6[1] = msg->remote_ip6[1];
-		t.remote_ip6[2] = msg->remote_ip6[2];
-		t.remote_ip6[3] = msg->remote_ip6[3];
+		t.local_ip6[3] = l4;
+		t.remote_ip6[3] = r4;
 	}
 	t.local_port = msg->local_port;
 	/* The network-order port sits in the upper 16 bits of the field. */

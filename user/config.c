@@ -265,6 +265,36 @@ static int parse_access(const char *s, enum cfg_access *a)
 	return 0;
 }
 
+/*
+ * libconfig reports a list element's line where the parser finished it, which
+ * for a string followed by comment lines is the closing ')' line. Point at the
+ * line that holds the string instead: the nearest line at or above `line` that
+ * contains the text's first words.
+ */
+static int text_line(const char *path, int line, const char *text)
+{
+	char needle[48];
+	size_t n = strcspn(text, "\"\\");
+	if (n > sizeof(needle) - 1)
+		n = sizeof(needle) - 1;
+	if (n < 5)
+		return line;
+	memcpy(needle, text, n);
+	needle[n] = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return line;
+	char buf[4096];
+	int ln = 0, best = line;
+	while (ln < line && fgets(buf, sizeof(buf), f)) {
+		ln++;
+		if (ln >= line - 64 && strstr(buf, needle))
+			best = ln;
+	}
+	fclose(f);
+	return best;
+}
+
 /* A list/array of strings -> cfg_text entries (strdup'd, with line numbers). */
 static void get_texts(struct rd *rd, const config_setting_t *g, const char *key,
 		      struct cfg_text *out, int *n, int max)
@@ -288,7 +318,8 @@ static void get_texts(struct rd *rd, const config_setting_t *g, const char *key,
 			return;
 		}
 		out[*n].text = strdup(config_setting_get_string(e));
-		out[*n].line = config_setting_source_line(e);
+		int sl = (int)config_setting_source_line(e);
+		out[*n].line = out[*n].text ? text_line(rd->path, sl, out[*n].text) : sl;
 		if (!out[*n].text) {
 			ERR(rd, e, "out of memory");
 			return;
@@ -679,8 +710,16 @@ static void read_tclass(struct rd *rd, config_setting_t *e, struct throttle_clas
 					   "(or Ping = false; to exempt a command)");
 				continue;
 			}
-			unsigned th = t == CONFIG_TYPE_BOOL ? (config_setting_get_bool(x) ? 0 : THROTTLE_LOOP_OFF)
-							    : (unsigned)config_setting_get_int(x);
+			/* Ping = false: never a loop; Ping = true: the class threshold. */
+			if (t == CONFIG_TYPE_BOOL && config_setting_get_bool(x))
+				continue;
+			unsigned th = t == CONFIG_TYPE_BOOL ? 0 : (unsigned)config_setting_get_int(x);
+			if (th == 0 && t != CONFIG_TYPE_BOOL) {
+				ERR(rd, x, "loop.commands: %s = 0 is ambiguous; write %s = false to "
+					   "exempt the command",
+				    cmd, cmd);
+				continue;
+			}
 			if (throttle_class_set_loop_cmd(k, cmd, th) < 0)
 				ERR(rd, x, "loop.commands: unknown command '%s' or threshold %u out of "
 					   "range (2..%d)",

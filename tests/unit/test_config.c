@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * test_config.c - the config loader: built-in defaults, a full valid file,
+ * and refusals reported as "file:line: message" (every error, not only the
+ * first), unknown keys included.
+ */
+#include "testlib.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static char path[64];
+
+static void write_conf(const char *text)
+{
+	snprintf(path, sizeof(path), "/tmp/eg-test-config-%d.conf", (int)getpid());
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static struct gw_config *load(const char *text, struct config_errors *errs, int *rc)
+{
+	struct gw_config *c = calloc(1, sizeof(*c));
+	assert_non_null(c);
+	memset(errs, 0, sizeof(*errs));
+	write_conf(text);
+	config_defaults(c);
+	*rc = config_load(c, path, errs);
+	unlink(path);
+	return c;
+}
+
+/* Some error message contains both the file:line prefix and the text. */
+static int has_error(const struct config_errors *e, int line, const char *text)
+{
+	char prefix[96];
+	snprintf(prefix, sizeof(prefix), "%s:%d: ", path, line);
+	for (int i = 0; i < e->n; i++)
+		if (!strncmp(e->msg[i], prefix, strlen(prefix)) && strstr(e->msg[i], text))
+			return 1;
+	return 0;
+}
+
+static void test_defaults(void **state)
+{
+	struct gw_config c;
+	config_defaults(&c);
+	assert_int_equal(c.nlisten, 1);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&c.listen[0].ss)->sin_port), 8443);
+	assert_int_equal(c.nbackends, 1);
+	assert_string_equal(c.backends[0].name, "demo");
+	assert_int_equal(c.timeouts.hanging_ms, 3660000); /* a Ping may hang ~59 min */
+	assert_true(c.strict_device_id);
+	assert_int_equal(c.policy.default_access, CFG_ACCESS_ALLOW);
+	assert_false(c.throttle.enabled);
+	assert_true(config_worker_count(&c) >= 1);
+}
+
+static void test_addresses(void **state)
+{
+	struct cfg_addr a;
+	assert_int_equal(config_parse_addr("127.0.0.1:443", &a), 0);
+	assert_int_equal(a.ss.ss_family, AF_INET);
+	assert_int_equal(config_parse_addr("[::1]:8443", &a), 0);
+	assert_int_equal(a.ss.ss_family, AF_INET6);
+	assert_int_equal(config_parse_addr(":443", &a), 0);
+	assert_int_equal(config_parse_addr("::1:443", &a), -1); /* v6 needs brackets */
+	assert_int_equal(config_parse_addr("1.2.3.4", &a), -1);
+	assert_int_equal(config_parse_addr("1.2.3.4:0", &a), -1);
+	assert_int_equal(config_parse_addr("1.2.3.4:65536", &a), -1);
+	assert_int_equal(config_parse_addr("example.com:443", &a), -1); /* no DNS at start */
+}
+
+static void test_full_file(void **state)
+{
+	struct config_errors e;
+	int rc;
+	struct gw_config *c = load(
+		"listen = [ \"0.0.0.0:443\", \"[::]:443\" ];\n"
+		"workers = 2;\n"
+		"strict_device_id = false;\n"
+		"timeouts = { idle = 2.5; hanging_request = 3600; };\n"
+		"backends = (\n"
+		"  { name = \"cas1\"; address = \"10.0.0.1:443\"; tls = true; sni = \"mail.example\"; },\n"
+		"  { name = \"sogo\"; address = \"127.0.0.1:20000\"; prefix = \"/SOGo\";\n"
+		"    reuse = \"never\"; weight = 3; health = false; }\n"
+		");\n"
+		"policy = { default = \"quarantine\";\n"
+		"  rules = ( \"block DeviceOS is \\\"iOS 6.1 10B142\\\"\" );\n"
+		"  incubation = { days = 21; families = [ \"iOS\" ]; }; };\n"
+		"xdp = { interfaces = [ \"eth0\" ]; action = \"rst\"; };\n"
+		"throttle = { classes = ( { name = \"default\"; },\n"
+		"  { name = \"ios61\"; match = \"DeviceOS like \\\"iOS 6.1*\\\"\";\n"
+		"    loop = { commands = { MeetingResponse = 8; Ping = false; }; }; } ); };\n",
+		&e, &rc);
+	for (int i = 0; i < e.n; i++)
+		print_message("%s\n", e.msg[i]);
+	assert_int_equal(rc, 0);
+	assert_int_equal(c->nlisten, 2);
+	assert_int_equal(c->workers, 2);
+	assert_false(c->strict_device_id);
+	assert_int_equal(c->timeouts.idle_ms, 2500);
+	assert_int_equal(c->nbackends, 2);
+	assert_true(c->backends[0].tls);
+	assert_string_equal(c->backends[1].prefix, "/SOGo");
+	assert_int_equal(c->backends[1].reuse, CFG_REUSE_NEVER);
+	assert_int_equal(c->backends[1].weight, 3);
+	assert_false(c->backends[1].health_enabled);
+	assert_int_equal(c->policy.default_access, CFG_ACCESS_QUARANTINE);
+	assert_int_equal(c->policy.nrules, 1);
+	assert_int_equal(c->policy.rules[0].line, 11); /* kept for rule errors */
+	assert_true(c->policy.incubation);
+	assert_int_equal(c->policy.nfamilies, 1);
+	assert_int_equal(c->xdp.nifaces, 1);
+	assert_true(c->xdp.action_rst);
+	assert_true(c->throttle.enabled);
+	assert_int_equal(c->throttle.nclasses, 2);
+	config_free(c);
+	free(c);
+}
+
+/* All problems are reported at once, each with its line. */
+static void test_errors_with_lines(void **state)
+{
+	struct config_errors e;
+	int rc;
+	struct gw_config *c = load("listen = \"1.2.3.4\";\n"			  /* 1 */
+				   "bogus = 1;\n"				  /* 2 */
+				   "timeouts = { idle = -1; nap = 3; };\n"	  /* 3 */
+				   "backends = (\n"				  /* 4 */
+				   "  { name = \"a\"; },\n"			  /* 5 */
+				   "  { name = \"a\"; address = \"1.2.3.4:80\";\n" /* 6 */
+				   "    prefix = \"x/\"; reuse = \"sometimes\"; }\n" /* 7 */
+				   ");\n"					  /* 8 */
+				   "policy = { default = \"maybe\"; };\n"	  /* 9 */
+				   "xdp = { mode = \"turbo\"; };\n",		  /* 10 */
+				   &e, &rc);
+	assert_int_equal(rc, -1);
+	assert_true(has_error(&e, 1, "listen: bad address '1.2.3.4'"));
+	assert_true(has_error(&e, 2, "unknown setting 'bogus'"));
+	assert_true(has_error(&e, 3, "'idle' = -1 s is out of range"));
+	assert_true(has_error(&e, 3, "unknown setting 'nap' in timeouts"));
+	assert_true(has_error(&e, 5, "needs address"));
+	assert_true(has_error(&e, 6, "backend name 'a' is used twice"));
+	assert_true(has_error(&e, 6, "prefix must start with '/'"));
+	assert_true(has_error(&e, 6, "reuse must be"));
+	assert_true(has_error(&e, 9, "policy.default must be"));
+	assert_true(has_error(&e, 10, "xdp.mode must be"));
+	assert_true(e.n >= 10);
+	free(c);
+}
+
+static void test_syntax_error(void **state)
+{
+	struct config_errors e;
+	int rc;
+	struct gw_config *c = load("workers = 2;\nlisten = [ \"1.2.3.4:1\" \n", &e, &rc);
+	assert_int_equal(rc, -1);
+	assert_int_equal(e.n, 1);
+	assert_non_null(strstr(e.msg[0], "syntax"));
+	assert_non_null(strstr(e.msg[0], path));
+	free(c);
+}
+
+static void test_type_errors(void **state)
+{
+	struct config_errors e;
+	int rc;
+	struct gw_config *c = load("workers = \"two\";\naccess_log = 1;\n"
+				   "tls = { certificates = ( { cert = \"a.pem\"; } ); };\n"
+				   "throttle = { classes = ( { name = \"x\"; },\n"
+				   "  { name = \"y\"; burst = 5; } ); };\n",
+				   &e, &rc);
+	assert_int_equal(rc, -1);
+	assert_true(has_error(&e, 1, "'workers' must be an integer"));
+	assert_true(has_error(&e, 2, "'access_log' must be true or false"));
+	assert_true(has_error(&e, 3, "needs key"));
+	assert_true(has_error(&e, 5, "needs match")); /* only the first class may go without */
+	free(c);
+}
+
+static void test_missing_file(void **state)
+{
+	struct config_errors e = {0};
+	struct gw_config *c = calloc(1, sizeof(*c));
+	config_defaults(c);
+	assert_int_equal(config_load(c, "/nonexistent/easgate.conf", &e), -1);
+	assert_int_equal(e.n, 1);
+	assert_non_null(strstr(e.msg[0], "cannot read"));
+	free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),	  cmocka_unit_test(test_addresses),
+		cmocka_unit_test(test_full_file),	  cmocka_unit_test(test_errors_with_lines),
+		cmocka_unit_test(test_syntax_error),	  cmocka_unit_test(test_type_errors),
+		cmocka_unit_test(test_missing_file),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
