@@ -225,22 +225,33 @@ static int get_bool(struct rd *rd, const config_setting_t *g, const char *key, i
 	return 1;
 }
 
+/* A numeric setting (int, int64 or float) as a double. 0 if s is not numeric. */
+static int number_value(const config_setting_t *s, double *v)
+{
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_INT:
+		*v = config_setting_get_int(s);
+		return 1;
+	case CONFIG_TYPE_INT64:
+		*v = (double)config_setting_get_int64(s);
+		return 1;
+	case CONFIG_TYPE_FLOAT:
+		*v = config_setting_get_float(s);
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 /* Seconds in the file, milliseconds in the model (fractions allowed: 0.5). */
 static int get_secs(struct rd *rd, const config_setting_t *g, const char *key, unsigned *ms,
 		    double max_s)
 {
 	config_setting_t *s = config_setting_get_member(g, key);
+	double v;
 	if (!s)
 		return 0;
-	int t = config_setting_type(s);
-	double v;
-	if (t == CONFIG_TYPE_INT)
-		v = config_setting_get_int(s);
-	else if (t == CONFIG_TYPE_INT64)
-		v = (double)config_setting_get_int64(s);
-	else if (t == CONFIG_TYPE_FLOAT)
-		v = config_setting_get_float(s);
-	else {
+	if (!number_value(s, &v)) {
 		ERR(rd, s, "'%s' must be a number of seconds", key);
 		return -1;
 	}
@@ -646,17 +657,10 @@ static int get_double(struct rd *rd, const config_setting_t *g, const char *key,
 		      double min, double max)
 {
 	config_setting_t *s = config_setting_get_member(g, key);
+	double v;
 	if (!s)
 		return 0;
-	int t = config_setting_type(s);
-	double v;
-	if (t == CONFIG_TYPE_INT)
-		v = config_setting_get_int(s);
-	else if (t == CONFIG_TYPE_INT64)
-		v = (double)config_setting_get_int64(s);
-	else if (t == CONFIG_TYPE_FLOAT)
-		v = config_setting_get_float(s);
-	else {
+	if (!number_value(s, &v)) {
 		ERR(rd, s, "'%s' must be a number", key);
 		return -1;
 	}

@@ -168,26 +168,30 @@ static const char *peer_ip(const struct conn *c, char *buf, size_t n)
 
 /* --- low-level I/O ---------------------------------------------------------- */
 
+/* An SSL_read/SSL_write result r <= 0 as io_read/io_write report it. */
+static ssize_t ssl_outcome(SSL *ssl, int r, uint32_t *flags)
+{
+	switch (SSL_get_error(ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		*flags &= ~F_RD;
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		*flags &= ~F_WR;
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		return -1;
+	default:
+		return -2;
+	}
+}
+
 /* >0 bytes, 0 would block, -1 EOF, -2 error. Updates F_RD/F_WR. */
 static ssize_t io_read(int fd, SSL *ssl, char *p, size_t n, uint32_t *flags)
 {
 	if (ssl) {
 		ERR_clear_error();
 		int r = SSL_read(ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-		if (r > 0)
-			return r;
-		switch (SSL_get_error(ssl, r)) {
-		case SSL_ERROR_WANT_READ:
-			*flags &= ~F_RD;
-			return 0;
-		case SSL_ERROR_WANT_WRITE:
-			*flags &= ~F_WR;
-			return 0;
-		case SSL_ERROR_ZERO_RETURN:
-			return -1;
-		default:
-			return -2;
-		}
+		return r > 0 ? r : ssl_outcome(ssl, r, flags);
 	}
 	ssize_t r = read(fd, p, n);
 	if (r > 0)
@@ -206,18 +210,7 @@ static ssize_t io_write(int fd, SSL *ssl, const char *p, size_t n, uint32_t *fla
 	if (ssl) {
 		ERR_clear_error();
 		int r = SSL_write(ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-		if (r > 0)
-			return r;
-		switch (SSL_get_error(ssl, r)) {
-		case SSL_ERROR_WANT_WRITE:
-			*flags &= ~F_WR;
-			return 0;
-		case SSL_ERROR_WANT_READ:
-			*flags &= ~F_RD;
-			return 0;
-		default:
-			return -2;
-		}
+		return r > 0 ? r : ssl_outcome(ssl, r, flags);
 	}
 	ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
 	if (r >= 0)
