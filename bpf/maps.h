@@ -140,7 +140,7 @@ struct {
 #endif
 struct {
 	__uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
-	__uint(max_entries, EG_MAX_WORKERS * EG_RP_GROUPS);
+	__uint(max_entries, EG_MAX_WORKERS *EG_RP_GROUPS);
 	__type(key, __u32);
 	__type(value, __u64);
 } reuse_socks SEC(".maps");

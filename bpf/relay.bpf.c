@@ -115,8 +115,9 @@ int kr_parse(struct __sk_buff *skb)
 	if (!s || !s->left)
 		return avail;
 	/* A fixed message size batches redirects; strparser then waits for
-	 * that many bytes, which a body in flight always delivers. */
-	if (s->chunk)
+	 * that many bytes, which only a budget guarantees will come (without
+	 * one, the stream's last bytes would wait forever). */
+	if (s->chunk && s->left != EG_KRELAY_UNLIMITED)
 		n = s->chunk;
 	if (n > s->left)
 		n = s->left;

@@ -24,19 +24,19 @@
 /* Map names (<= 15 characters: the kernel truncates BPF object names). */
 #define EG_MAP_FLOW_VERDICT "flow_verdict"
 #define EG_MAP_SRC_BLOCK    "src_block"
-#define EG_MAP_SRC_RATE     "src_rate"
-#define EG_MAP_XDP_CFG      "xdp_cfg"
+#define EG_MAP_SRC_RATE	    "src_rate"
+#define EG_MAP_XDP_CFG	    "xdp_cfg"
 #define EG_MAP_XDP_STATS    "xdp_stats"
-#define EG_MAP_MAGLEV       "maglev_table"
-#define EG_MAP_BACKENDS     "backends"
+#define EG_MAP_MAGLEV	    "maglev_table"
+#define EG_MAP_BACKENDS	    "backends"
 #define EG_MAP_CONN_STEER   "conn_steer"
-#define EG_MAP_WORKERS      "workers"
+#define EG_MAP_WORKERS	    "workers"
 
 /* What the XDP program does with a packet that matched an entry. */
 enum eg_action {
 	EG_ACT_PASS = 0, /* let it through (also: entry present but expired) */
 	EG_ACT_DROP = 1, /* XDP_DROP */
-	EG_ACT_RST = 2,  /* answer with a TCP RST via XDP_TX, drop the original */
+	EG_ACT_RST = 2,	 /* answer with a TCP RST via XDP_TX, drop the original */
 };
 
 /* Why an entry exists; also the index of the reason in logs and metrics. */
@@ -115,8 +115,8 @@ struct eg_rate_state {
 
 /* Single-entry array: what the XDP program guards and how. */
 struct eg_xdp_cfg {
-	__u32 syn_rate;	 /* new connections per second per source; 0 = no limit */
-	__u32 syn_burst; /* bucket depth in connections */
+	__u32 syn_rate;			   /* new connections per second per source; 0 = no limit */
+	__u32 syn_burst;		   /* bucket depth in connections */
 	__u16 ports[EG_MAX_GUARDED_PORTS]; /* guarded TCP dst ports, network order; 0 = unused */
 };
 
@@ -126,8 +126,8 @@ struct eg_backend {
 	__u16 port;    /* network byte order */
 	__u8 up;       /* 1 if health checks pass */
 	__u8 pad0;
-	__u32 weight;	     /* relative Maglev weight */
-	__u64 conns;	     /* open relayed connections (gauge, updated by workers) */
+	__u32 weight;			/* relative Maglev weight */
+	__u64 conns;			/* open relayed connections (gauge, updated by workers) */
 	char name[EG_BACKEND_NAME_LEN]; /* config name, NUL-terminated */
 };
 
@@ -157,15 +157,15 @@ struct eg_worker {
 
 /* Per source socket (key: its cookie): where its incoming bytes go. */
 struct eg_krelay_state {
-	__u64 peer;	/* cookie of the destination socket (kr_dst): bytes go to its egress */
-	__u64 spill;	/* cookie of the spill socket (kr_dst): bytes past the budget go to
-			 * its ingress, so removing the source from the map loses nothing */
-	__u64 left;	/* bytes still to move to peer; EG_KRELAY_UNLIMITED = no budget */
-	__u64 moved;	/* bytes redirected to peer */
-	__u64 spilled;	/* bytes redirected to spill (arrived past the budget) */
-	__u64 dropped;	/* bytes the kernel dropped: a redirect target was missing */
-	__u32 chunk;	/* strparser message cap, bytes; 0 = whatever has arrived */
-	__u32 pending;	/* length the parser gave the message now in flight */
+	__u64 peer;    /* cookie of the destination socket (kr_dst): bytes go to its egress */
+	__u64 spill;   /* cookie of the spill socket (kr_dst): bytes past the budget go to
+			* its ingress, so removing the source from the map loses nothing */
+	__u64 left;    /* bytes still to move to peer; EG_KRELAY_UNLIMITED = no budget */
+	__u64 moved;   /* bytes redirected to peer */
+	__u64 spilled; /* bytes redirected to spill (arrived past the budget) */
+	__u64 dropped; /* bytes the kernel dropped: a redirect target was missing */
+	__u32 chunk;   /* strparser message cap, bytes; 0 = whatever has arrived */
+	__u32 pending; /* length the parser gave the message now in flight */
 };
 
 /* sk_msg sources are keyed by their 4-tuple (sk_msg has no socket cookie). */

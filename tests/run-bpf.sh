@@ -15,8 +15,10 @@ run() {
 	*) failed+=("$name"); printf '  FAIL  %s\n' "$name"; tail -40 "/tmp/eg-bpf-$name.log" ;;
 	esac
 }
-run test_bpf_xdp "$O/tests/test_bpf_xdp"
-run test_bpf_netns "$O/tests/test_bpf_netns"
+for src in tests/bpf/test_*.c; do
+	name=$(basename "$src" .c)
+	run "$name" "$O/tests/$name"
+done
 run test_bpf_pins tests/bpf/test_bpf_pins.sh "$O"
 echo "bpf: ${pass} passed, ${#failed[@]} failed, ${skipped} skipped"
 [ ${#failed[@]} -eq 0 ]

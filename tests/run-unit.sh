@@ -5,9 +5,9 @@ set -u
 O=${1:-build}
 cd "$(dirname "$0")/.."
 pass=0; failed=()
-for t in "$O"/tests/test_*; do
-	[ -x "$t" ] || continue
-	case "$(basename "$t")" in test_bpf_*) continue ;; esac
+for src in tests/unit/test_*.c; do
+	t=$O/tests/$(basename "$src" .c)
+	[ -x "$t" ] || { failed+=("$(basename "$t")"); printf '  FAIL  %s (not built)\n' "$t"; continue; }
 	if out=$("$t" 2>&1); then
 		pass=$((pass + 1)); printf '  ok    %s\n' "$(basename "$t")"
 	else

@@ -27,41 +27,41 @@ struct help {
 };
 
 static const struct help helps[] = {
-	{"status", "easctl status\n  Daemon pid, config generation, workers, open connections and "
-		   "long-polls, reloads.\n"},
-	{"backends", "easctl backends\n  Each backend: address, health, connections, requests, "
-		     "failures, last error.\n"},
-	{"reload", "easctl reload\n  Re-read the configuration, rules and certificates. A broken "
-		   "file is refused\n  and the running configuration stays in force (exit 3).\n"},
-	{"devices",
-	 "easctl devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--device-id D]\n"
-	 "               [--format table|csv|json]\n"
-	 "  List the inventory, like Get-MobileDevice. --os 'iOS 6.1*' matches DeviceOS\n"
-	 "  (or the OS decoded from the User-Agent before DeviceInformation arrived).\n"
-	 "  --state is Allowed, Blocked or Quarantined.\n"},
-	{"device", "easctl device show|allow|approve|block|quarantine|clear|remove DEVICE_ID "
-		   "[--user U]\n"
-		   "  Per-device decisions (Exchange's personal allow/block lists). approve = allow.\n"
-		   "  clear returns the device to the rules. Effective on its next request.\n"},
-	{"rules", "easctl rules list\n"
-		  "easctl rules add '<allow|block|quarantine> <Characteristic> <op> \"pattern\" "
-		  "[cmd C,...] [name \"n\"]'\n"
-		  "easctl rules remove dbID\n"
-		  "easctl rules test [--user U] [--device-id D] [--type T] [--model M] [--os OS]\n"
-		  "                  [--ua UA] [--xmswl W] [--cmd CMD] [--first-seen-days-ago N]\n"
-		  "easctl rules precedence\n"
-		  "  Characteristics: DeviceType DeviceModel DeviceOS UserAgent XMSWL User DeviceId.\n"
-		  "  Ops: is (exact, case-insensitive), like (glob), matches (regex),\n"
-		  "       < <= > >= == != (version, DeviceOS only: \"iOS 7.0.2\").\n"
-		  "  test prints which rule decides for that device and command, and why.\n"},
-	{"versions", "easctl versions [list [--incubating]|incubating|approve 'OS'|revoke 'OS']\n"
-		     "  OS versions seen, incubation state; approve lets an incubating version in.\n"},
-	{"certcheck",
-	 "easctl certcheck [HOSTNAME]\n"
-	 "easctl certcheck --cert CHAIN.pem --key KEY.pem [--trust ROOT.pem] [--host NAME]\n"
-	 "  Chain complete to a trusted root, key matches, names cover HOSTNAME, expiry.\n"
-	 "  The second form runs locally, without a daemon.\n"},
-	{NULL, NULL},
+    {"status", "easctl status\n  Daemon pid, config generation, workers, open connections and "
+	       "long-polls, reloads.\n"},
+    {"backends", "easctl backends\n  Each backend: address, health, connections, requests, "
+		 "failures, last error.\n"},
+    {"reload", "easctl reload\n  Re-read the configuration, rules and certificates. A broken "
+	       "file is refused\n  and the running configuration stays in force (exit 3).\n"},
+    {"devices",
+     "easctl devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--device-id D]\n"
+     "               [--format table|csv|json]\n"
+     "  List the inventory, like Get-MobileDevice. --os 'iOS 6.1*' matches DeviceOS\n"
+     "  (or the OS decoded from the User-Agent before DeviceInformation arrived).\n"
+     "  --state is Allowed, Blocked or Quarantined.\n"},
+    {"device", "easctl device show|allow|approve|block|quarantine|clear|remove DEVICE_ID "
+	       "[--user U]\n"
+	       "  Per-device decisions (Exchange's personal allow/block lists). approve = allow.\n"
+	       "  clear returns the device to the rules. Effective on its next request.\n"},
+    {"rules", "easctl rules list\n"
+	      "easctl rules add '<allow|block|quarantine> <Characteristic> <op> \"pattern\" "
+	      "[cmd C,...] [name \"n\"]'\n"
+	      "easctl rules remove dbID\n"
+	      "easctl rules test [--user U] [--device-id D] [--type T] [--model M] [--os OS]\n"
+	      "                  [--ua UA] [--xmswl W] [--cmd CMD] [--first-seen-days-ago N]\n"
+	      "easctl rules precedence\n"
+	      "  Characteristics: DeviceType DeviceModel DeviceOS UserAgent XMSWL User DeviceId.\n"
+	      "  Ops: is (exact, case-insensitive), like (glob), matches (regex),\n"
+	      "       < <= > >= == != (version, DeviceOS only: \"iOS 7.0.2\").\n"
+	      "  test prints which rule decides for that device and command, and why.\n"},
+    {"versions", "easctl versions [list [--incubating]|incubating|approve 'OS'|revoke 'OS']\n"
+		 "  OS versions seen, incubation state; approve lets an incubating version in.\n"},
+    {"certcheck",
+     "easctl certcheck [HOSTNAME]\n"
+     "easctl certcheck --cert CHAIN.pem --key KEY.pem [--trust ROOT.pem] [--host NAME]\n"
+     "  Chain complete to a trusted root, key matches, names cover HOSTNAME, expiry.\n"
+     "  The second form runs locally, without a daemon.\n"},
+    {NULL, NULL},
 };
 
 static void usage(FILE *f)
@@ -136,8 +136,8 @@ int main(int argc, char **argv)
 	}
 	int n = argc - i;
 	char **args = argv + i;
-	if (!strcmp(args[0], "help") || (n > 1 && (!strcmp(args[n - 1], "--help") ||
-						   !strcmp(args[n - 1], "-h")))) {
+	if (!strcmp(args[0], "help") ||
+	    (n > 1 && (!strcmp(args[n - 1], "--help") || !strcmp(args[n - 1], "-h")))) {
 		const char *what = !strcmp(args[0], "help") ? (n > 1 ? args[1] : NULL) : args[0];
 		if (!what) {
 			usage(stdout);

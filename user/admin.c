@@ -340,10 +340,22 @@ static int dev_row(void *arg, const struct inv_device *d)
 			    d->user, d->device_id, d->device_type, model, os, d->access_state,
 			    d->rule[0] ? d->rule : d->state_reason, last);
 	} else if (l->fmt == FMT_CSV) {
-		const char *f[] = {d->user,	     d->device_id,    d->device_type, model,
-				   os,		     d->user_agent,   d->friendly_name, d->imei,
-				   d->mobile_operator, d->protocol,   first,	     last,
-				   ok,		     d->access_state, d->state_reason, d->rule,
+		const char *f[] = {d->user,
+				   d->device_id,
+				   d->device_type,
+				   model,
+				   os,
+				   d->user_agent,
+				   d->friendly_name,
+				   d->imei,
+				   d->mobile_operator,
+				   d->protocol,
+				   first,
+				   last,
+				   ok,
+				   d->access_state,
+				   d->state_reason,
+				   d->rule,
 				   admin_state_name(d->admin_state)};
 		for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
 			if (i)
@@ -353,15 +365,28 @@ static int dev_row(void *arg, const struct inv_device *d)
 		sbuf_put(o, "\r\n", 2);
 	} else {
 		sbuf_printf(o, "%s\n  {", l->n ? "," : "");
-		const char *k[] = {"user",	   "device_id",	     "device_type", "device_model",
-				   "device_os",	   "user_agent",     "friendly_name", "imei",
-				   "mobile_operator", "protocol",     "first_sync",  "last_sync_attempt",
-				   "last_success", "access_state",   "state_reason", "rule",
-				   "admin_state"};
-		const char *v[] = {d->user,	     d->device_id,    d->device_type, model,
-				   os,		     d->user_agent,   d->friendly_name, d->imei,
-				   d->mobile_operator, d->protocol,   first,	     last,
-				   ok,		     d->access_state, d->state_reason, d->rule,
+		const char *k[] = {"user",	    "device_id",    "device_type",
+				   "device_model",  "device_os",    "user_agent",
+				   "friendly_name", "imei",	    "mobile_operator",
+				   "protocol",	    "first_sync",   "last_sync_attempt",
+				   "last_success",  "access_state", "state_reason",
+				   "rule",	    "admin_state"};
+		const char *v[] = {d->user,
+				   d->device_id,
+				   d->device_type,
+				   model,
+				   os,
+				   d->user_agent,
+				   d->friendly_name,
+				   d->imei,
+				   d->mobile_operator,
+				   d->protocol,
+				   first,
+				   last,
+				   ok,
+				   d->access_state,
+				   d->state_reason,
+				   d->rule,
 				   admin_state_name(d->admin_state)};
 		for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
 			sbuf_printf(o, "%s\"%s\": ", i ? ", " : "", k[i]);
@@ -377,7 +402,7 @@ static enum ctl_code cmd_devices(void *ctx, int argc, char **argv, struct sbuf *
 {
 	struct admin *a = the_admin;
 	const char *user = NULL, *os = NULL, *re = NULL, *state = NULL, *fmt = NULL, *dev = NULL;
-	const struct opt opts[] = {{"user", &user},  {"os", &os},	  {"os-regex", &re},
+	const struct opt opts[] = {{"user", &user},   {"os", &os},	{"os-regex", &re},
 				   {"state", &state}, {"format", &fmt}, {"device-id", &dev},
 				   {NULL, NULL}};
 	char *pos[1];
@@ -389,8 +414,8 @@ static enum ctl_code cmd_devices(void *ctx, int argc, char **argv, struct sbuf *
 		return CTL_USAGE;
 	}
 	sync_events(a);
-	struct inv_filter f = {.user = user, .os_glob = os, .os_regex = re, .state = state,
-			       .device_id = dev};
+	struct inv_filter f = {
+	    .user = user, .os_glob = os, .os_regex = re, .state = state, .device_id = dev};
 	if (l.fmt == FMT_TABLE)
 		sbuf_printf(out, "%-24s %-20s %-10s %-22s %-22s %-11s %-20s %s\n", "USER",
 			    "DEVICE_ID", "TYPE", "MODEL", "OS", "STATE", "RULE", "LAST_SYNC");
@@ -438,7 +463,8 @@ static enum ctl_code one_device(struct admin *a, const char *user, const char *d
 	inv_foreach_device(a->inv, &flt, find_cb, f);
 	enum ctl_code rc = CTL_OK;
 	if (!f->n) {
-		sbuf_printf(out, "no device %s%s%s", dev, user ? " for user " : "", user ? user : "");
+		sbuf_printf(out, "no device %s%s%s", dev, user ? " for user " : "",
+			    user ? user : "");
 		rc = CTL_NOTFOUND;
 	} else if (f->n > 1) {
 		sbuf_printf(out, "device %s is used by %d users: add --user", dev, f->n);
@@ -530,7 +556,8 @@ static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *o
 	bump_gen(a);
 	log_info("event=admin_device action=%s user=\"%s\" device=%s", verb, d->user, d->device_id);
 	sbuf_printf(out, "%s: %s (%s) is now %s; effective on its next request\n", verb,
-		    d->device_id, d->user, state ? admin_state_name(state) : "decided by the rules");
+		    d->device_id, d->user,
+		    state ? admin_state_name(state) : "decided by the rules");
 done:
 	free(d);
 	return rc;
@@ -554,10 +581,12 @@ static enum ctl_code rules_test(struct admin *a, int argc, char **argv, struct s
 {
 	const char *user = "", *dev = "TESTDEVICE", *type = "", *model = "", *os = "", *ua = "",
 		   *wl = "", *cmd = "Sync", *admin = NULL, *first = NULL;
-	const struct opt opts[] = {{"user", &user},  {"device-id", &dev}, {"type", &type},
-				   {"model", &model}, {"os", &os},	   {"ua", &ua},
-				   {"xmswl", &wl},    {"cmd", &cmd},	   {"admin", &admin},
-				   {"first-seen-days-ago", &first},	  {NULL, NULL}};
+	const struct opt opts[] = {{"user", &user},   {"device-id", &dev},
+				   {"type", &type},   {"model", &model},
+				   {"os", &os},	      {"ua", &ua},
+				   {"xmswl", &wl},    {"cmd", &cmd},
+				   {"admin", &admin}, {"first-seen-days-ago", &first},
+				   {NULL, NULL}};
 	char *pos[1];
 	int np;
 	if (parse_opts(argc, argv, 2, opts, pos, &np, 0, out) < 0)
@@ -575,19 +604,19 @@ static enum ctl_code rules_test(struct admin *a, int argc, char **argv, struct s
 	struct inv_version v = {0};
 	int have_v = ov.text[0] && inv_get_version(a->inv, ov.text, &v) == 1;
 	struct policy_input in = {
-		.user = user,
-		.device_id = dev,
-		.device_type = type,
-		.device_model = model,
-		.device_os = os,
-		.user_agent = ua,
-		.xmswl = wl,
-		.cmd = c,
-		.admin_state = admin ? atoi(admin) : 0,
-		.os_first_seen = first ? now - (int64_t)atoi(first) * 86400
-				       : (have_v && v.first_seen ? v.first_seen : 0),
-		.os_approved = have_v ? v.approved : 0,
-		.now = now,
+	    .user = user,
+	    .device_id = dev,
+	    .device_type = type,
+	    .device_model = model,
+	    .device_os = os,
+	    .user_agent = ua,
+	    .xmswl = wl,
+	    .cmd = c,
+	    .admin_state = admin ? atoi(admin) : 0,
+	    .os_first_seen = first ? now - (int64_t)atoi(first) * 86400
+				   : (have_v && v.first_seen ? v.first_seen : 0),
+	    .os_approved = have_v ? v.approved : 0,
+	    .now = now,
 	};
 	struct policy_decision d;
 	policy_decide(p, &in, &d);
@@ -617,7 +646,7 @@ static enum ctl_code cmd_rules(void *ctx, int argc, char **argv, struct sbuf *ou
 			sbuf_printf(out, "policy does not compile: %s", err);
 			return CTL_FAILED;
 		}
-		sbuf_printf(out, "# default access: %s; incubation: %s", 
+		sbuf_printf(out, "# default access: %s; incubation: %s",
 			    policy_access_name((int)a->cfg->policy.default_access),
 			    a->cfg->policy.incubation ? "on" : "off");
 		if (a->cfg->policy.incubation)
@@ -725,7 +754,9 @@ static int ver_row(void *arg, const struct inv_version *v)
 	iso_time(v->first_seen, first, sizeof(first));
 	iso_time(until, end, sizeof(end));
 	sbuf_printf(l->o, "%-30.30s %-8s %-21s %-12s %-21s %d\n", v->os_key, v->family, first,
-		    v->approved ? "approved" : incubating ? "incubating" : "released",
+		    v->approved	 ? "approved"
+		    : incubating ? "incubating"
+				 : "released",
 		    incubating ? end : "-", v->devices);
 	return 0;
 }
@@ -736,8 +767,8 @@ static enum ctl_code cmd_versions(void *ctx, int argc, char **argv, struct sbuf 
 	const char *verb = argc > 1 ? argv[1] : "list";
 	if (!strcmp(verb, "list") || !strcmp(verb, "incubating")) {
 		struct ver_list l = {.o = out, .a = a, .now = time(NULL)};
-		l.only_incubating = !strcmp(verb, "incubating") ||
-				    (argc > 2 && !strcmp(argv[2], "--incubating"));
+		l.only_incubating =
+		    !strcmp(verb, "incubating") || (argc > 2 && !strcmp(argv[2], "--incubating"));
 		sync_events(a);
 		sbuf_printf(out, "%-30s %-8s %-21s %-12s %-21s %s\n", "OS", "FAMILY", "FIRST_SEEN",
 			    "STATE", "INCUBATING_UNTIL", "DEVICES");
@@ -746,7 +777,8 @@ static enum ctl_code cmd_versions(void *ctx, int argc, char **argv, struct sbuf 
 	}
 	if ((!strcmp(verb, "approve") || !strcmp(verb, "revoke")) && argc == 3) {
 		sync_events(a);
-		if (inv_version_approve(a->inv, argv[2], !strcmp(verb, "approve"), time(NULL)) < 0) {
+		if (inv_version_approve(a->inv, argv[2], !strcmp(verb, "approve"), time(NULL)) <
+		    0) {
 			sbuf_printf(out, "update failed");
 			return CTL_FAILED;
 		}
@@ -766,10 +798,12 @@ static enum ctl_code cmd_certcheck(void *ctx, int argc, char **argv, struct sbuf
 	for (int i = 0; i < a->cfg->tls.ncerts; i++) {
 		const struct cfg_cert *ct = &a->cfg->tls.certs[i];
 		struct tls_chain_report r;
-		int rc = tls_check_chain(ct->cert, ct->key, a->cfg->tls.trust_file,
-					 argc > 1 ? argv[1] : NULL, a->cfg->tls.expiry_warn_days, &r);
-		sbuf_printf(out, "%s: %s\n  subject: %s\n  names:   %s\n  chain:   %d certificates%s\n"
-				 "  expires: in %ld days\n",
+		int rc =
+		    tls_check_chain(ct->cert, ct->key, a->cfg->tls.trust_file,
+				    argc > 1 ? argv[1] : NULL, a->cfg->tls.expiry_warn_days, &r);
+		sbuf_printf(out,
+			    "%s: %s\n  subject: %s\n  names:   %s\n  chain:   %d certificates%s\n"
+			    "  expires: in %ld days\n",
 			    ct->cert, rc == 0 ? "OK" : "PROBLEM", r.subject, r.names, r.chain_len,
 			    r.chain_complete ? ", complete" : "", r.min_days_left);
 		if (r.problem[0])
@@ -809,8 +843,8 @@ static int thr_row(void *arg, const struct throttle_info *d)
 	int first = 1;
 	for (int c = 0; c < THROTTLE_NCMD; c++)
 		if (d->seen[c]) {
-			sbuf_printf(l->o, "%s%s=%u/%u", first ? "" : ",", eas_cmd_name(c), d->seen[c],
-				    d->refused[c]);
+			sbuf_printf(l->o, "%s%s=%u/%u", first ? "" : ",", eas_cmd_name(c),
+				    d->seen[c], d->refused[c]);
 			first = 0;
 		}
 	sbuf_put(l->o, "\n", 1);
@@ -821,7 +855,8 @@ static enum ctl_code cmd_throttle(void *ctx, int argc, char **argv, struct sbuf 
 {
 	struct admin *a = the_admin;
 	if (!a->throttle) {
-		sbuf_printf(out, "throttling is off (throttle = { enabled = true; ... } in the config)");
+		sbuf_printf(out,
+			    "throttling is off (throttle = { enabled = true; ... } in the config)");
 		return CTL_FAILED;
 	}
 	const char *verb = argc > 1 ? argv[1] : "list";
@@ -852,16 +887,16 @@ static enum ctl_code cmd_throttle(void *ctx, int argc, char **argv, struct sbuf 
 }
 
 static const struct ctl_cmd cmds[] = {
-	{"throttle", cmd_throttle,
-	 "throttle [list [--all]] | forgive USER DEVICE_ID   throttled and looping devices"},
-	{"devices", cmd_devices,
-	 "devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--format table|csv|json]"},
-	{"device", cmd_device,
-	 "device show|allow|approve|block|quarantine|clear|remove DEVICE_ID [--user U]"},
-	{"rules", cmd_rules, "rules list|add 'RULE'|remove dbID|test [--ua ..] [--os ..] [--cmd ..]"},
-	{"versions", cmd_versions, "versions [list|incubating|approve OS|revoke OS]"},
-	{"certcheck", cmd_certcheck, "certcheck [HOSTNAME]       chain, key, names, expiry"},
-	{NULL, NULL, NULL},
+    {"throttle", cmd_throttle,
+     "throttle [list [--all]] | forgive USER DEVICE_ID   throttled and looping devices"},
+    {"devices", cmd_devices,
+     "devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--format table|csv|json]"},
+    {"device", cmd_device,
+     "device show|allow|approve|block|quarantine|clear|remove DEVICE_ID [--user U]"},
+    {"rules", cmd_rules, "rules list|add 'RULE'|remove dbID|test [--ua ..] [--os ..] [--cmd ..]"},
+    {"versions", cmd_versions, "versions [list|incubating|approve OS|revoke OS]"},
+    {"certcheck", cmd_certcheck, "certcheck [HOSTNAME]       chain, key, names, expiry"},
+    {NULL, NULL, NULL},
 };
 
 const struct ctl_cmd *admin_commands(void)
@@ -887,13 +922,15 @@ static void render_throttle(struct admin *a, struct sbuf *o)
 {
 	struct throttle_stats st;
 	throttle_stats_read(a->throttle, &st);
-	sbuf_printf(o, "# HELP easgate_throttle_refused_total Requests refused by budgets and "
-		       "loop detection, by reason.\n# TYPE easgate_throttle_refused_total counter\n");
+	sbuf_printf(o,
+		    "# HELP easgate_throttle_refused_total Requests refused by budgets and "
+		    "loop detection, by reason.\n# TYPE easgate_throttle_refused_total counter\n");
 	for (int r = 0; r < THROTTLE_R__COUNT; r++)
 		sbuf_printf(o, "easgate_throttle_refused_total{reason=\"%s\"} %llu\n",
 			    throttle_reason_name(r), (unsigned long long)st.refused[r]);
-	sbuf_printf(o, "# HELP easgate_throttle_events_total Escalations (throttled, cutoff, "
-		       "loop, quarantine, kernel drop).\n# TYPE easgate_throttle_events_total counter\n");
+	sbuf_printf(
+	    o, "# HELP easgate_throttle_events_total Escalations (throttled, cutoff, "
+	       "loop, quarantine, kernel drop).\n# TYPE easgate_throttle_events_total counter\n");
 	for (int e = 1; e < THROTTLE_EV__COUNT; e++)
 		sbuf_printf(o, "easgate_throttle_events_total{event=\"%s\"} %llu\n",
 			    throttle_event_name(e), (unsigned long long)st.events[e]);
@@ -903,11 +940,12 @@ static void render_throttle(struct admin *a, struct sbuf *o)
 		if (st.loops_by_cmd[c])
 			sbuf_printf(o, "easgate_throttle_loops_total{command=\"%s\"} %llu\n",
 				    eas_cmd_name(c), (unsigned long long)st.loops_by_cmd[c]);
-	sbuf_printf(o, "# HELP easgate_throttle_devices Devices tracked by the throttle table.\n"
-		       "# TYPE easgate_throttle_devices gauge\neasgate_throttle_devices %llu\n"
-		       "easgate_throttle_device_capacity %llu\n"
-		       "easgate_throttle_evictions_total %llu\n"
-		       "easgate_throttle_lock_timeouts_total %llu\n",
+	sbuf_printf(o,
+		    "# HELP easgate_throttle_devices Devices tracked by the throttle table.\n"
+		    "# TYPE easgate_throttle_devices gauge\neasgate_throttle_devices %llu\n"
+		    "easgate_throttle_device_capacity %llu\n"
+		    "easgate_throttle_evictions_total %llu\n"
+		    "easgate_throttle_lock_timeouts_total %llu\n",
 		    (unsigned long long)st.devices, (unsigned long long)st.device_capacity,
 		    (unsigned long long)st.device_evictions, (unsigned long long)st.lock_timeouts);
 }
@@ -923,9 +961,10 @@ void admin_render_metrics(struct admin *a, struct sbuf *o)
 	sbuf_printf(o, "# HELP easgate_devices Devices in the inventory by OS family and access "
 		       "state.\n# TYPE easgate_devices gauge\n");
 	inv_count_by_family_state(a->inv, count_row, &c);
-	sbuf_printf(o, "# HELP easgate_inventory_events_total Device events written to the "
-		       "inventory.\n# TYPE easgate_inventory_events_total counter\n"
-		       "easgate_inventory_events_total %llu\n",
+	sbuf_printf(o,
+		    "# HELP easgate_inventory_events_total Device events written to the "
+		    "inventory.\n# TYPE easgate_inventory_events_total counter\n"
+		    "easgate_inventory_events_total %llu\n",
 		    (unsigned long long)a->events);
 }
 

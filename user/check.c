@@ -118,7 +118,8 @@ static void probe_step(struct probe *p)
 		while (p->sent < p->req_len) {
 			ssize_t r;
 			if (p->ssl) {
-				int k = SSL_write(p->ssl, p->req + p->sent, (int)(p->req_len - p->sent));
+				int k = SSL_write(p->ssl, p->req + p->sent,
+						  (int)(p->req_len - p->sent));
 				if (k <= 0) {
 					int e = SSL_get_error(p->ssl, k);
 					if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
@@ -128,7 +129,8 @@ static void probe_step(struct probe *p)
 				}
 				r = k;
 			} else {
-				r = send(p->fd, p->req + p->sent, p->req_len - p->sent, MSG_NOSIGNAL);
+				r = send(p->fd, p->req + p->sent, p->req_len - p->sent,
+					 MSG_NOSIGNAL);
 				if (r < 0) {
 					if (errno == EAGAIN)
 						return;
@@ -252,11 +254,11 @@ struct checker *checker_new(struct loop *l, struct shm *s, const struct gw_confi
 		char err[256];
 		if (b->tls && !(p->ctx = tls_backend_ctx(b, err, sizeof(err))))
 			log_warn("event=health_check_tls backend=%s error=\"%s\"", b->name, err);
-		p->req_len = (size_t)snprintf(p->req, sizeof(p->req),
-					      "GET %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: "
-					      "easgate-health\r\nConnection: close\r\n\r\n",
-					      b->prefix, b->health_path,
-					      b->sni[0] ? b->sni : "localhost");
+		p->req_len =
+		    (size_t)snprintf(p->req, sizeof(p->req),
+				     "GET %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: "
+				     "easgate-health\r\nConnection: close\r\n\r\n",
+				     b->prefix, b->health_path, b->sni[0] ? b->sni : "localhost");
 		/* Start from the state we had (reloads keep health). */
 		p->ok_run = s->backends[p->slot].up ? b->rise : 0;
 		loop_timer_init(&p->every, probe_start, p);

@@ -34,7 +34,8 @@ void config_log_errors(const struct config_errors *errs)
 {
 	char q[400];
 	for (int i = 0; i < errs->n; i++)
-		log_err("event=config_error error=%s", log_quote(q, sizeof(q), errs->msg[i], (size_t)-1));
+		log_err("event=config_error error=%s",
+			log_quote(q, sizeof(q), errs->msg[i], (size_t)-1));
 	if (errs->dropped)
 		log_err("event=config_error more_errors=%d", errs->dropped);
 }
@@ -150,7 +151,8 @@ struct rd {
 	struct config_errors *errs;
 };
 
-#define ERR(rd, s, ...) config_error((rd)->errs, (rd)->path, config_setting_source_line(s), __VA_ARGS__)
+#define ERR(rd, s, ...)                                                                            \
+	config_error((rd)->errs, (rd)->path, config_setting_source_line(s), __VA_ARGS__)
 
 /* Every child of group g must be named in allowed (NULL-terminated). */
 static void check_keys(struct rd *rd, const config_setting_t *g, const char *where,
@@ -428,9 +430,9 @@ static void read_timeouts(struct rd *rd, config_setting_t *root, struct gw_confi
 	config_setting_t *g = config_setting_get_member(root, "timeouts");
 	if (!g)
 		return;
-	static const char *const keys[] = {"handshake",	       "request_head",	   "request_body",
-					   "idle",	       "backend_connect",  "backend_response",
-					   "hanging_request", "drain",		   NULL};
+	static const char *const keys[] = {
+	    "handshake",	"request_head",	   "request_body", "idle", "backend_connect",
+	    "backend_response", "hanging_request", "drain",	   NULL};
 	check_keys(rd, g, "timeouts", keys);
 	get_secs(rd, g, "handshake", &c->timeouts.handshake_ms, 600);
 	get_secs(rd, g, "request_head", &c->timeouts.head_ms, 600);
@@ -447,7 +449,7 @@ static void read_limits(struct rd *rd, config_setting_t *root, struct gw_config 
 	config_setting_t *g = config_setting_get_member(root, "limits");
 	if (!g)
 		return;
-	static const char *const keys[] = {"max_head",	"max_line",	 "max_headers",
+	static const char *const keys[] = {"max_head",	      "max_line",     "max_headers",
 					   "max_connections", "inspect_body", NULL};
 	check_keys(rd, g, "limits", keys);
 	get_uint(rd, g, "max_head", &c->limits.max_head, 1024, 1 << 20);
@@ -462,8 +464,8 @@ static void read_limits(struct rd *rd, config_setting_t *root, struct gw_config 
 
 static void read_backend(struct rd *rd, config_setting_t *e, struct cfg_backend *b)
 {
-	static const char *const keys[] = {"name", "address", "prefix", "tls",	  "ca",
-					   "sni",  "verify",  "weight", "reuse", "health", NULL};
+	static const char *const keys[] = {"name",   "address", "prefix", "tls",    "ca", "sni",
+					   "verify", "weight",	"reuse",  "health", NULL};
 	check_keys(rd, e, "backend", keys);
 	b->weight = 1;
 	b->verify = 1;
@@ -480,8 +482,8 @@ static void read_backend(struct rd *rd, config_setting_t *e, struct cfg_backend 
 	if (get_str(rd, e, "address", addr, sizeof(addr)) != 1)
 		ERR(rd, e, "backend '%s' needs address = \"host:port\"", b->name);
 	else if (config_parse_addr(addr, &b->addr) < 0)
-		ERR(rd, e, "backend '%s': bad address '%s' (want IPv4:port or [IPv6]:port)", b->name,
-		    addr);
+		ERR(rd, e, "backend '%s': bad address '%s' (want IPv4:port or [IPv6]:port)",
+		    b->name, addr);
 	get_str(rd, e, "prefix", b->prefix, sizeof(b->prefix));
 	if (b->prefix[0] && (b->prefix[0] != '/' || b->prefix[strlen(b->prefix) - 1] == '/'))
 		ERR(rd, e, "backend '%s': prefix must start with '/' and not end with one",
@@ -507,11 +509,12 @@ static void read_backend(struct rd *rd, config_setting_t *e, struct cfg_backend 
 			return;
 		}
 		if (!config_setting_is_group(h)) {
-			ERR(rd, h, "health must be false or a group { path = ...; interval = ...; }");
+			ERR(rd, h,
+			    "health must be false or a group { path = ...; interval = ...; }");
 			return;
 		}
-		static const char *const hkeys[] = {"path", "interval", "timeout", "rise", "fall",
-						    NULL};
+		static const char *const hkeys[] = {"path", "interval", "timeout",
+						    "rise", "fall",	NULL};
 		check_keys(rd, h, "backend.health", hkeys);
 		get_str(rd, h, "path", b->health_path, sizeof(b->health_path));
 		get_secs(rd, h, "interval", &b->health_interval_ms, 3600);
@@ -558,9 +561,9 @@ static void read_policy(struct rd *rd, config_setting_t *root, struct gw_config 
 	config_setting_t *g = config_setting_get_member(root, "policy");
 	if (!g)
 		return;
-	static const char *const keys[] = {"default",	 "rules",      "blocked_device_ids",
-					   "allowed_device_ids", "incubation", "ios_builds",
-					   NULL};
+	static const char *const keys[] = {
+	    "default",	  "rules", "blocked_device_ids", "allowed_device_ids", "incubation",
+	    "ios_builds", NULL};
 	check_keys(rd, g, "policy", keys);
 	char def[16] = "";
 	if (get_str(rd, g, "default", def, sizeof(def)) == 1 &&
@@ -577,7 +580,8 @@ static void read_policy(struct rd *rd, config_setting_t *root, struct gw_config 
 	if (!inc)
 		return;
 	if (!config_setting_is_group(inc)) {
-		ERR(rd, inc, "policy.incubation must be a group { days = 21; families = [\"iOS\"]; }");
+		ERR(rd, inc,
+		    "policy.incubation must be a group { days = 21; families = [\"iOS\"]; }");
 		return;
 	}
 	static const char *const ikeys[] = {"enabled", "days", "families", NULL};
@@ -592,8 +596,9 @@ static void read_policy(struct rd *rd, config_setting_t *root, struct gw_config 
 			const char *v = config_setting_get_string(e);
 			if (!v || strlen(v) >= sizeof(c->policy.families[0]) ||
 			    c->policy.nfamilies >= CFG_MAX_FAMILIES) {
-				ERR(rd, e, "incubation.families: entries are short OS family names "
-					   "such as \"iOS\" (at most %d)",
+				ERR(rd, e,
+				    "incubation.families: entries are short OS family names "
+				    "such as \"iOS\" (at most %d)",
 				    CFG_MAX_FAMILIES);
 				continue;
 			}
@@ -608,7 +613,7 @@ static void read_xdp(struct rd *rd, config_setting_t *root, struct gw_config *c)
 	config_setting_t *g = config_setting_get_member(root, "xdp");
 	if (!g)
 		return;
-	static const char *const keys[] = {"interfaces", "mode",	"action",    "syn_rate",
+	static const char *const keys[] = {"interfaces", "mode",	"action",  "syn_rate",
 					   "syn_burst",	 "verdict_ttl", "pin_dir", NULL};
 	check_keys(rd, g, "xdp", keys);
 	config_setting_t *l = config_setting_get_member(g, "interfaces");
@@ -618,7 +623,8 @@ static void read_xdp(struct rd *rd, config_setting_t *root, struct gw_config *c)
 			const char *v = config_setting_get_string(e);
 			if (!v || !v[0] || strlen(v) >= IF_NAMESIZE ||
 			    c->xdp.nifaces >= CFG_MAX_IFACES) {
-				ERR(rd, e, "xdp.interfaces: entries are interface names (at most %d)",
+				ERR(rd, e,
+				    "xdp.interfaces: entries are interface names (at most %d)",
 				    CFG_MAX_IFACES);
 				continue;
 			}
@@ -674,17 +680,18 @@ static int get_double(struct rd *rd, const config_setting_t *g, const char *key,
 
 static void read_tclass(struct rd *rd, config_setting_t *e, struct throttle_class *k, int idx)
 {
-	static const char *const keys[] = {"name",	  "match",	 "burst",   "rate",
-					   "cutoff",	  "cooldown",	 "max_concurrent",
-					   "max_devices", "loop",	 "hammer",  "xdp_ttl", NULL};
+	static const char *const keys[] = {"name",   "match",	 "burst",	   "rate",
+					   "cutoff", "cooldown", "max_concurrent", "max_devices",
+					   "loop",   "hammer",	 "xdp_ttl",	   NULL};
 	check_keys(rd, e, "throttle.classes", keys);
 	char name[THROTTLE_NAME_MAX] = "";
 	if (get_str(rd, e, "name", name, sizeof(name)) != 1)
 		ERR(rd, e, "throttle class needs name = \"...\"");
 	throttle_class_defaults(k, name);
 	if (get_str(rd, e, "match", k->match, sizeof(k->match)) != 1 && idx > 0)
-		ERR(rd, e, "throttle class '%s' needs match = \"<Characteristic> <op> ...\" (only "
-			   "the first class may go without)",
+		ERR(rd, e,
+		    "throttle class '%s' needs match = \"<Characteristic> <op> ...\" (only "
+		    "the first class may go without)",
 		    name);
 	get_double(rd, e, "burst", &k->burst, 0, 1e9);
 	get_double(rd, e, "rate", &k->rate, 0, 1e9);
@@ -696,8 +703,8 @@ static void read_tclass(struct rd *rd, config_setting_t *e, struct throttle_clas
 	get_double(rd, e, "xdp_ttl", &k->xdp_ttl, 0, 86400 * 30);
 	config_setting_t *l = config_setting_get_member(e, "loop");
 	if (l) {
-		static const char *const lkeys[] = {"window",	  "threshold", "throttle",
-						    "quarantine", "memory",    "commands", NULL};
+		static const char *const lkeys[] = {"window", "threshold", "throttle", "quarantine",
+						    "memory", "commands",  NULL};
 		check_keys(rd, l, "throttle.classes.loop", lkeys);
 		get_double(rd, l, "window", &k->loop.window, 1, 3600);
 		get_uint(rd, l, "threshold", &k->loop.threshold, 0, THROTTLE_THRESHOLD_MAX);
@@ -710,23 +717,27 @@ static void read_tclass(struct rd *rd, config_setting_t *e, struct throttle_clas
 			const char *cmd = config_setting_name(x);
 			int t = config_setting_type(x);
 			if (!cmd || (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_BOOL)) {
-				ERR(rd, x, "loop.commands entries look like MeetingResponse = 8; "
-					   "(or Ping = false; to exempt a command)");
+				ERR(rd, x,
+				    "loop.commands entries look like MeetingResponse = 8; "
+				    "(or Ping = false; to exempt a command)");
 				continue;
 			}
 			/* Ping = false: never a loop; Ping = true: the class threshold. */
 			if (t == CONFIG_TYPE_BOOL && config_setting_get_bool(x))
 				continue;
-			unsigned th = t == CONFIG_TYPE_BOOL ? 0 : (unsigned)config_setting_get_int(x);
+			unsigned th =
+			    t == CONFIG_TYPE_BOOL ? 0 : (unsigned)config_setting_get_int(x);
 			if (th == 0 && t != CONFIG_TYPE_BOOL) {
-				ERR(rd, x, "loop.commands: %s = 0 is ambiguous; write %s = false to "
-					   "exempt the command",
+				ERR(rd, x,
+				    "loop.commands: %s = 0 is ambiguous; write %s = false to "
+				    "exempt the command",
 				    cmd, cmd);
 				continue;
 			}
 			if (throttle_class_set_loop_cmd(k, cmd, th) < 0)
-				ERR(rd, x, "loop.commands: unknown command '%s' or threshold %u out of "
-					   "range (2..%d)",
+				ERR(rd, x,
+				    "loop.commands: unknown command '%s' or threshold %u out of "
+				    "range (2..%d)",
 				    cmd, th, THROTTLE_THRESHOLD_MAX);
 		}
 	}
@@ -740,7 +751,7 @@ static void read_throttle(struct rd *rd, config_setting_t *root, struct gw_confi
 	config_setting_t *g = config_setting_get_member(root, "throttle");
 	if (!g)
 		return;
-	static const char *const keys[] = {"enabled",	  "devices",	 "users", "offenders",
+	static const char *const keys[] = {"enabled",	  "devices",	 "users",   "offenders",
 					   "device_idle", "max_request", "classes", NULL};
 	check_keys(rd, g, "throttle", keys);
 	c->throttle.enabled = 1;
@@ -803,11 +814,24 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 		return -1;
 	}
 	config_setting_t *root = config_root_setting(&lc);
-	static const char *const keys[] = {"listen",	  "workers",	 "user",     "group",
-					   "state_dir",	  "control_socket", "log_level", "access_log",
-					   "tls",	  "timeouts",	 "limits",   "backends",
-					   "steering_secret_file", "policy", "xdp",	     "admin",
-					   "strict_device_id", "throttle",
+	static const char *const keys[] = {"listen",
+					   "workers",
+					   "user",
+					   "group",
+					   "state_dir",
+					   "control_socket",
+					   "log_level",
+					   "access_log",
+					   "tls",
+					   "timeouts",
+					   "limits",
+					   "backends",
+					   "steering_secret_file",
+					   "policy",
+					   "xdp",
+					   "admin",
+					   "strict_device_id",
+					   "throttle",
 					   NULL};
 	check_keys(&rd, root, "the top level", keys);
 	read_listen(&rd, root, c);

@@ -51,12 +51,12 @@ enum cfg_reuse {
 struct cfg_backend {
 	char name[EG_BACKEND_NAME_LEN];
 	struct cfg_addr addr;
-	char prefix[128];   /* prepended to the path, e.g. "/SOGo" */
-	int tls;	    /* 1 = HTTPS to the backend */
-	char ca[PATH_MAX];  /* CA file to verify the backend with ("" = system store) */
-	char sni[256];	    /* server name to send and verify ("" = none / address) */
-	int verify;	    /* verify the backend's certificate (default 1 when tls) */
-	unsigned weight;    /* Maglev weight >= 1 */
+	char prefix[128];  /* prepended to the path, e.g. "/SOGo" */
+	int tls;	   /* 1 = HTTPS to the backend */
+	char ca[PATH_MAX]; /* CA file to verify the backend with ("" = system store) */
+	char sni[256];	   /* server name to send and verify ("" = none / address) */
+	int verify;	   /* verify the backend's certificate (default 1 when tls) */
+	unsigned weight;   /* Maglev weight >= 1 */
 	enum cfg_reuse reuse;
 	int health_enabled;
 	char health_path[256];
@@ -95,9 +95,9 @@ struct gw_config {
 
 	struct {
 		unsigned handshake_ms;
-		unsigned head_ms;	/* first byte to end of request head */
-		unsigned body_ms;	/* max silence while a body streams */
-		unsigned idle_ms;	/* keep-alive between requests */
+		unsigned head_ms; /* first byte to end of request head */
+		unsigned body_ms; /* max silence while a body streams */
+		unsigned idle_ms; /* keep-alive between requests */
 		unsigned backend_connect_ms;
 		unsigned backend_response_ms; /* ordinary requests */
 		unsigned hanging_ms;	      /* Ping / long-poll Sync: up to ~59 min */
@@ -109,7 +109,8 @@ struct gw_config {
 		unsigned max_line;
 		unsigned max_headers;
 		unsigned max_conns; /* per worker */
-		unsigned inspect_body; /* bodies up to this size are buffered for WBXML inspection */
+		unsigned
+		    inspect_body; /* bodies up to this size are buffered for WBXML inspection */
 	} limits;
 
 	struct cfg_backend backends[EG_MAX_BACKENDS];
@@ -135,7 +136,7 @@ struct gw_config {
 	struct {
 		char ifaces[CFG_MAX_IFACES][IF_NAMESIZE];
 		int nifaces;
-		int mode; /* 0 auto, 1 native, 2 generic */
+		int mode;	/* 0 auto, 1 native, 2 generic */
 		int action_rst; /* RST instead of silent drop */
 		unsigned syn_rate, syn_burst;
 		unsigned verdict_ttl_s;
@@ -183,7 +184,7 @@ int config_worker_count(const struct gw_config *c);
 
 /* Append "path:line: msg" to errs (printf-style). */
 void config_error(struct config_errors *errs, const char *path, int line, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Print all errors to the log at error level. */
 void config_log_errors(const struct config_errors *errs);

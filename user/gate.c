@@ -35,9 +35,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define DEV_CACHE	  8192 /* per worker, direct-mapped */
-#define VER_CACHE	  1024
-#define REPORT_EVERY_S	  60 /* refresh last_attempt / last_success at most this often */
+#define DEV_CACHE	   8192 /* per worker, direct-mapped */
+#define VER_CACHE	   1024
+#define REPORT_EVERY_S	   60 /* refresh last_attempt / last_success at most this often */
 #define QUARANTINE_HOLD_MS 120000
 
 struct dev_entry {
@@ -163,13 +163,13 @@ struct policy *gate_build_policy(const struct gw_config *c, struct inventory *in
 	for (int i = 0; i < c->policy.nfamilies; i++)
 		fams[i] = c->policy.families[i];
 	struct policy_config pc = {
-		.default_access = (int)c->policy.default_access,
-		.rules = a.rules,
-		.n_rules = a.n,
-		.blocked_ids = blocked,
-		.n_blocked = (size_t)c->policy.nblocked,
-		.allowed_ids = allowed,
-		.n_allowed = (size_t)c->policy.nallowed,
+	    .default_access = (int)c->policy.default_access,
+	    .rules = a.rules,
+	    .n_rules = a.n,
+	    .blocked_ids = blocked,
+	    .n_blocked = (size_t)c->policy.nblocked,
+	    .allowed_ids = allowed,
+	    .n_allowed = (size_t)c->policy.nallowed,
 	};
 	pc.incubation.enabled = c->policy.incubation;
 	pc.incubation.days = c->policy.incubation_days;
@@ -432,15 +432,15 @@ static void throttle_step(struct gate *g, const struct eas_req *r, const struct 
 	if (!t || d->access == POLICY_BLOCK || r->cmd == EAS_CMD_OPTIONS)
 		return;
 	struct throttle_req rq = {
-		.device_key = throttle_device_key(t, r->identity, r->device_id),
-		.user_key = throttle_user_key(t, r->identity),
-		.cls = throttle_classify(t, in),
-		.cmd = r->cmd,
-		.fingerprint = body_fp,
-		.device_id = r->device_id,
-		.user = r->identity,
-		.device_os = d->device_os,
-		.user_agent = r->user_agent,
+	    .device_key = throttle_device_key(t, r->identity, r->device_id),
+	    .user_key = throttle_user_key(t, r->identity),
+	    .cls = throttle_classify(t, in),
+	    .cmd = r->cmd,
+	    .fingerprint = body_fp,
+	    .device_id = r->device_id,
+	    .user = r->identity,
+	    .device_os = d->device_os,
+	    .user_agent = r->user_agent,
 	};
 	struct throttle_verdict tv;
 	throttle_check(t, &rq, throttle_now_ms(), &tv);
@@ -449,12 +449,14 @@ static void throttle_step(struct gate *g, const struct eas_req *r, const struct 
 		char qu[160], qd[48], qo[160];
 		log_warn("event=throttle_%s user=%s device=%s os=%s cmd=%s class=%s reason=%s "
 			 "state=%s action=%s retry_after=%u loop_cmd=%s",
-			 throttle_event_name(tv.event), log_quote(qu, sizeof(qu), r->identity, (size_t)-1),
+			 throttle_event_name(tv.event),
+			 log_quote(qu, sizeof(qu), r->identity, (size_t)-1),
 			 log_quote(qd, sizeof(qd), r->device_id, (size_t)-1),
 			 log_quote(qo, sizeof(qo), d->device_os, (size_t)-1), eas_cmd_name(r->cmd),
-			 throttle_class_at(t, (size_t)tv.cls)->name, throttle_reason_name(tv.reason),
-			 throttle_state_name(tv.state), throttle_action_name(tv.action),
-			 tv.retry_after_s, tv.loop_cmd >= 0 ? eas_cmd_name(tv.loop_cmd) : "-");
+			 throttle_class_at(t, (size_t)tv.cls)->name,
+			 throttle_reason_name(tv.reason), throttle_state_name(tv.state),
+			 throttle_action_name(tv.action), tv.retry_after_s,
+			 tv.loop_cmd >= 0 ? eas_cmd_name(tv.loop_cmd) : "-");
 	}
 	switch (tv.action) {
 	case THROTTLE_OK:
@@ -491,12 +493,14 @@ static void throttle_step(struct gate *g, const struct eas_req *r, const struct 
 		v->asthrottle = tv.asthrottle;
 		if (tv.action == THROTTLE_XDP_DROP) {
 			v->xdp_drop = 1;
-			v->xdp_reason = tv.reason == THROTTLE_R_LOOP ? EG_REASON_LOOP : EG_REASON_THROTTLED;
+			v->xdp_reason =
+			    tv.reason == THROTTLE_R_LOOP ? EG_REASON_LOOP : EG_REASON_THROTTLED;
 			v->xdp_ttl = (unsigned)tv.ttl_s;
 		}
 		break;
 	}
-	snprintf(v->rule, sizeof(v->rule), "throttle:%s", throttle_class_at(t, (size_t)tv.cls)->name);
+	snprintf(v->rule, sizeof(v->rule), "throttle:%s",
+		 throttle_class_at(t, (size_t)tv.cls)->name);
 	snprintf(v->why, sizeof(v->why), "%s", tv.text);
 }
 
@@ -554,18 +558,18 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 	osver_effective(e->os, r->user_agent, &ov);
 	struct ver_entry *ve = ov.text[0] ? ver_get(g, ov.text, now) : NULL;
 	struct policy_input in = {
-		.user = r->identity,
-		.device_id = r->device_id,
-		.device_type = r->device_type,
-		.device_model = e->model,
-		.device_os = e->os,
-		.user_agent = r->user_agent,
-		.xmswl = r->xmswl,
-		.cmd = r->cmd,
-		.admin_state = e->admin_state,
-		.os_first_seen = ve ? ve->first_seen : 0,
-		.os_approved = ve ? ve->approved : 0,
-		.now = now,
+	    .user = r->identity,
+	    .device_id = r->device_id,
+	    .device_type = r->device_type,
+	    .device_model = e->model,
+	    .device_os = e->os,
+	    .user_agent = r->user_agent,
+	    .xmswl = r->xmswl,
+	    .cmd = r->cmd,
+	    .admin_state = e->admin_state,
+	    .os_first_seen = ve ? ve->first_seen : 0,
+	    .os_approved = ve ? ve->approved : 0,
+	    .now = now,
 	};
 	struct policy_decision d;
 	policy_decide(g->pol, &in, &d);
@@ -600,7 +604,7 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 	 */
 	int is_options = d.reason == POLICY_R_OPTIONS;
 	const struct policy_rule *pr =
-		d.rule_index >= 0 ? policy_rule_at(g->pol, (size_t)d.rule_index) : NULL;
+	    d.rule_index >= 0 ? policy_rule_at(g->pol, (size_t)d.rule_index) : NULL;
 	int scoped = pr && pr->cmds;
 	int *seen = scoped ? &e->scoped_access : &e->last_access;
 	/* Log a decision once per device and state change, not per request

@@ -30,16 +30,16 @@ enum gate_action {
 
 struct gate_verdict {
 	enum gate_action action;
-	int access;		 /* enum cfg_access that applied */
-	enum stats_verdict sv;	 /* for metrics */
-	int http_status;	 /* ANSWER: HTTP status when no EAS envelope applies */
-	int eas_status;		 /* ANSWER: EAS status for the envelope (0 = none) */
-	int empty_ok;		 /* ANSWER: HTTP 200 with an empty body ("no changes") */
-	unsigned hold_ms;	 /* ANSWER: delay (quarantined Ping: behave like a heartbeat) */
-	int xdp_drop;		 /* after answering, drop this flow in the kernel */
-	char rule[64];		 /* the rule that decided ("" = none), for the access log */
-	char why[192];		 /* one line for the log: which rule matched what */
-	char device_os[96];	 /* effective DeviceOS used (for the access log) */
+	int access;	       /* enum cfg_access that applied */
+	enum stats_verdict sv; /* for metrics */
+	int http_status;       /* ANSWER: HTTP status when no EAS envelope applies */
+	int eas_status;	       /* ANSWER: EAS status for the envelope (0 = none) */
+	int empty_ok;	       /* ANSWER: HTTP 200 with an empty body ("no changes") */
+	unsigned hold_ms;      /* ANSWER: delay (quarantined Ping: behave like a heartbeat) */
+	int xdp_drop;	       /* after answering, drop this flow in the kernel */
+	char rule[64];	       /* the rule that decided ("" = none), for the access log */
+	char why[192];	       /* one line for the log: which rule matched what */
+	char device_os[96];    /* effective DeviceOS used (for the access log) */
 	/* throttling (user/throttle.h) */
 	struct throttle_ticket tt; /* hand to gate_throttle_done() when the request ends */
 	unsigned retry_after;	   /* 503: Retry-After seconds */
@@ -52,7 +52,7 @@ struct gate_opts {
 	const struct gw_config *cfg;
 	struct shm *shm;
 	int worker_slot;
-	int event_fd; /* datagram socket to the master's inventory writer; -1 = none */
+	int event_fd;		   /* datagram socket to the master's inventory writer; -1 = none */
 	struct throttle *throttle; /* shared budget/loop table; NULL = throttling off */
 };
 

@@ -36,90 +36,90 @@ enum {
 };
 
 static const char *const schema =
-	"CREATE TABLE IF NOT EXISTS devices ("
-	" user TEXT NOT NULL COLLATE NOCASE, device_id TEXT NOT NULL COLLATE NOCASE,"
-	" device_type TEXT DEFAULT '', device_model TEXT DEFAULT '', device_os TEXT DEFAULT '',"
-	" os_key TEXT DEFAULT '', os_family TEXT DEFAULT '',"
-	" user_agent TEXT DEFAULT '', friendly_name TEXT DEFAULT '', imei TEXT DEFAULT '',"
-	" mobile_operator TEXT DEFAULT '', phone_number TEXT DEFAULT '', os_language TEXT DEFAULT '',"
-	" xmswl TEXT DEFAULT '', protocol TEXT DEFAULT '', last_cmd TEXT DEFAULT '',"
-	" first_sync INTEGER DEFAULT 0, last_attempt INTEGER DEFAULT 0, last_success INTEGER DEFAULT 0,"
-	" last_status INTEGER DEFAULT 0, access_state TEXT DEFAULT '', state_reason TEXT DEFAULT '',"
-	" rule TEXT DEFAULT '', admin_state INTEGER DEFAULT 0, admin_at INTEGER DEFAULT 0,"
-	" PRIMARY KEY (user, device_id));"
-	"CREATE TABLE IF NOT EXISTS os_versions ("
-	" os_key TEXT PRIMARY KEY COLLATE NOCASE, family TEXT DEFAULT '', first_seen INTEGER NOT NULL,"
-	" approved INTEGER DEFAULT 0, approved_at INTEGER DEFAULT 0);"
-	"CREATE TABLE IF NOT EXISTS rules ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL, created INTEGER DEFAULT 0);"
-	"CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT);"
-	"INSERT OR IGNORE INTO meta VALUES ('schema', '1');";
+    "CREATE TABLE IF NOT EXISTS devices ("
+    " user TEXT NOT NULL COLLATE NOCASE, device_id TEXT NOT NULL COLLATE NOCASE,"
+    " device_type TEXT DEFAULT '', device_model TEXT DEFAULT '', device_os TEXT DEFAULT '',"
+    " os_key TEXT DEFAULT '', os_family TEXT DEFAULT '',"
+    " user_agent TEXT DEFAULT '', friendly_name TEXT DEFAULT '', imei TEXT DEFAULT '',"
+    " mobile_operator TEXT DEFAULT '', phone_number TEXT DEFAULT '', os_language TEXT DEFAULT '',"
+    " xmswl TEXT DEFAULT '', protocol TEXT DEFAULT '', last_cmd TEXT DEFAULT '',"
+    " first_sync INTEGER DEFAULT 0, last_attempt INTEGER DEFAULT 0, last_success INTEGER DEFAULT 0,"
+    " last_status INTEGER DEFAULT 0, access_state TEXT DEFAULT '', state_reason TEXT DEFAULT '',"
+    " rule TEXT DEFAULT '', admin_state INTEGER DEFAULT 0, admin_at INTEGER DEFAULT 0,"
+    " PRIMARY KEY (user, device_id));"
+    "CREATE TABLE IF NOT EXISTS os_versions ("
+    " os_key TEXT PRIMARY KEY COLLATE NOCASE, family TEXT DEFAULT '', first_seen INTEGER NOT NULL,"
+    " approved INTEGER DEFAULT 0, approved_at INTEGER DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS rules ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL, created INTEGER DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT);"
+    "INSERT OR IGNORE INTO meta VALUES ('schema', '1');";
 
 #define DEVICE_COLS                                                                                \
 	"user, device_id, device_type, device_model, device_os, user_agent, friendly_name, imei,"  \
-	" mobile_operator, phone_number, os_language, xmswl, protocol, last_cmd, os_key,"         \
+	" mobile_operator, phone_number, os_language, xmswl, protocol, last_cmd, os_key,"          \
 	" first_sync, last_attempt, last_success, last_status, access_state, state_reason, rule,"  \
 	" admin_state"
 
 static const char *const sql[Q__N] = {
-	[Q_GET_DEVICE] = "SELECT " DEVICE_COLS " FROM devices WHERE user = ?1 AND device_id = ?2",
-	[Q_GET_VERSION] = "SELECT os_key, family, first_seen, approved, approved_at,"
-			  " (SELECT count(*) FROM devices d WHERE d.os_key = v.os_key)"
-			  " FROM os_versions v WHERE os_key = ?1",
-	[Q_RULES] = "SELECT id, text FROM rules ORDER BY id",
-	[Q_UPSERT_SEEN] =
-		"INSERT INTO devices (user, device_id, device_type, user_agent, xmswl, protocol,"
-		" last_cmd, first_sync, last_attempt, os_key, os_family)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)"
-		" ON CONFLICT (user, device_id) DO UPDATE SET device_type = CASE WHEN"
-		" excluded.device_type != '' THEN excluded.device_type ELSE device_type END,"
-		" user_agent = CASE WHEN excluded.user_agent != '' THEN excluded.user_agent"
-		" ELSE user_agent END, xmswl = CASE WHEN excluded.xmswl != '' THEN excluded.xmswl"
-		" ELSE xmswl END, protocol = CASE WHEN excluded.protocol != '' THEN"
-		" excluded.protocol ELSE protocol END, last_cmd = excluded.last_cmd,"
-		" last_attempt = max(last_attempt, excluded.last_attempt),"
-		" os_key = CASE WHEN excluded.os_key != '' THEN excluded.os_key ELSE os_key END,"
-		" os_family = CASE WHEN excluded.os_family != '' THEN excluded.os_family ELSE"
-		" os_family END",
-	/* Would this DeviceInformation change what decisions see (model, OS)? */
-	[Q_DEVINFO_NEWS] = "SELECT 1 FROM devices WHERE user = ?1 AND device_id = ?2 AND"
-			   " ((?3 != '' AND device_model != ?3) OR (?4 != '' AND device_os != ?4))",
-	[Q_SET_DEVINFO] =
-		"UPDATE devices SET device_model = CASE WHEN ?3 != '' THEN ?3 ELSE device_model END,"
-		" device_os = CASE WHEN ?4 != '' THEN ?4 ELSE device_os END,"
-		" friendly_name = CASE WHEN ?5 != '' THEN ?5 ELSE friendly_name END,"
-		" imei = CASE WHEN ?6 != '' THEN ?6 ELSE imei END,"
-		" mobile_operator = CASE WHEN ?7 != '' THEN ?7 ELSE mobile_operator END,"
-		" phone_number = CASE WHEN ?8 != '' THEN ?8 ELSE phone_number END,"
-		" os_language = CASE WHEN ?9 != '' THEN ?9 ELSE os_language END,"
-		" user_agent = CASE WHEN ?10 != '' AND user_agent = '' THEN ?10 ELSE user_agent END"
-		" WHERE user = ?1 AND device_id = ?2",
-	[Q_SET_RESULT] = "UPDATE devices SET last_status = ?3,"
-			 " last_success = CASE WHEN ?3 BETWEEN 200 AND 299 AND ?5"
-			 " THEN max(last_success, ?4) ELSE last_success END"
-			 " WHERE user = ?1 AND device_id = ?2",
-	[Q_SET_DECISION] = "UPDATE devices SET access_state = ?3, state_reason = ?4, rule = ?5"
-			   " WHERE user = ?1 AND device_id = ?2",
-	/* Seen in a request: listed, but the clock starts only when verified. */
-	[Q_VERSION_SEEN] = "INSERT OR IGNORE INTO os_versions (os_key, family, first_seen)"
-			   " VALUES (?1, ?2, 0)",
-	[Q_VERSION_VERIFIED] = "INSERT INTO os_versions (os_key, family, first_seen)"
-			       " VALUES (?1, ?2, ?3) ON CONFLICT (os_key) DO UPDATE SET"
-			       " first_seen = ?3 WHERE first_seen = 0",
-	[Q_SET_ADMIN] = "UPDATE devices SET admin_state = ?3, admin_at = ?4"
-			" WHERE user = ?1 AND device_id = ?2",
-	[Q_REMOVE] = "DELETE FROM devices WHERE user = ?1 AND device_id = ?2",
-	[Q_APPROVE] = "INSERT INTO os_versions (os_key, family, first_seen, approved, approved_at)"
-		      " VALUES (?1, '', ?3, ?2, ?3) ON CONFLICT (os_key) DO UPDATE SET"
-		      " approved = ?2, approved_at = ?3",
-	[Q_RULE_ADD] = "INSERT INTO rules (text, created) VALUES (?1, ?2)",
-	[Q_RULE_DEL] = "DELETE FROM rules WHERE id = ?1",
-	[Q_ALL_DEVICES] = "SELECT " DEVICE_COLS " FROM devices ORDER BY user, device_id",
-	[Q_ALL_VERSIONS] = "SELECT os_key, family, first_seen, approved, approved_at,"
-			   " (SELECT count(*) FROM devices d WHERE d.os_key = v.os_key)"
-			   " FROM os_versions v ORDER BY family, first_seen",
-	[Q_COUNT] = "SELECT os_family, access_state, count(*) FROM devices"
-		    " GROUP BY os_family, access_state",
+    [Q_GET_DEVICE] = "SELECT " DEVICE_COLS " FROM devices WHERE user = ?1 AND device_id = ?2",
+    [Q_GET_VERSION] = "SELECT os_key, family, first_seen, approved, approved_at,"
+		      " (SELECT count(*) FROM devices d WHERE d.os_key = v.os_key)"
+		      " FROM os_versions v WHERE os_key = ?1",
+    [Q_RULES] = "SELECT id, text FROM rules ORDER BY id",
+    [Q_UPSERT_SEEN] =
+	"INSERT INTO devices (user, device_id, device_type, user_agent, xmswl, protocol,"
+	" last_cmd, first_sync, last_attempt, os_key, os_family)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)"
+	" ON CONFLICT (user, device_id) DO UPDATE SET device_type = CASE WHEN"
+	" excluded.device_type != '' THEN excluded.device_type ELSE device_type END,"
+	" user_agent = CASE WHEN excluded.user_agent != '' THEN excluded.user_agent"
+	" ELSE user_agent END, xmswl = CASE WHEN excluded.xmswl != '' THEN excluded.xmswl"
+	" ELSE xmswl END, protocol = CASE WHEN excluded.protocol != '' THEN"
+	" excluded.protocol ELSE protocol END, last_cmd = excluded.last_cmd,"
+	" last_attempt = max(last_attempt, excluded.last_attempt),"
+	" os_key = CASE WHEN excluded.os_key != '' THEN excluded.os_key ELSE os_key END,"
+	" os_family = CASE WHEN excluded.os_family != '' THEN excluded.os_family ELSE"
+	" os_family END",
+    /* Would this DeviceInformation change what decisions see (model, OS)? */
+    [Q_DEVINFO_NEWS] = "SELECT 1 FROM devices WHERE user = ?1 AND device_id = ?2 AND"
+		       " ((?3 != '' AND device_model != ?3) OR (?4 != '' AND device_os != ?4))",
+    [Q_SET_DEVINFO] =
+	"UPDATE devices SET device_model = CASE WHEN ?3 != '' THEN ?3 ELSE device_model END,"
+	" device_os = CASE WHEN ?4 != '' THEN ?4 ELSE device_os END,"
+	" friendly_name = CASE WHEN ?5 != '' THEN ?5 ELSE friendly_name END,"
+	" imei = CASE WHEN ?6 != '' THEN ?6 ELSE imei END,"
+	" mobile_operator = CASE WHEN ?7 != '' THEN ?7 ELSE mobile_operator END,"
+	" phone_number = CASE WHEN ?8 != '' THEN ?8 ELSE phone_number END,"
+	" os_language = CASE WHEN ?9 != '' THEN ?9 ELSE os_language END,"
+	" user_agent = CASE WHEN ?10 != '' AND user_agent = '' THEN ?10 ELSE user_agent END"
+	" WHERE user = ?1 AND device_id = ?2",
+    [Q_SET_RESULT] = "UPDATE devices SET last_status = ?3,"
+		     " last_success = CASE WHEN ?3 BETWEEN 200 AND 299 AND ?5"
+		     " THEN max(last_success, ?4) ELSE last_success END"
+		     " WHERE user = ?1 AND device_id = ?2",
+    [Q_SET_DECISION] = "UPDATE devices SET access_state = ?3, state_reason = ?4, rule = ?5"
+		       " WHERE user = ?1 AND device_id = ?2",
+    /* Seen in a request: listed, but the clock starts only when verified. */
+    [Q_VERSION_SEEN] = "INSERT OR IGNORE INTO os_versions (os_key, family, first_seen)"
+		       " VALUES (?1, ?2, 0)",
+    [Q_VERSION_VERIFIED] = "INSERT INTO os_versions (os_key, family, first_seen)"
+			   " VALUES (?1, ?2, ?3) ON CONFLICT (os_key) DO UPDATE SET"
+			   " first_seen = ?3 WHERE first_seen = 0",
+    [Q_SET_ADMIN] = "UPDATE devices SET admin_state = ?3, admin_at = ?4"
+		    " WHERE user = ?1 AND device_id = ?2",
+    [Q_REMOVE] = "DELETE FROM devices WHERE user = ?1 AND device_id = ?2",
+    [Q_APPROVE] = "INSERT INTO os_versions (os_key, family, first_seen, approved, approved_at)"
+		  " VALUES (?1, '', ?3, ?2, ?3) ON CONFLICT (os_key) DO UPDATE SET"
+		  " approved = ?2, approved_at = ?3",
+    [Q_RULE_ADD] = "INSERT INTO rules (text, created) VALUES (?1, ?2)",
+    [Q_RULE_DEL] = "DELETE FROM rules WHERE id = ?1",
+    [Q_ALL_DEVICES] = "SELECT " DEVICE_COLS " FROM devices ORDER BY user, device_id",
+    [Q_ALL_VERSIONS] = "SELECT os_key, family, first_seen, approved, approved_at,"
+		       " (SELECT count(*) FROM devices d WHERE d.os_key = v.os_key)"
+		       " FROM os_versions v ORDER BY family, first_seen",
+    [Q_COUNT] = "SELECT os_family, access_state, count(*) FROM devices"
+		" GROUP BY os_family, access_state",
 };
 
 struct inventory {
@@ -474,8 +474,8 @@ int inv_rule_remove(struct inventory *inv, int64_t id)
 	return sqlite3_changes(inv->db) > 0;
 }
 
-static int device_matches(const struct inv_filter *f, const struct inv_device *d,
-			  pcre2_code *re, pcre2_match_data *md)
+static int device_matches(const struct inv_filter *f, const struct inv_device *d, pcre2_code *re,
+			  pcre2_match_data *md)
 {
 	if (!f)
 		return 1;

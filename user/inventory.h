@@ -26,8 +26,8 @@ struct inventory;
 #define INV_EVENT_MAGIC 0x45474956u /* "EGIV" */
 
 enum inv_event_flags {
-	INV_EV_DEVINFO = 1u << 0, /* di holds DeviceInformation from this request */
-	INV_EV_RESULT = 1u << 1,  /* status is the answer's HTTP status */
+	INV_EV_DEVINFO = 1u << 0,  /* di holds DeviceInformation from this request */
+	INV_EV_RESULT = 1u << 1,   /* status is the answer's HTTP status */
 	INV_EV_DECISION = 1u << 2, /* access/reason/rule are set */
 	INV_EV_AUTHED = 1u << 3	   /* RESULT: the backend answered 2xx, so the phone's
 				      credentials were good: os_key's incubation clock
@@ -53,7 +53,7 @@ struct inv_event {
 	char xmswl[128];
 	char protocol[8];
 	char rule[64];
-	char os_key[96];   /* effective OS (incubation key) */
+	char os_key[96]; /* effective OS (incubation key) */
 	char os_family[16];
 	struct eas_devinfo di;
 };

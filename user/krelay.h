@@ -147,7 +147,8 @@ int krelay_events(struct krelay *k, void (*cb)(void *arg, const struct eg_krelay
 struct krelay_flow_opts {
 	enum krelay_method method; /* KRELAY_SOCKMAP (default), KRELAY_VERDICT, KRELAY_SKMSG */
 	uint64_t budget;	   /* bytes; EG_KRELAY_UNLIMITED: until stopped */
-	uint32_t chunk;		   /* sockmap: message size cap; 0 = whatever arrived */
+	uint32_t chunk;		   /* sockmap with a budget: redirect in messages of this
+				    * size (the last one shorter); 0 = whatever arrived */
 };
 
 /*

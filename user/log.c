@@ -60,7 +60,8 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 		gettimeofday(&tv, NULL);
 		gmtime_r(&tv.tv_sec, &tm);
 		n += (int)strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
-		n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ldZ ", (long)tv.tv_usec / 1000);
+		n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ldZ ",
+			      (long)tv.tv_usec / 1000);
 	}
 	n += snprintf(line + n, sizeof(line) - (size_t)n, "level=%s proc=%s ", level_names[lvl],
 		      log_proc);

@@ -269,7 +269,9 @@ int loop_run(struct loop *l)
 		int timeout = -1;
 		if (l->heap_len) {
 			uint64_t d = l->heap[1]->deadline_ms;
-			timeout = d <= l->now_ms ? 0 : (int)(d - l->now_ms > 60000 ? 60000 : d - l->now_ms);
+			timeout = d <= l->now_ms
+				      ? 0
+				      : (int)(d - l->now_ms > 60000 ? 60000 : d - l->now_ms);
 		}
 		int n = epoll_wait(l->epfd, evs, LOOP_MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR)

@@ -18,47 +18,48 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: easgated [options]\n"
-		"  -c, --config FILE        configuration file (default: built-in defaults)\n"
-		"  -t, --check-config       check the configuration and certificates, then exit\n"
-		"      --detach             remove the XDP programs, links and pinned maps, exit\n"
-		"      --listen ADDR        listen address (host:port, [v6]:port)\n"
-		"      --tls-cert FILE      PEM certificate chain (leaf first)\n"
-		"      --tls-key FILE       PEM private key\n"
-		"      --trust-file FILE    extra trust anchors for the chain check\n"
-		"      --backend SPEC       name=host:port[,prefix=/p][,health=0|/path][,reuse=never]\n"
-		"                           (repeatable; replaces the configured backends)\n"
-		"      --state-dir DIR      inventory and steering secret\n"
-		"      --control-socket P   admin socket for easctl\n"
-		"      --metrics ADDR       Prometheus listener\n"
-		"      --user USER          run as USER after setup\n"
-		"  -w, --workers N          worker processes (0 = one per CPU)\n"
-		"  -l, --log-level LEVEL    error, warn, info, debug\n"
-		"  -V, --version\n"
-		"  -h, --help\n");
+	fprintf(
+	    f,
+	    "usage: easgated [options]\n"
+	    "  -c, --config FILE        configuration file (default: built-in defaults)\n"
+	    "  -t, --check-config       check the configuration and certificates, then exit\n"
+	    "      --detach             remove the XDP programs, links and pinned maps, exit\n"
+	    "      --listen ADDR        listen address (host:port, [v6]:port)\n"
+	    "      --tls-cert FILE      PEM certificate chain (leaf first)\n"
+	    "      --tls-key FILE       PEM private key\n"
+	    "      --trust-file FILE    extra trust anchors for the chain check\n"
+	    "      --backend SPEC       name=host:port[,prefix=/p][,health=0|/path][,reuse=never]\n"
+	    "                           (repeatable; replaces the configured backends)\n"
+	    "      --state-dir DIR      inventory and steering secret\n"
+	    "      --control-socket P   admin socket for easctl\n"
+	    "      --metrics ADDR       Prometheus listener\n"
+	    "      --user USER          run as USER after setup\n"
+	    "  -w, --workers N          worker processes (0 = one per CPU)\n"
+	    "  -l, --log-level LEVEL    error, warn, info, debug\n"
+	    "  -V, --version\n"
+	    "  -h, --help\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"check-config", no_argument, NULL, 't'},
-		{"detach", no_argument, NULL, 'D'},
-		{"listen", required_argument, NULL, 'L'},
-		{"tls-cert", required_argument, NULL, 'C'},
-		{"tls-key", required_argument, NULL, 'K'},
-		{"trust-file", required_argument, NULL, 'T'},
-		{"backend", required_argument, NULL, 'B'},
-		{"state-dir", required_argument, NULL, 'S'},
-		{"control-socket", required_argument, NULL, 's'},
-		{"metrics", required_argument, NULL, 'M'},
-		{"user", required_argument, NULL, 'u'},
-		{"workers", required_argument, NULL, 'w'},
-		{"log-level", required_argument, NULL, 'l'},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"check-config", no_argument, NULL, 't'},
+	    {"detach", no_argument, NULL, 'D'},
+	    {"listen", required_argument, NULL, 'L'},
+	    {"tls-cert", required_argument, NULL, 'C'},
+	    {"tls-key", required_argument, NULL, 'K'},
+	    {"trust-file", required_argument, NULL, 'T'},
+	    {"backend", required_argument, NULL, 'B'},
+	    {"state-dir", required_argument, NULL, 'S'},
+	    {"control-socket", required_argument, NULL, 's'},
+	    {"metrics", required_argument, NULL, 'M'},
+	    {"user", required_argument, NULL, 'u'},
+	    {"workers", required_argument, NULL, 'w'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct master_opts o = {.workers = -1};
 	int check = 0, detach = 0, c;
@@ -158,7 +159,8 @@ int main(int argc, char **argv)
 		if (!cfg || master_load_config(&o, cfg, &errs) < 0) {
 			config_log_errors(&errs);
 			fprintf(stderr, "%s: configuration has %d error(s)\n",
-				o.config_path ? o.config_path : "(defaults)", errs.n + errs.dropped);
+				o.config_path ? o.config_path : "(defaults)",
+				errs.n + errs.dropped);
 			for (int i = 0; i < errs.n; i++)
 				fprintf(stderr, "%s\n", errs.msg[i]);
 			free(cfg);

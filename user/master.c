@@ -65,7 +65,7 @@ struct master {
 	struct control *control;
 	struct admin *admin;
 	struct metrics *metrics;
-	struct tls_server *tls; /* built here, inherited by the workers of this generation */
+	struct tls_server *tls;	   /* built here, inherited by the workers of this generation */
 	struct throttle *throttle; /* shared budget/loop table, created before the first fork */
 	struct maglev mirror_mg;   /* the Maglev table as the workers build it, for bpftool */
 	uint64_t mirrored_gen;	   /* backend_gen last mirrored (UINT64_MAX = never) */
@@ -131,8 +131,7 @@ static int parse_backend_opt(const char *spec, struct cfg_backend *b, struct con
 	return 0;
 }
 
-int master_load_config(const struct master_opts *o, struct gw_config *c,
-		       struct config_errors *errs)
+int master_load_config(const struct master_opts *o, struct gw_config *c, struct config_errors *errs)
 {
 	config_defaults(c);
 	if (o->config_path && config_load(c, o->config_path, errs) < 0)
@@ -155,7 +154,8 @@ int master_load_config(const struct master_opts *o, struct gw_config *c,
 	if (o->nbackends) {
 		c->nbackends = 0;
 		for (int i = 0; i < o->nbackends; i++)
-			if (parse_backend_opt(o->backends[i], &c->backends[c->nbackends++], errs) < 0)
+			if (parse_backend_opt(o->backends[i], &c->backends[c->nbackends++], errs) <
+			    0)
 				return -1;
 	}
 	if (o->state_dir)
@@ -193,7 +193,8 @@ int master_check_certs(const struct gw_config *c, int verbose)
 		if (cert_shm && i < 16) {
 			struct shm_cert *sc = &cert_shm->certs[i];
 			snprintf(sc->path, sizeof(sc->path), "%s", ct->cert);
-			sc->days_left = (int32_t)(r.min_days_left < (1L << 30) ? r.min_days_left : 0);
+			sc->days_left =
+			    (int32_t)(r.min_days_left < (1L << 30) ? r.min_days_left : 0);
 			sc->ok = rc == 0;
 			sc->warn = r.warning[0] != 0;
 			cert_shm->ncerts = i + 1;
@@ -502,17 +503,17 @@ static int spawn_worker(struct master *m, int slot)
 	if (pid == 0) {
 		/* child: the master's loop, control socket and checks are not ours */
 		struct worker_args a = {
-			.slot = slot,
-			.stats_slot = ss,
-			.gen = m->gen,
-			.shm = m->shm,
-			.cfg = m->cfg,
-			.listen_fds = fds,
-			.steer_secret = m->secret,
-			.bpf = m->bpf,
-			.event_fd = admin_event_fd(m->admin),
-			.tls = m->tls,
-			.throttle = m->cfg->throttle.enabled ? m->throttle : NULL,
+		    .slot = slot,
+		    .stats_slot = ss,
+		    .gen = m->gen,
+		    .shm = m->shm,
+		    .cfg = m->cfg,
+		    .listen_fds = fds,
+		    .steer_secret = m->secret,
+		    .bpf = m->bpf,
+		    .event_fd = admin_event_fd(m->admin),
+		    .tls = m->tls,
+		    .throttle = m->cfg->throttle.enabled ? m->throttle : NULL,
 		};
 		sigset_t all;
 		sigemptyset(&all);
@@ -559,8 +560,8 @@ static void on_respawn(struct loop_timer *t)
 	for (int s = 0; s < m->nworkers; s++) {
 		int have = 0;
 		for (int i = 0; i < MAX_PROCS; i++)
-			have |= m->procs[i].pid && m->procs[i].slot == s && m->procs[i].gen == m->gen &&
-				!m->procs[i].draining;
+			have |= m->procs[i].pid && m->procs[i].slot == s &&
+				m->procs[i].gen == m->gen && !m->procs[i].draining;
 		if (!have)
 			spawn_worker(m, s);
 	}
@@ -580,8 +581,8 @@ static void on_child(struct loop *l, int signo, void *arg)
 			continue;
 		int crashed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
 		if (crashed)
-			log_err("event=worker_exit slot=%d pid=%d status=%d signal=%d", p->slot, pid,
-				WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+			log_err("event=worker_exit slot=%d pid=%d status=%d signal=%d", p->slot,
+				pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
 				WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 		else
 			log_info("event=worker_exit slot=%d pid=%d gen=%llu", p->slot, pid,
@@ -599,8 +600,8 @@ static void on_child(struct loop *l, int signo, void *arg)
 		if (respawn) {
 			/* Respawn from a timer, never from here: a worker that dies at
 			 * once must not keep the master from reading its signals. */
-			m->respawn_backoff_ms = fast ? (m->respawn_backoff_ms ? m->respawn_backoff_ms * 2 : 100)
-						     : 0;
+			m->respawn_backoff_ms =
+			    fast ? (m->respawn_backoff_ms ? m->respawn_backoff_ms * 2 : 100) : 0;
 			if (m->respawn_backoff_ms > 5000)
 				m->respawn_backoff_ms = 5000;
 			loop_timer_set(m->loop, &m->respawn, m->respawn_backoff_ms);
@@ -633,8 +634,8 @@ static int setup_throttle(struct master *m, const struct gw_config *c, char *err
 	}
 	return throttle_set_classes(m->throttle, c->throttle.classes, (size_t)c->throttle.nclasses,
 				    err, errsz) < 0
-		       ? -1
-		       : 0;
+		   ? -1
+		   : 0;
 }
 
 static int apply_config(struct master *m, struct gw_config *nc, struct tls_server *ntls)
@@ -673,7 +674,8 @@ static int master_reload(struct master *m, char *why, size_t whysz)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
-		   (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+		   (unsigned long long)ts.tv_sec * 1000000ull +
+		       (unsigned long long)ts.tv_nsec / 1000);
 	struct gw_config *nc = calloc(1, sizeof(*nc));
 	struct config_errors errs = {0};
 	struct tls_server *ntls = NULL;
@@ -731,7 +733,8 @@ static void stop_deadline(struct loop_timer *t)
 	struct master *m = t->arg;
 	for (int i = 0; i < MAX_PROCS; i++)
 		if (m->procs[i].pid) {
-			log_warn("event=worker_kill pid=%d reason=\"drain deadline\"", m->procs[i].pid);
+			log_warn("event=worker_kill pid=%d reason=\"drain deadline\"",
+				 m->procs[i].pid);
 			kill(m->procs[i].pid, SIGKILL);
 		}
 }
@@ -797,8 +800,9 @@ static enum ctl_code cmd_status(void *ctx, int argc, char **argv, struct sbuf *o
 	struct master *m = ctx;
 	struct stats sum;
 	stats_sum(m->shm->worker_stats, EG_MAX_WORKERS, &sum);
-	sbuf_printf(out, "pid %d\ngeneration %llu\nworkers %d\nconnections %lld\nlong_polls %lld\n"
-			 "reloads %llu\nreload_failures %llu\n",
+	sbuf_printf(out,
+		    "pid %d\ngeneration %llu\nworkers %d\nconnections %lld\nlong_polls %lld\n"
+		    "reloads %llu\nreload_failures %llu\n",
 		    getpid(), (unsigned long long)m->gen, m->nworkers, (long long)sum.conns_open,
 		    (long long)sum.hanging_open, (unsigned long long)m->reloads,
 		    (unsigned long long)m->reload_failures);
@@ -821,7 +825,8 @@ static enum ctl_code cmd_backends(void *ctx, int argc, char **argv, struct sbuf 
 		const struct shm_backend *sb = s >= 0 ? &m->shm->backends[s] : NULL;
 		sbuf_printf(out, "%-16s %-24s %-5s %10lld %12llu %10llu  %s\n", b->name,
 			    b->addr.text, sb && sb->up ? "up" : "down",
-			    (long long)sum.backend_conns[i], (unsigned long long)sum.backend_requests[i],
+			    (long long)sum.backend_conns[i],
+			    (unsigned long long)sum.backend_requests[i],
 			    (unsigned long long)sum.backend_failures[i], sb ? sb->last_error : "");
 	}
 	return CTL_OK;
@@ -849,12 +854,12 @@ static enum ctl_code cmd_metrics(void *ctx, int argc, char **argv, struct sbuf *
 }
 
 static const struct ctl_cmd base_cmds[] = {
-	{"status", cmd_status, "status                      daemon, workers, reloads"},
-	{"backends", cmd_backends, "backends                    backend health and load"},
-	{"reload", cmd_reload, "reload                      re-read config, rules, certificates"},
-	{"metrics", cmd_metrics, "metrics                     the Prometheus exposition"},
-	{"help", cmd_help, "help                        this list"},
-	{NULL, NULL, NULL},
+    {"status", cmd_status, "status                      daemon, workers, reloads"},
+    {"backends", cmd_backends, "backends                    backend health and load"},
+    {"reload", cmd_reload, "reload                      re-read config, rules, certificates"},
+    {"metrics", cmd_metrics, "metrics                     the Prometheus exposition"},
+    {"help", cmd_help, "help                        this list"},
+    {NULL, NULL, NULL},
 };
 
 static struct ctl_cmd all_cmds[64];
@@ -909,7 +914,8 @@ static int setup_bpf(struct master *m)
 			strerror(-err));
 		return -1;
 	}
-	struct eg_xdp_cfg xc = {.syn_rate = m->cfg->xdp.syn_rate, .syn_burst = m->cfg->xdp.syn_burst};
+	struct eg_xdp_cfg xc = {.syn_rate = m->cfg->xdp.syn_rate,
+				.syn_burst = m->cfg->xdp.syn_burst};
 	int np = 0;
 	for (int a = 0; a < m->cfg->nlisten && np < EG_MAX_GUARDED_PORTS; a++)
 		xc.ports[np++] = ((struct sockaddr_in *)&m->cfg->listen[a].ss)->sin_port;

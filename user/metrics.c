@@ -27,9 +27,9 @@ struct metrics {
 static const char *const verdict_names[SV__COUNT] = {"allow",	 "block",   "quarantine",
 						     "throttle", "refused", "local"};
 
-static const char *const xdp_reason_names[EG_STAT__MAX] = {
-	"pass", "not_tcp", "malformed", "flow_drop", "flow_rst", "flow_expired",
-	"lpm_drop", "rate_drop", "other_port"};
+static const char *const xdp_reason_names[EG_STAT__MAX] = {"pass",	"not_tcp",   "malformed",
+							   "flow_drop", "flow_rst",  "flow_expired",
+							   "lpm_drop",	"rate_drop", "other_port"};
 
 void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfgate *bpf,
 		    int nworkers)
@@ -69,40 +69,47 @@ void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfga
 			sbuf_printf(o, "easgate_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
 				    (double)bounds[b] / 1000.0, (unsigned long long)cum);
 		else
-			sbuf_printf(o, "easgate_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+			sbuf_printf(o,
+				    "easgate_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
 				    (unsigned long long)cum);
 	}
 	sbuf_printf(o, "easgate_request_duration_seconds_sum %.6f\n",
 		    (double)t->duration_sum_us / 1e6);
 	sbuf_printf(o, "easgate_request_duration_seconds_count %llu\n",
 		    (unsigned long long)t->duration_count);
-	sbuf_printf(o, "# HELP easgate_tls_handshakes_total Completed TLS handshakes.\n"
-		       "# TYPE easgate_tls_handshakes_total counter\n"
-		       "easgate_tls_handshakes_total{resumed=\"false\"} %llu\n"
-		       "easgate_tls_handshakes_total{resumed=\"true\"} %llu\n",
+	sbuf_printf(o,
+		    "# HELP easgate_tls_handshakes_total Completed TLS handshakes.\n"
+		    "# TYPE easgate_tls_handshakes_total counter\n"
+		    "easgate_tls_handshakes_total{resumed=\"false\"} %llu\n"
+		    "easgate_tls_handshakes_total{resumed=\"true\"} %llu\n",
 		    (unsigned long long)t->tls_handshakes, (unsigned long long)t->tls_resumed);
-	sbuf_printf(o, "# HELP easgate_tls_handshake_failures_total Failed or timed out TLS "
-		       "handshakes.\n# TYPE easgate_tls_handshake_failures_total counter\n"
-		       "easgate_tls_handshake_failures_total %llu\n",
+	sbuf_printf(o,
+		    "# HELP easgate_tls_handshake_failures_total Failed or timed out TLS "
+		    "handshakes.\n# TYPE easgate_tls_handshake_failures_total counter\n"
+		    "easgate_tls_handshake_failures_total %llu\n",
 		    (unsigned long long)t->tls_failures);
-	sbuf_printf(o, "# HELP easgate_connections Open client connections.\n"
-		       "# TYPE easgate_connections gauge\neasgate_connections %lld\n",
+	sbuf_printf(o,
+		    "# HELP easgate_connections Open client connections.\n"
+		    "# TYPE easgate_connections gauge\neasgate_connections %lld\n",
 		    (long long)t->conns_open);
-	sbuf_printf(o, "# HELP easgate_long_polls Hanging requests (Ping) in flight.\n"
-		       "# TYPE easgate_long_polls gauge\neasgate_long_polls %lld\n",
+	sbuf_printf(o,
+		    "# HELP easgate_long_polls Hanging requests (Ping) in flight.\n"
+		    "# TYPE easgate_long_polls gauge\neasgate_long_polls %lld\n",
 		    (long long)t->hanging_open);
-	sbuf_printf(o, "# HELP easgate_heap_bytes Heap in use by the workers (malloc), for memory "
-		       "per connection.\n# TYPE easgate_heap_bytes gauge\neasgate_heap_bytes %lld\n",
+	sbuf_printf(o,
+		    "# HELP easgate_heap_bytes Heap in use by the workers (malloc), for memory "
+		    "per connection.\n# TYPE easgate_heap_bytes gauge\neasgate_heap_bytes %lld\n",
 		    (long long)t->heap_bytes);
-	sbuf_printf(o, "# HELP easgate_http_refused_total Requests refused by the HTTP parser.\n"
-		       "# TYPE easgate_http_refused_total counter\neasgate_http_refused_total %llu\n",
+	sbuf_printf(o,
+		    "# HELP easgate_http_refused_total Requests refused by the HTTP parser.\n"
+		    "# TYPE easgate_http_refused_total counter\neasgate_http_refused_total %llu\n",
 		    (unsigned long long)t->http_refused);
 	sbuf_printf(o, "# HELP easgate_backend_up Health-check verdict per backend.\n"
 		       "# TYPE easgate_backend_up gauge\n");
 	for (int i = 0; i < EG_MAX_BACKENDS; i++)
 		if (s->backends[i].name[0])
-			sbuf_printf(o, "easgate_backend_up{backend=\"%s\"} %u\n", s->backends[i].name,
-				    s->backends[i].up);
+			sbuf_printf(o, "easgate_backend_up{backend=\"%s\"} %u\n",
+				    s->backends[i].name, s->backends[i].up);
 	admin_render_backend_metrics(a, o, t);
 	if (bpf) {
 		struct eg_stat_sum xs[EG_STAT__MAX];
@@ -118,8 +125,8 @@ void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfga
 	sbuf_printf(o, "# HELP easgate_certificate_expiry_days Days until the first certificate of "
 		       "the chain expires.\n# TYPE easgate_certificate_expiry_days gauge\n");
 	for (int i = 0; i < s->ncerts && i < 16; i++)
-		sbuf_printf(o, "easgate_certificate_expiry_days{cert=\"%s\"} %d\n", s->certs[i].path,
-			    s->certs[i].days_left);
+		sbuf_printf(o, "easgate_certificate_expiry_days{cert=\"%s\"} %d\n",
+			    s->certs[i].path, s->certs[i].days_left);
 	sbuf_printf(o, "# HELP easgate_certificate_warnings Certificates with a problem (1) or a "
 		       "warning such as expiring soon (1), by kind.\n"
 		       "# TYPE easgate_certificate_warnings gauge\n");

@@ -23,8 +23,8 @@ static int cap_set(unsigned long long eff, unsigned long long perm, unsigned lon
 {
 	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
 	struct __user_cap_data_struct d[2] = {
-		{(uint32_t)eff, (uint32_t)perm, (uint32_t)inh},
-		{(uint32_t)(eff >> 32), (uint32_t)(perm >> 32), (uint32_t)(inh >> 32)},
+	    {(uint32_t)eff, (uint32_t)perm, (uint32_t)inh},
+	    {(uint32_t)(eff >> 32), (uint32_t)(perm >> 32), (uint32_t)(inh >> 32)},
 	};
 	return (int)syscall(SYS_capset, &h, d);
 }
@@ -59,7 +59,8 @@ int priv_drop_to(uid_t uid, gid_t gid, unsigned long long keep)
 		return 0;
 	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(1, &gid) < 0 ||
 	    setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
-		log_err("event=priv_drop_failed uid=%u gid=%u error=%m", (unsigned)uid, (unsigned)gid);
+		log_err("event=priv_drop_failed uid=%u gid=%u error=%m", (unsigned)uid,
+			(unsigned)gid);
 		return -1;
 	}
 	if (cap_set(keep, keep, 0) < 0) {

@@ -42,12 +42,12 @@
 #define MAX_ATTEMPTS 3		  /* backends tried when connecting fails */
 
 enum cstate {
-	CS_TLS = 0,	/* handshake */
-	CS_HEAD,	/* waiting for / reading a request head */
-	CS_INSPECT,	/* buffering a small body to read DeviceInformation */
-	CS_FORWARD,	/* request relayed; response pending or streaming */
-	CS_LOCAL,	/* a local answer is queued; discarding the request body */
-	CS_HOLD,	/* local answer deliberately delayed (quarantined Ping) */
+	CS_TLS = 0, /* handshake */
+	CS_HEAD,    /* waiting for / reading a request head */
+	CS_INSPECT, /* buffering a small body to read DeviceInformation */
+	CS_FORWARD, /* request relayed; response pending or streaming */
+	CS_LOCAL,   /* a local answer is queued; discarding the request body */
+	CS_HOLD,    /* local answer deliberately delayed (quarantined Ping) */
 };
 
 /* connection and upstream flags */
@@ -69,18 +69,18 @@ struct upstream {
 	SSL *ssl;
 	int backend;
 	uint32_t flags;
-	unsigned nreq;	     /* requests sent on this connection */
-	struct buf in;	     /* raw bytes from the backend */
-	struct buf out;	     /* rewritten head + request body for the backend */
-	struct h1_msg *hm;   /* response head being parsed */
-	int resp_started;    /* response head parsed and queued to the client */
+	unsigned nreq;	   /* requests sent on this connection */
+	struct buf in;	   /* raw bytes from the backend */
+	struct buf out;	   /* rewritten head + request body for the backend */
+	struct h1_msg *hm; /* response head being parsed */
+	int resp_started;  /* response head parsed and queued to the client */
 	int resp_done;
-	int resp_close;	     /* backend will close after this response */
+	int resp_close; /* backend will close after this response */
 	enum body_mode bmode;
 	int eof_body;
 	uint64_t left;
 	struct h1_chunk chunk;
-	uint64_t rx_bytes;   /* response bytes received for this request */
+	uint64_t rx_bytes; /* response bytes received for this request */
 	struct upstream *next_dead;
 };
 
@@ -106,9 +106,9 @@ struct reqinfo {
 	char device_id[EAS_DEVID_MAX + 1];
 	char device_type[EAS_DEVTYPE_MAX + 1];
 	char rule[64];
-	const char *why; /* static refusal reason, if any */
-	int xdp_drop;	 /* push a kernel drop for this flow once answered */
-	int xdp_reason;	 /* enum eg_reason (0 = BLOCKED) */
+	const char *why;  /* static refusal reason, if any */
+	int xdp_drop;	  /* push a kernel drop for this flow once answered */
+	int xdp_reason;	  /* enum eg_reason (0 = BLOCKED) */
 	unsigned xdp_ttl; /* s; 0 = xdp.verdict_ttl */
 	struct throttle_ticket tt;
 };
@@ -125,8 +125,8 @@ struct conn {
 	enum cstate st;
 	struct sockaddr_storage peer, local;
 	struct buf in, out;
-	struct h1_msg *hm;	 /* request head being parsed */
-	struct eas_req *eas;	 /* classification, kept only until the gate decided */
+	struct h1_msg *hm;   /* request head being parsed */
+	struct eas_req *eas; /* classification, kept only until the gate decided */
 	struct upstream *up;
 	struct reqinfo r;
 	uint64_t nreq;
@@ -137,8 +137,18 @@ struct conn {
  * request that may already be on its way. */
 #define DRAIN_IDLE_MS 1000
 
-enum tmr_kind { T_NONE, T_HANDSHAKE, T_IDLE, T_DRAIN, T_HEAD, T_BODY, T_CONNECT, T_RESPONSE, T_HOLD,
-		T_FLUSH };
+enum tmr_kind {
+	T_NONE,
+	T_HANDSHAKE,
+	T_IDLE,
+	T_DRAIN,
+	T_HEAD,
+	T_BODY,
+	T_CONNECT,
+	T_RESPONSE,
+	T_HOLD,
+	T_FLUSH
+};
 
 static void conn_run(struct conn *c);
 static void relay_close(struct conn *c, const char *why);
@@ -286,7 +296,7 @@ static void req_reset(struct conn *c)
 
 static const char *sv_name(enum stats_verdict v)
 {
-	static const char *const n[SV__COUNT] = {"allow",    "block",   "quarantine",
+	static const char *const n[SV__COUNT] = {"allow",    "block",	"quarantine",
 						 "throttle", "refused", "local"};
 	return n[v];
 }
@@ -301,17 +311,18 @@ static void req_finish(struct conn *c)
 		w->stats->backend_requests[c->r.backend]++;
 	if (w->cfg->access_log) {
 		char ip[64], qu[128], qd[48], qt[48], qr[96];
-		log_info("event=access client=%s user=%s device=%s type=%s cmd=%s proto=%d.%d "
-			 "backend=%s status=%d verdict=%s rule=%s bytes_in=%llu bytes_out=%llu "
-			 "dur_ms=%.1f%s%s",
-			 peer_ip(c, ip, sizeof(ip)), log_quote(qu, sizeof(qu), c->r.user, (size_t)-1),
-			 log_quote(qd, sizeof(qd), c->r.device_id, (size_t)-1),
-			 log_quote(qt, sizeof(qt), c->r.device_type, (size_t)-1),
-			 eas_cmd_name(c->r.cmd), c->r.proto / 10, c->r.proto % 10,
-			 c->r.backend >= 0 ? w->be.b[c->r.backend].cfg->name : "-", c->r.status,
-			 sv_name(c->r.sv), log_quote(qr, sizeof(qr), c->r.rule, (size_t)-1),
-			 (unsigned long long)c->r.bytes_in, (unsigned long long)c->r.bytes_out,
-			 (double)dur / 1000.0, c->r.why ? " reason=" : "", c->r.why ? c->r.why : "");
+		log_info(
+		    "event=access client=%s user=%s device=%s type=%s cmd=%s proto=%d.%d "
+		    "backend=%s status=%d verdict=%s rule=%s bytes_in=%llu bytes_out=%llu "
+		    "dur_ms=%.1f%s%s",
+		    peer_ip(c, ip, sizeof(ip)), log_quote(qu, sizeof(qu), c->r.user, (size_t)-1),
+		    log_quote(qd, sizeof(qd), c->r.device_id, (size_t)-1),
+		    log_quote(qt, sizeof(qt), c->r.device_type, (size_t)-1), eas_cmd_name(c->r.cmd),
+		    c->r.proto / 10, c->r.proto % 10,
+		    c->r.backend >= 0 ? w->be.b[c->r.backend].cfg->name : "-", c->r.status,
+		    sv_name(c->r.sv), log_quote(qr, sizeof(qr), c->r.rule, (size_t)-1),
+		    (unsigned long long)c->r.bytes_in, (unsigned long long)c->r.bytes_out,
+		    (double)dur / 1000.0, c->r.why ? " reason=" : "", c->r.why ? c->r.why : "");
 	}
 	if (w->gate && c->r.device_id[0])
 		gate_done(w->gate, c->r.user, c->r.device_id, c->r.cmd, c->r.status,
@@ -370,12 +381,11 @@ static void answer_local(struct conn *c, int status, const char *extra_hdrs, con
 		close = 1;
 	if (c->w->draining)
 		close = 1;
-	int n = snprintf(head, sizeof(head),
-			 "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s\r\n", status,
-			 eas_http_reason(status), blen, extra_hdrs ? extra_hdrs : "",
+	int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s\r\n",
+			 status, eas_http_reason(status), blen, extra_hdrs ? extra_hdrs : "",
 			 blen && !(extra_hdrs && strstr(extra_hdrs, "Content-Type"))
-				 ? "Content-Type: text/plain\r\n"
-				 : "",
+			     ? "Content-Type: text/plain\r\n"
+			     : "",
 			 close ? "Connection: close\r\n" : "");
 	buf_append(&c->w->pool, &c->out, head, (size_t)n, OUT_MAX);
 	if (blen && !c->r.is_head)
@@ -408,7 +418,8 @@ static void answer_verdict(struct conn *c, const struct gate_verdict *v)
 	if (v->eas_status) {
 		status = eas_http_status_for(c->r.proto, v->eas_status, v->http_status);
 		if (status == 200)
-			wl = eas_status_wbxml((enum eas_cmd)c->r.cmd, v->eas_status, wb, sizeof(wb));
+			wl =
+			    eas_status_wbxml((enum eas_cmd)c->r.cmd, v->eas_status, wb, sizeof(wb));
 		if (status == 200 && !wl) /* no envelope for this command: bare status */
 			status = v->http_status;
 	}
@@ -623,7 +634,8 @@ static int inspect_step(struct conn *c)
 		size_t cap = w->cfg->limits.inspect_body ? w->cfg->limits.inspect_body : 65536;
 		plain = coding > 0 ? malloc(cap) : NULL;
 		size_t plen = 0;
-		if (plain && gzbody_inflate(body, blen, coding == 1, plain, cap, &plen, &derr) == 0) {
+		if (plain &&
+		    gzbody_inflate(body, blen, coding == 1, plain, cap, &plen, &derr) == 0) {
 			body = plain;
 			blen = plen;
 		} else {
@@ -686,8 +698,8 @@ static int build_request_head(struct conn *c, const struct cfg_backend *b)
 	if (!(m->path.n == 1 && m->path.p[0] == '*'))
 		ok |= buf_append(&w->pool, o, b->prefix, strlen(b->prefix), max);
 	if (m->flags & H1_F_ABS_FORM) {
-		ok |= buf_append(&w->pool, o, m->path.n ? m->path.p : "/", m->path.n ? m->path.n : 1,
-				 max);
+		ok |= buf_append(&w->pool, o, m->path.n ? m->path.p : "/",
+				 m->path.n ? m->path.n : 1, max);
 		if (m->query.p) {
 			ok |= buf_append(&w->pool, o, "?", 1, max);
 			ok |= buf_append(&w->pool, o, m->query.p, m->query.n, max);
@@ -713,9 +725,9 @@ static int build_request_head(struct conn *c, const struct cfg_backend *b)
 	}
 	if (c->r.bmode == BODY_CHUNKED)
 		ok |= buf_append(&w->pool, o, "Transfer-Encoding: chunked\r\n", 28, max);
-	int n = snprintf(tmp, sizeof(tmp), "X-Forwarded-For: %s\r\nX-Forwarded-Proto: https\r\n%s\r\n",
-			 peer_ip(c, ip, sizeof(ip)),
-			 b->reuse == CFG_REUSE_NEVER ? "Connection: close\r\n" : "");
+	int n = snprintf(
+	    tmp, sizeof(tmp), "X-Forwarded-For: %s\r\nX-Forwarded-Proto: https\r\n%s\r\n",
+	    peer_ip(c, ip, sizeof(ip)), b->reuse == CFG_REUSE_NEVER ? "Connection: close\r\n" : "");
 	ok |= buf_append(&w->pool, o, tmp, (size_t)n, max);
 	return ok ? -1 : 0;
 }
@@ -787,7 +799,8 @@ static int up_connect(struct conn *c, int bi)
 					   .backend = (uint32_t)bi,
 					   .worker = (uint32_t)w->slot,
 					   .since_ns = eg_mono_ns()};
-		eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local);
+		eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer,
+				       (struct sockaddr *)&c->local);
 		bpfgate_steer_set(w->bpf, &k, &st);
 		bpfgate_backend_conns_add(w->bpf, (uint32_t)bi, 1);
 	}
@@ -1029,7 +1042,8 @@ static int resp_step(struct conn *c)
 		}
 		if (!u->hm && !(u->hm = calloc(1, sizeof(*u->hm))))
 			return -1;
-		int r = h1_parse_response(buf_data(&u->in), u->in.len, c->r.is_head, u->hm, &w->lim);
+		int r =
+		    h1_parse_response(buf_data(&u->in), u->in.len, c->r.is_head, u->hm, &w->lim);
 		if (r == 0) {
 			if (u->flags & F_EOF) {
 				bad_gateway(c, "backend closed mid response head");
@@ -1089,7 +1103,8 @@ static int resp_step(struct conn *c)
 			u->resp_done = u->left == 0;
 		} else if (u->bmode == BODY_CHUNKED) {
 			int done = 0;
-			ssize_t k = h1_chunk_feed(&u->chunk, buf_data(&u->in), n, &done, NULL, NULL);
+			ssize_t k =
+			    h1_chunk_feed(&u->chunk, buf_data(&u->in), n, &done, NULL, NULL);
 			if (k < 0) {
 				bad_gateway(c, u->chunk.err);
 				return 1;
@@ -1233,7 +1248,8 @@ static int up_handshake(struct conn *c)
 			struct worker *w = c->w;
 			int bi = u->backend;
 			log_warn("event=backend_connect_failed backend=%s error=%s",
-				 w->be.b[bi].cfg->name, log_quote(q, sizeof(q), strerror(err), (size_t)-1));
+				 w->be.b[bi].cfg->name,
+				 log_quote(q, sizeof(q), strerror(err), (size_t)-1));
 			w->stats->backend_failures[bi]++;
 			/* Nothing was sent: safe to try another backend. */
 			up_close(c);
@@ -1545,7 +1561,8 @@ static void up_close(struct conn *c)
 	w->stats->backend_conns[u->backend]--;
 	if (w->bpf) {
 		struct eg_flow_key k;
-		eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local);
+		eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer,
+				       (struct sockaddr *)&c->local);
 		bpfgate_steer_del(w->bpf, &k);
 		bpfgate_backend_conns_add(w->bpf, (uint32_t)u->backend, -1);
 	}

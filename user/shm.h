@@ -29,7 +29,7 @@ struct shm_ticket_key {
 
 struct shm_backend {
 	char name[EG_BACKEND_NAME_LEN]; /* slot owner; "" = free */
-	uint32_t up;	     /* health-check verdict: 1 up, 0 down */
+	uint32_t up;			/* health-check verdict: 1 up, 0 down */
 	uint32_t pad;
 	uint64_t checks_ok;
 	uint64_t checks_failed;

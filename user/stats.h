@@ -23,25 +23,31 @@ enum stats_verdict {
 };
 
 /* The status codes we count individually; everything else is "other". */
-#define STATS_STATUSES {200, 400, 401, 403, 404, 413, 431, 449, 451, 456, 500, 502, 503, 504}
-#define STATS_NSTATUS  15 /* the 14 above + other */
-#define STATS_NCMD     64 /* enum eas_cmd values */
+#define STATS_STATUSES                                                                             \
+	{                                                                                          \
+		200, 400, 401, 403, 404, 413, 431, 449, 451, 456, 500, 502, 503, 504               \
+	}
+#define STATS_NSTATUS 15 /* the 14 above + other */
+#define STATS_NCMD    64 /* enum eas_cmd values */
 
 /* Request duration histogram upper bounds, in milliseconds (+Inf implied). */
-#define STATS_DURATION_BOUNDS {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 30000, 300000}
-#define STATS_NBUCKETS	      13
+#define STATS_DURATION_BOUNDS                                                                      \
+	{                                                                                          \
+		5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 30000, 300000                      \
+	}
+#define STATS_NBUCKETS 13
 
 struct stats {
 	uint64_t requests[STATS_NCMD][STATS_NSTATUS][SV__COUNT];
 	uint64_t duration_bucket[STATS_NBUCKETS];
 	uint64_t duration_sum_us;
 	uint64_t duration_count;
-	uint64_t tls_handshakes;    /* completed, full */
-	uint64_t tls_resumed;	    /* completed, resumed from a ticket */
-	uint64_t tls_failures;	    /* handshakes that failed or timed out */
+	uint64_t tls_handshakes; /* completed, full */
+	uint64_t tls_resumed;	 /* completed, resumed from a ticket */
+	uint64_t tls_failures;	 /* handshakes that failed or timed out */
 	uint64_t conns_accepted;
-	int64_t conns_open;	    /* gauge */
-	int64_t hanging_open;	    /* gauge: Ping long-polls in flight */
+	int64_t conns_open;			/* gauge */
+	int64_t hanging_open;			/* gauge: Ping long-polls in flight */
 	int64_t backend_conns[EG_MAX_BACKENDS]; /* gauge: open backend connections */
 	uint64_t backend_requests[EG_MAX_BACKENDS];
 	uint64_t backend_failures[EG_MAX_BACKENDS];

@@ -147,11 +147,11 @@ static SSL_CTX *server_ctx(const struct cfg_cert *cc, struct tls_cert_ctx *out, 
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-					 SSL_OP_CIPHER_SERVER_PREFERENCE |
-					 SSL_OP_IGNORE_UNEXPECTED_EOF);
+				     SSL_OP_CIPHER_SERVER_PREFERENCE |
+				     SSL_OP_IGNORE_UNEXPECTED_EOF);
 	/* Idle connections (Ping long-polls) then hold no 34 KiB record buffers. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+				  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (!SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) ||
 	    !SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) ||
 	    !SSL_CTX_set1_groups_list(ctx, TLS_GROUPS)) {
@@ -249,9 +249,9 @@ SSL_CTX *tls_backend_ctx(const struct cfg_backend *b, char *err, size_t errsz)
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-					 SSL_OP_IGNORE_UNEXPECTED_EOF);
+				     SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+				  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (b->verify) {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 		int ok = b->ca[0] ? SSL_CTX_load_verify_locations(ctx, b->ca, NULL)
@@ -391,11 +391,12 @@ int tls_check_chain(const char *cert_file, const char *key_file, const char *tru
 				 bsub);
 		} else if (verr == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
 			   verr == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT) {
-			snprintf(rep->problem, sizeof(rep->problem),
-				 "incomplete chain: the issuer of \"%s\" (\"%s\") is neither in %s "
-				 "nor a trusted root; append the intermediate certificate(s) to the "
-				 "file",
-				 bsub, biss, cert_file);
+			snprintf(
+			    rep->problem, sizeof(rep->problem),
+			    "incomplete chain: the issuer of \"%s\" (\"%s\") is neither in %s "
+			    "nor a trusted root; append the intermediate certificate(s) to the "
+			    "file",
+			    bsub, biss, cert_file);
 			goto out;
 		} else {
 			snprintf(rep->problem, sizeof(rep->problem),
@@ -405,16 +406,16 @@ int tls_check_chain(const char *cert_file, const char *key_file, const char *tru
 		}
 	}
 	if (rep->days_left < 0 || rep->min_days_left < 0) {
-		snprintf(rep->problem, sizeof(rep->problem),
-			 "certificate expired %ld days ago (%s)",
-			 -(rep->days_left < rep->min_days_left ? rep->days_left : rep->min_days_left),
-			 rep->days_left < 0 ? "leaf" : "a chain certificate");
+		snprintf(
+		    rep->problem, sizeof(rep->problem), "certificate expired %ld days ago (%s)",
+		    -(rep->days_left < rep->min_days_left ? rep->days_left : rep->min_days_left),
+		    rep->days_left < 0 ? "leaf" : "a chain certificate");
 		goto out;
 	}
 	if (hostname && hostname[0] && X509_check_host(leaf, hostname, 0, 0, NULL) != 1) {
 		snprintf(rep->problem, sizeof(rep->problem),
-			 "certificate names (%s) do not cover %s", rep->names[0] ? rep->names : "none",
-			 hostname);
+			 "certificate names (%s) do not cover %s",
+			 rep->names[0] ? rep->names : "none", hostname);
 		goto out;
 	}
 	if ((unsigned long)rep->min_days_left < warn_days && !rep->warning[0])

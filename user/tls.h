@@ -34,19 +34,19 @@ SSL_CTX *tls_backend_ctx(const struct cfg_backend *b, char *err, size_t errsz);
 
 /* What the chain check found for one certificate file. */
 struct tls_chain_report {
-	int ok;		       /* usable as configured */
-	int chain_complete;    /* leaf -> ... -> trusted root verifies */
-	int key_matches;       /* private key belongs to the leaf */
-	int self_signed_leaf;  /* demo/test certificates */
-	int untrusted_root;    /* chain complete up to a root that is not trusted here */
-	int chain_len;	       /* certificates in the file */
-	long days_left;	       /* until the leaf expires (negative: expired) */
-	long min_days_left;    /* over the whole chain */
+	int ok;		      /* usable as configured */
+	int chain_complete;   /* leaf -> ... -> trusted root verifies */
+	int key_matches;      /* private key belongs to the leaf */
+	int self_signed_leaf; /* demo/test certificates */
+	int untrusted_root;   /* chain complete up to a root that is not trusted here */
+	int chain_len;	      /* certificates in the file */
+	long days_left;	      /* until the leaf expires (negative: expired) */
+	long min_days_left;   /* over the whole chain */
 	char subject[256];
 	char issuer[256];
-	char names[512];       /* SAN DNS names, comma-separated */
-	char problem[512];     /* first blocking problem, human-readable */
-	char warning[512];     /* non-blocking remark (expiry soon, untrusted root) */
+	char names[512];   /* SAN DNS names, comma-separated */
+	char problem[512]; /* first blocking problem, human-readable */
+	char warning[512]; /* non-blocking remark (expiry soon, untrusted root) */
 };
 
 /*

@@ -149,12 +149,11 @@ int worker_main(const struct worker_args *a)
 		log_err("event=worker_backends_failed error=\"%s\"", err);
 		goto out;
 	}
-	struct gate_opts go = {
-		.cfg = a->cfg,
-		.shm = a->shm,
-		.worker_slot = a->slot,
-		.event_fd = a->event_fd,
-		.throttle = a->throttle};
+	struct gate_opts go = {.cfg = a->cfg,
+			       .shm = a->shm,
+			       .worker_slot = a->slot,
+			       .event_fd = a->event_fd,
+			       .throttle = a->throttle};
 	w->gate = gate_new(&go, err, sizeof(err));
 	if (!w->gate) {
 		log_err("event=worker_gate_failed error=\"%s\"", err);

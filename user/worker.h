@@ -44,8 +44,8 @@ struct worker {
 	struct siphash_key steer_secret;
 	struct h1_limits lim;
 	struct bufpool pool;
-	struct gate *gate;     /* policy + inventory access; NULL = allow all */
-	struct bpfgate *bpf;   /* kernel maps; NULL when XDP is off */
+	struct gate *gate;   /* policy + inventory access; NULL = allow all */
+	struct bpfgate *bpf; /* kernel maps; NULL when XDP is off */
 
 	struct listener listeners[CFG_MAX_LISTEN];
 	int nlisteners;
@@ -74,8 +74,8 @@ struct worker_args {
 	const int *listen_fds; /* one per cfg->listen entry, for this slot */
 	struct siphash_key steer_secret;
 	struct bpfgate *bpf;
-	int event_fd;		/* inventory events to the master */
-	struct tls_server *tls; /* loaded by the master: keys need not be readable by workers */
+	int event_fd;		   /* inventory events to the master */
+	struct tls_server *tls;	   /* loaded by the master: keys need not be readable by workers */
 	struct throttle *throttle; /* shared table (NULL: throttling off) */
 };
 

@@ -80,24 +80,25 @@ static void test_full_file(void **state)
 {
 	struct config_errors e;
 	int rc;
-	struct gw_config *c = load(
-		"listen = [ \"0.0.0.0:443\", \"[::]:443\" ];\n"
-		"workers = 2;\n"
-		"strict_device_id = false;\n"
-		"timeouts = { idle = 2.5; hanging_request = 3600; };\n"
-		"backends = (\n"
-		"  { name = \"cas1\"; address = \"10.0.0.1:443\"; tls = true; sni = \"mail.example\"; },\n"
-		"  { name = \"sogo\"; address = \"127.0.0.1:20000\"; prefix = \"/SOGo\";\n"
-		"    reuse = \"never\"; weight = 3; health = false; }\n"
-		");\n"
-		"policy = { default = \"quarantine\";\n"
-		"  rules = ( \"block DeviceOS is \\\"iOS 6.1 10B142\\\"\" );\n"
-		"  incubation = { days = 21; families = [ \"iOS\" ]; }; };\n"
-		"xdp = { interfaces = [ \"eth0\" ]; action = \"rst\"; };\n"
-		"throttle = { classes = ( { name = \"default\"; },\n"
-		"  { name = \"ios61\"; match = \"DeviceOS like \\\"iOS 6.1*\\\"\";\n"
-		"    loop = { commands = { MeetingResponse = 8; Ping = false; }; }; } ); };\n",
-		&e, &rc);
+	struct gw_config *c =
+	    load("listen = [ \"0.0.0.0:443\", \"[::]:443\" ];\n"
+		 "workers = 2;\n"
+		 "strict_device_id = false;\n"
+		 "timeouts = { idle = 2.5; hanging_request = 3600; };\n"
+		 "backends = (\n"
+		 "  { name = \"cas1\"; address = \"10.0.0.1:443\"; tls = true; sni = "
+		 "\"mail.example\"; },\n"
+		 "  { name = \"sogo\"; address = \"127.0.0.1:20000\"; prefix = \"/SOGo\";\n"
+		 "    reuse = \"never\"; weight = 3; health = false; }\n"
+		 ");\n"
+		 "policy = { default = \"quarantine\";\n"
+		 "  rules = ( \"block DeviceOS is \\\"iOS 6.1 10B142\\\"\" );\n"
+		 "  incubation = { days = 21; families = [ \"iOS\" ]; }; };\n"
+		 "xdp = { interfaces = [ \"eth0\" ]; action = \"rst\"; };\n"
+		 "throttle = { classes = ( { name = \"default\"; },\n"
+		 "  { name = \"ios61\"; match = \"DeviceOS like \\\"iOS 6.1*\\\"\";\n"
+		 "    loop = { commands = { MeetingResponse = 8; Ping = false; }; }; } ); };\n",
+		 &e, &rc);
 	for (int i = 0; i < e.n; i++)
 		print_message("%s\n", e.msg[i]);
 	assert_int_equal(rc, 0);
@@ -129,16 +130,16 @@ static void test_errors_with_lines(void **state)
 {
 	struct config_errors e;
 	int rc;
-	struct gw_config *c = load("listen = \"1.2.3.4\";\n"			  /* 1 */
-				   "bogus = 1;\n"				  /* 2 */
-				   "timeouts = { idle = -1; nap = 3; };\n"	  /* 3 */
-				   "backends = (\n"				  /* 4 */
-				   "  { name = \"a\"; },\n"			  /* 5 */
-				   "  { name = \"a\"; address = \"1.2.3.4:80\";\n" /* 6 */
+	struct gw_config *c = load("listen = \"1.2.3.4\";\n"			     /* 1 */
+				   "bogus = 1;\n"				     /* 2 */
+				   "timeouts = { idle = -1; nap = 3; };\n"	     /* 3 */
+				   "backends = (\n"				     /* 4 */
+				   "  { name = \"a\"; },\n"			     /* 5 */
+				   "  { name = \"a\"; address = \"1.2.3.4:80\";\n"   /* 6 */
 				   "    prefix = \"x/\"; reuse = \"sometimes\"; }\n" /* 7 */
-				   ");\n"					  /* 8 */
-				   "policy = { default = \"maybe\"; };\n"	  /* 9 */
-				   "xdp = { mode = \"turbo\"; };\n",		  /* 10 */
+				   ");\n"					     /* 8 */
+				   "policy = { default = \"maybe\"; };\n"	     /* 9 */
+				   "xdp = { mode = \"turbo\"; };\n",		     /* 10 */
 				   &e, &rc);
 	assert_int_equal(rc, -1);
 	assert_true(has_error(&e, 1, "listen: bad address '1.2.3.4'"));
@@ -198,10 +199,10 @@ static void test_missing_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),	  cmocka_unit_test(test_addresses),
-		cmocka_unit_test(test_full_file),	  cmocka_unit_test(test_errors_with_lines),
-		cmocka_unit_test(test_syntax_error),	  cmocka_unit_test(test_type_errors),
-		cmocka_unit_test(test_missing_file),
+	    cmocka_unit_test(test_defaults),	 cmocka_unit_test(test_addresses),
+	    cmocka_unit_test(test_full_file),	 cmocka_unit_test(test_errors_with_lines),
+	    cmocka_unit_test(test_syntax_error), cmocka_unit_test(test_type_errors),
+	    cmocka_unit_test(test_missing_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
