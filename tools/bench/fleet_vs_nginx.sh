@@ -27,7 +27,7 @@
 # Usage: tools/bench/fleet_vs_nginx.sh [BUILD_DIR]   (root; exit 77 otherwise)
 # Env: FLEET_SECONDS=30 (per run), FLEET_RUNS=2 (rounds of the main cases),
 #   FLEET_NGINX_BEST="30r/m 5" (rate burst of the ua+limit case),
-#   FLEET_SWEEP="1r/s 10,30r/m 5,12r/m 3" (limit-only settings, one run each;
+#   FLEET_SWEEP="30r/m 5,20r/m 5,12r/m 6" (limit-only settings, one run each;
 #   "" = none), FLEET_BASELINE=1 (adds easgated and nginx runs without loopers:
 #   what the loop itself costs each proxy), FLEET_OUT (default
 #   tools/bench/fleet-results.md), FLEET_BPF_STATS=1 (turn on
@@ -45,8 +45,9 @@ source "$EG_ROOT/tests/integration/xdp/netns.sh"
 SECS=${FLEET_SECONDS:-30}
 RUNS=${FLEET_RUNS:-2}
 BEST=${FLEET_NGINX_BEST:-"30r/m 5"}
-SWEEP=${FLEET_SWEEP-"1r/s 10,30r/m 5,12r/m 3"}
+SWEEP=${FLEET_SWEEP-"30r/m 5,20r/m 5,12r/m 6"}
 BASELINE=${FLEET_BASELINE:-0}
+HEAVY=${FLEET_HEAVY:-0}
 OUT=${FLEET_OUT:-$EG_ROOT/tools/bench/fleet-results.md}
 BPF_STATS=${FLEET_BPF_STATS:-0}
 SEED=7
@@ -166,11 +167,14 @@ start_nginx() {
 	if [ "$rate" = - ]; then
 		lim='# ' rate=1r/s burst=1
 	fi
+	# Retry-After: until the user's next request fits the rate (at least 1 s).
+	retry=$(awk -v r="$rate" 'BEGIN { t = (r ~ /m$/ ? 60 : 1) / (r + 0); c = int(t);
+		if (c < t) c++; printf "%d\n", (c < 1 ? 1 : c) }')
 	sed -e "s|@DIR@|$d|g" -e "s|@LISTEN@|$XN_GW_IP:443|g" -e "s|@CERT@|$PKI/server.pem|g" \
 		-e "s|@KEY@|$PKI/server.key|g" -e "s|@BACKEND@|127.0.0.1:$BE_PORT_cas1|g" \
-		-e "s|@RATE@|$rate|g" -e "s|@BURST@|$burst|g" -e "s|@LIMIT@|$lim|g" \
+		-e "s|@RATE@|$rate|g" -e "s|@BURST@|$burst|g" -e "s|@RETRY@|$retry|g" -e "s|@LIMIT@|$lim|g" \
 		-e "s|@UA@|$([ "$ua" = 1 ] || echo '# ')|g" "$HERE/fleet-nginx.conf.in" >"$d/nginx.conf"
-	nginx -t -q -p "$d" -c "$d/nginx.conf" -e "$d/error.log" || die "nginx config ($d/nginx.conf)"
+	in_gw nginx -t -q -p "$d" -c "$d/nginx.conf" -e "$d/error.log" || die "nginx config ($d/nginx.conf)"
 	nsenter --net="/var/run/netns/$XN_GW" nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" \
 		>"$d/out.log" 2>&1 &
 	PX_PID=$!
@@ -195,7 +199,7 @@ rec() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RES"; }
 run_case() {
 	local idx=$1 label=$2 run=$3 kind=$4 ua=$5 rate=$6 burst=$7 loopers=$8
 	local recdir=$T/rec-$idx-$run js=$T/fleet-$idx-$run.json c0 c1 s0 s1 x0 x1 p0 p1 b0 b1 be_pid
-	local u0 sy0 u1 sy1 si0 bz0 si1 bz1 counts
+	local u0 sy0 u1 sy1 si0 bz0 si1 bz1 counts l g
 	NCASE=$((NCASE + 1))
 	LABELS[idx]=$label
 	say "run $run: $label"
@@ -276,6 +280,11 @@ run_case() {
 		"wb_bad\t\(.well_behaved as $w | ([$w.statuses | to_entries[] |
 			select(.key != "200") | .value] | add // 0) + $w.timeouts + $w.resets +
 			$w.connect_errors)",
+		"wb_bad_kinds\t\(.well_behaved as $w | [($w.statuses | to_entries[] |
+			select(.key != "200") | "\(.key):\(.value)"),
+			(["timeouts", "resets", "connect_errors"][] as $k |
+			select($w[$k] > 0) | "\($k):\($w[$k])")] |
+			if length == 0 then "none" else join(" ") end)",
 		"wb_p50_ms\t\(.well_behaved.latency_ms.p50)"' "$js" |
 		while IFS=$'\t' read -r k v; do rec "$idx" "$run" "$k" "$v"; done
 	say "  loop: sent $(jq .looping.requests "$js"), backend $l; well-behaved $(jq .well_behaved.rate_rps "$js") req/s, refused $(jq .well_behaved.refused_devices "$js"); proxy CPU $(awk -v t=$((u1 + sy1 - u0 - sy0)) -v h="$HZ" 'BEGIN{printf "%.2f", t/h}') s"
@@ -308,6 +317,11 @@ if [ "$BASELINE" = 1 ]; then
 	run_case 22 "nginx UA 403 + limit_req $BEST_RATE burst $BEST_BURST, no loopers" 1 nginx 1 \
 		"$BEST_RATE" "$BEST_BURST" 0
 fi
+if [ "$HEAVY" -gt 0 ]; then
+	run_case 31 "easgated, $HEAVY loopers" 1 easgated 0 - - "$HEAVY"
+	run_case 32 "nginx UA 403 + limit_req $BEST_RATE burst $BEST_BURST, $HEAVY loopers" 1 nginx 1 \
+		"$BEST_RATE" "$BEST_BURST" "$HEAVY"
+fi
 ELAPSED=$(($(date +%s) - START))
 
 # --- the report -----------------------------------------------------------------------------------
@@ -318,16 +332,24 @@ val() {
 		END {
 			if (!n) { print "–"; exit }
 			if (txt || n == 1) { s = v[1]; for (i = 2; i <= n; i++) if (v[i] != v[1]) s = s " / " v[i]; print s; exit }
-			lo = hi = v[1]; t = 0
-			for (i = 1; i <= n; i++) { t += v[i]; if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] }
-			d = (t / n == int(t / n) && lo == int(lo)) ? "%d" : "%.2f"
-			if (lo == hi) printf d "\n", lo; else printf d " (" d "–" d ")\n", t / n, lo, hi
+			lo = hi = v[1]; t = 0; ints = 1
+			for (i = 1; i <= n; i++) {
+				t += v[i]; if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i]
+				if (v[i] != int(v[i])) ints = 0
+			}
+			if (lo == hi) { print v[1]; exit }
+			m = t / n
+			printf (m == int(m) ? "%d" : ints ? "%.1f" : "%.2f"), m
+			printf (ints ? " (%d–%d)\n" : " (%.2f–%.2f)\n"), lo, hi
 		}' "$RES"
 }
-mean() { awk -F'\t' -v c="$1" -v k="$2" '$1 == c && $3 == k { t += $4; n++ } END { printf "%.2f", n ? t / n : 0 }' "$RES"; }
+mean() {
+	awk -F'\t' -v c="$1" -v k="$2" '$1 == c && $3 == k { t += $4; n++ }
+		END { m = sprintf("%.2f", n ? t / n : 0); sub(/0+$/, "", m); sub(/\.$/, "", m); printf "%s", m }' "$RES"
+}
 cases=$(cut -f1 "$RES" | sort -n -u)
 ROWS=(
-	"loop_sent|requests the 5 looping phones sent"
+	"loop_sent|requests the looping phones sent"
 	"loop_backend|**looping requests that reached the backend**"
 	"loop_backend_last|looping requests/s at the backend, last 5 s"
 	"loop_first_refusal|first refusal (503/403/quarantine), request # (worst looper)"
@@ -338,7 +360,8 @@ ROWS=(
 	"wb_backend|well-behaved requests at the backend, whole run"
 	"wb_refused|well-behaved phones ever refused (of 200)"
 	"wb_bad|well-behaved answers other than 200, or none"
-	"wb_p50_ms|well-behaved p50 latency, ms"
+	"wb_bad_kinds|  which (status or failure:count)"
+	"wb_p50_ms|well-behaved p50 latency, ms (48% are 2 s Pings: ≈ p95 of the others)"
 	"cpu_s|**proxy CPU s (user+sys, all processes)**"
 	"cpu_user_s|  of which user"
 	"softirq_s|machine softirq s (all processes; XDP runs here)"
@@ -363,6 +386,8 @@ ROWS=(
 	echo "backend holds Pings 2 s (as t_fleet.sh). Main cases: $RUNS runs each, interleaved, mean"
 	echo "(range); limit_req-only settings and baselines: one run each. Both proxies: 2 workers, no"
 	echo "access log, TLS with the same ECDSA chain, user affinity, kept-alive backend connections."
+	echo "Options: FLEET_SECONDS=$SECS FLEET_RUNS=$RUNS FLEET_NGINX_BEST=\"$BEST\" FLEET_SWEEP=\"$SWEEP\""
+	echo "FLEET_BASELINE=$BASELINE FLEET_HEAVY=$HEAVY FLEET_BPF_STATS=$BPF_STATS."
 	echo
 	printf '| |'
 	for c in $cases; do printf ' %s |' "${LABELS[c]}"; done
@@ -394,49 +419,85 @@ ROWS=(
 	echo "## Reading it"
 	echo
 	e_lb=$(mean 1 loop_backend) b_lb=$(mean 2 loop_backend)
-	e_cpu=$(mean 1 cpu_s) b_cpu=$(mean 2 cpu_s) u_cpu=$(mean 3 cpu_s)
-	echo "- **Backend load from the loop.** easgated let $e_lb looping requests through in a ${SECS} s"
-	echo "  run (the MeetingResponse loop threshold is 8 per phone: it has to see the loop before it"
-	echo "  can call it one), then none: the loop's backend rate in the last 5 s was"
-	echo "  $(val 1 loop_backend_last)/s. nginx with the User-Agent rule let $b_lb through, because the admin"
-	echo "  wrote down the broken release and the command in advance; easgated needs no such rule."
+	echo "- **Backend load from the loop.** easgated let $e_lb looping requests through per ${SECS} s"
+	echo "  run, then none (the loop's backend rate over the last 5 s: $(val 1 loop_backend_last)/s):"
+	echo "  it has to see a loop before it calls it one (MeetingResponse threshold 8 for the ios61"
+	echo "  class), and it needs no rule naming the broken release. nginx with the User-Agent rule let"
+	echo "  $b_lb through, because the admin wrote down the release and the command beforehand."
 	if [ -n "$SWEEP" ]; then
-		echo "  Without that knowledge, a per-user limit_req is the generic tool, and it lets the loop"
-		echo "  through at its rate for as long as it lasts:"
+		echo "  Without that knowledge nginx has limit_req, which lets a loop through at the configured"
+		echo "  rate for as long as it lasts:"
+		best='' best_lb=''
 		for c in $cases; do
 			[ "$c" -gt 10 ] && [ "$c" -lt 20 ] || continue
-			echo "  ${LABELS[c]}: $(val "$c" loop_backend) looping requests at the backend ($(val "$c" loop_backend_last)/s at the end),"
-			echo "  $(val "$c" wb_refused) well-behaved phones refused."
+			echo "  ${LABELS[c]}: $(val "$c" loop_backend) looping requests at the backend"
+			echo "  ($(val "$c" loop_backend_last)/s at the end), $(val "$c" wb_refused) well-behaved phones refused;"
+			if [ "$(val "$c" wb_refused)" = 0 ] &&
+				{ [ -z "$best" ] || awk -v a="$(mean "$c" loop_backend)" -v b="$best_lb" 'BEGIN{exit !(a < b)}'; }; then
+				best=$c best_lb=$(mean "$c" loop_backend)
+			fi
 		done
+		if [ -n "$best" ]; then
+			echo "  the best of these for nginx (no well-behaved phone refused, least loop traffic) is"
+			echo "  ${LABELS[best]#nginx }: $best_lb requests, against easgated's $e_lb."
+		else
+			echo "  every setting tried refused well-behaved phones."
+		fi
 	fi
-	echo "- **Proxy CPU.** easgated $e_cpu s, nginx with the UA rule and limit_req $b_cpu s,"
-	echo "  nginx with the UA rule only $u_cpu s, for the same ${SECS} s of fleet. nginx answers"
-	echo "  every looping request for the whole run (403 at the phones' full rate, $(val 2 loop_sent)"
-	echo "  requests); easgated answers a looping phone until it escalates it to an XDP drop, then"
-	echo "  only a reconnect every ~2 s (the phone's timeout) costs a handshake and one answer:"
-	echo "  $(val 1 loop_sent) looping requests sent, $(val 1 xdp_drops) packets dropped by XDP."
-	echo "  The 200 well-behaved phones (TLS, relaying) are most of every proxy's CPU."
+	e_cpu=$(mean 1 cpu_s) b_cpu=$(mean 2 cpu_s) u_cpu=$(mean 3 cpu_s)
+	echo "- **Proxy CPU.** easgated $e_cpu s, nginx with the UA rule and limit_req $b_cpu s, nginx"
+	echo "  with the UA rule only $u_cpu s for the same ${SECS} s fleet; the 200 well-behaved phones"
+	echo "  (TLS, relaying) are most of it for both. nginx answers every looping request for the"
+	echo "  whole run ($(mean 2 loop_sent) 403s); easgated answers a looping phone until it escalates it"
+	echo "  to an XDP drop, after which each reconnect (the phone gives up after --timeout-ms 2000)"
+	echo "  costs a resumed TLS handshake and one 503 before the new flow is dropped too: $(mean 1 loop_sent)"
+	echo "  looping requests, $(mean 1 xdp_drops) packets dropped by XDP. So easgated's share of the loop"
+	echo "  grows with how often the phones reconnect, nginx's with how fast they loop."
 	if [ "$BASELINE" = 1 ]; then
-		echo "  Without loopers: easgated $(val 21 cpu_s) s, nginx $(val 22 cpu_s) s; so the loop"
-		echo "  itself cost easgated $(awk -v a="$e_cpu" -v b="$(mean 21 cpu_s)" 'BEGIN{printf "%.2f", a - b}') s"
-		echo "  and nginx $(awk -v a="$b_cpu" -v b="$(mean 22 cpu_s)" 'BEGIN{printf "%.2f", a - b}') s (noise ± a few tenths)."
+		echo "  Without loopers: easgated $(val 21 cpu_s) s, nginx $(val 22 cpu_s) s: the 5 loopers"
+		spread=$(awk -F'\t' '$1 <= 3 && $3 == "cpu_s" { k = $1; if (!(k in lo) || $4 < lo[k]) lo[k] = $4
+			if (!(k in hi) || $4 > hi[k]) hi[k] = $4 }
+			END { for (k in lo) if (hi[k] - lo[k] > m) m = hi[k] - lo[k]; printf "%.2f", m }' "$RES")
+		echo "  cost easgated $(awk -v a="$e_cpu" -v b="$(mean 21 cpu_s)" 'BEGIN{printf "%.2f", a - b}') s"
+		echo "  and nginx $(awk -v a="$b_cpu" -v b="$(mean 22 cpu_s)" 'BEGIN{printf "%.2f", a - b}') s$(
+			[ "$RUNS" -ge 2 ] && echo " (runs of the same case differ by up to $spread s)")."
+	fi
+	if [ "$HEAVY" -gt 0 ]; then
+		echo "  With $HEAVY loopers (the same 200 phones): easgated $(val 31 cpu_s) s, nginx $(val 32 cpu_s) s"
+		echo "  of proxy CPU; machine softirq $(val 31 softirq_s) s against $(val 32 softirq_s) s; looping"
+		echo "  requests at the backend $(val 31 loop_backend) against $(val 32 loop_backend); well-behaved p50"
+		echo "  $(val 31 wb_p50_ms) ms against $(val 32 wb_p50_ms) ms (likely easgated's loopers timing out and"
+		echo "  reconnecting in step, every ~2.5 s: bursts of $HEAVY TLS handshakes on both sides)."
+		if [ "$BASELINE" = 1 ]; then
+			echo "  Per looping phone and second, over the baseline: easgated $(awk -v a="$(mean 31 cpu_s)" \
+				-v b="$(mean 21 cpu_s)" -v n="$HEAVY" -v s="$SECS" 'BEGIN{printf "%.0f", (a - b) * 1e6 / n / s}') µs,"
+			echo "  nginx $(awk -v a="$(mean 32 cpu_s)" -v b="$(mean 22 cpu_s)" -v n="$HEAVY" -v s="$SECS" \
+				'BEGIN{printf "%.0f", (a - b) * 1e6 / n / s}') µs."
+		fi
 	fi
 	echo "- **Softirq.** XDP's drops run in softirq, not in easgated's processes. The softirq row is"
 	echo "  the whole machine's (phones, proxy, backend, other sessions; tick-sampled, as this kernel"
-	echo "  has no CONFIG_IRQ_TIME_ACCOUNTING), so only differences between cases say something."
-	echo "  What XDP itself costs is small by construction: $(val 1 xdp_pass) packets passed and"
-	echo "  $(val 1 xdp_drops) dropped at 56–71 ns each (tools/bench xdp_bench) is a few ms per run."
+	echo "  has no CONFIG_IRQ_TIME_ACCOUNTING), so only differences between cases mean something."
+	echo "  The XDP program itself is small by construction: $(mean 1 xdp_pass) packets passed and"
+	echo "  $(mean 1 xdp_drops) dropped per run at ~75 ns each (xdp_bench's figure, README) is"
+	echo "  $(awk -v a="$(mean 1 xdp_pass)" -v b="$(mean 1 xdp_drops)" 'BEGIN{printf "%.2f", (a + b) * 75e-6}') ms of softirq"
+	echo "  (FLEET_BPF_STATS=1 measures it instead)."
 	echo "- **Well-behaved phones.** Their rate is set by their think time (2–6 s between cycles,"
-	echo "  Pings held 2 s), so it is the same for every proxy that does not refuse them; what"
-	echo "  differs is whether a proxy refuses them (the refused row) or lets their latency grow."
-	echo "- **Why these nginx settings.** limit_req is keyed by \`\$remote_user\` (the Basic user"
-	echo "  without the password; the whole fleet shares one NAT address, so a per-address key would"
-	echo "  throttle everyone together), nodelay, 503 with Retry-After (the phones honour it). A"
-	echo "  well-behaved phone sends Sync+Ping every 4–8 s (+ FolderSync every 10th cycle): 0.25–0.5"
-	echo "  requests/s. $BEST_RATE with burst $BEST_BURST is the tightest setting of the sweep that"
-	echo "  refused none of them; tighter settings start refusing well-behaved phones, looser ones"
-	echo "  let more of a loop through. In the UA+limit case, limit_req never sees the loopers (the"
-	echo "  403 comes first, in nginx's rewrite phase): it is only a safety net there."
+	echo "  Pings held 2 s), so it is the same for every proxy that neither refuses nor stalls them;"
+	echo "  the refused and non-200 rows are the ones to read."
+	echo "- **The nginx configuration** (fleet-nginx.conf.in). limit_req is keyed by \`\$remote_user\`"
+	echo "  (the Basic user name without the password: the whole fleet shares one NAT address, so a"
+	echo "  per-address key would throttle all 205 phones together), nodelay (a delayed answer still"
+	echo "  lets the request through), 503 with Retry-After (the well-behaved phones honour it). A"
+	echo "  well-behaved phone sends Sync and Ping every 4–8 s (and a FolderSync every 10th cycle),"
+	echo "  0.25–0.5 requests/s, so a per-user limit tight enough to matter for a loop is close to"
+	echo "  what normal phones need: 30r/m covers the fastest cycle; 20r/m equals the average one,"
+	echo "  so over hours a phone's bucket drifts up to its burst and normal phones get refused"
+	echo "  (a ${SECS} s run is too short to show it); 12r/m refuses them within the run."
+	echo "  The UA rule refuses only MeetingResponse from \"^Apple.*1002.*\" (the admin notes' rule),"
+	echo "  with a map on User-Agent and \`\$arg_Cmd\`; the 403 comes in"
+	echo "  nginx's rewrite phase, before limit_req, so in the UA+limit case limit_req never sees the"
+	echo "  loopers and is only a safety net."
 } >"$OUT"
 cat "$OUT"
 say "results in $OUT"
