@@ -17,7 +17,10 @@ for t in tests/integration/t_*.sh; do
 	0) pass=$((pass + 1)); printf '  ok    %-28s %4ss\n' "$name" "$dur"
 	   [ -n "${EG_VERBOSE:-}" ] && echo "$out" ;;
 	77) skipped=$((skipped + 1)); printf '  skip  %-28s %s\n' "$name" "$(echo "$out" | tail -1)" ;;
-	*) failed+=("$name"); printf '  FAIL  %-28s %4ss (rc=%d)\n%s\n' "$name" "$dur" "$rc" "$out" ;;
+	*) failed+=("$name"); printf '  FAIL  %-28s %4ss (rc=%d)\n' "$name" "$dur" "$rc"
+	   # The failed checks first: a CI log viewer may show only the start.
+	   echo "$out" | grep -E '^ *FAIL' | sed 's/^/  >> /'
+	   echo "$out" ;;
 	esac
 done
 echo "integration ($O): ${pass} passed, ${#failed[@]} failed, ${skipped} skipped"

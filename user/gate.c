@@ -55,6 +55,7 @@ struct dev_entry {
 	int result_access; /* access the last reported result was answered under */
 	char os_key[96];
 	char os_family[16];
+	int authed_reported; /* a 2xx from the backend was reported for os_key */
 };
 
 struct ver_entry {
@@ -638,6 +639,8 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 	if (!is_options)
 		*seen = d.access;
 	if (device_level) {
+		if (strcmp(e->os_key, d.os_key))
+			e->authed_reported = 0;
 		snprintf(e->os_key, sizeof(e->os_key), "%s", d.os_key);
 		snprintf(e->os_family, sizeof(e->os_family), "%s", ov.family);
 	}
@@ -662,8 +665,13 @@ void gate_done(struct gate *g, const char *identity, const char *device_id, int 
 	 * POLICY_ALLOW: the 200 of a status-129 envelope or of a quarantined
 	 * "no changes" Sync is the gateway refusing, not the phone syncing. */
 	int access = known ? e->answer_access : -1;
+	/* The first backend 2xx for this OS version starts its incubation clock:
+	 * that one is never folded into an earlier, identical-looking result
+	 * (a quarantined phone's 200 envelope looks the same). */
+	int authed =
+	    known && from_backend && http_status >= 200 && http_status < 300 && e->os_key[0];
 	if (known && e->last_status == http_status && e->result_access == access &&
-	    now - e->result_at < REPORT_EVERY_S)
+	    now - e->result_at < REPORT_EVERY_S && (!authed || e->authed_reported))
 		return;
 	if (known) {
 		e->last_status = http_status;
@@ -676,7 +684,8 @@ void gate_done(struct gate *g, const char *identity, const char *device_id, int 
 	ev.flags = INV_EV_RESULT;
 	ev.status = http_status;
 	ev.access = access;
-	if (known && from_backend && http_status >= 200 && http_status < 300 && e->os_key[0]) {
+	if (authed) {
+		e->authed_reported = 1;
 		ev.flags |= INV_EV_AUTHED;
 		snprintf(ev.os_key, sizeof(ev.os_key), "%s", e->os_key);
 		snprintf(ev.os_family, sizeof(ev.os_family), "%s", e->os_family);

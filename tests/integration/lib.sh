@@ -49,6 +49,10 @@ finish() {
 			grep -m3 -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$f"
 		fi
 	done
+	if [ "$EG_FAILS" -gt 0 ] && [ -f "$T/gw.log" ]; then
+		echo "  -- last lines of the gateway log:"
+		tail -n 25 "$T/gw.log" | sed 's/^/  | /'
+	fi
 	echo "$TNAME: $EG_PASSES passed, $EG_FAILS failed"
 	[ "$EG_FAILS" -eq 0 ]
 	exit $?

@@ -425,6 +425,30 @@ expect "eas:Sync:129 seen=0" "a block rule still wins over incubation (iOS 6.1 1
 out=$(ctl device show GRACEIPHONE81)
 check "device show: the incubating phone is Quarantined by INCUBATION" \
 	bash -c 'grep -q "^AccessState: *Quarantined$" <<<"$0" && grep -q "^StateReason: *INCUBATION$" <<<"$0"' "$out"
+# The incubation clock starts with the first request the backend accepted
+# (2xx): a forged User-Agent that never authenticates cannot start it early.
+KEY81='iOS 8.1 12B411'
+vline() { ctl versions | awk -v k="$1" 'index($0, k) == 1'; }
+# wait_status DEV CODE: until the master has written the device's last answer
+# (the inventory is written by the master, after the answer has gone out).
+wait_status() {
+	local i
+	for i in $(seq 50); do
+		ctl device show "$1" | grep -q "^LastStatus: *$2$" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+check "$KEY81, seen only in a quarantined Sync: listed, clock not started (first seen '-')" \
+	bash -c 'read -r _ _ _ fam first rest <<<"$0"; [ "$fam" = iOS ] && [ "$first" = - ]' "$(vline "$KEY81")"
+ask plain 'FolderSync&egtest_status=401' GRACEIPHONE81 iPhone 'Apple-iPhone7C2/1202.411' 14.1 foldersync >/dev/null
+check "...a FolderSync the backend answered 401 (recorded: LastStatus 401)" wait_status GRACEIPHONE81 401
+check "...does not start it" \
+	bash -c 'read -r _ _ _ fam first rest <<<"$0"; [ "$first" = - ]' "$(vline "$KEY81")"
+ask plain FolderSync GRACEIPHONE81 iPhone 'Apple-iPhone7C2/1202.411' 14.1 foldersync >/dev/null
+check "...one answered 200 (recorded: LastStatus 200)" wait_status GRACEIPHONE81 200
+check "...does: first seen is today ($(vline "$KEY81" | awk '{print $5}'))" \
+	bash -c 'read -r _ _ _ fam first rest <<<"$0"; [[ "$first" == "$1"* ]]' "$(vline "$KEY81")" "$(date -u +%Y-%m-%d)"
 ctl versions revoke "$KEY80" >/dev/null
 expect "empty seen=0" "versions revoke: quarantined again at once" \
 	plain Sync GRACEIPAD8 iPad 'Apple-iPad4C1/1201.365' 14.1 sync
