@@ -46,6 +46,10 @@ int config_parse_addr(const char *s, struct cfg_addr *a)
 	const char *port;
 	memset(a, 0, sizeof(*a));
 	snprintf(a->text, sizeof(a->text), "%s", s);
+	if (!strncasecmp(s, "http://", 7)) {
+		a->plain = 1;
+		s += 7;
+	}
 	if (s[0] == '[') {
 		const char *end = strchr(s, ']');
 		if (!end || end[1] != ':' || (size_t)(end - s - 1) >= sizeof(host))

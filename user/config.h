@@ -33,9 +33,10 @@
 #define CFG_MAX_TCLASSES 16
 
 struct cfg_addr {
-	char text[128]; /* as written: "0.0.0.0:443", "[::]:443" */
+	char text[128]; /* as written: "0.0.0.0:443", "[::]:443", "http://127.0.0.1:8080" */
 	struct sockaddr_storage ss;
 	socklen_t len;
+	int plain; /* "http://": plain HTTP, TLS already ended by a load balancer in front */
 };
 
 struct cfg_cert {

@@ -6,6 +6,7 @@
 #include "check.h"
 #include "control.h"
 #include "gate.h"
+#include "krelay.h"
 #include "log.h"
 #include "loop.h"
 #include "maglev.h"
@@ -82,6 +83,7 @@ struct master {
 	uint64_t watchdog_ms;
 	uint64_t ticket_rotated_ms;
 	uint64_t certs_checked_ms;
+	char relay_path[320]; /* how bodies move and why (choose_relay_path) */
 };
 
 /* --- configuration ---------------------------------------------------------- */
@@ -809,6 +811,7 @@ static enum ctl_code cmd_status(void *ctx, int argc, char **argv, struct sbuf *o
 	if (m->last_reload_error[0])
 		sbuf_printf(out, "last_reload_error %s\n", m->last_reload_error);
 	sbuf_printf(out, "xdp %s\n", m->bpf ? "attached" : "off");
+	sbuf_printf(out, "relay %s\n", m->relay_path);
 	return CTL_OK;
 }
 
@@ -935,6 +938,30 @@ static int setup_bpf(struct master *m)
 	return 0;
 }
 
+/*
+ * How relayed bytes move, decided once at start from what this kernel can do
+ * (probed by doing it) and what was measured cheapest (krelay_pref_measured).
+ * A kernel path needs both legs in the kernel's hands: the phone leg is TLS
+ * terminated by OpenSSL, so without kernel TLS it stays in user space.
+ */
+static void choose_relay_path(struct master *m)
+{
+	struct krelay_caps caps;
+	krelay_probe(&caps);
+	const char *plain = krelay_default_method(&caps, NULL);
+	const char *method = krelay_leg_ok(&caps, 1) ? plain : "user";
+	char why[200];
+	if (!krelay_leg_ok(&caps, 1))
+		snprintf(why, sizeof(why), "phone leg is TLS and kernel TLS is absent (%s)",
+			 caps.ktls_why[0] ? caps.ktls_why : "probe failed");
+	else
+		snprintf(why, sizeof(why), "kernel TLS present; cheapest measured method");
+	snprintf(m->relay_path, sizeof(m->relay_path),
+		 "%s reason=\"%s\" plaintext_best=%s splice=%d sockmap=%d skmsg=%d ktls=%d", method,
+		 why, plain, caps.splice, caps.sockmap, caps.skmsg, caps.ktls);
+	log_info("event=relay_path method=%s", m->relay_path);
+}
+
 int master_run(const struct master_opts *o)
 {
 	struct master *m = calloc(1, sizeof(*m));
@@ -1036,6 +1063,7 @@ int master_run(const struct master_opts *o)
 	/* From here on the master needs: new listeners on reload (low ports),
 	 * reading private keys on reload (root-only files) and, with XDP,
 	 * attaching programs. Nothing else; workers keep nothing. */
+	choose_relay_path(m); /* before the capabilities to load BPF are gone */
 	unsigned long long keep = PRIV_CAP_NET_BIND_SERVICE | PRIV_CAP_DAC_READ_SEARCH;
 	if (m->bpf)
 		keep |= PRIV_CAP_NET_ADMIN | PRIV_CAP_BPF | PRIV_CAP_PERFMON;

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #define OUT_MAX	     (64u * 1024) /* cap of a pump's output buffer */
+#define RUN_TURN     256	  /* steps one connection takes before others get a turn */
 #define DISCARD_MAX  (1u << 20)	  /* request body we read and drop after a local answer */
 #define MAX_ATTEMPTS 3		  /* backends tried when connecting fails */
 
@@ -118,6 +119,7 @@ struct conn {
 	struct conn *prev, *next;
 	struct loop_io io;
 	struct loop_timer tmr;
+	struct loop_timer again; /* conn_run stopped at its turn's cap: run again */
 	int tmr_kind;
 	int fd;
 	SSL *ssl;
@@ -725,9 +727,9 @@ static int build_request_head(struct conn *c, const struct cfg_backend *b)
 	}
 	if (c->r.bmode == BODY_CHUNKED)
 		ok |= buf_append(&w->pool, o, "Transfer-Encoding: chunked\r\n", 28, max);
-	int n = snprintf(
-	    tmp, sizeof(tmp), "X-Forwarded-For: %s\r\nX-Forwarded-Proto: https\r\n%s\r\n",
-	    peer_ip(c, ip, sizeof(ip)), b->reuse == CFG_REUSE_NEVER ? "Connection: close\r\n" : "");
+	int n = snprintf(tmp, sizeof(tmp), "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n%s\r\n",
+			 peer_ip(c, ip, sizeof(ip)), c->ssl ? "https" : "http",
+			 b->reuse == CFG_REUSE_NEVER ? "Connection: close\r\n" : "");
 	ok |= buf_append(&w->pool, o, tmp, (size_t)n, max);
 	return ok ? -1 : 0;
 }
@@ -1376,8 +1378,8 @@ static int step_request(struct conn *c)
 
 static void conn_run(struct conn *c)
 {
-	int any = 0;
-	for (int iter = 0; iter < 256 && !(c->flags & F_DEAD); iter++) {
+	int any = 0, iter;
+	for (iter = 0; iter < RUN_TURN && !(c->flags & F_DEAD); iter++) {
 		int p = 0, r;
 		if (c->st == CS_TLS) {
 			r = tls_step(c);
@@ -1453,6 +1455,12 @@ static void conn_run(struct conn *c)
 	/* An idle backend connection that its server closed: let it go now. */
 	if (c->up && c->st == CS_HEAD && (c->up->flags & (F_RDHUP | F_EOF)))
 		up_close(c);
+	/* The turn ended with work left (every step still moving bytes). The
+	 * sockets are edge-triggered: if their peers have sent everything
+	 * already, no new event will come, so come back after the other
+	 * connections had their turn. */
+	if (iter == RUN_TURN)
+		loop_timer_set(c->w->loop, &c->again, 0);
 	arm_phase_timer(c, any);
 	return;
 fail:
@@ -1481,6 +1489,11 @@ static void up_io(struct loop_io *io, uint32_t ev)
 	if (ev & (EPOLLRDHUP | EPOLLHUP))
 		u->flags |= F_RDHUP | F_RD;
 	conn_run(u->c);
+}
+
+static void conn_again(struct loop_timer *t)
+{
+	conn_run(t->arg);
 }
 
 static void conn_timeout(struct loop_timer *t)
@@ -1594,6 +1607,7 @@ static void relay_close(struct conn *c, const char *why)
 	c->flags |= F_DEAD;
 	loop_io_del(w->loop, &c->io);
 	loop_timer_cancel(w->loop, &c->tmr);
+	loop_timer_cancel(w->loop, &c->again);
 	if (c->ssl) {
 		SSL_set_quiet_shutdown(c->ssl, 1);
 		SSL_free(c->ssl);
@@ -1705,15 +1719,20 @@ void relay_accept(struct listener *l)
 		getsockname(fd, (struct sockaddr *)&c->local, &sl);
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		c->ssl = tls_server_ssl(w->tls, fd);
+		c->ssl = l->plain ? NULL : tls_server_ssl(w->tls, fd);
 		loop_timer_init(&c->tmr, conn_timeout, c);
-		if (!c->ssl || loop_io_add(w->loop, &c->io, fd, conn_io, c) < 0) {
+		loop_timer_init(&c->again, conn_again, c);
+		if ((!l->plain && !c->ssl) || loop_io_add(w->loop, &c->io, fd, conn_io, c) < 0) {
 			SSL_free(c->ssl);
 			close(fd);
 			free(c);
 			continue;
 		}
 		c->st = CS_TLS;
+		if (l->plain) {
+			c->st = CS_HEAD;
+			req_reset(c);
+		}
 		c->t_accept_ms = loop_now_ms(w->loop);
 		c->next = w->conns;
 		if (w->conns)

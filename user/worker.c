@@ -167,6 +167,7 @@ int worker_main(const struct worker_args *a)
 	for (int i = 0; i < a->cfg->nlisten; i++) {
 		struct listener *l = &w->listeners[w->nlisteners];
 		l->fd = a->listen_fds[i];
+		l->plain = a->cfg->listen[i].plain;
 		l->w = w;
 		if (loop_io_add_lt(w->loop, &l->io, l->fd, on_listen, l) < 0) {
 			log_err("event=worker_listen_failed error=%m");

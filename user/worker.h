@@ -29,6 +29,7 @@ struct throttle;
 struct listener {
 	struct loop_io io;
 	int fd;
+	int plain; /* plain HTTP: no TLS on this socket */
 	struct worker *w;
 };
 

@@ -101,7 +101,9 @@ start_gateway() {
 	mkdir -p "$T/state"
 	local tlsopts=(--tls-cert "$PKI/server.pem" --tls-key "$PKI/server.key" --trust-file "$PKI/root.pem")
 	[ -n "${GW_CONFIG_TLS:-}" ] && tlsopts=() # certificates come from the config file
-	"$EASGATED" --listen "127.0.0.1:$GW_PORT" "${tlsopts[@]}" --state-dir "$T/state" \
+	local listenopt=(--listen "127.0.0.1:$GW_PORT")
+	[ -n "${GW_CONFIG_LISTEN:-}" ] && listenopt=() # the config lists 127.0.0.1:$GW_PORT itself
+	"$EASGATED" "${listenopt[@]}" "${tlsopts[@]}" --state-dir "$T/state" \
 		--control-socket "$CTL" -w "${GW_WORKERS:-2}" "$@" >>"$T/gw.log" 2>&1 &
 	GW_PID=$!
 	EG_PIDS+=($GW_PID)

@@ -252,4 +252,15 @@ timeout 10 "$EASCTL" -s "$CTL" status >/dev/null
 ms=$((($(date +%s%N) - t0) / 1000000))
 check "with 3 stalled scrapers: the master still answers easctl ($ms ms < 1000)" test "$ms" -lt 1000
 kill "$STALL_PID" 2>/dev/null
+
+# The relay path is chosen at start from a probe of this kernel: the phone leg
+# is TLS in OpenSSL, so bodies can only leave user space with kernel TLS.
+rp=$("$EASCTL" -s "$CTL" status | sed -n 's/^relay //p')
+check "easctl status reports the relay path probed at start ($rp)" \
+	bash -c '[[ "$0" == *" ktls="[01]* ]] && [[ "$0" == *" splice="[01]* ]]' "$rp"
+if [[ "$rp" == *" ktls=0"* ]]; then
+	check "...without kernel TLS the bodies go through user space, and it says why" \
+		bash -c '[[ "$0" == "user reason=\"phone leg is TLS and kernel TLS is absent"* ]]' "$rp"
+fi
+check "...and logged it once at start" test "$(grep -c 'event=relay_path ' "$T/gw.log")" -ge 1
 finish
