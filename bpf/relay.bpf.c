@@ -164,6 +164,12 @@ int kr_skb_verdict(struct __sk_buff *skb)
 
 	if (!s)
 		return SK_PASS;
+	/* A bare FIN comes as an skb without data. Redirected, the peer's psock
+	 * would send 0 bytes, take that for a hard error, set EPIPE on the peer
+	 * socket and stop its transmit. Dropping it loses nothing: the EOF is
+	 * already in src's state (userspace sees POLLRDHUP and passes it on). */
+	if (!skb->len)
+		return SK_DROP;
 	s->moved += skb->len;
 	ret = bpf_sk_redirect_hash(skb, &kr_dst, &s->peer, 0);
 	if (ret != SK_PASS)

@@ -101,6 +101,7 @@ void config_defaults(struct gw_config *c)
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 	c->access_log = 1;
 	c->strict_device_id = 1;
+	snprintf(c->relay_method, sizeof(c->relay_method), "auto");
 
 	snprintf(c->tls.certs[0].cert, sizeof(c->tls.certs[0].cert), "/etc/easgate/tls/server.pem");
 	snprintf(c->tls.certs[0].key, sizeof(c->tls.certs[0].key), "/etc/easgate/tls/server.key");
@@ -836,6 +837,7 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 					   "admin",
 					   "strict_device_id",
 					   "throttle",
+					   "relay_method",
 					   NULL};
 	check_keys(&rd, root, "the top level", keys);
 	read_listen(&rd, root, c);
@@ -852,6 +854,11 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 		    "log_level must be error, warn, info or debug");
 	get_bool(&rd, root, "access_log", &c->access_log);
 	get_bool(&rd, root, "strict_device_id", &c->strict_device_id);
+	if (get_str(&rd, root, "relay_method", c->relay_method, sizeof(c->relay_method)) == 1 &&
+	    strcmp(c->relay_method, "auto") && strcmp(c->relay_method, "user") &&
+	    strcmp(c->relay_method, "splice"))
+		ERR(&rd, config_setting_get_member(root, "relay_method"),
+		    "relay_method must be auto, user or splice");
 	get_str(&rd, root, "steering_secret_file", c->steering_secret_file,
 		sizeof(c->steering_secret_file));
 	read_tls(&rd, root, c);

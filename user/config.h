@@ -84,6 +84,9 @@ struct gw_config {
 	char log_level[16];
 	int access_log;
 	int strict_device_id; /* Exchange's DeviceId rule (letters and digits only) */
+	/* How bodies move between two plaintext legs: "auto" (the method measured
+	 * cheapest that this kernel supports), "user" or "splice". */
+	char relay_method[16];
 
 	struct {
 		struct cfg_cert certs[CFG_MAX_CERTS];

@@ -10,19 +10,38 @@
  *   user      read()/write() through a 64 KiB buffer: relay.c today
  *   splice    splice(2) socket -> pipe -> socket, driven by the event loop
  *             (krelay_pipe_*): no copy to userspace, exact byte counts
- *   sockmap   relay.bpf: strparser cuts messages at the byte budget, the
- *             verdict redirects them to the peer's egress (sk_skb). The
- *             transmit runs in a kernel worker (the psock backlog)
+ *   sockmap   relay.bpf strparser + sk_skb verdict redirecting to the peer's
+ *             egress; the transmit runs in a kernel worker (psock backlog).
+ *             Whole connection (no budget): reliable, tested byte-exact.
+ *             With a byte budget: EXPERIMENTAL, see below
  *   verdict   sk_skb verdict without strparser: whole skbs, so no budget;
  *             only for a connection that has become a tunnel
  *   skmsg     sk_msg redirect of a LOCAL sender's sendmsg() to the peer's
  *             egress. A phone is never local: measured, never a default
  *
+ * Only user and splice stop on an exact byte count reliably, so only they
+ * carry HTTP bodies (the next request head must be parsed in userspace).
+ * The budgeted sockmap flow (strparser cuts at the budget, krelay_flow_stop()
+ * hands the socket back with the spill) is experimental and never chosen:
+ * measured with tools/bench/relay_bench -H on a build machine (Linux
+ * 6.18), 7 of 3001 gateway-style handoffs failed (0.23 %: 5 stalls, where
+ * the budget's bytes never reached the verdict, and 2 wrong counts), and 9
+ * of 3000 under ASan (0.3 %, all stalls). A gateway would corrupt or hang
+ * about one kernel-relayed body in 400.
+ * In that pattern a socket leaves and rejoins the map for every body; the
+ * likely cause (not proven) is in the kernel: removal stops the
+ * socket's strparser, which may hold bytes it already took from TCP, and a
+ * socket that rejoins gets a fresh one. Neither the teardown order in
+ * krelay.c nor an earlier variant that also waited for src's TCP receive
+ * queue (sock_diag) closed it.
+ *
  * A TLS leg can only join a kernel relay with kernel TLS (TCP_ULP "tls"):
  * easgated's phone side is OpenSSL in userspace, so without kTLS only a
  * plaintext<->plaintext pair qualifies (krelay_leg_ok).
  *
- * Flow lifecycle (sockmap/verdict/skmsg; krelay.c has the why):
+ * Flow lifecycle (sockmap/verdict/skmsg; krelay.c has the why). Whole-
+ * connection flows are stopped once src has said EOF (POLLRDHUP) or when the
+ * connection is given up; a budget ends a flow early (experimental).
  *   krelay_flow_start(src, dst, budget)  bytes that arrive on src from now
  *        on, and those already queued on it, go out of dst, at most budget
  *   [event fd readable: budget used up] or [src EPOLLRDHUP] or [abort]
@@ -62,12 +81,12 @@ int krelay_method_from_name(const char *name);
 
 /* What this kernel does, each found by doing it on a loopback pair. */
 struct krelay_caps {
-	int splice;	/* splice(2) moved bytes socket -> pipe -> socket */
-	int sockmap;	/* relay.bpf loaded, strparser relay moved an exact budget */
-	int verdict;	/* sk_skb verdict without strparser attached and moved bytes */
-	int skmsg;	/* sk_msg redirect moved a local sender's bytes */
-	int ktls;	/* setsockopt(TCP_ULP, "tls") accepted on a connected socket */
-	char why[160];	/* first failure of the BPF probes ("" if none) */
+	int splice;	   /* splice(2) moved bytes socket -> pipe -> socket */
+	int sockmap;	   /* relay.bpf loaded, strparser relay (whole connection) moved bytes */
+	int verdict;	   /* sk_skb verdict without strparser attached and moved bytes */
+	int skmsg;	   /* sk_msg redirect moved a local sender's bytes */
+	int ktls;	   /* setsockopt(TCP_ULP, "tls") accepted on a connected socket */
+	char why[160];	   /* first failure of the BPF probes ("" if none) */
 	char ktls_why[96]; /* why kTLS is absent */
 };
 
@@ -86,10 +105,12 @@ int krelay_leg_ok(const struct krelay_caps *c, int tls);
  * parameters. cpu_s_per_gb[m] = 0: not measured, never chosen.
  */
 struct krelay_pref {
-	double cpu_s_per_gb[KRELAY__COUNT]; /* all CPU the relay costs, incl. kernel threads */
+	double cpu_s_per_gb[KRELAY__COUNT]; /* system-wide CPU per 10^9 bytes relayed */
 	double margin;	   /* a kernel method must be this much cheaper than user (0.10 = 10 %) */
 	uint64_t min_body; /* bodies below this stay in user space: setup costs more */
-	const char *where; /* the platform the numbers come from */
+	size_t pipe_size;  /* splice: the pipe size its figure was measured with;
+			    * pass it to krelay_pipe_open() */
+	const char *where; /* the platform and date the numbers come from */
 };
 
 /* The numbers measured on the project's build/CI machines (krelay-results.md). */
@@ -97,12 +118,22 @@ extern const struct krelay_pref krelay_pref_measured;
 
 /*
  * The method for a plaintext<->plaintext body of at least p->min_body
- * bytes: the cheapest measured method that the probe found working and
- * that can stop on an exact byte count (user, splice, sockmap), where a
- * kernel method must beat "user" by p->margin. p NULL: krelay_pref_measured.
- * Never NULL: "user" when nothing else qualifies.
+ * bytes: the cheaper of user and splice (the methods that stop on an exact
+ * byte count reliably), where splice must have worked in the probe and be
+ * measured at least p->margin cheaper than user. Never sockmap, verdict or
+ * skmsg (see above). p NULL: krelay_pref_measured. c NULL: "user".
+ * Never NULL.
  */
 const char *krelay_default_method(const struct krelay_caps *c, const struct krelay_pref *p);
+
+/*
+ * One log line's worth of key=value text about the probe and the choice,
+ * e.g. `method=splice pipe=1048576 splice=1 sockmap=1 verdict=1 skmsg=1
+ * ktls=0 ktls_why="..." bpf_why="" measured="..."` (no "event="; the caller
+ * adds it). Returns out (always NUL-terminated, truncated to outsz).
+ */
+const char *krelay_describe(char *out, size_t outsz, const struct krelay_caps *c,
+			    const struct krelay_pref *p);
 
 /* ---- splice ------------------------------------------------------------------ */
 
@@ -120,9 +151,10 @@ void krelay_pipe_close(struct krelay_pipe *p);
  * Move up to max bytes src -> pipe -> dst without blocking (both sockets
  * non-blocking, or pass blocking sockets to block). Returns bytes written
  * to dst (> 0), 0 if nothing could move (EAGAIN on either side; bytes may
- * be held in the pipe: call again when dst is writable), -1 for EOF on src
- * with the pipe empty, or -errno. The total read from src never exceeds the
- * sum of max over the calls, so a body stops exactly.
+ * be held in the pipe, p->held: call again when dst is writable), -1 for
+ * EOF on src with the pipe empty, or another -errno (never -EPERM, which
+ * would read as EOF). The total read from src never exceeds the sum of max
+ * over the calls, so a body stops exactly: pass max = bytes left - p->held.
  */
 ssize_t krelay_splice(struct krelay_pipe *p, int src, int dst, size_t max);
 
@@ -146,7 +178,8 @@ int krelay_events(struct krelay *k, void (*cb)(void *arg, const struct eg_krelay
 
 struct krelay_flow_opts {
 	enum krelay_method method; /* KRELAY_SOCKMAP (default), KRELAY_VERDICT, KRELAY_SKMSG */
-	uint64_t budget;	   /* bytes; EG_KRELAY_UNLIMITED: until stopped */
+	uint64_t budget;	   /* bytes; EG_KRELAY_UNLIMITED: until stopped. Anything
+				    * else is experimental (see the top of this file) */
 	uint32_t chunk;		   /* sockmap with a budget: redirect in messages of this
 				    * size (the last one shorter); 0 = whatever arrived */
 };

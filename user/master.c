@@ -12,6 +12,7 @@
 #include "maglev.h"
 #include "metrics.h"
 #include "priv.h"
+#include "relay.h"
 #include "shm.h"
 #include "siphash.h"
 #include "throttle.h"
@@ -84,6 +85,8 @@ struct master {
 	uint64_t ticket_rotated_ms;
 	uint64_t certs_checked_ms;
 	char relay_path[320]; /* how bodies move and why (choose_relay_path) */
+	struct krelay_caps relay_caps;
+	int relay_probed;
 };
 
 /* --- configuration ---------------------------------------------------------- */
@@ -640,6 +643,8 @@ static int setup_throttle(struct master *m, const struct gw_config *c, char *err
 		   : 0;
 }
 
+static void choose_relay_path(struct master *m, const struct gw_config *c);
+
 static int apply_config(struct master *m, struct gw_config *nc, struct tls_server *ntls)
 {
 	int old_n = m->nworkers;
@@ -653,6 +658,7 @@ static int apply_config(struct master *m, struct gw_config *nc, struct tls_serve
 	m->cfg = nc;
 	m->tls = ntls;
 	m->gen++;
+	choose_relay_path(m, nc);
 	checker_free(m->checker);
 	m->checker = checker_new(m->loop, m->shm, nc);
 	mirror_steering(m, 1);
@@ -939,27 +945,47 @@ static int setup_bpf(struct master *m)
 }
 
 /*
- * How relayed bytes move, decided once at start from what this kernel can do
- * (probed by doing it) and what was measured cheapest (krelay_pref_measured).
- * A kernel path needs both legs in the kernel's hands: the phone leg is TLS
- * terminated by OpenSSL, so without kernel TLS it stays in user space.
+ * How relayed bytes move. The kernel is probed once at start (by doing each
+ * thing, while the capabilities to load BPF are still there); the choice is
+ * made again on every reload from that probe and relay_method. Only two
+ * plaintext legs can move a body in the kernel: the phone's TLS is OpenSSL
+ * in user space, so a TLS leg would need kernel TLS. The workers a
+ * generation forks inherit the choice (relay_set_path).
  */
-static void choose_relay_path(struct master *m)
+static void choose_relay_path(struct master *m, const struct gw_config *c)
 {
-	struct krelay_caps caps;
-	krelay_probe(&caps);
-	const char *plain = krelay_default_method(&caps, NULL);
-	const char *method = krelay_leg_ok(&caps, 1) ? plain : "user";
-	char why[200];
-	if (!krelay_leg_ok(&caps, 1))
-		snprintf(why, sizeof(why), "phone leg is TLS and kernel TLS is absent (%s)",
-			 caps.ktls_why[0] ? caps.ktls_why : "probe failed");
+	if (!m->relay_probed) {
+		krelay_probe(&m->relay_caps);
+		m->relay_probed = 1;
+	}
+	const struct krelay_caps *k = &m->relay_caps;
+	const char *plain = krelay_default_method(k, NULL);
+	if (!strcmp(c->relay_method, "user"))
+		plain = "user";
+	else if (!strcmp(c->relay_method, "splice")) {
+		plain = k->splice ? "splice" : "user";
+		if (!k->splice)
+			log_warn("event=relay_method_unavailable method=splice note=\"this kernel "
+				 "refused splice between sockets: user space it is\"");
+	}
+	struct relay_path rp = {.splice = !strcmp(plain, "splice"),
+				.min_body = krelay_pref_measured.min_body,
+				.pipe_size = krelay_pref_measured.pipe_size};
+	relay_set_path(&rp);
+	char why[160];
+	if (k->ktls)
+		snprintf(why, sizeof(why), "kernel TLS present but not used by OpenSSL here");
 	else
-		snprintf(why, sizeof(why), "kernel TLS present; cheapest measured method");
+		snprintf(why, sizeof(why), "kernel TLS absent: %s",
+			 k->ktls_why[0] ? k->ktls_why : "probe failed");
 	snprintf(m->relay_path, sizeof(m->relay_path),
-		 "%s reason=\"%s\" plaintext_best=%s splice=%d sockmap=%d skmsg=%d ktls=%d", method,
-		 why, plain, caps.splice, caps.sockmap, caps.skmsg, caps.ktls);
-	log_info("event=relay_path method=%s", m->relay_path);
+		 "tls_legs=user plaintext_legs=%s configured=%s min_body=%llu pipe=%zu "
+		 "splice=%d sockmap=%d ktls=%d why=\"%s\"",
+		 plain, c->relay_method, (unsigned long long)rp.min_body, rp.pipe_size, k->splice,
+		 k->sockmap, k->ktls, why);
+	char line[512];
+	log_info("event=relay_path %s probe=\"%s\"", m->relay_path,
+		 krelay_describe(line, sizeof(line), k, NULL));
 }
 
 int master_run(const struct master_opts *o)
@@ -1063,7 +1089,7 @@ int master_run(const struct master_opts *o)
 	/* From here on the master needs: new listeners on reload (low ports),
 	 * reading private keys on reload (root-only files) and, with XDP,
 	 * attaching programs. Nothing else; workers keep nothing. */
-	choose_relay_path(m); /* before the capabilities to load BPF are gone */
+	choose_relay_path(m, m->cfg); /* before the capabilities to load BPF are gone */
 	unsigned long long keep = PRIV_CAP_NET_BIND_SERVICE | PRIV_CAP_DAC_READ_SEARCH;
 	if (m->bpf)
 		keep |= PRIV_CAP_NET_ADMIN | PRIV_CAP_BPF | PRIV_CAP_PERFMON;

@@ -104,6 +104,12 @@ void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfga
 		    "# HELP easgate_http_refused_total Requests refused by the HTTP parser.\n"
 		    "# TYPE easgate_http_refused_total counter\neasgate_http_refused_total %llu\n",
 		    (unsigned long long)t->http_refused);
+	sbuf_printf(o,
+		    "# HELP easgate_relay_spliced_bytes_total Body bytes moved between plaintext "
+		    "legs in the kernel (splice), both directions.\n"
+		    "# TYPE easgate_relay_spliced_bytes_total counter\n"
+		    "easgate_relay_spliced_bytes_total %llu\n",
+		    (unsigned long long)t->bytes_spliced);
 	sbuf_printf(o, "# HELP easgate_backend_up Health-check verdict per backend.\n"
 		       "# TYPE easgate_backend_up gauge\n");
 	for (int i = 0; i < EG_MAX_BACKENDS; i++)

@@ -21,6 +21,7 @@
 #include "eas_answer.h"
 #include "gate.h"
 #include "gzbody.h"
+#include "krelay.h"
 #include "log.h"
 #include "wbxml.h"
 
@@ -82,6 +83,7 @@ struct upstream {
 	uint64_t left;
 	struct h1_chunk chunk;
 	uint64_t rx_bytes; /* response bytes received for this request */
+	int splicing;	   /* the response body moves backend -> phone by splice */
 	struct upstream *next_dead;
 };
 
@@ -100,6 +102,7 @@ struct reqinfo {
 	uint8_t is_head, hanging, expect, sent_continue, close_after, body_done, resp_seen;
 	uint8_t head_parsed;  /* c->hm holds a complete head, slices into c->in */
 	uint8_t head_pending; /* head still in c->in until the backend is connected */
+	uint8_t splicing;     /* the request body moves phone -> backend by splice */
 	enum body_mode bmode;
 	uint64_t left;
 	struct h1_chunk chunk;
@@ -131,6 +134,7 @@ struct conn {
 	struct eas_req *eas; /* classification, kept only until the gate decided */
 	struct upstream *up;
 	struct reqinfo r;
+	struct krelay_pipe kp_req, kp_resp; /* splice pipes, open only while a body moves */
 	uint64_t nreq;
 	uint64_t t_accept_ms;
 };
@@ -857,6 +861,129 @@ static int forward_begin(struct conn *c)
 	return 1;
 }
 
+/* --- bodies in the kernel (splice) -------------------------------------------- */
+
+static struct relay_path g_path; /* zero: every body goes through user space */
+
+void relay_set_path(const struct relay_path *p)
+{
+	g_path = *p;
+}
+
+/*
+ * A body may move by splice only between two plaintext legs, only with a
+ * Content-Length (a chunked body is re-framed here), and only once nothing
+ * of it is buffered in user space: from then on the pipe holds the only
+ * bytes in flight, so nothing can overtake them. The decision is sticky
+ * until the body's last byte, so user-space reads never resume mid-body.
+ */
+static int req_splice_wanted(const struct conn *c)
+{
+	const struct upstream *u = c->up;
+	if (c->r.splicing)
+		return 1;
+	return g_path.splice && u && !c->ssl && !u->ssl && c->st == CS_FORWARD &&
+	       c->r.bmode == BODY_CLEN && !c->r.body_done && !c->r.head_pending &&
+	       !(u->flags & (F_CONNECTING | F_TLSCONN)) && c->r.left >= g_path.min_body;
+}
+
+static int resp_splice_wanted(const struct conn *c)
+{
+	const struct upstream *u = c->up;
+	if (!u)
+		return 0;
+	if (u->splicing)
+		return 1;
+	return g_path.splice && !c->ssl && !u->ssl && u->resp_started && !u->resp_done &&
+	       u->bmode == BODY_CLEN && u->left >= g_path.min_body && !c->kp_req.held;
+}
+
+static int pipe_ready(struct krelay_pipe *p)
+{
+	return p->fd[0] >= 0 || krelay_pipe_open(p, g_path.pipe_size) == 0;
+}
+
+/*
+ * One splice step of a body: src -> pipe -> dst, reading at most `left`
+ * minus what the pipe holds (the next request's bytes stay on the socket).
+ * Returns bytes delivered to dst (> 0), 0 when blocked (the blocked side's
+ * readiness flag is cleared), -1 for EOF on src, or -errno.
+ */
+static ssize_t splice_step(struct krelay_pipe *p, uint64_t left, int src, uint32_t *src_flags,
+			   int dst, uint32_t *dst_flags)
+{
+	uint64_t want = left - p->held;
+	ssize_t n = krelay_splice(p, src, dst, want > SSIZE_MAX ? SSIZE_MAX : (size_t)want);
+	if (n == 0)
+		*(p->held ? dst_flags : src_flags) &= ~(p->held ? F_WR : F_RD);
+	return n;
+}
+
+/* The request body, phone -> backend. 1 progress, 0 blocked/not applicable. */
+static int req_splice(struct conn *c)
+{
+	struct upstream *u = c->up;
+	if (!req_splice_wanted(c) || c->in.len || u->out.len || c->r.body_done)
+		return 0;
+	if (!c->r.splicing) {
+		if (!pipe_ready(&c->kp_req))
+			return 0; /* no pipe (fd limit): user space moves it */
+		c->r.splicing = 1;
+	}
+	ssize_t n = splice_step(&c->kp_req, c->r.left, c->fd, &c->flags, u->fd, &u->flags);
+	if (n > 0) {
+		c->r.left -= (uint64_t)n;
+		c->r.bytes_in += (uint64_t)n;
+		c->w->stats->bytes_from_clients += (uint64_t)n;
+		c->w->stats->bytes_spliced += (uint64_t)n;
+		if (!c->r.left) {
+			c->r.body_done = 1;
+			c->r.splicing = 0;
+			krelay_pipe_close(&c->kp_req);
+		}
+		return 1;
+	}
+	if (n == 0)
+		return 0;
+	if (n == -1) { /* the phone stopped mid body: closed as in user space */
+		c->flags |= F_EOF;
+		return 1;
+	}
+	relay_close(c, "backend went away mid request body");
+	return -1;
+}
+
+/* The response body, backend -> phone. 1 progress, 0 blocked, -1 closed. */
+static int resp_splice(struct conn *c)
+{
+	struct upstream *u = c->up;
+	if (!resp_splice_wanted(c) || u->in.len || c->out.len || u->resp_done)
+		return 0;
+	if (!u->splicing) {
+		if (!pipe_ready(&c->kp_resp))
+			return 0;
+		u->splicing = 1;
+	}
+	ssize_t n = splice_step(&c->kp_resp, u->left, u->fd, &u->flags, c->fd, &c->flags);
+	if (n > 0) {
+		u->left -= (uint64_t)n;
+		u->rx_bytes += (uint64_t)n;
+		c->r.bytes_out += (uint64_t)n;
+		c->w->stats->bytes_to_clients += (uint64_t)n;
+		c->w->stats->bytes_spliced += (uint64_t)n;
+		if (!u->left) {
+			u->resp_done = 1;
+			u->splicing = 0;
+			krelay_pipe_close(&c->kp_resp);
+		}
+		return 1;
+	}
+	if (n == 0)
+		return 0;
+	relay_close(c, n == -1 ? "backend closed mid response body" : "splice failed");
+	return -1;
+}
+
 /* Move validated request-body bytes from c->in to up->out. */
 static int req_body_step(struct conn *c)
 {
@@ -1122,6 +1249,12 @@ static int resp_step(struct conn *c)
 		if (n == 0)
 			break;
 	}
+	if (!u->resp_done && resp_splice_wanted(c)) {
+		int k = resp_splice(c);
+		if (k < 0)
+			return -1;
+		progress |= k;
+	}
 	if (!u->resp_done && (u->flags & F_EOF) && !u->in.len) {
 		if (u->eof_body) {
 			u->resp_done = 1;
@@ -1178,7 +1311,7 @@ static int client_wants_read(const struct conn *c)
 	case CS_INSPECT:
 		return 1;
 	case CS_FORWARD:
-		return !c->r.body_done && !c->r.head_pending;
+		return !c->r.body_done && !c->r.head_pending && !req_splice_wanted(c);
 	case CS_LOCAL:
 		return !c->r.body_done;
 	default:
@@ -1339,7 +1472,7 @@ static int up_read(struct conn *c)
 	struct upstream *u = c->up;
 	if (!u || !(u->flags & F_RD) || (u->flags & (F_EOF | F_CONNECTING | F_TLSCONN)))
 		return 0;
-	if (u->resp_done || c->st != CS_FORWARD)
+	if (u->resp_done || c->st != CS_FORWARD || resp_splice_wanted(c))
 		return 0;
 	long sp = buf_reserve(&w->pool, &u->in, BUF_BLOCK, OUT_MAX);
 	if (sp <= 0)
@@ -1367,8 +1500,10 @@ static int step_request(struct conn *c)
 		return head_step(c);
 	case CS_INSPECT:
 		return inspect_step(c);
-	case CS_FORWARD:
-		return req_body_step(c);
+	case CS_FORWARD: {
+		int r = req_body_step(c);
+		return r < 0 ? r : r | req_splice(c);
+	}
 	case CS_LOCAL:
 		return discard_step(c);
 	default:
@@ -1608,6 +1743,8 @@ static void relay_close(struct conn *c, const char *why)
 	loop_io_del(w->loop, &c->io);
 	loop_timer_cancel(w->loop, &c->tmr);
 	loop_timer_cancel(w->loop, &c->again);
+	krelay_pipe_close(&c->kp_req);
+	krelay_pipe_close(&c->kp_resp);
 	if (c->ssl) {
 		SSL_set_quiet_shutdown(c->ssl, 1);
 		SSL_free(c->ssl);
@@ -1722,6 +1859,7 @@ void relay_accept(struct listener *l)
 		c->ssl = l->plain ? NULL : tls_server_ssl(w->tls, fd);
 		loop_timer_init(&c->tmr, conn_timeout, c);
 		loop_timer_init(&c->again, conn_again, c);
+		c->kp_req.fd[0] = c->kp_req.fd[1] = c->kp_resp.fd[0] = c->kp_resp.fd[1] = -1;
 		if ((!l->plain && !c->ssl) || loop_io_add(w->loop, &c->io, fd, conn_io, c) < 0) {
 			SSL_free(c->ssl);
 			close(fd);

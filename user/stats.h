@@ -54,6 +54,7 @@ struct stats {
 	uint64_t http_refused; /* requests refused by the HTTP parser */
 	uint64_t bytes_from_clients;
 	uint64_t bytes_to_clients;
+	uint64_t bytes_spliced; /* body bytes moved in the kernel (splice), both ways */
 	int64_t heap_bytes; /* gauge: malloc'd bytes in use (mallinfo2), refreshed every second */
 };
 
