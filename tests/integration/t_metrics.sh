@@ -259,8 +259,8 @@ rp=$("$EASCTL" -s "$CTL" status | sed -n 's/^relay //p')
 check "easctl status reports the relay path probed at start ($rp)" \
 	bash -c '[[ "$0" == *" ktls="[01]* ]] && [[ "$0" == *" splice="[01]* ]]' "$rp"
 if [[ "$rp" == *" ktls=0"* ]]; then
-	check "...without kernel TLS the bodies go through user space, and it says why" \
-		bash -c '[[ "$0" == "user reason=\"phone leg is TLS and kernel TLS is absent"* ]]' "$rp"
+	check "...without kernel TLS the phone's (TLS) bodies go through user space, and it says why" \
+		bash -c '[[ "$0" == "tls_legs=user "* ]] && [[ "$0" == *"why=\"kernel TLS absent: "* ]]' "$rp"
 fi
 check "...and logged it once at start" test "$(grep -c 'event=relay_path ' "$T/gw.log")" -ge 1
 finish

@@ -56,6 +56,7 @@ static void test_defaults(void **state)
 	assert_string_equal(c.backends[0].name, "demo");
 	assert_int_equal(c.timeouts.hanging_ms, 3660000); /* a Ping may hang ~59 min */
 	assert_true(c.strict_device_id);
+	assert_string_equal(c.relay_method, "auto");
 	assert_int_equal(c.policy.default_access, CFG_ACCESS_ALLOW);
 	assert_false(c.throttle.enabled);
 	assert_true(config_worker_count(&c) >= 1);
@@ -74,6 +75,17 @@ static void test_addresses(void **state)
 	assert_int_equal(config_parse_addr("1.2.3.4:0", &a), -1);
 	assert_int_equal(config_parse_addr("1.2.3.4:65536", &a), -1);
 	assert_int_equal(config_parse_addr("example.com:443", &a), -1); /* no DNS at start */
+	assert_int_equal(config_parse_addr("127.0.0.1:443", &a), 0);
+	assert_false(a.plain);
+	/* Plain HTTP behind a TLS-offloading load balancer. */
+	assert_int_equal(config_parse_addr("http://127.0.0.1:8080", &a), 0);
+	assert_true(a.plain);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&a.ss)->sin_port), 8080);
+	assert_string_equal(a.text, "http://127.0.0.1:8080");
+	assert_int_equal(config_parse_addr("http://[::1]:80", &a), 0);
+	assert_true(a.plain);
+	assert_int_equal(a.ss.ss_family, AF_INET6);
+	assert_int_equal(config_parse_addr("http://host", &a), -1);
 }
 
 static void test_full_file(void **state)
@@ -139,7 +151,8 @@ static void test_errors_with_lines(void **state)
 				   "    prefix = \"x/\"; reuse = \"sometimes\"; }\n" /* 7 */
 				   ");\n"					     /* 8 */
 				   "policy = { default = \"maybe\"; };\n"	     /* 9 */
-				   "xdp = { mode = \"turbo\"; };\n",		     /* 10 */
+				   "xdp = { mode = \"turbo\"; };\n"		     /* 10 */
+				   "relay_method = \"sockmap\";\n",		     /* 11 */
 				   &e, &rc);
 	assert_int_equal(rc, -1);
 	assert_true(has_error(&e, 1, "listen: bad address '1.2.3.4'"));
@@ -152,7 +165,8 @@ static void test_errors_with_lines(void **state)
 	assert_true(has_error(&e, 6, "reuse must be"));
 	assert_true(has_error(&e, 9, "policy.default must be"));
 	assert_true(has_error(&e, 10, "xdp.mode must be"));
-	assert_true(e.n >= 10);
+	assert_true(has_error(&e, 11, "relay_method must be auto, user or splice"));
+	assert_true(e.n >= 11);
 	free(c);
 }
 
