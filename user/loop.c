@@ -252,7 +252,11 @@ int loop_signal(struct loop *l, int signo, loop_signal_cb cb, void *arg)
 
 static void run_timers(struct loop *l)
 {
-	while (l->heap_len && l->heap[1]->deadline_ms <= l->now_ms) {
+	/* At most as many callbacks as there were timers: one that re-arms
+	 * itself for "now" (0 ms) runs again after the next epoll_wait, not in
+	 * an endless loop here (the clock does not move inside this pass). */
+	size_t budget = l->heap_len;
+	while (budget-- && l->heap_len && l->heap[1]->deadline_ms <= l->now_ms) {
 		struct loop_timer *t = l->heap[1];
 		loop_timer_cancel(l, t);
 		t->cb(t);

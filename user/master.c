@@ -927,7 +927,8 @@ static int setup_bpf(struct master *m)
 				.syn_burst = m->cfg->xdp.syn_burst};
 	int np = 0;
 	for (int a = 0; a < m->cfg->nlisten && np < EG_MAX_GUARDED_PORTS; a++)
-		xc.ports[np++] = ((struct sockaddr_in *)&m->cfg->listen[a].ss)->sin_port;
+		if (!m->cfg->listen[a].plain) /* a proxy in front: its SYNs are not a phone's */
+			xc.ports[np++] = ((struct sockaddr_in *)&m->cfg->listen[a].ss)->sin_port;
 	bpfgate_set_cfg(m->bpf, &xc);
 	for (int i = 0; i < m->cfg->xdp.nifaces; i++) {
 		const char *mode = NULL;

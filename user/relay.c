@@ -465,6 +465,13 @@ static void push_xdp_verdict(struct conn *c)
 	struct worker *w = c->w;
 	struct eg_flow_key k;
 	struct eg_flow_verdict v = {0};
+	/* On a plain listener the peer is the load balancer that ended TLS:
+	 * its connection may carry other phones' requests next. */
+	if (!c->ssl) {
+		log_debug(
+		    "event=xdp_verdict_skipped reason=\"plain listener: the peer is a proxy\"");
+		return;
+	}
 	eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local);
 	v.action = w->cfg->xdp.action_rst ? EG_ACT_RST : EG_ACT_DROP;
 	v.reason = c->r.xdp_reason ? (uint8_t)c->r.xdp_reason : EG_REASON_BLOCKED;

@@ -250,4 +250,25 @@ check "rst: the verdict says rst (2)" \
 	jqt '.action == 2' <<<"$(xn_flow "$XN_PHONE_IP" "$sport" "$XN_GW_IP" 443)"
 check "rst: xdp_stats counts FLOW_RST" test "$(xn_stat FLOW_RST)" -gt 0
 check "SIGTERM" xn_stop_gateway
+
+# ---- 6. a plain listener: its peer is a load balancer, never dropped by XDP ------------
+# The connection from a TLS-offloading proxy may carry other phones' requests
+# next: a blocked phone seen there gets its answer, and nothing is written
+# into flow_verdict for that connection (nor is the port SYN-guarded).
+XN_LISTEN_EXTRA="\"http://$XN_GW_IP:8080\"" xn_gateway_conf "$BE_PORT_cas1" '  mode = "generic";'
+xn_gateway || finish
+u="http://$XN_GW_IP:8080/Microsoft-Server-ActiveSync?Cmd=Sync&User=alice&DeviceId=BLOCKEDPHONE1&DeviceType=iPhone"
+in_phone curl -sS --max-time 10 -u alice:secret -H 'MS-ASProtocolVersion: 14.1' -X POST --data-binary '' \
+	-o "$T/plain1.body" -o "$T/plain2.body" -w '%{http_code} %{num_connects}\n' "$u" "$u" >"$T/plain.out" 2>&1
+check "plain listener: the blocked phone is answered twice on one connection ($(xargs <"$T/plain.out"))" \
+	test "$(xargs <"$T/plain.out")" = "200 1 200 0"
+check "...both times with Status 129" \
+	bash -c '[ "$(od -An -tx1 "$0" | tr -d " \n")" = 03016a00454e03313239000101 ] && cmp -s "$0" "$1"' "$T/plain1.body" "$T/plain2.body"
+sleep 0.3 # a verdict is written after the answer went out
+# dport in network order, as bpftool prints it: 8080 = 0x1f90 -> 0x901f = 36895
+check "...and no flow verdict was written for port 8080 ($(xn_dump flow_verdict | jq length) entries in all)" \
+	test "$(xn_dump flow_verdict | jq '[.[] | .formatted | select(.key.dport == 36895)] | length')" = 0
+check "...while the daemon did block it (access log)" \
+	test "$(grep -c 'event=access .*device="BLOCKEDPHONE1".*verdict=block' "$T/gw.log")" -ge 2
+check "SIGTERM" xn_stop_gateway
 finish

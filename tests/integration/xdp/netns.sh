@@ -91,7 +91,7 @@ xn_gateway_conf() {
 	local be_port=$1 extra=${2:-}
 	mkdir -p "$T/state"
 	cat >"$T/gw.conf" <<EOF
-listen = [ "$XN_GW_IP:443" ];
+listen = [ "$XN_GW_IP:443"${XN_LISTEN_EXTRA:+, $XN_LISTEN_EXTRA} ];
 workers = ${GW_WORKERS:-2};
 ${XN_CONF_EXTRA:-}
 state_dir = "$T/state";
