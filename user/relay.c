@@ -1284,6 +1284,10 @@ static int tls_step(struct conn *c)
 	ERR_clear_error();
 	int r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
+		/* With read-ahead the handshake may have pulled the phone's first
+		 * request out of the socket into OpenSSL's buffer: no edge will
+		 * announce it, so read as if the socket were readable. */
+		c->flags |= F_RD;
 		if (SSL_session_reused(c->ssl))
 			c->w->stats->tls_resumed++;
 		else
@@ -1423,6 +1427,7 @@ static int up_handshake(struct conn *c)
 			return 1;
 		}
 		u->flags &= ~F_TLSCONN;
+		u->flags |= F_RD | F_WR; /* read-ahead: see tls_step */
 	}
 	if (c->r.head_pending)
 		head_commit(c);
