@@ -1285,8 +1285,10 @@ static int tls_step(struct conn *c)
 	int r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
 		/* With read-ahead the handshake may have pulled the phone's first
-		 * request out of the socket into OpenSSL's buffer: no edge will
-		 * announce it, so read as if the socket were readable. */
+		 * request out of the socket into OpenSSL's buffer. If this run was
+		 * woken without EPOLLIN (e.g. the EPOLLOUT reported at accept), the
+		 * edge for that data is dropped at the next epoll_wait because the
+		 * socket is empty again: read as if the socket were readable. */
 		c->flags |= F_RD;
 		if (SSL_session_reused(c->ssl))
 			c->w->stats->tls_resumed++;
