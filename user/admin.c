@@ -335,32 +335,34 @@ static int dev_row(void *arg, const struct inv_device *d)
 	iso_time(d->last_success, ok, sizeof(ok));
 	const char *model = d->device_model[0] ? d->device_model : d->device_type;
 	const char *os = d->device_os[0] ? d->device_os : d->os_key;
+	/* The CSV and JSON columns, in the order of the JSON names below. */
+	const char *v[] = {d->user,
+			   d->device_id,
+			   d->device_type,
+			   model,
+			   os,
+			   d->user_agent,
+			   d->friendly_name,
+			   d->imei,
+			   d->mobile_operator,
+			   d->protocol,
+			   first,
+			   last,
+			   ok,
+			   d->access_state,
+			   d->state_reason,
+			   d->rule,
+			   admin_state_name(d->admin_state)};
+	enum { NFIELDS = sizeof(v) / sizeof(v[0]) };
 	if (l->fmt == FMT_TABLE) {
 		sbuf_printf(o, "%-24.24s %-20.20s %-10.10s %-22.22s %-22.22s %-11s %-20s %s\n",
 			    d->user, d->device_id, d->device_type, model, os, d->access_state,
 			    d->rule[0] ? d->rule : d->state_reason, last);
 	} else if (l->fmt == FMT_CSV) {
-		const char *f[] = {d->user,
-				   d->device_id,
-				   d->device_type,
-				   model,
-				   os,
-				   d->user_agent,
-				   d->friendly_name,
-				   d->imei,
-				   d->mobile_operator,
-				   d->protocol,
-				   first,
-				   last,
-				   ok,
-				   d->access_state,
-				   d->state_reason,
-				   d->rule,
-				   admin_state_name(d->admin_state)};
-		for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		for (size_t i = 0; i < NFIELDS; i++) {
 			if (i)
 				sbuf_put(o, ",", 1);
-			csv_str(o, f[i]);
+			csv_str(o, v[i]);
 		}
 		sbuf_put(o, "\r\n", 2);
 	} else {
@@ -371,24 +373,8 @@ static int dev_row(void *arg, const struct inv_device *d)
 				   "protocol",	    "first_sync",   "last_sync_attempt",
 				   "last_success",  "access_state", "state_reason",
 				   "rule",	    "admin_state"};
-		const char *v[] = {d->user,
-				   d->device_id,
-				   d->device_type,
-				   model,
-				   os,
-				   d->user_agent,
-				   d->friendly_name,
-				   d->imei,
-				   d->mobile_operator,
-				   d->protocol,
-				   first,
-				   last,
-				   ok,
-				   d->access_state,
-				   d->state_reason,
-				   d->rule,
-				   admin_state_name(d->admin_state)};
-		for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
+		_Static_assert(sizeof(k) / sizeof(k[0]) == NFIELDS, "a name for every field");
+		for (size_t i = 0; i < NFIELDS; i++) {
 			sbuf_printf(o, "%s\"%s\": ", i ? ", " : "", k[i]);
 			json_str(o, v[i]);
 		}

@@ -18,14 +18,7 @@ make_pki gw.fleet.test "$XN_GW_IP"
 xn_up || { fail "network namespaces"; finish; }
 xn_backend cas1 --record "$T/rec" --hold-ping-ms 2000 || finish
 # A stricter class for iOS 6.1, as the admin notes suggest (KB2814847).
-XN_CONF_EXTRA='throttle = {
-  enabled = true;
-  classes = (
-    { name = "default"; },
-    { name = "ios61"; match = "DeviceOS like \"iOS 6.1*\"";
-      loop = { commands = { MeetingResponse = 8; }; }; }
-  );
-};'
+XN_CONF_EXTRA=$(cat "$EG_ROOT/tests/integration/xdp/fleet-throttle.conf")
 xn_gateway_conf "$BE_PORT_cas1" ''
 xn_gateway || finish
 wait_backends_up cas1 || fail "backend up"

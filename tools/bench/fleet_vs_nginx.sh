@@ -141,15 +141,8 @@ start_easgated() {
 	rm -rf "$T/state"
 	# The same class t_fleet uses (KB2814847's advice as a budget, not a UA
 	# block); no access log, as nginx (a line per request measures the logger).
-	XN_CONF_EXTRA='access_log = false;
-throttle = {
-  enabled = true;
-  classes = (
-    { name = "default"; },
-    { name = "ios61"; match = "DeviceOS like \"iOS 6.1*\"";
-      loop = { commands = { MeetingResponse = 8; }; }; }
-  );
-};'
+	XN_CONF_EXTRA="access_log = false;
+$(cat "$EG_ROOT/tests/integration/xdp/fleet-throttle.conf")"
 	xn_gateway_conf "$BE_PORT_cas1" ''
 	: >"$T/gw.log"
 	xn_gateway || die "easgated did not start (log: $T/gw.log)"
