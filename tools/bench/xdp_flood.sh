@@ -9,7 +9,7 @@
 #                   the TCP stack of the gateway (what the XDP drop saves)
 # Setup: tests/integration/xdp/netns.sh (phone netns <-veth-> gateway netns,
 # native XDP on veth-gw, demo backend on the gateway's loopback). The flood is
-# tests/integration/xdp/flood.c (AF_PACKET, one TCP segment of the blocked
+# tools/bench/flood.c (AF_PACKET, one TCP segment of the blocked
 # 5-tuple replayed, 118-byte frames), built here with cc.
 # "gw CPU" = easgated (master + workers) user+sys; "softirq" = the machine's
 # softirq time, where XDP and the stack's receive path run; both in % of one
@@ -34,7 +34,7 @@ HZ=$(getconf CLK_TCK)
 NCPU=$(nproc)
 die() { echo "xdp_flood: $*" >&2; EG_FAILS=1; exit 1; }
 
-cc -O2 -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -o "$T/flood" "$EG_ROOT/tests/integration/xdp/flood.c" ||
+cc -O2 -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -o "$T/flood" "$EG_ROOT/tools/bench/flood.c" ||
 	die "cannot build flood.c"
 make_pki gw.xdp.test "$XN_GW_IP"
 xn_up || die "network namespaces"
