@@ -216,11 +216,9 @@ static void probe_start(struct loop_timer *t)
 			probe_result(p, 0, "SSL_new failed");
 			return;
 		}
-		if (p->b->sni[0]) {
+		/* The name (or address) to verify is set on the context, as for the relay. */
+		if (p->b->sni[0])
 			SSL_set_tlsext_host_name(p->ssl, p->b->sni);
-			if (p->b->verify)
-				SSL_set1_host(p->ssl, p->b->sni);
-		}
 		SSL_set_connect_state(p->ssl);
 	}
 	p->phase = 1;
