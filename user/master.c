@@ -198,8 +198,7 @@ int master_check_certs(const struct gw_config *c, int verbose)
 		if (cert_shm && i < 16) {
 			struct shm_cert *sc = &cert_shm->certs[i];
 			snprintf(sc->path, sizeof(sc->path), "%s", ct->cert);
-			sc->days_left =
-			    (int32_t)(r.min_days_left < (1L << 30) ? r.min_days_left : 0);
+			sc->not_after = r.not_after;
 			sc->ok = rc == 0;
 			sc->warn = r.warning[0] != 0;
 			cert_shm->ncerts = i + 1;

@@ -315,6 +315,14 @@ static void x509_name_text(X509_NAME *n, char *out, size_t outsz)
 	BIO_free(b);
 }
 
+static long long unix_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+	if (!ASN1_TIME_to_tm(t, &tm))
+		return 0;
+	return (long long)timegm(&tm);
+}
+
 static long days_until(const ASN1_TIME *t)
 {
 	int days = 0, secs = 0;
@@ -347,6 +355,9 @@ int tls_check_chain(const char *cert_file, const char *key_file, const char *tru
 		long d = days_until(X509_get0_notAfter(x));
 		if (d < rep->min_days_left)
 			rep->min_days_left = d;
+		long long na = unix_time(X509_get0_notAfter(x));
+		if (na && (!rep->not_after || na < rep->not_after))
+			rep->not_after = na;
 	}
 	ERR_clear_error();
 	fclose(f);
