@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
@@ -1099,6 +1100,11 @@ int master_run(const struct master_opts *o)
 	loop_timer_init(&m->watchdog, on_watchdog, m);
 	loop_timer_init(&m->stop_deadline, stop_deadline, m);
 	loop_timer_init(&m->respawn, on_respawn, m);
+	/* What a worker forks and orphans is adopted here, not by init: it stays
+	 * a descendant, which the control socket refuses (peercred.h). on_child
+	 * reaps such strangers. */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+		log_warn("event=subreaper_failed error=%m");
 	if (loop_signal(m->loop, SIGCHLD, on_child, m) < 0 ||
 	    loop_signal(m->loop, SIGHUP, on_signal, m) < 0 ||
 	    loop_signal(m->loop, SIGTERM, on_signal, m) < 0 ||
