@@ -227,9 +227,15 @@ check(all(f.endswith("_total") for f in base if types.get(f) == "counter"),
 check(all(f.startswith("easgate_") for f in base), "every family is prefixed easgate_")
 print("\n".join(out))
 PY
+rc=$?
+# The script's verdicts count only if it ran to its end: a Python error
+# would otherwise make its 18 checks vanish without a FAIL.
+check "the scrape comparison script ran to its end (exit $rc)" test "$rc" -eq 0
 while IFS='|' read -r k desc; do
-	case $k in ok) pass "$desc" ;; bad) fail "$desc" ;; *) echo "$desc" ;; esac
+	case $k in ok) pass "$desc" ;; bad) fail "$desc" ;; info) echo "$desc" ;; *) fail "unexpected: $k|$desc" ;; esac
 done <"$T/verdicts"
+n=$(grep -cE '^(ok|bad)\|' "$T/verdicts")
+check "...and gave all its 18 verdicts ($n)" test "$n" -eq 18
 
 hdr=$(curl -sS -D - -o /dev/null "http://127.0.0.1:$MPORT/metrics")
 check "Content-Type: text/plain; version=0.0.4" grep -qi '^Content-Type: text/plain; version=0.0.4' <<<"$hdr"
