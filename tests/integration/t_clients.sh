@@ -113,6 +113,26 @@ while IFS=$'\t' read -r v d; do
 done <"$T/inv"
 check "inventory verdicts for every shape ($(wc -l <"$T/inv"))" test "$(wc -l <"$T/inv")" -eq $((nshapes * 2))
 
+# The user clients.py gave a shape: client<NN>@example.com, NN its row.
+shape_user() { awk -F'\t' -v n="$1" '!/^#/ && $1 != "name" { i++ } $1 == n { printf "client%02d@example.com", i - 1 }' "$SHAPES"; }
+wm=$(shape_user windows-mail-issue)
+wp=$(shape_user wp81-b64)
+out=$(ctl devices --user "$wp")
+check "devices table shows the whole 32-character DeviceId ($out)" \
+	grep -q "^$wp  *796ACD8C9822BB3C18D373282F6D55EC  *WP8 " <<<"$out"
+ctl device block "Dbg-NOByirVoyhBcQHNFB4wsmw==" --user "$wm" >/dev/null
+check "easctl device block Dbg-NOByirVoyhBcQHNFB4wsmw== --user $wm: exit 0" test $? -eq 0
+check "admin log line quotes user and DeviceId" grep -q \
+	"event=admin_device action=block user=\"$wm\" device=\"Dbg-NOByirVoyhBcQHNFB4wsmw==\"" "$T/gw.log"
+out=$(one "Cmd=Sync&DeviceId=Dbg-NOByirVoyhBcQHNFB4wsmw==&DeviceType=WindowsMail" "$wm")
+check "... that device is refused on its next request ($out)" grep -q '"status": 200, "relayed": false' <<<"$out"
+out=$(one "Cmd=Sync&DeviceId=Dbg-NOByirVoyhBcQHNFB4wsmw==&DeviceType=WindowsMail" "$(shape_user windows-mail-issue-pct)")
+check "... another user's device of the same DeviceId is relayed ($out)" \
+	grep -q '"relayed": true, "exact": true' <<<"$out"
+ctl device clear "Dbg-NOByirVoyhBcQHNFB4wsmw==" --user "$wm" >/dev/null
+out=$(one "Cmd=Sync&DeviceId=Dbg-NOByirVoyhBcQHNFB4wsmw==&DeviceType=WindowsMail" "$wm")
+check "... and relayed again after easctl device clear ($out)" grep -q '"relayed": true, "exact": true' <<<"$out"
+
 # 4: personal lists with the newly accepted characters.
 expect_one() { # $1 description $2 want(relayed|refused) $3 query [$4 user]
 	local out
