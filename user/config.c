@@ -100,7 +100,7 @@ void config_defaults(struct gw_config *c)
 	snprintf(c->control_socket, sizeof(c->control_socket), "/run/easgate/control.sock");
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 	c->access_log = 1;
-	c->strict_device_id = 1;
+	c->strict_device_id = 0; /* see eas.h: real clients send more than Exchange's rule */
 	snprintf(c->relay_method, sizeof(c->relay_method), "auto");
 
 	snprintf(c->tls.certs[0].cert, sizeof(c->tls.certs[0].cert), "/etc/easgate/tls/server.pem");

@@ -83,7 +83,7 @@ struct gw_config {
 	char control_socket[PATH_MAX];
 	char log_level[16];
 	int access_log;
-	int strict_device_id; /* Exchange's DeviceId rule (letters and digits only) */
+	int strict_device_id; /* plain DeviceId held to Exchange's rule (letters, digits) */
 	/* How bodies move between two plaintext legs: "auto" (the method measured
 	 * cheapest that this kernel supports), "user" or "splice". */
 	char relay_method[16];

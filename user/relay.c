@@ -523,7 +523,7 @@ static int head_complete(struct conn *c, size_t head_len)
 		return -1;
 	c->eas = e;
 	eas_req_init(e);
-	e->relaxed_ids = !w->cfg->strict_device_id;
+	e->strict_ids = w->cfg->strict_device_id != 0;
 	int bad = 0;
 	if (pk == EAS_PATH_EAS && m->query.n)
 		bad |= eas_parse_query(e, m->query.p, m->query.n) < 0;

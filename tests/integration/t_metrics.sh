@@ -283,6 +283,7 @@ wait "$GW_PID" 2>/dev/null
 # Backend names and a certificate path come from the config (libconfig
 # escapes \" \\ \n); a DeviceOS family comes from a phone's DeviceInformation
 # (the decoder turns control characters into '?', quote and backslash pass).
+# A quote in DeviceType is refused (400) before it could reach anything.
 # Throttling is on, so its families are scraped too.
 HDIR=$T/$'cert "q" \\b\nnl'
 mkdir -p "$HDIR" && cp "$PKI/server.pem" "$PKI/server.key" "$HDIR/" || fail "hostile cert dir"
@@ -320,12 +321,12 @@ for b in hostile hostile-nl; do
 		eas -o /dev/null -w "$b $u %{http_code}\n" -u "$u:secret" -X POST \
 			-H 'MS-ASProtocolVersion: 14.1' -A 'Evil"UA\x' \
 			-H 'Content-Type: application/vnd.ms-sync.wbxml' --data-binary "@$T/$b.wbxml" \
-			"$(GWURL "/Microsoft-Server-ActiveSync?Cmd=Settings&User=$u&DeviceId=${b//-/}$u&DeviceType=Ph%22one")" \
+			"$(GWURL "/Microsoft-Server-ActiveSync?Cmd=Settings&User=$u&DeviceId=${b//-/}$u&DeviceType=Phone")" \
 			>>"$T/hostile.codes"
 	done
 done
 check "the phones with hostile values were answered ($(awk '{print $3}' "$T/hostile.codes" | sort | uniq -c | xargs))" \
-	test "$(grep -c ' 200$' "$T/hostile.codes")" -ge 1
+	test "$(grep -c ' 200$' "$T/hostile.codes")" -eq 8
 for _ in $(seq 40); do
 	scrape >"$T/hostile.prom"
 	grep -q '^easgate_devices{os_family="a' "$T/hostile.prom" && break
