@@ -43,14 +43,16 @@ srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 open(sys.argv[3], "w").write(str(srv.server_address[1]))
 srv.serve_forever()
 PY
-start_tls_backend() { # $1 = pki dir, $2 = name, [$3 = address, default 127.0.0.1]
+# start_tls_backend PKI NAME [ADDRESS]: sets the variable NAME to its port.
+# (Not in a $(...): the pid must reach EG_PIDS, or cleanup misses it.)
+start_tls_backend() {
 	python3 "$T/tlsbe.py" "$1" "$2" "$T/$2.port" "${3:-127.0.0.1}" >"$T/be-$2.log" 2>&1 &
 	EG_PIDS+=($!)
 	for _ in $(seq 50); do [ -s "$T/$2.port" ] && break; sleep 0.1; done
-	cat "$T/$2.port"
+	printf -v "$2" '%s' "$(cat "$T/$2.port")"
 }
-good=$(start_tls_backend "$T/bepki" good)
-rogue=$(start_tls_backend "$T/rogue" rogue)
+start_tls_backend "$T/bepki" good
+start_tls_backend "$T/rogue" rogue
 cat >"$T/gw.conf" <<EOF
 backends = (
   { name = "good"; address = "127.0.0.1:$good"; tls = true; ca = "$T/bepki/root.pem";
@@ -98,10 +100,10 @@ MKCERTS_CA=$T/bepki "$EG_ROOT/tools/mkcerts.sh" "$T/other" other.example.test 12
 MKCERTS_CA=$T/bepki "$EG_ROOT/tools/mkcerts.sh" "$T/dnsonly" backend.example.test >/dev/null
 MKCERTS_CA=$T/bepki "$EG_ROOT/tools/mkcerts.sh" "$T/wrongname" other.example.test 127.0.0.1 >/dev/null
 MKCERTS_CA=$T/bepki "$EG_ROOT/tools/mkcerts.sh" "$T/v6" backend.example.test ::1 >/dev/null
-other=$(start_tls_backend "$T/other" other)
-dnsonly=$(start_tls_backend "$T/dnsonly" dnsonly)
-wrongname=$(start_tls_backend "$T/wrongname" wrongname)
-v6=$(start_tls_backend "$T/v6" v6 ::1)
+start_tls_backend "$T/other" other
+start_tls_backend "$T/dnsonly" dnsonly
+start_tls_backend "$T/wrongname" wrongname
+start_tls_backend "$T/v6" v6 ::1
 # one_backend NAME ADDRESS EXTRA: (re)start the gateway with that backend only.
 one_backend() {
 	kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
