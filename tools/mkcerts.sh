@@ -8,6 +8,8 @@
 #   server.key          leaf key (ECDSA P-256)
 #   server-rsa.pem/.key the same names with an RSA-2048 leaf
 # Usage: mkcerts.sh DIR [DNS-or-IP ...]
+# With MKCERTS_CA=OTHERDIR the root and intermediate of OTHERDIR are reused
+# (a second leaf from the same CA, e.g. a certificate for another name).
 set -euo pipefail
 dir=$1; shift || true
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(localhost 127.0.0.1 ::1)
@@ -32,13 +34,17 @@ subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid:always
 X
 q() { "$@" >/dev/null 2>&1; }
-q openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout root.key -out root.pem \
-	-days 3650 -subj "/O=easgate demo/CN=easgate demo root CA" -addext basicConstraints=critical,CA:TRUE \
-	-addext keyUsage=critical,keyCertSign,cRLSign
-q openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout inter.key -out inter.csr \
-	-subj "/O=easgate demo/CN=easgate demo intermediate CA"
-q openssl x509 -req -in inter.csr -CA root.pem -CAkey root.key -CAcreateserial -out inter.pem \
-	-days 1825 -extfile ca.ext
+if [ -n "${MKCERTS_CA:-}" ]; then
+	for f in root.pem root.key inter.pem inter.key; do cp "$MKCERTS_CA/$f" .; done
+else
+	q openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout root.key -out root.pem \
+		-days 3650 -subj "/O=easgate demo/CN=easgate demo root CA" -addext basicConstraints=critical,CA:TRUE \
+		-addext keyUsage=critical,keyCertSign,cRLSign
+	q openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout inter.key -out inter.csr \
+		-subj "/O=easgate demo/CN=easgate demo intermediate CA"
+	q openssl x509 -req -in inter.csr -CA root.pem -CAkey root.key -CAcreateserial -out inter.pem \
+		-days 1825 -extfile ca.ext
+fi
 mkleaf() { # $1 = output prefix, rest = key options
 	local p=$1; shift
 	q openssl req -newkey "$@" -nodes -keyout "$p.key" -out "$p.csr" -subj "/O=easgate demo/CN=${names[0]}"

@@ -5,6 +5,7 @@
 #include "gate.h"
 #include "inventory.h"
 #include "log.h"
+#include "metrics.h"
 #include "osver.h"
 #include "policy.h"
 #include "throttle.h"
@@ -905,9 +906,11 @@ struct count_ctx {
 static void count_row(void *arg, const char *family, const char *state, long n)
 {
 	struct count_ctx *c = arg;
-	sbuf_printf(c->o, "easgate_devices{os_family=\"%s\",state=\"%s\"} %ld\n",
-		    family && family[0] ? family : "unknown", state && state[0] ? state : "unknown",
-		    n);
+	sbuf_printf(c->o, "easgate_devices{os_family=\"");
+	metrics_label(c->o, family && family[0] ? family : "unknown");
+	sbuf_printf(c->o, "\",state=\"");
+	metrics_label(c->o, state && state[0] ? state : "unknown");
+	sbuf_printf(c->o, "\"} %ld\n", n);
 }
 
 static void render_throttle(struct admin *a, struct sbuf *o)
@@ -932,14 +935,21 @@ static void render_throttle(struct admin *a, struct sbuf *o)
 		if (st.loops_by_cmd[c])
 			sbuf_printf(o, "easgate_throttle_loops_total{command=\"%s\"} %llu\n",
 				    eas_cmd_name(c), (unsigned long long)st.loops_by_cmd[c]);
-	sbuf_printf(o,
-		    "# HELP easgate_throttle_devices Devices tracked by the throttle table.\n"
-		    "# TYPE easgate_throttle_devices gauge\neasgate_throttle_devices %llu\n"
-		    "easgate_throttle_device_capacity %llu\n"
-		    "easgate_throttle_evictions_total %llu\n"
-		    "easgate_throttle_lock_timeouts_total %llu\n",
-		    (unsigned long long)st.devices, (unsigned long long)st.device_capacity,
-		    (unsigned long long)st.device_evictions, (unsigned long long)st.lock_timeouts);
+	sbuf_printf(
+	    o,
+	    "# HELP easgate_throttle_devices Devices tracked by the throttle table.\n"
+	    "# TYPE easgate_throttle_devices gauge\neasgate_throttle_devices %llu\n"
+	    "# HELP easgate_throttle_device_capacity Devices the throttle table can hold.\n"
+	    "# TYPE easgate_throttle_device_capacity gauge\n"
+	    "easgate_throttle_device_capacity %llu\n"
+	    "# HELP easgate_throttle_evictions_total Live devices pushed out of the "
+	    "full throttle table by new ones.\n# TYPE easgate_throttle_evictions_total counter\n"
+	    "easgate_throttle_evictions_total %llu\n"
+	    "# HELP easgate_throttle_lock_timeouts_total Requests admitted unaccounted "
+	    "because the throttle table was busy.\n# TYPE easgate_throttle_lock_timeouts_total "
+	    "counter\neasgate_throttle_lock_timeouts_total %llu\n",
+	    (unsigned long long)st.devices, (unsigned long long)st.device_capacity,
+	    (unsigned long long)st.device_evictions, (unsigned long long)st.lock_timeouts);
 }
 
 void admin_render_metrics(struct admin *a, struct sbuf *o)
@@ -966,12 +976,16 @@ void admin_render_backend_metrics(struct admin *a, struct sbuf *o, const struct 
 		return;
 	sbuf_printf(o, "# HELP easgate_backend_connections Open connections to each backend.\n"
 		       "# TYPE easgate_backend_connections gauge\n");
-	for (int i = 0; i < a->cfg->nbackends; i++)
-		sbuf_printf(o, "easgate_backend_connections{backend=\"%s\"} %lld\n",
-			    a->cfg->backends[i].name, (long long)sum->backend_conns[i]);
+	for (int i = 0; i < a->cfg->nbackends; i++) {
+		sbuf_printf(o, "easgate_backend_connections{backend=\"");
+		metrics_label(o, a->cfg->backends[i].name);
+		sbuf_printf(o, "\"} %lld\n", (long long)sum->backend_conns[i]);
+	}
 	sbuf_printf(o, "# HELP easgate_backend_requests_total Requests relayed to each backend.\n"
 		       "# TYPE easgate_backend_requests_total counter\n");
-	for (int i = 0; i < a->cfg->nbackends; i++)
-		sbuf_printf(o, "easgate_backend_requests_total{backend=\"%s\"} %llu\n",
-			    a->cfg->backends[i].name, (unsigned long long)sum->backend_requests[i]);
+	for (int i = 0; i < a->cfg->nbackends; i++) {
+		sbuf_printf(o, "easgate_backend_requests_total{backend=\"");
+		metrics_label(o, a->cfg->backends[i].name);
+		sbuf_printf(o, "\"} %llu\n", (unsigned long long)sum->backend_requests[i]);
+	}
 }

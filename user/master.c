@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
@@ -198,8 +199,7 @@ int master_check_certs(const struct gw_config *c, int verbose)
 		if (cert_shm && i < 16) {
 			struct shm_cert *sc = &cert_shm->certs[i];
 			snprintf(sc->path, sizeof(sc->path), "%s", ct->cert);
-			sc->days_left =
-			    (int32_t)(r.min_days_left < (1L << 30) ? r.min_days_left : 0);
+			sc->not_after = r.not_after;
 			sc->ok = rc == 0;
 			sc->warn = r.warning[0] != 0;
 			cert_shm->ncerts = i + 1;
@@ -1100,6 +1100,11 @@ int master_run(const struct master_opts *o)
 	loop_timer_init(&m->watchdog, on_watchdog, m);
 	loop_timer_init(&m->stop_deadline, stop_deadline, m);
 	loop_timer_init(&m->respawn, on_respawn, m);
+	/* What a worker forks and orphans is adopted here, not by init: it stays
+	 * a descendant, which the control socket refuses (peercred.h). on_child
+	 * reaps such strangers. */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+		log_warn("event=subreaper_failed error=%m");
 	if (loop_signal(m->loop, SIGCHLD, on_child, m) < 0 ||
 	    loop_signal(m->loop, SIGHUP, on_signal, m) < 0 ||
 	    loop_signal(m->loop, SIGTERM, on_signal, m) < 0 ||

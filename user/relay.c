@@ -1424,8 +1424,14 @@ static int up_handshake(struct conn *c)
 				u->flags &= ~F_WR;
 				return 0;
 			}
-			char eb[160];
-			bad_gateway(c, tls_errstr(eb, sizeof(eb)));
+			/* The reason a request ends with must outlive this block
+			 * (the access line is written later): OpenSSL's detail is
+			 * logged here, the request ends with a fixed reason. */
+			char eb[160], q[200];
+			log_warn("event=backend_tls_failed backend=%s error=%s",
+				 c->r.backend >= 0 ? c->w->be.b[c->r.backend].cfg->name : "-",
+				 log_quote(q, sizeof(q), tls_errstr(eb, sizeof(eb)), (size_t)-1));
+			bad_gateway(c, "backend TLS handshake failed");
 			return 1;
 		}
 		u->flags &= ~F_TLSCONN;

@@ -64,7 +64,7 @@ struct shm {
 	/* certificate health, refreshed by the master (start, reload, daily) */
 	struct shm_cert {
 		char path[128];
-		int32_t days_left; /* smallest over the chain */
+		int64_t not_after; /* earliest notAfter over the chain, Unix seconds */
 		int32_t ok;	   /* usable as configured */
 		int32_t warn;	   /* expires within tls.expiry_warning days, or untrusted root */
 	} certs[16];

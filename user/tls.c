@@ -3,6 +3,7 @@
 #include "tls.h"
 #include "log.h"
 
+#include <netinet/in.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -239,6 +240,34 @@ SSL *tls_server_ssl(struct tls_server *t, int fd)
 	return s;
 }
 
+/*
+ * What a verified backend certificate must name, set on the context so that
+ * every SSL made from it (the relay's and the health check's) checks the
+ * same thing: the configured sni (a DNS name, or an IP literal), else the
+ * address the gateway connects to (IP SAN). Without it any certificate the
+ * CA signed, for any host, would be accepted.
+ */
+static int backend_expect_name(SSL_CTX *ctx, const struct cfg_backend *b)
+{
+	X509_VERIFY_PARAM *vp = SSL_CTX_get0_param(ctx);
+	X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (b->sni[0]) {
+		if (X509_VERIFY_PARAM_set1_ip_asc(vp, b->sni) == 1)
+			return 0;
+		return X509_VERIFY_PARAM_set1_host(vp, b->sni, 0) == 1 ? 0 : -1;
+	}
+	const struct sockaddr *sa = (const struct sockaddr *)&b->addr.ss;
+	int ok = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		ok = X509_VERIFY_PARAM_set1_ip(vp, (const unsigned char *)&in->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		ok = X509_VERIFY_PARAM_set1_ip(vp, (const unsigned char *)&in6->sin6_addr, 16);
+	}
+	return ok == 1 ? 0 : -1;
+}
+
 SSL_CTX *tls_backend_ctx(const struct cfg_backend *b, char *err, size_t errsz)
 {
 	char e[256];
@@ -262,6 +291,12 @@ SSL_CTX *tls_backend_ctx(const struct cfg_backend *b, char *err, size_t errsz)
 			SSL_CTX_free(ctx);
 			return NULL;
 		}
+		if (backend_expect_name(ctx, b) < 0) {
+			snprintf(err, errsz, "backend %s: cannot set the name to verify: %s",
+				 b->name, tls_errstr(e, sizeof(e)));
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
 	}
 	return ctx;
 }
@@ -278,6 +313,14 @@ static void x509_name_text(X509_NAME *n, char *out, size_t outsz)
 	int len = BIO_read(b, out, (int)outsz - 1);
 	out[len > 0 ? len : 0] = 0;
 	BIO_free(b);
+}
+
+static long long unix_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+	if (!ASN1_TIME_to_tm(t, &tm))
+		return 0;
+	return (long long)timegm(&tm);
 }
 
 static long days_until(const ASN1_TIME *t)
@@ -312,6 +355,9 @@ int tls_check_chain(const char *cert_file, const char *key_file, const char *tru
 		long d = days_until(X509_get0_notAfter(x));
 		if (d < rep->min_days_left)
 			rep->min_days_left = d;
+		long long na = unix_time(X509_get0_notAfter(x));
+		if (na && (!rep->not_after || na < rep->not_after))
+			rep->not_after = na;
 	}
 	ERR_clear_error();
 	fclose(f);

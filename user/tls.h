@@ -42,6 +42,7 @@ struct tls_chain_report {
 	int chain_len;	      /* certificates in the file */
 	long days_left;	      /* until the leaf expires (negative: expired) */
 	long min_days_left;   /* over the whole chain */
+	long long not_after;  /* earliest notAfter over the chain, Unix seconds (0: none) */
 	char subject[256];
 	char issuer[256];
 	char names[512];   /* SAN DNS names, comma-separated */

@@ -58,6 +58,8 @@ for f in files:
 os.unlink(tmp)
 json.dump(exp, open(out, "w"), indent=1, sort_keys=True)
 PY
+rc=$?
+check "libwbxml's reading of the captures ran (exit $rc)" test "$rc" -eq 0
 check "libwbxml found DeviceInformation for 3 (user, device) pairs in the captures" \
 	test "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$T/expected.json")" -eq 3
 
@@ -121,6 +123,8 @@ for i in range(n):
         body.replace(b"sdk_phone64_x86_64", name))
     open("%s/%04d-b.http" % (out, i), "wb").write(sync.replace(b"Nine45069EA34A52", dev))
 PY
+rc=$?
+check "$N phones' requests generated (exit $rc)" test "$rc" -eq 0
 mapfile -t many < <(ls "$T/many"/*.http | sort)
 # One TLS connection per request: slow enough to be interrupted midway.
 python3 "$REPLAY" --port "$GW_PORT" --cafile "$PKI/root.pem" --mode each "${many[@]}" \
