@@ -226,10 +226,20 @@ int master_check_certs(const struct gw_config *c, int verbose)
 	return bad ? -1 : 0;
 }
 
+/* The admin lowered the protocol floor: say what that costs, every time the
+ * config is taken (start, reload, --check-config). */
+static void warn_tls_config(const struct gw_config *c)
+{
+	char w[512];
+	if (tls_config_warning(c, w, sizeof(w)))
+		log_warn("event=tls_legacy_protocols warning=\"%s\"", w);
+}
+
 int master_check_config_full(const struct gw_config *c)
 {
 	int bad = master_check_certs(c, 1) < 0;
 	char why[512];
+	warn_tls_config(c);
 	if (admin_check_config(NULL, c, why, sizeof(why)) < 0) {
 		fprintf(stderr, "%s\n", why);
 		bad++;
@@ -727,6 +737,7 @@ static int master_reload(struct master *m, char *why, size_t whysz)
 			why);
 	} else {
 		m->last_reload_error[0] = 0;
+		warn_tls_config(m->cfg);
 		log_info("event=reloaded gen=%llu", (unsigned long long)m->gen);
 	}
 	sd_notify(0, "READY=1");
@@ -1007,6 +1018,7 @@ int master_run(const struct master_opts *o)
 		return 1;
 	}
 	log_set_level((enum log_level)log_level_parse(m->cfg->log_level));
+	warn_tls_config(m->cfg);
 	if (master_check_certs(m->cfg, 1) < 0) {
 		log_err("event=start_refused reason=\"certificate check failed\"");
 		goto out;

@@ -2,6 +2,7 @@
 /* tls.c - see tls.h. */
 #include "tls.h"
 #include "log.h"
+#include "tls_params.h"
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -12,16 +13,6 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-/* Modern only: TLS 1.2 AEAD suites with forward secrecy, TLS 1.3 defaults. */
-#define TLS12_CIPHERS                                                                              \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                               \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                               \
-	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-#define TLS_GROUPS "X25519:P-256:P-384"
-/* TLS 1.3: AES-128-GCM/SHA-256 first: same security margin for this use, and
- * SHA-256 is what the CPU accelerates (SHA-NI); the key schedule hashes a lot. */
-#define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 struct tls_cert_ctx {
 	SSL_CTX *ctx;
@@ -136,8 +127,8 @@ static void collect_names(X509 *x, struct tls_cert_ctx *c)
 	GENERAL_NAMES_free(gens);
 }
 
-static SSL_CTX *server_ctx(const struct cfg_cert *cc, struct tls_cert_ctx *out, char *err,
-			   size_t errsz)
+static SSL_CTX *server_ctx(const struct gw_config *c, const struct cfg_cert *cc,
+			   struct tls_cert_ctx *out, char *err, size_t errsz)
 {
 	char e[256];
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -145,16 +136,26 @@ static SSL_CTX *server_ctx(const struct cfg_cert *cc, struct tls_cert_ctx *out, 
 		snprintf(err, errsz, "SSL_CTX_new: %s", tls_errstr(e, sizeof(e)));
 		return NULL;
 	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	int legacy = c->tls.min_version < TLS1_2_VERSION;
+	SSL_CTX_set_min_proto_version(ctx, c->tls.min_version);
+	/* OpenSSL 3 refuses TLS 1.0/1.1 at security level 1 and up: their
+	 * handshake signs with SHA-1/MD5. Level 0 is what makes the admin's
+	 * choice work at all (tls_config_warning says so at start). */
+	if (legacy)
+		SSL_CTX_set_security_level(ctx, 0);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 				     SSL_OP_CIPHER_SERVER_PREFERENCE |
 				     SSL_OP_IGNORE_UNEXPECTED_EOF);
 	/* Idle connections (Ping long-polls) then hold no 34 KiB record buffers. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	if (!SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) ||
-	    !SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) ||
-	    !SSL_CTX_set1_groups_list(ctx, TLS_GROUPS)) {
+	const char *ciphers = c->tls.ciphers[0] ? c->tls.ciphers
+			      : legacy		? TLS_PARAMS_CIPHERS_LEGACY
+						: TLS_PARAMS_CIPHERS;
+	if (!SSL_CTX_set_cipher_list(ctx, ciphers) ||
+	    !SSL_CTX_set_ciphersuites(ctx, c->tls.ciphersuites[0] ? c->tls.ciphersuites
+								  : TLS_PARAMS_CIPHERSUITES) ||
+	    !SSL_CTX_set1_groups_list(ctx, c->tls.groups[0] ? c->tls.groups : TLS_PARAMS_GROUPS)) {
 		snprintf(err, errsz, "cipher/group setup: %s", tls_errstr(e, sizeof(e)));
 		goto fail;
 	}
@@ -205,7 +206,7 @@ struct tls_server *tls_server_new(const struct gw_config *c, struct shm *tickets
 	if (ticket_shm && !ticket_cipher)
 		ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 	for (int i = 0; i < c->tls.ncerts; i++) {
-		if (!server_ctx(&c->tls.certs[i], &t->certs[i], err, errsz)) {
+		if (!server_ctx(c, &c->tls.certs[i], &t->certs[i], err, errsz)) {
 			tls_server_free(t);
 			return NULL;
 		}
@@ -264,6 +265,22 @@ SSL_CTX *tls_backend_ctx(const struct cfg_backend *b, char *err, size_t errsz)
 		}
 	}
 	return ctx;
+}
+
+int tls_config_warning(const struct gw_config *c, char *out, size_t outsz)
+{
+	out[0] = 0;
+	if (c->tls.min_version >= TLS1_2_VERSION)
+		return 0;
+	snprintf(out, outsz,
+		 "tls.min_version = %s: phones may connect with TLS 1.0/1.1, which have no AEAD "
+		 "cipher and sign the handshake with SHA-1/MD5; OpenSSL's security level is "
+		 "lowered to 0 for the phone-facing side so they work at all (TLS 1.2/1.3 "
+		 "clients still get the strongest choice); cipher list: %s",
+		 tls_params_version_name(c->tls.min_version),
+		 c->tls.ciphers[0] ? "as configured"
+				   : "the default plus CBC suites for old phones");
+	return 1;
 }
 
 /* --- chain check ------------------------------------------------------------ */
