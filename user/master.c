@@ -11,6 +11,7 @@
 #include "loop.h"
 #include "maglev.h"
 #include "metrics.h"
+#include "ocsp.h"
 #include "priv.h"
 #include "relay.h"
 #include "shm.h"
@@ -68,6 +69,7 @@ struct master {
 	struct admin *admin;
 	struct metrics *metrics;
 	struct tls_server *tls;	   /* built here, inherited by the workers of this generation */
+	struct ocsp_stapler *ocsp; /* OCSP responses, published in shm for the workers */
 	struct throttle *throttle; /* shared budget/loop table, created before the first fork */
 	struct maglev mirror_mg;   /* the Maglev table as the workers build it, for bpftool */
 	uint64_t mirrored_gen;	   /* backend_gen last mirrored (UINT64_MAX = never) */
@@ -678,6 +680,7 @@ static int apply_config(struct master *m, struct gw_config *nc, struct tls_serve
 	close_unused_listeners(m);
 	if (m->admin)
 		admin_config_changed(m->admin, nc);
+	ocsp_stapler_configure(m->ocsp, nc);
 	if (old) {
 		config_free(old);
 		free(old);
@@ -805,6 +808,7 @@ static void on_tick(struct loop_timer *t)
 	}
 	if (m->admin)
 		admin_tick(m->admin);
+	ocsp_stapler_tick(m->ocsp);
 	if (now - m->certs_checked_ms >= 3600 * 1000) { /* expiry moves daily: hourly is plenty */
 		master_check_certs(m->cfg, 0);
 		m->certs_checked_ms = now;
@@ -829,6 +833,7 @@ static enum ctl_code cmd_status(void *ctx, int argc, char **argv, struct sbuf *o
 		sbuf_printf(out, "last_reload_error %s\n", m->last_reload_error);
 	sbuf_printf(out, "xdp %s\n", m->bpf ? "attached" : "off");
 	sbuf_printf(out, "relay %s\n", m->relay_path);
+	ocsp_stapler_describe(m->ocsp, out);
 	return CTL_OK;
 }
 
@@ -1119,6 +1124,11 @@ int master_run(const struct master_opts *o)
 		goto out;
 	m->gen = 1;
 	m->checker = checker_new(m->loop, m->shm, m->cfg);
+	/* After SIGCHLD is watched: fetches run in child processes. */
+	m->ocsp = ocsp_stapler_new(m->loop, m->shm);
+	if (!m->ocsp)
+		goto out;
+	ocsp_stapler_configure(m->ocsp, m->cfg);
 	for (int s = 0; s < m->nworkers; s++)
 		if (spawn_worker(m, s) < 0)
 			goto out;
@@ -1147,6 +1157,7 @@ out:
 			waitpid(m->procs[i].pid, NULL, 0);
 		}
 	checker_free(m->checker);
+	ocsp_stapler_free(m->ocsp);
 	control_free(m->control);
 	metrics_free(m->metrics);
 	admin_free(m->admin);

@@ -2,6 +2,7 @@
 /* tls.c - see tls.h. */
 #include "tls.h"
 #include "log.h"
+#include "ocsp.h"
 #include "tls_params.h"
 
 #include <openssl/core_names.h>
@@ -16,6 +17,7 @@
 
 struct tls_cert_ctx {
 	SSL_CTX *ctx;
+	uint8_t sha256[32];  /* of the leaf's DER: finds its OCSP response in shm */
 	char names[32][256]; /* SAN DNS names (lower case), "*.example.org" allowed */
 	int nnames;
 };
@@ -29,6 +31,8 @@ struct tls_server {
  * handshake is one of OpenSSL 3.0's avoidable costs). */
 static struct shm *ticket_shm;
 static EVP_CIPHER *ticket_cipher;
+/* Where the master publishes OCSP responses (NULL: stapling off). */
+static struct shm *ocsp_shm;
 
 const char *tls_errstr(char *buf, size_t len)
 {
@@ -107,6 +111,30 @@ static int servername_cb(SSL *s, int *al, void *arg)
 				return SSL_TLSEXT_ERR_OK;
 			}
 	return SSL_TLSEXT_ERR_OK; /* unknown name: the first certificate answers */
+}
+
+/* The client asked for the certificate status: staple what the master has
+ * published for the certificate this handshake uses (SNI may have switched
+ * the context, and with it this callback's argument), if it has not expired.
+ * Reading shared memory is all it does: a handshake never waits for OCSP. */
+static int status_cb(SSL *s, void *arg)
+{
+	const struct tls_cert_ctx *c = arg;
+	uint8_t der[SHM_OCSP_MAX];
+	if (!ocsp_shm || !c)
+		return SSL_TLSEXT_ERR_NOACK;
+	size_t n = ocsp_shm_read(ocsp_shm, c->sha256, time(NULL), der, sizeof(der));
+	if (!n)
+		return SSL_TLSEXT_ERR_NOACK;
+	unsigned char *p = OPENSSL_malloc(n);
+	if (!p)
+		return SSL_TLSEXT_ERR_NOACK;
+	memcpy(p, der, n);
+	if (SSL_set_tlsext_status_ocsp_resp(s, p, (long)n) != 1) {
+		OPENSSL_free(p);
+		return SSL_TLSEXT_ERR_NOACK;
+	}
+	return SSL_TLSEXT_ERR_OK;
 }
 
 static void collect_names(X509 *x, struct tls_cert_ctx *c)
@@ -188,6 +216,10 @@ static SSL_CTX *server_ctx(const struct gw_config *c, const struct cfg_cert *cc,
 	out->ctx = ctx;
 	out->nnames = 0;
 	collect_names(SSL_CTX_get0_certificate(ctx), out);
+	unsigned int mdlen = 0;
+	X509_digest(SSL_CTX_get0_certificate(ctx), EVP_sha256(), out->sha256, &mdlen);
+	SSL_CTX_set_tlsext_status_cb(ctx, status_cb);
+	SSL_CTX_set_tlsext_status_arg(ctx, out);
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
@@ -203,6 +235,7 @@ struct tls_server *tls_server_new(const struct gw_config *c, struct shm *tickets
 		return NULL;
 	}
 	ticket_shm = c->tls.ticket_rotate_s ? tickets : NULL;
+	ocsp_shm = c->tls.ocsp_stapling ? tickets : NULL;
 	if (ticket_shm && !ticket_cipher)
 		ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 	for (int i = 0; i < c->tls.ncerts; i++) {
