@@ -803,6 +803,9 @@ static enum ctl_code cmd_certcheck(void *ctx, int argc, char **argv, struct sbuf
 			sbuf_printf(out, "  warning: %s\n", r.warning);
 		bad |= rc < 0 || r.min_days_left < (long)a->cfg->tls.expiry_warn_days;
 	}
+	char w[512];
+	if (tls_config_warning(a->cfg, w, sizeof(w)))
+		sbuf_printf(out, "protocols: warning: %s\n", w);
 	if (bad) {
 		/* error replies put the message first */
 		struct sbuf tmp = {0};
