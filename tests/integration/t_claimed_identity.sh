@@ -15,6 +15,9 @@
 #    holds only the real new phone, which the admin approves;
 #  - unauthenticated requests are throttled: the backend sees at most the
 #    budget (burst + rate x time) of the flood;
+#  - the master gets no event from the claims (easgate_inventory_events_total
+#    moves by the real phone's few): nothing to write, no policy generation
+#    to publish, so no worker's cache is flushed because of them;
 #  - the unauthenticated sightings are listed (`easctl devices
 #    --unauthenticated`), at most the table's 4,096 entries;
 # then 15,000 more claims, each of its own user (no shared budget holds
@@ -66,6 +69,7 @@ phone() {
 	echo "$st $be"
 	rm -f "$h" "$b"
 }
+events() { ctl metrics | awk '$1 == "easgate_inventory_events_total" {print $2}'; }
 rows() { sqlite3 -readonly "$DB" "SELECT (SELECT count(*) FROM devices), (SELECT count(*) FROM os_versions);"; }
 dbsize() { stat -c %s "$DB" "$DB-wal" 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
 rss() { # "pid:kib ..." of the master and its workers
@@ -87,6 +91,7 @@ ctl devices >/dev/null # applies and commits what the workers reported
 read -r dev0 ver0 < <(rows | tr '|' ' ')
 size0=$(dbsize)
 rss0=$(rss)
+ev0=$(events)
 echo "  before: devices=$dev0 os_versions=$ver0 db+wal=$size0 B rss(KiB)=$rss0"
 
 flood() { # $1 first index, $2 count, $3 report, [$4 user prefix --random-users]
@@ -106,6 +111,7 @@ rss2=$(rss)
 ctl devices >/dev/null
 read -r dev1 ver1 < <(rows | tr '|' ' ')
 size1=$(dbsize)
+ev1=$(events)
 echo "  after:  devices=$dev1 os_versions=$ver1 db+wal=$size1 B rss(KiB)=$rss2"
 
 summary=$(python3 - "$T/flood1.json" "$T/flood2.json" <<'PY'
@@ -137,6 +143,8 @@ check "unauthenticated claims are throttled: $nbe reached the backend (<= 300 + 
 check "no device row from the claims: $dev0 before, $dev1 after" test "$dev1" -eq "$dev0"
 check "no OS-version row from the claims' User-Agents: $ver0 before, $ver1 after" test "$ver1" -eq "$ver0"
 check "inventory files grew by $((size1 - size0)) bytes (<= 65536)" test $((size1 - size0)) -le 65536
+check "the master got $((ev1 - ev0)) inventory events meanwhile (<= 50: the real phone's only)" \
+	bash -c '[ -n "$0" ] && [ -n "$1" ] && [ $(($1 - $0)) -le 50 ]' "$ev0" "$ev1"
 out=$(ctl devices --format csv | tail -n +2 | cut -d, -f1,2)
 check "easctl devices: only the real phone ($(wc -l <<<"$out") rows, first: $(head -1 <<<"$out"))" \
 	test "$out" = "victim,VICTIMPHONE1"
@@ -190,6 +198,9 @@ check "every claim answered 401 by the backend ($nbe of $n)" \
 ctl devices >/dev/null
 read -r dev2 ver2 < <(rows | tr '|' ' ')
 size2=$(dbsize)
+ev2=$(events)
+check "the master got $((ev2 - ev1)) inventory events meanwhile (<= 50)" \
+	bash -c '[ -n "$0" ] && [ -n "$1" ] && [ $(($1 - $0)) -le 50 ]' "$ev1" "$ev2"
 check "still no row: devices $dev2, os_versions $ver2; files +$((size2 - size0)) bytes" \
 	bash -c '[ $0 -eq $1 ] && [ $2 -eq $3 ] && [ $4 -le 65536 ]' "$dev2" "$dev0" "$ver2" "$ver0" "$((size2 - size0))"
 nun=$(ctl devices --unauthenticated --format csv | tail -n +2 | wc -l)
