@@ -123,6 +123,7 @@ void config_defaults(struct gw_config *c)
 	c->limits.max_headers = 96;
 	c->limits.max_conns = 200000;
 	c->limits.inspect_body = 65536;
+	c->limits.min_body_rate = 500;
 
 	struct cfg_backend *b = &c->backends[0];
 	snprintf(b->name, sizeof(b->name), "demo");
@@ -454,14 +455,16 @@ static void read_limits(struct rd *rd, config_setting_t *root, struct gw_config 
 	config_setting_t *g = config_setting_get_member(root, "limits");
 	if (!g)
 		return;
-	static const char *const keys[] = {"max_head",	      "max_line",     "max_headers",
-					   "max_connections", "inspect_body", NULL};
+	static const char *const keys[] = {
+	    "max_head",	    "max_line",	     "max_headers", "max_connections",
+	    "inspect_body", "min_body_rate", NULL};
 	check_keys(rd, g, "limits", keys);
 	get_uint(rd, g, "max_head", &c->limits.max_head, 1024, 1 << 20);
 	get_uint(rd, g, "max_line", &c->limits.max_line, 256, 1 << 20);
 	get_uint(rd, g, "max_headers", &c->limits.max_headers, 8, 96);
 	get_uint(rd, g, "max_connections", &c->limits.max_conns, 16, 10000000);
 	get_uint(rd, g, "inspect_body", &c->limits.inspect_body, 0, 1 << 24);
+	get_uint(rd, g, "min_body_rate", &c->limits.min_body_rate, 0, 1 << 30);
 	if (c->limits.max_line > c->limits.max_head)
 		ERR(rd, g, "limits.max_line (%u) exceeds limits.max_head (%u)", c->limits.max_line,
 		    c->limits.max_head);

@@ -100,7 +100,8 @@ struct gw_config {
 	struct {
 		unsigned handshake_ms;
 		unsigned head_ms; /* first byte to end of request head */
-		unsigned body_ms; /* max silence while a body streams */
+		unsigned
+		    body_ms; /* max silence while a body streams; the request-body rate window */
 		unsigned idle_ms; /* keep-alive between requests */
 		unsigned backend_connect_ms;
 		unsigned backend_response_ms; /* ordinary requests */
@@ -115,6 +116,9 @@ struct gw_config {
 		unsigned max_conns; /* per worker */
 		unsigned
 		    inspect_body; /* bodies up to this size are buffered for WBXML inspection */
+		/* bytes/s a request body must average over each timeouts.request_body
+		 * window; 0 = only the silence timeout */
+		unsigned min_body_rate;
 	} limits;
 
 	struct cfg_backend backends[EG_MAX_BACKENDS];

@@ -105,6 +105,12 @@ void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfga
 		    "# TYPE easgate_http_refused_total counter\neasgate_http_refused_total %llu\n",
 		    (unsigned long long)t->http_refused);
 	sbuf_printf(o,
+		    "# HELP easgate_slow_clients_closed_total Connections closed because a request "
+		    "body arrived below limits.min_body_rate.\n"
+		    "# TYPE easgate_slow_clients_closed_total counter\n"
+		    "easgate_slow_clients_closed_total %llu\n",
+		    (unsigned long long)t->slow_clients_closed);
+	sbuf_printf(o,
 		    "# HELP easgate_relay_spliced_bytes_total Body bytes moved between plaintext "
 		    "legs in the kernel (splice), both directions.\n"
 		    "# TYPE easgate_relay_spliced_bytes_total counter\n"
