@@ -31,6 +31,7 @@
 #define CFG_MAX_FAMILIES 8
 #define CFG_MAX_ERRORS	 32
 #define CFG_MAX_TCLASSES 16
+#define CFG_MAX_EXEMPT	 64
 
 struct cfg_addr {
 	char text[128]; /* as written: "0.0.0.0:443", "[::]:443", "http://127.0.0.1:8080" */
@@ -65,6 +66,12 @@ struct cfg_backend {
 };
 
 enum cfg_access { CFG_ACCESS_ALLOW = 0, CFG_ACCESS_BLOCK = 1, CFG_ACCESS_QUARANTINE = 2 };
+
+/* An address prefix; IPv4 as ::ffff:a.b.c.d with len 96 + its length. */
+struct cfg_prefix {
+	uint8_t addr[16]; /* network order, host bits zero */
+	unsigned len;	  /* 0..128 */
+};
 
 struct cfg_text {
 	char *text;
@@ -119,6 +126,11 @@ struct gw_config {
 		/* bytes/s a request body must average over each timeouts.request_body
 		 * window; 0 = only the silence timeout */
 		unsigned min_body_rate;
+		/* open connections per source (IPv4 address, IPv6 /64) over all
+		 * workers, TLS listeners only; 0 = no cap */
+		unsigned max_conns_per_source;
+		struct cfg_prefix cap_exempt[CFG_MAX_EXEMPT]; /* sources never capped */
+		int ncap_exempt;
 	} limits;
 
 	struct cfg_backend backends[EG_MAX_BACKENDS];
@@ -186,6 +198,11 @@ void config_free(struct gw_config *c);
 
 /* Parse "1.2.3.4:443" / "[::1]:443" / ":443". 0 or -1. */
 int config_parse_addr(const char *s, struct cfg_addr *a);
+
+/* Parse "198.18.0.0/15", "2001:db8::/32" or a bare address (a host). 0 or -1. */
+int config_parse_prefix(const char *s, struct cfg_prefix *p);
+/* Does prefix p contain the 16-byte address a (IPv4-mapped for IPv4)? */
+int config_prefix_match(const struct cfg_prefix *p, const uint8_t a[16]);
 
 /* Number of workers to run: workers, or the online CPU count. */
 int config_worker_count(const struct gw_config *c);

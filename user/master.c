@@ -15,6 +15,7 @@
 #include "relay.h"
 #include "shm.h"
 #include "siphash.h"
+#include "srccap.h"
 #include "throttle.h"
 #include "tls.h"
 #include "worker.h"
@@ -69,6 +70,7 @@ struct master {
 	struct metrics *metrics;
 	struct tls_server *tls;	   /* built here, inherited by the workers of this generation */
 	struct throttle *throttle; /* shared budget/loop table, created before the first fork */
+	struct srccap *srccap;	   /* connections per source, one table per stats slot */
 	struct maglev mirror_mg;   /* the Maglev table as the workers build it, for bpftool */
 	uint64_t mirrored_gen;	   /* backend_gen last mirrored (UINT64_MAX = never) */
 	uid_t uid;
@@ -519,6 +521,7 @@ static int spawn_worker(struct master *m, int slot)
 		    .event_fd = admin_event_fd(m->admin),
 		    .tls = m->tls,
 		    .throttle = m->cfg->throttle.enabled ? m->throttle : NULL,
+		    .srccap = m->srccap,
 		};
 		sigset_t all;
 		sigemptyset(&all);
@@ -600,6 +603,8 @@ static void on_child(struct loop *l, int signo, void *arg)
 		}
 		int respawn = !m->stopping && !p->draining && p->gen == m->gen;
 		zero_gauges(&m->shm->worker_stats[p->stats_slot]);
+		/* Its connections died with it (a crash included): stop counting them. */
+		srccap_slot_reset(m->srccap, (unsigned)p->stats_slot);
 		int fast = loop_now_ms(m->loop) - p->started_ms < 1000;
 		memset(p, 0, sizeof(*p));
 		if (respawn) {
@@ -1069,6 +1074,17 @@ int master_run(const struct master_opts *o)
 		goto out;
 	}
 	admin_set_throttle(m->admin, m->throttle);
+	/* Sized once, from the start config: a worker never has more sources
+	 * than connections. Virtual until used (MAP_NORESERVE). */
+	m->srccap = srccap_new(EG_MAX_WORKERS, m->cfg->limits.max_conns < (1u << 17)
+						   ? m->cfg->limits.max_conns
+						   : (1u << 17));
+	if (!m->srccap) {
+		log_err("event=srccap_failed error=%m");
+		goto out;
+	}
+	if (m->bpf) /* counts start at 0: a previous daemon's capped sources are not */
+		bpfgate_src_cap_clear(m->bpf);
 	build_cmd_table();
 	m->control = control_new(m->loop, m->cfg->control_socket, m->uid, m->gid, all_cmds, m);
 	if (!m->control)
@@ -1142,6 +1158,7 @@ out:
 		bpfgate_close(m->bpf); /* pins and the XDP program stay: verdicts keep working */
 	tls_server_free(m->tls);
 	throttle_free(m->throttle);
+	srccap_free(m->srccap);
 	maglev_free(&m->mirror_mg);
 	loop_free(m->loop);
 	for (int i = 0; i < m->nsocks; i++)

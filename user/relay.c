@@ -23,6 +23,7 @@
 #include "gzbody.h"
 #include "krelay.h"
 #include "log.h"
+#include "srcadmit.h"
 #include "wbxml.h"
 
 #include <arpa/inet.h>
@@ -137,8 +138,9 @@ struct conn {
 	struct krelay_pipe kp_req, kp_resp; /* splice pipes, open only while a body moves */
 	uint64_t nreq;
 	uint64_t t_accept_ms;
-	uint64_t rx;	 /* bytes read from the phone (TLS plaintext), all requests */
-	uint64_t win_rx; /* rx when the current request-body rate window began */
+	uint64_t src_tag; /* counted against its source's cap (srcadmit); 0 = not */
+	uint64_t rx;	  /* bytes read from the phone (TLS plaintext), all requests */
+	uint64_t win_rx;  /* rx when the current request-body rate window began */
 };
 
 /* How long a draining worker keeps an idle keep-alive connection open for a
@@ -1819,6 +1821,8 @@ static void relay_close(struct conn *c, const char *why)
 	}
 	close(c->fd);
 	c->fd = -1;
+	srcadmit_release(w, (struct sockaddr *)&c->peer, c->src_tag);
+	c->src_tag = 0;
 	buf_release(&w->pool, &c->in);
 	buf_release(&w->pool, &c->out);
 	free(c->hm);
@@ -1911,11 +1915,19 @@ void relay_accept(struct listener *l)
 			close(fd);
 			continue;
 		}
-		struct conn *c = calloc(1, sizeof(*c));
-		if (!c) {
+		uint64_t src_tag = 0;
+		/* Before any TLS work: refusing costs an accept and a close. */
+		if (!l->plain && srcadmit_take(w, (struct sockaddr *)&ss, &src_tag) < 0) {
 			close(fd);
 			continue;
 		}
+		struct conn *c = calloc(1, sizeof(*c));
+		if (!c) {
+			srcadmit_release(w, (struct sockaddr *)&ss, src_tag);
+			close(fd);
+			continue;
+		}
+		c->src_tag = src_tag;
 		c->w = w;
 		c->fd = fd;
 		c->peer = ss;
@@ -1928,6 +1940,7 @@ void relay_accept(struct listener *l)
 		loop_timer_init(&c->again, conn_again, c);
 		c->kp_req.fd[0] = c->kp_req.fd[1] = c->kp_resp.fd[0] = c->kp_resp.fd[1] = -1;
 		if ((!l->plain && !c->ssl) || loop_io_add(w->loop, &c->io, fd, conn_io, c) < 0) {
+			srcadmit_release(w, (struct sockaddr *)&ss, src_tag);
 			SSL_free(c->ssl);
 			close(fd);
 			free(c);
