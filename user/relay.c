@@ -797,6 +797,7 @@ static int up_connect(struct conn *c, int bi)
 		return -1;
 	u->c = c;
 	u->backend = bi;
+	u->out.wipe = 1; /* rewritten request heads: Authorization */
 	u->fd = socket(b->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (u->fd < 0) {
 		free(u);
@@ -1928,6 +1929,8 @@ void relay_accept(struct listener *l)
 			continue;
 		}
 		c->src_tag = src_tag;
+		/* Request heads carry Authorization: never left in pooled storage. */
+		c->in.wipe = 1;
 		c->w = w;
 		c->fd = fd;
 		c->peer = ss;

@@ -73,6 +73,8 @@ struct srccap *srccap_new(unsigned nslots, unsigned per_slot)
 		free(s);
 		return NULL;
 	}
+	/* Tags and counts, mostly untouched pages: nothing a core needs. */
+	madvise(s->map, s->map_len, MADV_DONTDUMP);
 	s->used = s->map;
 	s->tables = (struct srccap_entry *)((char *)s->map + s->head_len);
 	return s;

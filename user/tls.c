@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -38,6 +39,26 @@ struct tls_server {
  * handshake is one of OpenSSL 3.0's avoidable costs). */
 static struct shm *ticket_shm;
 static EVP_CIPHER *ticket_cipher;
+
+/* Sixteen certificates' keys, twice (a reload loads the new set while the old
+ * is in use); an RSA-4096 key takes about 4 KiB of it. */
+#define TLS_SECURE_HEAP (256 * 1024)
+
+int tls_secure_heap_init(void)
+{
+	if (CRYPTO_secure_malloc_initialized())
+		return 0;
+	/* 1 = set up and locked; 2 = set up, but mlock (or madvise) refused. */
+	int r = CRYPTO_secure_malloc_init(TLS_SECURE_HEAP, 16);
+	if (r == 0) {
+		log_warn("event=secure_heap_failed note=\"private keys stay in the ordinary "
+			 "heap (core dumps are off)\"");
+		return -1;
+	}
+	if (r == 2)
+		log_debug("event=secure_heap note=\"not locked in memory (RLIMIT_MEMLOCK)\"");
+	return 0;
+}
 
 const char *tls_errstr(char *buf, size_t len)
 {
@@ -146,9 +167,11 @@ static SSL_CTX *server_ctx(const struct cfg_cert *cc, struct tls_cert_ctx *out, 
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* CLEANSE_PLAINTEXT: a decrypted record (a request head: Authorization)
+	 * does not stay in OpenSSL's read buffer once we have copied it out. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 				     SSL_OP_CIPHER_SERVER_PREFERENCE |
-				     SSL_OP_IGNORE_UNEXPECTED_EOF);
+				     SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CLEANSE_PLAINTEXT);
 	/* Idle connections (Ping long-polls) then hold no 34 KiB record buffers. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -249,7 +272,7 @@ SSL_CTX *tls_backend_ctx(const struct cfg_backend *b, char *err, size_t errsz)
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-				     SSL_OP_IGNORE_UNEXPECTED_EOF);
+				     SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CLEANSE_PLAINTEXT);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (b->verify) {
