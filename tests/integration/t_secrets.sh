@@ -25,6 +25,14 @@ CRED=$(printf 'alice:%s' "$PW" | base64 -w0)
 Q="$EAS?Cmd=Sync&User=alice&DeviceId=SecretDev1&DeviceType=iPhone"
 
 workers_of() { cat "/proc/$1/task/$1/children" 2>/dev/null; }
+# gcore with a 1 GiB ceiling on the file: a core of this daemon is ~10 MiB;
+# anything near the ceiling means reserved memory is being dumped (a
+# sanitizer's shadow) and must not fill the disk.
+take_core() { (ulimit -f 1048576 && exec gcore -o "$T/core" "$1") >"$T/gcore-$2.log" 2>&1; }
+# Sanitizer builds reserve terabytes (ASan's shadow and allocator space):
+# their cores say nothing about the product's memory.
+SANITIZED=0
+ldd "$EASGATED" 2>/dev/null | grep -q libasan && SANITIZED=1
 # found FILE NEEDLE: how many times NEEDLE (a fixed string) occurs in FILE
 found() { grep -c -a -F -e "$2" "$1"; }
 # found_hex FILE HEX: occurrences of the bytes HEX in FILE
@@ -84,8 +92,9 @@ check "the backend got the credential (so it did pass through the workers)" \
 # ---- 1. worker cores ---------------------------------------------------------------------
 workers=$(workers_of "$GW_PID")
 check "two workers ($(xargs <<<"$workers"))" test "$(wc -w <<<"$workers")" = 2
+[ "$SANITIZED" = 1 ] && { echo "  note: sanitizer build: the core checks (1, 2) run on the release build"; workers=; }
 for w in $workers; do
-	gcore -o "$T/core" "$w" >"$T/gcore-$w.log" 2>&1
+	take_core "$w" "$w"
 	check "gcore of worker $w ($(du -m "$T/core.$w" 2>/dev/null | cut -f1) MiB)" test -s "$T/core.$w"
 	n=$(found "$T/core.$w" "$PW")
 	check "worker $w core: the password occurs $n times (want 0)" test "$n" = 0
@@ -100,9 +109,11 @@ d=$(openssl pkey -in "$PKI/server.key" -text -noout 2>/dev/null |
 check "the test key's private scalar is 32 bytes (${#d} hex digits)" test "${#d}" = 64
 drev=$(sed 's/../& /g' <<<"$d" | tr ' ' '\n' | grep . | tac | tr -d '\n')
 der=$(od -An -tx1 "$T/key.der" | tr -d ' \n')
-gcore -o "$T/core" "$GW_PID" >"$T/gcore-master.log" 2>&1
-check "gcore of the master" test -s "$T/core.$GW_PID"
-for p in $GW_PID $workers; do
+if [ "$SANITIZED" = 0 ]; then
+	take_core "$GW_PID" master
+	check "gcore of the master" test -s "$T/core.$GW_PID"
+fi
+for p in $([ "$SANITIZED" = 0 ] && echo "$GW_PID") $workers; do
 	n=$(($(found_hex "$T/core.$p" "$d") + $(found_hex "$T/core.$p" "$drev") + $(found_hex "$T/core.$p" "$der")))
 	check "core of $p: the private key (scalar, reversed, DER) occurs $n times (want 0)" test "$n" = 0
 done

@@ -27,6 +27,15 @@ EAS=/Microsoft-Server-ActiveSync
 # refused ones' transient state).
 RSS_PER_CONN_KB=${RSS_PER_CONN_KB:-36}
 LAT_SLACK_MS=100
+# Under ASan/UBSan the memory and time are the sanitizer's (a slow connection
+# measured 154 KiB there): the crowd still runs, the numbers are only shown.
+SANITIZED=0
+ldd "$EASGATED" 2>/dev/null | grep -q libasan && SANITIZED=1
+# bound DESCRIPTION COMMAND...: a check of a measured number (release build only)
+bound() {
+	if [ "$SANITIZED" = 1 ]; then echo "  note (sanitizer build, not asserted): $1"; return; fi
+	check "$@"
+}
 # Descriptors: up to 5,000 client + 2,000 backend connections in the gateway.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 12000 ] ||
@@ -104,13 +113,13 @@ check "good phone: 20 Syncs while the crowd is held" syncs 20 "$T/load.ms"
 rss2=$(rss_kb)
 [ "$rss2" -gt "$rss1" ] && rss1=$rss2
 grow=$((rss1 - rss0))
-check "RSS grew by $((grow / 1024)) MiB for 5,000 slow connections ($((grow / 5000)) KiB each; bound $RSS_PER_CONN_KB KiB)" \
+bound "RSS grew by $((grow / 1024)) MiB for 5,000 slow connections ($((grow / 5000)) KiB each; bound $RSS_PER_CONN_KB KiB)" \
 	test "$grow" -le $((5000 * RSS_PER_CONN_KB))
 b50=$(pct "$T/base.ms" 50) b90=$(pct "$T/base.ms" 90) l50=$(pct "$T/load.ms" 50) l90=$(pct "$T/load.ms" 90)
 lmax=$(pct "$T/load.ms" 100)
-check "Sync latency, median: $b50 ms before, $l50 ms with the crowd (slack $LAT_SLACK_MS ms)" \
+bound "Sync latency, median: $b50 ms before, $l50 ms with the crowd (slack $LAT_SLACK_MS ms)" \
 	test "$l50" -le $((b50 + LAT_SLACK_MS))
-check "Sync latency, p90: $b90 ms before, $l90 ms with the crowd (max $lmax ms)" \
+bound "Sync latency, p90: $b90 ms before, $l90 ms with the crowd (max $lmax ms)" \
 	test "$l90" -le $((b90 + LAT_SLACK_MS))
 echo "  note: baseline ms $(xargs <"$T/base.ms"); with the crowd $(xargs <"$T/load.ms")"
 crowd_stop || fail "the crowd's connections did not close"
@@ -138,10 +147,10 @@ check "cap 1000: 20 Syncs while the crowd is held" syncs 20 "$T/load2.ms"
 rss2=$(rss_kb)
 [ "$rss2" -gt "$rss1" ] && rss1=$rss2
 grow=$((rss1 - rss0))
-check "cap 1000: RSS grew by $((grow / 1024)) MiB (bound 1,000 x $RSS_PER_CONN_KB KiB)" \
+bound "cap 1000: RSS grew by $((grow / 1024)) MiB (bound 1,000 x $RSS_PER_CONN_KB KiB)" \
 	test "$grow" -le $((1000 * RSS_PER_CONN_KB))
 b50=$(pct "$T/base2.ms" 50) b90=$(pct "$T/base2.ms" 90) l50=$(pct "$T/load2.ms" 50) l90=$(pct "$T/load2.ms" 90)
-check "cap 1000: Sync latency median $b50 -> $l50 ms, p90 $b90 -> $l90 ms (slack $LAT_SLACK_MS ms)" \
+bound "cap 1000: Sync latency median $b50 -> $l50 ms, p90 $b90 -> $l90 ms (slack $LAT_SLACK_MS ms)" \
 	test "$l50" -le $((b50 + LAT_SLACK_MS)) -a "$l90" -le $((b90 + LAT_SLACK_MS))
 r=$("$EASCTL" -s "$CTL" metrics | awk '/^easgate_source_cap_refused_total/ {print $2}')
 check "cap 1000: the other 4,000 were closed at accept ($r refusals)" test "${r:-0}" -ge 4000
