@@ -152,6 +152,7 @@ void config_defaults(struct gw_config *c)
 	snprintf(c->tls.certs[0].key, sizeof(c->tls.certs[0].key), "/etc/easgate/tls/server.key");
 	c->tls.ncerts = 1;
 	c->tls.ticket_rotate_s = 3600;
+	c->tls.cleanse_plaintext = 1;
 	c->tls.expiry_warn_days = 30;
 
 	c->timeouts.handshake_ms = 15000;
@@ -438,14 +439,15 @@ static void read_tls(struct rd *rd, config_setting_t *root, struct gw_config *c)
 		ERR(rd, g, "tls must be a group { ... }");
 		return;
 	}
-	static const char *const keys[] = {"certificates",   "allow_incomplete_chain",
-					   "trust_file",     "ticket_rotation",
-					   "expiry_warning", NULL};
+	static const char *const keys[] = {
+	    "certificates",   "allow_incomplete_chain", "trust_file", "ticket_rotation",
+	    "expiry_warning", "cleanse_plaintext",	NULL};
 	check_keys(rd, g, "tls", keys);
 	get_bool(rd, g, "allow_incomplete_chain", &c->tls.allow_incomplete_chain);
 	get_str(rd, g, "trust_file", c->tls.trust_file, sizeof(c->tls.trust_file));
 	get_uint(rd, g, "ticket_rotation", &c->tls.ticket_rotate_s, 0, 7 * 86400);
 	get_uint(rd, g, "expiry_warning", &c->tls.expiry_warn_days, 0, 3650);
+	get_bool(rd, g, "cleanse_plaintext", &c->tls.cleanse_plaintext);
 	config_setting_t *l = config_setting_get_member(g, "certificates");
 	if (!l)
 		return;

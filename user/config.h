@@ -101,6 +101,7 @@ struct gw_config {
 		int allow_incomplete_chain;
 		char trust_file[PATH_MAX]; /* extra trust anchors for the chain check */
 		unsigned ticket_rotate_s;  /* 0 = tickets off */
+		int cleanse_plaintext;	   /* SSL_OP_CLEANSE_PLAINTEXT on phone connections */
 		unsigned expiry_warn_days;
 	} tls;
 

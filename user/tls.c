@@ -157,8 +157,8 @@ static void collect_names(X509 *x, struct tls_cert_ctx *c)
 	GENERAL_NAMES_free(gens);
 }
 
-static SSL_CTX *server_ctx(const struct cfg_cert *cc, struct tls_cert_ctx *out, char *err,
-			   size_t errsz)
+static SSL_CTX *server_ctx(const struct cfg_cert *cc, int cleanse, struct tls_cert_ctx *out,
+			   char *err, size_t errsz)
 {
 	char e[256];
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -167,11 +167,15 @@ static SSL_CTX *server_ctx(const struct cfg_cert *cc, struct tls_cert_ctx *out, 
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	/* CLEANSE_PLAINTEXT: a decrypted record (a request head: Authorization)
-	 * does not stay in OpenSSL's read buffer once we have copied it out. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 				     SSL_OP_CIPHER_SERVER_PREFERENCE |
-				     SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CLEANSE_PLAINTEXT);
+				     SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* A decrypted record (a request head: Authorization) must not stay in
+	 * OpenSSL's read buffer once copied out, nor in the heap after
+	 * SSL_MODE_RELEASE_BUFFERS frees it. OpenSSL then cleanses the whole
+	 * buffer (~17 KiB) at every release, i.e. once per request. */
+	if (cleanse)
+		SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
 	/* Idle connections (Ping long-polls) then hold no 34 KiB record buffers. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -228,7 +232,8 @@ struct tls_server *tls_server_new(const struct gw_config *c, struct shm *tickets
 	if (ticket_shm && !ticket_cipher)
 		ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 	for (int i = 0; i < c->tls.ncerts; i++) {
-		if (!server_ctx(&c->tls.certs[i], &t->certs[i], err, errsz)) {
+		if (!server_ctx(&c->tls.certs[i], c->tls.cleanse_plaintext, &t->certs[i], err,
+				errsz)) {
 			tls_server_free(t);
 			return NULL;
 		}
@@ -271,8 +276,11 @@ SSL_CTX *tls_backend_ctx(const struct cfg_backend *b, char *err, size_t errsz)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* No SSL_OP_CLEANSE_PLAINTEXT here: what the backend sends (mail, not
+	 * credentials: those only leave, and TLS does not buffer plaintext it
+	 * sends) is not wiped on the way to the phone either. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-				     SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CLEANSE_PLAINTEXT);
+				     SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (b->verify) {

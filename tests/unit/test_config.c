@@ -207,17 +207,20 @@ static void test_slow_client_limits(void **state)
 	assert_int_equal(d.limits.min_body_rate, 500);
 	assert_int_equal(d.limits.max_conns_per_source, 8192);
 	assert_int_equal(d.limits.ncap_exempt, 0);
+	assert_true(d.tls.cleanse_plaintext);
 
 	struct config_errors e;
 	int rc;
 	struct gw_config *c =
-	    load("limits = {\n"
+	    load("tls = { cleanse_plaintext = false; };\n"
+		 "limits = {\n"
 		 "  min_body_rate = 0;\n"
 		 "  max_connections_per_source = 3000;\n"
 		 "  per_source_exempt = [ \"198.18.7.9/16\", \"2001:db8::1\", \"10.1.2.3\" ];\n"
 		 "};\n",
 		 &e, &rc);
 	assert_int_equal(rc, 0);
+	assert_false(c->tls.cleanse_plaintext);
 	assert_int_equal(c->limits.min_body_rate, 0);
 	assert_int_equal(c->limits.max_conns_per_source, 3000);
 	assert_int_equal(c->limits.ncap_exempt, 3);
