@@ -16,6 +16,7 @@
 #include "relay.h"
 #include "shm.h"
 #include "siphash.h"
+#include "srccap.h"
 #include "throttle.h"
 #include "tls.h"
 #include "worker.h"
@@ -72,6 +73,7 @@ struct master {
 	struct tls_server *tls;	   /* built here, inherited by the workers of this generation */
 	struct ocsp_stapler *ocsp; /* OCSP responses, published in shm for the workers */
 	struct throttle *throttle; /* shared budget/loop table, created before the first fork */
+	struct srccap *srccap;	   /* connections per source, one table per stats slot */
 	struct maglev mirror_mg;   /* the Maglev table as the workers build it, for bpftool */
 	uint64_t mirrored_gen;	   /* backend_gen last mirrored (UINT64_MAX = never) */
 	uid_t uid;
@@ -532,6 +534,7 @@ static int spawn_worker(struct master *m, int slot)
 		    .sightings = admin_sightings(m->admin),
 		    .tls = m->tls,
 		    .throttle = m->cfg->throttle.enabled ? m->throttle : NULL,
+		    .srccap = m->srccap,
 		};
 		sigset_t all;
 		sigemptyset(&all);
@@ -613,6 +616,8 @@ static void on_child(struct loop *l, int signo, void *arg)
 		}
 		int respawn = !m->stopping && !p->draining && p->gen == m->gen;
 		zero_gauges(&m->shm->worker_stats[p->stats_slot]);
+		/* Its connections died with it (a crash included): stop counting them. */
+		srccap_slot_reset(m->srccap, (unsigned)p->stats_slot);
 		int fast = loop_now_ms(m->loop) - p->started_ms < 1000;
 		memset(p, 0, sizeof(*p));
 		if (respawn) {
@@ -1087,6 +1092,17 @@ int master_run(const struct master_opts *o)
 		goto out;
 	}
 	admin_set_throttle(m->admin, m->throttle);
+	/* Sized once, from the start config: a worker never has more sources
+	 * than connections. Virtual until used (MAP_NORESERVE). */
+	m->srccap = srccap_new(EG_MAX_WORKERS, m->cfg->limits.max_conns < (1u << 17)
+						   ? m->cfg->limits.max_conns
+						   : (1u << 17));
+	if (!m->srccap) {
+		log_err("event=srccap_failed error=%m");
+		goto out;
+	}
+	if (m->bpf) /* counts start at 0: a previous daemon's capped sources are not */
+		bpfgate_src_cap_clear(m->bpf);
 	build_cmd_table();
 	m->control = control_new(m->loop, m->cfg->control_socket, m->uid, m->gid, all_cmds, m);
 	if (!m->control)
@@ -1171,6 +1187,7 @@ out:
 		bpfgate_close(m->bpf); /* pins and the XDP program stay: verdicts keep working */
 	tls_server_free(m->tls);
 	throttle_free(m->throttle);
+	srccap_free(m->srccap);
 	maglev_free(&m->mirror_mg);
 	loop_free(m->loop);
 	for (int i = 0; i < m->nsocks; i++)

@@ -23,6 +23,7 @@
 #include "gzbody.h"
 #include "krelay.h"
 #include "log.h"
+#include "srcadmit.h"
 #include "wbxml.h"
 
 #include <arpa/inet.h>
@@ -137,6 +138,9 @@ struct conn {
 	struct krelay_pipe kp_req, kp_resp; /* splice pipes, open only while a body moves */
 	uint64_t nreq;
 	uint64_t t_accept_ms;
+	uint64_t src_tag; /* counted against its source's cap (srcadmit); 0 = not */
+	uint64_t rx;	  /* bytes read from the phone (TLS plaintext), all requests */
+	uint64_t win_rx;  /* rx when the current request-body rate window began */
 };
 
 /* How long a draining worker keeps an idle keep-alive connection open for a
@@ -153,7 +157,8 @@ enum tmr_kind {
 	T_CONNECT,
 	T_RESPONSE,
 	T_HOLD,
-	T_FLUSH
+	T_FLUSH,
+	T_RATE /* a request body's rate window (limits.min_body_rate) */
 };
 
 static void conn_run(struct conn *c);
@@ -248,6 +253,26 @@ static void set_timer(struct conn *c, int kind, unsigned ms, int restart)
 	loop_timer_set(c->w->loop, &c->tmr, ms);
 }
 
+/*
+ * A request body must arrive at limits.min_body_rate on average over each
+ * window of timeouts.request_body: a silence timer alone, restarted by every
+ * byte, lets a body trickling one byte a minute hold its backend connection
+ * for ever. The window is not restarted by progress; conn_timeout judges it.
+ * With the rate at 0 the timer is the silence timer it used to be.
+ */
+static void arm_body_timer(struct conn *c, int progress)
+{
+	const struct gw_config *cfg = c->w->cfg;
+	if (!cfg->limits.min_body_rate) {
+		set_timer(c, T_BODY, cfg->timeouts.body_ms, progress);
+		return;
+	}
+	if (c->tmr_kind == T_RATE && loop_timer_armed(&c->tmr))
+		return;
+	c->win_rx = c->rx;
+	set_timer(c, T_RATE, cfg->timeouts.body_ms, 1);
+}
+
 static void arm_phase_timer(struct conn *c, int progress)
 {
 	const struct gw_config *cfg = c->w->cfg;
@@ -267,19 +292,26 @@ static void arm_phase_timer(struct conn *c, int progress)
 				  cfg->timeouts.drain_ms < DRAIN_IDLE_MS ? cfg->timeouts.drain_ms
 									 : DRAIN_IDLE_MS,
 				  0);
+		else if (!c->nreq)
+			/* Nothing asked yet: a new connection owes its first
+			 * request head within request_head (nginx's
+			 * client_header_timeout), not a keep-alive's idle time. */
+			set_timer(c, T_IDLE, cfg->timeouts.head_ms, 0);
 		else
 			set_timer(c, T_IDLE, cfg->timeouts.idle_ms, 0);
 		break;
 	case CS_INSPECT:
 	case CS_LOCAL:
-		set_timer(c, T_BODY, cfg->timeouts.body_ms, progress);
+		arm_body_timer(c, progress);
 		break;
 	case CS_HOLD:
 		break; /* the hold timer is set when entering CS_HOLD */
 	case CS_FORWARD:
 		if (c->up && (c->up->flags & (F_CONNECTING | F_TLSCONN)))
 			set_timer(c, T_CONNECT, cfg->timeouts.backend_connect_ms, 0);
-		else if (!c->r.body_done || (c->up && c->up->resp_started))
+		else if (!c->r.body_done)
+			arm_body_timer(c, progress);
+		else if (c->up && c->up->resp_started)
 			set_timer(c, T_BODY, cfg->timeouts.body_ms, progress);
 		else
 			set_timer(c, T_RESPONSE,
@@ -765,6 +797,7 @@ static int up_connect(struct conn *c, int bi)
 		return -1;
 	u->c = c;
 	u->backend = bi;
+	u->out.wipe = 1; /* rewritten request heads: Authorization */
 	u->fd = socket(b->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (u->fd < 0) {
 		free(u);
@@ -941,6 +974,7 @@ static int req_splice(struct conn *c)
 	if (n > 0) {
 		c->r.left -= (uint64_t)n;
 		c->r.bytes_in += (uint64_t)n;
+		c->rx += (uint64_t)n;
 		c->w->stats->bytes_from_clients += (uint64_t)n;
 		c->w->stats->bytes_spliced += (uint64_t)n;
 		if (!c->r.left) {
@@ -1353,6 +1387,7 @@ static int client_read(struct conn *c)
 	ssize_t r = io_read(c->fd, c->ssl, buf_tail(&c->in), (size_t)sp, &c->flags);
 	if (r > 0) {
 		c->in.len += (uint32_t)r;
+		c->rx += (uint64_t)r;
 		w->stats->bytes_from_clients += (uint64_t)r;
 		return 1;
 	}
@@ -1679,6 +1714,27 @@ static void conn_timeout(struct loop_timer *t)
 		c->st = CS_LOCAL;
 		conn_run(c);
 		return;
+	case T_RATE: {
+		const struct gw_config *cfg = c->w->cfg;
+		uint64_t got = c->rx - c->win_rx;
+		uint64_t budget =
+		    (uint64_t)cfg->limits.min_body_rate * cfg->timeouts.body_ms / 1000;
+		/* Below the rate only counts against the phone when it is the
+		 * one holding things up: with F_RD still set we stopped
+		 * reading (the backend is not taking the body as fast). */
+		if (got >= budget || (got && (c->flags & F_RD))) {
+			c->win_rx = c->rx;
+			set_timer(c, T_RATE, cfg->timeouts.body_ms, 1);
+			return;
+		}
+		log_info("event=timeout phase=request_body reason=%s client=%s bytes=%llu "
+			 "window_ms=%u",
+			 got ? "min_rate" : "silence", peer_ip(c, q, sizeof(q)),
+			 (unsigned long long)got, cfg->timeouts.body_ms);
+		c->w->stats->slow_clients_closed++;
+		relay_close(c, "request body too slow");
+		return;
+	}
 	case T_CONNECT:
 		if (c->up) {
 			c->r.avoid |= UINT64_C(1) << c->up->backend;
@@ -1772,6 +1828,8 @@ static void relay_close(struct conn *c, const char *why)
 	}
 	close(c->fd);
 	c->fd = -1;
+	srcadmit_release(w, (struct sockaddr *)&c->peer, c->src_tag);
+	c->src_tag = 0;
 	buf_release(&w->pool, &c->in);
 	buf_release(&w->pool, &c->out);
 	free(c->hm);
@@ -1864,11 +1922,21 @@ void relay_accept(struct listener *l)
 			close(fd);
 			continue;
 		}
-		struct conn *c = calloc(1, sizeof(*c));
-		if (!c) {
+		uint64_t src_tag = 0;
+		/* Before any TLS work: refusing costs an accept and a close. */
+		if (!l->plain && srcadmit_take(w, (struct sockaddr *)&ss, &src_tag) < 0) {
 			close(fd);
 			continue;
 		}
+		struct conn *c = calloc(1, sizeof(*c));
+		if (!c) {
+			srcadmit_release(w, (struct sockaddr *)&ss, src_tag);
+			close(fd);
+			continue;
+		}
+		c->src_tag = src_tag;
+		/* Request heads carry Authorization: never left in pooled storage. */
+		c->in.wipe = 1;
 		c->w = w;
 		c->fd = fd;
 		c->peer = ss;
@@ -1881,6 +1949,7 @@ void relay_accept(struct listener *l)
 		loop_timer_init(&c->again, conn_again, c);
 		c->kp_req.fd[0] = c->kp_req.fd[1] = c->kp_resp.fd[0] = c->kp_resp.fd[1] = -1;
 		if ((!l->plain && !c->ssl) || loop_io_add(w->loop, &c->io, fd, conn_io, c) < 0) {
+			srcadmit_release(w, (struct sockaddr *)&ss, src_tag);
 			SSL_free(c->ssl);
 			close(fd);
 			free(c);
