@@ -5,8 +5,10 @@ set -u
 secs=${1:-30}
 cd "$(dirname "$0")/.."
 failed=()
+ran=0
 for f in build/fuzz/fuzz_*; do
 	[ -x "$f" ] || continue
+	ran=$((ran + 1))
 	name=$(basename "$f")
 	corpus=build/fuzz/corpus-$name
 	mkdir -p "$corpus"
@@ -19,5 +21,10 @@ for f in build/fuzz/fuzz_*; do
 		failed+=("$name"); printf '  FAIL  %s\n' "$name"; tail -30 "build/fuzz/$name.log"
 	fi
 done
-echo "fuzz: ${#failed[@]} failed"
+echo "fuzz: $((ran - ${#failed[@]})) passed, ${#failed[@]} failed"
+n_src=$(ls tests/fuzz/fuzz_*.c 2>/dev/null | wc -l)
+if [ "$ran" -ne "$n_src" ]; then
+	echo "fuzz: $ran targets built for $n_src in tests/fuzz (make fuzz-build)"
+	exit 1
+fi
 [ ${#failed[@]} -eq 0 ]

@@ -7,7 +7,8 @@ set -euo pipefail
 BUILD="make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev libsqlite3-dev
   libpcre2-dev libsystemd-dev libconfig-dev libcmocka-dev libclang-rt-14-dev pkg-config xxd"
 RUN="openssl iproute2 ca-certificates sqlite3"
-TEST="curl libwbxml2-utils gnutls-bin testssl.sh python3 procps psmisc jq tcpdump ethtool
+TEST="curl libwbxml2-utils gnutls-bin testssl.sh python3 procps psmisc jq tcpdump ethtool prometheus gdb
+  debhelper dpkg-dev lintian
   systemd wrk nghttp2-client haproxy nginx-light bc"
 
 want=$(echo $BUILD $RUN ${EASGATE_DEPS_TEST:-$TEST})

@@ -56,6 +56,10 @@ static const struct help helps[] = {
 	      "  test prints which rule decides for that device and command, and why.\n"},
     {"versions", "easctl versions [list [--incubating]|incubating|approve 'OS'|revoke 'OS']\n"
 		 "  OS versions seen, incubation state; approve lets an incubating version in.\n"},
+    {"throttle", "easctl throttle [list [--all]]|forgive USER DEVICE_ID\n"
+		 "  Throttled and looping devices (--all: every tracked device); forgive lifts\n"
+		 "  a device's throttle and loop state at once.\n"},
+    {"metrics", "easctl metrics\n  The Prometheus exposition, as served on admin.metrics.\n"},
     {"certcheck",
      "easctl certcheck [HOSTNAME]\n"
      "easctl certcheck --cert CHAIN.pem --key KEY.pem [--trust ROOT.pem] [--host NAME]\n"
@@ -67,8 +71,8 @@ static const struct help helps[] = {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: easctl [-s SOCKET] COMMAND [ARGS]   (easctl help COMMAND for details)\n"
-		   "commands: status backends reload devices device rules versions certcheck "
-		   "metrics help\n"
+		   "commands: status backends reload devices device rules versions throttle "
+		   "certcheck metrics help\n"
 		   "socket: -s, $EASGATE_CONTROL, or /run/easgate/control.sock\n");
 }
 

@@ -5,6 +5,7 @@
 #include "gate.h"
 #include "inventory.h"
 #include "log.h"
+#include "metrics.h"
 #include "osver.h"
 #include "policy.h"
 #include "throttle.h"
@@ -355,7 +356,7 @@ static int dev_row(void *arg, const struct inv_device *d)
 			   admin_state_name(d->admin_state)};
 	enum { NFIELDS = sizeof(v) / sizeof(v[0]) };
 	if (l->fmt == FMT_TABLE) {
-		sbuf_printf(o, "%-24.24s %-20.20s %-10.10s %-22.22s %-22.22s %-11s %-20s %s\n",
+		sbuf_printf(o, "%-24.24s %-32.32s %-16.16s %-22.22s %-22.22s %-11s %-20s %s\n",
 			    d->user, d->device_id, d->device_type, model, os, d->access_state,
 			    d->rule[0] ? d->rule : d->state_reason, last);
 	} else if (l->fmt == FMT_CSV) {
@@ -403,7 +404,7 @@ static enum ctl_code cmd_devices(void *ctx, int argc, char **argv, struct sbuf *
 	struct inv_filter f = {
 	    .user = user, .os_glob = os, .os_regex = re, .state = state, .device_id = dev};
 	if (l.fmt == FMT_TABLE)
-		sbuf_printf(out, "%-24s %-20s %-10s %-22s %-22s %-11s %-20s %s\n", "USER",
+		sbuf_printf(out, "%-24s %-32s %-16s %-22s %-22s %-11s %-20s %s\n", "USER",
 			    "DEVICE_ID", "TYPE", "MODEL", "OS", "STATE", "RULE", "LAST_SYNC");
 	else if (l.fmt == FMT_CSV)
 		sbuf_printf(out, "user,device_id,device_type,device_model,device_os,user_agent,"
@@ -506,6 +507,7 @@ static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *o
 		goto done;
 	const char *verb = pos[0];
 	int state = -1;
+	char qu[EAS_USER_MAX * 4 + 3], qd[EAS_DEVID_MAX * 4 + 3];
 	commit(a); /* admin writes must not ride in the open event batch */
 	if (!strcmp(verb, "show")) {
 		show_device(out, d);
@@ -525,8 +527,9 @@ static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *o
 			goto done;
 		}
 		bump_gen(a);
-		log_info("event=admin_device action=remove user=\"%s\" device=%s", d->user,
-			 d->device_id);
+		log_info("event=admin_device action=remove user=%s device=%s",
+			 log_quote(qu, sizeof(qu), d->user, (size_t)-1),
+			 log_quote(qd, sizeof(qd), d->device_id, (size_t)-1));
 		sbuf_printf(out, "removed %s (%s)\n", d->device_id, d->user);
 		goto done;
 	} else {
@@ -540,7 +543,9 @@ static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *o
 		goto done;
 	}
 	bump_gen(a);
-	log_info("event=admin_device action=%s user=\"%s\" device=%s", verb, d->user, d->device_id);
+	log_info("event=admin_device action=%s user=%s device=%s", verb,
+		 log_quote(qu, sizeof(qu), d->user, (size_t)-1),
+		 log_quote(qd, sizeof(qd), d->device_id, (size_t)-1));
 	sbuf_printf(out, "%s: %s (%s) is now %s; effective on its next request\n", verb,
 		    d->device_id, d->user,
 		    state ? admin_state_name(state) : "decided by the rules");
@@ -798,6 +803,9 @@ static enum ctl_code cmd_certcheck(void *ctx, int argc, char **argv, struct sbuf
 			sbuf_printf(out, "  warning: %s\n", r.warning);
 		bad |= rc < 0 || r.min_days_left < (long)a->cfg->tls.expiry_warn_days;
 	}
+	char w[512];
+	if (tls_config_warning(a->cfg, w, sizeof(w)))
+		sbuf_printf(out, "protocols: warning: %s\n", w);
 	if (bad) {
 		/* error replies put the message first */
 		struct sbuf tmp = {0};
@@ -822,7 +830,7 @@ static int thr_row(void *arg, const struct throttle_info *d)
 {
 	struct thr_list *l = arg;
 	const struct throttle_class *k = throttle_class_at(l->t, (size_t)d->cls);
-	sbuf_printf(l->o, "%-24.24s %-20.20s %-22.22s %-10.10s %-15s %6us %-4s %-16s ", d->user,
+	sbuf_printf(l->o, "%-24.24s %-32.32s %-22.22s %-10.10s %-15s %6us %-4s %-16s ", d->user,
 		    d->device_id, d->device_os, k ? k->name : "?", throttle_state_name(d->state),
 		    d->remaining_s, d->xdp ? "yes" : "no",
 		    d->loop_cmd >= 0 ? eas_cmd_name(d->loop_cmd) : "-");
@@ -850,7 +858,7 @@ static enum ctl_code cmd_throttle(void *ctx, int argc, char **argv, struct sbuf 
 	if (!strcmp(verb, "list") || !strcmp(verb, "--all")) {
 		int all = !strcmp(verb, "--all") || (argc > 2 && !strcmp(argv[2], "--all"));
 		struct thr_list l = {.o = out, .t = a->throttle, .now = now};
-		sbuf_printf(out, "%-24s %-20s %-22s %-10s %-15s %7s %-4s %-16s %s\n", "USER",
+		sbuf_printf(out, "%-24s %-32s %-22s %-10s %-15s %7s %-4s %-16s %s\n", "USER",
 			    "DEVICE_ID", "OS", "CLASS", "STATE", "LEFT", "XDP", "LOOP_CMD",
 			    "SEEN/REFUSED BY COMMAND");
 		throttle_foreach(a->throttle, all ? 0 : THROTTLE_F_ACTIVE, now, thr_row, &l);
@@ -862,8 +870,10 @@ static enum ctl_code cmd_throttle(void *ctx, int argc, char **argv, struct sbuf 
 			sbuf_printf(out, "no throttled device %s for user %s", argv[3], argv[2]);
 			return CTL_NOTFOUND;
 		}
-		log_info("event=admin_throttle action=forgive user=\"%s\" device=%s", argv[2],
-			 argv[3]);
+		char qu[EAS_USER_MAX * 4 + 3], qd[EAS_DEVID_MAX * 4 + 3];
+		log_info("event=admin_throttle action=forgive user=%s device=%s",
+			 log_quote(qu, sizeof(qu), argv[2], (size_t)-1),
+			 log_quote(qd, sizeof(qd), argv[3], (size_t)-1));
 		sbuf_printf(out, "forgiven: %s (%s); kernel flow verdicts expire by their TTL\n",
 			    argv[3], argv[2]);
 		return CTL_OK;
@@ -899,9 +909,11 @@ struct count_ctx {
 static void count_row(void *arg, const char *family, const char *state, long n)
 {
 	struct count_ctx *c = arg;
-	sbuf_printf(c->o, "easgate_devices{os_family=\"%s\",state=\"%s\"} %ld\n",
-		    family && family[0] ? family : "unknown", state && state[0] ? state : "unknown",
-		    n);
+	sbuf_printf(c->o, "easgate_devices{os_family=\"");
+	metrics_label(c->o, family && family[0] ? family : "unknown");
+	sbuf_printf(c->o, "\",state=\"");
+	metrics_label(c->o, state && state[0] ? state : "unknown");
+	sbuf_printf(c->o, "\"} %ld\n", n);
 }
 
 static void render_throttle(struct admin *a, struct sbuf *o)
@@ -926,14 +938,21 @@ static void render_throttle(struct admin *a, struct sbuf *o)
 		if (st.loops_by_cmd[c])
 			sbuf_printf(o, "easgate_throttle_loops_total{command=\"%s\"} %llu\n",
 				    eas_cmd_name(c), (unsigned long long)st.loops_by_cmd[c]);
-	sbuf_printf(o,
-		    "# HELP easgate_throttle_devices Devices tracked by the throttle table.\n"
-		    "# TYPE easgate_throttle_devices gauge\neasgate_throttle_devices %llu\n"
-		    "easgate_throttle_device_capacity %llu\n"
-		    "easgate_throttle_evictions_total %llu\n"
-		    "easgate_throttle_lock_timeouts_total %llu\n",
-		    (unsigned long long)st.devices, (unsigned long long)st.device_capacity,
-		    (unsigned long long)st.device_evictions, (unsigned long long)st.lock_timeouts);
+	sbuf_printf(
+	    o,
+	    "# HELP easgate_throttle_devices Devices tracked by the throttle table.\n"
+	    "# TYPE easgate_throttle_devices gauge\neasgate_throttle_devices %llu\n"
+	    "# HELP easgate_throttle_device_capacity Devices the throttle table can hold.\n"
+	    "# TYPE easgate_throttle_device_capacity gauge\n"
+	    "easgate_throttle_device_capacity %llu\n"
+	    "# HELP easgate_throttle_evictions_total Live devices pushed out of the "
+	    "full throttle table by new ones.\n# TYPE easgate_throttle_evictions_total counter\n"
+	    "easgate_throttle_evictions_total %llu\n"
+	    "# HELP easgate_throttle_lock_timeouts_total Requests admitted unaccounted "
+	    "because the throttle table was busy.\n# TYPE easgate_throttle_lock_timeouts_total "
+	    "counter\neasgate_throttle_lock_timeouts_total %llu\n",
+	    (unsigned long long)st.devices, (unsigned long long)st.device_capacity,
+	    (unsigned long long)st.device_evictions, (unsigned long long)st.lock_timeouts);
 	sbuf_printf(o,
 		    "# HELP easgate_throttle_inflight Requests admitted by the throttle and not "
 		    "yet ended (max_concurrent counts these); 0 when the gateway is idle.\n"
@@ -965,12 +984,16 @@ void admin_render_backend_metrics(struct admin *a, struct sbuf *o, const struct 
 		return;
 	sbuf_printf(o, "# HELP easgate_backend_connections Open connections to each backend.\n"
 		       "# TYPE easgate_backend_connections gauge\n");
-	for (int i = 0; i < a->cfg->nbackends; i++)
-		sbuf_printf(o, "easgate_backend_connections{backend=\"%s\"} %lld\n",
-			    a->cfg->backends[i].name, (long long)sum->backend_conns[i]);
+	for (int i = 0; i < a->cfg->nbackends; i++) {
+		sbuf_printf(o, "easgate_backend_connections{backend=\"");
+		metrics_label(o, a->cfg->backends[i].name);
+		sbuf_printf(o, "\"} %lld\n", (long long)sum->backend_conns[i]);
+	}
 	sbuf_printf(o, "# HELP easgate_backend_requests_total Requests relayed to each backend.\n"
 		       "# TYPE easgate_backend_requests_total counter\n");
-	for (int i = 0; i < a->cfg->nbackends; i++)
-		sbuf_printf(o, "easgate_backend_requests_total{backend=\"%s\"} %llu\n",
-			    a->cfg->backends[i].name, (unsigned long long)sum->backend_requests[i]);
+	for (int i = 0; i < a->cfg->nbackends; i++) {
+		sbuf_printf(o, "easgate_backend_requests_total{backend=\"");
+		metrics_label(o, a->cfg->backends[i].name);
+		sbuf_printf(o, "\"} %llu\n", (unsigned long long)sum->backend_requests[i]);
+	}
 }

@@ -15,6 +15,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#define CHECK_REQ_FMT                                                                              \
+	"GET %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: easgate-health\r\nConnection: close\r\n\r\n"
+#define CFG_FIELD(f) sizeof(((struct cfg_backend *)0)->f)
+/* Room for the request with every field at its longest (the "%s" are spare). */
+#define CHECK_REQ_MAX                                                                              \
+	(sizeof(CHECK_REQ_FMT) + CFG_FIELD(prefix) + CFG_FIELD(health_path) + CFG_FIELD(sni))
+
 struct probe {
 	struct checker *k;
 	const struct cfg_backend *b;
@@ -26,7 +33,7 @@ struct probe {
 	SSL *ssl;
 	SSL_CTX *ctx;
 	int phase; /* 0 idle, 1 connecting, 2 tls, 3 sending, 4 reading */
-	char req[512];
+	char req[CHECK_REQ_MAX];
 	size_t req_len, sent;
 	char resp[256];
 	size_t resp_len;
@@ -216,11 +223,9 @@ static void probe_start(struct loop_timer *t)
 			probe_result(p, 0, "SSL_new failed");
 			return;
 		}
-		if (p->b->sni[0]) {
+		/* The name (or address) to verify is set on the context, as for the relay. */
+		if (p->b->sni[0])
 			SSL_set_tlsext_host_name(p->ssl, p->b->sni);
-			if (p->b->verify)
-				SSL_set1_host(p->ssl, p->b->sni);
-		}
 		SSL_set_connect_state(p->ssl);
 	}
 	p->phase = 1;
@@ -251,14 +256,20 @@ struct checker *checker_new(struct loop *l, struct shm *s, const struct gw_confi
 			set_state(p, 1, NULL);
 			continue;
 		}
+		int n = snprintf(p->req, sizeof(p->req), CHECK_REQ_FMT, b->prefix, b->health_path,
+				 b->sni[0] ? b->sni : "localhost");
+		if (n < 0 || (size_t)n >= sizeof(p->req)) {
+			/* Cannot happen with the config's field sizes; never send a cut request. */
+			log_err(
+			    "event=health_check_disabled backend=%s reason=\"request too long\"",
+			    b->name);
+			set_state(p, 1, NULL);
+			continue;
+		}
+		p->req_len = (size_t)n;
 		char err[256];
 		if (b->tls && !(p->ctx = tls_backend_ctx(b, err, sizeof(err))))
 			log_warn("event=health_check_tls backend=%s error=\"%s\"", b->name, err);
-		p->req_len =
-		    (size_t)snprintf(p->req, sizeof(p->req),
-				     "GET %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: "
-				     "easgate-health\r\nConnection: close\r\n\r\n",
-				     b->prefix, b->health_path, b->sni[0] ? b->sni : "localhost");
 		/* Start from the state we had (reloads keep health). */
 		p->ok_run = s->backends[p->slot].up ? b->rise : 0;
 		loop_timer_init(&p->every, probe_start, p);

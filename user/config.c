@@ -5,10 +5,13 @@
  */
 #include "config.h"
 #include "log.h"
+#include "tls_params.h"
 
 #include <arpa/inet.h>
 #include <libconfig.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,7 +103,7 @@ void config_defaults(struct gw_config *c)
 	snprintf(c->control_socket, sizeof(c->control_socket), "/run/easgate/control.sock");
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 	c->access_log = 1;
-	c->strict_device_id = 1;
+	c->strict_device_id = 0; /* see eas.h: real clients send more than Exchange's rule */
 	snprintf(c->relay_method, sizeof(c->relay_method), "auto");
 
 	snprintf(c->tls.certs[0].cert, sizeof(c->tls.certs[0].cert), "/etc/easgate/tls/server.pem");
@@ -108,6 +111,10 @@ void config_defaults(struct gw_config *c)
 	c->tls.ncerts = 1;
 	c->tls.ticket_rotate_s = 3600;
 	c->tls.expiry_warn_days = 30;
+	c->tls.min_version = TLS1_2_VERSION;
+	c->tls.ocsp_stapling = 1;
+	c->tls.ocsp_fetch_timeout_ms = 5000;
+	c->tls.ocsp_retry_ms = 60000;
 
 	c->timeouts.handshake_ms = 15000;
 	c->timeouts.head_ms = 30000;
@@ -382,6 +389,49 @@ static void read_listen(struct rd *rd, config_setting_t *root, struct gw_config 
 		ERR(rd, s, "listen: at least one address is needed");
 }
 
+/* min_version and the cipher, ciphersuite and group lists, each checked by
+ * OpenSSL itself so that a typo is refused here with its line, not at the
+ * first handshake. */
+static void read_tls_params(struct rd *rd, config_setting_t *g, struct gw_config *c)
+{
+	char v[16] = "", why[256];
+	if (get_str(rd, g, "min_version", v, sizeof(v)) == 1) {
+		int ver = tls_params_version(v);
+		if (ver < 0)
+			ERR(rd, config_setting_get_member(g, "min_version"),
+			    "tls.min_version must be \"TLSv1.2\" (default), \"TLSv1.3\", or for an "
+			    "old fleet \"TLSv1.1\" or \"TLSv1.0\"");
+		else
+			c->tls.min_version = ver;
+	}
+	static const struct {
+		const char *key;
+		size_t off, size;
+		int (*check)(const char *, char *, size_t);
+	} lists[] = {
+	    {"ciphers", offsetof(struct gw_config, tls.ciphers), sizeof(c->tls.ciphers),
+	     tls_params_check_ciphers},
+	    {"ciphersuites", offsetof(struct gw_config, tls.ciphersuites),
+	     sizeof(c->tls.ciphersuites), tls_params_check_ciphersuites},
+	    {"groups", offsetof(struct gw_config, tls.groups), sizeof(c->tls.groups),
+	     tls_params_check_groups},
+	};
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		char *dst = (char *)c + lists[i].off;
+		if (get_str(rd, g, lists[i].key, dst, lists[i].size) == 1 &&
+		    lists[i].check(dst, why, sizeof(why)) < 0) {
+			ERR(rd, config_setting_get_member(g, lists[i].key), "tls.%s: %s",
+			    lists[i].key, why);
+			dst[0] = 0;
+		}
+	}
+	config_setting_t *cs = config_setting_get_member(g, "ciphers");
+	if (cs && c->tls.ciphers[0] &&
+	    tls_params_check_old_protocols(c->tls.ciphers, c->tls.min_version, why, sizeof(why)) <
+		0)
+		ERR(rd, cs, "tls.ciphers: %s", why);
+}
+
 static void read_tls(struct rd *rd, config_setting_t *root, struct gw_config *c)
 {
 	config_setting_t *g = config_setting_get_member(root, "tls");
@@ -391,14 +441,28 @@ static void read_tls(struct rd *rd, config_setting_t *root, struct gw_config *c)
 		ERR(rd, g, "tls must be a group { ... }");
 		return;
 	}
-	static const char *const keys[] = {"certificates",   "allow_incomplete_chain",
-					   "trust_file",     "ticket_rotation",
-					   "expiry_warning", NULL};
+	static const char *const keys[] = {"certificates",
+					   "allow_incomplete_chain",
+					   "trust_file",
+					   "ticket_rotation",
+					   "expiry_warning",
+					   "min_version",
+					   "ciphers",
+					   "ciphersuites",
+					   "groups",
+					   "ocsp_stapling",
+					   "ocsp_fetch_timeout",
+					   "ocsp_retry",
+					   NULL};
 	check_keys(rd, g, "tls", keys);
 	get_bool(rd, g, "allow_incomplete_chain", &c->tls.allow_incomplete_chain);
 	get_str(rd, g, "trust_file", c->tls.trust_file, sizeof(c->tls.trust_file));
 	get_uint(rd, g, "ticket_rotation", &c->tls.ticket_rotate_s, 0, 7 * 86400);
 	get_uint(rd, g, "expiry_warning", &c->tls.expiry_warn_days, 0, 3650);
+	read_tls_params(rd, g, c);
+	get_bool(rd, g, "ocsp_stapling", &c->tls.ocsp_stapling);
+	get_secs(rd, g, "ocsp_fetch_timeout", &c->tls.ocsp_fetch_timeout_ms, 60);
+	get_secs(rd, g, "ocsp_retry", &c->tls.ocsp_retry_ms, 86400);
 	config_setting_t *l = config_setting_get_member(g, "certificates");
 	if (!l)
 		return;
@@ -413,7 +477,7 @@ static void read_tls(struct rd *rd, config_setting_t *root, struct gw_config *c)
 			ERR(rd, e, "certificate entries must be groups { cert = ...; key = ...; }");
 			continue;
 		}
-		static const char *const ckeys[] = {"cert", "key", NULL};
+		static const char *const ckeys[] = {"cert", "key", "ocsp_response", NULL};
 		check_keys(rd, e, "tls.certificates", ckeys);
 		if (c->tls.ncerts >= CFG_MAX_CERTS) {
 			ERR(rd, e, "more than %d certificates", CFG_MAX_CERTS);
@@ -424,6 +488,7 @@ static void read_tls(struct rd *rd, config_setting_t *root, struct gw_config *c)
 			ERR(rd, e, "certificate entry needs cert = \"file.pem\"");
 		if (get_str(rd, e, "key", ct->key, sizeof(ct->key)) != 1)
 			ERR(rd, e, "certificate entry needs key = \"file.key\"");
+		get_str(rd, e, "ocsp_response", ct->ocsp_response, sizeof(ct->ocsp_response));
 		c->tls.ncerts++;
 	}
 	if (!c->tls.ncerts)

@@ -42,6 +42,7 @@ struct cfg_addr {
 struct cfg_cert {
 	char cert[PATH_MAX]; /* PEM: leaf then intermediates */
 	char key[PATH_MAX];
+	char ocsp_response[PATH_MAX]; /* DER OCSP response to staple ("" = fetch it) */
 };
 
 enum cfg_reuse {
@@ -83,7 +84,7 @@ struct gw_config {
 	char control_socket[PATH_MAX];
 	char log_level[16];
 	int access_log;
-	int strict_device_id; /* Exchange's DeviceId rule (letters and digits only) */
+	int strict_device_id; /* plain DeviceId held to Exchange's rule (letters, digits) */
 	/* How bodies move between two plaintext legs: "auto" (the method measured
 	 * cheapest that this kernel supports), "user" or "splice". */
 	char relay_method[16];
@@ -95,6 +96,16 @@ struct gw_config {
 		char trust_file[PATH_MAX]; /* extra trust anchors for the chain check */
 		unsigned ticket_rotate_s;  /* 0 = tickets off */
 		unsigned expiry_warn_days;
+		/* Phone-facing protocol knobs (tls_params.h); "" = the default list.
+		 * min_version is an OpenSSL version (TLS1_2_VERSION = 0x0303). */
+		int min_version;
+		char ciphers[1024];	/* TLS 1.2 and older */
+		char ciphersuites[256]; /* TLS 1.3 */
+		char groups[256];
+		/* OCSP stapling (ocsp.h) */
+		int ocsp_stapling;		/* staple (from the file, else fetched) */
+		unsigned ocsp_fetch_timeout_ms; /* one fetch from a responder */
+		unsigned ocsp_retry_ms;		/* first retry after a failure; doubles */
 	} tls;
 
 	struct {

@@ -2,6 +2,7 @@
 /* control.c - see control.h. */
 #include "control.h"
 #include "log.h"
+#include "peercred.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -13,8 +14,32 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define CTL_MAX_REQ  65536
-#define CTL_MAX_ARGS 64
+#define CTL_MAX_REQ	65536
+#define CTL_MAX_ARGS	64
+#define CTL_MAX_CLIENTS 32
+#define CTL_REQ_MS	2000 /* the whole request must arrive within this */
+#define CTL_REPLY_MS	5000 /* the reply must make progress within this */
+
+/*
+ * One client connection, served from the master's loop without ever waiting
+ * on it: a client that connects and sends nothing (or reads nothing) costs a
+ * slot and a timer, never the master's time (it also runs the health checks,
+ * the metrics and the systemd watchdog).
+ */
+struct ctl_client {
+	struct control *c;
+	struct ctl_client *next;
+	struct loop_io io;
+	struct loop_timer deadline;
+	struct loop_timer run; /* 0 ms: the command runs after this pass's events */
+	int fd;
+	struct peercred who;
+	char *req; /* up to CTL_MAX_REQ, grown as it arrives */
+	size_t req_len, req_cap;
+	struct sbuf out; /* the whole reply */
+	size_t out_off;
+	int replying;
+};
 
 struct control {
 	struct loop *loop;
@@ -25,6 +50,8 @@ struct control {
 	gid_t gid;
 	const struct ctl_cmd *cmds;
 	void *ctx;
+	struct ctl_client *clients;
+	int nclients;
 };
 
 void sbuf_put(struct sbuf *s, const char *d, size_t n)
@@ -79,6 +106,7 @@ void sbuf_free(struct sbuf *s)
 	memset(s, 0, sizeof(*s));
 }
 
+/* Blocking send of all of p (the client side, easctl). */
 static int write_all(int fd, const char *p, size_t n)
 {
 	while (n) {
@@ -94,100 +122,233 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-static void reply(int fd, enum ctl_code code, struct sbuf *out)
+/* The reply's bytes: "ok\n" + output, or "error <code> <first line>\n" + the rest. */
+static void format_reply(struct sbuf *dst, enum ctl_code code, const struct sbuf *out)
 {
-	char head[600];
 	if (code == CTL_OK) {
-		snprintf(head, sizeof(head), "ok\n");
-		write_all(fd, head, strlen(head));
+		sbuf_put(dst, "ok\n", 3);
 		if (out->len)
-			write_all(fd, out->p, out->len);
-	} else {
-		/* The first line of the output is the message. */
-		const char *msg = out->len ? out->p : "failed";
-		const char *nl = strchr(msg, '\n');
-		int ml = nl ? (int)(nl - msg) : (int)strlen(msg);
-		snprintf(head, sizeof(head), "error %d %.*s\n", code, ml > 500 ? 500 : ml, msg);
-		write_all(fd, head, strlen(head));
-		if (nl && nl[1])
-			write_all(fd, nl + 1, strlen(nl + 1));
+			sbuf_put(dst, out->p, out->len);
+		return;
 	}
+	const char *msg = out->len ? out->p : "failed";
+	const char *nl = strchr(msg, '\n');
+	int ml = nl ? (int)(nl - msg) : (int)strlen(msg);
+	sbuf_printf(dst, "error %d %.*s\n", code, ml > 500 ? 500 : ml, msg);
+	if (nl && nl[1])
+		sbuf_put(dst, nl + 1, strlen(nl + 1));
 }
 
-/* Handle one connection synchronously: requests are tiny and local. */
-static void serve(struct control *c, int fd)
+static void client_end(struct ctl_client *k)
 {
-	struct ucred cr;
-	socklen_t cl = sizeof(cr);
-	struct sbuf out = {0};
-	char *buf = NULL;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 ||
-	    (cr.uid != 0 && cr.uid != c->uid && cr.gid != c->gid && cr.uid != geteuid())) {
-		sbuf_printf(&out, "permission denied");
-		reply(fd, CTL_DENIED, &out);
-		goto done;
-	}
-	struct timeval tv = {.tv_sec = 2};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	buf = malloc(CTL_MAX_REQ);
-	if (!buf)
-		goto done;
-	size_t len = 0;
-	int complete = 0;
-	while (len < CTL_MAX_REQ && !complete) {
-		ssize_t r = recv(fd, buf + len, CTL_MAX_REQ - len, 0);
-		if (r <= 0)
+	struct control *c = k->c;
+	for (struct ctl_client **pp = &c->clients; *pp; pp = &(*pp)->next)
+		if (*pp == k) {
+			*pp = k->next;
 			break;
-		len += (size_t)r;
-		/* complete when the buffer ends with an empty argument */
-		complete = len >= 2 && buf[len - 1] == 0 && buf[len - 2] == 0;
-		if (len == 1 && buf[0] == 0)
-			complete = 1;
+		}
+	c->nclients--;
+	loop_io_del(c->loop, &k->io);
+	loop_timer_cancel(c->loop, &k->deadline);
+	loop_timer_cancel(c->loop, &k->run);
+	/* EOF for easctl now, even though workers forked by a command (reload)
+	 * may still hold a copy of fd. */
+	shutdown(k->fd, SHUT_RDWR);
+	close(k->fd);
+	free(k->req);
+	sbuf_free(&k->out);
+	free(k);
+}
+
+/* Send what the socket takes; end the client when all is sent or it failed. */
+static void client_write(struct ctl_client *k)
+{
+	while (k->out_off < k->out.len) {
+		ssize_t w = send(k->fd, k->out.p + k->out_off, k->out.len - k->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) {
+			return; /* EPOLLOUT (edge-triggered) calls us again */
+		}
+		if (w <= 0) {
+			client_end(k);
+			return;
+		}
+		k->out_off += (size_t)w;
+		loop_timer_set(k->c->loop, &k->deadline, CTL_REPLY_MS);
 	}
+	client_end(k);
+}
+
+static void client_reply(struct ctl_client *k, enum ctl_code code, struct sbuf *out)
+{
+	format_reply(&k->out, code, out);
+	if (k->out.oom) {
+		client_end(k);
+		return;
+	}
+	k->replying = 1;
+	loop_timer_set(k->c->loop, &k->deadline, CTL_REPLY_MS);
+	client_write(k);
+}
+
+static void client_reply_text(struct ctl_client *k, enum ctl_code code, const char *msg)
+{
+	struct sbuf out = {0};
+	sbuf_printf(&out, "%s", msg);
+	client_reply(k, code, &out);
+	sbuf_free(&out);
+}
+
+/* The request is complete: run it (from a timer, see client_read). */
+static void client_run(struct loop_timer *t)
+{
+	struct ctl_client *k = t->arg;
+	struct control *c = k->c;
 	char *argv[CTL_MAX_ARGS + 1];
 	int argc = 0;
-	if (!complete) {
-		sbuf_printf(&out, "malformed request (want NUL-separated arguments)");
-		reply(fd, CTL_USAGE, &out);
-		goto done;
-	}
-	for (size_t i = 0; i < len && argc < CTL_MAX_ARGS;) {
-		if (!buf[i])
+	for (size_t i = 0; i < k->req_len && argc < CTL_MAX_ARGS;) {
+		if (!k->req[i])
 			break;
-		argv[argc++] = buf + i;
-		i += strlen(buf + i) + 1;
+		argv[argc++] = k->req + i;
+		i += strlen(k->req + i) + 1;
 	}
 	argv[argc] = NULL;
 	if (!argc) {
-		sbuf_printf(&out, "empty request");
-		reply(fd, CTL_USAGE, &out);
-		goto done;
+		client_reply_text(k, CTL_USAGE, "empty request");
+		return;
 	}
-	for (const struct ctl_cmd *k = c->cmds; k->name; k++)
-		if (!strcmp(k->name, argv[0])) {
-			enum ctl_code code = k->fn(c->ctx, argc, argv, &out);
-			reply(fd, code, &out);
-			goto done;
-		}
-	sbuf_printf(&out, "unknown command '%s' (try: easctl help)", argv[0]);
-	reply(fd, CTL_USAGE, &out);
-done:
-	free(buf);
+	struct sbuf out = {0};
+	enum ctl_code code = CTL_USAGE;
+	const struct ctl_cmd *cmd = NULL;
+	for (const struct ctl_cmd *x = c->cmds; x->name && !cmd; x++)
+		if (!strcmp(x->name, argv[0]))
+			cmd = x;
+	if (cmd)
+		code = cmd->fn(c->ctx, argc, argv, &out);
+	else
+		sbuf_printf(&out, "unknown command '%s' (try: easctl help)", argv[0]);
+	/* The command may have taken a while (reload): the loop's clock. */
+	loop_update_clock(c->loop);
+	client_reply(k, code, &out);
 	sbuf_free(&out);
-	/* EOF for easctl now, even though workers forked by this command
-	 * (reload) hold copies of fd. */
-	shutdown(fd, SHUT_RDWR);
+}
+
+/* Complete when the buffer ends with an empty argument (or is just one). */
+static int request_complete(const struct ctl_client *k)
+{
+	size_t n = k->req_len;
+	return (n >= 2 && !k->req[n - 1] && !k->req[n - 2]) || (n == 1 && !k->req[0]);
+}
+
+static void client_read(struct ctl_client *k)
+{
+	for (;;) {
+		if (k->req_len == k->req_cap) {
+			if (k->req_cap == CTL_MAX_REQ) {
+				client_reply_text(k, CTL_USAGE, "request too long");
+				return;
+			}
+			size_t ncap = k->req_cap ? k->req_cap * 4 : 1024;
+			char *np = realloc(k->req, ncap > CTL_MAX_REQ ? CTL_MAX_REQ : ncap);
+			if (!np) {
+				client_end(k);
+				return;
+			}
+			k->req = np;
+			k->req_cap = ncap > CTL_MAX_REQ ? CTL_MAX_REQ : ncap;
+		}
+		ssize_t r = recv(k->fd, k->req + k->req_len, k->req_cap - k->req_len, MSG_DONTWAIT);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EAGAIN)
+			return;
+		if (r <= 0) {
+			client_reply_text(k, CTL_USAGE,
+					  "malformed request (want NUL-separated arguments)");
+			return;
+		}
+		k->req_len += (size_t)r;
+		if (request_complete(k)) {
+			/* Run it after every event of this loop pass was handled: a
+			 * command may free objects (reload frees the health checks)
+			 * whose events are still queued in this pass. */
+			loop_timer_cancel(k->c->loop, &k->deadline);
+			loop_timer_set(k->c->loop, &k->run, 0);
+			k->replying = 1; /* nothing more is read */
+			return;
+		}
+	}
+}
+
+static void client_io(struct loop_io *io, uint32_t ev)
+{
+	struct ctl_client *k = io->arg;
+	if (loop_timer_armed(&k->run))
+		return; /* request complete, command not run yet */
+	if (k->replying)
+		client_write(k);
+	else
+		client_read(k);
+}
+
+static void client_timeout(struct loop_timer *t)
+{
+	struct ctl_client *k = t->arg;
+	if (k->replying) {
+		client_end(k); /* a client that does not take its reply */
+		return;
+	}
+	log_warn("event=control_timeout pid=%d uid=%u bytes=%zu", (int)k->who.pid,
+		 (unsigned)k->who.uid, k->req_len);
+	client_reply_text(k, CTL_USAGE, "request not received in time");
+}
+
+/* A best-effort one-line answer to a client we do not serve, then close. */
+static void refuse(int fd, enum ctl_code code, const char *msg)
+{
+	char line[160];
+	int n = snprintf(line, sizeof(line), "error %d %s\n", code, msg);
+	(void)!send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd);
 }
 
 static void on_accept(struct loop_io *io, uint32_t ev)
 {
 	struct control *c = io->arg;
-	for (;;) {
-		int fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC);
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0)
 			return;
-		serve(c, fd);
+		struct peercred who;
+		const char *why = peercred_refusal(fd, c->uid, c->gid, &who);
+		if (why) {
+			log_warn("event=control_denied pid=%d uid=%u gid=%u reason=\"%s\"",
+				 (int)who.pid, (unsigned)who.uid, (unsigned)who.gid, why);
+			refuse(fd, CTL_DENIED, "permission denied");
+			continue;
+		}
+		struct ctl_client *k = c->nclients < CTL_MAX_CLIENTS ? calloc(1, sizeof(*k)) : NULL;
+		if (!k) {
+			log_warn("event=control_busy pid=%d clients=%d", (int)who.pid, c->nclients);
+			refuse(fd, CTL_FAILED, "busy: too many control clients");
+			continue;
+		}
+		k->c = c;
+		k->fd = fd;
+		k->who = who;
+		loop_timer_init(&k->deadline, client_timeout, k);
+		loop_timer_init(&k->run, client_run, k);
+		if (loop_io_add(c->loop, &k->io, fd, client_io, k) < 0) {
+			free(k);
+			refuse(fd, CTL_FAILED, "cannot serve");
+			continue;
+		}
+		k->next = c->clients;
+		c->clients = k;
+		c->nclients++;
+		loop_timer_set(c->loop, &k->deadline, CTL_REQ_MS);
 	}
 }
 
@@ -233,16 +394,23 @@ fail:
 
 void control_close_fd(struct control *c)
 {
-	if (c && c->fd >= 0) {
+	if (!c)
+		return;
+	if (c->fd >= 0) {
 		close(c->fd);
 		c->fd = -1;
 	}
+	/* Only this process's copies: no shutdown, the master still answers. */
+	for (struct ctl_client *k = c->clients; k; k = k->next)
+		close(k->fd);
 }
 
 void control_free(struct control *c)
 {
 	if (!c)
 		return;
+	while (c->clients)
+		client_end(c->clients);
 	loop_io_del(c->loop, &c->io);
 	close(c->fd);
 	unlink(c->path);
@@ -270,12 +438,10 @@ int control_call(const char *path, int argc, char **argv, struct sbuf *out)
 	for (int i = 0; i < argc; i++)
 		sbuf_put(&req, argv[i], strlen(argv[i]) + 1);
 	sbuf_put(&req, "", 1);
-	int rc = write_all(fd, req.p, req.len);
+	/* A refused client may find the socket closed while it writes: the
+	 * refusal is already waiting to be read, so read on anyway. */
+	(void)write_all(fd, req.p, req.len);
 	sbuf_free(&req);
-	if (rc < 0) {
-		close(fd);
-		return -1;
-	}
 	shutdown(fd, SHUT_WR);
 	char buf[65536];
 	struct sbuf all = {0};

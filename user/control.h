@@ -10,7 +10,14 @@
  * gets an error and its connection is closed.
  *
  * Access: the socket is created 0660 owned by the daemon's user and the
- * configured group; SO_PEERCRED is checked again (root or that uid/gid).
+ * configured group; each client is checked again when it is accepted
+ * (peercred.h: root, that user, or a member of that group, primary or
+ * supplementary; never a process of the gateway itself, i.e. a worker).
+ *
+ * Clients are served from the loop and never waited for: at most 32 at a
+ * time, a request of at most 64 KiB that must arrive within 2 s, a reply
+ * that must make progress every 5 s; commands run one at a time, after the
+ * loop pass that completed their request.
  */
 #ifndef EG_CONTROL_H
 #define EG_CONTROL_H

@@ -258,7 +258,8 @@ enum eas_path eas_classify_path(const char *path, size_t n)
 
 /* ---- device id / type rules (Exchange: 400 + 108 / 109) ------------------- */
 
-static int valid_device_id(const char *s, size_t n)
+/* Exchange's own DeviceId rule (MS-ASHTTP 2.2.1.1.1.2: 1*32(ALPHA / DIGIT)). */
+static int exchange_device_id(const char *s, size_t n)
 {
 	if (n == 0 || n > EAS_DEVID_MAX)
 		return 0;
@@ -268,31 +269,38 @@ static int valid_device_id(const char *s, size_t n)
 	return 1;
 }
 
-static int valid_device_type(const char *s, size_t n)
+/*
+ * An identifier that every place it is written to takes as it is: a log
+ * value, a rule pattern, a CSV or JSON field, a SQLite key, a hash input.
+ * The contract (and why each character is refused) is in eas.h.
+ */
+static int safe_ident(const char *s, size_t n, size_t max, const char *also_refused)
 {
-	if (n == 0 || n > EAS_DEVTYPE_MAX)
+	if (n == 0 || n > max || strchr("=+-@", s[0]))
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (c < 0x21 || c > 0x7e || c == '-')
+		if (c < 0x21 || c > 0x7e || strchr("\",\\", c) || strchr(also_refused, c))
 			return 0;
 	}
 	return 1;
 }
 
-static int valid_relaxed_id(const char *s, size_t n)
+static int valid_device_id(const char *s, size_t n)
 {
-	if (n == 0 || n > EAS_DEVID_MAX)
+	if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
 		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!is_alnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
-			return 0;
-	return 1;
+	return safe_ident(s, n, EAS_DEVID_MAX, ":");
+}
+
+static int valid_device_type(const char *s, size_t n)
+{
+	return safe_ident(s, n, EAS_DEVTYPE_MAX, "-");
 }
 
 static int set_device_id(struct eas_req *r, const char *s, size_t n)
 {
-	if (!(r->relaxed_ids ? valid_relaxed_id(s, n) : valid_device_id(s, n)))
+	if (!(r->strict_ids ? exchange_device_id(s, n) : valid_device_id(s, n)))
 		return fail(r, 400, 108, "DeviceId missing or invalid");
 	memcpy(r->device_id, s, n);
 	r->device_id[n] = 0;
@@ -506,10 +514,13 @@ static int valid_b64_version(int v)
 
 static int b64_device_id(struct eas_req *r, const uint8_t *id, uint8_t len)
 {
-	static const char hex[] = "0123456789abcdef";
+	static const char hex[] = "0123456789ABCDEF";
 
-	if (valid_device_id((const char *)id, len))
-		return set_device_id(r, (const char *)id, len);
+	if (valid_device_id((const char *)id, len)) {
+		memcpy(r->device_id, id, len);
+		r->device_id[len] = 0;
+		return 0;
+	}
 	if (len == 0 || (size_t)len * 2 > EAS_DEVID_MAX)
 		return fail(r, 400, 108, "DeviceId missing or invalid");
 	for (size_t i = 0; i < len; i++) {

@@ -33,9 +33,12 @@
 #include "eas_cmd.h"
 
 /* Field limits (characters, excluding the terminating NUL). */
-#define EAS_USER_MAX	256 /* User= / tag 8 / Basic user, after decoding */
-#define EAS_DEVID_MAX	32  /* MS-ASHTTP device-id = 1*32(ALPHA / DIGIT) */
-#define EAS_DEVTYPE_MAX 32  /* Exchange refuses longer DeviceType (109) */
+#define EAS_USER_MAX 256 /* User= / tag 8 / Basic user, after decoding */
+/* Both 32: MS-ASHTTP's device-id is 1*32 characters and Exchange answers 108/109
+ * beyond, the longest DeviceId a real client sends is a 32-digit hex GUID, and
+ * the inventory, its datagrams and the throttle labels hold this many. */
+#define EAS_DEVID_MAX	32
+#define EAS_DEVTYPE_MAX 32
 #define EAS_PARAM_MAX	256 /* CollectionId, ItemId, LongId, ... */
 #define EAS_HDRVAL_MAX	512 /* User-Agent, X-MS-WL */
 
@@ -75,8 +78,8 @@ struct eas_req {
 
 	/* From the query (either form). */
 	char user[EAS_USER_MAX + 1];		 /* User= (percent-decoded) or tag 8 */
-	char device_id[EAS_DEVID_MAX + 1];	 /* ASCII alnum; see eas_parse_query */
-	char device_type[EAS_DEVTYPE_MAX + 1];	 /* printable ASCII, no '-' */
+	char device_id[EAS_DEVID_MAX + 1];	 /* see "DeviceId and DeviceType" */
+	char device_type[EAS_DEVTYPE_MAX + 1];	 /* see "DeviceId and DeviceType" */
 	char collection_id[EAS_PARAM_MAX + 1];	 /* CollectionId / tag 1 */
 	char item_id[EAS_PARAM_MAX + 1];	 /* ItemId / tag 3 */
 	char long_id[EAS_PARAM_MAX + 1];	 /* LongId / tag 4 */
@@ -117,10 +120,10 @@ struct eas_req {
 	int err_status;	    /* HTTP status to answer (400, ...) */
 	int err_eas_status; /* EAS status (108, 109) or 0 */
 
-	/* Set by the caller after eas_req_init: also accept '-', '_' and '.' in
-	 * a plain-form DeviceId (some clients send them; Exchange refuses them
-	 * with 108, SOGo and Z-Push accept them). */
-	uint8_t relaxed_ids;
+	/* Set by the caller after eas_req_init (config strict_device_id): hold
+	 * a plain-form DeviceId to Exchange's rule, 1..32 ASCII letters and
+	 * digits, instead of the wider default (see eas_parse_query). */
+	uint8_t strict_ids;
 
 	/* Internal bookkeeping (eas.c only). */
 	int hdr_proto;
@@ -158,11 +161,13 @@ enum eas_path eas_classify_path(const char *path, size_t n);
  * 2.2.1.1.1.1 (version, command code, LE16 locale, DeviceId, policy key
  * length 0|4 + LE32, DeviceType, {tag,len,value}*).
  *
- * DeviceId bytes in base64 form: kept as they are when they are 1..32 ASCII
- * letters/digits (the spec's own example carries "v140Device", and a client
- * switching between the forms then keeps one identity), otherwise
- * hex-encoded in lower case as Z-Push and Horde do, so a 16-byte binary ID
- * becomes the 32 characters the plain form allows. Longer binary IDs: 108.
+ * DeviceId bytes in base64 form are opaque ("a string or a GUID"): kept as
+ * they are when they make a valid default-rule DeviceId (the spec's example
+ * carries "v140Device", Nine sends "Nine342BA3F3E6C6"), otherwise hex-encoded
+ * in upper case, as SOGo renders them and as Windows Phone sends the same
+ * 16-byte ID in its plain-form requests, so both forms keep one identity.
+ * More than 16 binary bytes do not fit 32 characters: 108. strict_ids does
+ * not apply to this form.
  *
  * Plain form: k=v pairs split on '&', in any order, names case-insensitive,
  * names and values percent-decoded with '+' as space (as PHP and ASP.NET
@@ -173,8 +178,19 @@ enum eas_path eas_classify_path(const char *path, size_t n);
  * field: 400. Cmd=<unknown name> is accepted as EAS_CMD_UNKNOWN (the
  * policy decides); Cmd=Options never means OPTIONS.
  *
- * Refusals: DeviceId empty, > 32 chars or not alnum -> 400/108; DeviceType
- * empty, > 32, '-' or not printable ASCII -> 400/109; anything else
+ * DeviceId and DeviceType, after percent-decoding (README, "Client
+ * identifiers", has the clients and sources behind this rule): 1..32
+ * printable ASCII characters (0x21..0x7e), except
+ *   " \ ,   the quote and escape characters of log values, rule patterns,
+ *           CSV and JSON, and the CSV separator (MS-ASHTTP: no commas);
+ *   = + - @ as the first character: a spreadsheet opening the CSV export
+ *           would run the value as a formula;
+ * DeviceId also without ':' (it separates "user:DeviceId" in the personal
+ * lists) and not "." or ".." (path components of their own); DeviceType
+ * also without '-' (Exchange answers 109; no client sends one: Samsung drops
+ * it from its model, SM-N900V -> SAMSUNGSMN900V). So control bytes, blanks,
+ * bytes >= 0x80 and over-long values are refused: 400/108 or 400/109. With
+ * strict_ids a plain DeviceId must be 1..32 letters/digits. Anything else
  * malformed -> 400. Missing DeviceId/DeviceType/Cmd is checked by
  * eas_finish (OPTIONS may omit them).
  *

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EASGATE_VERSION "0.1.0"
+#include "version.h" /* generated: EASGATE_VERSION, from tools/version.sh or the package */
 
 static void usage(FILE *f)
 {

@@ -11,6 +11,7 @@
 #include "loop.h"
 #include "maglev.h"
 #include "metrics.h"
+#include "ocsp.h"
 #include "priv.h"
 #include "relay.h"
 #include "shm.h"
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
@@ -68,6 +70,7 @@ struct master {
 	struct admin *admin;
 	struct metrics *metrics;
 	struct tls_server *tls;	   /* built here, inherited by the workers of this generation */
+	struct ocsp_stapler *ocsp; /* OCSP responses, published in shm for the workers */
 	struct throttle *throttle; /* shared budget/loop table, created before the first fork */
 	struct maglev mirror_mg;   /* the Maglev table as the workers build it, for bpftool */
 	uint64_t mirrored_gen;	   /* backend_gen last mirrored (UINT64_MAX = never) */
@@ -198,8 +201,7 @@ int master_check_certs(const struct gw_config *c, int verbose)
 		if (cert_shm && i < 16) {
 			struct shm_cert *sc = &cert_shm->certs[i];
 			snprintf(sc->path, sizeof(sc->path), "%s", ct->cert);
-			sc->days_left =
-			    (int32_t)(r.min_days_left < (1L << 30) ? r.min_days_left : 0);
+			sc->not_after = r.not_after;
 			sc->ok = rc == 0;
 			sc->warn = r.warning[0] != 0;
 			cert_shm->ncerts = i + 1;
@@ -226,10 +228,20 @@ int master_check_certs(const struct gw_config *c, int verbose)
 	return bad ? -1 : 0;
 }
 
+/* The admin lowered the protocol floor: say what that costs, every time the
+ * config is taken (start, reload, --check-config). */
+static void warn_tls_config(const struct gw_config *c)
+{
+	char w[512];
+	if (tls_config_warning(c, w, sizeof(w)))
+		log_warn("event=tls_legacy_protocols warning=\"%s\"", w);
+}
+
 int master_check_config_full(const struct gw_config *c)
 {
 	int bad = master_check_certs(c, 1) < 0;
 	char why[512];
+	warn_tls_config(c);
 	if (admin_check_config(NULL, c, why, sizeof(why)) < 0) {
 		fprintf(stderr, "%s\n", why);
 		bad++;
@@ -668,6 +680,7 @@ static int apply_config(struct master *m, struct gw_config *nc, struct tls_serve
 	close_unused_listeners(m);
 	if (m->admin)
 		admin_config_changed(m->admin, nc);
+	ocsp_stapler_configure(m->ocsp, nc);
 	if (old) {
 		config_free(old);
 		free(old);
@@ -727,6 +740,7 @@ static int master_reload(struct master *m, char *why, size_t whysz)
 			why);
 	} else {
 		m->last_reload_error[0] = 0;
+		warn_tls_config(m->cfg);
 		log_info("event=reloaded gen=%llu", (unsigned long long)m->gen);
 	}
 	sd_notify(0, "READY=1");
@@ -794,6 +808,7 @@ static void on_tick(struct loop_timer *t)
 	}
 	if (m->admin)
 		admin_tick(m->admin);
+	ocsp_stapler_tick(m->ocsp);
 	if (now - m->certs_checked_ms >= 3600 * 1000) { /* expiry moves daily: hourly is plenty */
 		master_check_certs(m->cfg, 0);
 		m->certs_checked_ms = now;
@@ -818,6 +833,7 @@ static enum ctl_code cmd_status(void *ctx, int argc, char **argv, struct sbuf *o
 		sbuf_printf(out, "last_reload_error %s\n", m->last_reload_error);
 	sbuf_printf(out, "xdp %s\n", m->bpf ? "attached" : "off");
 	sbuf_printf(out, "relay %s\n", m->relay_path);
+	ocsp_stapler_describe(m->ocsp, out);
 	return CTL_OK;
 }
 
@@ -1007,6 +1023,7 @@ int master_run(const struct master_opts *o)
 		return 1;
 	}
 	log_set_level((enum log_level)log_level_parse(m->cfg->log_level));
+	warn_tls_config(m->cfg);
 	if (master_check_certs(m->cfg, 1) < 0) {
 		log_err("event=start_refused reason=\"certificate check failed\"");
 		goto out;
@@ -1100,6 +1117,11 @@ int master_run(const struct master_opts *o)
 	loop_timer_init(&m->watchdog, on_watchdog, m);
 	loop_timer_init(&m->stop_deadline, stop_deadline, m);
 	loop_timer_init(&m->respawn, on_respawn, m);
+	/* What a worker forks and orphans is adopted here, not by init: it stays
+	 * a descendant, which the control socket refuses (peercred.h). on_child
+	 * reaps such strangers. */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+		log_warn("event=subreaper_failed error=%m");
 	if (loop_signal(m->loop, SIGCHLD, on_child, m) < 0 ||
 	    loop_signal(m->loop, SIGHUP, on_signal, m) < 0 ||
 	    loop_signal(m->loop, SIGTERM, on_signal, m) < 0 ||
@@ -1107,6 +1129,11 @@ int master_run(const struct master_opts *o)
 		goto out;
 	m->gen = 1;
 	m->checker = checker_new(m->loop, m->shm, m->cfg);
+	/* After SIGCHLD is watched: fetches run in child processes. */
+	m->ocsp = ocsp_stapler_new(m->loop, m->shm);
+	if (!m->ocsp)
+		goto out;
+	ocsp_stapler_configure(m->ocsp, m->cfg);
 	for (int s = 0; s < m->nworkers; s++)
 		if (spawn_worker(m, s) < 0)
 			goto out;
@@ -1135,6 +1162,7 @@ out:
 			waitpid(m->procs[i].pid, NULL, 0);
 		}
 	checker_free(m->checker);
+	ocsp_stapler_free(m->ocsp);
 	control_free(m->control);
 	metrics_free(m->metrics);
 	admin_free(m->admin);

@@ -31,6 +31,23 @@ static const char *const xdp_reason_names[EG_STAT__MAX] = {"pass",	"not_tcp",   
 							   "flow_drop", "flow_rst",  "flow_expired",
 							   "lpm_drop",	"rate_drop", "other_port"};
 
+void metrics_label(struct sbuf *o, const char *v)
+{
+	const char *run = v;
+	for (; *v; v++) {
+		const char *esc = *v == '\\'   ? "\\\\"
+				  : *v == '"'  ? "\\\""
+				  : *v == '\n' ? "\\n"
+					       : NULL;
+		if (!esc)
+			continue;
+		sbuf_put(o, run, (size_t)(v - run));
+		sbuf_put(o, esc, 2);
+		run = v + 1;
+	}
+	sbuf_put(o, run, (size_t)(v - run));
+}
+
 void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfgate *bpf,
 		    int nworkers)
 {
@@ -113,9 +130,11 @@ void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfga
 	sbuf_printf(o, "# HELP easgate_backend_up Health-check verdict per backend.\n"
 		       "# TYPE easgate_backend_up gauge\n");
 	for (int i = 0; i < EG_MAX_BACKENDS; i++)
-		if (s->backends[i].name[0])
-			sbuf_printf(o, "easgate_backend_up{backend=\"%s\"} %u\n",
-				    s->backends[i].name, s->backends[i].up);
+		if (s->backends[i].name[0]) {
+			sbuf_printf(o, "easgate_backend_up{backend=\"");
+			metrics_label(o, s->backends[i].name);
+			sbuf_printf(o, "\"} %u\n", s->backends[i].up);
+		}
 	admin_render_backend_metrics(a, o, t);
 	if (bpf) {
 		struct eg_stat_sum xs[EG_STAT__MAX];
@@ -128,19 +147,26 @@ void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfga
 					    xdp_reason_names[r], (unsigned long long)xs[r].packets);
 		}
 	}
-	sbuf_printf(o, "# HELP easgate_certificate_expiry_days Days until the first certificate of "
-		       "the chain expires.\n# TYPE easgate_certificate_expiry_days gauge\n");
-	for (int i = 0; i < s->ncerts && i < 16; i++)
-		sbuf_printf(o, "easgate_certificate_expiry_days{cert=\"%s\"} %d\n",
-			    s->certs[i].path, s->certs[i].days_left);
+	/* A timestamp (Prometheus' base unit), not days left: alert on
+	 * easgate_certificate_expiry_timestamp_seconds - time() < 14 * 86400. */
+	sbuf_printf(o, "# HELP easgate_certificate_expiry_timestamp_seconds When the first "
+		       "certificate of the chain expires (Unix time).\n"
+		       "# TYPE easgate_certificate_expiry_timestamp_seconds gauge\n");
+	for (int i = 0; i < s->ncerts && i < 16; i++) {
+		sbuf_printf(o, "easgate_certificate_expiry_timestamp_seconds{cert=\"");
+		metrics_label(o, s->certs[i].path);
+		sbuf_printf(o, "\"} %lld\n", (long long)s->certs[i].not_after);
+	}
 	sbuf_printf(o, "# HELP easgate_certificate_warnings Certificates with a problem (1) or a "
 		       "warning such as expiring soon (1), by kind.\n"
 		       "# TYPE easgate_certificate_warnings gauge\n");
 	for (int i = 0; i < s->ncerts && i < 16; i++)
-		sbuf_printf(o,
-			    "easgate_certificate_warnings{cert=\"%s\",kind=\"problem\"} %d\n"
-			    "easgate_certificate_warnings{cert=\"%s\",kind=\"warning\"} %d\n",
-			    s->certs[i].path, !s->certs[i].ok, s->certs[i].path, s->certs[i].warn);
+		for (int kind = 0; kind < 2; kind++) {
+			sbuf_printf(o, "easgate_certificate_warnings{cert=\"");
+			metrics_label(o, s->certs[i].path);
+			sbuf_printf(o, "\",kind=\"%s\"} %d\n", kind ? "warning" : "problem",
+				    kind ? s->certs[i].warn : !s->certs[i].ok);
+		}
 	admin_render_metrics(a, o);
 	free(t);
 }

@@ -24,6 +24,14 @@ void metrics_free(struct metrics *m);
 /* In a forked child: close the listening socket. */
 void metrics_close_fd(struct metrics *m);
 
+/*
+ * Append v as a label value, escaped as the text exposition format wants
+ * (backslash, double quote, newline): label values carry what phones and
+ * the config wrote (a DeviceOS family, backend names, file paths), and one
+ * unescaped quote would make every later scrape unparsable.
+ */
+void metrics_label(struct sbuf *o, const char *v);
+
 /* Render the whole exposition into out (also used by `easctl metrics`). */
 void metrics_render(struct sbuf *out, struct shm *s, struct admin *a, struct bpfgate *bpf,
 		    int nworkers);

@@ -604,7 +604,7 @@ static int head_complete(struct conn *c, size_t head_len)
 		return -1;
 	c->eas = e;
 	eas_req_init(e);
-	e->relaxed_ids = !w->cfg->strict_device_id;
+	e->strict_ids = w->cfg->strict_device_id != 0;
 	int bad = 0;
 	if (pk == EAS_PATH_EAS && m->query.n)
 		bad |= eas_parse_query(e, m->query.p, m->query.n) < 0;
@@ -1781,8 +1781,14 @@ static int up_handshake(struct conn *c)
 				u->flags &= ~F_WR;
 				return 0;
 			}
-			char eb[160];
-			bad_gateway(c, tls_errstr(eb, sizeof(eb)));
+			/* The reason a request ends with must outlive this block
+			 * (the access line is written later): OpenSSL's detail is
+			 * logged here, the request ends with a fixed reason. */
+			char eb[160], q[200];
+			log_warn("event=backend_tls_failed backend=%s error=%s",
+				 c->r.backend >= 0 ? c->w->be.b[c->r.backend].cfg->name : "-",
+				 log_quote(q, sizeof(q), tls_errstr(eb, sizeof(eb)), (size_t)-1));
+			bad_gateway(c, "backend TLS handshake failed");
 			return 1;
 		}
 		u->flags &= ~F_TLSCONN;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * tls.h - OpenSSL 3 contexts: the phone-facing server side (certificates with
- * their full chain, SNI, TLS 1.2/1.3 only, stateless tickets with keys that
+ * their full chain, SNI, TLS 1.2/1.3 by default (tls.min_version, cipher and
+ * group lists: tls_params.h), stateless tickets with keys that
  * rotate and are shared by all workers), the backend-facing client side, and
  * the certificate chain check used at start, at reload and by
  * `easctl certcheck`.
@@ -26,6 +27,11 @@ struct tls_server;
 struct tls_server *tls_server_new(const struct gw_config *c, struct shm *tickets, char *err,
 				  size_t errsz);
 void tls_server_free(struct tls_server *t);
+/* 1 with a human-readable warning in out when the configuration lowers the
+ * phone-facing side's protocol floor below TLS 1.2; 0 otherwise. Logged at
+ * start and reload, printed by --check-config and `easctl certcheck`. */
+int tls_config_warning(const struct gw_config *c, char *out, size_t outsz);
+
 /* A new server-side SSL for an accepted fd. NULL on failure. */
 SSL *tls_server_ssl(struct tls_server *t, int fd);
 
@@ -42,6 +48,7 @@ struct tls_chain_report {
 	int chain_len;	      /* certificates in the file */
 	long days_left;	      /* until the leaf expires (negative: expired) */
 	long min_days_left;   /* over the whole chain */
+	long long not_after;  /* earliest notAfter over the chain, Unix seconds (0: none) */
 	char subject[256];
 	char issuer[256];
 	char names[512];   /* SAN DNS names, comma-separated */

@@ -9,8 +9,10 @@
  *                 fuzzer works on the decoded bytes directly
  *   sel % 4 == 2  one header: the next byte picks the name, the rest is the value
  *   sel % 4 == 3  a request path for eas_classify_path
- * Bit 0x80 of sel makes eas_finish treat the request as OPTIONS.
- * Every result must keep all fields NUL-terminated and consistent.
+ * Bit 0x80 of sel makes eas_finish treat the request as OPTIONS; bit 0x40
+ * sets strict_ids (config strict_device_id).
+ * Every result must keep all fields NUL-terminated and consistent, and an
+ * accepted DeviceId/DeviceType must obey the rule in eas.h whatever the form.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -49,6 +51,16 @@ static void b64(const uint8_t *in, size_t n, char *out)
 
 #define FIELD_OK(f) CHECK(memchr((f), 0, sizeof(f)) != NULL)
 
+/* Empty (not sent) or what every sink takes as it is: see eas.h. */
+static void ident_ok(const char *s, const char *also_refused)
+{
+	if (!*s)
+		return;
+	CHECK(!strchr("=+-@", s[0]));
+	for (const char *p = s; *p; p++)
+		CHECK(*p > 0x20 && *p < 0x7f && !strchr("\",\\", *p) && !strchr(also_refused, *p));
+}
+
 static void check_req(const struct eas_req *r)
 {
 	FIELD_OK(r->user);
@@ -67,10 +79,13 @@ static void check_req(const struct eas_req *r)
 	CHECK(r->err ? r->err_status == 400 : (r->err_status == 0 && r->err_eas_status == 0));
 	if (r->err)
 		return;
-	for (const char *p = r->device_id; *p; p++)
-		CHECK((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
-		      (*p >= 'A' && *p <= 'Z'));
-	CHECK(!strchr(r->device_type, '-'));
+	ident_ok(r->device_id, ":");
+	ident_ok(r->device_type, "-");
+	CHECK(strcmp(r->device_id, ".") && strcmp(r->device_id, ".."));
+	if (r->strict_ids && r->form == EAS_FORM_PLAIN)
+		for (const char *p = r->device_id; *p; p++)
+			CHECK((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+			      (*p >= 'A' && *p <= 'Z'));
 	if (r->cmd != EAS_CMD_OPTIONS)
 		CHECK(r->device_id[0] && r->device_type[0] && r->cmd != EAS_CMD_NONE);
 }
@@ -89,6 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n = size - 1;
 
 	eas_req_init(&r);
+	r.strict_ids = (sel & 0x40) != 0;
 	switch (sel % 4) {
 	case 0:
 		eas_parse_query(&r, s, n);

@@ -62,11 +62,35 @@ check() {
 	local d=$1; shift
 	if "$@"; then pass "$d"; else fail "$d"; fi
 }
+# lacks GREP-ARGS...: succeeds only if grep ran and found nothing (exit 1).
+# For "X never appears" checks: a missing or unreadable file (grep exit 2)
+# fails, so the check cannot pass for want of anything to look at.
+lacks() {
+	grep "$@" >/dev/null
+	[ $? -eq 1 ]
+}
+# As root or in CI (CI=...) every test must run: `make deps` installs every
+# tool the tests need, so a missing one is a failure there, a skip elsewhere.
+must_run() { [ "$(id -u)" -eq 0 ] || [ -n "${CI:-}" ]; }
 need() {
 	local c
-	for c in "$@"; do command -v "$c" >/dev/null || skip "needs $c"; done
+	for c in "$@"; do
+		command -v "$c" >/dev/null && continue
+		must_run || skip "needs $c"
+		fail "needs $c (make deps installs it); as root or in CI this test must run"
+		finish
+	done
 }
 need_root() { [ "$(id -u)" -eq 0 ] || skip "needs root (CI runs as root)"; }
+# skip_part WHAT WHY: part of a test cannot run here: a SKIP line for a user,
+# a failure as root or in CI (see must_run).
+skip_part() {
+	if must_run; then
+		fail "$1 did not run: $2 (as root or in CI it must)"
+	else
+		printf '  SKIP  %s: %s\n' "$1" "$2"
+	fi
+}
 
 # A free TCP port on loopback (the kernel picks; tiny race, fine for tests).
 free_port() {

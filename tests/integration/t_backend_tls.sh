@@ -3,6 +3,9 @@
 # HTTPS backend (its name checked by SNI); a backend whose certificate the
 # configured CA did not sign is never trusted (502 to the phone, and the
 # health check marks it down); verify = false is an explicit opt-out.
+# Without sni, the certificate must name the backend's address (IP SAN): a
+# certificate from the same CA for another name or address is refused, by
+# the relay and by the health check alike (issue #9).
 source "$(dirname "$0")/lib.sh"
 need python3 curl openssl
 make_pki
@@ -12,7 +15,7 @@ make_pki
 # A small HTTPS EAS backend: answers 200 with X-Backend and the request's
 # path, 403 on the health path without credentials (alive for the checker).
 cat >"$T/tlsbe.py" <<'PY'
-import http.server, ssl, sys
+import http.server, socket, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def answer(self, code):
@@ -29,22 +32,27 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self): self.answer(200)
     def do_OPTIONS(self): self.answer(200)
     def do_GET(self): self.answer(403)
-    def log_message(self, *a): pass
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    def log_message(self, fmt, *a): # one line per request: "POST /path"
+        sys.stderr.write("%s %s\n" % (self.command, self.path)); sys.stderr.flush()
+class S(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6 if ":" in sys.argv[4] else socket.AF_INET
+srv = S((sys.argv[4], 0), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[1] + "/server.pem", sys.argv[1] + "/server.key")
 srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 open(sys.argv[3], "w").write(str(srv.server_address[1]))
 srv.serve_forever()
 PY
-start_tls_backend() { # $1 = pki dir, $2 = name
-	python3 "$T/tlsbe.py" "$1" "$2" "$T/$2.port" >"$T/be-$2.log" 2>&1 &
+# start_tls_backend PKI NAME [ADDRESS]: sets the variable NAME to its port.
+# (Not in a $(...): the pid must reach EG_PIDS, or cleanup misses it.)
+start_tls_backend() {
+	python3 "$T/tlsbe.py" "$1" "$2" "$T/$2.port" "${3:-127.0.0.1}" >"$T/be-$2.log" 2>&1 &
 	EG_PIDS+=($!)
 	for _ in $(seq 50); do [ -s "$T/$2.port" ] && break; sleep 0.1; done
-	cat "$T/$2.port"
+	printf -v "$2" '%s' "$(cat "$T/$2.port")"
 }
-good=$(start_tls_backend "$T/bepki" good)
-rogue=$(start_tls_backend "$T/rogue" rogue)
+start_tls_backend "$T/bepki" good
+start_tls_backend "$T/rogue" rogue
 cat >"$T/gw.conf" <<EOF
 backends = (
   { name = "good"; address = "127.0.0.1:$good"; tls = true; ca = "$T/bepki/root.pem";
@@ -84,4 +92,72 @@ start_gateway -c "$T/gw3.conf" || finish
 wait_backends_up rogue || fail "rogue backend up with verify = false"
 out=$(eas -i -u alice:secret --data-binary x "$(url)")
 check "verify = false reaches the backend anyway (TLS, unverified)" grep -q "^X-Backend: rogue" <<<"$out"
+kill "$GW_PID"; wait "$GW_PID" 2>/dev/null
+
+# --- verify = true and no sni: the backend's address is what is verified ---------
+# Leaves from the SAME CA as the good backend's, for other names/addresses.
+MKCERTS_CA=$T/bepki "$EG_ROOT/tools/mkcerts.sh" "$T/other" other.example.test 127.0.0.2 >/dev/null
+MKCERTS_CA=$T/bepki "$EG_ROOT/tools/mkcerts.sh" "$T/dnsonly" backend.example.test >/dev/null
+MKCERTS_CA=$T/bepki "$EG_ROOT/tools/mkcerts.sh" "$T/wrongname" other.example.test 127.0.0.1 >/dev/null
+MKCERTS_CA=$T/bepki "$EG_ROOT/tools/mkcerts.sh" "$T/v6" backend.example.test ::1 >/dev/null
+start_tls_backend "$T/other" other
+start_tls_backend "$T/dnsonly" dnsonly
+start_tls_backend "$T/wrongname" wrongname
+start_tls_backend "$T/v6" v6 ::1
+# one_backend NAME ADDRESS EXTRA: (re)start the gateway with that backend only.
+one_backend() {
+	kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
+	unset GW_PORT
+	cat >"$T/gw-$1.conf" <<EOF2
+backends = ( { name = "$1"; address = "$2"; tls = true; ca = "$T/bepki/root.pem"; $3 } );
+EOF2
+	LOGMARK=$(($(wc -l <"$T/gw.log") + 1))
+	start_gateway -c "$T/gw-$1.conf"
+}
+HEALTH='health = { path = "/health"; interval = 0.3; rise = 1; fall = 1; };'
+state_of() { "$EASCTL" -s "$CTL" backends | awk -v b="$1" '$1==b {print $3}'; }
+# wait_down NAME: the health check marks it down (at most 5 s), then stays down.
+wait_down() {
+	for _ in $(seq 50); do [ "$(state_of "$1")" = down ] && break; sleep 0.1; done
+	sleep 0.7 # two more check intervals: a down that flaps up would show
+	[ "$(state_of "$1")" = down ]
+}
+code_of() { eas -o /dev/null -w '%{http_code}' -u alice:secret --data-binary x "$(url)"; }
+log_since() { tail -n +"$LOGMARK" "$T/gw.log"; }
+
+one_backend good "127.0.0.1:$good" "$HEALTH" || finish
+wait_backends_up good || fail "no sni, certificate names 127.0.0.1: health check up"
+out=$(eas -i -u alice:secret --data-binary x "$(url)")
+check "no sni, the certificate names the address (IP SAN 127.0.0.1): relayed" \
+	grep -q "^X-Backend: good" <<<"$out"
+one_backend v6 "[::1]:$v6" "$HEALTH" || finish
+wait_backends_up v6 || fail "no sni, certificate names ::1: health check up"
+out=$(eas -i -u alice:secret --data-binary x "$(url)")
+check "no sni, IPv6 backend [::1] with IP SAN ::1: relayed" grep -q "^X-Backend: v6" <<<"$out"
+
+one_backend other "127.0.0.1:$other" "health = false;" || finish
+code=$(code_of)
+check "no sni, same CA, certificate for other.example.test/127.0.0.2: the relay refuses it ($code)" \
+	test "$code" = 502
+check "...and the log says why (certificate verify failed)" \
+	bash -c 'grep -qi "certificate verify failed" <<<"$0"' "$(log_since)"
+check "...the backend never saw the request" lacks -q "^POST " "$T/be-other.log"
+one_backend other "127.0.0.1:$other" "$HEALTH" || finish
+check "...and the health check marks it down" wait_down other
+code=$(code_of)
+check "...so a phone's request is not sent to it ($code)" bash -c '[ $0 = 502 ] || [ $0 = 503 ]' "$code"
+
+one_backend dnsonly "127.0.0.1:$dnsonly" "health = false;" || finish
+code=$(code_of)
+check "no sni, same CA, certificate with the right DNS name but no IP SAN: the relay refuses it ($code)" \
+	test "$code" = 502
+one_backend dnsonly "127.0.0.1:$dnsonly" "$HEALTH" || finish
+check "...and the health check marks it down" wait_down dnsonly
+
+one_backend wrongname "127.0.0.1:$wrongname" 'sni = "backend.example.test"; health = false;' || finish
+code=$(code_of)
+check "sni = backend.example.test, same CA, certificate for other.example.test + 127.0.0.1: the name decides, refused ($code)" \
+	test "$code" = 502
+one_backend wrongname "127.0.0.1:$wrongname" "sni = \"backend.example.test\"; $HEALTH" || finish
+check "...and the health check marks it down" wait_down wrongname
 finish

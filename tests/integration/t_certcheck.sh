@@ -131,7 +131,7 @@ check "daemon: ...and says it expires in 4-5 days" grep -qE "expires in [45] day
 
 # --- testssl agrees ---------------------------------------------------------------------
 if ! command -v testssl >/dev/null; then
-	echo "  SKIP  testssl checks: testssl not installed (Debian package testssl.sh)"
+	skip_part "testssl checks" "testssl not installed (Debian package testssl.sh)"
 	finish
 fi
 chain_of_trust() { # PORT OUT.json -> "severity finding" of cert_chain_of_trust

@@ -15,9 +15,12 @@
 #  - exposition format: HELP/TYPE for every family, counters end in _total,
 #    Content-Type text/plain version=0.0.4, other paths 404;
 #  - a scraper that connects and never sends delays neither requests nor
-#    the master (easctl answers).
+#    the master (easctl answers);
+#  - hostile label values (a DeviceOS family, backend names and a certificate
+#    path with '"', '\' and newlines) are escaped: promtool check metrics
+#    passes on every scrape, and the values read back as they were written.
 source "$(dirname "$0")/lib.sh"
-need python3 curl openssl
+need python3 curl openssl promtool xml2wbxml
 make_pki
 start_backend cas1 --hold-ping-ms 2000 || finish
 start_backend cas2 --hold-ping-ms 2000 || finish
@@ -224,9 +227,15 @@ check(all(f.endswith("_total") for f in base if types.get(f) == "counter"),
 check(all(f.startswith("easgate_") for f in base), "every family is prefixed easgate_")
 print("\n".join(out))
 PY
+rc=$?
+# The script's verdicts count only if it ran to its end: a Python error
+# would otherwise make its 18 checks vanish without a FAIL.
+check "the scrape comparison script ran to its end (exit $rc)" test "$rc" -eq 0
 while IFS='|' read -r k desc; do
-	case $k in ok) pass "$desc" ;; bad) fail "$desc" ;; *) echo "$desc" ;; esac
+	case $k in ok) pass "$desc" ;; bad) fail "$desc" ;; info) echo "$desc" ;; *) fail "unexpected: $k|$desc" ;; esac
 done <"$T/verdicts"
+n=$(grep -cE '^(ok|bad)\|' "$T/verdicts")
+check "...and gave all its 18 verdicts ($n)" test "$n" -eq 18
 
 hdr=$(curl -sS -D - -o /dev/null "http://127.0.0.1:$MPORT/metrics")
 check "Content-Type: text/plain; version=0.0.4" grep -qi '^Content-Type: text/plain; version=0.0.4' <<<"$hdr"
@@ -263,4 +272,94 @@ if [[ "$rp" == *" ktls=0"* ]]; then
 		bash -c '[[ "$0" == "tls_legs=user "* ]] && [[ "$0" == *"why=\"kernel TLS absent: "* ]]' "$rp"
 fi
 check "...and logged it once at start" test "$(grep -c 'event=relay_path ' "$T/gw.log")" -ge 1
+check "promtool check metrics accepts the scrape" promtool check metrics <"$T/after.prom"
+notafter=$(date -d "$(openssl x509 -in "$PKI/server.pem" -noout -enddate | cut -d= -f2)" +%s)
+check "easgate_certificate_expiry_timestamp_seconds is the leaf's notAfter ($notafter)" \
+	grep -qx "easgate_certificate_expiry_timestamp_seconds{cert=\"$PKI/server.pem\"} $notafter" "$T/after.prom"
+kill "$GW_PID"
+wait "$GW_PID" 2>/dev/null
+
+# --- hostile label values ---------------------------------------------------------
+# Backend names and a certificate path come from the config (libconfig
+# escapes \" \\ \n); a DeviceOS family comes from a phone's DeviceInformation
+# (the decoder turns control characters into '?', quote and backslash pass).
+# A quote in DeviceType is refused (400) before it could reach anything.
+# Throttling is on, so its families are scraped too.
+HDIR=$T/$'cert "q" \\b\nnl'
+mkdir -p "$HDIR" && cp "$PKI/server.pem" "$PKI/server.key" "$HDIR/" || fail "hostile cert dir"
+cat >"$T/cfgstr.py" <<'PY'
+import sys
+print(sys.argv[1].replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n"))
+PY
+cfgstr() { python3 "$T/cfgstr.py" "$1"; }
+{
+	echo "tls = { certificates = ( { cert = \"$(cfgstr "$HDIR/server.pem")\";"
+	echo "  key = \"$(cfgstr "$HDIR/server.key")\"; } ); trust_file = \"$PKI/root.pem\"; };"
+	echo "throttle = { enabled = true; };"
+	echo "backends = ("
+	echo "  { name = \"$(cfgstr 'q"uote')\"; address = \"127.0.0.1:$BE_PORT_cas1\"; health = false; },"
+	echo "  { name = \"$(cfgstr 'back\slash')\"; address = \"127.0.0.1:$BE_PORT_cas2\"; health = false; },"
+	echo "  { name = \"$(cfgstr $'new\nline')\"; address = \"127.0.0.1:$BE_PORT_cas2\"; health = false; }"
+	echo ");"
+} >"$T/hostile.conf"
+unset GW_PORT
+GW_CONFIG_TLS=1 start_gateway -c "$T/hostile.conf" --metrics "127.0.0.1:$MPORT" || finish
+HOS='a"b\c 1.0'
+SETTINGS=$EG_ROOT/tests/integration/policy/settings-ios701.xml
+with_os() { # $1 = DeviceOS (XML text), $2 = output
+	python3 -c 'import re, sys; sys.stdout.write(re.sub(r"<OS>.*</OS>", lambda m: "<OS>%s</OS>" % sys.argv[1], open(sys.argv[2]).read()))' \
+		"$1" "$SETTINGS" >"$2"
+}
+with_os "$HOS" "$T/hostile.xml"
+with_os 'nl&#10;os 2.0' "$T/hostile-nl.xml"
+for b in hostile hostile-nl; do
+	wbxml_from_xml "$T/$b.xml" "$T/$b.wbxml" || fail "xml2wbxml $b.xml"
+done
+check "the hostile DeviceOS is in the WBXML body" grep -qF "$HOS" "$T/hostile.wbxml"
+for b in hostile hostile-nl; do
+	for u in q1 q2 q3 q4; do # several users: every backend gets some
+		eas -o /dev/null -w "$b $u %{http_code}\n" -u "$u:secret" -X POST \
+			-H 'MS-ASProtocolVersion: 14.1' -A 'Evil"UA\x' \
+			-H 'Content-Type: application/vnd.ms-sync.wbxml' --data-binary "@$T/$b.wbxml" \
+			"$(GWURL "/Microsoft-Server-ActiveSync?Cmd=Settings&User=$u&DeviceId=${b//-/}$u&DeviceType=Phone")" \
+			>>"$T/hostile.codes"
+	done
+done
+check "the phones with hostile values were answered ($(awk '{print $3}' "$T/hostile.codes" | sort | uniq -c | xargs))" \
+	test "$(grep -c ' 200$' "$T/hostile.codes")" -eq 8
+for _ in $(seq 40); do
+	scrape >"$T/hostile.prom"
+	grep -q '^easgate_devices{os_family="a' "$T/hostile.prom" && break
+	sleep 0.1
+done
+check "promtool check metrics accepts the scrape with hostile label values" \
+	promtool check metrics <"$T/hostile.prom"
+promtool check metrics <"$T/hostile.prom" 2>&1 | head -5 | sed 's/^/        /'
+python3 - "$T/hostile.prom" "$HDIR/server.pem" >"$T/hostile.verdicts" <<'PY'
+import re, sys
+prom, cert = sys.argv[1:3]
+LABEL = re.compile(r'(\w+)="((?:[^"\\\n]|\\[\\"n])*)"')
+ESC = {"n": "\n", "\\": "\\", '"': '"'}
+vals = {}
+for ln in open(prom):
+    if ln.startswith("#") or "{" not in ln:
+        continue
+    for k, v in LABEL.findall(ln):
+        vals.setdefault(k, set()).add(re.sub(r'\\(.)', lambda m: ESC[m.group(1)], v))
+def check(ok, desc):
+    print(("ok|" if ok else "bad|") + desc)
+want = {'q"uote', 'back\\slash', 'new\nline'}
+check(want <= vals.get("backend", set()),
+      "backend names read back as configured (%r)" % sorted(vals.get("backend", set())))
+check(cert in vals.get("cert", set()),
+      "the certificate path reads back as configured (%r)" % sorted(vals.get("cert", set())))
+check('a"b\\c' in vals.get("os_family", set()),
+      "the DeviceOS family reads back as the phone sent it (%r)" % sorted(vals.get("os_family", set())))
+PY
+rc=$?
+check "the label read-back script ran (exit $rc)" test "$rc" -eq 0
+while IFS='|' read -r k desc; do
+	case $k in ok) pass "$desc" ;; bad) fail "$desc" ;; *) fail "unexpected line: $k|$desc" ;; esac
+done <"$T/hostile.verdicts"
+check "...all 3 read-back checks ran" test "$(grep -cE '^(ok|bad)\|' "$T/hostile.verdicts")" -eq 3
 finish

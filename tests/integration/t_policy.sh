@@ -134,7 +134,8 @@ session() {
 	local out=$1 before i=0 st be
 	shift
 	before=$(nrec)
-	python3 "$PY" session --port "$GW_PORT" --cafile "$PKI/root.pem" "$@" >"$out"
+	python3 "$PY" session --port "$GW_PORT" --cafile "$PKI/root.pem" "$@" >"$out" ||
+		fail "eas_session.py ${out##*/} exited $?"
 	: >"$out.words"
 	while read -r st be hex; do
 		[ "$be" = - ] && be=
@@ -335,12 +336,15 @@ out=$(ctl rules test --type WP8)
 check "rules test: DeviceType WP8 without a model: no-wp8 via the model fallback" \
 	bash -c 'grep -q "^access: *block$" <<<"$0" && grep -q "^rule: *no-wp8" <<<"$0" && grep -q "^model: *WP8$" <<<"$0"' "$out"
 ctl devices --os 'iOS 6.1*' --format csv >"$T/ios61.csv"
+check "devices --os 'iOS 6.1*' --format csv: exit 0" test $? -eq 0
 python3 - "$T/ios61.csv" >"$T/ios61.check" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1], newline="")))
 print(" ".join(sorted(r["device_id"] for r in rows)))
-print(all(r["device_os"].startswith("iOS 6.1") for r in rows))
+print(bool(rows) and all(r["device_os"].startswith("iOS 6.1") for r in rows))
 PY
+rc=$?
+check "...the CSV parses (exit $rc)" test "$rc" -eq 0
 check "devices --os 'iOS 6.1*' --format csv: exactly the 6.1 phones ($(head -1 "$T/ios61.check"))" \
 	test "$(head -1 "$T/ios61.check")" = "CAROLB64PHONE CAROLIPHONE61 CAROLPARALLEL CAROLSECOND ERINIPAD61"
 check "...each with its DeviceOS" test "$(sed -n 2p "$T/ios61.check")" = True
@@ -361,9 +365,8 @@ out=$(ctl devices --state blocked --format csv | tail -n +2 | cut -d, -f2 | sort
 check "devices --state blocked: the blocked phones ($out)" \
 	test "$out" = "CAROLB64PHONE CAROLIPHONE61 CAROLPARALLEL CAROLSECOND FRANKWP8 "
 for c in devices device rules versions; do
-	"$EASCTL" "$c" --help 2>&1 | grep -q "^easctl $c" || fail "easctl $c --help"
+	check "easctl $c --help explains itself" grep -q "^easctl $c" <<<"$("$EASCTL" "$c" --help 2>&1)"
 done
-pass "easctl devices|device|rules|versions --help explain themselves"
 ctl device show NOSUCHDEVICE >/dev/null 2>&1
 check "device show of an unknown device: exit 2" test $? -eq 2
 ctl device approve NOSUCHDEVICE >/dev/null 2>&1
@@ -413,7 +416,9 @@ check "versions incubating listed $KEY80 while it was held" \
 	bash -c 'grep -q "^$1 *iOS .*incubating" "$0"' "$T/s7-inc.out" "$KEY80"
 out=$(ctl versions)
 check "versions: $KEY80 approved now" bash -c 'grep -q "^$1 *iOS .*approved" <<<"$0"' "$out" "$KEY80"
-check "...and no longer incubating" bash -c '! grep -q "^$1" <<<"$0"' "$(ctl versions incubating)" "$KEY80"
+inc=$(ctl versions incubating)
+rc=$?
+check "...and no longer incubating (easctl exit $rc)" bash -c '[ $2 -eq 0 ] && ! grep -q "^$1" <<<"$0"' "$inc" "$KEY80" "$rc"
 expect "relayed:cas1 seen=1" "another phone on the approved version: relayed from its first request" \
 	plain Sync GRACEIPAD8 iPad 'Apple-iPad4C1/1201.365' 14.1 sync
 expect "empty seen=0" "iOS 8.1 (UA build 1202.411 = 12B411), also new: quarantined" \

@@ -175,6 +175,8 @@ eas = [s for s in range(1, last) if s in metas and not metas[s]["target"].starts
        and not any(c in metas[s]["target"] for c in control)]
 print(last, len(missing), len(eas))
 PY
+rc=$?
+check "the backend's records were read (exit $rc)" test "$rc" -eq 0
 read -r lastseq missing easreq <"$T/accounting"
 check "backend began $((lastseq - 1)) requests before the last one, all recorded (unfinished: $missing)" \
 	test "$lastseq" -gt 1 -a "$missing" -eq 0

@@ -125,7 +125,7 @@ touch "$T/stop"
 wait "$LOAD_PID"
 echo "  load: $(cut -c1-700 "$T/load.json")"
 # The load's summary as shell variables L_<counter> (0 when absent).
-eval "$(python3 - "$T/load.json" <<'PY'
+vars=$(python3 - "$T/load.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 keys = ["failures", "idle_reset", "hung_clients", "ok_Sync", "sent_Sync", "Sync_by_backend",
@@ -137,7 +137,12 @@ print("L_per_second='%s'" % " ".join(map(str, ps)))
 print("L_min_second=%d" % (min(ps) if ps else 0))
 print("L_first_failures='%s'" % json.dumps(d.get("first_failures", [])[:3]).replace("'", ""))
 PY
-)"
+)
+rc=$?
+# Without the summary every check below would read unset variables.
+check "the load's summary is readable (exit $rc)" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || finish
+eval "$vars"
 check "zero failed requests ($L_failures of $((L_sent_Sync + L_sent_Ping)); first: $L_first_failures)" \
 	test "$L_failures" -eq 0
 check "zero dropped connections (idle resets: $L_idle_reset)" test "$L_idle_reset" -eq 0
@@ -158,6 +163,6 @@ out=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$GW_PORT" -serverna
 check "new handshakes get the certificate swapped in by reload 7" grep -q "Verify return code: 0" <<<"$out"
 for _ in $(seq 50); do [ "$(pgrep -c -P "$GW_PID")" -le 2 ] && break; sleep 0.1; done
 check "only the 2 current workers remain ($(pgrep -c -P "$GW_PID"))" test "$(pgrep -c -P "$GW_PID")" -eq 2
-check "no worker hit the drain deadline" bash -c '! grep -q "event=drain_deadline" "$0"' "$T/gw.log"
-check "no worker crashed" bash -c '! grep -q "event=worker_exit.*signal=[1-9]" "$0"' "$T/gw.log"
+check "no worker hit the drain deadline" lacks -q "event=drain_deadline" "$T/gw.log"
+check "no worker crashed" lacks -q "event=worker_exit.*signal=[1-9]" "$T/gw.log"
 finish

@@ -119,7 +119,7 @@ done
 touch "$T/stop"
 kill -HUP "$GW_PID"
 wait "$LOAD_PID"
-eval "$(python3 - "$T/load.json" <<'PY'
+vars=$(python3 - "$T/load.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 for k in ["failures", "failure_connect", "failure_reset", "failure_tls_error", "failure_eof",
@@ -128,7 +128,12 @@ for k in ["failures", "failure_connect", "failure_reset", "failure_tls_error", "
     print("L_%s=%d" % (k, d.get(k, 0)))
 print("L_first='%s'" % json.dumps(d.get("first_failures", [])[:2]).replace("'", ""))
 PY
-)"
+)
+rc=$?
+# Without the summary every check below would read unset variables.
+check "the load's summary is readable (exit $rc)" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || finish
+eval "$vars"
 echo "  load: $L_ok_Sync Syncs and $L_ok_Ping long-polls answered over $L_connections connections;" \
 	"failures: $L_failures (eof $L_failure_eof, timeout $L_failure_timeout)"
 check "5 reloads under load: no connection refused ($L_failure_connect), none reset on connect or in flight ($L_failure_reset)" \

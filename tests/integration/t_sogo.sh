@@ -230,7 +230,7 @@ check "SOGo logged exactly the $SENT EAS requests sent through the gateway ($n)"
 check "gateway still up and SOGo still serving" \
 	test "$(eas -o /dev/null -w '%{http_code}' -u alice:secret -X OPTIONS "$(GWURL /Microsoft-Server-ActiveSync)")" = 200
 check "no sanitizer or crash report in the gateway log" \
-	bash -c '! grep -qE "Sanitizer|runtime error:|event=worker_exit .*signal=" "$0"' "$T/gw.log"
+	lacks -qE "Sanitizer|runtime error:|event=worker_exit .*signal=" "$T/gw.log"
 
 if [ "$EG_FAILS" -gt 0 ]; then
 	sogo_log_tail 25

@@ -35,7 +35,7 @@ check "installed binaries are executable" test -x "$R/usr/local/sbin/easgated" -
 UNIT=$R/usr/local/lib/systemd/system/easgate.service
 check "unit runs PREFIX/sbin/easgated with /etc/easgate/easgate.conf" \
 	grep -qx 'ExecStart=/usr/local/sbin/easgated -c /etc/easgate/easgate.conf' "$UNIT"
-check "no @placeholder@ left in the unit" bash -c '! grep -q "@[A-Z]*@" "$0"' "$UNIT"
+check "no @placeholder@ left in the unit" lacks -q "@[A-Z]*@" "$UNIT"
 echo 'log_level = "debug"; # local edit' >>"$R/etc/easgate/easgate.conf"
 out=$("$EG_ROOT/tools/install.sh" "$R" /usr/local "$O" 2>&1)
 check "a second install keeps the edited easgate.conf" grep -q "local edit" "$R/etc/easgate/easgate.conf"
@@ -51,7 +51,7 @@ if command -v systemd-sysusers >/dev/null && command -v systemd-tmpfiles >/dev/n
 	check "tmpfiles entry creates /sys/fs/bpf/easgate 0700 owned by easgate" \
 		test "$(stat -c '%a %u' "$R/sys/fs/bpf/easgate" 2>/dev/null)" = "700 $uid"
 else
-	echo "  SKIP  sysusers/tmpfiles checks: systemd-sysusers/systemd-tmpfiles not installed"
+	skip_part "sysusers/tmpfiles checks" "systemd-sysusers/systemd-tmpfiles not installed"
 fi
 
 # --- 2. systemd-analyze --------------------------------------------------------------
@@ -70,7 +70,7 @@ if command -v systemd-analyze >/dev/null; then
 	grep '^✗' <<<"$sec" | sed 's/  */ /g; s/^/        /'
 	check "exposure ${score:-?} <= 2.5" awk -v s="${score:-99}" 'BEGIN { exit !(s <= 2.5) }'
 else
-	echo "  SKIP  systemd-analyze checks: systemd-analyze not installed"
+	skip_part "systemd-analyze checks" "systemd-analyze not installed"
 fi
 
 # --- 3. sd_notify --------------------------------------------------------------------
@@ -135,14 +135,16 @@ wait "$GW_PID"
 rc=$?
 dt=$((($(date +%s%N) - t0) / 1000000))
 check "SIGTERM: easgated exits 0 (rc=$rc) in ${dt} ms" test "$rc" -eq 0
-wait_for "$T/notify.jsonl" ' STOPPING' || true
+wait_for "$T/notify.jsonl" ' STOPPING' || fail "no STOPPING=1 seen"
 ev=$(events "$T/notify.jsonl")
+rc=$?
+check "the notify datagrams were read (exit $rc)" test "$rc" -eq 0 -a -n "$ev"
 echo "$ev" | sed 's/^/        /'
 seq=$(awk '$2 != "-" { printf "%s ", $2 }' <<<"$ev")
 check "order: READY RELOADING READY RELOADING READY STOPPING (got: $seq)" \
 	test "$seq" = "READY RELOADING READY RELOADING READY STOPPING "
 check "every datagram comes from the master (pid $GW_PID), none from a worker" \
-	test -z "$(awk -v p="$GW_PID" '$1 != p' <<<"$ev")"
+	bash -c '[ -n "$0" ] && [ -z "$(awk -v p="$1" '"'"'$1 != p'"'"' <<<"$0")" ]' "$ev" "$GW_PID"
 check "the control socket answers when READY=1 arrives" grep -q 'control_ok=1' <<<"$ev"
 n=$(grep -c 'RELOADING.*mono_delta_ms=' <<<"$ev")
 check "both RELOADING=1 carry MONOTONIC_USEC ($n)" test "$n" -eq 2
@@ -153,7 +155,7 @@ check "STATUS after the good reload: generation 2, 1 reload" \
 check "STATUS after the refused reload names the file and line" \
 	grep -qE "status=gen_2,.*2_reloads_\(1_failed\):.*gw.conf:3" <<<"$ev"
 check "STOPPING=1 comes with STATUS=draining" grep -q 'STOPPING status=draining' <<<"$ev"
-check "no WATCHDOG=1 without WATCHDOG_USEC" bash -c '! grep -q WATCHDOG <<<"$0"' "$ev"
+check "no WATCHDOG=1 without WATCHDOG_USEC" bash -c '[ -n "$0" ] && ! grep -q WATCHDOG <<<"$0"' "$ev"
 
 # Watchdog: WATCHDOG_USEC=1 s -> WATCHDOG=1 every 500 ms, through a reload.
 python3 "$NOTIFY_PY" "$T/wd.sock" "$T/wd.jsonl" &
@@ -168,7 +170,10 @@ kill -HUP "$GW_PID"
 sleep 2
 kill -TERM "$GW_PID"
 wait "$GW_PID"
-ev=$(events "$T/wd.jsonl" | sed '/STOPPING/,$d')
+ev=$(events "$T/wd.jsonl")
+rc=$?
+check "the watchdog datagrams were read (exit $rc)" test "$rc" -eq 0 -a -n "$ev"
+ev=$(sed '/STOPPING/,$d' <<<"$ev")
 n=$(grep -c ' WATCHDOG' <<<"$ev")
 # systemd would act on a gap of WATCHDOG_USEC; count from READY=1.
 gap=$(awk '$2 == "READY" || $2 == "WATCHDOG" { t = substr($NF, 3); if (p) { g = t - p; if (g > m) m = g } p = t }
@@ -176,7 +181,8 @@ gap=$(awk '$2 == "READY" || $2 == "WATCHDOG" { t = substr($NF, 3); if (p) { g = 
 check "WATCHDOG=1 sent with WATCHDOG_USEC set ($n in ~3.5 s)" test "$n" -ge 5
 check "no gap between watchdog pings reaches WATCHDOG_USEC, reload included (max ${gap} ms < 1000)" \
 	test "$gap" -lt 1000
-check "watchdog pings come from the master" test -z "$(awk -v p="$GW_PID" '$1 != p' <<<"$ev")"
+check "watchdog pings come from the master" \
+	bash -c '[ -n "$0" ] && [ -z "$(awk -v p="$1" '"'"'$1 != p'"'"' <<<"$0")" ]' "$ev" "$GW_PID"
 
 # --- 4. the unit's privileges, for real --------------------------------------------------
 unit_caps() { # the unit's value for $1, as setpriv wants it: +net_admin,+bpf
@@ -184,7 +190,7 @@ unit_caps() { # the unit's value for $1, as setpriv wants it: +net_admin,+bpf
 }
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null || ! command -v nsenter >/dev/null ||
 	! command -v ip >/dev/null || ! grep -qs bpf /proc/filesystems; then
-	echo "  SKIP  unit privilege checks: need root, setpriv, nsenter, ip and bpffs"
+	skip_part "unit privilege checks" "need root, setpriv, nsenter, ip and bpffs"
 	finish
 fi
 AMB=$(unit_caps AmbientCapabilities)

@@ -204,8 +204,7 @@ kill -USR1 "$BLOCKED_PID"
 wait "$BLOCKED_PID"
 s=$(jl "$T/blocked.jsonl" silence)
 check "blocked phone: request 2 was never answered, nor reset ($s)" jqt '.bytes == 0 and .reset == false' <<<"$s"
-check "the backend never saw the blocked phone" \
-	test -z "$(grep -l 'DeviceId=BLOCKEDPHONE1' "$T/rec"/*.req 2>/dev/null)"
+check "the backend never saw the blocked phone" lacks -l 'DeviceId=BLOCKEDPHONE1' "$T/rec"/*.req
 check "its request 2 never reached the daemon (one access line for it)" \
 	test "$(grep -c 'event=access .*device="BLOCKEDPHONE1"' "$T/gw.log")" -eq 1
 
@@ -217,7 +216,10 @@ rc=$?
 check "easgated --detach exits 0" test "$rc" -eq 0
 check "...and logs it" grep -q "event=detached pin_dir=$XN_PIN" <<<"$out"
 check "no pin directory left" test ! -e "$XN_PIN"
-check "ip link: no XDP program on veth-gw" bash -c "! nsenter --net=/var/run/netns/$XN_GW ip link show $XN_GW_IF | grep -q xdp"
+out=$(nsenter --net="/var/run/netns/$XN_GW" ip link show "$XN_GW_IF")
+rc=$?
+check "ip link: no XDP program on veth-gw (ip exit $rc)" \
+	bash -c '[ "$1" -eq 0 ] && ! grep -q xdp <<<"$0"' "$out" "$rc"
 check "bpftool net: no XDP attachment" jqt '(.[0].xdp | length) == 0' <<<"$(in_gw bpftool net -j)"
 gone() { # ids of KIND that must disappear (the kernel frees them asynchronously)
 	local kind=$1 id; shift

@@ -55,7 +55,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.nbackends, 1);
 	assert_string_equal(c.backends[0].name, "demo");
 	assert_int_equal(c.timeouts.hanging_ms, 3660000); /* a Ping may hang ~59 min */
-	assert_true(c.strict_device_id);
+	assert_false(c.strict_device_id); /* real clients send more than Exchange's rule */
 	assert_string_equal(c.relay_method, "auto");
 	assert_int_equal(c.policy.default_access, CFG_ACCESS_ALLOW);
 	assert_false(c.throttle.enabled);
@@ -95,7 +95,7 @@ static void test_full_file(void **state)
 	struct gw_config *c =
 	    load("listen = [ \"0.0.0.0:443\", \"[::]:443\" ];\n"
 		 "workers = 2;\n"
-		 "strict_device_id = false;\n"
+		 "strict_device_id = true;\n"
 		 "timeouts = { idle = 2.5; hanging_request = 3600; };\n"
 		 "backends = (\n"
 		 "  { name = \"cas1\"; address = \"10.0.0.1:443\"; tls = true; sni = "
@@ -116,7 +116,7 @@ static void test_full_file(void **state)
 	assert_int_equal(rc, 0);
 	assert_int_equal(c->nlisten, 2);
 	assert_int_equal(c->workers, 2);
-	assert_false(c->strict_device_id);
+	assert_true(c->strict_device_id);
 	assert_int_equal(c->timeouts.idle_ms, 2500);
 	assert_int_equal(c->nbackends, 2);
 	assert_true(c->backends[0].tls);

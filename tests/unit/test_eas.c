@@ -166,8 +166,9 @@ static void query_param(const char *q, const char *name, char *out, size_t cap)
 	}
 }
 
-/* Feed one capture to the classifier like the relay will. */
-static int feed_capture(const char *buf, struct eas_req *r, struct capture *c)
+/* Feed one capture to the classifier like the relay will (strict_ids from
+ * strict_device_id). */
+static int feed_capture(const char *buf, struct eas_req *r, struct capture *c, int strict)
 {
 	const char *eol = strstr(buf, "\r\n");
 	const char *sp = strchr(buf, ' ');
@@ -181,6 +182,7 @@ static int feed_capture(const char *buf, struct eas_req *r, struct capture *c)
 		 qm ? qm + 1 : "");
 
 	eas_req_init(r);
+	r->strict_ids = (uint8_t)strict;
 	assert_int_equal(eas_classify_path(c->path, strlen(c->path)), EAS_PATH_EAS);
 	int rc = eas_parse_query(r, c->query, strlen(c->query));
 	for (const char *line = eol + 2;; line = strstr(line, "\r\n") + 2) {
@@ -228,7 +230,7 @@ static void check_capture(const char *file, const char *method, const char *cmd,
 
 	snprintf(path, sizeof(path), "%s/eas-captures/%s", tl_data_dir(), file);
 	char *buf = tl_read_file(path, &len);
-	int rc = feed_capture(buf, &r, &c);
+	int rc = feed_capture(buf, &r, &c, 0);
 	assert_string_equal(c.method, method);
 	assert_string_equal(eas_cmd_name(r.cmd), cmd);
 	assert_string_equal(r.user_agent, ua);
@@ -241,22 +243,25 @@ static void check_capture(const char *file, const char *method, const char *cmd,
 	assert_struct_lacks(&r, c.password);
 	assert_int_equal(r.has_policy_key, strstr(buf, "X-MS-PolicyKey:") != NULL);
 
+	if (rc != 0)
+		fail_msg("%s refused: %s", file, r.err);
+	if (!strcmp(method, "POST")) {
+		assert_int_equal(r.form, EAS_FORM_PLAIN);
+		assert_string_equal(r.user, c.user_param);
+		assert_string_equal(r.device_id, c.device_id);
+		assert_string_equal(r.device_type, "Android");
+	} else {
+		assert_int_equal(r.form, EAS_FORM_NONE);
+		assert_string_equal(r.device_id, "");
+	}
+	/* With strict_device_id, Exchange's rule: only the debug build's
+	 * "Dbg-Nine526977DA8D36" (a '-') is refused, 400/108. */
+	rc = feed_capture(buf, &r, &c, 1);
 	if (!strcmp(file, "805-R4-ResolveRecipients.http")) {
-		/* DeviceId "Dbg-Nine526977DA8D36" has a '-': Exchange says 400/108 */
 		assert_int_equal(rc, -1);
 		assert_refused(&r, 400, 108);
-	} else {
-		if (rc != 0)
-			fail_msg("%s refused: %s", file, r.err);
-		if (!strcmp(method, "POST")) {
-			assert_int_equal(r.form, EAS_FORM_PLAIN);
-			assert_string_equal(r.user, c.user_param);
-			assert_string_equal(r.device_id, c.device_id);
-			assert_string_equal(r.device_type, "Android");
-		} else {
-			assert_int_equal(r.form, EAS_FORM_NONE);
-			assert_string_equal(r.device_id, "");
-		}
+	} else if (rc != 0) {
+		fail_msg("%s refused with strict_ids: %s", file, r.err);
 	}
 	free(buf);
 }
@@ -409,20 +414,38 @@ static void test_base64_device_id(void **state)
 	struct qb q;
 	char bin[17];
 
-	/* 16 binary bytes -> 32 lower-case hex chars, as Z-Push/Horde render it */
+	/* 16 binary bytes -> 32 upper-case hex digits, as SOGo renders them and
+	 * as Windows Phone sends the same ID in its plain-form requests */
 	for (int i = 0; i < 16; i++)
 		bin[i] = (char)(i * 16 + 15 - i); /* 0f 1e ... f0 */
 	bin[16] = 0;
-	eas_req_init(&r);
-	qb_head(&q, 141, 0, bin, -1, "iPhone");
-	assert_int_equal(qb_parse(&r, &q), 0);
-	assert_string_equal(r.device_id, "0f1e2d3c4b5a69788796a5b4c3d2e1f0");
+	for (int strict = 0; strict < 2; strict++) {
+		eas_req_init(&r);
+		r.strict_ids = (uint8_t)strict;
+		qb_head(&q, 141, 0, bin, -1, "iPhone");
+		assert_int_equal(qb_parse(&r, &q), 0);
+		assert_string_equal(r.device_id, "0F1E2D3C4B5A69788796A5B4C3D2E1F0");
+	}
 
-	/* printable but not alnum: hex too */
+	/* bytes that make a valid DeviceId stay text, in both modes (strict_ids
+	 * holds only the plain parameter to Exchange's rule) */
+	for (int strict = 0; strict < 2; strict++) {
+		eas_req_init(&r);
+		r.strict_ids = (uint8_t)strict;
+		qb_head(&q, 161, 17, "Dbg-NOByirVoyhBcQHNFB4wsmw==", -1, "WindowsMail");
+		assert_int_equal(qb_parse(&r, &q), 0);
+		assert_string_equal(r.device_id, "Dbg-NOByirVoyhBcQHNFB4wsmw==");
+	}
+
+	/* printable but not a valid DeviceId (a blank, a leading '='): hex */
 	eas_req_init(&r);
-	qb_head(&q, 141, 0, "ab-c", -1, "iPhone");
+	qb_head(&q, 141, 0, "ab c", -1, "iPhone");
 	assert_int_equal(qb_parse(&r, &q), 0);
-	assert_string_equal(r.device_id, "61622d63");
+	assert_string_equal(r.device_id, "61622063");
+	eas_req_init(&r);
+	qb_head(&q, 141, 0, "=1", -1, "iPhone");
+	assert_int_equal(qb_parse(&r, &q), 0);
+	assert_string_equal(r.device_id, "3D31");
 
 	/* 17 binary bytes do not fit 32 characters: 108 */
 	char bin17[18];
@@ -736,7 +759,6 @@ static void test_plain_refusals(void **state)
 {
 	(void)state;
 	static const struct plain_bad cases[] = {
-	    {"Cmd=Sync&User=u&DeviceId=abc-def&DeviceType=SP", 400, 108},
 	    {"Cmd=Sync&User=u&DeviceId=ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456&DeviceType=SP", 400, 108},
 	    {"Cmd=Sync&User=u&DeviceId=&DeviceType=SP", 400, 108},
 	    {"Cmd=Sync&User=u&DeviceId&DeviceType=SP", 400, 108},
@@ -786,6 +808,138 @@ static void test_plain_refusals(void **state)
 	assert_int_equal(r.cmd, EAS_CMD_PROVISION);
 }
 
+/* ---- real clients (README, "Client identifiers", has the sources) -------- */
+
+struct client_shape {
+	const char *name, *query, *ua, *proto; /* query: plain, or base64 if no '=' */
+	const char *device_id, *device_type;   /* what the gateway must see */
+	int strict_ok;			       /* accepted with strict_ids too */
+};
+
+static void test_real_clients(void **state)
+{
+	(void)state;
+	static const struct client_shape cases[] = {
+	    {"Windows Mail (issue #9)",
+	     "Cmd=Settings&User=alice&DeviceId=Dbg-NOByirVoyhBcQHNFB4wsmw==&DeviceType=WindowsMail",
+	     "MSFT-WP/10.0.10240", "16.1", "Dbg-NOByirVoyhBcQHNFB4wsmw==", "WindowsMail", 0},
+	    {"Windows Mail, %-encoded",
+	     "Cmd=ItemOperations&User=alice&DeviceId=Dbg-NOByirVoyhBcQHNFB4wsmw%3D%3D&"
+	     "DeviceType=WindowsMail",
+	     "MSFT-WP/10.0.10240", "16.1", "Dbg-NOByirVoyhBcQHNFB4wsmw==", "WindowsMail", 0},
+	    {"Windows Mail, Search without User",
+	     "Cmd=Search&DeviceId=Dbg-NOByirVoyhBcQHNFB4wsmw==&DeviceType=WindowsMail",
+	     "MSFT-WP/10.0.10240", "16.1", "Dbg-NOByirVoyhBcQHNFB4wsmw==", "WindowsMail", 0},
+	    {"Windows 8 Mail (tine20 #3705)",
+	     "User=ast&DeviceId=C1CE4B5333336E47BF20A4962FB74CBB&DeviceType=WindowsMail&Cmd=Sync",
+	     "MSFT-WP/10.0.10240", "14.0", "C1CE4B5333336E47BF20A4962FB74CBB", "WindowsMail", 1},
+	    {"Windows Phone 8.1, base64 (tine20 #5242; key, type filled in)",
+	     "jREHBBB5as2MmCK7PBjTcygvbVXsBAAAAAADV1A4", "MSFT-WP/8.10.14157", NULL,
+	     "796ACD8C9822BB3C18D373282F6D55EC", "WP8", 1},
+	    {"iOS 6 (KB2814847)",
+	     "User=user1@contoso.com&DeviceId=ApplDMPFXZABDFHW&DeviceType=iPad&Cmd=MeetingResponse",
+	     "Apple-iPad2C1/1002.141", "14.1", "ApplDMPFXZABDFHW", "iPad", 1},
+	    {"iOS 11+ (Apple forum 99522)",
+	     "User=u&DeviceId=O8S9UD4DOH0SLEPOQC5AJ9AE3C&DeviceType=iPhone&Cmd=Settings",
+	     "Apple-iPhone9C1/1504.100", "14.1", "O8S9UD4DOH0SLEPOQC5AJ9AE3C", "iPhone", 1},
+	    {"Android (mail-in-a-box #937)",
+	     "Cmd=Sync&User=u&DeviceId=androidc195792594&DeviceType=Android",
+	     "Android/5.0.1-EAS-2.0", "14.0", "androidc195792594", "Android", 1},
+	    {"Samsung (SOGo)",
+	     "Cmd=FolderSync&User=sogo10&DeviceId=SEC17CD1A3E9E3F2&DeviceType=SAMSUNGSGHI317M",
+	     "SAMSUNG-SM-N900V/101.403", "14.1", "SEC17CD1A3E9E3F2", "SAMSUNGSGHI317M", 1},
+	    {"Outlook for iOS/Android (CSS-Exchange)",
+	     "User=test%40microsoft.com&DeviceId=BF36923991ADFBA9&DeviceType=Outlook&Cmd=SendMail",
+	     "Outlook-iOS-Android/1.0", "16.1", "BF36923991ADFBA9", "Outlook", 1},
+	    {"Outlook desktop (mail-in-a-box #937)",
+	     "Cmd=Sync&User=u&DeviceId=224c6d7124be43638aaf13ebc79d3d46&DeviceType=WindowsOutlook",
+	     "Outlook/16.0 (16.0.7167.6539; C2R; x86)", "14.0", "224c6d7124be43638aaf13ebc79d3d46",
+	     "WindowsOutlook", 1},
+	    {"Nine, base64 (mailcow #4594)", "jQAJBBBOaW5lMzQyQkEzRjNFNkM2BAAAAAAHQW5kcm9pZAcBAA==",
+	     "Nine-sdk_phone64_x86_64/SE1A.220621.001", NULL, "Nine342BA3F3E6C6", "Android", 1},
+	    {"Nine debug build (our capture)",
+	     "Cmd=ResolveRecipients&User=debug@mail.fd&DeviceId=Dbg-Nine526977DA8D36&"
+	     "DeviceType=Android",
+	     "Nine-sdk_phone64_x86_64/SE1A.220203.002.A1", "16.1", "Dbg-Nine526977DA8D36",
+	     "Android", 0},
+	    {"every newly accepted character",
+	     "Cmd=Sync&DeviceId=a%2Bb%2Fc=d.e_f~g!$'()*;&DeviceType=x.y_z", "t/1", "14.1",
+	     "a+b/c=d.e_f~g!$'()*;", "x.y_z", 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct client_shape *c = &cases[i];
+		for (int strict = 0; strict < 2; strict++) {
+			struct eas_req r;
+			eas_req_init(&r);
+			r.strict_ids = (uint8_t)strict;
+			eas_parse_query(&r, c->query, strlen(c->query));
+			assert_int_equal(hdr(&r, "User-Agent", c->ua), 0);
+			if (c->proto)
+				assert_int_equal(hdr(&r, "MS-ASProtocolVersion", c->proto), 0);
+			int rc = eas_finish(&r, 0);
+			if (strict && !c->strict_ok) {
+				if (rc != -1 || r.err_eas_status != 108)
+					fail_msg("%s: strict_ids accepted it", c->name);
+				continue;
+			}
+			if (rc != 0)
+				fail_msg("%s (strict %d): %d/%d %s", c->name, strict, r.err_status,
+					 r.err_eas_status, r.err);
+			assert_string_equal(r.device_id, c->device_id);
+			assert_string_equal(r.device_type, c->device_type);
+			assert_string_equal(r.user_agent, c->ua);
+		}
+	}
+}
+
+/* What the default rule refuses, and why (eas.h), in the plain form. */
+static void test_identifier_refusals(void **state)
+{
+	(void)state;
+	static const struct plain_bad cases[] = {
+	    {"DeviceId=ab%20cd&DeviceType=SP", 400, 108},	/* blank */
+	    {"DeviceId=ab+cd&DeviceType=SP", 400, 108},		/* '+' decodes to a blank */
+	    {"DeviceId=ab%09cd&DeviceType=SP", 400, 108},	/* tab */
+	    {"DeviceId=ab%0Acd&DeviceType=SP", 400, 108},	/* LF: a forged log line */
+	    {"DeviceId=ab%7Fcd&DeviceType=SP", 400, 108},	/* DEL */
+	    {"DeviceId=%C3%A9t%C3%A9&DeviceType=SP", 400, 108}, /* not 7-bit ASCII */
+	    {"DeviceId=ab%22cd&DeviceType=SP", 400, 108},	/* quote of logs, rules, CSV */
+	    {"DeviceId=ab%5Ccd&DeviceType=SP", 400, 108},	/* escape of logs, rules, JSON */
+	    {"DeviceId=ab%2Ccd&DeviceType=SP", 400, 108},	/* CSV separator; MS-ASHTTP */
+	    {"DeviceId=bob%3Aab&DeviceType=SP", 400, 108},	/* "user:DeviceId" lists */
+	    {"DeviceId=%3DSUM(1)&DeviceType=SP", 400, 108},	/* spreadsheet formulas */
+	    {"DeviceId=%2B1&DeviceType=SP", 400, 108},
+	    {"DeviceId=-1&DeviceType=SP", 400, 108},
+	    {"DeviceId=%40SUM(1)&DeviceType=SP", 400, 108},
+	    {"DeviceId=.&DeviceType=SP", 400, 108}, /* path components */
+	    {"DeviceId=..&DeviceType=SP", 400, 108},
+	    {"DeviceId=ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456&DeviceType=SP", 400, 108},
+	    {"DeviceId=a&DeviceType=i-Phone", 400, 109}, /* Exchange: 109 */
+	    {"DeviceId=a&DeviceType=i%22Phone", 400, 109},
+	    {"DeviceId=a&DeviceType=i%2CPhone", 400, 109},
+	    {"DeviceId=a&DeviceType=%3DPhone", 400, 109},
+	    {"DeviceId=a&DeviceType=%C3%A9", 400, 109},
+	};
+	char q[256];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct eas_req r;
+		snprintf(q, sizeof(q), "Cmd=Sync&User=u&%s", cases[i].q);
+		if (post(&r, q) != -1)
+			fail_msg("accepted: %s", q);
+		if (r.err_status != cases[i].http || r.err_eas_status != cases[i].eas)
+			fail_msg("%s: got %d/%d (%s)", q, r.err_status, r.err_eas_status, r.err);
+	}
+	/* 32 characters of the widest set fit; '.', ':' and '-' inside are fine
+	 * where the rule allows them */
+	struct eas_req r;
+	assert_int_equal(post(&r, "Cmd=Sync&DeviceId=a.b-c_d~e!f$g&h=i&DeviceType=S.P"), 0);
+	assert_string_equal(r.device_id, "a.b-c_d~e!f$g");
+	assert_int_equal(post(&r, "Cmd=Sync&DeviceId=.a..b&DeviceType=SP"), 0);
+	assert_int_equal(
+	    post(&r, "Cmd=Sync&DeviceId=0123456789abcdef0123456789ABCDE%2F&DeviceType=SP"), 0);
+	assert_int_equal(strlen(r.device_id), 32);
+}
+
 static void test_options(void **state)
 {
 	(void)state;
@@ -800,7 +954,7 @@ static void test_options(void **state)
 	assert_int_equal(eas_finish(&r, 1), 0);
 	assert_int_equal(r.cmd, EAS_CMD_OPTIONS);
 	/* but a broken DeviceId is broken on OPTIONS too */
-	parse_q(&r, "DeviceId=a-b");
+	parse_q(&r, "DeviceId=a%20b");
 	assert_int_equal(eas_finish(&r, 1), -1);
 	assert_refused(&r, 400, 108);
 }
@@ -1027,6 +1181,8 @@ int main(void)
 	    cmocka_unit_test(test_plain_order_and_case),
 	    cmocka_unit_test(test_plain_decoding),
 	    cmocka_unit_test(test_plain_refusals),
+	    cmocka_unit_test(test_real_clients),
+	    cmocka_unit_test(test_identifier_refusals),
 	    cmocka_unit_test(test_options),
 	    cmocka_unit_test(test_header_versions),
 	    cmocka_unit_test(test_header_policy_key),
