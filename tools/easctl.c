@@ -35,10 +35,12 @@ static const struct help helps[] = {
 	       "file is refused\n  and the running configuration stays in force (exit 3).\n"},
     {"devices",
      "easctl devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--device-id D]\n"
-     "               [--format table|csv|json]\n"
+     "               [--format table|csv|json] [--unauthenticated]\n"
      "  List the inventory, like Get-MobileDevice. --os 'iOS 6.1*' matches DeviceOS\n"
      "  (or the OS decoded from the User-Agent before DeviceInformation arrived).\n"
-     "  --state is Allowed, Blocked or Quarantined.\n"},
+     "  --state is Allowed, Blocked or Quarantined. A device is in the inventory once a\n"
+     "  backend accepted its credentials; --unauthenticated lists instead the devices\n"
+     "  seen without that (most recent first; a bounded table, see the README).\n"},
     {"device", "easctl device show|allow|approve|block|quarantine|clear|remove DEVICE_ID "
 	       "[--user U]\n"
 	       "  Per-device decisions (Exchange's personal allow/block lists). approve = allow.\n"

@@ -8,6 +8,7 @@
 #include "metrics.h"
 #include "osver.h"
 #include "policy.h"
+#include "sighting.h"
 #include "throttle.h"
 #include "tls.h"
 
@@ -33,6 +34,9 @@ struct admin {
 	unsigned pending;
 	uint64_t events, bad_events;
 	struct throttle *throttle; /* not owned */
+	/* devices seen but not authenticated (owned: this process's view; the
+	 * workers inherit the mapping) */
+	struct sighting_table *sight;
 };
 
 /* The control table is static; the admin is a per-process singleton. */
@@ -132,6 +136,11 @@ int admin_event_fd(const struct admin *a)
 	return a ? a->ev_wr : -1;
 }
 
+struct sighting_table *admin_sightings(const struct admin *a)
+{
+	return a ? a->sight : NULL;
+}
+
 struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s,
 			struct bpfgate *bpf, char *err, size_t errsz)
 {
@@ -148,6 +157,9 @@ struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s
 	gate_inventory_path(c, a->path, sizeof(a->path));
 	a->inv = inv_open(a->path, 0, err, errsz);
 	if (!a->inv)
+		goto fail;
+	a->sight = sighting_new(SIGHTING_SLOTS, err, errsz);
+	if (!a->sight)
 		goto fail;
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -185,6 +197,7 @@ void admin_free(struct admin *a)
 	if (a->inv)
 		commit(a);
 	inv_close(a->inv);
+	sighting_free(a->sight);
 	if (the_admin == a)
 		the_admin = NULL;
 	free(a);
@@ -385,9 +398,129 @@ static int dev_row(void *arg, const struct inv_device *d)
 	return 0;
 }
 
+/* --- unauthenticated sightings (sighting.h) ---------------------------------- */
+
+/* A sighting in the inventory's row shape, for the same listing and filters.
+ * first_sync/last_attempt are when it was first and last seen; it never had
+ * a success. */
+static void sighting_row(const struct sighting *x, struct inv_device *d)
+{
+	const struct inv_event *e = &x->ev;
+	memset(d, 0, sizeof(*d));
+	snprintf(d->user, sizeof(d->user), "%s", e->user);
+	snprintf(d->device_id, sizeof(d->device_id), "%s", e->device_id);
+	snprintf(d->device_type, sizeof(d->device_type), "%s", e->device_type);
+	snprintf(d->device_model, sizeof(d->device_model), "%s", e->di.model);
+	snprintf(d->device_os, sizeof(d->device_os), "%s", e->di.os);
+	snprintf(d->user_agent, sizeof(d->user_agent), "%s", e->user_agent);
+	snprintf(d->friendly_name, sizeof(d->friendly_name), "%s", e->di.friendly_name);
+	snprintf(d->imei, sizeof(d->imei), "%s", e->di.imei);
+	snprintf(d->mobile_operator, sizeof(d->mobile_operator), "%s", e->di.mobile_operator);
+	snprintf(d->phone_number, sizeof(d->phone_number), "%s", e->di.phone_number);
+	snprintf(d->os_language, sizeof(d->os_language), "%s", e->di.os_language);
+	snprintf(d->xmswl, sizeof(d->xmswl), "%s", e->xmswl);
+	snprintf(d->protocol, sizeof(d->protocol), "%s", e->protocol);
+	snprintf(d->last_cmd, sizeof(d->last_cmd), "%s", eas_cmd_name(e->cmd));
+	snprintf(d->os_key, sizeof(d->os_key), "%s", e->os_key);
+	d->first_sync = x->first_seen;
+	d->last_attempt = x->last_seen;
+	d->last_status = x->last_status;
+	if (e->access >= 0) {
+		snprintf(d->access_state, sizeof(d->access_state), "%s",
+			 inv_access_state_name(e->access));
+		snprintf(d->state_reason, sizeof(d->state_reason), "%s",
+			 policy_reason_name(e->reason));
+	}
+	snprintf(d->rule, sizeof(d->rule), "%s", e->rule);
+}
+
+struct sight_key {
+	uint64_t key;
+	int64_t last_seen;
+};
+
+struct sight_pick {
+	const struct inv_match *m;
+	struct inv_device *row; /* scratch */
+	struct sight_key *keys;
+	size_t n, cap;
+};
+
+static int sight_pick(void *arg, const struct sighting *x)
+{
+	struct sight_pick *p = arg;
+	sighting_row(x, p->row);
+	if (!inv_match(p->m, p->row))
+		return 0;
+	if (p->n == p->cap) {
+		size_t nc = p->cap ? 2 * p->cap : 256;
+		void *nk = realloc(p->keys, nc * sizeof(*p->keys));
+		if (!nk)
+			return 1;
+		p->keys = nk;
+		p->cap = nc;
+	}
+	p->keys[p->n].key = x->key;
+	p->keys[p->n].last_seen = x->last_seen;
+	p->n++;
+	return 0;
+}
+
+static int by_last_seen_desc(const void *a, const void *b)
+{
+	int64_t x = ((const struct sight_key *)a)->last_seen;
+	int64_t y = ((const struct sight_key *)b)->last_seen;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/*
+ * Call cb for each live sighting matching f, most recently seen first.
+ * Returns how many, -1 (no memory), -2 (bad --os-regex).
+ */
+static int foreach_sighting(struct admin *a, const struct inv_filter *f,
+			    int (*cb)(void *arg, const struct inv_device *d), void *arg)
+{
+	int bad;
+	struct inv_match *m = inv_match_new(f, &bad);
+	if (!m)
+		return bad ? -2 : -1;
+	struct sight_pick p = {.m = m, .row = malloc(sizeof(struct inv_device))};
+	struct sighting *x = malloc(sizeof(*x));
+	int64_t now = time(NULL);
+	int n = -1;
+	if (p.row && x) {
+		sighting_foreach(a->sight, now, sight_pick, &p);
+		if (p.n)
+			qsort(p.keys, p.n, sizeof(*p.keys), by_last_seen_desc);
+		n = 0;
+		for (size_t i = 0; i < p.n; i++) {
+			if (!sighting_get(a->sight, p.keys[i].key, now, x))
+				continue; /* authenticated or displaced meanwhile */
+			sighting_row(x, p.row);
+			n++;
+			if (cb(arg, p.row))
+				break;
+		}
+	}
+	free(p.keys);
+	free(p.row);
+	free(x);
+	inv_match_free(m);
+	return n;
+}
+
 static enum ctl_code cmd_devices(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
+	/* a flag without a value: taken out before the key-value options */
+	int unauth = 0;
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--unauthenticated")) {
+			unauth = 1;
+			memmove(&argv[i], &argv[i + 1], (size_t)(argc - i - 1) * sizeof(*argv));
+			argc--;
+			break;
+		}
 	const char *user = NULL, *os = NULL, *re = NULL, *state = NULL, *fmt = NULL, *dev = NULL;
 	const struct opt opts[] = {{"user", &user},   {"os", &os},	{"os-regex", &re},
 				   {"state", &state}, {"format", &fmt}, {"device-id", &dev},
@@ -413,7 +546,8 @@ static enum ctl_code cmd_devices(void *ctx, int argc, char **argv, struct sbuf *
 				 "admin_state\r\n");
 	else
 		sbuf_put(out, "[", 1);
-	int r = inv_foreach_device(a->inv, &f, dev_row, &l);
+	int r = unauth ? foreach_sighting(a, &f, dev_row, &l)
+		       : inv_foreach_device(a->inv, &f, dev_row, &l);
 	if (r == -2) {
 		out->len = 0;
 		sbuf_printf(out, "--os-regex: invalid regular expression");
@@ -463,7 +597,7 @@ static enum ctl_code one_device(struct admin *a, const char *user, const char *d
 	return rc;
 }
 
-static void show_device(struct sbuf *o, const struct inv_device *d)
+static void show_device(struct sbuf *o, const struct inv_device *d, int authenticated)
 {
 	char t1[32], t2[32], t3[32];
 	iso_time(d->first_sync, t1, sizeof(t1));
@@ -477,12 +611,63 @@ static void show_device(struct sbuf *o, const struct inv_device *d)
 		    "X-MS-WL:          %s\nProtocolVersion:  %s\nLastCommand:      %s\n"
 		    "FirstSync:        %s\nLastSyncAttempt:  %s\nLastSuccessSync:  %s\n"
 		    "LastStatus:       %d\nAccessState:      %s\nStateReason:      %s\n"
-		    "Rule:             %s\nAdminState:       %s\n",
+		    "Rule:             %s\nAdminState:       %s\nAuthenticated:    %s\n",
 		    d->user, d->device_id, d->device_type,
 		    d->device_model[0] ? d->device_model : d->device_type, d->device_os, d->os_key,
 		    d->user_agent, d->friendly_name, d->imei, d->mobile_operator, d->phone_number,
 		    d->os_language, d->xmswl, d->protocol, d->last_cmd, t1, t2, t3, d->last_status,
-		    d->access_state, d->state_reason, d->rule, admin_state_name(d->admin_state));
+		    d->access_state, d->state_reason, d->rule, admin_state_name(d->admin_state),
+		    authenticated ? "yes" : "no (seen, no backend accepted its credentials yet)");
+}
+
+struct find_sight {
+	struct inv_device d;
+	int n;
+};
+
+static int find_sight_cb(void *arg, const struct inv_device *d)
+{
+	struct find_sight *f = arg;
+	if (!f->n)
+		f->d = *d;
+	f->n++;
+	return f->n > 1;
+}
+
+/*
+ * `easctl device VERB ID` of a device the inventory does not have: if it was
+ * seen without authenticating, say so (show: its sighting, CTL_OK; any
+ * other verb: CTL_NOTFOUND, there is no device to act on yet). Returns -1
+ * when there is no such sighting either (out untouched).
+ */
+static int unauthenticated_device(struct admin *a, const char *user, const char *dev,
+				  const char *verb, struct inv_device *d, struct sbuf *out)
+{
+	struct find_sight *f = calloc(1, sizeof(*f));
+	struct inv_filter flt = {.user = user, .device_id = dev};
+	if (!f || foreach_sighting(a, &flt, find_sight_cb, f) <= 0) {
+		free(f);
+		return -1;
+	}
+	*d = f->d;
+	out->len = 0;
+	int rc = CTL_NOTFOUND;
+	if (f->n > 1) {
+		sbuf_printf(out, "device %s was seen for %d users (not authenticated): add --user",
+			    dev, f->n);
+		rc = CTL_USAGE;
+	} else if (!strcmp(verb, "show")) {
+		show_device(out, d, 0);
+		rc = CTL_OK;
+	} else {
+		sbuf_printf(out,
+			    "%s (%s) was seen but never authenticated (no backend accepted its "
+			    "credentials), so it is not a device yet; to let it in before that, "
+			    "add a rule: easctl rules add 'allow DeviceId is \"%s\"'",
+			    d->device_id, d->user, d->device_id);
+	}
+	free(f);
+	return rc;
 }
 
 static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *out)
@@ -503,6 +688,13 @@ static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *o
 	if (!d)
 		return CTL_FAILED;
 	enum ctl_code rc = one_device(a, user, pos[1], d, out);
+	if (rc == CTL_NOTFOUND) {
+		int u = unauthenticated_device(a, user, pos[1], pos[0], d, out);
+		if (u >= 0) {
+			rc = (enum ctl_code)u;
+			goto done;
+		}
+	}
 	if (rc != CTL_OK)
 		goto done;
 	const char *verb = pos[0];
@@ -510,7 +702,7 @@ static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *o
 	char qu[EAS_USER_MAX * 4 + 3], qd[EAS_DEVID_MAX * 4 + 3];
 	commit(a); /* admin writes must not ride in the open event batch */
 	if (!strcmp(verb, "show")) {
-		show_device(out, d);
+		show_device(out, d, 1);
 		goto done;
 	} else if (!strcmp(verb, "allow") || !strcmp(verb, "approve")) {
 		state = 1;
@@ -865,7 +1057,10 @@ static enum ctl_code cmd_throttle(void *ctx, int argc, char **argv, struct sbuf 
 		return CTL_OK;
 	}
 	if (!strcmp(verb, "forgive") && argc == 4) {
-		uint64_t k = throttle_device_key(a->throttle, argv[2], argv[3]);
+		uint64_t k =
+		    strcmp(argv[3], THROTTLE_UNAUTH_LABEL)
+			? throttle_device_key(a->throttle, argv[2], argv[3])
+			: throttle_unauth_key(a->throttle, throttle_user_key(a->throttle, argv[2]));
 		if (throttle_forgive(a->throttle, k, now) < 0) {
 			sbuf_printf(out, "no throttled device %s for user %s", argv[3], argv[2]);
 			return CTL_NOTFOUND;
@@ -886,7 +1081,8 @@ static const struct ctl_cmd cmds[] = {
     {"throttle", cmd_throttle,
      "throttle [list [--all]] | forgive USER DEVICE_ID   throttled and looping devices"},
     {"devices", cmd_devices,
-     "devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--format table|csv|json]"},
+     "devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--format table|csv|json] "
+     "[--unauthenticated]"},
     {"device", cmd_device,
      "device show|allow|approve|block|quarantine|clear|remove DEVICE_ID [--user U]"},
     {"rules", cmd_rules, "rules list|add 'RULE'|remove dbID|test [--ua ..] [--os ..] [--cmd ..]"},
@@ -971,6 +1167,22 @@ void admin_render_metrics(struct admin *a, struct sbuf *o)
 	sbuf_printf(o, "# HELP easgate_devices Devices in the inventory by OS family and access "
 		       "state.\n# TYPE easgate_devices gauge\n");
 	inv_count_by_family_state(a->inv, count_row, &c);
+	struct sighting_stats ss;
+	sighting_stats_read(a->sight, time(NULL), &ss);
+	sbuf_printf(o,
+		    "# HELP easgate_unauthenticated_devices Devices seen whose credentials no "
+		    "backend accepted yet (bounded table).\n"
+		    "# TYPE easgate_unauthenticated_devices gauge\n"
+		    "easgate_unauthenticated_devices %llu\n"
+		    "# HELP easgate_unauthenticated_devices_capacity Slots of that table.\n"
+		    "# TYPE easgate_unauthenticated_devices_capacity gauge\n"
+		    "easgate_unauthenticated_devices_capacity %llu\n"
+		    "# HELP easgate_unauthenticated_displaced_total Sightings pushed out by newer "
+		    "ones (a flood of claims shows here).\n"
+		    "# TYPE easgate_unauthenticated_displaced_total counter\n"
+		    "easgate_unauthenticated_displaced_total %llu\n",
+		    (unsigned long long)ss.live, (unsigned long long)ss.capacity,
+		    (unsigned long long)ss.displaced);
 	sbuf_printf(o,
 		    "# HELP easgate_inventory_events_total Device events written to the "
 		    "inventory.\n# TYPE easgate_inventory_events_total counter\n"

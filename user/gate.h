@@ -54,10 +54,12 @@ struct gate_opts {
 	int worker_slot;
 	int event_fd;		   /* datagram socket to the master's inventory writer; -1 = none */
 	struct throttle *throttle; /* shared budget/loop table; NULL = throttling off */
+	struct sighting_table *sightings; /* shared unauthenticated sightings; NULL = none */
 };
 
 struct policy;
 struct inventory;
+struct sighting_table;
 
 /* Load the Apple build table (config policy.ios_builds, or the one built in).
  * The master calls it before forking so workers inherit it. 0 or -1. */
@@ -99,8 +101,20 @@ uint64_t gate_fingerprint(struct gate *g, const void *body, size_t n);
 /* A request gate_decide() let through ended with http_status (0 = aborted). */
 void gate_throttle_done(struct gate *g, const struct throttle_ticket *tt, int http_status);
 
-/* Record the outcome (last success, last status) once the answer is sent.
- * from_backend: the backend answered (so a 2xx proves the credentials). */
+/*
+ * Record the outcome (last success, last status) once the answer is sent.
+ * from_backend: the backend answered, so a 2xx proves the credentials.
+ *
+ * Authenticated sightings. User= and the Basic user name are claims: the
+ * gateway does not check passwords, the backend does. A device becomes
+ * authenticated with the first 2xx a backend gives one of its requests
+ * (OPTIONS excepted: some backends answer it without credentials). Only
+ * then does it get an inventory row, count for its user's max_devices
+ * (throttle_authenticated) and start an OS version's incubation clock;
+ * until then its requests are noted in the bounded sightings table
+ * (sighting.h), never in the inventory, and its requests also spend its
+ * user's shared budget for unauthenticated devices (throttle.h).
+ */
 void gate_done(struct gate *g, const char *identity, const char *device_id, int cmd,
 	       int http_status, int from_backend, int64_t now);
 

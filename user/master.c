@@ -529,6 +529,7 @@ static int spawn_worker(struct master *m, int slot)
 		    .steer_secret = m->secret,
 		    .bpf = m->bpf,
 		    .event_fd = admin_event_fd(m->admin),
+		    .sightings = admin_sightings(m->admin),
 		    .tls = m->tls,
 		    .throttle = m->cfg->throttle.enabled ? m->throttle : NULL,
 		};

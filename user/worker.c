@@ -153,7 +153,8 @@ int worker_main(const struct worker_args *a)
 			       .shm = a->shm,
 			       .worker_slot = a->slot,
 			       .event_fd = a->event_fd,
-			       .throttle = a->throttle};
+			       .throttle = a->throttle,
+			       .sightings = a->sightings};
 	w->gate = gate_new(&go, err, sizeof(err));
 	if (!w->gate) {
 		log_err("event=worker_gate_failed error=\"%s\"", err);

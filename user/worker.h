@@ -25,6 +25,7 @@ struct upstream;
 struct gate;
 struct bpfgate;
 struct throttle;
+struct sighting_table;
 
 struct listener {
 	struct loop_io io;
@@ -78,6 +79,7 @@ struct worker_args {
 	int event_fd;		   /* inventory events to the master */
 	struct tls_server *tls;	   /* loaded by the master: keys need not be readable by workers */
 	struct throttle *throttle; /* shared table (NULL: throttling off) */
+	struct sighting_table *sightings; /* shared unauthenticated sightings */
 };
 
 /* Run a worker until it has drained; returns the process exit code. */

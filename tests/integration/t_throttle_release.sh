@@ -2,7 +2,9 @@
 # Every request the throttle admitted gives its in-flight slot back exactly
 # once, on every path: requests the gateway answers itself (a quarantined
 # phone's "no changes" Sync, its held Ping) whose phone hangs up, whose body
-# timer fires, or whose worker drains on a reload. With max_concurrent = 2, two
+# timer fires, or whose worker drains on a reload. The phone first syncs
+# through the backend (an authenticated device, whose requests the throttle
+# counts), then the admin quarantines it. With max_concurrent = 2, two
 # lost slots used to lock the device out with 503 for good, even after an
 # admin approved it. The easgate_throttle_inflight gauge shows the slots held
 # in the shared table: it must be 0 again whenever the gateway is idle.
@@ -15,7 +17,6 @@ Q="?User=quser&DeviceId=QDev1&DeviceType=iPhone"
 start_backend cas1 || finish
 cat >"$T/gw.conf" <<'CONF'
 timeouts = { request_body = 1; drain = 4; };
-policy = { rules = ( "quarantine DeviceId is \"QDev1\"" ); };
 throttle = {
   enabled = true;
   classes = ( { name = "default"; burst = 1000; rate = 100; cutoff = 1000; cooldown = 1;
@@ -58,6 +59,13 @@ sync_status() {
 }
 
 code=$(sync_status)
+check "the phone syncs through the backend ($code)" bash -c '[ "$0" = 200 ] && grep -qi "^X-Backend:" "$1"' "$code" "$T/sync.h"
+for _ in $(seq 50); do
+	"$EASCTL" -s "$CTL" device show QDev1 --user quser >/dev/null 2>&1 && break
+	sleep 0.1
+done
+check "...the admin quarantines it" bash -c '"$0" -s "$1" device quarantine QDev1 --user quser >/dev/null' "$EASCTL" "$CTL"
+code=$(sync_status)
 check "the quarantined phone's Sync is answered 200 'no changes' by the gateway ($code)" \
 	bash -c '[ "$0" = 200 ] && ! grep -qi "^X-Backend:" "$1"' "$code" "$T/sync.h"
 check "...and its slot is back: easgate_throttle_inflight $(idle_gauge)" test "$(idle_gauge)" = 0
@@ -65,8 +73,18 @@ check "...and its slot is back: easgate_throttle_inflight $(idle_gauge)" test "$
 # --- the phone hangs up during a held Ping (2 minutes), twice ------------------------
 rawreq ping Ping 0 0
 for i in 1 2; do
-	read -r st cl _ < <(raw "$T/ping.req" 0.5)
-	check "held Ping $i: no answer within 0.5 s ($st, $cl), the phone hangs up" test "$st" = none -a "$cl" = open
+	raw "$T/ping.req" 1.5 >"$T/held$i.out" &
+	held=$!
+	g=""
+	for _ in $(seq 20); do
+		g=$(inflight)
+		[ "$g" = 1 ] && break
+		sleep 0.05
+	done
+	wait "$held"
+	read -r st cl _ <"$T/held$i.out"
+	check "held Ping $i: counted in flight while held (gauge $g), no answer within 1.5 s ($st, $cl), the phone hangs up" \
+		test "$g" = 1 -a "$st" = none -a "$cl" = open
 done
 check "...both slots released: easgate_throttle_inflight $(idle_gauge)" test "$(idle_gauge)" = 0
 code=$(sync_status)
