@@ -39,6 +39,8 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${EG_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/easgate-kernels}
 BUSYBOX=${EG_BUSYBOX:-/bin/busybox}
+# The cache's layout; a kernel unpacked by an older vm.sh is fetched again.
+VM_LAYOUT=2
 # What the guest's root needs before it can see the host: virtio PCI and 9p
 # over it, and overlayfs. Built into some kernels (then not in modules.dep).
 ROOT_MODULES="virtio_pci 9pnet_virtio 9p overlay"
@@ -77,7 +79,7 @@ vm_fetch() {
 	local k=$1 dir suite mirror tmp pkg ver deb mods
 	suite=$(vm_suite "$k") || skip "unknown kernel '$k' (known: $(vm_list | tr '\n' ' '))"
 	dir=$CACHE/$k
-	if [ -z "${EG_KERNEL_REFRESH:-}" ] && [ -f "$dir/info" ]; then
+	if [ -z "${EG_KERNEL_REFRESH:-}" ] && grep -qx "layout=$VM_LAYOUT" "$dir/info" 2>/dev/null; then
 		echo "$dir"
 		return 0
 	fi
@@ -85,7 +87,7 @@ vm_fetch() {
 	exec 9>"$CACHE/.lock-$k"
 	flock 9 || skip "cannot lock $CACHE/.lock-$k"
 	# Another checkout may have filled it while this one waited.
-	if [ -z "${EG_KERNEL_REFRESH:-}" ] && [ -f "$dir/info" ]; then
+	if [ -z "${EG_KERNEL_REFRESH:-}" ] && grep -qx "layout=$VM_LAYOUT" "$dir/info" 2>/dev/null; then
 		echo "$dir"
 		return 0
 	fi
@@ -116,13 +118,18 @@ vm_fetch() {
 	mods=$(ls -d "$tmp"/x/lib/modules/*/ "$tmp"/x/usr/lib/modules/*/ 2>/dev/null | head -1)
 	ver=$(basename "$mods")
 	[ -n "$ver" ] && [ -f "$tmp/x/boot/vmlinuz-$ver" ] || { rm -rf "$tmp"; skip "$deb: no vmlinuz or modules"; }
+	# busybox modprobe hands a compressed module to init_module as is (the
+	# kernel refuses it: "Invalid ELF header magic"), so the tree is kept
+	# decompressed (Debian 13 ships .ko.xz).
 	mkdir -p "$tmp/k/lib/modules" &&
 		mv "$tmp/x/boot/vmlinuz-$ver" "$tmp/k/vmlinuz" &&
 		mv "$tmp/x/boot/config-$ver" "$tmp/k/config" &&
 		mv "$mods" "$tmp/k/lib/modules/$ver" &&
+		find "$tmp/k/lib/modules/$ver" -name '*.ko.xz' -print0 | xargs -0 -r -P2 -n64 xz -d &&
+		find "$tmp/k/lib/modules/$ver" -name '*.ko.zst' -print0 | xargs -0 -r -P2 -n64 zstd -qd --rm &&
 		"$BUSYBOX" depmod -b "$tmp/k" "$ver" || { rm -rf "$tmp"; skip "cannot lay out $deb"; }
-	printf 'kernel=%s\nsuite=%s\npackage=%s\nrelease=%s\ndeb=%s\n' "$k" "$suite" "$pkg" "$ver" \
-		"$(basename "$deb")" >"$tmp/k/info"
+	printf 'kernel=%s\nsuite=%s\npackage=%s\nrelease=%s\ndeb=%s\nlayout=%s\n' "$k" "$suite" \
+		"$pkg" "$ver" "$(basename "$deb")" "$VM_LAYOUT" >"$tmp/k/info"
 	rm -rf "$dir.old"
 	[ -d "$dir" ] && mv "$dir" "$dir.old"
 	mv "$tmp/k" "$dir" || { rm -rf "$tmp"; skip "cannot move the kernel into $dir"; }
