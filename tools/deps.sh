@@ -8,7 +8,10 @@ BUILD="make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev l
   libpcre2-dev libsystemd-dev libconfig-dev libcmocka-dev libclang-rt-14-dev pkg-config xxd"
 RUN="openssl iproute2 ca-certificates sqlite3"
 TEST="curl libwbxml2-utils gnutls-bin testssl.sh python3 procps psmisc jq tcpdump ethtool
-  systemd wrk nghttp2-client haproxy nginx-light bc"
+  systemd wrk nghttp2-client haproxy nginx-light bc
+  qemu-system-x86 busybox-static xz-utils zstd"
+# The last line: the kernel matrix (tests/kernel/), which boots Debian's stock
+# kernels under QEMU with a busybox initramfs.
 
 want=$(echo $BUILD $RUN ${EASGATE_DEPS_TEST:-$TEST})
 missing=()
