@@ -37,7 +37,7 @@
 # Needs qemu-system-x86 and busybox-static (tools/deps.sh).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-CACHE=${EG_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/easgate-kernels}
+CACHE=${EG_KERNEL_CACHE:-${XDG_CACHE_HOME:-${HOME:-/var/tmp}/.cache}/easgate-kernels}
 BUSYBOX=${EG_BUSYBOX:-/bin/busybox}
 # The cache's layout; a kernel unpacked by an older vm.sh is fetched again.
 VM_LAYOUT=2
