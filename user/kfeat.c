@@ -82,7 +82,9 @@ void kfeat_from_krelay(struct kfeat *k, const struct krelay_caps *c)
 	const char *bw = c->why[0] ? c->why : "probe failed";
 
 	kfeat_set(k, KFEAT_SPLICE, c->splice, NULL,
-		  c->splice ? NULL : c->splice_why[0] ? c->splice_why : bw);
+		  c->splice	     ? NULL
+		  : c->splice_why[0] ? c->splice_why
+				     : bw);
 	kfeat_set(k, KFEAT_SOCKMAP, c->sockmap, NULL, c->sockmap ? NULL : bw);
 	kfeat_set(k, KFEAT_SK_SKB, c->verdict, NULL, c->verdict ? NULL : bw);
 	kfeat_set(k, KFEAT_SK_MSG, c->skmsg, NULL, c->skmsg ? NULL : bw);
@@ -289,7 +291,7 @@ static void kfeat_probe_xdp_lo(struct kfeat *k, struct bpfgate *g)
 	kfeat_set(k, KFEAT_XDP, 1, detail, why);
 }
 
-void kfeat_probe_all(struct kfeat *k)
+void kfeat_probe_all(struct kfeat *k, int own_netns)
 {
 	struct bpfgate_opts o = {.pin_dir = NULL, .flags = BPFGATE_F_BEST_EFFORT};
 	struct krelay_caps caps;
@@ -300,12 +302,17 @@ void kfeat_probe_all(struct kfeat *k)
 	kfeat_init(k);
 	g = bpfgate_open_opts(&o, &err);
 	if (!g) {
-		snprintf(why, sizeof(why), "no program loaded: %s", strerror(-err));
+		snprintf(why, sizeof(why), "no program loaded: %s%s", strerror(-err),
+			 err == -EPERM ? " (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
+				       : "");
 		kfeat_set(k, KFEAT_XDP, 0, NULL, why);
 		kfeat_set(k, KFEAT_REUSEPORT, 0, NULL, why);
 	} else {
-		if (bpfgate_loaded(g, BPFGATE_PROG_XDP))
+		if (bpfgate_loaded(g, BPFGATE_PROG_XDP) && own_netns)
 			kfeat_probe_xdp_lo(k, g);
+		else if (bpfgate_loaded(g, BPFGATE_PROG_XDP))
+			kfeat_set(k, KFEAT_XDP, 1, "loaded",
+				  "not attached: no network namespace of its own to try it in");
 		else
 			kfeat_set(k, KFEAT_XDP, 0, NULL, bpfgate_why(g, BPFGATE_PROG_XDP));
 		if (bpfgate_loaded(g, BPFGATE_PROG_REUSEPORT))
@@ -334,7 +341,9 @@ const char *kfeat_line(const struct kfeat *k, enum kfeat_id id, char *out, size_
 
 	snprintf(out, outsz, "feature %s %s%s%s%s%s", kfeat_name(id), kfeat_state_name(f->state),
 		 f->detail[0] ? " " : "", f->detail,
-		 !f->why[0] ? "" : f->state == KFEAT_ON ? " note=" : " why=",
+		 !f->why[0]		? ""
+		 : f->state == KFEAT_ON ? " note="
+					: " why=",
 		 f->why[0] ? log_quote(q, sizeof(q), f->why, (size_t)-1) : "");
 	return out;
 }

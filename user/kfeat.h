@@ -83,10 +83,11 @@ void kfeat_probe_ktls(struct kfeat *k);
 /*
  * Everything, without a configuration (`easgated --probe-kernel`): the
  * programs are loaded unpinned, XDP is attached to "lo" (native, else
- * generic: call it in a network namespace of its own), SK_REUSEPORT to a
- * loopback listener group, then krelay_probe() and kfeat_probe_ktls().
+ * generic) only if own_netns says the caller is in a network namespace of
+ * its own, SK_REUSEPORT to a loopback listener group, then krelay_probe()
+ * and kfeat_probe_ktls().
  */
-void kfeat_probe_all(struct kfeat *k);
+void kfeat_probe_all(struct kfeat *k, int own_netns);
 
 /* One line for `easctl status`: "feature NAME on|off|unknown [detail] [note=|why=...]"
  * (note: what an "on" feature lacks; why: why it is off). */

@@ -59,9 +59,10 @@ static int probe_kernel(void)
 {
 	struct kfeat k;
 	char line[512];
+	int own = unshare(CLONE_NEWNET) == 0, uerr = errno;
 
 	log_set_proc("probe");
-	if (unshare(CLONE_NEWNET) == 0) {
+	if (own) {
 		struct ifreq ifr = {0};
 		int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
@@ -72,10 +73,11 @@ static int probe_kernel(void)
 		if (fd >= 0)
 			close(fd);
 	} else {
-		log_info("event=probe_netns error=%s note=\"probing in this namespace\"",
-			 strerror(errno));
+		log_info("event=probe_netns error=%s note=\"probing in this namespace, without "
+			 "attaching XDP\"",
+			 strerror(uerr));
 	}
-	kfeat_probe_all(&k);
+	kfeat_probe_all(&k, own);
 	printf("kernel %s\n", k.kernel);
 	for (int i = 0; i < KFEAT__COUNT; i++)
 		printf("%s\n", kfeat_line(&k, (enum kfeat_id)i, line, sizeof(line)));

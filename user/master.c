@@ -957,36 +957,31 @@ static int attach_xdp_all(struct master *m)
 		int r = bpfgate_attach_xdp(m->bpf, ifn, c->xdp.mode, &mode);
 		int ne = bpfgate_xdp_native_err(m->bpf);
 		if (r == -ENODEV || r == -ENXIO) {
-			log_err("event=xdp_attach_failed iface=%s error=%s fix=\"xdp.interfaces "
-				"names an "
-				"interface this host does not have\"",
+			log_err("event=xdp_attach_failed iface=%s error=%s "
+				"fix=\"xdp.interfaces names an interface this host does not have\"",
 				ifn, strerror(-r));
 			return -1;
 		}
 		if (r == -EBUSY || r == -EEXIST) {
-			log_err(
-			    "event=xdp_attach_failed iface=%s error=%s fix=\"another XDP program "
-			    "is "
-			    "attached to %s: detach it (ip link set dev %s xdp off) or remove %s "
-			    "from xdp.interfaces\"",
-			    ifn, strerror(-r), ifn, ifn, ifn);
+			log_err("event=xdp_attach_failed iface=%s error=%s "
+				"fix=\"another XDP program is attached to %s: detach it "
+				"(ip link set dev %s xdp off) or remove %s from xdp.interfaces\"",
+				ifn, strerror(-r), ifn, ifn, ifn);
 			return -1;
 		}
 		if (r < 0 && c->xdp.mode == BPFGATE_XDP_NATIVE) {
-			log_err("event=xdp_attach_failed iface=%s mode=native error=%s fix=\"the "
-				"driver "
-				"of %s has no native XDP here: set xdp.mode = \\\"auto\\\" (native "
-				"where "
-				"the driver has it, generic elsewhere) or \\\"generic\\\"\"",
+			log_err("event=xdp_attach_failed iface=%s mode=native error=%s "
+				"fix=\"the driver of %s has no native XDP here: set "
+				"xdp.mode = \\\"auto\\\" (native where the driver has it, generic "
+				"elsewhere) or \\\"generic\\\"\"",
 				ifn, strerror(-r), ifn);
 			return -1;
 		}
 		if (r < 0 && c->xdp.mode == BPFGATE_XDP_GENERIC) {
-			log_err(
-			    "event=xdp_attach_failed iface=%s mode=generic error=%s fix=\"this "
-			    "kernel cannot attach XDP to %s: set xdp.mode = \\\"auto\\\" to run "
-			    "without it there\"",
-			    ifn, strerror(-r), ifn);
+			log_err("event=xdp_attach_failed iface=%s mode=generic error=%s "
+				"fix=\"this kernel cannot attach XDP to %s: set "
+				"xdp.mode = \\\"auto\\\" to run without it there\"",
+				ifn, strerror(-r), ifn);
 			return -1;
 		}
 		size_t n = strlen(detail);
@@ -1029,23 +1024,16 @@ static int setup_bpf(struct master *m)
 	}
 	struct bpfgate_opts o = {.pin_dir = c->xdp.pin_dir, .flags = BPFGATE_F_BEST_EFFORT};
 	int err = 0;
+	/* Best effort: a kernel's refusal leaves a program out; what fails the
+	 * open is ours to fix (privileges, the pin directory). */
 	m->bpf = bpfgate_open_opts(&o, &err);
-	if (!m->bpf && (err == -EPERM || err == -EACCES || c->xdp.mode != BPFGATE_XDP_AUTO)) {
-		log_err(
-		    "event=bpf_open_failed pin_dir=%s error=%s fix=\"%s\"", c->xdp.pin_dir,
-		    strerror(-err),
-		    err == -EPERM || err == -EACCES
-			? "loading BPF needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"
-			: "this kernel refused every BPF program: set xdp.mode = \\\"auto\\\" to "
-			  "run without them, or empty xdp.interfaces");
-		return -1;
-	}
 	if (!m->bpf) {
-		char why[200];
-		snprintf(why, sizeof(why), "no BPF program loaded: %s", strerror(-err));
-		kfeat_set(&m->kf, KFEAT_XDP, 0, NULL, why);
-		kfeat_set(&m->kf, KFEAT_REUSEPORT, 0, NULL, why);
-		return 0;
+		log_err("event=bpf_open_failed pin_dir=%s error=%s fix=\"%s\"", c->xdp.pin_dir,
+			strerror(-err),
+			err == -EPERM || err == -EACCES
+			    ? "loading BPF needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"
+			    : "xdp.pin_dir must be a directory under /sys/fs/bpf (a bpffs)");
+		return -1;
 	}
 	if (!bpfgate_loaded(m->bpf, BPFGATE_PROG_REUSEPORT))
 		kfeat_set(&m->kf, KFEAT_REUSEPORT, 0, NULL,
@@ -1055,9 +1043,8 @@ static int setup_bpf(struct master *m)
 		const char *why = bpfgate_why(m->bpf, BPFGATE_PROG_XDP);
 		if (c->xdp.mode != BPFGATE_XDP_AUTO) {
 			log_err("event=xdp_unavailable mode=%s why=%s fix=\"this kernel refused "
-				"the XDP "
-				"program: set xdp.mode = \\\"auto\\\" to run without it, or empty "
-				"xdp.interfaces\"",
+				"the XDP program: set xdp.mode = \\\"auto\\\" to run without it, "
+				"or empty xdp.interfaces\"",
 				xdp_mode_key(c->xdp.mode),
 				log_quote(q, sizeof(q), why, (size_t)-1));
 			return -1;

@@ -6,7 +6,8 @@
 # 6.12 too (tests/kernel/), where kernel TLS exists.
 #  1. Everything the kernel has: XDP native on the veth, SK_REUSEPORT, splice;
 #     kernel TLS as an independent probe (ktls_oracle.py) finds it, with the
-#     same ciphers; the start log says the same once.
+#     same ciphers; the start log says the same once, and so does
+#     `easgated --probe-kernel` (no configuration).
 #  2. A kernel without them (EASGATE_TEST_KFEAT_OFF, the test hook, for xdp,
 #     reuseport, splice, sockmap, ktls): the gateway starts anyway, says
 #     each is off and why, attaches nothing, relays in user space, and a
@@ -66,6 +67,14 @@ none*)
 esac
 check "start log: one kernel_features line, all of the above" \
 	test "$(grep -c "event=kernel_features kernel=$(uname -r) xdp=on reuseport=on splice=on sockmap=on sk_skb=on sk_msg=on ktls=$([ "${oracle%% *}" = none ] && echo off || echo on)\$" "$T/gw.log")" = 1
+probe=$("$EASGATED" --probe-kernel 2>>"$T/probe.log")
+check "--probe-kernel names the kernel" grep -qx "kernel $(uname -r)" <<<"$probe"
+for f in reuseport splice sockmap sk_skb sk_msg ktls; do
+	p=$(sed -n "s/^feature $f //p" <<<"$probe")
+	check "--probe-kernel agrees with the daemon on $f ($p)" test "$p" = "$(feature "$f" | sed 's/ groups=1$//')"
+done
+check "--probe-kernel: XDP loads and attaches to lo in its own namespace" \
+	grep -q '^feature xdp on lo=generic' <<<"$probe"
 check "SIGTERM" xn_stop_gateway
 detach || fail "detach after phase 1"
 
