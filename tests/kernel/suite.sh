@@ -8,7 +8,7 @@
 set -u
 O=${1:-build}
 cd "$(dirname "$0")/../.."
-TESTS=${EG_KERNEL_TESTS:-t_xdp t_reuseport t_kfeat t_systemd}
+TESTS=${EG_KERNEL_TESTS:-t_xdp t_srccap_xdp t_reuseport t_kfeat t_systemd}
 bad=0
 step() {
 	local t0=$SECONDS rc
