@@ -110,6 +110,8 @@ int main(int argc, char **argv)
 	};
 	struct master_opts o = {.workers = -1};
 	int check = 0, detach = 0, probe = 0, c;
+	/* Before anything else: execve resets what priv_no_dumps sets. */
+	priv_bind_now(argv);
 	/* First, before a key or a request is in memory: no process of ours
 	 * ever writes a core, and keys live where a core could not see them. */
 	priv_no_dumps();

@@ -1178,6 +1178,9 @@ int master_run(const struct master_opts *o)
 		goto out;
 	cert_shm = m->shm;
 	master_check_certs(m->cfg, 0); /* publish for metrics */
+	/* Checked just now: the next in an hour, not at the first tick. Each check
+	 * reads the key, and OpenSSL 3.0's PEM decoder frees its DER unwiped. */
+	m->certs_checked_ms = loop_now_ms(m->loop);
 	m->ticket_rotated_ms = loop_now_ms(m->loop);
 	m->nworkers = config_worker_count(m->cfg);
 	for (int i = 0; i < m->cfg->nbackends; i++)
