@@ -88,6 +88,7 @@ struct master {
 	struct loop_timer respawn;
 	uint64_t respawn_backoff_ms;
 	uint64_t watchdog_ms;
+	int watchdog_held; /* a worker is hung: WATCHDOG=1 withheld (said once) */
 	uint64_t ticket_rotated_ms;
 	uint64_t certs_checked_ms;
 	char relay_path[320]; /* how bodies move and why (choose_relay_path) */
@@ -808,10 +809,43 @@ static void on_signal(struct loop *l, int signo, void *arg)
 
 /* --- housekeeping ---------------------------------------------------------------------- */
 
+/* A live worker whose loop has not ticked (every second, shm.h) for a
+ * watchdog period plus a tick is hung, or NULL. Its start is the floor: the
+ * slot may hold an earlier worker's last beat. */
+static const struct proc *stalled_worker(const struct master *m, uint64_t now, uint64_t *silent)
+{
+	for (int i = 0; i < MAX_PROCS; i++) {
+		const struct proc *p = &m->procs[i];
+		if (!p->pid)
+			continue;
+		uint64_t beat = m->shm->worker_beat_ms[p->stats_slot];
+		if (beat < p->started_ms)
+			beat = p->started_ms;
+		if (now > beat && now - beat > m->watchdog_ms + 1000) {
+			*silent = now - beat;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+/* WATCHDOG=1 says the whole gateway works, so it is withheld while a worker
+ * is hung: systemd then restarts the unit (a worker stopped with SIGSTOP
+ * would otherwise keep its share of new connections for ever). */
 static void on_watchdog(struct loop_timer *t)
 {
 	struct master *m = t->arg;
-	sd_notify(0, "WATCHDOG=1");
+	uint64_t silent = 0;
+	const struct proc *p = stalled_worker(m, loop_now_ms(m->loop), &silent);
+	if (!p) {
+		sd_notify(0, "WATCHDOG=1");
+		m->watchdog_held = 0;
+	} else if (!m->watchdog_held) {
+		m->watchdog_held = 1;
+		log_err("event=worker_stalled slot=%d pid=%d silent_ms=%llu "
+			"action=\"watchdog ping withheld\"",
+			p->slot, (int)p->pid, (unsigned long long)silent);
+	}
 	loop_timer_set(m->loop, &m->watchdog, m->watchdog_ms);
 }
 
