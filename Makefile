@@ -46,7 +46,7 @@ BPFTOOL ?= bpftool
 PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 30
 
-PKGS := libbpf libelf zlib openssl sqlite3 libpcre2-8 libsystemd libconfig
+PKGS := libbpf libelf zlib openssl sqlite3 libpcre2-8 libsystemd libconfig libcurl libcrypt
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
