@@ -23,6 +23,7 @@ struct dryrun_job {
 	struct admin *a;
 	struct policy *before, *after;
 	struct policy_rule rule;
+	char text[POLICY_RULE_TEXT_MAX]; /* the rule as typed (canonical form) */
 	int cmd;
 	int json;
 	int64_t now;
@@ -108,8 +109,7 @@ static int step(struct command_job *cj, struct sbuf *out, enum ctl_code *code)
 	inv_devices_page(admin_inventory(j->a), &j->cur, DRYRUN_PAGE, NULL, row, j);
 	if (!j->cur.done)
 		return 0;
-	char text[POLICY_RULE_TEXT_MAX];
-	policy_rule_format(&j->rule, text, sizeof(text));
+	const char *text = j->text;
 	if (j->json) {
 		sbuf_printf(out, "%s], \"scanned\": %ld, \"changed\": %ld, \"moves\": {",
 			    j->changed ? "\n" : "", j->scanned, j->changed);
@@ -171,6 +171,9 @@ enum ctl_code dryrun_command(struct admin *a, int argc, char **argv, struct sbuf
 		free(j);
 		return CTL_USAGE;
 	}
+	char text[POLICY_RULE_TEXT_MAX];
+	policy_rule_format(&j->rule, text, sizeof(text)); /* as typed, before it gets a label */
+	snprintf(j->text, sizeof(j->text), "%s", text);
 	if (!j->rule.name[0])
 		snprintf(j->rule.name, sizeof(j->rule.name), "the new rule");
 	j->cmd = EAS_CMD_SYNC;
@@ -189,8 +192,6 @@ enum ctl_code dryrun_command(struct admin *a, int argc, char **argv, struct sbuf
 		job_free(&j->job);
 		return CTL_FAILED;
 	}
-	char text[POLICY_RULE_TEXT_MAX];
-	policy_rule_format(&j->rule, text, sizeof(text));
 	if (j->json) {
 		sbuf_printf(out, "{\"rule\": ");
 		fmt_json_str(out, text);

@@ -16,7 +16,7 @@ function el(tag, attrs, ...kids) {
     else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
     else if (v !== false && v !== null && v !== undefined) e.setAttribute(k, v === true ? '' : v);
   }
-  for (const k of kids.flat()) {
+  for (const k of kids.flat(Infinity)) {
     if (k === null || k === undefined || k === false) continue;
     e.appendChild(typeof k === 'object' ? k : document.createTextNode(String(k)));
   }
@@ -91,12 +91,11 @@ async function pageQuarantine(c) {
     setStatus(rows.length + ' device' + (rows.length === 1 ? '' : 's') + ' in quarantine');
   }
   async function act(verb, ds) {
-    let done = 0;
-    try {
-      for (const d of ds) { await deviceAction(verb, d); done++; }
-      setStatus(verb + ': ' + done + ' device' + (done === 1 ? '' : 's') + ' (effective on their next request)');
-    } catch (e) { setStatus(verb + ' failed after ' + done + ': ' + e.message, true); }
-    await load().catch(e => setStatus(e.message, true));
+    let done = 0, err = null;
+    try { for (const d of ds) { await deviceAction(verb, d); done++; } } catch (e) { err = e; }
+    await load().catch(e => { err = err || e; });
+    if (err) setStatus(verb + ' failed after ' + done + ': ' + err.message, true);
+    else setStatus(verb + ': ' + done + ' device' + (done === 1 ? '' : 's') + ' (effective on their next request)');
   }
   const bulk = can('helpdesk') ? [
     el('button', { class: 'ok', id: 'q-approve-sel', type: 'button', onclick: () => act('approve', [...selected]) }, 'Approve selected'),
@@ -148,7 +147,7 @@ async function pageDevice(c, user, id) {
       onclick: async () => {
         try { await deviceAction(v, d); setStatus(v + ': done (effective on its next request)'); if (v !== 'remove') route(); }
         catch (e) { setStatus(e.message, true); } } }, v[0].toUpperCase() + v.slice(1)))) : null;
-  c.append(acts, el('div', { class: 'grid', id: 'dev-fields' }, fields.map(([k, v]) => [el('div', {}, k), el('div', { class: 'value' }, v || '-')])),
+  c.append(...[acts].filter(Boolean), el('div', { class: 'grid', id: 'dev-fields' }, fields.map(([k, v]) => [el('div', {}, k), el('div', { class: 'value' }, v || '-')])),
     el('h2', {}, 'Decisions over time'),
     table(['When', 'Kind', 'Command', 'Status', 'Access', 'Reason', 'Rule'], hist.map(h => el('tr', {},
       el('td', {}, when(h.at)), el('td', {}, h.kind), el('td', {}, h.command), el('td', {}, h.status || ''),
@@ -210,7 +209,7 @@ async function pageVersions(c) {
   const v = await apiJson(['versions', 'list', '--format', 'json']);
   c.append(el('p', {}, 'Incubation: ', v.incubation ? 'on, ' + v.days + ' days from the first authenticated request' : 'off'),
     table(['OS', 'Family', 'First seen', 'State', 'Incubating until', 'Devices', ''], v.versions.map(x => el('tr', {},
-      el('td', {}, x.os), el('td', {}, x.family), el('td', {}, when(x.first_seen)), el('td', {}, pill(x.state)),
+      el('td', {}, x.os), el('td', {}, x.family), el('td', {}, x.first_seen === '-' ? 'no authenticated request yet' : when(x.first_seen)), el('td', {}, pill(x.state)),
       el('td', {}, when(x.incubating_until)), el('td', {}, x.devices),
       el('td', { class: 'actions' }, can('admin') ? el('button', { type: 'button', class: x.state === 'approved' ? '' : 'ok', onclick: async () => {
         try { await api(['versions', x.state === 'approved' ? 'revoke' : 'approve', x.os], true); route(); } catch (e) { setStatus(e.message, true); } } },
