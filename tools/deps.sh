@@ -5,10 +5,12 @@
 set -euo pipefail
 
 BUILD="make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev libsqlite3-dev
-  libpcre2-dev libsystemd-dev libconfig-dev libcmocka-dev libclang-rt-14-dev pkg-config xxd"
-RUN="openssl iproute2 ca-certificates sqlite3"
+  libpcre2-dev libsystemd-dev libconfig-dev libcmocka-dev libclang-rt-14-dev pkg-config xxd
+  libcurl4-openssl-dev libcrypt-dev"
+RUN="openssl iproute2 ca-certificates sqlite3 libjs-chart.js"
 TEST="curl libwbxml2-utils gnutls-bin testssl.sh python3 procps psmisc jq tcpdump ethtool prometheus gdb
-  systemd wrk nghttp2-client haproxy nginx-light bc"
+  systemd wrk nghttp2-client haproxy nginx-light bc chromium chromium-driver python3-selenium
+  python3-aiosmtpd"
 
 want=$(echo $BUILD $RUN ${EASGATE_DEPS_TEST:-$TEST})
 missing=()

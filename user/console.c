@@ -458,7 +458,7 @@ static void login_done(struct workq_job *wj)
 				 command_role_name(j->role), c->peer);
 		}
 	} else {
-		int lock = auth_failed(&k->auth, c->peer, j->user, now);
+		int lock = auth_failed(&k->auth, c->peer, j->user, j->known, now);
 		log_warn("event=console_login_failed user=%s source=%s", qu, c->peer);
 		if (lock)
 			log_warn("event=console_lockout source=%s user=%s locked=%s failures=%d "

@@ -59,12 +59,11 @@ static int count(struct console_auth *a, struct limit_slot *t, const char *key, 
 	return 1;
 }
 
-int auth_failed(struct console_auth *a, const char *source, const char *user, uint64_t now_ms)
+int auth_failed(struct console_auth *a, const char *source, const char *user, int known,
+		uint64_t now_ms)
 {
 	int r = count(a, a->by_source, source, now_ms);
-	/* only real account names get an entry: random names must not push
-	 * real accounts' counts out of the table */
-	if (user && accounts_name_ok(user))
+	if (known && user && accounts_name_ok(user))
 		r |= count(a, a->by_account, user, now_ms) << 1;
 	return r;
 }

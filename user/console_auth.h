@@ -49,9 +49,12 @@ struct console_auth {
 void auth_init(struct console_auth *a, uint64_t idle_ms, uint64_t lockout_ms);
 /* ms left of a lockout of this source or account (0 = may try). */
 uint64_t auth_locked(struct console_auth *a, const char *source, const char *user, uint64_t now_ms);
-/* A wrong password. Returns 1 when this one started a lockout of the source,
- * 2 of the account, 3 both (the caller logs it), else 0. */
-int auth_failed(struct console_auth *a, const char *source, const char *user, uint64_t now_ms);
+/* A wrong password (known: user names an account). Returns 1 when this one
+ * started a lockout of the source, 2 of the account, 3 both (the caller logs
+ * it), else 0. Only known accounts are counted per account: names that do
+ * not exist must not push real accounts' counts out of the table. */
+int auth_failed(struct console_auth *a, const char *source, const char *user, int known,
+		uint64_t now_ms);
 /* A right one: the source's and account's counts start again. */
 void auth_succeeded(struct console_auth *a, const char *source, const char *user);
 

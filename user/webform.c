@@ -85,6 +85,14 @@ int webform_cookie(const char *p, size_t len, const char *name, char *out, size_
 			size_t vl = i - start - nl - 1;
 			if (vl >= outsz)
 				return -1;
+			/* cookie-octets only (RFC 6265 4.1.1): no NUL, control byte,
+			 * blank, quote, comma or backslash in what we hand back */
+			for (size_t k = 0; k < vl; k++) {
+				unsigned char ch = (unsigned char)p[start + nl + 1 + k];
+				if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == ',' ||
+				    ch == '\\')
+					return -1;
+			}
 			memcpy(out, p + start + nl + 1, vl);
 			out[vl] = 0;
 			return (int)vl;

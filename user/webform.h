@@ -29,8 +29,9 @@ const char *webform_get(const struct webform_field *f, int n, const char *name);
 
 /*
  * The value of cookie `name` in a Cookie header value (p[0..len)), copied
- * into out (NUL-terminated). Returns its length, or -1 when absent or longer
- * than outsz - 1.
+ * into out (NUL-terminated). Returns its length, or -1 when absent, longer
+ * than outsz - 1, or not made of cookie-octets (RFC 6265: no NUL, control
+ * byte, blank, '"', ',' or '\\').
  */
 int webform_cookie(const char *p, size_t len, const char *name, char *out, size_t outsz);
 
