@@ -221,9 +221,10 @@ async function pageThrottle(c) {
   let t;
   try { t = JSON.parse(await api(['throttle', 'list', '--format', 'json'], false)); }
   catch (e) { c.append(el('p', { class: 'empty' }, e.message)); return; }
-  c.append(table(['User', 'Device', 'OS', 'Class', 'State', 'Left', 'Kernel drop', 'Looping command', ''], t.map(x => el('tr', {},
+  c.append(table(['User', 'Device', 'OS', 'Class', 'Last event', 'Stage', 'Left', 'Kernel drop', 'Looping command', 'Seen/refused', ''], t.map(x => el('tr', {},
     el('td', {}, x.user), el('td', { class: 'mono' }, devLink(x)), el('td', {}, x.device_os), el('td', {}, x.class),
-    el('td', {}, x.state), el('td', {}, x.remaining_s + ' s'), el('td', {}, x.xdp ? 'yes' : 'no'), el('td', {}, x.loop_command || '-'),
+    el('td', {}, x.last_event), el('td', {}, x.state), el('td', {}, x.remaining_s + ' s'), el('td', {}, x.xdp ? 'yes' : 'no'), el('td', {}, x.loop_command || '-'),
+    el('td', { class: 'mono' }, Object.entries(x.by_command).map(([k, v]) => k + ' ' + v[0] + '/' + v[1]).join(', ')),
     el('td', { class: 'actions' }, can('helpdesk') ? el('button', { type: 'button', onclick: async () => {
       try { await api(['throttle', 'forgive', x.user, x.device_id], true); route(); } catch (e) { setStatus(e.message, true); } } }, 'Forgive') : ''))),
     'No device is throttled or looping.'));

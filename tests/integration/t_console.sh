@@ -13,6 +13,7 @@
 #  - the dry run of block DeviceOS like "iOS 6.1*" lists exactly the two
 #    iOS 6.1 phones;
 #  - every page renders (screenshots in build/test-artifacts/t_console/),
+#    the throttled page lists the phone that went over its budget,
 #    three chart.js charts are drawn, no CSP violation or script error;
 #  - the audit (easctl audit, and the console's page) holds every change
 #    made here, each with who made it: the helpdesk's approval, the admin's
@@ -36,6 +37,7 @@ done
 WEB=$(free_port)
 cat >"$T/gw.conf" <<CONF
 policy = { default = "quarantine"; incubation = { enabled = true; days = 14; families = [ "iOS" ]; }; };
+throttle = { enabled = true; classes = ( { name = "default"; burst = 6; rate = 0.2; } ); };
 admin = { web = "127.0.0.1:$WEB"; web_accounts = "$ACC"; web_assets = "$EG_ROOT/web"; };
 CONF
 start_gateway -c "$T/gw.conf" --backend "cas1=127.0.0.1:$BE_PORT_cas1,health=/health" || finish
@@ -55,7 +57,11 @@ wbxml_from_xml "$EG_ROOT/tests/integration/console/settings-xss.xml" "$T/xss.wbx
 XSS='<img src=x onerror=alert(1)>'
 phone bob IPH61A iPhone "Apple-iPhone4C1/1002.142" >/dev/null
 phone carol IPAD61B iPad "Apple-iPad3C1/1002.146" >/dev/null
-phone dave IPH7C iPhone "Apple-iPhone6C1/1101.465" >/dev/null
+for _ in $(seq 10); do # over its budget: the throttled page lists it
+	phone dave IPH7C iPhone "Apple-iPhone6C1/1101.465" >>"$T/dave.st"
+	echo >>"$T/dave.st"
+done
+check "dave's phone went over its budget (503 among its answers)" grep -q 503 "$T/dave.st"
 phone eve XSSDEV Android "Android/4.4.2-EAS-1.3" Settings "$T/xss.wbxml" >/dev/null
 st=$(phone alice AndroidP1 Android "Android/4.4.2-EAS-1.3")
 check "the phone's first Sync is answered by the gateway (quarantine: HTTP $st)" test "$st" = 200
@@ -75,7 +81,7 @@ cat >"$T/browser.json" <<JSON
  "accounts": {"helpdesk": ["helen", "pw-helen-0123"], "viewer": ["victor", "pw-victor-0123"],
               "admin": ["ada", "pw-ada-0123"]},
  "p1": {"user": "alice", "device": "AndroidP1", "type": "Android", "ua": "Android/4.4.2-EAS-1.3"},
- "ios61": ["IPAD61B", "IPH61A"], "xss": {"device": "XSSDEV", "model": "<img src=x onerror=alert(1)>"}}
+ "ios61": ["IPAD61B", "IPH61A"], "throttled": "IPH7C", "xss": {"device": "XSSDEV", "model": "<img src=x onerror=alert(1)>"}}
 JSON
 timeout 300 $PY "$EG_ROOT/tests/integration/console/browser.py" "$T/browser.json" >"$T/browser.out" 2>"$T/browser.err"
 rc=$?
@@ -103,7 +109,7 @@ while IFS= read -r line; do
 		;;
 	esac
 done <"$T/browser.out"
-check "the browser made all 16 checks ($nchecks)" test "$nchecks" -eq 16
+check "the browser made all 17 checks ($nchecks)" test "$nchecks" -eq 17
 for p in login quarantine devices rules device versions throttle backends audit charts viewer-quarantine; do
 	check "screenshot $p.png taken" test -s "$SHOTS/$p.png"
 done

@@ -8,7 +8,7 @@ Chromium trusts exactly that certificate), outdir (screenshots), profile
 (a fresh --user-data-dir), gw ("host:port" of the gateway), ca (root PEM),
 rec (the demo backend's record dir), accounts {helpdesk, viewer, admin:
 [name, password]}, p1 (the phone that just synced: user, device, type, ua),
-ios61 (DeviceIds), xss {device, model}.
+ios61 (DeviceIds), xss {device, model}, throttled (a DeviceId over its budget).
 
 Prints one JSON line per check: {"check": ..., "ok": true|false, "detail": ...}
 and a last line {"done": true}. Exits 77 with a reason when Chromium cannot
@@ -211,6 +211,9 @@ try:
     for page in ("versions", "throttle", "backends", "audit"):
         go(page)
         shot(page)
+    go("throttle")
+    out("the throttled page lists the phone over its budget",
+        any(cfg["throttled"] in t for t in rows_text()), rows_text()[:3])
     go("versions")
     out("the OS versions page has its incubation calendar",
         len(drv.find_elements(By.CSS_SELECTOR, "#calendar .day")) == 35, "")
