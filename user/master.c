@@ -689,6 +689,10 @@ static int apply_config(struct master *m, struct gw_config *nc, struct tls_serve
 	if (m->notify && notify_reconfigure(m->notify, nc, nerr, sizeof(nerr)) < 0)
 		log_err("event=notify_reconfigure_failed error=\"%s\"", nerr); /* checked before */
 	console_reconfigure(m->console, nc);
+	if (!m->console && nc->admin.web[0])
+		log_warn("event=console_not_started addr=%s note=\"the console starts with the "
+			 "daemon: restart to turn it on\"",
+			 nc->admin.web);
 	if (old) {
 		config_free(old);
 		free(old);
@@ -789,9 +793,19 @@ static void on_signal(struct loop *l, int signo, void *arg)
 {
 	struct master *m = arg;
 	char why[320];
-	if (signo == SIGHUP && !m->stopping)
-		master_reload(m, why, sizeof(why));
-	else if (signo == SIGTERM || signo == SIGINT)
+	if (signo == SIGHUP && !m->stopping) {
+		/* systemctl reload: no easctl peer, no console account; the
+		 * audit line says "daemon" (command_actor() is NULL here) */
+		uint64_t gen = m->gen;
+		if (master_reload(m, why, sizeof(why)) == 0 && m->admin) {
+			char before[32], after[32];
+			snprintf(before, sizeof(before), "generation %llu",
+				 (unsigned long long)gen);
+			snprintf(after, sizeof(after), "generation %llu",
+				 (unsigned long long)m->gen);
+			admin_audit(m->admin, "reload (SIGHUP)", before, after);
+		}
+	} else if (signo == SIGTERM || signo == SIGINT)
 		master_stop(m);
 }
 

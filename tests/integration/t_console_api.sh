@@ -14,7 +14,8 @@
 #     escaped; a 50,000-device export runs in steps while easctl keeps
 #     answering (the master's loop never waits for it);
 #  5. strict HTTP (the h1 parser): smuggling attempts refused; silent
-#     clients cost a slot and a deadline, never the loop.
+#     clients cost a slot and a deadline, never the loop;
+#  6. a reload by SIGHUP is audited as the daemon's.
 source "$(dirname "$0")/lib.sh"
 need curl xml2wbxml sqlite3 python3
 make_pki
@@ -85,7 +86,7 @@ check "20 wrong passwords from 127.0.0.1 get 401 each" test "$codes" = "$(printf
 st=$(login helen pw-helen-0123)
 check "then that source is locked out, even with the right password (HTTP $st)" test "$st" = 429
 check "...with Retry-After" grep -qi '^Retry-After: [1-5]' "$T/login.h"
-check "the lockout is logged" grep -q 'event=console_lockout source=127.0.0.1 user="mallory" locked=source,account failures=20' "$T/gw.log"
+check "the lockout is logged" grep -q 'event=console_lockout source=127.0.0.1 user="mallory" locked=source failures=20' "$T/gw.log"
 st=$(login helen pw-helen-0123 127.0.0.2)
 check "another source still logs in (HTTP $st)" test "$st" = 200
 for i in $(seq 20); do login victor "wrong-$i" 127.0.0.3 >/dev/null; done
@@ -192,4 +193,10 @@ check "30 silent console clients: easctl answers in $ms ms" test "$ms" -lt 1000
 st=$(login helen pw-helen-0123)
 check "...and a login still works meanwhile (HTTP $st)" test "$st" = 200
 wait "$SIL" 2>/dev/null
+
+# --- 6. a reload by SIGHUP (systemctl reload) is audited too, as the daemon ----------------------
+kill -HUP "$GW_PID"
+for _ in $(seq 50); do ctl audit | grep -q 'reload (SIGHUP)' && break; sleep 0.1; done
+check "a SIGHUP reload is in the audit, by the daemon" \
+	grep -q '^ *[0-9]* .* daemon  *reload (SIGHUP) | before: generation 1 | after: generation 2' <(ctl audit)
 finish
