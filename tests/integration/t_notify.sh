@@ -13,6 +13,9 @@
 #     Scaled: the issue says "down for 2 minutes"; here it is down for 30 s
 #     with notify.retry = { min = 1; max = 4; } instead of the defaults
 #     (10 s .. 600 s): the same retry and backoff code, in less time.
+#     The backend is stopped at the same time: "backend down" joins that
+#     batch; the test certificate (825 days) is within expiry_warning = 3650
+#     days: "certificate expiring" is in the first batch.
 #  3. The receiver's check can fail: a POST with a wrong signature is
 #     counted invalid (so "valid" above means something).
 source "$(dirname "$0")/lib.sh"
@@ -45,6 +48,7 @@ EG_PIDS+=($!)
 for _ in $(seq 100); do [ -e "$T/hook.jsonl.ready" ] && break; sleep 0.1; done
 cat >"$T/gw.conf" <<CONF
 policy = { default = "quarantine"; };
+tls = { expiry_warning = 3650; }; # the test certificate (825 days) is within it: one notice
 notify = {
   batch = 1;
   from = "easgate@example.test";
@@ -86,6 +90,8 @@ A1=$(admin_mails | head -1)
 n=$(grep -Ec 'quarantined by default +pu[0-9]+@example.test  PDEV' "$A1")
 check "...listing the 500 quarantined devices ($n)" test "$n" -eq 500
 check "...with a subject that counts them" grep -q '^Subject: \[easgate\] 50[0-9] new: 500 quarantined by default' "$A1"
+check "...and the certificate within its warning days" \
+	grep -Eq 'certificate expiring +\(.*server.pem expires .*warning days: 3650' "$A1"
 python3 - "$T/mail" >"$T/users.check" <<'PYEOF'
 import glob, re, sys
 to, bad = set(), []
@@ -117,6 +123,7 @@ check "the same phones syncing again send nothing new ($(user_mails))" test "$(u
 
 # --- 2. the relay down ----------------------------------------------------------------------------
 kill "$SMTP_PID"; wait "$SMTP_PID" 2>/dev/null
+kill "$BE_PID_cas1" # and the backend: its health check notices, the batch says so
 before=$(nmail)
 r0=$(metric easgate_notify_retries_total)
 out=$(python3 "$D/phones.py" "$GW_PORT" "$PKI/root.pem" q 0 50)
@@ -138,6 +145,7 @@ wait_for 90 test "$(admin_mails | wc -l)" -ge 2
 A2=$(admin_mails | xargs ls -t | head -1)
 n=$(grep -Ec 'quarantined by default +qu[0-9]+@example.test  QDEV' "$A2")
 check "...and the admin batch listing the 50 ($n)" test "$n" -eq 50
+check "...and the backend that went down" grep -Eq 'backend down +\(cas1: ' "$A2"
 check "nothing was lost or dropped (dropped $(metric easgate_notify_dropped_total), failed $(metric easgate_notify_failed_total))" \
 	test "$(metric easgate_notify_dropped_total)" = 0 -a "$(metric easgate_notify_failed_total)" = 0
 echo "  (sent: smtp $(metric 'easgate_notify_sent_total{channel="smtp"}'), webhook $(metric 'easgate_notify_sent_total{channel="webhook"}'); retries $(metric easgate_notify_retries_total))"
