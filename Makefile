@@ -8,6 +8,7 @@
 #   make fuzz         build libFuzzer targets and run each for FUZZ_SECONDS
 #   make bench        benchmarks vs HAProxy and nginx (tools/bench)
 #   make install      install into $(DESTDIR)$(PREFIX), with the systemd unit
+#   make deb          the Debian package, into build/deb/ (tools/mkdeb.sh)
 #   make SAN=1 ...    build into build/asan with AddressSanitizer + UBSan
 #   make V=1 ...      show the commands
 #
@@ -45,6 +46,9 @@ CLANG ?= clang
 BPFTOOL ?= bpftool
 PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 30
+# One version for easgated --version and the package (tools/version.sh;
+# debian/rules passes the package's own).
+VERSION ?= $(shell tools/version.sh)
 
 PKGS := libbpf libelf zlib openssl sqlite3 libpcre2-8 libsystemd libconfig libcurl libcrypt
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -109,6 +113,16 @@ $(O)/user/osver.o: user/osver.c $(O)/gen/ios_builds.inc $(wildcard user/*.h)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -DEG_HAVE_IOS_BUILDS_INC -I$(O)/gen -c $< -o $@
 
+# Rewritten only when the version changes, so a commit relinks without
+# recompiling everything, and a stale --version cannot survive one.
+$(O)/gen/version.h: FORCE
+	$(Q)mkdir -p $(@D)
+	$(Q)v='#define EASGATE_VERSION "$(VERSION)"'; \
+		[ "$$(cat $@ 2>/dev/null)" = "$$v" ] || echo "$$v" >$@
+
+$(O)/user/main.o: $(O)/gen/version.h
+$(O)/user/main.o: CFLAGS += -I$(O)/gen
+
 $(O)/libeasgate.a: $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -142,7 +156,7 @@ build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $$(sed -n 's|^// FUZZ_SRCS:||p' $<) $(PKG_LIBS) -lm -lpthread -o $@
 
-.PHONY: all deps run test unit bpftest integration fuzz fuzz-build bench install clean format
+.PHONY: all deps run test unit bpftest integration fuzz fuzz-build bench install deb clean format FORCE
 deps:
 	$(Q)tools/deps.sh
 
@@ -176,6 +190,11 @@ bench: all
 
 install: all
 	$(Q)tools/install.sh "$(DESTDIR)" "$(PREFIX)" $(O)
+
+# dpkg-buildpackage in a copy of the tree under build/deb/, so the package
+# build neither cleans nor reuses build/; the .deb files land in build/deb/.
+deb:
+	$(Q)tools/mkdeb.sh build/deb
 
 format:
 	$(Q)clang-format -i user/*.c user/*.h tools/*.c include/*.h bpf/*.c bpf/*.h tests/unit/*.c tests/bpf/*.c tests/fuzz/*.c

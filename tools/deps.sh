@@ -9,6 +9,7 @@ BUILD="make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev l
   libcurl4-openssl-dev libcrypt-dev"
 RUN="openssl iproute2 ca-certificates sqlite3 libjs-chart.js"
 TEST="curl libwbxml2-utils gnutls-bin testssl.sh python3 procps psmisc jq tcpdump ethtool prometheus gdb
+  debhelper dpkg-dev lintian
   systemd wrk nghttp2-client haproxy nginx-light bc chromium chromium-driver python3-selenium
   python3-aiosmtpd"
 

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -56,6 +57,8 @@
 #define DB_SIZE_MAX	   (1ULL << 40) /* egtest_size upper bound */
 #define DB_USER_MAX	   256		/* X-Echo-User is truncated to this */
 #define DB_NAME_MAX	   31
+#define DB_AUTH_MAX	   16		/* --auth accounts */
+#define DB_AUTHZ_MAX	   512		/* Authorization value kept for the --auth check */
 #define DB_SEQ_FMT	   "%08" PRIu64 /* seq as in file names and X-Request-Seq */
 
 static const char eas_path_tail[] = "/Microsoft-Server-ActiveSync";
@@ -84,6 +87,10 @@ struct demo_opts {
 	uint64_t delay_ms;
 	uint64_t hold_ping_ms;
 	int quiet;
+	/* --auth USER:PASSWORD: base64 of each, as a Basic Authorization carries
+	 * it; with any given, EAS requests without one of them get 401. */
+	char *auth_b64[DB_AUTH_MAX];
+	int nauth;
 };
 
 enum ev_kind { EV_LISTEN, EV_SIGNAL, EV_CONN };
@@ -133,8 +140,9 @@ struct req {
 	uint64_t wire_len;  /* head + body bytes exactly as received */
 	struct ck_state ck;
 	unsigned char sha[32];
-	int rec_fd;	   /* temporary record file, -1 when not recording */
-	const char *error; /* static reason when the request was rejected */
+	int rec_fd;		  /* temporary record file, -1 when not recording */
+	const char *error;	  /* static reason when the request was rejected */
+	char authz[DB_AUTHZ_MAX]; /* Authorization value (for --auth), "" if none */
 };
 
 enum resp_phase { PH_DATA, PH_CRLF, PH_CHUNK_HDR, PH_DONE };
@@ -462,6 +470,8 @@ static int header_apply(const char *name, size_t nn, const char *v, size_t vn, s
 			return 417;
 		}
 		rq->expect_continue = 1;
+	} else if (ci_eq(name, nn, "authorization")) {
+		snprintf(rq->authz, sizeof(rq->authz), "%.*s", (int)vn, v);
 	} else if (ci_eq(name, nn, "host")) {
 		if (++hs->host > 1) {
 			*why = "more than one Host";
@@ -1163,6 +1173,22 @@ static int resp_egtest(struct resp *rs, const char *q, size_t qn)
 	return 0;
 }
 
+/* --auth: does the request carry one of the accounts' Basic credentials? */
+static int auth_ok(const struct demo_opts *o, const struct req *rq)
+{
+	if (!o->nauth)
+		return 1;
+	if (strncasecmp(rq->authz, "Basic ", 6))
+		return 0;
+	const char *t = rq->authz + 6;
+	while (*t == ' ')
+		t++;
+	for (int i = 0; i < o->nauth; i++)
+		if (!strcmp(t, o->auth_b64[i]))
+			return 1;
+	return 0;
+}
+
 /* Decide the response to a complete, well-formed request. */
 static void resp_plan(struct demo_srv *s, struct conn *c)
 {
@@ -1179,6 +1205,9 @@ static void resp_plan(struct demo_srv *s, struct conn *c)
 	rs->echo_sha = 1;
 	if (is_get && pn == strlen(s->o.health_path) && !memcmp(path, s->o.health_path, pn)) {
 		resp_set_static(rs, 200, "text/plain", ok, sizeof(ok) - 1);
+	} else if (eas_path_match(&s->o, path, pn) && !auth_ok(&s->o, &c->rq)) {
+		static const char unauth[] = "unauthorized\n";
+		resp_set_static(rs, 401, "text/plain", unauth, sizeof(unauth) - 1);
 	} else if (eas_path_match(&s->o, path, pn) && !strcmp(m, "OPTIONS")) {
 		resp_set_static(rs, 200, NULL, NULL, 0);
 		rs->body = rs->small;
@@ -1943,6 +1972,9 @@ static void usage(FILE *f)
 	    "  --pidfile F          write the pid to F once listening; removed on exit\n"
 	    "  --port-file F        write the bound port to F once listening; removed on exit\n"
 	    "  --quiet              no per-request log lines (warnings still go to stderr)\n"
+	    "  --auth USER:PASSWORD accept only these Basic credentials on the EAS path\n"
+	    "                       (repeatable); anything else gets 401, as Exchange answers\n"
+	    "                       a wrong password. Default: no check (any or none)\n"
 	    "  --help               this text\n"
 	    "\n"
 	    "Answers (every response has X-Backend, X-Request-Seq and Content-Length or\n"
@@ -2043,8 +2075,23 @@ enum {
 	OPT_PIDFILE,
 	OPT_PORTFILE,
 	OPT_QUIET,
+	OPT_AUTH,
 	OPT_HELP,
 };
+
+/* --auth USER:PASSWORD -> the base64 a Basic Authorization header carries. */
+static int opt_auth(const char *v, struct demo_opts *o)
+{
+	size_t n = strlen(v);
+	if (!strchr(v, ':') || n > 300 || o->nauth >= DB_AUTH_MAX)
+		return -1;
+	char *b = malloc(4 * ((n + 2) / 3) + 1);
+	if (!b)
+		return -1;
+	EVP_EncodeBlock((unsigned char *)b, (const unsigned char *)v, (int)n);
+	o->auth_b64[o->nauth++] = b;
+	return 0;
+}
 
 static int opt_one(int opt, const char *v, struct demo_opts *o, const char **prefix)
 {
@@ -2081,6 +2128,8 @@ static int opt_one(int opt, const char *v, struct demo_opts *o, const char **pre
 	case OPT_QUIET:
 		o->quiet = 1;
 		return 0;
+	case OPT_AUTH:
+		return opt_auth(v, o);
 	default:
 		return -1;
 	}
@@ -2101,6 +2150,7 @@ static int opts_parse(int argc, char **argv, struct demo_opts *o)
 	    {"pidfile", required_argument, NULL, OPT_PIDFILE},
 	    {"port-file", required_argument, NULL, OPT_PORTFILE},
 	    {"quiet", no_argument, NULL, OPT_QUIET},
+	    {"auth", required_argument, NULL, OPT_AUTH},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -2144,6 +2194,8 @@ int main(int argc, char **argv)
 	srv_setup(&s);
 	srv_loop(&s);
 	srv_teardown(&s);
+	for (int i = 0; i < s.o.nauth; i++)
+		free(s.o.auth_b64[i]);
 	return 0;
 }
 #endif

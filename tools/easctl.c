@@ -33,33 +33,42 @@ struct help {
 static const struct help helps[] = {
     {"status", "easctl status\n  Daemon pid, config generation, workers, open connections and "
 	       "long-polls, reloads.\n"},
-    {"backends", "easctl backends\n  Each backend: address, health, connections, requests, "
-		 "failures, last error.\n"},
+    {"backends", "easctl backends [--format json]\n  Each backend: address, health, connections, "
+		 "requests, failures, last error.\n"},
     {"reload", "easctl reload\n  Re-read the configuration, rules and certificates. A broken "
 	       "file is refused\n  and the running configuration stays in force (exit 3).\n"},
     {"devices",
      "easctl devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--device-id D]\n"
-     "               [--format table|csv|json]\n"
+     "               [--limit N] [--format table|csv|json] [--unauthenticated]\n"
      "  List the inventory, like Get-MobileDevice. --os 'iOS 6.1*' matches DeviceOS\n"
      "  (or the OS decoded from the User-Agent before DeviceInformation arrived).\n"
-     "  --state is Allowed, Blocked or Quarantined.\n"},
-    {"device", "easctl device show|allow|approve|block|quarantine|clear|remove DEVICE_ID "
-	       "[--user U]\n"
+     "  --state is Allowed, Blocked or Quarantined. A device is in the inventory once a\n"
+     "  backend accepted its credentials; --unauthenticated lists instead the devices\n"
+     "  seen without that (most recent first; a bounded table, see the README).\n"},
+    {"device", "easctl device show|history|allow|approve|block|quarantine|clear|remove DEVICE_ID\n"
+	       "    [--user U] [--format table|json]\n"
 	       "  Per-device decisions (Exchange's personal allow/block lists). approve = allow.\n"
-	       "  clear returns the device to the rules. Effective on its next request.\n"},
+	       "  clear returns the device to the rules. Effective on its next request. history\n"
+	       "  lists its recent decisions and answers (since the daemon started).\n"},
     {"rules", "easctl rules list\n"
 	      "easctl rules add '<allow|block|quarantine> <Characteristic> <op> \"pattern\" "
 	      "[cmd C,...] [name \"n\"]'\n"
 	      "easctl rules remove dbID\n"
+	      "easctl rules dryrun '<allow|block|quarantine> ...' [--format table|json]\n"
 	      "easctl rules test [--user U] [--device-id D] [--type T] [--model M] [--os OS]\n"
 	      "                  [--ua UA] [--xmswl W] [--cmd CMD] [--first-seen-days-ago N]\n"
 	      "easctl rules precedence\n"
 	      "  Characteristics: DeviceType DeviceModel DeviceOS UserAgent XMSWL User DeviceId.\n"
 	      "  Ops: is (exact, case-insensitive), like (glob), matches (regex),\n"
 	      "       < <= > >= == != (version, DeviceOS only: \"iOS 7.0.2\").\n"
-	      "  test prints which rule decides for that device and command, and why.\n"},
+	      "  test prints which rule decides for that device and command, and why; dryrun\n"
+	      "  lists the inventory devices a rule would change, and how, without saving it.\n"},
     {"versions", "easctl versions [list [--incubating]|incubating|approve 'OS'|revoke 'OS']\n"
 		 "  OS versions seen, incubation state; approve lets an incubating version in.\n"},
+    {"throttle", "easctl throttle [list [--all]]|show USER DEVICE_ID|forgive USER DEVICE_ID\n"
+		 "  Throttled and looping devices (--all: every tracked device); forgive lifts\n"
+		 "  a device's throttle and loop state at once.\n"},
+    {"metrics", "easctl metrics\n  The Prometheus exposition, as served on admin.metrics.\n"},
     {"audit", "easctl audit [--limit N] [--before ID] [--format table|csv|json]\n"
 	      "  Every change made with easctl or the console, newest first: who, when, what,\n"
 	      "  before and after. The table is append-only.\n"},

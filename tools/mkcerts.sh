@@ -7,9 +7,12 @@
 #   server-leaf.pem     leaf only (an INCOMPLETE chain, for tests)
 #   server.key          leaf key (ECDSA P-256)
 #   server-rsa.pem/.key the same names with an RSA-2048 leaf
-# Usage: mkcerts.sh DIR [DNS-or-IP ...]
-# With MKCERTS_CA=OTHERDIR the root and intermediate of OTHERDIR are reused
-# (a second leaf from the same CA, e.g. a certificate for another name).
+#   index.txt           with OCSP_URL set: the leaves in `openssl ca` database
+#                       form (status V), for `openssl ocsp -index index.txt -CA inter.pem`
+# Usage: [OCSP_URL=http://127.0.0.1:PORT] [MKCERTS_CA=OTHERDIR] mkcerts.sh DIR [DNS-or-IP ...]
+#   OCSP_URL: the leaves name that OCSP responder (Authority Information Access)
+#   MKCERTS_CA: reuse OTHERDIR's root and intermediate (a second leaf from the
+#               same CA, e.g. a certificate for another name)
 set -euo pipefail
 dir=$1; shift || true
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(localhost 127.0.0.1 ::1)
@@ -33,6 +36,7 @@ subjectAltName=$san
 subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid:always
 X
+[ -z "${OCSP_URL:-}" ] || echo "authorityInfoAccess=OCSP;URI:$OCSP_URL" >>leaf.ext
 q() { "$@" >/dev/null 2>&1; }
 if [ -n "${MKCERTS_CA:-}" ]; then
 	for f in root.pem root.key inter.pem inter.key; do cp "$MKCERTS_CA/$f" .; done
@@ -54,6 +58,16 @@ mkleaf() { # $1 = output prefix, rest = key options
 }
 mkleaf server ec -pkeyopt ec_paramgen_curve:P-256
 mkleaf server-rsa rsa:2048
+if [ -n "${OCSP_URL:-}" ]; then
+	: >index.txt
+	echo "unique_subject = no" >index.txt.attr # server and server-rsa share the subject
+	for p in server server-rsa; do
+		end=$(date -u -d "$(openssl x509 -noout -enddate -in "$p-leaf.pem" | cut -d= -f2)" +%y%m%d%H%M%SZ)
+		serial=$(openssl x509 -noout -serial -in "$p-leaf.pem" | cut -d= -f2)
+		subj=$(openssl x509 -noout -subject -nameopt compat -in "$p-leaf.pem" | sed 's/^subject=//')
+		printf 'V\t%s\t\t%s\tunknown\t%s\n' "$end" "$serial" "$subj" >>index.txt
+	done
+fi
 rm -f ./*.csr ./*.srl
 chmod 600 ./*.key
 echo "certificates in $dir: root.pem, server.pem (chain), server.key"

@@ -12,6 +12,7 @@
 #include "notify.h"
 #include "osver.h"
 #include "policy.h"
+#include "sighting.h"
 #include "textfmt.h"
 #include "throttle.h"
 #include "tls.h"
@@ -50,6 +51,9 @@ struct admin {
 		uint32_t n;
 	} loops_told[1024];
 	unsigned n_loops_told;
+	/* devices seen but not authenticated (owned: this process's view; the
+	 * workers inherit the mapping) */
+	struct sighting_table *sight;
 };
 
 #define OS_KNOWN_MAX 4096
@@ -298,6 +302,11 @@ int admin_event_fd(const struct admin *a)
 	return a ? a->ev_wr : -1;
 }
 
+struct sighting_table *admin_sightings(const struct admin *a)
+{
+	return a ? a->sight : NULL;
+}
+
 struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s,
 			struct bpfgate *bpf, char *err, size_t errsz)
 {
@@ -320,6 +329,9 @@ struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s
 	gate_inventory_path(c, a->path, sizeof(a->path));
 	a->inv = inv_open(a->path, 0, err, errsz);
 	if (!a->inv)
+		goto fail;
+	a->sight = sighting_new(SIGHTING_SLOTS, err, errsz);
+	if (!a->sight)
 		goto fail;
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -357,6 +369,7 @@ void admin_free(struct admin *a)
 	if (a->inv)
 		commit(a);
 	inv_close(a->inv);
+	sighting_free(a->sight);
 	if (the_admin == a)
 		the_admin = NULL;
 	devhist_free(a->hist);
@@ -473,9 +486,163 @@ static int dev_row(void *arg, const struct inv_device *d)
 	return l->limit && l->n >= l->limit;
 }
 
+/* --- unauthenticated sightings (sighting.h) ---------------------------------- */
+
+/* A sighting in the inventory's row shape, for the same listing and filters.
+ * first_sync/last_attempt are when it was first and last seen; it never had
+ * a success. */
+static void sighting_row(const struct sighting *x, struct inv_device *d)
+{
+	const struct inv_event *e = &x->ev;
+	memset(d, 0, sizeof(*d));
+	snprintf(d->user, sizeof(d->user), "%s", e->user);
+	snprintf(d->device_id, sizeof(d->device_id), "%s", e->device_id);
+	snprintf(d->device_type, sizeof(d->device_type), "%s", e->device_type);
+	snprintf(d->device_model, sizeof(d->device_model), "%s", e->di.model);
+	snprintf(d->device_os, sizeof(d->device_os), "%s", e->di.os);
+	snprintf(d->user_agent, sizeof(d->user_agent), "%s", e->user_agent);
+	snprintf(d->friendly_name, sizeof(d->friendly_name), "%s", e->di.friendly_name);
+	snprintf(d->imei, sizeof(d->imei), "%s", e->di.imei);
+	snprintf(d->mobile_operator, sizeof(d->mobile_operator), "%s", e->di.mobile_operator);
+	snprintf(d->phone_number, sizeof(d->phone_number), "%s", e->di.phone_number);
+	snprintf(d->os_language, sizeof(d->os_language), "%s", e->di.os_language);
+	snprintf(d->xmswl, sizeof(d->xmswl), "%s", e->xmswl);
+	snprintf(d->protocol, sizeof(d->protocol), "%s", e->protocol);
+	snprintf(d->last_cmd, sizeof(d->last_cmd), "%s", eas_cmd_name(e->cmd));
+	snprintf(d->os_key, sizeof(d->os_key), "%s", e->os_key);
+	d->first_sync = x->first_seen;
+	d->last_attempt = x->last_seen;
+	d->last_status = x->last_status;
+	if (e->access >= 0) {
+		snprintf(d->access_state, sizeof(d->access_state), "%s",
+			 inv_access_state_name(e->access));
+		snprintf(d->state_reason, sizeof(d->state_reason), "%s",
+			 policy_reason_name(e->reason));
+	}
+	snprintf(d->rule, sizeof(d->rule), "%s", e->rule);
+}
+
+struct sight_key {
+	uint64_t key;
+	int64_t last_seen;
+};
+
+struct sight_pick {
+	const struct inv_match *m;
+	struct inv_device *row; /* scratch */
+	struct sight_key *keys;
+	size_t n, cap;
+};
+
+static int sight_pick(void *arg, const struct sighting *x)
+{
+	struct sight_pick *p = arg;
+	sighting_row(x, p->row);
+	if (!inv_match(p->m, p->row))
+		return 0;
+	if (p->n == p->cap) {
+		size_t nc = p->cap ? 2 * p->cap : 256;
+		void *nk = realloc(p->keys, nc * sizeof(*p->keys));
+		if (!nk)
+			return 1;
+		p->keys = nk;
+		p->cap = nc;
+	}
+	p->keys[p->n].key = x->key;
+	p->keys[p->n].last_seen = x->last_seen;
+	p->n++;
+	return 0;
+}
+
+static int by_last_seen_desc(const void *a, const void *b)
+{
+	int64_t x = ((const struct sight_key *)a)->last_seen;
+	int64_t y = ((const struct sight_key *)b)->last_seen;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/*
+ * The keys of the live sightings matching f, most recently seen first, in
+ * p->keys (the caller frees them). The rows are read again when listed
+ * (sightings_emit): a device may authenticate or be displaced meanwhile.
+ * 0, -1 (no memory), -2 (bad --os-regex).
+ */
+static int sightings_pick(struct admin *a, const struct inv_filter *f, struct sight_pick *p)
+{
+	int bad;
+	struct inv_match *m = inv_match_new(f, &bad);
+	if (!m)
+		return bad ? -2 : -1;
+	*p = (struct sight_pick){.m = m, .row = malloc(sizeof(struct inv_device))};
+	int rc = -1;
+	if (p->row) {
+		sighting_foreach(a->sight, time(NULL), sight_pick, p);
+		if (p->n)
+			qsort(p->keys, p->n, sizeof(*p->keys), by_last_seen_desc);
+		rc = 0;
+	}
+	free(p->row);
+	p->row = NULL;
+	p->m = NULL;
+	inv_match_free(m);
+	return rc;
+}
+
+/*
+ * Pass the sightings of keys[*next..n) still live to cb, at most max of
+ * them; *next moves past those read. Returns 1 when finished (the end, cb
+ * said stop, or no memory), 0 when more are left. *count adds the rows passed.
+ */
+static int sightings_emit(struct admin *a, const struct sight_key *keys, size_t n, size_t *next,
+			  size_t max, int (*cb)(void *arg, const struct inv_device *d), void *arg,
+			  int *count)
+{
+	struct inv_device *row = malloc(sizeof(*row));
+	struct sighting *x = malloc(sizeof(*x));
+	int64_t now = time(NULL);
+	int fin = 1;
+	if (row && x) {
+		size_t end = *next + max < n ? *next + max : n;
+		fin = 0;
+		while (!fin && *next < end) {
+			if (!sighting_get(a->sight, keys[(*next)++].key, now, x))
+				continue; /* authenticated or displaced meanwhile */
+			sighting_row(x, row);
+			++*count;
+			fin = cb(arg, row) != 0;
+		}
+		fin |= *next >= n;
+	}
+	free(row);
+	free(x);
+	return fin;
+}
+
+/*
+ * Call cb for each live sighting matching f, most recently seen first (the
+ * table is bounded: SIGHTING_SLOTS). Returns how many, -1 (no memory), -2
+ * (bad --os-regex).
+ */
+static int foreach_sighting(struct admin *a, const struct inv_filter *f,
+			    int (*cb)(void *arg, const struct inv_device *d), void *arg)
+{
+	struct sight_pick p;
+	int r = sightings_pick(a, f, &p);
+	if (r < 0)
+		return r;
+	size_t next = 0;
+	int n = 0;
+	sightings_emit(a, p.keys, p.n, &next, p.n, cb, arg, &n);
+	free(p.keys);
+	return n;
+}
+
 /* A listing walks the inventory a page per loop pass (command_defer): 2,000
  * rows take about 5 ms here, so a 100,000-device export never holds the
- * master's loop (events, health checks, the watchdog) for long. */
+ * master's loop (events, health checks, the watchdog) for long. The
+ * unauthenticated listing (--unauthenticated) walks the sightings the same
+ * way: their keys, picked and sorted at the first step (a bounded table),
+ * then a page of rows per step. */
 #define DEVICES_PAGE 2000
 
 struct devices_job {
@@ -484,20 +651,49 @@ struct devices_job {
 	struct inv_cursor cur;
 	struct inv_filter f;
 	char user[EAS_USER_MAX + 1], os[256], re[256], state[32], dev[EAS_DEVID_MAX + 1];
+	int unauth;	      /* list sightings, not the inventory */
+	int picked;	      /* unauth: keys taken */
+	struct sight_pick sp; /* unauth: the keys (sp.keys owned) */
+	size_t next;	      /* unauth: next key to list */
 };
+
+/* One page of sightings; -1 no memory, -2 bad regex, 1 finished, 0 more. */
+static int sightings_step(struct devices_job *dj)
+{
+	if (!dj->picked) {
+		int r = sightings_pick(the_admin, &dj->f, &dj->sp);
+		if (r < 0)
+			return r;
+		dj->picked = 1;
+	}
+	int n = 0;
+	return sightings_emit(the_admin, dj->sp.keys, dj->sp.n, &dj->next, DEVICES_PAGE, dev_row,
+			      &dj->l, &n);
+}
 
 static int devices_step(struct command_job *j, struct sbuf *out, enum ctl_code *code)
 {
 	struct devices_job *dj = (struct devices_job *)j;
 	dj->l.o = out;
-	int r = inv_devices_page(the_admin->inv, &dj->cur, DEVICES_PAGE, &dj->f, dev_row, &dj->l);
-	if (r == -2) {
+	int r, fin;
+	if (dj->unauth) {
+		r = sightings_step(dj);
+		fin = r == 1;
+	} else {
+		r = inv_devices_page(the_admin->inv, &dj->cur, DEVICES_PAGE, &dj->f, dev_row,
+				     &dj->l);
+		fin = dj->cur.done;
+	}
+	if (r < 0) {
 		out->len = 0;
-		sbuf_printf(out, "--os-regex: invalid regular expression");
-		*code = CTL_USAGE;
+		if (r == -2)
+			sbuf_printf(out, "--os-regex: invalid regular expression");
+		else
+			sbuf_printf(out, "out of memory");
+		*code = r == -2 ? CTL_USAGE : CTL_FAILED;
 		return 1;
 	}
-	if (!dj->cur.done)
+	if (!fin)
 		return 0;
 	if (dj->l.fmt == FMT_JSON)
 		sbuf_put(out, "\n]\n", 3);
@@ -507,12 +703,22 @@ static int devices_step(struct command_job *j, struct sbuf *out, enum ctl_code *
 
 static void devices_free(struct command_job *j)
 {
+	free(((struct devices_job *)j)->sp.keys);
 	free(j);
 }
 
 static enum ctl_code cmd_devices(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
+	/* a flag without a value: taken out before the key-value options */
+	int unauth = 0;
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--unauthenticated")) {
+			unauth = 1;
+			memmove(&argv[i], &argv[i + 1], (size_t)(argc - i - 1) * sizeof(*argv));
+			argc--;
+			break;
+		}
 	const char *user = NULL, *os = NULL, *re = NULL, *state = NULL, *fmt = NULL, *dev = NULL,
 		   *limit = NULL;
 	const struct command_opt opts[] = {{"user", &user},   {"os", &os},	{"os-regex", &re},
@@ -538,6 +744,7 @@ static enum ctl_code cmd_devices(void *ctx, int argc, char **argv, struct sbuf *
 	j->job.step = devices_step;
 	j->job.free = devices_free;
 	j->l = l;
+	j->unauth = unauth;
 	snprintf(j->user, sizeof(j->user), "%s", user ? user : "");
 	snprintf(j->os, sizeof(j->os), "%s", os ? os : "");
 	snprintf(j->re, sizeof(j->re), "%s", re ? re : "");
@@ -605,7 +812,7 @@ static enum ctl_code one_device(struct admin *a, const char *user, const char *d
 	return rc;
 }
 
-static void show_device(struct sbuf *o, const struct inv_device *d)
+static void show_device(struct sbuf *o, const struct inv_device *d, int authenticated)
 {
 	char t1[32], t2[32], t3[32];
 	fmt_iso_time(d->first_sync, t1, sizeof(t1));
@@ -619,15 +826,16 @@ static void show_device(struct sbuf *o, const struct inv_device *d)
 		    "X-MS-WL:          %s\nProtocolVersion:  %s\nLastCommand:      %s\n"
 		    "FirstSync:        %s\nLastSyncAttempt:  %s\nLastSuccessSync:  %s\n"
 		    "LastStatus:       %d\nAccessState:      %s\nStateReason:      %s\n"
-		    "Rule:             %s\nAdminState:       %s\n",
+		    "Rule:             %s\nAdminState:       %s\nAuthenticated:    %s\n",
 		    d->user, d->device_id, d->device_type,
 		    d->device_model[0] ? d->device_model : d->device_type, d->device_os, d->os_key,
 		    d->user_agent, d->friendly_name, d->imei, d->mobile_operator, d->phone_number,
 		    d->os_language, d->xmswl, d->protocol, d->last_cmd, t1, t2, t3, d->last_status,
-		    d->access_state, d->state_reason, d->rule, admin_state_name(d->admin_state));
+		    d->access_state, d->state_reason, d->rule, admin_state_name(d->admin_state),
+		    authenticated ? "yes" : "no (seen, no backend accepted its credentials yet)");
 }
 
-static void show_device_json(struct sbuf *o, const struct inv_device *d)
+static void show_device_json(struct sbuf *o, const struct inv_device *d, int authenticated)
 {
 	struct dev_list l = {.o = o, .fmt = FMT_JSON, .n = 0};
 	dev_row(&l, d);
@@ -643,7 +851,8 @@ static void show_device_json(struct sbuf *o, const struct inv_device *d)
 	fmt_json_str(o, d->last_cmd);
 	sbuf_printf(o, ", \"os_key\": ");
 	fmt_json_str(o, d->os_key);
-	sbuf_printf(o, ", \"last_status\": %d}\n", d->last_status);
+	sbuf_printf(o, ", \"last_status\": %d, \"authenticated\": %s}\n", d->last_status,
+		    authenticated ? "true" : "false");
 }
 
 static void device_history(struct admin *a, struct sbuf *o, const struct inv_device *d, int json)
@@ -684,6 +893,64 @@ static void device_history(struct admin *a, struct sbuf *o, const struct inv_dev
 		sbuf_printf(o, "%s]\n", n ? "\n" : "");
 }
 
+struct find_sight {
+	struct inv_device d;
+	int n;
+};
+
+static int find_sight_cb(void *arg, const struct inv_device *d)
+{
+	struct find_sight *f = arg;
+	if (!f->n)
+		f->d = *d;
+	f->n++;
+	return f->n > 1;
+}
+
+/*
+ * `easctl device VERB ID` of a device the inventory does not have: if it was
+ * seen without authenticating, say so (show and history: its sighting and
+ * what devhist remembers, CTL_OK; any other verb: CTL_NOTFOUND, there is no
+ * device to act on yet). Returns -1 when there is no such sighting either
+ * (out untouched).
+ */
+static int unauthenticated_device(struct admin *a, const char *user, const char *dev,
+				  const char *verb, int json, struct inv_device *d,
+				  struct sbuf *out)
+{
+	struct find_sight *f = calloc(1, sizeof(*f));
+	struct inv_filter flt = {.user = user, .device_id = dev};
+	if (!f || foreach_sighting(a, &flt, find_sight_cb, f) <= 0) {
+		free(f);
+		return -1;
+	}
+	*d = f->d;
+	out->len = 0;
+	int rc = CTL_NOTFOUND;
+	if (f->n > 1) {
+		sbuf_printf(out, "device %s was seen for %d users (not authenticated): add --user",
+			    dev, f->n);
+		rc = CTL_USAGE;
+	} else if (!strcmp(verb, "show")) {
+		if (json)
+			show_device_json(out, d, 0);
+		else
+			show_device(out, d, 0);
+		rc = CTL_OK;
+	} else if (!strcmp(verb, "history")) {
+		device_history(a, out, d, json);
+		rc = CTL_OK;
+	} else {
+		sbuf_printf(out,
+			    "%s (%s) was seen but never authenticated (no backend accepted its "
+			    "credentials), so it is not a device yet; to let it in before that, "
+			    "add a rule: easctl rules add 'allow DeviceId is \"%s\"'",
+			    d->device_id, d->user, d->device_id);
+	}
+	free(f);
+	return rc;
+}
+
 /* "access=Quarantined (DEFAULT) admin=none": a device's state for audit lines. */
 static void device_state_text(const struct inv_device *d, char *out, size_t n)
 {
@@ -712,6 +979,13 @@ static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *o
 	if (!d)
 		return CTL_FAILED;
 	enum ctl_code rc = one_device(a, user, pos[1], d, out);
+	if (rc == CTL_NOTFOUND) {
+		int u = unauthenticated_device(a, user, pos[1], pos[0], f == FMT_JSON, d, out);
+		if (u >= 0) {
+			rc = (enum ctl_code)u;
+			goto done;
+		}
+	}
 	if (rc != CTL_OK)
 		goto done;
 	const char *verb = pos[0];
@@ -723,9 +997,9 @@ static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *o
 	snprintf(what, sizeof(what), "device %s %s (user %s)", verb, d->device_id, d->user);
 	if (!strcmp(verb, "show")) {
 		if (f == FMT_JSON)
-			show_device_json(out, d);
+			show_device_json(out, d, 1);
 		else
-			show_device(out, d);
+			show_device(out, d, 1);
 		goto done;
 	} else if (!strcmp(verb, "history")) {
 		device_history(a, out, d, f == FMT_JSON);
@@ -1131,6 +1405,9 @@ static enum ctl_code cmd_certcheck(void *ctx, int argc, char **argv, struct sbuf
 			sbuf_printf(out, "  warning: %s\n", r.warning);
 		bad |= rc < 0 || r.min_days_left < (long)a->cfg->tls.expiry_warn_days;
 	}
+	char w[512];
+	if (tls_config_warning(a->cfg, w, sizeof(w)))
+		sbuf_printf(out, "protocols: warning: %s\n", w);
 	if (bad) {
 		/* error replies put the message first */
 		struct sbuf tmp = {0};
@@ -1247,7 +1524,10 @@ static enum ctl_code cmd_throttle(void *ctx, int argc, char **argv, struct sbuf 
 		return CTL_OK;
 	}
 	if (!strcmp(verb, "forgive") && argc == 4) {
-		uint64_t k = throttle_device_key(a->throttle, argv[2], argv[3]);
+		uint64_t k =
+		    strcmp(argv[3], THROTTLE_UNAUTH_LABEL)
+			? throttle_device_key(a->throttle, argv[2], argv[3])
+			: throttle_unauth_key(a->throttle, throttle_user_key(a->throttle, argv[2]));
 		if (throttle_forgive(a->throttle, k, now) < 0) {
 			sbuf_printf(out, "no throttled device %s for user %s", argv[3], argv[2]);
 			return CTL_NOTFOUND;
@@ -1378,7 +1658,7 @@ static const struct ctl_cmd cmds[] = {
      need_throttle},
     {"devices", cmd_devices,
      "devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--limit N] [--format "
-     "table|csv|json]",
+     "table|csv|json] [--unauthenticated]",
      NULL},
     {"device", cmd_device,
      "device show|history|allow|approve|block|quarantine|clear|remove DEVICE_ID [--user U]",
@@ -1450,6 +1730,11 @@ static void render_throttle(struct admin *a, struct sbuf *o)
 	    "counter\neasgate_throttle_lock_timeouts_total %llu\n",
 	    (unsigned long long)st.devices, (unsigned long long)st.device_capacity,
 	    (unsigned long long)st.device_evictions, (unsigned long long)st.lock_timeouts);
+	sbuf_printf(o,
+		    "# HELP easgate_throttle_inflight Requests admitted by the throttle and not "
+		    "yet ended (max_concurrent counts these); 0 when the gateway is idle.\n"
+		    "# TYPE easgate_throttle_inflight gauge\neasgate_throttle_inflight %llu\n",
+		    (unsigned long long)st.inflight);
 }
 
 void admin_render_metrics(struct admin *a, struct sbuf *o)
@@ -1464,6 +1749,22 @@ void admin_render_metrics(struct admin *a, struct sbuf *o)
 		       "state.\n# TYPE easgate_devices gauge\n");
 	inv_count_by_family_state(a->inv, count_row, &c);
 	notify_render_metrics(a->notify, o);
+	struct sighting_stats ss;
+	sighting_stats_read(a->sight, time(NULL), &ss);
+	sbuf_printf(o,
+		    "# HELP easgate_unauthenticated_devices Devices seen whose credentials no "
+		    "backend accepted yet (bounded table).\n"
+		    "# TYPE easgate_unauthenticated_devices gauge\n"
+		    "easgate_unauthenticated_devices %llu\n"
+		    "# HELP easgate_unauthenticated_devices_capacity Slots of that table.\n"
+		    "# TYPE easgate_unauthenticated_devices_capacity gauge\n"
+		    "easgate_unauthenticated_devices_capacity %llu\n"
+		    "# HELP easgate_unauthenticated_displaced_total Sightings pushed out by newer "
+		    "ones (a flood of claims shows here).\n"
+		    "# TYPE easgate_unauthenticated_displaced_total counter\n"
+		    "easgate_unauthenticated_displaced_total %llu\n",
+		    (unsigned long long)ss.live, (unsigned long long)ss.capacity,
+		    (unsigned long long)ss.displaced);
 	sbuf_printf(o,
 		    "# HELP easgate_inventory_events_total Device events written to the "
 		    "inventory.\n# TYPE easgate_inventory_events_total counter\n"

@@ -50,6 +50,10 @@ void admin_audit(struct admin *a, const char *what, const char *before, const ch
 
 /* Socket the workers send inventory events to (inherited across fork). */
 int admin_event_fd(const struct admin *a);
+struct sighting_table;
+/* The table of unauthenticated sightings (shared memory, inherited across
+ * fork; sighting.h). */
+struct sighting_table *admin_sightings(const struct admin *a);
 
 /* Validate what a config would compile to (rules, lists). a may be NULL. */
 int admin_check_config(struct admin *a, const struct gw_config *c, char *why, size_t whysz);

@@ -272,6 +272,7 @@ static int bpfmaps_load_xdp(struct bpfgate *g, const struct bpf_object_open_opts
 	g->xdp->rodata->eg_feat_rst = !(flags & BPFGATE_F_NO_RST);
 	g->xdp->rodata->eg_feat_src_block = !(flags & BPFGATE_F_NO_SRC_BLOCK);
 	g->xdp->rodata->eg_feat_syn_rate = !(flags & BPFGATE_F_NO_SYN_RATE);
+	g->xdp->rodata->eg_feat_src_cap = !(flags & BPFGATE_F_NO_SRC_CAP);
 	err = bpfmaps_setup_pins(g, g->xdp->obj);
 	if (!err)
 		err = xdp_gate_bpf__load(g->xdp);
@@ -708,6 +709,52 @@ int bpfgate_prefix_del(struct bpfgate *g, const char *cidr)
 	return bpf_map_delete_elem(bpf_map__fd(g->xdp->maps.src_block), &key);
 }
 
+/* ---- sources at their connection cap ------------------------------------------------ */
+
+int bpfgate_src_cap_set(struct bpfgate *g, const uint8_t src[16], const struct eg_src_cap *v)
+{
+	struct eg_rate_key key;
+	struct eg_src_cap val;
+
+	if (!g || !src || !v || (v->action != EG_ACT_DROP && v->action != EG_ACT_RST))
+		return -EINVAL;
+	memcpy(key.addr, src, sizeof(key.addr));
+	memset(&val, 0, sizeof(val));
+	val.action = v->action;
+	val.conns = v->conns;
+	val.cap = v->cap;
+	val.expires_ns = v->expires_ns;
+	return bpf_map_update_elem(bpf_map__fd(g->xdp->maps.src_cap), &key, &val, BPF_ANY);
+}
+
+int bpfgate_src_cap_del(struct bpfgate *g, const uint8_t src[16])
+{
+	struct eg_rate_key key;
+
+	if (!g || !src)
+		return -EINVAL;
+	memcpy(key.addr, src, sizeof(key.addr));
+	return bpf_map_delete_elem(bpf_map__fd(g->xdp->maps.src_cap), &key);
+}
+
+int bpfgate_src_cap_clear(struct bpfgate *g)
+{
+	struct eg_rate_key key, next;
+	int fd, err, n = 0;
+
+	if (!g)
+		return -EINVAL;
+	fd = bpf_map__fd(g->xdp->maps.src_cap);
+	/* Always delete the first key: deleting never disturbs the walk. */
+	while ((err = bpf_map_get_next_key(fd, NULL, &key)) == 0) {
+		if (bpf_map_delete_elem(fd, &key) == 0)
+			n++;
+		else if (bpf_map_get_next_key(fd, &key, &next) != 0)
+			break;
+	}
+	return n;
+}
+
 /* ---- garbage collection -------------------------------------------------------------- */
 
 /*
@@ -765,7 +812,7 @@ static int bpfmaps_gc_flows(int fd, uint64_t now)
 
 int bpfgate_gc(struct bpfgate *g, uint64_t now_ns)
 {
-	int nf, np;
+	int nf, np, nc;
 
 	if (!g)
 		return -EINVAL;
@@ -776,9 +823,13 @@ int bpfgate_gc(struct bpfgate *g, uint64_t now_ns)
 			     offsetof(struct eg_lpm_val, expires_ns), now_ns);
 	if (np < 0)
 		return np;
-	if (nf + np)
-		log_debug("event=bpf_gc flows=%d prefixes=%d", nf, np);
-	return nf + np;
+	nc = bpfmaps_gc_iter(bpf_map__fd(g->xdp->maps.src_cap), sizeof(struct eg_rate_key),
+			     offsetof(struct eg_src_cap, expires_ns), now_ns);
+	if (nc < 0)
+		return nc;
+	if (nf + np + nc)
+		log_debug("event=bpf_gc flows=%d prefixes=%d capped_sources=%d", nf, np, nc);
+	return nf + np + nc;
 }
 
 /* ---- stats ------------------------------------------------------------------------- */

@@ -42,6 +42,7 @@ enum bpfgate_flags {
 	BPFGATE_F_NO_RST = 1u << 0,	  /* enforce RST verdicts as DROP (XDP_TX unusable) */
 	BPFGATE_F_NO_SRC_BLOCK = 1u << 1, /* skip the src_block prefix lookup */
 	BPFGATE_F_NO_SYN_RATE = 1u << 2,  /* skip the SYN token bucket */
+	BPFGATE_F_NO_SRC_CAP = 1u << 3,	  /* skip the connection-cap lookup */
 };
 
 struct bpfgate_opts {
@@ -118,7 +119,20 @@ int bpfgate_prefix_set(struct bpfgate *g, const char *cidr, const struct eg_lpm_
 int bpfgate_prefix_del(struct bpfgate *g, const char *cidr);
 
 /*
- * Delete the flow_verdict and src_block entries whose expires_ns is set and
+ * A source at its connection cap (src: struct eg_rate_key's 16 bytes, see
+ * srccap_source): its SYNs are dropped (action DROP) or answered with a RST
+ * (RST) by XDP until v->expires_ns or bpfgate_src_cap_del. Padding is zeroed
+ * here; -EINVAL for another action.
+ */
+int bpfgate_src_cap_set(struct bpfgate *g, const uint8_t src[16], const struct eg_src_cap *v);
+/* The source fell below its cap; -ENOENT if it had no entry. */
+int bpfgate_src_cap_del(struct bpfgate *g, const uint8_t src[16]);
+/* Forget every capped source (a new daemon's counts start at 0). Returns
+ * how many were deleted. */
+int bpfgate_src_cap_clear(struct bpfgate *g);
+
+/*
+ * Delete the flow_verdict, src_block and src_cap entries whose expires_ns is set and
  * <= now_ns (CLOCK_MONOTONIC, see eg_mono_ns). Returns how many were deleted.
  * Uses batched lookups: a full 262144-entry flow table costs milliseconds.
  */

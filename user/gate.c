@@ -25,6 +25,7 @@
 #include "log.h"
 #include "osver.h"
 #include "policy.h"
+#include "sighting.h"
 #include "siphash.h"
 #include <linux/types.h>
 #include "easgate_abi.h"
@@ -35,7 +36,10 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define DEV_CACHE	   8192 /* per worker, direct-mapped */
+#define DEV_CACHE 8192 /* per worker, direct-mapped: devices in the inventory */
+#define UDEV_CACHE                                                                                 \
+	2048 /* the same for devices not (yet) authenticated: a flood of                           \
+		claims cannot push the real devices out of DEV_CACHE */
 #define VER_CACHE	   1024
 #define REPORT_EVERY_S	   60 /* refresh last_attempt / last_success at most this often */
 #define QUARANTINE_HOLD_MS 120000
@@ -56,6 +60,10 @@ struct dev_entry {
 	char os_key[96];
 	char os_family[16];
 	int authed_reported; /* a 2xx from the backend was reported for os_key */
+	int in_inv;	     /* it has an inventory row: it authenticated (see gate.h) */
+	int sight_gone;	     /* !in_inv: authenticated on another worker, row not read yet */
+	uint64_t skey;	     /* !in_inv: its key in the sightings table */
+	uint32_t sight_seq;  /* !in_inv: the sighting's di_seq this entry has seen */
 };
 
 struct ver_entry {
@@ -75,8 +83,10 @@ struct gate {
 	uint64_t rules_fp; /* runtime rules pol was built from (rules_fingerprint) */
 	uint64_t gen;
 	struct siphash_key hkey;
-	struct dev_entry *dev;
+	struct dev_entry *dev;	/* DEV_CACHE entries, in_inv */
+	struct dev_entry *udev; /* UDEV_CACHE entries, !in_inv */
 	struct ver_entry *ver;
+	struct sighting_table *sight; /* shared; not owned; NULL = none kept */
 	uint64_t events_dropped;
 	struct throttle *t; /* shared with the other workers; not owned */
 };
@@ -247,9 +257,11 @@ struct gate *gate_new(const struct gate_opts *o, char *err, size_t errsz)
 	g->slot = o->worker_slot;
 	g->event_fd = o->event_fd;
 	g->t = o->throttle;
+	g->sight = o->sightings;
 	g->dev = calloc(DEV_CACHE, sizeof(*g->dev));
+	g->udev = calloc(UDEV_CACHE, sizeof(*g->udev));
 	g->ver = calloc(VER_CACHE, sizeof(*g->ver));
-	if (!g->dev || !g->ver || siphash_key_random(&g->hkey) < 0) {
+	if (!g->dev || !g->udev || !g->ver || siphash_key_random(&g->hkey) < 0) {
 		snprintf(err, errsz, "out of memory");
 		goto fail;
 	}
@@ -277,6 +289,7 @@ void gate_free(struct gate *g)
 	policy_free(g->pol);
 	inv_close(g->inv);
 	free(g->dev);
+	free(g->udev);
 	free(g->ver);
 	free(g);
 }
@@ -321,24 +334,86 @@ static uint64_t dev_key(const struct gate *g, const char *user, const char *devi
 	return siphash24(&g->hkey, buf, (size_t)n) | 1;
 }
 
-static struct dev_entry *dev_get(struct gate *g, const struct eas_req *r, int *fresh)
+/* The cached entry of key k in either cache (any generation), or NULL. */
+static struct dev_entry *dev_cached(struct gate *g, uint64_t k)
+{
+	struct dev_entry *e = &g->dev[k % DEV_CACHE];
+	if (e->key == k)
+		return e;
+	e = &g->udev[k % UDEV_CACHE];
+	return e->key == k ? e : NULL;
+}
+
+/* Take model and OS from the device's sighting (another worker may have
+ * read its DeviceInformation). */
+static void sight_pull(struct gate *g, struct dev_entry *e, int64_t now)
+{
+	struct sighting *x = malloc(sizeof(*x));
+	if (x && sighting_get(g->sight, e->skey, now, x)) {
+		if (x->ev.di.model[0])
+			snprintf(e->model, sizeof(e->model), "%s", x->ev.di.model);
+		if (x->ev.di.os[0])
+			snprintf(e->os, sizeof(e->os), "%s", x->ev.di.os);
+		e->sight_seq = x->di_seq;
+	}
+	free(x);
+}
+
+/*
+ * The device of request r, from the caches or the inventory. *fresh: it was
+ * loaded now and has no inventory row (a first sighting, for this worker).
+ * A device without a row is checked against its sighting on every request
+ * (a bucket scan, only for unauthenticated devices): DeviceInformation
+ * another worker read, or its authentication, show at once.
+ */
+static struct dev_entry *dev_get(struct gate *g, const struct eas_req *r, int64_t now, int *fresh)
 {
 	uint64_t k = dev_key(g, r->identity, r->device_id);
-	struct dev_entry *e = &g->dev[k % DEV_CACHE];
 	*fresh = 0;
+	struct dev_entry *e = &g->dev[k % DEV_CACHE];
 	if (e->key == k && e->gen == g->gen)
 		return e;
+	struct dev_entry *u = &g->udev[k % UDEV_CACHE];
+	if (u->key == k && u->gen == g->gen) {
+		uint32_t seq;
+		int gone;
+		if (!g->sight || !sighting_peek(g->sight, u->skey, now, &seq, &gone))
+			return u;
+		if (!gone) {
+			if (seq != u->sight_seq)
+				sight_pull(g, u, now);
+			return u;
+		}
+		/* authenticated (on another worker): its row, once committed */
+		struct inv_device *d = malloc(sizeof(*d));
+		int found = d && inv_get_device(g->inv, r->identity, r->device_id, d) == 1;
+		free(d);
+		if (!found) {
+			u->sight_gone = 1;
+			return u;
+		}
+		u->gen = 0; /* reload below into the inventory cache */
+	}
 	/* Same device, older generation: what its DeviceInformation said stays
 	 * true even if the master has not applied and committed it yet (the
 	 * event is in flight). Without this, a new generation in that moment
 	 * made the worker forget the OS of a phone it had just blocked for it. */
 	char model[sizeof(e->model)] = "", os[sizeof(e->os)] = "";
 	int64_t reported = 0;
-	if (e->key == k) {
-		reported = e->reported_at;
-		memcpy(model, e->model, sizeof(model));
-		memcpy(os, e->os, sizeof(os));
+	struct dev_entry *old = e->key == k ? e : u->key == k ? u : NULL;
+	if (old) {
+		reported = old->reported_at;
+		memcpy(model, old->model, sizeof(model));
+		memcpy(os, old->os, sizeof(os));
 	}
+	/* one entry per device, in the cache its row (or none) says */
+	if (e->key == k)
+		e->key = 0;
+	if (u->key == k)
+		u->key = 0;
+	struct inv_device d;
+	int found = inv_get_device(g->inv, r->identity, r->device_id, &d) == 1;
+	e = found ? e : u;
 	memset(e, 0, sizeof(*e));
 	e->key = k;
 	e->gen = g->gen;
@@ -346,8 +421,8 @@ static struct dev_entry *dev_get(struct gate *g, const struct eas_req *r, int *f
 	e->last_access = -1;
 	e->scoped_access = -1;
 	e->answer_access = -1;
-	struct inv_device d;
-	if (inv_get_device(g->inv, r->identity, r->device_id, &d) == 1) {
+	e->in_inv = found;
+	if (found) {
 		e->admin_state = d.admin_state;
 		snprintf(e->model, sizeof(e->model), "%s",
 			 d.device_model[0] ? d.device_model : model);
@@ -356,6 +431,14 @@ static struct dev_entry *dev_get(struct gate *g, const struct eas_req *r, int *f
 		*fresh = 1;
 		memcpy(e->model, model, sizeof(model));
 		memcpy(e->os, os, sizeof(os));
+		if (g->sight) {
+			uint32_t seq;
+			e->skey = sighting_key(g->sight, r->identity, r->device_id);
+			sight_pull(g, e, now);
+			/* authenticated elsewhere, its row not committed yet */
+			if (sighting_peek(g->sight, e->skey, now, &seq, &e->sight_gone) != 1)
+				e->sight_gone = 0;
+		}
 	}
 	return e;
 }
@@ -413,11 +496,13 @@ static void fill_event(struct inv_event *ev, const struct eas_req *r, int64_t no
 int gate_wants_body(struct gate *g, const struct eas_req *r)
 {
 	if (!r->device_id[0])
-		return 0;
+		return GATE_BODY_NO;
 	if (r->cmd == EAS_CMD_PROVISION || r->cmd == EAS_CMD_SETTINGS)
-		return 1;
+		return GATE_BODY_DEVINFO;
 	/* the loop detector needs the body's fingerprint */
-	return g->t && throttle_class_loop_threshold(throttle_class_at(g->t, 0), r->cmd) > 0;
+	return g->t && throttle_class_loop_threshold(throttle_class_at(g->t, 0), r->cmd) > 0
+		   ? GATE_BODY_FINGERPRINT
+		   : GATE_BODY_NO;
 }
 
 uint64_t gate_fingerprint(struct gate *g, const void *body, size_t n)
@@ -435,7 +520,8 @@ static void quarantine_answer(int cmd, struct gate_verdict *v);
 
 /* Budgets and loops (user/throttle.h), after the access decision. */
 static void throttle_step(struct gate *g, const struct eas_req *r, const struct policy_input *in,
-			  const struct policy_decision *d, uint64_t body_fp, struct gate_verdict *v)
+			  const struct policy_decision *d, uint64_t body_fp, int authed,
+			  struct gate_verdict *v)
 {
 	struct throttle *t = g->t;
 	if (!t || d->access == POLICY_BLOCK || r->cmd == EAS_CMD_OPTIONS)
@@ -446,6 +532,7 @@ static void throttle_step(struct gate *g, const struct eas_req *r, const struct 
 	    .cls = throttle_classify(t, in),
 	    .cmd = r->cmd,
 	    .fingerprint = body_fp,
+	    .authed = authed,
 	    .device_id = r->device_id,
 	    .user = r->identity,
 	    .device_os = d->device_os,
@@ -551,7 +638,7 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 		return; /* OPTIONS without a device, Autodiscover: nothing to judge */
 	refresh(g);
 	int fresh;
-	struct dev_entry *e = dev_get(g, r, &fresh);
+	struct dev_entry *e = dev_get(g, r, now, &fresh);
 	int new_info = 0;
 	if (di) {
 		if (di->model[0] && strcmp(e->model, di->model)) {
@@ -599,7 +686,7 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 		v->sv = SV_QUARANTINE;
 		quarantine_answer(r->cmd, v);
 	}
-	throttle_step(g, r, &in, &d, body_fp, v);
+	throttle_step(g, r, &in, &d, body_fp, e->in_inv || e->sight_gone, v);
 	e->answer_access = d.access;
 	/*
 	 * Some decisions are about this request, not the device, and must not
@@ -641,8 +728,20 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 		snprintf(ev.os_family, sizeof(ev.os_family), "%s", ov.family);
 		if (di)
 			ev.di = *di;
-		send_event(g, &ev);
-		e->reported_at = now;
+		if (e->in_inv) {
+			send_event(g, &ev);
+			e->reported_at = now;
+		} else if (g->sight && !is_options &&
+			   !(v->sv == SV_THROTTLE && v->http_status == 503)) {
+			/* Not authenticated: the bounded sightings table, never the
+			 * inventory. Neither OPTIONS (it makes no device, and is
+			 * never throttled) nor requests the budget refused are
+			 * noted: a flood costs a table write only while admitted. */
+			uint32_t seq;
+			if (sighting_note(g->sight, e->skey, &ev, &seq) >= 0)
+				e->sight_seq = seq;
+			e->reported_at = now;
+		}
 	}
 	if (!is_options)
 		*seen = d.access;
@@ -654,19 +753,119 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 	}
 }
 
+/*
+ * The first authenticated answer of a device without an inventory row: its
+ * row is created now, from its sighting (the decision, User-Agent and
+ * DeviceInformation its requests carried, possibly on other workers), and
+ * it takes its place among its user's max_devices. e may be NULL (the cache
+ * entry was reused meanwhile).
+ */
+static void promote(struct gate *g, struct dev_entry *e, const char *identity,
+		    const char *device_id, int cmd, int http_status, int64_t now)
+{
+	struct inv_event *ev = calloc(1, sizeof(*ev));
+	struct sighting *x = calloc(1, sizeof(*x));
+	if (!ev || !x)
+		goto out;
+	uint64_t skey = e ? e->skey : g->sight ? sighting_key(g->sight, identity, device_id) : 0;
+	if (g->sight && sighting_get(g->sight, skey, now, x)) {
+		*ev = x->ev;
+	} else {
+		/* Never noted (the table was busy, or a flood displaced it):
+		 * the row starts with what this worker knows; later decisions
+		 * fill in the rest. */
+		struct eas_req *r = calloc(1, sizeof(*r));
+		if (!r)
+			goto out;
+		snprintf(r->identity, sizeof(r->identity), "%s", identity);
+		snprintf(r->device_id, sizeof(r->device_id), "%s", device_id);
+		r->cmd = cmd;
+		fill_event(ev, r, now);
+		free(r);
+		ev->flags = INV_EV_DECISION;
+		if (e && (e->model[0] || e->os[0])) {
+			snprintf(ev->di.model, sizeof(ev->di.model), "%s", e->model);
+			snprintf(ev->di.os, sizeof(ev->di.os), "%s", e->os);
+			ev->flags |= INV_EV_DEVINFO;
+		}
+	}
+	ev->magic = INV_EVENT_MAGIC;
+	ev->now = now;
+	/* The row's state: this worker's device-level decision if it made one. */
+	if (e && e->last_access >= 0)
+		ev->access = e->last_access;
+	else if (ev->access < 0)
+		ev->access = e ? e->answer_access : POLICY_ALLOW;
+	/* The OS version this success proves (incubation clock). */
+	if (e && e->os_key[0]) {
+		snprintf(ev->os_key, sizeof(ev->os_key), "%s", e->os_key);
+		snprintf(ev->os_family, sizeof(ev->os_family), "%s", e->os_family);
+	}
+	ev->flags = (ev->flags & (INV_EV_DECISION | INV_EV_DEVINFO)) | INV_EV_AUTHED;
+	send_event(g, ev);
+	/* Then the answer itself, under the access it was given with (a
+	 * quarantined phone's relayed FolderSync is not a successful sync). */
+	ev->flags = INV_EV_RESULT;
+	ev->cmd = cmd;
+	ev->status = http_status;
+	ev->access = e ? e->answer_access : -1;
+	send_event(g, ev);
+	if (g->sight)
+		sighting_forget(g->sight, skey);
+	if (g->t)
+		throttle_authenticated(g->t, throttle_device_key(g->t, identity, device_id),
+				       throttle_user_key(g->t, identity), throttle_now_ms());
+	if (e) {
+		/* It lives in the inventory cache from now on. */
+		struct dev_entry *to = &g->dev[e->key % DEV_CACHE];
+		if (to != e) {
+			*to = *e;
+			e->key = 0;
+			e = to;
+		}
+		e->in_inv = 1;
+		e->authed_reported = 1;
+		e->last_status = http_status;
+		e->result_access = e->answer_access;
+		e->result_at = now;
+	}
+out:
+	free(ev);
+	free(x);
+}
+
 void gate_done(struct gate *g, const char *identity, const char *device_id, int cmd,
 	       int http_status, int from_backend, int64_t now)
 {
-	/* An OPTIONS answer says nothing about whether the phone syncs. */
+	/* An OPTIONS answer says nothing about whether the phone syncs, nor
+	 * (some backends answer it without credentials) who it is. */
 	if (cmd == EAS_CMD_OPTIONS)
 		return;
+	uint64_t k = dev_key(g, identity, device_id);
+	struct dev_entry *e = dev_cached(g, k);
+	/* A 2xx from the backend proves the credentials: the only way a device
+	 * becomes authenticated (gate.h). */
+	int ok = from_backend && http_status >= 200 && http_status < 300;
+	int in_inv = e ? e->in_inv : 0;
+	if (!e && ok) {
+		struct inv_device *d = malloc(sizeof(*d));
+		in_inv = d && inv_get_device(g->inv, identity, device_id, d) == 1;
+		free(d);
+	}
+	if (!in_inv) {
+		if (ok)
+			promote(g, e, identity, device_id, cmd, http_status, now);
+		else if (g->sight)
+			sighting_result(g->sight,
+					e ? e->skey : sighting_key(g->sight, identity, device_id),
+					http_status, now);
+		return;
+	}
 	struct eas_req r;
 	memset(&r, 0, sizeof(r));
 	snprintf(r.identity, sizeof(r.identity), "%s", identity);
 	snprintf(r.device_id, sizeof(r.device_id), "%s", device_id);
-	uint64_t k = dev_key(g, identity, device_id);
-	struct dev_entry *e = &g->dev[k % DEV_CACHE];
-	int known = e->key == k;
+	int known = e != NULL;
 	/* The access the answer was given under (gate_decide just set it; -1 if
 	 * the request never got that far or the entry was taken since). The
 	 * inventory counts a 2xx as a successful sync only when it is
@@ -676,8 +875,7 @@ void gate_done(struct gate *g, const char *identity, const char *device_id, int 
 	/* The first backend 2xx for this OS version starts its incubation clock:
 	 * that one is never folded into an earlier, identical-looking result
 	 * (a quarantined phone's 200 envelope looks the same). */
-	int authed =
-	    known && from_backend && http_status >= 200 && http_status < 300 && e->os_key[0];
+	int authed = known && ok && e->os_key[0];
 	if (known && e->last_status == http_status && e->result_access == access &&
 	    now - e->result_at < REPORT_EVERY_S && (!authed || e->authed_reported))
 		return;

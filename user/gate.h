@@ -54,10 +54,12 @@ struct gate_opts {
 	int worker_slot;
 	int event_fd;		   /* datagram socket to the master's inventory writer; -1 = none */
 	struct throttle *throttle; /* shared budget/loop table; NULL = throttling off */
+	struct sighting_table *sightings; /* shared unauthenticated sightings; NULL = none */
 };
 
 struct policy;
 struct inventory;
+struct sighting_table;
 
 /* Load the Apple build table (config policy.ios_builds, or the one built in).
  * The master calls it before forking so workers inherit it. 0 or -1. */
@@ -83,8 +85,18 @@ struct policy *gate_build_policy_with(const struct gw_config *c, struct inventor
 struct gate *gate_new(const struct gate_opts *o, char *err, size_t errsz);
 void gate_free(struct gate *g);
 
+/* What gate_wants_body() asks of the relay. */
+enum gate_body {
+	GATE_BODY_NO = 0,	   /* decide on the head */
+	GATE_BODY_FINGERPRINT = 1, /* read it if small: the loop detector's fingerprint */
+	GATE_BODY_DEVINFO = 2,	   /* read and decode it: it may carry DeviceInformation,
+				      and a body that cannot be decoded within
+				      limits.inspect_body must be refused, never passed */
+};
+
 /* Must the body be read before deciding? (Provision/Settings may carry
- * DeviceInformation; the decision then uses the model and OS it reports.) */
+ * DeviceInformation; the decision then uses the model and OS it reports.)
+ * Returns an enum gate_body. */
 int gate_wants_body(struct gate *g, const struct eas_req *r);
 
 /* Decide for one request. di may be NULL. now = unix seconds. */
@@ -95,8 +107,20 @@ uint64_t gate_fingerprint(struct gate *g, const void *body, size_t n);
 /* A request gate_decide() let through ended with http_status (0 = aborted). */
 void gate_throttle_done(struct gate *g, const struct throttle_ticket *tt, int http_status);
 
-/* Record the outcome (last success, last status) once the answer is sent.
- * from_backend: the backend answered (so a 2xx proves the credentials). */
+/*
+ * Record the outcome (last success, last status) once the answer is sent.
+ * from_backend: the backend answered, so a 2xx proves the credentials.
+ *
+ * Authenticated sightings. User= and the Basic user name are claims: the
+ * gateway does not check passwords, the backend does. A device becomes
+ * authenticated with the first 2xx a backend gives one of its requests
+ * (OPTIONS excepted: some backends answer it without credentials). Only
+ * then does it get an inventory row, count for its user's max_devices
+ * (throttle_authenticated) and start an OS version's incubation clock;
+ * until then its requests are noted in the bounded sightings table
+ * (sighting.h), never in the inventory, and its requests also spend its
+ * user's shared budget for unauthenticated devices (throttle.h).
+ */
 void gate_done(struct gate *g, const char *identity, const char *device_id, int cmd,
 	       int http_status, int from_backend, int64_t now);
 

@@ -18,11 +18,11 @@ enum {
 	Q_GET_VERSION,
 	Q_RULES,
 	Q_UPSERT_SEEN,
+	Q_EXISTS,
 	Q_DEVINFO_NEWS,
 	Q_SET_DEVINFO,
 	Q_SET_RESULT,
 	Q_SET_DECISION,
-	Q_VERSION_SEEN,
 	Q_VERSION_VERIFIED,
 	Q_SET_ADMIN,
 	Q_REMOVE,
@@ -97,6 +97,7 @@ static const char *const sql[Q__N] = {
 	" os_key = CASE WHEN excluded.os_key != '' THEN excluded.os_key ELSE os_key END,"
 	" os_family = CASE WHEN excluded.os_family != '' THEN excluded.os_family ELSE"
 	" os_family END",
+    [Q_EXISTS] = "SELECT 1 FROM devices WHERE user = ?1 AND device_id = ?2",
     /* Would this DeviceInformation change what decisions see (model, OS)? */
     [Q_DEVINFO_NEWS] = "SELECT 1 FROM devices WHERE user = ?1 AND device_id = ?2 AND"
 		       " ((?3 != '' AND device_model != ?3) OR (?4 != '' AND device_os != ?4))",
@@ -116,9 +117,9 @@ static const char *const sql[Q__N] = {
 		     " WHERE user = ?1 AND device_id = ?2",
     [Q_SET_DECISION] = "UPDATE devices SET access_state = ?3, state_reason = ?4, rule = ?5"
 		       " WHERE user = ?1 AND device_id = ?2",
-    /* Seen in a request: listed, but the clock starts only when verified. */
-    [Q_VERSION_SEEN] = "INSERT OR IGNORE INTO os_versions (os_key, family, first_seen)"
-		       " VALUES (?1, ?2, 0)",
+    /* The first authenticated request on a version starts its clock (rows
+     * from older versions of the daemon may hold first_seen 0: listed, not
+     * yet verified). */
     [Q_VERSION_VERIFIED] = "INSERT INTO os_versions (os_key, family, first_seen)"
 			   " VALUES (?1, ?2, ?3) ON CONFLICT (os_key) DO UPDATE SET"
 			   " first_seen = ?3 WHERE first_seen = 0",
@@ -344,7 +345,7 @@ static int step_done(struct inventory *inv, sqlite3_stmt *s, const char *what)
 	return 0;
 }
 
-static const char *access_state_name(int access)
+const char *inv_access_state_name(int access)
 {
 	switch (access) {
 	case POLICY_BLOCK:
@@ -356,11 +357,28 @@ static const char *access_state_name(int access)
 	}
 }
 
+/* Is (user, device_id) in the inventory? */
+static int device_exists(struct inventory *inv, const char *user, const char *device_id)
+{
+	sqlite3_stmt *s = q(inv, Q_EXISTS);
+	bind_s(s, 1, user);
+	bind_s(s, 2, device_id);
+	int r = sqlite3_step(s) == SQLITE_ROW;
+	sqlite3_reset(s);
+	return r;
+}
+
 /*
  * Returns 1 when the event told something that can change a decision in every
  * worker (a new DeviceModel or DeviceOS: the caller must commit and publish a
  * new policy generation, or workers that cached the device before keep judging
  * it without), 0 when applied, -1 on error.
+ *
+ * Only an event flagged INV_EV_AUTHED (a backend accepted the device's
+ * credentials) creates a device row; any other event updates the row if
+ * there is one and is dropped otherwise. os_versions rows too are created by
+ * authenticated events only. So nothing a client sends without valid
+ * credentials grows the database (gate.h, "Authenticated sightings").
  */
 int inv_apply(struct inventory *inv, const struct inv_event *ev)
 {
@@ -370,6 +388,8 @@ int inv_apply(struct inventory *inv, const struct inv_event *ev)
 	sqlite3_stmt *s;
 	if (!(ev->flags & (INV_EV_DECISION | INV_EV_DEVINFO)))
 		goto result; /* the device row was written by its decision event */
+	if (!(ev->flags & INV_EV_AUTHED) && !device_exists(inv, ev->user, ev->device_id))
+		goto result; /* a claim: not a device (yet) */
 	s = q(inv, Q_UPSERT_SEEN);
 	bind_s(s, 1, ev->user);
 	bind_s(s, 2, ev->device_id);
@@ -383,13 +403,6 @@ int inv_apply(struct inventory *inv, const struct inv_event *ev)
 	bind_s(s, 10, ev->os_family);
 	if (step_done(inv, s, "upsert") < 0)
 		return -1;
-	if (ev->os_key[0]) {
-		s = q(inv, Q_VERSION_SEEN);
-		bind_s(s, 1, ev->os_key);
-		bind_s(s, 2, ev->os_family);
-		if (step_done(inv, s, "version_seen") < 0)
-			return -1;
-	}
 	if (ev->flags & INV_EV_DEVINFO) {
 		const struct eas_devinfo *d = &ev->di;
 		s = q(inv, Q_DEVINFO_NEWS);
@@ -417,7 +430,7 @@ int inv_apply(struct inventory *inv, const struct inv_event *ev)
 		s = q(inv, Q_SET_DECISION);
 		bind_s(s, 1, ev->user);
 		bind_s(s, 2, ev->device_id);
-		bind_s(s, 3, access_state_name(ev->access));
+		bind_s(s, 3, inv_access_state_name(ev->access));
 		bind_s(s, 4, policy_reason_name(ev->reason));
 		bind_s(s, 5, ev->rule);
 		if (step_done(inv, s, "decision") < 0)
@@ -499,11 +512,47 @@ int inv_rule_remove(struct inventory *inv, int64_t id)
 	return sqlite3_changes(inv->db) > 0;
 }
 
-static int device_matches(const struct inv_filter *f, const struct inv_device *d, pcre2_code *re,
-			  pcre2_match_data *md)
+struct inv_match {
+	struct inv_filter f; /* borrowed strings */
+	pcre2_code *re;
+	pcre2_match_data *md;
+};
+
+struct inv_match *inv_match_new(const struct inv_filter *f, int *bad_regex)
 {
-	if (!f)
-		return 1;
+	*bad_regex = 0;
+	struct inv_match *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	if (f)
+		m->f = *f;
+	if (f && f->os_regex && f->os_regex[0]) {
+		int ec;
+		PCRE2_SIZE eo;
+		m->re = pcre2_compile((PCRE2_SPTR)f->os_regex, PCRE2_ZERO_TERMINATED,
+				      PCRE2_CASELESS, &ec, &eo, NULL);
+		m->md = m->re ? pcre2_match_data_create_from_pattern(m->re, NULL) : NULL;
+		if (!m->md) {
+			*bad_regex = !m->re;
+			inv_match_free(m);
+			return NULL;
+		}
+	}
+	return m;
+}
+
+void inv_match_free(struct inv_match *m)
+{
+	if (!m)
+		return;
+	pcre2_match_data_free(m->md);
+	pcre2_code_free(m->re);
+	free(m);
+}
+
+int inv_match(const struct inv_match *m, const struct inv_device *d)
+{
+	const struct inv_filter *f = &m->f;
 	if (f->user && f->user[0] && strcasecmp(f->user, d->user))
 		return 0;
 	if (f->device_id && f->device_id[0] && strcasecmp(f->device_id, d->device_id))
@@ -513,7 +562,8 @@ static int device_matches(const struct inv_filter *f, const struct inv_device *d
 	const char *os = d->device_os[0] ? d->device_os : d->os_key;
 	if (f->os_glob && f->os_glob[0] && fnmatch(f->os_glob, os, FNM_CASEFOLD) != 0)
 		return 0;
-	if (re && pcre2_match(re, (PCRE2_SPTR)os, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) < 0)
+	if (m->re &&
+	    pcre2_match(m->re, (PCRE2_SPTR)os, PCRE2_ZERO_TERMINATED, 0, 0, m->md, NULL) < 0)
 		return 0;
 	return 1;
 }
@@ -521,23 +571,16 @@ static int device_matches(const struct inv_filter *f, const struct inv_device *d
 int inv_foreach_device(struct inventory *inv, const struct inv_filter *f,
 		       int (*cb)(void *arg, const struct inv_device *d), void *arg)
 {
-	pcre2_code *re = NULL;
-	pcre2_match_data *md = NULL;
-	if (f && f->os_regex && f->os_regex[0]) {
-		int ec;
-		PCRE2_SIZE eo;
-		re = pcre2_compile((PCRE2_SPTR)f->os_regex, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS,
-				   &ec, &eo, NULL);
-		if (!re)
-			return -2;
-		md = pcre2_match_data_create_from_pattern(re, NULL);
-	}
+	int bad;
+	struct inv_match *m = inv_match_new(f, &bad);
+	if (!m)
+		return bad ? -2 : -1;
 	sqlite3_stmt *s = q(inv, Q_ALL_DEVICES);
 	struct inv_device *d = malloc(sizeof(*d));
 	int r, n = 0;
 	while (d && (r = sqlite3_step(s)) == SQLITE_ROW) {
 		read_device(s, d);
-		if (device_matches(f, d, re, md)) {
+		if (inv_match(m, d)) {
 			n++;
 			if (cb(arg, d))
 				break;
@@ -545,8 +588,7 @@ int inv_foreach_device(struct inventory *inv, const struct inv_filter *f,
 	}
 	sqlite3_reset(s);
 	free(d);
-	pcre2_match_data_free(md);
-	pcre2_code_free(re);
+	inv_match_free(m);
 	return n;
 }
 
@@ -629,17 +671,10 @@ int inv_devices_page(struct inventory *inv, struct inv_cursor *cur, int limit,
 {
 	if (cur->done)
 		return 0;
-	pcre2_code *re = NULL;
-	pcre2_match_data *md = NULL;
-	if (f && f->os_regex && f->os_regex[0]) {
-		int ec;
-		PCRE2_SIZE eo;
-		re = pcre2_compile((PCRE2_SPTR)f->os_regex, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS,
-				   &ec, &eo, NULL);
-		if (!re)
-			return -2;
-		md = pcre2_match_data_create_from_pattern(re, NULL);
-	}
+	int bad;
+	struct inv_match *m = inv_match_new(f, &bad);
+	if (!m)
+		return bad ? -2 : -1;
 	sqlite3_stmt *s = q(inv, Q_DEVICE_PAGE);
 	bind_s(s, 1, cur->user);
 	bind_s(s, 2, cur->device_id);
@@ -651,13 +686,12 @@ int inv_devices_page(struct inventory *inv, struct inv_cursor *cur, int limit,
 		rows++;
 		snprintf(cur->user, sizeof(cur->user), "%s", d->user);
 		snprintf(cur->device_id, sizeof(cur->device_id), "%s", d->device_id);
-		if (device_matches(f, d, re, md))
+		if (inv_match(m, d))
 			stop = cb(arg, d) != 0;
 	}
 	sqlite3_reset(s);
 	free(d);
-	pcre2_match_data_free(md);
-	pcre2_code_free(re);
+	inv_match_free(m);
 	if (stop || rows < limit)
 		cur->done = 1;
 	return rows;

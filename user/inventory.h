@@ -125,7 +125,17 @@ int inv_version_approve(struct inventory *inv, const char *os_key, int approved,
 int64_t inv_rule_add(struct inventory *inv, const char *text, int64_t now); /* id or -1 */
 int inv_rule_remove(struct inventory *inv, int64_t id); /* 1 removed, 0 none, -1 error */
 
-/* Iterate devices matching f (NULL = all), ordered by user, device. */
+/* A filter compiled once, for rows from elsewhere too (the sightings).
+ * NULL with *bad_regex set when os_regex does not compile (or no memory). */
+struct inv_match;
+struct inv_match *inv_match_new(const struct inv_filter *f, int *bad_regex);
+int inv_match(const struct inv_match *m, const struct inv_device *d);
+void inv_match_free(struct inv_match *m);
+/* "Allowed", "Blocked", "Quarantined" for an enum policy_access. */
+const char *inv_access_state_name(int access);
+
+/* Iterate devices matching f (NULL = all), ordered by user, device; -2 when
+ * os_regex does not compile. */
 int inv_foreach_device(struct inventory *inv, const struct inv_filter *f,
 		       int (*cb)(void *arg, const struct inv_device *d), void *arg);
 int inv_foreach_version(struct inventory *inv, int (*cb)(void *arg, const struct inv_version *v),
@@ -154,7 +164,8 @@ int inv_foreach_audit(struct inventory *inv, int64_t below_id, int limit,
  * large inventory is walked a page per loop pass: start with a zeroed cursor;
  * each call reads at most limit rows after the cursor and passes those that
  * match f to cb (non-zero from cb stops the scan). Returns rows read (0 at
- * the end; cur->done is set once nothing is left), -2 for a bad os_regex.
+ * the end; cur->done is set once nothing is left), -2 for a bad os_regex,
+ * -1 out of memory.
  */
 struct inv_cursor {
 	char user[EAS_USER_MAX + 1];

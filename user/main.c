@@ -7,6 +7,8 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "priv.h"
+#include "tls.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -14,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EASGATE_VERSION "0.1.0"
+#include "version.h" /* generated: EASGATE_VERSION, from tools/version.sh or the package */
 
 static void usage(FILE *f)
 {
@@ -63,6 +65,10 @@ int main(int argc, char **argv)
 	};
 	struct master_opts o = {.workers = -1};
 	int check = 0, detach = 0, c;
+	/* First, before a key or a request is in memory: no process of ours
+	 * ever writes a core, and keys live where a core could not see them. */
+	priv_no_dumps();
+	tls_secure_heap_init();
 	while ((c = getopt_long(argc, argv, "c:tw:l:Vh", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

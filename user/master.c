@@ -15,10 +15,12 @@
 #include "maglev.h"
 #include "metrics.h"
 #include "notify.h"
+#include "ocsp.h"
 #include "priv.h"
 #include "relay.h"
 #include "shm.h"
 #include "siphash.h"
+#include "srccap.h"
 #include "textfmt.h"
 #include "throttle.h"
 #include "tls.h"
@@ -77,7 +79,9 @@ struct master {
 	struct notify *notify;	   /* notices (never NULL once started) */
 	struct history *history;   /* requests/s for the console's charts */
 	struct tls_server *tls;	   /* built here, inherited by the workers of this generation */
+	struct ocsp_stapler *ocsp; /* OCSP responses, published in shm for the workers */
 	struct throttle *throttle; /* shared budget/loop table, created before the first fork */
+	struct srccap *srccap;	   /* connections per source, one table per stats slot */
 	struct maglev mirror_mg;   /* the Maglev table as the workers build it, for bpftool */
 	uint64_t mirrored_gen;	   /* backend_gen last mirrored (UINT64_MAX = never) */
 	uid_t uid;
@@ -234,10 +238,20 @@ int master_check_certs(const struct gw_config *c, int verbose)
 	return bad ? -1 : 0;
 }
 
+/* The admin lowered the protocol floor: say what that costs, every time the
+ * config is taken (start, reload, --check-config). */
+static void warn_tls_config(const struct gw_config *c)
+{
+	char w[512];
+	if (tls_config_warning(c, w, sizeof(w)))
+		log_warn("event=tls_legacy_protocols warning=\"%s\"", w);
+}
+
 int master_check_config_full(const struct gw_config *c)
 {
 	int bad = master_check_certs(c, 1) < 0;
 	char why[512];
+	warn_tls_config(c);
 	if (admin_check_config(NULL, c, why, sizeof(why)) < 0) {
 		fprintf(stderr, "%s\n", why);
 		bad++;
@@ -533,8 +547,10 @@ static int spawn_worker(struct master *m, int slot)
 		    .steer_secret = m->secret,
 		    .bpf = m->bpf,
 		    .event_fd = admin_event_fd(m->admin),
+		    .sightings = admin_sightings(m->admin),
 		    .tls = m->tls,
 		    .throttle = m->cfg->throttle.enabled ? m->throttle : NULL,
+		    .srccap = m->srccap,
 		};
 		sigset_t all;
 		sigemptyset(&all);
@@ -617,6 +633,8 @@ static void on_child(struct loop *l, int signo, void *arg)
 		}
 		int respawn = !m->stopping && !p->draining && p->gen == m->gen;
 		zero_gauges(&m->shm->worker_stats[p->stats_slot]);
+		/* Its connections died with it (a crash included): stop counting them. */
+		srccap_slot_reset(m->srccap, (unsigned)p->stats_slot);
 		int fast = loop_now_ms(m->loop) - p->started_ms < 1000;
 		memset(p, 0, sizeof(*p));
 		if (respawn) {
@@ -685,6 +703,7 @@ static int apply_config(struct master *m, struct gw_config *nc, struct tls_serve
 	close_unused_listeners(m);
 	if (m->admin)
 		admin_config_changed(m->admin, nc);
+	ocsp_stapler_configure(m->ocsp, nc);
 	char nerr[320];
 	if (m->notify && notify_reconfigure(m->notify, nc, nerr, sizeof(nerr)) < 0)
 		log_err("event=notify_reconfigure_failed error=\"%s\"", nerr); /* checked before */
@@ -756,6 +775,7 @@ static int master_reload(struct master *m, char *why, size_t whysz)
 			why);
 	} else {
 		m->last_reload_error[0] = 0;
+		warn_tls_config(m->cfg);
 		log_info("event=reloaded gen=%llu", (unsigned long long)m->gen);
 	}
 	sd_notify(0, "READY=1");
@@ -833,6 +853,7 @@ static void on_tick(struct loop_timer *t)
 	}
 	if (m->admin)
 		admin_tick(m->admin);
+	ocsp_stapler_tick(m->ocsp);
 	history_tick(m->history, m->shm, m->cfg, time(NULL));
 	notify_tick(m->notify, m->shm, m->cfg);
 	if (now - m->certs_checked_ms >= 3600 * 1000) { /* expiry moves daily: hourly is plenty */
@@ -859,6 +880,7 @@ static enum ctl_code cmd_status(void *ctx, int argc, char **argv, struct sbuf *o
 		sbuf_printf(out, "last_reload_error %s\n", m->last_reload_error);
 	sbuf_printf(out, "xdp %s\n", m->bpf ? "attached" : "off");
 	sbuf_printf(out, "relay %s\n", m->relay_path);
+	ocsp_stapler_describe(m->ocsp, out);
 	return CTL_OK;
 }
 
@@ -1100,6 +1122,7 @@ int master_run(const struct master_opts *o)
 		return 1;
 	}
 	log_set_level((enum log_level)log_level_parse(m->cfg->log_level));
+	warn_tls_config(m->cfg);
 	if (master_check_certs(m->cfg, 1) < 0) {
 		log_err("event=start_refused reason=\"certificate check failed\"");
 		goto out;
@@ -1162,6 +1185,17 @@ int master_run(const struct master_opts *o)
 		goto out;
 	}
 	admin_set_throttle(m->admin, m->throttle);
+	/* Sized once, from the start config: a worker never has more sources
+	 * than connections. Virtual until used (MAP_NORESERVE). */
+	m->srccap = srccap_new(EG_MAX_WORKERS, m->cfg->limits.max_conns < (1u << 17)
+						   ? m->cfg->limits.max_conns
+						   : (1u << 17));
+	if (!m->srccap) {
+		log_err("event=srccap_failed error=%m");
+		goto out;
+	}
+	if (m->bpf) /* counts start at 0: a previous daemon's capped sources are not */
+		bpfgate_src_cap_clear(m->bpf);
 	m->history = history_new();
 	m->notify = notify_new(m->loop, m->cfg, err, sizeof(err));
 	if (!m->history || !m->notify) {
@@ -1219,6 +1253,11 @@ int master_run(const struct master_opts *o)
 		goto out;
 	m->gen = 1;
 	m->checker = checker_new(m->loop, m->shm, m->cfg);
+	/* After SIGCHLD is watched: fetches run in child processes. */
+	m->ocsp = ocsp_stapler_new(m->loop, m->shm);
+	if (!m->ocsp)
+		goto out;
+	ocsp_stapler_configure(m->ocsp, m->cfg);
 	for (int s = 0; s < m->nworkers; s++)
 		if (spawn_worker(m, s) < 0)
 			goto out;
@@ -1247,6 +1286,7 @@ out:
 			waitpid(m->procs[i].pid, NULL, 0);
 		}
 	checker_free(m->checker);
+	ocsp_stapler_free(m->ocsp);
 	control_free(m->control);
 	metrics_free(m->metrics);
 	console_free(m->console);
@@ -1258,6 +1298,7 @@ out:
 		bpfgate_close(m->bpf); /* pins and the XDP program stay: verdicts keep working */
 	tls_server_free(m->tls);
 	throttle_free(m->throttle);
+	srccap_free(m->srccap);
 	maglev_free(&m->mirror_mg);
 	loop_free(m->loop);
 	for (int i = 0; i < m->nsocks; i++)

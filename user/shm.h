@@ -19,7 +19,9 @@
 #include "easgate_limits.h"
 #include "stats.h"
 
-#define SHM_TICKET_KEYS 2 /* [0] current (encrypts), [1] previous (decrypts, renews) */
+#define SHM_TICKET_KEYS 2    /* [0] current (encrypts), [1] previous (decrypts, renews) */
+#define SHM_OCSP_SLOTS	16   /* one per configured certificate (CFG_MAX_CERTS) */
+#define SHM_OCSP_MAX	8192 /* DER bytes: a response with a delegated signer's chain fits */
 
 struct shm_ticket_key {
 	uint8_t name[16];
@@ -69,6 +71,17 @@ struct shm {
 		int32_t warn;	   /* expires within tls.expiry_warning days, or untrusted root */
 	} certs[16];
 	int32_t ncerts;
+
+	/* OCSP responses to staple, validated by the master (ocsp.h); a worker
+	 * staples the one whose leaf_sha256 is its certificate's, and only
+	 * before `expires`. Seqlock per slot, as for the tickets. */
+	struct shm_ocsp {
+		volatile uint64_t seq;
+		uint8_t leaf_sha256[32];
+		int64_t expires; /* unix seconds: the response's nextUpdate */
+		uint32_t len;	 /* 0 = nothing to staple */
+		uint8_t der[SHM_OCSP_MAX];
+	} ocsp[SHM_OCSP_SLOTS];
 };
 
 /* Master: the slot for backend `name`, allocated (marked up) if new; -1 if full.

@@ -47,8 +47,10 @@
 #define LOCK_SPIN  256u
 #define LOCK_WAITS 1000u
 
-/* TD_F_LOOPED: a loop stage happened (loop.memory counts from its end). */
-enum { TD_F_XDP = 1, TD_F_OFFENDER = 2, TD_F_SOFT = 4, TD_F_LOOPED = 8 };
+/* TD_F_LOOPED: a loop stage happened (loop.memory counts from its end).
+ * TD_F_AUTHED: a backend accepted this device's credentials; only such a
+ * device is counted in its user's ndev (and released when it leaves). */
+enum { TD_F_XDP = 1, TD_F_OFFENDER = 2, TD_F_SOFT = 4, TD_F_LOOPED = 8, TD_F_AUTHED = 16 };
 
 #define NCAND 3
 
@@ -140,6 +142,8 @@ struct thdr {
 	uint64_t loops_by_cmd[THROTTLE_NCMD];
 	uint64_t dev_evict, dev_expired, user_evict, off_evict, lock_timeouts;
 	uint64_t devices, users;
+	uint64_t unauth_untracked;
+	uint64_t inflight; /* sum of every device's inflight, kept where it changes */
 };
 _Static_assert(sizeof(struct thdr) <= 4096, "header fits its page");
 
@@ -706,6 +710,14 @@ static void uncount(uint64_t *c)
 	__atomic_fetch_sub(c, 1, __ATOMIC_RELAXED);
 }
 
+/* Forget d's in-flight requests (lost, evicted or reset) and the gauge's share. */
+static void inflight_drop(struct throttle *t, struct tdev *d)
+{
+	if (d->inflight)
+		__atomic_fetch_sub(&t->h->inflight, d->inflight, __ATOMIC_RELAXED);
+	d->inflight = 0;
+}
+
 static struct tdev_bucket *dev_bucket(const struct throttle *t, uint64_t key)
 {
 	return &t->dev[(key >> 7) & t->h->dev_mask];
@@ -791,6 +803,28 @@ static int user_add(struct throttle *t, uint64_t user, uint32_t max, uint32_t no
 	return 0;
 }
 
+/*
+ * Does user already have max authenticated devices? Reads only: a device
+ * that has not authenticated must not create or fill a user entry. 0 when
+ * the table is busy (fail open).
+ */
+static int user_full(struct throttle *t, uint64_t user, uint32_t max)
+{
+	if (!max)
+		return 0;
+	struct tuser_bucket *ub = user_bucket(t, user);
+	if (lock_take(t, &ub->lock) < 0)
+		return 0;
+	int full = 0;
+	for (int i = 0; i < USER_WAYS; i++)
+		if (ub->u[i].key == user) {
+			full = ub->u[i].ndev >= max;
+			break;
+		}
+	lock_drop(&ub->lock);
+	return full;
+}
+
 /* ---- devices ---------------------------------------------------------------- */
 
 static void cand_clear(struct tdev *d);
@@ -805,28 +839,36 @@ static void dev_reset_budget(struct tdev *d, const struct crt *c, uint32_t now)
 	d->dk = 0;
 	d->inflight = 0;
 	d->strikes = 0;
-	d->flags &= TD_F_OFFENDER;
+	d->flags &= TD_F_OFFENDER | TD_F_AUTHED;
 	cand_clear(d);
 }
 
-/* Pick the slot a new device takes (see "Memory" in the design note). */
-static struct tdev *dev_victim(struct tdev_bucket *b, uint32_t now_s, uint32_t idle_s, int *expired)
+/*
+ * Pick the slot a new device takes (see "Memory" in the design note), or
+ * NULL. Unauthenticated devices go first; a newcomer that has not
+ * authenticated (authed 0) never takes the slot of an authenticated device
+ * that is still active, so a flood of claimed identities cannot push real
+ * devices (their budgets, loop counts, places in max_devices) out.
+ */
+static struct tdev *dev_victim(struct tdev_bucket *b, uint32_t now_s, uint32_t idle_s, int authed,
+			       int *expired)
 {
 	struct tdev *best = NULL;
 	int best_rank = 99;
 	for (int i = 0; i < DEV_WAYS; i++) {
 		struct tdev *d = &b->d[i];
+		int quiet = d->level == THROTTLE_S_OK && !d->inflight && !(d->flags & TD_F_XDP);
 		int rank;
 		if (!d->key)
 			rank = 0;
 		else if (since(now_s, d->seen_s) > idle_s)
 			rank = 1;
-		else if (d->level == THROTTLE_S_OK && !d->inflight && !(d->flags & TD_F_XDP))
-			rank = 2;
-		else if (d->level == THROTTLE_S_OK)
-			rank = 3;
+		else if (!(d->flags & TD_F_AUTHED))
+			rank = quiet ? 2 : d->level == THROTTLE_S_OK ? 3 : 6;
+		else if (!authed)
+			continue;
 		else
-			rank = 4;
+			rank = quiet ? 4 : d->level == THROTTLE_S_OK ? 5 : 7;
 		if (rank < best_rank ||
 		    (rank == best_rank && rank >= 2 && (int32_t)(d->seen_s - best->seen_s) < 0)) {
 			best = d;
@@ -844,10 +886,13 @@ static void dev_evict(struct throttle *t, struct tdev *d, int expired)
 	if (!d->key)
 		return;
 	uint64_t user = d->user;
+	inflight_drop(t, d);
+	int counted = !!(d->flags & TD_F_AUTHED);
 	memset(d, 0, sizeof(*d));
 	count(expired ? &t->h->dev_expired : &t->h->dev_evict);
 	uncount(&t->h->devices);
-	user_release(t, user);
+	if (counted)
+		user_release(t, user);
 }
 
 /* ---- loop detector ---------------------------------------------------------- */
@@ -1231,6 +1276,140 @@ static unsigned in_stage(struct tdev *d, const struct crt *c, int cmd, uint32_t 
 	return ev;
 }
 
+/* The budget ran out (d->balance <= 0): debit the refused request, refuse.
+ * Returns the escalations (a mask of 1 << THROTTLE_EV_*). */
+static unsigned over_budget(struct tdev *d, const struct crt *c, int32_t cost_m, uint32_t now,
+			    struct throttle_verdict *v)
+{
+	unsigned ev = 0;
+	debit(d, c, cost_m);
+	if (!(d->flags & TD_F_SOFT)) {
+		d->flags |= TD_F_SOFT;
+		ev |= 1u << THROTTLE_EV_THROTTLED;
+	}
+	refuse(v, THROTTLE_THROTTLE, THROTTLE_R_BUDGET, "over budget");
+	/* until the balance is positive again */
+	uint64_t need = (uint64_t)(1 - (int64_t)d->balance);
+	uint64_t s = (need * 1000u + c->rate_m - 1) / c->rate_m; /* ms */
+	v->retry_after_s = ceil_s(s > 86400000u ? 86400000u : (uint32_t)s);
+	/* Past the cutoff, the cool-down starts. */
+	if (d->balance <= c->cutoff_m) {
+		stage_enter(d, THROTTLE_S_CUTOFF, now + c->cooldown_ms);
+		d->balance = c->cutoff_m;
+		d->refill_ms = now;
+		ev |= 1u << THROTTLE_EV_CUTOFF;
+		refuse(v, THROTTLE_THROTTLE, THROTTLE_R_CUTOFF,
+		       "cut off: budget exhausted beyond the cutoff");
+		v->remaining_s = ceil_s(c->cooldown_ms);
+		v->retry_after_s = v->remaining_s;
+	}
+	return ev;
+}
+
+/* A refusal of the slot d (bucket b, locked): unlock, count, note the
+ * offender under key (rq's labels). */
+static void refused_done(struct throttle *t, struct tdev_bucket *b, struct tdev *d,
+			 const struct throttle_req *rq, uint64_t key, int cls, int cmd, unsigned ev,
+			 uint64_t now_ms, struct throttle_verdict *v)
+{
+	if (ev)
+		d->flags |= TD_F_OFFENDER;
+	int offender = !!(d->flags & TD_F_OFFENDER);
+	int loop_cmd = v->loop_cmd;
+	lock_drop(&b->lock);
+	count(&t->h->refused[v->reason]);
+	for (int e = 1; e < THROTTLE_EV__COUNT; e++)
+		if (ev & (1u << e))
+			count(&t->h->events[e]);
+	v->event = top_event(ev);
+	if (offender)
+		off_note(t, rq, key, cls, ev, cmd, 1, loop_cmd, now_ms);
+}
+
+/* A device (or a user's unauthenticated bucket) seen again: forget what
+ * is too old to mean anything. */
+static void dev_touch(struct throttle *t, struct tdev *d, const struct crt *c, uint32_t now,
+		      uint32_t now_s)
+{
+	uint32_t idle = since(now_s, d->seen_s);
+	if (idle > STALE_S || (d->inflight && idle > t->h->maxreq_s))
+		inflight_drop(t, d); /* a lost throttle_done() */
+	if (idle > STALE_S)
+		dev_reset_budget(d, c, now);
+	d->seen_s = now_s;
+}
+
+/* Domain-separated from device and user keys ("A" for anonymous). */
+uint64_t throttle_unauth_key(const struct throttle *t, uint64_t user_key)
+{
+	char buf[9];
+	buf[0] = 'A';
+	memcpy(buf + 1, &user_key, sizeof(user_key));
+	return siphash24(&t->h->secret, buf, sizeof(buf)) | 1;
+}
+
+/*
+ * The budget every not-yet-authenticated device of one user shares (see
+ * "Claimed identities" in the design note): the class's burst, rate,
+ * cutoff, cool-down and hammer, no loop detector, no concurrency count. 0:
+ * admitted (debited); 1: refused (*v filled, counted).
+ */
+static int unauth_step(struct throttle *t, const struct throttle_req *rq, const struct crt *c,
+		       int cls, int cmd, uint64_t now_ms, int32_t cost_m,
+		       struct throttle_verdict *v)
+{
+	if (!c->burst_m)
+		return 0;
+	uint32_t now = (uint32_t)now_ms;
+	uint32_t now_s = (uint32_t)(now_ms / 1000u);
+	uint64_t key = throttle_unauth_key(t, rq->user_key ? rq->user_key : 1);
+	struct tdev_bucket *b = dev_bucket(t, key);
+	if (lock_take(t, &b->lock) < 0)
+		return 0; /* fail open, as for a device */
+	struct tdev *d = dev_find(b, key);
+	if (!d) {
+		int expired;
+		d = dev_victim(b, now_s, t->h->idle_s, 0, &expired);
+		if (!d) {
+			lock_drop(&b->lock);
+			count(&t->h->unauth_untracked);
+			return 0;
+		}
+		dev_evict(t, d, expired);
+		d->key = key;
+		d->user = rq->user_key ? rq->user_key : 1;
+		dev_reset_budget(d, c, now);
+		count(&t->h->devices);
+	} else {
+		dev_touch(t, d, c, now, now_s);
+	}
+	d->cls = (uint8_t)cls;
+	if (d->level != THROTTLE_S_OK && (int32_t)(now - d->until_ms) >= 0)
+		stage_end(d, c, now);
+	unsigned ev = 0;
+	if (d->level != THROTTLE_S_OK) {
+		ev |= in_stage(d, c, cmd, now, v);
+	} else {
+		recharge(d, c, now);
+		if (d->balance > 0) {
+			debit(d, c, cost_m);
+			d->flags &= (uint8_t)~TD_F_SOFT;
+			lock_drop(&b->lock);
+			return 0;
+		}
+		ev |= over_budget(d, c, cost_m, now, v);
+	}
+	v->state = (enum throttle_state)d->level;
+	v->text = v->reason == THROTTLE_R_BUDGET
+		      ? "unauthenticated devices of this user over budget"
+		      : "unauthenticated devices of this user cut off";
+	/* The offender record is the user's, not the claimed DeviceId's. */
+	struct throttle_req x = *rq;
+	x.device_id = THROTTLE_UNAUTH_LABEL;
+	refused_done(t, b, d, &x, key, cls, cmd, ev, now_ms, v);
+	return 1;
+}
+
 enum throttle_action throttle_check(struct throttle *t, const struct throttle_req *rq,
 				    uint64_t now_ms, struct throttle_verdict *v)
 {
@@ -1244,12 +1423,19 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
 	const struct crt *c = &t->rt[ci_cls];
 	int cmd = rq->cmd >= 0 && rq->cmd < THROTTLE_NCMD ? rq->cmd : EAS_CMD_UNKNOWN;
 	uint64_t key = rq->device_key ? rq->device_key : 1;
+	uint64_t user = rq->user_key ? rq->user_key : 1;
 	uint32_t now = (uint32_t)now_ms;
 	uint32_t now_s = (uint32_t)(now_ms / 1000u);
 	int32_t cost_m =
 	    (int32_t)((rq->cost ? (rq->cost > 1000000 ? 1000000 : rq->cost) : 1) * 1000);
 	unsigned ev = 0;
 
+	/* The user's unauthenticated budget first, then this device's own
+	 * (never two buckets at once). A refused claim touches nothing else:
+	 * not even the page of its device's bucket. */
+	if (!rq->authed && cmd != EAS_CMD_OPTIONS &&
+	    unauth_step(t, rq, c, ci_cls, cmd, now_ms, cost_m, v))
+		return v->action;
 	struct tdev_bucket *b = dev_bucket(t, key);
 	if (lock_take(t, &b->lock) < 0) {
 		v->reason = THROTTLE_R_LOCK;
@@ -1257,8 +1443,13 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
 		return v->action;
 	}
 	struct tdev *d = dev_find(b, key);
+	int authed = rq->authed || (d && (d->flags & TD_F_AUTHED));
 	if (!d) {
-		int u = user_add(t, rq->user_key ? rq->user_key : 1, c->max_dev, now_s);
+		/* Only authenticated devices take a place among the user's
+		 * max_devices; one that has not authenticated yet is refused
+		 * when the authenticated ones fill them, and counts nowhere. */
+		int u =
+		    authed ? user_add(t, user, c->max_dev, now_s) : user_full(t, user, c->max_dev);
 		if (u == 1 && cmd == EAS_CMD_OPTIONS) {
 			/* Exchange always answers OPTIONS; it does not make the
 			 * device a partner, so it takes no place either. */
@@ -1284,18 +1475,31 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
 			return v->action;
 		}
 		int expired;
-		d = dev_victim(b, now_s, t->h->idle_s, &expired);
+		d = dev_victim(b, now_s, t->h->idle_s, authed, &expired);
+		if (!d) {
+			/* Every slot holds an active authenticated device: this
+			 * one is judged by the user's unauthenticated budget alone. */
+			lock_drop(&b->lock);
+			count(&t->h->unauth_untracked);
+			v->text = "unauthenticated device not tracked (bucket full)";
+			return v->action;
+		}
 		dev_evict(t, d, expired);
 		d->key = key;
-		d->user = rq->user_key ? rq->user_key : 1;
+		d->user = user;
 		dev_reset_budget(d, c, now);
+		if (authed)
+			d->flags |= TD_F_AUTHED;
 		count(&t->h->devices);
 	} else {
-		uint32_t idle = since(now_s, d->seen_s);
-		if (idle > STALE_S)
-			dev_reset_budget(d, c, now);
-		else if (d->inflight && idle > t->h->maxreq_s)
-			d->inflight = 0; /* a lost throttle_done() */
+		dev_touch(t, d, c, now, now_s);
+		if (authed && !(d->flags & TD_F_AUTHED)) {
+			/* Known to the inventory, new to this table's count (a
+			 * restart, or another worker saw its first success). */
+			d->flags |= TD_F_AUTHED;
+			d->user = user;
+			user_add(t, user, 0, now_s);
+		}
 	}
 	d->seen_s = now_s;
 	d->cls = (uint8_t)ci_cls;
@@ -1353,25 +1557,19 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
 		refuse(v, THROTTLE_THROTTLE, THROTTLE_R_CONCURRENCY, "too many requests in flight");
 		v->retry_after_s = 1;
 	} else if (c->burst_m && d->balance <= 0) {
-		debit(d, c, cost_m);
-		if (!(d->flags & TD_F_SOFT)) {
-			d->flags |= TD_F_SOFT;
-			ev |= 1u << THROTTLE_EV_THROTTLED;
-		}
-		refuse(v, THROTTLE_THROTTLE, THROTTLE_R_BUDGET, "over budget");
-		/* until the balance is positive again */
-		uint64_t need = (uint64_t)(1 - (int64_t)d->balance);
-		uint64_t s = (need * 1000u + c->rate_m - 1) / c->rate_m; /* ms */
-		v->retry_after_s = ceil_s(s > 86400000u ? 86400000u : (uint32_t)s);
+		ev |= over_budget(d, c, cost_m, now, v);
 	} else {
 		/* admitted */
 		debit(d, c, cost_m);
 		d->flags &= (uint8_t)~TD_F_SOFT;
-		if (d->inflight < 255)
+		if (d->inflight < 255) {
 			d->inflight++;
+			count(&t->h->inflight);
+		}
 		if (thr)
 			cand_add(d, ci, fp, c, now);
 		v->ticket.device_key = key;
+		v->ticket.user_key = user;
 		v->ticket.fp = fp;
 		v->ticket.admitted = 1;
 		int offender = !!(d->flags & TD_F_OFFENDER);
@@ -1380,34 +1578,10 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
 			off_note(t, rq, key, ci_cls, 0, cmd, 0, -1, now_ms);
 		return v->action;
 	}
-	/* Refused by the budget: past the cutoff, the cool-down starts. */
-	if (c->burst_m && d->balance <= c->cutoff_m) {
-		stage_enter(d, THROTTLE_S_CUTOFF, now + c->cooldown_ms);
-		d->balance = c->cutoff_m;
-		d->refill_ms = now;
-		ev |= 1u << THROTTLE_EV_CUTOFF;
-		refuse(v, THROTTLE_THROTTLE, THROTTLE_R_CUTOFF,
-		       "cut off: budget exhausted beyond the cutoff");
-		v->remaining_s = ceil_s(c->cooldown_ms);
-		v->retry_after_s = v->remaining_s;
-	}
 	v->state = (enum throttle_state)d->level;
 
 refused:
-	if (ev)
-		d->flags |= TD_F_OFFENDER;
-	{
-		int offender = !!(d->flags & TD_F_OFFENDER);
-		int loop_cmd = v->loop_cmd;
-		lock_drop(&b->lock);
-		count(&t->h->refused[v->reason]);
-		for (int e = 1; e < THROTTLE_EV__COUNT; e++)
-			if (ev & (1u << e))
-				count(&t->h->events[e]);
-		v->event = top_event(ev);
-		if (offender)
-			off_note(t, rq, key, ci_cls, ev, cmd, 1, loop_cmd, now_ms);
-	}
+	refused_done(t, b, d, rq, key, ci_cls, cmd, ev, now_ms, v);
 	return v->action;
 }
 
@@ -1422,8 +1596,10 @@ void throttle_done(struct throttle *t, const struct throttle_ticket *tk, int htt
 		return;
 	struct tdev *d = dev_find(b, tk->device_key);
 	if (d) {
-		if (d->inflight)
+		if (d->inflight) {
 			d->inflight--;
+			uncount(&t->h->inflight);
+		}
 		if (tk->fp && (http_status < 200 || http_status > 299)) {
 			/* Only answered successes count towards a loop. */
 			int ci = cand_find(d, tk->fp);
@@ -1436,6 +1612,28 @@ void throttle_done(struct throttle *t, const struct throttle_ticket *tk, int htt
 		}
 	}
 	lock_drop(&b->lock);
+}
+
+int throttle_authenticated(struct throttle *t, uint64_t device_key, uint64_t user_key,
+			   uint64_t now_ms)
+{
+	struct tdev_bucket *b = dev_bucket(t, device_key ? device_key : 1);
+	if (lock_take(t, &b->lock) < 0)
+		return -EBUSY;
+	struct tdev *d = dev_find(b, device_key ? device_key : 1);
+	int r = -ENOENT;
+	if (d && (d->flags & TD_F_AUTHED)) {
+		r = 0;
+	} else if (d) {
+		/* Counted even beyond max_devices: it was let through (two new
+		 * devices racing), and a success must not turn into 177. */
+		d->flags |= TD_F_AUTHED;
+		d->user = user_key ? user_key : 1;
+		user_add(t, d->user, 0, (uint32_t)(now_ms / 1000u));
+		r = 1;
+	}
+	lock_drop(&b->lock);
+	return r;
 }
 
 int throttle_forgive(struct throttle *t, uint64_t device_key, uint64_t now_ms)
@@ -1549,6 +1747,8 @@ void throttle_stats_read(const struct throttle *t, struct throttle_stats *s)
 	s->lock_timeouts = __atomic_load_n(&h->lock_timeouts, __ATOMIC_RELAXED);
 	s->devices = __atomic_load_n(&h->devices, __ATOMIC_RELAXED);
 	s->users = __atomic_load_n(&h->users, __ATOMIC_RELAXED);
+	s->inflight = __atomic_load_n(&h->inflight, __ATOMIC_RELAXED);
+	s->unauth_untracked = __atomic_load_n(&h->unauth_untracked, __ATOMIC_RELAXED);
 	s->device_capacity = (uint64_t)(h->dev_mask + 1) * DEV_WAYS;
 	s->user_capacity = (uint64_t)(h->user_mask + 1) * USER_WAYS;
 	s->offender_capacity = (uint64_t)(h->off_mask + 1) * OFF_WAYS;

@@ -20,10 +20,15 @@
  *    default 10 per user, reference 4.5).
  *  - Devices per user: the (N+1)th distinct DeviceId of one user gets EAS
  *    status 177 MaximumDevicesReached (Exchange: EasMaxDevices, default
- *    100). A device counts while it is in the device table; it stops
- *    counting when its slot is reused, which happens first to devices idle
- *    for more than device_idle (see Memory). OPTIONS is always answered and
- *    takes no place.
+ *    100). Only an authenticated device counts (see Claimed identities):
+ *    from its first backend 2xx (throttle_authenticated) or when the caller
+ *    knows it authenticated before (throttle_req.authed: it has an
+ *    inventory row), while it is in the device table; it stops counting
+ *    when its slot is reused, which happens first to devices idle for more
+ *    than device_idle (see Memory). A device that has not authenticated is
+ *    refused with 177 when the authenticated ones already fill the user's
+ *    places, and takes none itself. OPTIONS is always answered and takes no
+ *    place.
  *  - Loops: the same device sending the same command with the same body (the
  *    caller's 64-bit fingerprint: a body hash, or a hash of the item ids)
  *    `threshold` times within `window` seconds, the earlier ones answered
@@ -43,6 +48,31 @@
  *    A request is counted when admitted and un-counted if its answer is not
  *    2xx (throttle_done), so "threshold" means threshold-1 successes plus
  *    the request that would make it threshold: that request is refused.
+ *
+ * Claimed identities. The user name is a claim until a backend accepts the
+ * credentials (the gateway does not authenticate). Nothing a client that
+ * cannot authenticate sends may use up what belongs to a real device:
+ *  - budgets stay per (user, DeviceId): claims with other DeviceIds never
+ *    touch a real device's bucket, concurrency or loop counts;
+ *  - they take no place among the user's max_devices (above);
+ *  - every request of a device that has not authenticated is ALSO charged
+ *    to one bucket per user shared by all of that user's unauthenticated
+ *    devices (same class numbers; no loop detector, no concurrency): a
+ *    client rotating DeviceIds gets a fresh device bucket each time but not
+ *    a fresh user bucket, so it is throttled, cut off and, hammering on,
+ *    dropped by XDP like one device. Authenticated devices are never
+ *    charged to it, so exhausting it cannot touch the user's phones; it
+ *    delays only the user's NEW devices while the flood lasts (at most the
+ *    cool-down after it ends). A per-user bucket, not per (user, source
+ *    address): a phone's address changes and a flood can come from many;
+ *    per-source limits are the listener's business;
+ *  - in the device table an unauthenticated newcomer never evicts an
+ *    authenticated device that is still active (see Memory).
+ * What the gateway cannot do is tell two clients apart that present the SAME
+ * user and DeviceId before the backend answers (short of storing something
+ * derived from the password, which it never does): a client that knows a
+ * real device's DeviceId can spend that device's budget. Its DeviceId is
+ * the secret that limits this to one device.
  *
  * Escalation, per device (throttle_state):
  *
@@ -119,7 +149,11 @@
  * more than device_idle, the least recently seen device in state OK with
  * nothing in flight, any OK device, then any. A flood of new DeviceIds
  * thus evicts idle devices, never a penalised one unless all 7 of a bucket
- * are. Evicting a device forgets its budget (fail open). Per request: one
+ * are; a newcomer that has not authenticated takes only an empty, idle or
+ * unauthenticated slot (authenticated ones are never its victims unless
+ * idle), and if there is none it is not tracked (admitted on its user's
+ * unauthenticated budget alone, counted in unauth_untracked). Evicting a
+ * device forgets its budget (fail open). Per request: one
  * lock, one 512-byte bucket scan, no allocation; the user table is touched
  * only when a device is new (see tools/bench/throttle_bench.c).
  *
@@ -252,6 +286,11 @@ struct throttle_req {
 	int cmd;	      /* enum eas_cmd */
 	uint64_t fingerprint; /* body hash / item ids; 0 = not loop-checked */
 	unsigned cost;	      /* tokens; 0 = 1 */
+	int authed;	      /* the device authenticated before (an inventory row, or
+				 a success another worker saw): counted for max_devices,
+				 spared the unauthenticated budget. 0: charged to it
+				 too, even if this table knows better (the caller's
+				 word is taken, so a refused claim costs one lookup) */
 	const char *device_id;
 	const char *user;
 	const char *device_os;
@@ -261,6 +300,7 @@ struct throttle_req {
 /* What throttle_done() needs; part of the verdict, keep it with the request. */
 struct throttle_ticket {
 	uint64_t device_key;
+	uint64_t user_key;
 	uint32_t fp;	  /* folded (command, fingerprint) counted; 0 = none */
 	uint8_t admitted; /* counted in flight */
 };
@@ -335,6 +375,11 @@ int throttle_classify(const struct throttle *t, const struct policy_input *in);
  * to lower case (Exchange user names are case-insensitive); device_id too. */
 uint64_t throttle_user_key(const struct throttle *t, const char *user);
 uint64_t throttle_device_key(const struct throttle *t, const char *user, const char *device_id);
+/* The key of a user's shared budget for unauthenticated devices (see Claimed
+ * identities), for throttle_forgive(); easctl and logs show it with the
+ * DeviceId label THROTTLE_UNAUTH_LABEL. */
+uint64_t throttle_unauth_key(const struct throttle *t, uint64_t user_key);
+#define THROTTLE_UNAUTH_LABEL "(unauthenticated)"
 /* A fingerprint of n bytes (never 0). */
 uint64_t throttle_fingerprint(const struct throttle *t, const void *data, size_t n);
 
@@ -357,6 +402,16 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
  */
 void throttle_done(struct throttle *t, const struct throttle_ticket *tk, int http_status,
 		   uint64_t now_ms);
+
+/*
+ * A backend accepted the credentials of this device (a 2xx answer to one of
+ * its requests): from now on it counts for its user's max_devices and is
+ * no longer charged to the user's unauthenticated budget. 1 newly counted,
+ * 0 already, -ENOENT not in the table (it will be counted on its next
+ * request, when the caller passes throttle_req.authed), -EBUSY.
+ */
+int throttle_authenticated(struct throttle *t, uint64_t device_key, uint64_t user_key,
+			   uint64_t now_ms);
 
 /*
  * End a device's stage now (admin approval, `easctl throttle forgive`):
@@ -410,10 +465,13 @@ struct throttle_stats {
 	uint64_t lock_timeouts; /* requests admitted unaccounted (table busy) */
 	uint64_t devices;	/* gauge: devices in the table */
 	uint64_t device_capacity;
-	uint64_t users; /* gauge */
+	uint64_t users;	   /* gauge */
+	uint64_t inflight; /* gauge: admitted requests not yet done (0 when idle) */
 	uint64_t user_capacity;
 	uint64_t offender_capacity;
-	uint64_t memory_bytes; /* size of the shared table */
+	uint64_t memory_bytes;	   /* size of the shared table */
+	uint64_t unauth_untracked; /* unauthenticated devices (or user buckets) that
+				      found no slot: admitted on their user's budget */
 };
 void throttle_stats_read(const struct throttle *t, struct throttle_stats *s);
 

@@ -2,9 +2,12 @@
 /* tls.c - see tls.h. */
 #include "tls.h"
 #include "log.h"
+#include "ocsp.h"
+#include "tls_params.h"
 
 #include <netinet/in.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -14,18 +17,9 @@
 #include <strings.h>
 #include <time.h>
 
-/* Modern only: TLS 1.2 AEAD suites with forward secrecy, TLS 1.3 defaults. */
-#define TLS12_CIPHERS                                                                              \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                               \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                               \
-	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-#define TLS_GROUPS "X25519:P-256:P-384"
-/* TLS 1.3: AES-128-GCM/SHA-256 first: same security margin for this use, and
- * SHA-256 is what the CPU accelerates (SHA-NI); the key schedule hashes a lot. */
-#define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
-
 struct tls_cert_ctx {
 	SSL_CTX *ctx;
+	uint8_t sha256[32];  /* of the leaf's DER: finds its OCSP response in shm */
 	char names[32][256]; /* SAN DNS names (lower case), "*.example.org" allowed */
 	int nnames;
 };
@@ -39,6 +33,28 @@ struct tls_server {
  * handshake is one of OpenSSL 3.0's avoidable costs). */
 static struct shm *ticket_shm;
 static EVP_CIPHER *ticket_cipher;
+/* Where the master publishes OCSP responses (NULL: stapling off). */
+static struct shm *ocsp_shm;
+
+/* Sixteen certificates' keys, twice (a reload loads the new set while the old
+ * is in use); an RSA-4096 key takes about 4 KiB of it. */
+#define TLS_SECURE_HEAP (256 * 1024)
+
+int tls_secure_heap_init(void)
+{
+	if (CRYPTO_secure_malloc_initialized())
+		return 0;
+	/* 1 = set up and locked; 2 = set up, but mlock (or madvise) refused. */
+	int r = CRYPTO_secure_malloc_init(TLS_SECURE_HEAP, 16);
+	if (r == 0) {
+		log_warn("event=secure_heap_failed note=\"private keys stay in the ordinary "
+			 "heap (core dumps are off)\"");
+		return -1;
+	}
+	if (r == 2)
+		log_debug("event=secure_heap note=\"not locked in memory (RLIMIT_MEMLOCK)\"");
+	return 0;
+}
 
 const char *tls_errstr(char *buf, size_t len)
 {
@@ -119,6 +135,30 @@ static int servername_cb(SSL *s, int *al, void *arg)
 	return SSL_TLSEXT_ERR_OK; /* unknown name: the first certificate answers */
 }
 
+/* The client asked for the certificate status: staple what the master has
+ * published for the certificate this handshake uses (SNI may have switched
+ * the context, and with it this callback's argument), if it has not expired.
+ * Reading shared memory is all it does: a handshake never waits for OCSP. */
+static int status_cb(SSL *s, void *arg)
+{
+	const struct tls_cert_ctx *c = arg;
+	uint8_t der[SHM_OCSP_MAX];
+	if (!ocsp_shm || !c)
+		return SSL_TLSEXT_ERR_NOACK;
+	size_t n = ocsp_shm_read(ocsp_shm, c->sha256, time(NULL), der, sizeof(der));
+	if (!n)
+		return SSL_TLSEXT_ERR_NOACK;
+	unsigned char *p = OPENSSL_malloc(n);
+	if (!p)
+		return SSL_TLSEXT_ERR_NOACK;
+	memcpy(p, der, n);
+	if (SSL_set_tlsext_status_ocsp_resp(s, p, (long)n) != 1) {
+		OPENSSL_free(p);
+		return SSL_TLSEXT_ERR_NOACK;
+	}
+	return SSL_TLSEXT_ERR_OK;
+}
+
 static void collect_names(X509 *x, struct tls_cert_ctx *c)
 {
 	GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
@@ -137,8 +177,8 @@ static void collect_names(X509 *x, struct tls_cert_ctx *c)
 	GENERAL_NAMES_free(gens);
 }
 
-static SSL_CTX *server_ctx(const struct cfg_cert *cc, struct tls_cert_ctx *out, char *err,
-			   size_t errsz)
+static SSL_CTX *server_ctx(const struct gw_config *c, const struct cfg_cert *cc,
+			   struct tls_cert_ctx *out, char *err, size_t errsz)
 {
 	char e[256];
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -146,16 +186,32 @@ static SSL_CTX *server_ctx(const struct cfg_cert *cc, struct tls_cert_ctx *out, 
 		snprintf(err, errsz, "SSL_CTX_new: %s", tls_errstr(e, sizeof(e)));
 		return NULL;
 	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	int legacy = c->tls.min_version < TLS1_2_VERSION;
+	SSL_CTX_set_min_proto_version(ctx, c->tls.min_version);
+	/* OpenSSL 3 refuses TLS 1.0/1.1 at security level 1 and up: their
+	 * handshake signs with SHA-1/MD5. Level 0 is what makes the admin's
+	 * choice work at all (tls_config_warning says so at start). */
+	if (legacy)
+		SSL_CTX_set_security_level(ctx, 0);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 				     SSL_OP_CIPHER_SERVER_PREFERENCE |
 				     SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* A decrypted record (a request head: Authorization) must not stay in
+	 * OpenSSL's read buffer once copied out, nor in the heap after
+	 * SSL_MODE_RELEASE_BUFFERS frees it. OpenSSL then cleanses the whole
+	 * buffer (~17 KiB) at every release, i.e. once per request. */
+	if (c->tls.cleanse_plaintext)
+		SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
 	/* Idle connections (Ping long-polls) then hold no 34 KiB record buffers. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	if (!SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) ||
-	    !SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) ||
-	    !SSL_CTX_set1_groups_list(ctx, TLS_GROUPS)) {
+	const char *ciphers = c->tls.ciphers[0] ? c->tls.ciphers
+			      : legacy		? TLS_PARAMS_CIPHERS_LEGACY
+						: TLS_PARAMS_CIPHERS;
+	if (!SSL_CTX_set_cipher_list(ctx, ciphers) ||
+	    !SSL_CTX_set_ciphersuites(ctx, c->tls.ciphersuites[0] ? c->tls.ciphersuites
+								  : TLS_PARAMS_CIPHERSUITES) ||
+	    !SSL_CTX_set1_groups_list(ctx, c->tls.groups[0] ? c->tls.groups : TLS_PARAMS_GROUPS)) {
 		snprintf(err, errsz, "cipher/group setup: %s", tls_errstr(e, sizeof(e)));
 		goto fail;
 	}
@@ -188,6 +244,10 @@ static SSL_CTX *server_ctx(const struct cfg_cert *cc, struct tls_cert_ctx *out, 
 	out->ctx = ctx;
 	out->nnames = 0;
 	collect_names(SSL_CTX_get0_certificate(ctx), out);
+	unsigned int mdlen = 0;
+	X509_digest(SSL_CTX_get0_certificate(ctx), EVP_sha256(), out->sha256, &mdlen);
+	SSL_CTX_set_tlsext_status_cb(ctx, status_cb);
+	SSL_CTX_set_tlsext_status_arg(ctx, out);
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
@@ -203,10 +263,11 @@ struct tls_server *tls_server_new(const struct gw_config *c, struct shm *tickets
 		return NULL;
 	}
 	ticket_shm = c->tls.ticket_rotate_s ? tickets : NULL;
+	ocsp_shm = c->tls.ocsp_stapling ? tickets : NULL;
 	if (ticket_shm && !ticket_cipher)
 		ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 	for (int i = 0; i < c->tls.ncerts; i++) {
-		if (!server_ctx(&c->tls.certs[i], &t->certs[i], err, errsz)) {
+		if (!server_ctx(c, &c->tls.certs[i], &t->certs[i], err, errsz)) {
 			tls_server_free(t);
 			return NULL;
 		}
@@ -277,6 +338,9 @@ SSL_CTX *tls_backend_ctx(const struct cfg_backend *b, char *err, size_t errsz)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* No SSL_OP_CLEANSE_PLAINTEXT here: what the backend sends (mail, not
+	 * credentials: those only leave, and TLS does not buffer plaintext it
+	 * sends) is not wiped on the way to the phone either. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 				     SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -299,6 +363,22 @@ SSL_CTX *tls_backend_ctx(const struct cfg_backend *b, char *err, size_t errsz)
 		}
 	}
 	return ctx;
+}
+
+int tls_config_warning(const struct gw_config *c, char *out, size_t outsz)
+{
+	out[0] = 0;
+	if (c->tls.min_version >= TLS1_2_VERSION)
+		return 0;
+	snprintf(out, outsz,
+		 "tls.min_version = %s: phones may connect with TLS 1.0/1.1, which have no AEAD "
+		 "cipher and sign the handshake with SHA-1/MD5; OpenSSL's security level is "
+		 "lowered to 0 for the phone-facing side so they work at all (TLS 1.2/1.3 "
+		 "clients still get the strongest choice); cipher list: %s",
+		 tls_params_version_name(c->tls.min_version),
+		 c->tls.ciphers[0] ? "as configured"
+				   : "the default plus CBC suites for old phones");
+	return 1;
 }
 
 /* --- chain check ------------------------------------------------------------ */

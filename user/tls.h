@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * tls.h - OpenSSL 3 contexts: the phone-facing server side (certificates with
- * their full chain, SNI, TLS 1.2/1.3 only, stateless tickets with keys that
+ * their full chain, SNI, TLS 1.2/1.3 by default (tls.min_version, cipher and
+ * group lists: tls_params.h), stateless tickets with keys that
  * rotate and are shared by all workers), the backend-facing client side, and
  * the certificate chain check used at start, at reload and by
  * `easctl certcheck`.
@@ -18,6 +19,14 @@
 struct tls_server;
 
 /*
+ * Before any key is read: private keys (and the PEM text they are parsed
+ * from) go to OpenSSL's secure heap, which is mlock'ed where RLIMIT_MEMLOCK
+ * allows and MADV_DONTDUMP always, so no core holds them. 0, or -1 when the
+ * heap could not be set up (keys then live in the ordinary heap; logged).
+ */
+int tls_secure_heap_init(void);
+
+/*
  * Build server contexts for every configured certificate. Each PEM file holds
  * the leaf then its intermediates; the whole chain is sent on every
  * handshake. tickets may be NULL (no session tickets). Returns NULL with a
@@ -26,6 +35,11 @@ struct tls_server;
 struct tls_server *tls_server_new(const struct gw_config *c, struct shm *tickets, char *err,
 				  size_t errsz);
 void tls_server_free(struct tls_server *t);
+/* 1 with a human-readable warning in out when the configuration lowers the
+ * phone-facing side's protocol floor below TLS 1.2; 0 otherwise. Logged at
+ * start and reload, printed by --check-config and `easctl certcheck`. */
+int tls_config_warning(const struct gw_config *c, char *out, size_t outsz);
+
 /* A new server-side SSL for an accepted fd. NULL on failure. */
 SSL *tls_server_ssl(struct tls_server *t, int fd);
 

@@ -25,6 +25,8 @@ struct upstream;
 struct gate;
 struct bpfgate;
 struct throttle;
+struct sighting_table;
+struct srccap;
 
 struct listener {
 	struct loop_io io;
@@ -45,8 +47,10 @@ struct worker {
 	struct siphash_key steer_secret;
 	struct h1_limits lim;
 	struct bufpool pool;
-	struct gate *gate;   /* policy + inventory access; NULL = allow all */
-	struct bpfgate *bpf; /* kernel maps; NULL when XDP is off */
+	struct gate *gate;     /* policy + inventory access; NULL = allow all */
+	struct bpfgate *bpf;   /* kernel maps; NULL when XDP is off */
+	struct srccap *srccap; /* connections per source, all workers (shared) */
+	int srccap_slot;       /* this process's table in it: its stats slot */
 
 	struct listener listeners[CFG_MAX_LISTEN];
 	int nlisteners;
@@ -78,6 +82,8 @@ struct worker_args {
 	int event_fd;		   /* inventory events to the master */
 	struct tls_server *tls;	   /* loaded by the master: keys need not be readable by workers */
 	struct throttle *throttle; /* shared table (NULL: throttling off) */
+	struct sighting_table *sightings; /* shared unauthenticated sightings */
+	struct srccap *srccap;	   /* connections per source (shared) */
 };
 
 /* Run a worker until it has drained; returns the process exit code. */

@@ -270,6 +270,24 @@ test_egtest_status() {
 	if [ "$code" = 449 ]; then pass "egtest_status=449 forces the status"; else fail "egtest_status: $code"; fi
 }
 
+# --auth: only the listed Basic credentials pass on the EAS path (as Exchange
+# answers a wrong password); the health path needs none.
+test_auth() {
+	start_backend auth 127.0.0.1 --name auth1 --auth alice:secret
+	local p=$BK_PORT got=
+	for u in alice:secret alice:wrong bob:secret; do
+		got+="$(curl -sS -o /dev/null -w '%{http_code}' -u "$u" -X POST -d x "http://127.0.0.1:$p$EAS?Cmd=Sync&User=alice&DeviceId=A&DeviceType=t") "
+	done
+	got+="$(curl -sS -o /dev/null -w '%{http_code}' -X OPTIONS "http://127.0.0.1:$p$EAS") "
+	got+="$(curl -sS -o /dev/null -D "$WORK/auth.h" -w '%{http_code}' -X POST -d x "http://127.0.0.1:$p$EAS?Cmd=Sync") "
+	got+="$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p/health")"
+	if [ "$got" = "200 401 401 401 401 200" ] && grep -qi '^WWW-Authenticate: Basic' "$WORK/auth.h"; then
+		pass "--auth: right password 200; wrong, other user, none 401 with WWW-Authenticate; health 200"
+	else
+		fail "--auth: $got"
+	fi
+}
+
 # SOGo-like: after one response the connection closes, with no Connection
 # header; the second pipelined request is neither answered nor recorded.
 test_close_after() {
@@ -352,6 +370,7 @@ main() {
 	test_malformed
 	test_large
 	test_egtest_status
+	test_auth
 	test_close_after
 	test_hold_ping
 	test_ipv6

@@ -8,7 +8,8 @@
 #    long-poll while it is held (easgate_long_polls 1), 0 after;
 #    easgate_backend_requests_total per backend = the X-Backend answers seen;
 #  - easgate_devices{os_family,state}: the inventory (iOS/Android; Allowed,
-#    Blocked, Quarantined);
+#    Quarantined: the blocked phone never authenticated, it counts in
+#    easgate_unauthenticated_devices);
 #  - TLS: full and resumed handshakes, and one failed handshake, counted;
 #  - the duration histogram: cumulative buckets, +Inf = _count = requests,
 #    the 2 s long-poll alone above le="1";
@@ -180,9 +181,13 @@ check(conns_after and all(x == 0 for x in conns_after) and a.get(("easgate_long_
 
 # devices
 dev = {tuple(v for _, v in k[1]): x for k, x in a.items() if k[0] == "easgate_devices"}
-want = {("iOS", "Allowed"): 2, ("Android", "Allowed"): 1, ("iOS", "Blocked"): 1,
-        ("iOS", "Quarantined"): 1}
+# Blk1, blocked from its first request, never reached the backend: it is no
+# device (not authenticated), only a sighting.
+want = {("iOS", "Allowed"): 2, ("Android", "Allowed"): 1, ("iOS", "Quarantined"): 1}
 check(dev == want, "easgate_devices{os_family,state} = the inventory %s" % sorted(want.items()))
+check(a.get(("easgate_unauthenticated_devices", ())) == 1
+      and a.get(("easgate_unauthenticated_devices_capacity", ())) == 4096,
+      "easgate_unauthenticated_devices 1 (the blocked Blk1) of 4096")
 if dev != want:
     out.append("info|  scrape: %s" % sorted(dev.items()))
 
@@ -235,7 +240,7 @@ while IFS='|' read -r k desc; do
 	case $k in ok) pass "$desc" ;; bad) fail "$desc" ;; info) echo "$desc" ;; *) fail "unexpected: $k|$desc" ;; esac
 done <"$T/verdicts"
 n=$(grep -cE '^(ok|bad)\|' "$T/verdicts")
-check "...and gave all its 18 verdicts ($n)" test "$n" -eq 18
+check "...and gave all its 19 verdicts ($n)" test "$n" -eq 19
 
 hdr=$(curl -sS -D - -o /dev/null "http://127.0.0.1:$MPORT/metrics")
 check "Content-Type: text/plain; version=0.0.4" grep -qi '^Content-Type: text/plain; version=0.0.4' <<<"$hdr"

@@ -164,8 +164,14 @@ k40=$(printf '00 %.0s' $(seq 40))
 bpftool map update pinned "$XN_PIN/conn_steer" key hex $k40 value hex $(printf '00 %.0s' $(seq 24))
 check "bpftool: conn_steer names its fields (probe entry)" xn_fields conn_steer steer_key backend worker since_ns
 bpftool map delete pinned "$XN_PIN/conn_steer" key hex $k40
-check "bpftool: every map in the pin dir was covered (9)" \
-	test "$(ls "$XN_PIN" | grep -vc '^link_')" -eq 9
+# src_cap: an entry like the one a worker writes for a source at its cap
+# (t_srccap_xdp has the daemon write it); 198.19.255.1, no one here.
+bpftool map update pinned "$XN_PIN/src_cap" key hex 00 00 00 00 00 00 00 00 00 00 ff ff c6 13 ff 01 \
+	value hex 01 00 00 00 $(printf '00 %.0s' $(seq 20))
+check "bpftool: src_cap names its fields (probe entry)" xn_fields src_cap addr action conns cap expires_ns
+bpftool map delete pinned "$XN_PIN/src_cap" key hex 00 00 00 00 00 00 00 00 00 00 ff ff c6 13 ff 01
+check "bpftool: every map in the pin dir was covered (10)" \
+	test "$(ls "$XN_PIN" | grep -vc '^link_')" -eq 10
 
 # ---- 3. restart: the kernel keeps enforcing while the daemon is down ------------------------
 npins=$(ls "$XN_PIN" | grep -vc '^link_')

@@ -54,6 +54,7 @@ static struct throttle_req req(const struct dev *d, int cmd, uint64_t fp)
 	    .cls = d->cls,
 	    .cmd = cmd,
 	    .fingerprint = fp,
+	    .authed = 1, /* a phone the backend accepted before (see claim1) */
 	    .device_id = d->id,
 	    .user = d->user,
 	    .device_os = "iOS 6.1 10B142",
@@ -256,6 +257,14 @@ static void test_cutoff_cooldown_xdp(void **state)
 	throttle_free(t);
 }
 
+/* The easgate_throttle_inflight gauge. */
+static uint64_t inflight(const struct throttle *t)
+{
+	struct throttle_stats st;
+	throttle_stats_read(t, &st);
+	return st.inflight;
+}
+
 static void test_concurrency(void **state)
 {
 	(void)state;
@@ -275,7 +284,9 @@ static void test_concurrency(void **state)
 	assert_int_equal(throttle_check(t, &r, now, &a), THROTTLE_OK); /* a hanging Ping */
 	r.cmd = EAS_CMD_SYNC;
 	assert_int_equal(throttle_check(t, &r, now, &b), THROTTLE_OK);
+	assert_int_equal(inflight(t), 2);
 	assert_int_equal(throttle_check(t, &r, now, &x), THROTTLE_THROTTLE);
+	assert_int_equal(inflight(t), 2); /* a refusal holds no slot */
 	assert_int_equal(x.reason, THROTTLE_R_CONCURRENCY);
 	assert_int_equal(x.retry_after_s, 1);
 	assert_string_equal(x.asthrottle, "ConcurrentRequests");
@@ -283,13 +294,24 @@ static void test_concurrency(void **state)
 	throttle_done(t, &x.ticket, 503, now);
 	assert_int_equal(throttle_check(t, &r, now, &x), THROTTLE_THROTTLE);
 	throttle_done(t, &b.ticket, 200, now);
+	assert_int_equal(inflight(t), 1);
 	assert_int_equal(throttle_check(t, &r, now, &b), THROTTLE_OK);
 	/* a lost done() (worker died) cannot block the device for ever: after
-	 * max_request seconds of silence the in-flight count is reset */
+	 * max_request seconds of silence the in-flight count is reset, and the
+	 * gauge forgets it too */
 	now += 101 * 1000;
-	assert_int_equal(throttle_check(t, &r, now, &x), THROTTLE_OK);
-	assert_int_equal(throttle_check(t, &r, now, &x), THROTTLE_OK);
+	struct throttle_verdict y, z;
+	assert_int_equal(throttle_check(t, &r, now, &y), THROTTLE_OK);
+	assert_int_equal(inflight(t), 1);
+	assert_int_equal(throttle_check(t, &r, now, &z), THROTTLE_OK);
 	assert_int_equal(throttle_check(t, &r, now, &x), THROTTLE_THROTTLE);
+	assert_int_equal(inflight(t), 2);
+	/* late done()s of the forgotten requests never take it below zero */
+	throttle_done(t, &a.ticket, 200, now);
+	throttle_done(t, &b.ticket, 200, now);
+	throttle_done(t, &y.ticket, 200, now);
+	throttle_done(t, &z.ticket, 200, now);
+	assert_int_equal(inflight(t), 0);
 	throttle_free(t);
 }
 
@@ -332,6 +354,216 @@ static void test_max_devices_177(void **state)
 	throttle_stats_read(t, &s);
 	assert_int_equal(s.events[THROTTLE_EV_MAX_DEVICES], 1);
 	assert_int_equal(s.refused[THROTTLE_R_MAX_DEVICES], 3);
+	throttle_free(t);
+}
+
+/* ---- claimed identities -------------------------------------------------------- */
+
+/* A request from a device that never authenticated: it only CLAIMS its user
+ * (User=, a Basic name with a wrong password). Answered with `status`. */
+static struct throttle_verdict claim1(const struct dev *d, int cmd, uint64_t now, int status)
+{
+	struct throttle_req r = req(d, cmd, 0);
+	r.authed = 0;
+	struct throttle_verdict v;
+	throttle_check(d->t, &r, now, &v);
+	if (v.action == THROTTLE_OK)
+		throttle_done(d->t, &v.ticket, status, now);
+	return v;
+}
+
+/* The backend accepted d's credentials (a 2xx answer). */
+static int authenticated(const struct dev *d, uint64_t now)
+{
+	return throttle_authenticated(d->t, throttle_device_key(d->t, d->user, d->id),
+				      throttle_user_key(d->t, d->user), now);
+}
+
+/* 10,000 claims of one user's name from new DeviceIds take none of its
+ * max_devices places: its real phones still get in, up to the limit. */
+static void test_claims_take_no_device_place(void **state)
+{
+	(void)state;
+	struct throttle_class c;
+	throttle_class_defaults(&c, "default");
+	c.max_devices = 3;
+	c.burst = 0; /* no budget: only the device count is under test */
+	struct throttle *t = mk(&c, 1, 100000);
+	uint64_t now = T0;
+	struct dev phone = {t, "victim", "ApplREALPHONE", 0};
+	assert_int_equal(send1(&phone, EAS_CMD_FOLDERSYNC, 0, now, 200).action, THROTTLE_OK);
+	char id[24];
+	for (int i = 0; i < 10000; i++) {
+		snprintf(id, sizeof(id), "Claim%08d", i);
+		struct dev fake = {t, "victim", id, 0};
+		struct throttle_verdict v = claim1(&fake, EAS_CMD_FOLDERSYNC, now += 5, 401);
+		if (v.action != THROTTLE_OK)
+			fail_msg("claim %d refused: %s", i, throttle_action_name(v.action));
+	}
+	/* a new phone of the victim: admitted, counted once it authenticates */
+	struct dev second = {t, "victim", "ApplSECOND", 0};
+	assert_int_equal(claim1(&second, EAS_CMD_FOLDERSYNC, now, 200).action, THROTTLE_OK);
+	assert_int_equal(authenticated(&second, now), 1);
+	assert_int_equal(authenticated(&second, now), 0); /* counted once */
+	struct dev third = {t, "victim", "ApplTHIRD", 0};
+	assert_int_equal(claim1(&third, EAS_CMD_FOLDERSYNC, now, 200).action, THROTTLE_OK);
+	assert_int_equal(authenticated(&third, now), 1);
+	/* three authenticated devices fill the places: a fourth gets 177, an
+	 * unauthenticated one too (without taking a place) */
+	struct dev fourth = {t, "victim", "ApplFOURTH", 0};
+	struct throttle_verdict v = claim1(&fourth, EAS_CMD_FOLDERSYNC, now, 200);
+	assert_int_equal(v.action, THROTTLE_MAX_DEVICES);
+	assert_int_equal(v.eas_status, 177);
+	v = send1(&fourth, EAS_CMD_FOLDERSYNC, 0, now, 200);
+	assert_int_equal(v.action, THROTTLE_MAX_DEVICES);
+	/* the three keep syncing */
+	assert_int_equal(send1(&phone, EAS_CMD_SYNC, 0, now, 200).action, THROTTLE_OK);
+	assert_int_equal(send1(&second, EAS_CMD_SYNC, 0, now, 200).action, THROTTLE_OK);
+	assert_int_equal(send1(&third, EAS_CMD_SYNC, 0, now, 200).action, THROTTLE_OK);
+	/* the claims created no user entry beyond the victim's */
+	struct throttle_stats st;
+	throttle_stats_read(t, &st);
+	assert_int_equal(st.users, 1);
+	throttle_free(t);
+}
+
+/* counts[0]: offender records of victim's unauthenticated bucket; [1]: of a
+ * claimed DeviceId. */
+static int count_unauth_offenders(void *arg, const struct throttle_info *x)
+{
+	int *counts = arg;
+	if (!strcmp(x->user, "victim") && !strcmp(x->device_id, THROTTLE_UNAUTH_LABEL))
+		counts[0]++;
+	if (!strncmp(x->device_id, "Claim", 5))
+		counts[1]++;
+	return 0;
+}
+
+/* Claims rotating DeviceIds share ONE budget per user: throttled, cut off
+ * and then dropped like one device, while the user's authenticated phone
+ * (and everyone else) is untouched; the cool-down ends it. */
+static void test_claims_share_one_budget(void **state)
+{
+	(void)state;
+	struct throttle_class c = budget_class(300, 3, 300, 60);
+	struct throttle *t = mk(&c, 1, 100000);
+	uint64_t now = T0;
+	struct dev phone = {t, "victim", "ApplREALPHONE", 0};
+	assert_int_equal(send1(&phone, EAS_CMD_SYNC, 0, now, 200).action, THROTTLE_OK);
+	char id[24];
+	int admitted = 0, first_refusal = -1, first_drop = -1;
+	for (int i = 0; i < 2000; i++) {
+		snprintf(id, sizeof(id), "Claim%08d", i);
+		struct dev fake = {t, "victim", id, 0};
+		struct throttle_verdict v = claim1(&fake, EAS_CMD_FOLDERSYNC, now += 2, 401);
+		if (v.action == THROTTLE_OK)
+			admitted++;
+		else if (first_refusal < 0)
+			first_refusal = i;
+		if (v.action == THROTTLE_XDP_DROP && first_drop < 0)
+			first_drop = i;
+		/* the real phone, every 10th step: always admitted */
+		if (i % 10 == 0 && send1(&phone, EAS_CMD_SYNC, 0, now, 200).action != THROTTLE_OK)
+			fail_msg("the authenticated phone was refused at claim %d", i);
+	}
+	/* 300 burst + 3/s over 4 s of claims, then 300 more refused ones reach
+	 * the cutoff, and `hammer` (10) strikes later the kernel drops them */
+	assert_in_range(admitted, 300, 315);
+	assert_in_range(first_refusal, 300, 315);
+	assert_in_range(first_drop, 600, 640);
+	/* another user's new device is not affected */
+	struct dev other = {t, "erin", "Claim00000001", 0};
+	assert_int_equal(claim1(&other, EAS_CMD_FOLDERSYNC, now, 401).action, THROTTLE_OK);
+	/* a new phone of the victim waits for the cool-down (503, never 177) */
+	struct dev fresh = {t, "victim", "ApplNEWPHONE", 0};
+	struct throttle_verdict v = claim1(&fresh, EAS_CMD_FOLDERSYNC, now, 200);
+	assert_true(v.action == THROTTLE_THROTTLE || v.action == THROTTLE_XDP_DROP);
+	assert_in_range(v.retry_after_s, 1, 60);
+	now += 61000;
+	assert_int_equal(claim1(&fresh, EAS_CMD_FOLDERSYNC, now, 200).action, THROTTLE_OK);
+	/* the user's shared bucket is listed for the admin, once, and no
+	 * claimed DeviceId is */
+	int counts[2] = {0, 0};
+	throttle_foreach(t, 0, now, count_unauth_offenders, counts);
+	assert_int_equal(counts[0], 1);
+	assert_int_equal(counts[1], 0);
+	/* cut off again; the admin forgives the user's shared bucket
+	 * (easctl throttle forgive victim "(unauthenticated)") */
+	for (int i = 0; i < 700; i++) {
+		snprintf(id, sizeof(id), "Again%08d", i);
+		struct dev fake = {t, "victim", id, 0};
+		claim1(&fake, EAS_CMD_FOLDERSYNC, now, 401);
+	}
+	struct dev later = {t, "victim", "ApplLATER", 0};
+	assert_int_not_equal(claim1(&later, EAS_CMD_FOLDERSYNC, now, 200).action, THROTTLE_OK);
+	assert_int_equal(
+	    throttle_forgive(t, throttle_unauth_key(t, throttle_user_key(t, "victim")), now), 0);
+	assert_int_equal(claim1(&later, EAS_CMD_FOLDERSYNC, now, 200).action, THROTTLE_OK);
+	throttle_free(t);
+}
+
+/* A device that authenticates leaves the shared budget at once (the caller
+ * says so from then on: throttle_req.authed). */
+static void test_authenticated_device_leaves_shared_budget(void **state)
+{
+	(void)state;
+	struct throttle_class c = budget_class(10, 1, 10, 60);
+	struct throttle *t = mk(&c, 1, 1000);
+	uint64_t now = T0;
+	struct dev newphone = {t, "victim", "ApplNEW", 0};
+	assert_int_equal(claim1(&newphone, EAS_CMD_FOLDERSYNC, now, 200).action, THROTTLE_OK);
+	assert_int_equal(authenticated(&newphone, now), 1);
+	char id[24];
+	for (int i = 0; i < 40; i++) {
+		snprintf(id, sizeof(id), "Claim%04d", i);
+		struct dev fake = {t, "victim", id, 0};
+		claim1(&fake, EAS_CMD_FOLDERSYNC, now, 401);
+	}
+	struct dev probe = {t, "victim", "ClaimPROBE", 0};
+	assert_int_not_equal(claim1(&probe, EAS_CMD_FOLDERSYNC, now, 401).action, THROTTLE_OK);
+	/* the authenticated one is judged by its own bucket only */
+	assert_int_equal(send1(&newphone, EAS_CMD_SYNC, 0, now, 200).action, THROTTLE_OK);
+	/* an unknown device cannot be marked */
+	struct dev ghost = {t, "victim", "ApplGHOST", 0};
+	assert_int_equal(authenticated(&ghost, now), -ENOENT);
+	throttle_free(t);
+}
+
+/* Claims never take the place of an active authenticated device. */
+static void test_claims_never_evict_authenticated(void **state)
+{
+	(void)state;
+	struct throttle_class c;
+	throttle_class_defaults(&c, "default");
+	struct throttle *t = mk(&c, 1, 7); /* one bucket of 7 */
+	uint64_t now = T0;
+	char id[24];
+	for (int i = 0; i < 7; i++) {
+		snprintf(id, sizeof(id), "ApplREAL%d", i);
+		struct dev d = {t, "user", id, 0};
+		assert_int_equal(send1(&d, EAS_CMD_SYNC, 0, now, 200).action, THROTTLE_OK);
+	}
+	/* one of them is over its budget: that state must survive the claims */
+	struct dev busy = {t, "user", "ApplREAL0", 0};
+	for (int i = 0; i < 400; i++)
+		send1(&busy, EAS_CMD_SYNC, 0, now, 200);
+	assert_int_equal(send1(&busy, EAS_CMD_SYNC, 0, now, 200).action, THROTTLE_THROTTLE);
+	for (int i = 0; i < 1000; i++) {
+		snprintf(id, sizeof(id), "Claim%05d", i);
+		struct dev fake = {t, "victim", id, 0};
+		claim1(&fake, EAS_CMD_FOLDERSYNC, now += 1, 401);
+	}
+	struct throttle_stats st;
+	throttle_stats_read(t, &st);
+	assert_int_equal(st.device_evictions, 0);
+	assert_true(st.unauth_untracked >= 1000);
+	assert_int_equal(st.devices, 7);
+	assert_int_equal(send1(&busy, EAS_CMD_SYNC, 0, now, 200).action, THROTTLE_THROTTLE);
+	/* a new authenticated device may take the least recently seen place */
+	struct dev newer = {t, "user", "ApplNEWER", 0};
+	assert_int_equal(send1(&newer, EAS_CMD_SYNC, 0, now, 200).action, THROTTLE_OK);
+	throttle_stats_read(t, &st);
+	assert_int_equal(st.device_evictions, 1);
 	throttle_free(t);
 }
 
@@ -1016,6 +1248,10 @@ int main(void)
 	    cmocka_unit_test(test_cutoff_cooldown_xdp),
 	    cmocka_unit_test(test_concurrency),
 	    cmocka_unit_test(test_max_devices_177),
+	    cmocka_unit_test(test_claims_take_no_device_place),
+	    cmocka_unit_test(test_claims_share_one_budget),
+	    cmocka_unit_test(test_authenticated_device_leaves_shared_budget),
+	    cmocka_unit_test(test_claims_never_evict_authenticated),
 	    cmocka_unit_test(test_loop_detected_within_threshold),
 	    cmocka_unit_test(test_loop_needs_successes_and_same_body),
 	    cmocka_unit_test(test_loop_interleaved_with_traffic),

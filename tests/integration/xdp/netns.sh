@@ -156,6 +156,7 @@ xn_stat() {
 	case $1 in
 	PASS) idx=0 ;; NOT_TCP) idx=1 ;; MALFORMED) idx=2 ;; FLOW_DROP) idx=3 ;; FLOW_RST) idx=4 ;;
 	FLOW_EXPIRED) idx=5 ;; LPM_DROP) idx=6 ;; RATE_DROP) idx=7 ;; OTHER_PORT) idx=8 ;;
+	CONN_CAP) idx=9 ;;
 	*) return 1 ;;
 	esac
 	xn_dump xdp_stats | jq -e --argjson i "$idx" \
