@@ -671,6 +671,10 @@ static void handle(struct conn *c)
 					av[ac++] = (char *)v;
 				}
 			}
+			/* the devices page's "seen, not authenticated" choice */
+			const char *un = webform_get(f, nf, "unauthenticated");
+			if (un && !strcmp(un, "1"))
+				av[ac++] = (char *)"--unauthenticated";
 			av[ac++] = (char *)"--format";
 			av[ac++] = (char *)(csv ? "csv" : "json");
 			av[ac] = NULL;

@@ -109,24 +109,31 @@ async function pageQuarantine(c) {
 async function pageDevices(c) {
   const f = { user: el('input', { id: 'd-user', placeholder: 'user' }),
               os: el('input', { id: 'd-os', placeholder: 'iOS 6.1*' }),
-              state: el('select', { id: 'd-state' }, ['', 'Allowed', 'Blocked', 'Quarantined'].map(s => el('option', { value: s }, s || 'any state'))) };
+              state: el('select', { id: 'd-state' }, ['', 'Allowed', 'Blocked', 'Quarantined'].map(s => el('option', { value: s }, s || 'any state'))),
+              // The inventory holds the devices a backend accepted; the
+              // others were only seen (easctl devices --unauthenticated).
+              seen: el('select', { id: 'd-seen' }, [['', 'authenticated'], ['unauthenticated', 'seen, not authenticated']].map(([v, t]) => el('option', { value: v }, t))) };
   const list = el('div', {});
   const csv = el('a', { id: 'd-csv' }, 'Export CSV'), json = el('a', { id: 'd-json' }, 'Export JSON');
   async function load() {
+    const unauth = f.seen.value === 'unauthenticated';
     const argv = ['devices', '--format', 'json', '--limit', '5000'];
     const q = new URLSearchParams();
     for (const k of ['user', 'os', 'state']) if (f[k].value) { argv.push('--' + k, f[k].value); q.set(k, f[k].value); }
+    if (unauth) { argv.push('--unauthenticated'); q.set('unauthenticated', '1'); }
     csv.href = '/export/devices.csv?' + q; json.href = '/export/devices.json?' + q;
     const ds = await apiJson(argv);
-    list.replaceChildren(table(['User', 'Device', 'Type', 'Model', 'OS', 'State', 'Rule', 'Last sync'],
-      ds.map(d => el('tr', {}, el('td', {}, d.user), el('td', { class: 'mono' }, devLink(d)),
+    list.replaceChildren(table(['User', 'Device', 'Type', 'Model', 'OS', 'State', 'Rule', unauth ? 'Last seen' : 'Last sync'],
+      ds.map(d => el('tr', { 'data-device': d.device_id }, el('td', {}, d.user), el('td', { class: 'mono' }, devLink(d)),
         el('td', {}, d.device_type), el('td', {}, d.device_model), el('td', {}, d.device_os),
-        el('td', {}, pill(d.access_state)), el('td', {}, d.rule || d.state_reason), el('td', {}, when(d.last_sync_attempt)))),
-      'No device matches.'));
-    setStatus(ds.length + ' device' + (ds.length === 1 ? '' : 's') + (ds.length === 5000 ? ' (first 5000: narrow the filters or export)' : ''));
+        el('td', {}, d.access_state ? pill(d.access_state) : '-'), el('td', {}, d.rule || d.state_reason), el('td', {}, when(d.last_sync_attempt)))),
+      unauth ? 'No unauthenticated device matches.' : 'No device matches.'));
+    const what = unauth ? ' seen without authenticating' : '';
+    setStatus(ds.length + ' device' + (ds.length === 1 ? '' : 's') + what + (ds.length === 5000 ? ' (first 5000: narrow the filters or export)' : ''));
   }
   c.append(el('div', { class: 'toolbar' }, el('label', {}, 'User ', f.user), el('label', {}, 'OS ', f.os),
-    el('label', {}, 'State ', f.state), el('button', { type: 'button', id: 'd-filter', onclick: () => load().catch(e => setStatus(e.message, true)) }, 'Filter'), csv, json), list);
+    el('label', {}, 'State ', f.state), el('label', {}, 'Devices ', f.seen),
+    el('button', { type: 'button', id: 'd-filter', onclick: () => load().catch(e => setStatus(e.message, true)) }, 'Filter'), csv, json), list);
   await load();
 }
 
@@ -140,14 +147,21 @@ async function pageDevice(c, user, id) {
     ['OS', d.device_os], ['Effective OS', d.os_key], ['User-Agent', d.user_agent], ['Friendly name', d.friendly_name],
     ['Operator', d.mobile_operator], ['Protocol', d.protocol], ['Last command', d.last_command],
     ['First sync', when(d.first_sync)], ['Last attempt', when(d.last_sync_attempt)], ['Last success', when(d.last_success)],
-    ['Access', d.access_state], ['Why', d.state_reason + (d.rule ? ': ' + d.rule : '')], ['Admin override', d.admin_state || 'none']];
-  const acts = can('helpdesk') ? el('div', { class: 'toolbar' },
+    ['Access', d.access_state], ['Why', d.state_reason + (d.rule ? ': ' + d.rule : '')], ['Admin override', d.admin_state || 'none'],
+    ['Authenticated', d.authenticated === false ? 'no' : 'yes']];
+  // Seen, never authenticated: not a device yet, so nothing to approve or
+  // block (the command layer refuses it too); a rule can let it in.
+  const unauth = d.authenticated === false ? el('p', { class: 'note', id: 'dev-unauth' },
+    'Seen, but no backend has accepted its credentials yet, so it is not in the inventory ' +
+    'and there is nothing to approve or block. To let it in before that, an admin adds the rule ',
+    el('code', {}, 'allow DeviceId is "' + d.device_id + '"'), '.') : null;
+  const acts = can('helpdesk') && !unauth ? el('div', { class: 'toolbar' },
     ['approve', 'block', 'quarantine', 'clear', 'remove'].map(v => el('button', {
       type: 'button', class: v === 'approve' ? 'ok' : v === 'block' || v === 'remove' ? 'bad' : '', id: 'dev-' + v,
       onclick: async () => {
         try { await deviceAction(v, d); setStatus(v + ': done (effective on its next request)'); if (v !== 'remove') route(); }
         catch (e) { setStatus(e.message, true); } } }, v[0].toUpperCase() + v.slice(1)))) : null;
-  c.append(...[acts].filter(Boolean), el('div', { class: 'grid', id: 'dev-fields' }, fields.map(([k, v]) => [el('div', {}, k), el('div', { class: 'value' }, v || '-')])),
+  c.append(...[acts, unauth].filter(Boolean), el('div', { class: 'grid', id: 'dev-fields' }, fields.map(([k, v]) => [el('div', {}, k), el('div', { class: 'value' }, v || '-')])),
     el('h2', {}, 'Decisions over time'),
     table(['When', 'Kind', 'Command', 'Status', 'Access', 'Reason', 'Rule'], hist.map(h => el('tr', {},
       el('td', {}, when(h.at)), el('td', {}, h.kind), el('td', {}, h.command), el('td', {}, h.status || ''),

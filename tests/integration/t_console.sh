@@ -10,6 +10,9 @@
 #    and its forged POST (with its own token) gets 403;
 #  - a DeviceModel of <img src=x onerror=alert(1)> shows as text (no alert,
 #    no <img> element);
+#  - a phone seen but never authenticated (only Syncs the gateway answered)
+#    is listed under "seen, not authenticated", not with the inventory, and
+#    its page offers nothing to approve;
 #  - the dry run of block DeviceOS like "iOS 6.1*" lists exactly the two
 #    iOS 6.1 phones;
 #  - every page renders (screenshots in build/test-artifacts/t_console/),
@@ -52,17 +55,32 @@ phone() {
 		-H "Content-Type: application/vnd.ms-sync.wbxml" "${body[@]}" -o /dev/null -w '%{http_code}' \
 		"$(GWURL "/Microsoft-Server-ActiveSync?Cmd=${5:-Sync}&User=$1&DeviceId=$2&DeviceType=$3")"
 }
+# newphone USER DEVICE TYPE UA: a phone's first contact, FolderSync then Sync.
+# Quarantine relays FolderSync: the backend's 200 authenticates the phone,
+# so it becomes a device (only then is it in the inventory and the queue).
+newphone() {
+	local st
+	st=$(phone "$@" FolderSync)
+	[ "$st" = 200 ] || { fail "$1's FolderSync: HTTP $st"; return 1; }
+	phone "$@" >/dev/null
+}
 wbxml_from_xml "$EG_ROOT/tests/integration/console/settings-xss.xml" "$T/xss.wbxml" ||
 	{ fail "xml2wbxml"; finish; }
 XSS='<img src=x onerror=alert(1)>'
-phone bob IPH61A iPhone "Apple-iPhone4C1/1002.142" >/dev/null
-phone carol IPAD61B iPad "Apple-iPad3C1/1002.146" >/dev/null
+newphone bob IPH61A iPhone "Apple-iPhone4C1/1002.142"
+newphone carol IPAD61B iPad "Apple-iPad3C1/1002.146"
+newphone dave IPH7C iPhone "Apple-iPhone6C1/1101.465"
 for _ in $(seq 10); do # over its budget: the throttled page lists it
 	phone dave IPH7C iPhone "Apple-iPhone6C1/1101.465" >>"$T/dave.st"
 	echo >>"$T/dave.st"
 done
 check "dave's phone went over its budget (503 among its answers)" grep -q 503 "$T/dave.st"
+# frank's phone only Syncs (answered by the gateway): seen, never authenticated
+st=$(phone frank FRANKSEEN Android "Android/4.4.2-EAS-1.3")
+check "a phone that only Syncs is answered by the gateway (HTTP $st)" test "$st" = 200
 phone eve XSSDEV Android "Android/4.4.2-EAS-1.3" Settings "$T/xss.wbxml" >/dev/null
+st=$(phone alice AndroidP1 Android "Android/4.4.2-EAS-1.3" FolderSync)
+check "the phone's FolderSync is relayed under quarantine (HTTP $st)" test "$st" = 200
 st=$(phone alice AndroidP1 Android "Android/4.4.2-EAS-1.3")
 check "the phone's first Sync is answered by the gateway (quarantine: HTTP $st)" test "$st" = 200
 check "the inventory has the hostile DeviceModel as sent" \
@@ -81,7 +99,7 @@ cat >"$T/browser.json" <<JSON
  "accounts": {"helpdesk": ["helen", "pw-helen-0123"], "viewer": ["victor", "pw-victor-0123"],
               "admin": ["ada", "pw-ada-0123"]},
  "p1": {"user": "alice", "device": "AndroidP1", "type": "Android", "ua": "Android/4.4.2-EAS-1.3"},
- "ios61": ["IPAD61B", "IPH61A"], "throttled": "IPH7C", "xss": {"device": "XSSDEV", "model": "<img src=x onerror=alert(1)>"}}
+ "ios61": ["IPAD61B", "IPH61A"], "throttled": "IPH7C", "unauth": "FRANKSEEN", "unauth_user": "frank", "xss": {"device": "XSSDEV", "model": "<img src=x onerror=alert(1)>"}}
 JSON
 timeout 300 $PY "$EG_ROOT/tests/integration/console/browser.py" "$T/browser.json" >"$T/browser.out" 2>"$T/browser.err"
 rc=$?
@@ -109,8 +127,8 @@ while IFS= read -r line; do
 		;;
 	esac
 done <"$T/browser.out"
-check "the browser made all 17 checks ($nchecks)" test "$nchecks" -eq 17
-for p in login quarantine devices rules device versions throttle backends audit charts viewer-quarantine; do
+check "the browser made all 19 checks ($nchecks)" test "$nchecks" -eq 19
+for p in login quarantine devices devices-unauthenticated rules device versions throttle backends audit charts viewer-quarantine; do
 	check "screenshot $p.png taken" test -s "$SHOTS/$p.png"
 done
 

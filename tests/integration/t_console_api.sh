@@ -9,7 +9,9 @@
 #     logs in; 20 wrong for one account lock the account from everywhere;
 #     both end after admin.web_lockout;
 #  3. sessions: cookie flags, idle timeout, CSRF, a foreign Origin, roles;
-#     the protective headers on every answer;
+#     the protective headers on every answer; devices seen without
+#     authenticating listed, shown and refused through the same commands
+#     and roles;
 #  4. exports: CSV with formula-injection protection, JSON with markup
 #     escaped; a 50,000-device export runs in steps while easctl keeps
 #     answering (the master's loop never waits for it);
@@ -124,12 +126,47 @@ check "commands outside the console's list are refused (HTTP $st)" test "$st" = 
 st=$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/api/run?a=status")
 check "no session: 401 (HTTP $st)" test "$st" = 401
 st=$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/assets/..%2fconsole.passwd")
-check "assets: no path tricks (HTTP $st)" test "$st" = 404
+check "assets: a dot-segment is refused by the HTTP parser (HTTP $st)" test "$st" = 400
+# the parser's refusal (400) or the console's own file-name check (404)
+for pc in "%2e%2e%5cconsole.passwd 400" "sub%2fconsole.passwd 404" ".console.passwd 404"; do
+	set -- $pc
+	st=$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/assets/$1")
+	check "assets: no path tricks: /assets/$1 (HTTP $st)" test "$st" = "$2"
+done
 sleep 3.5
 st=$(api "$U/api/run?a=status")
 check "after admin.web_idle (3 s) without a request the session is over (HTTP $st)" test "$st" = 401
 login helen pw-helen-0123 >/dev/null
 TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["csrf"])' "$T/login.out")
+
+# --- 3b. devices seen without authenticating, through the same commands and roles ----------------
+# sam's phone only Syncs: quarantine answers that itself, no backend ever
+# accepts its credentials, so it is a sighting, not an inventory device.
+eas -u "sam:secret" -A "Android/9-EAS-1.3" -H "MS-ASProtocolVersion: 14.1" -o /dev/null \
+	-H "Content-Type: application/vnd.ms-sync.wbxml" --data-binary "" \
+	"$(GWURL "/Microsoft-Server-ActiveSync?Cmd=Sync&User=sam&DeviceId=SEENONLY1&DeviceType=Android")"
+login victor pw-victor-0123 >/dev/null
+VTOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["csrf"])' "$T/login.out")
+vapi() { "${C[@]}" -b "$T/jar-victor" -o "$T/api.out" -w '%{http_code}' "$@"; }
+st=$(vapi "$U/api/run?a=devices&a=--unauthenticated&a=--format&a=json")
+check "a viewer lists the devices seen without authenticating (HTTP $st)" \
+	python3 -c 'import json,sys; d=json.loads(json.load(open(sys.argv[1]))["output"]);
+sys.exit(0 if [x["device_id"] for x in d if x["user"] == "sam"] == ["SEENONLY1"] else 1)' "$T/api.out"
+st=$(vapi "$U/api/run?a=devices&a=--user&a=sam&a=--format&a=json")
+check "...which the inventory listing does not hold (HTTP $st)" \
+	python3 -c 'import json,sys; sys.exit(0 if json.loads(json.load(open(sys.argv[1]))["output"]) == [] else 1)' "$T/api.out"
+st=$(vapi "$U/api/run?a=device&a=show&a=SEENONLY1&a=--format&a=json")
+check "its device page data says authenticated: false (HTTP $st)" \
+	python3 -c 'import json,sys; d=json.loads(json.load(open(sys.argv[1]))["output"]);
+sys.exit(0 if d["authenticated"] is False and d["device_id"] == "SEENONLY1" else 1)' "$T/api.out"
+st=$(vapi -X POST -H "X-CSRF-Token: $VTOKEN" -d "a=device&a=approve&a=SEENONLY1" "$U/api/run")
+check "a viewer's approve of it is refused by role first (HTTP $st)" test "$st" = 403
+st=$(api -X POST -H "X-CSRF-Token: $TOKEN" -d "a=device&a=approve&a=SEENONLY1" "$U/api/run")
+check "the helpdesk's approve of it: 404, nothing to approve yet (HTTP $st)" test "$st" = 404
+check "...saying why and how to let it in" grep -q 'never authenticated.*allow DeviceId is' "$T/api.out"
+st=$(api "$U/export/devices.csv?unauthenticated=1&user=sam")
+check "the CSV export of the unauthenticated view holds it (HTTP $st)" grep -q '^sam,SEENONLY1,Android,' "$T/api.out"
+check "no audit line for the refused approvals" lacks -q 'SEENONLY1' <(ctl audit)
 
 # --- 4. exports ---------------------------------------------------------------------------------
 wbxml_from_xml "$EG_ROOT/tests/integration/console/settings-formula.xml" "$T/f.wbxml" || fail "xml2wbxml"

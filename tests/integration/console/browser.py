@@ -8,7 +8,8 @@ Chromium trusts exactly that certificate), outdir (screenshots), profile
 (a fresh --user-data-dir), gw ("host:port" of the gateway), ca (root PEM),
 rec (the demo backend's record dir), accounts {helpdesk, viewer, admin:
 [name, password]}, p1 (the phone that just synced: user, device, type, ua),
-ios61 (DeviceIds), xss {device, model}, throttled (a DeviceId over its budget).
+ios61 (DeviceIds), xss {device, model}, throttled (a DeviceId over its budget),
+unauth (a DeviceId seen, never authenticated by the backend).
 
 Prints one JSON line per check: {"check": ..., "ok": true|false, "detail": ...}
 and a last line {"done": true}. Exits 77 with a reason when Chromium cannot
@@ -36,7 +37,7 @@ try:
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 except ImportError as e:
     print("SKIP python3-selenium missing: %s" % e)
     sys.exit(77)
@@ -186,6 +187,26 @@ try:
     shot("devices")
     csv = drv.find_element(By.ID, "d-csv").get_attribute("href")
     out("the devices page links its CSV and JSON exports", csv.endswith("/export/devices.csv?"), csv)
+    listed = [r.get_attribute("data-device") for r in
+              drv.find_elements(By.CSS_SELECTOR, "#content tbody tr")]
+    Select(drv.find_element(By.ID, "d-seen")).select_by_value("unauthenticated")
+    drv.find_element(By.ID, "d-filter").click()
+    wait.until(lambda d: "seen without authenticating" in d.find_element(By.ID, "status").text)
+    seen = [r.get_attribute("data-device") for r in
+            drv.find_elements(By.CSS_SELECTOR, "#content tbody tr")]
+    csv = drv.find_element(By.ID, "d-csv").get_attribute("href")
+    out("the devices page lists the phone seen without authenticating apart from the inventory",
+        cfg["unauth"] in seen and cfg["unauth"] not in listed and p1["device"] not in seen and
+        p1["device"] in listed and csv.endswith("unauthenticated=1"),
+        "inventory %s; seen %s; %s" % (listed, seen, csv))
+    shot("devices-unauthenticated")
+    go("device/%s/%s" % (cfg["unauth_user"], cfg["unauth"]))
+    fields = [e.text for e in drv.find_elements(By.CSS_SELECTOR, "#dev-fields div")]
+    out("its page says it is not authenticated and offers nothing to approve or block",
+        bool(drv.find_elements(By.ID, "dev-unauth")) and
+        not drv.find_elements(By.ID, "dev-approve") and
+        "Authenticated" in fields and fields[fields.index("Authenticated") + 1] == "no",
+        fields[-4:])
 
     # 5. dry run of a rule lists exactly the iOS 6.1 devices
     go("rules")
