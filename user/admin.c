@@ -395,7 +395,11 @@ void admin_config_changed(struct admin *a, const struct gw_config *c)
 void admin_tick(struct admin *a)
 {
 	commit(a);
-	if (a->notify && a->throttle)
+	/* Loop quarantines are found by walking the throttle's offenders: only
+	 * when a notice would reach someone. Each walk reads every offender,
+	 * and a flood of claims fills that shared table: the master would map
+	 * up to all of it (t_claimed_identity: +4 MiB RSS in a flood). */
+	if (notify_wanted(a->notify) && a->throttle)
 		throttle_foreach(a->throttle, THROTTLE_F_ACTIVE, throttle_now_ms(), loop_row, a);
 }
 

@@ -763,6 +763,12 @@ static void user_message(struct notify *n, const struct notify_item *it)
 		sbuf_free(&b);
 }
 
+int notify_wanted(const struct notify *n)
+{
+	return n &&
+	       (n->s.webhook_url[0] || (n->s.smtp_url[0] && (n->s.nadmins || n->s.user_enabled)));
+}
+
 void notify_post(struct notify *n, const struct notify_item *it)
 {
 	if (!n || it->kind < 0 || it->kind >= NOTE__COUNT)

@@ -68,6 +68,11 @@ int notify_check_config(const struct gw_config *c, char *err, size_t errsz);
 /* Something happened: into the admins' batch; a quarantine also writes to
  * the phone's user (once per quarantine: the caller posts on the change). */
 void notify_post(struct notify *n, const struct notify_item *it);
+/* 1 when a notice would reach someone (the admins' batch by SMTP or webhook,
+ * or users' messages), 0 when notices are only counted. Callers skip the
+ * work of finding notices nobody gets (admin_tick's walk of the throttle
+ * table for loop quarantines). NULL: 0. */
+int notify_wanted(const struct notify *n);
 /* Once a second from the master: backend up/down, certificate expiry. */
 void notify_tick(struct notify *n, const struct shm *s, const struct gw_config *c);
 /* Prometheus lines (queued, sent, retried, dropped). */
