@@ -114,7 +114,10 @@ st=$(api "$U/api/run?a=device&a=approve&a=X")
 check "a change by GET is refused (HTTP $st)" test "$st" = 405
 st=$(api -X POST -d "a=status" "$U/api/run")
 check "POST without X-CSRF-Token: 403 (HTTP $st)" test "$st" = 403
-st=$(api -X POST -H "X-CSRF-Token: ${TOKEN%?}0" -d "a=status" "$U/api/run")
+# the token with its last digit changed (a token ending in 0 ends in 1)
+WRONG=${TOKEN%?}$([ "${TOKEN: -1}" = 0 ] && echo 1 || echo 0)
+check "the wrong token differs from the session's" test "$WRONG" != "$TOKEN"
+st=$(api -X POST -H "X-CSRF-Token: $WRONG" -d "a=status" "$U/api/run")
 check "POST with a wrong token: 403 (HTTP $st)" test "$st" = 403
 st=$(api -X POST -H "X-CSRF-Token: $TOKEN" -H "Origin: https://evil.example" -d "a=status" "$U/api/run")
 check "POST from a foreign Origin: 403 (HTTP $st)" test "$st" = 403
