@@ -11,7 +11,10 @@ RUN="openssl iproute2 ca-certificates sqlite3 libjs-chart.js"
 TEST="curl libwbxml2-utils gnutls-bin testssl.sh python3 procps psmisc jq tcpdump ethtool prometheus gdb
   debhelper dpkg-dev lintian
   systemd wrk nghttp2-client haproxy nginx-light bc chromium chromium-driver python3-selenium
-  python3-aiosmtpd"
+  python3-aiosmtpd
+  qemu-system-x86 busybox-static xz-utils zstd"
+# The last line: the kernel matrix (tests/kernel/), which boots Debian's stock
+# kernels under QEMU with a busybox initramfs.
 
 want=$(echo $BUILD $RUN ${EASGATE_DEPS_TEST:-$TEST})
 missing=()

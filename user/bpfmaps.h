@@ -43,6 +43,12 @@ enum bpfgate_flags {
 	BPFGATE_F_NO_SRC_BLOCK = 1u << 1, /* skip the src_block prefix lookup */
 	BPFGATE_F_NO_SYN_RATE = 1u << 2,  /* skip the SYN token bucket */
 	BPFGATE_F_NO_SRC_CAP = 1u << 3,	  /* skip the connection-cap lookup */
+	/* Load each program on its own: one the kernel refuses is left out
+	 * (bpfgate_loaded() says 0, bpfgate_why() says why), even all of them;
+	 * the open still fails for missing privileges (-EPERM) or pins. The
+	 * verifier's log goes to debug, not warn. Without it (tests), any
+	 * refusal fails the open. */
+	BPFGATE_F_BEST_EFFORT = 1u << 4,
 };
 
 struct bpfgate_opts {
@@ -74,6 +80,20 @@ struct bpfgate *bpfgate_open_opts(const struct bpfgate_opts *o, int *err);
 
 /* How many maps the last open took over from existing pins (0 on a fresh start). */
 int bpfgate_maps_reused(const struct bpfgate *g);
+
+/*
+ * Whether program p is loaded (always, without BPFGATE_F_BEST_EFFORT). The
+ * functions that need a program that is not loaded fail: -EOPNOTSUPP, or
+ * -EINVAL for the mmap'd mirrors and worker slots (XDP: attach, cfg,
+ * flows, prefixes, gc, stats, mirrors, steering; SK_REUSEPORT:
+ * reuseport_*, workers_reset, worker_*).
+ */
+int bpfgate_loaded(const struct bpfgate *g, enum bpfgate_prog p);
+/* Why p is not loaded: the verifier's or libbpf's message ("" if it is). */
+const char *bpfgate_why(const struct bpfgate *g, enum bpfgate_prog p);
+/* The error of the last bpfgate_attach_xdp()'s native attempt (-errno), or
+ * 0 if native worked or was not tried (mode generic, a link updated). */
+int bpfgate_xdp_native_err(const struct bpfgate *g);
 
 /*
  * Attach the XDP program to ifname (mode: enum bpfgate_xdp_mode). With a

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <linux/capability.h>
 #include <pwd.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -46,6 +47,19 @@ int priv_no_dumps(void)
 		rc = -1;
 	}
 	return rc;
+}
+
+int priv_bind_now(char **argv)
+{
+	const char *v = getenv("LD_BIND_NOW");
+	if (v && v[0]) /* ld.so binds lazily only when it is unset or empty */
+		return 0;
+	if (setenv("LD_BIND_NOW", "1", 1) < 0)
+		return -1;
+	execv("/proc/self/exe", argv);
+	log_warn("event=bind_now step=exec error=%m (symbols stay lazily bound)");
+	unsetenv("LD_BIND_NOW");
+	return -1;
 }
 
 int priv_has_cap(int cap)

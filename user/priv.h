@@ -37,6 +37,17 @@ int priv_drop_all(void);
  */
 int priv_no_dumps(void);
 
+/*
+ * Have ld.so bind every symbol of every library before main() runs again:
+ * unless LD_BIND_NOW is already set, set it and re-execute /proc/self/exe
+ * with argv (same pid; call first, before argv is permuted or anything is
+ * open). A lazy binding at run time saves all vector registers on the
+ * stack, and they hold request bytes (a credential: t_secrets). Linking
+ * with -z now covers only easgated itself, not libz or libpcre2. Returns
+ * only if it cannot re-execute (then -1, logged, still lazy) or need not (0).
+ */
+int priv_bind_now(char **argv);
+
 /* Does this process have capability bit `cap` (CAP_* number) effective? */
 int priv_has_cap(int cap);
 

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Secrets in memory.
 #  1. After authenticated requests (Basic: keep-alive Syncs with bodies, new
-#     connections, a locally answered 404, and a connection still open
+#     connections, a locally answered 404, a gzip'd Provision the gateway
+#     inflates, a regex rule on each, and a connection still open
 #     between requests), a core of each worker (gcore, as an operator or a
 #     crash handler would take it) holds neither the password nor the base64
 #     credential: the request head, the backend's copy and OpenSSL's record
 #     buffers are wiped once the request is done with them.
 #  2. The same for the private key: neither worker nor master core holds the
-#     key's private scalar (either byte order) or its DER.
+#     key's private scalar (either byte order) or its DER. And the master does
+#     not read the key file again in the seconds after its start: it did, for
+#     its hourly certificate check at its first tick, and OpenSSL 3.0's PEM
+#     decoder frees two copies of the key's DER without wiping them (the
+#     trust store loaded next usually overwrites them): a core of the master
+#     in that window held the key (1 run in ~75).
 #  3. A gateway started as an unprivileged user (as the systemd unit does:
 #     no setuid, which would have made it non-dumpable by itself) turns dumps
 #     off: /proc/PID/status of master and workers belongs to root (the
@@ -15,14 +21,35 @@
 #     with SIGABRT leaves no core file. Everything else still works: the
 #     master respawns the worker and a phone syncs.
 #  4. packaging/easgate.service sets LimitCORE=0.
+#  5. A worker binds no symbol lazily, whatever a request goes through (a
+#     regex rule: libpcre2; a gzip'd body read for DeviceInformation: zlib).
+#     ld.so's lazy binding saves every vector register on the stack (~2.5
+#     KiB with AVX-512, below the deepest frame of the request), and glibc's
+#     string functions leave request bytes in them: that is how a worker's
+#     core held the credential in 4 of 11 runs (a watchpoint on the copy
+#     caught _dl_runtime_resolve_xsavec, at the first call of strnlen, from
+#     policy.c). ld.so reports every binding it makes (LD_DEBUG=bindings).
 source "$(dirname "$0")/lib.sh"
 need_root
-need gcore python3 curl openssl setpriv
+need gcore python3 curl openssl setpriv xml2wbxml gzip
 make_pki
 EAS=/Microsoft-Server-ActiveSync
 PW="Zebra-$$-Quartz-$RANDOM-pw"
 CRED=$(printf 'alice:%s' "$PW" | base64 -w0)
 Q="$EAS?Cmd=Sync&User=alice&DeviceId=SecretDev1&DeviceType=iPhone"
+# A Provision with DeviceInformation, gzip'd: the gateway inflates it (zlib)
+# to read the model, which then shows in the inventory.
+sed 's/MODELPLACEHOLDER1/SecretModel5/' "$EG_ROOT/tests/integration/identity/provision-di.xml" >"$T/prov.xml"
+wbxml_from_xml "$T/prov.xml" "$T/prov.wbxml" && gzip -c "$T/prov.wbxml" >"$T/prov.gz" ||
+	{ fail "xml2wbxml | gzip"; finish; }
+provision_gz() {
+	eas -u "alice:$PW" -X POST -H 'MS-ASProtocolVersion: 14.1' -H 'Content-Encoding: gzip' \
+		-H 'Content-Type: application/vnd.ms-sync.wbxml' --data-binary "@$T/prov.gz" -o /dev/null \
+		-w '%{http_code}' "$(GWURL "$EAS?Cmd=Provision&User=alice&DeviceId=SecretDev1&DeviceType=iPhone")"
+}
+inventory_has_model() { "$EASCTL" -s "$CTL" devices --format csv | grep -q ',SecretModel5,'; }
+# A rule with a regex (libpcre2): never matches these requests, runs on each.
+add_regex_rule() { "$EASCTL" -s "$CTL" rules add 'block UserAgent matches "^Apple.*1002.*"' >/dev/null; }
 
 workers_of() { cat "/proc/$1/task/$1/children" 2>/dev/null; }
 # gcore with a 1 GiB ceiling on the file: a core of this daemon is ~10 MiB;
@@ -38,9 +65,28 @@ found() { grep -c -a -F -e "$2" "$1"; }
 # found_hex FILE HEX: occurrences of the bytes HEX in FILE
 found_hex() { python3 -c 'import sys; print(open(sys.argv[1], "rb").read().count(bytes.fromhex(sys.argv[2])))' "$1" "$2"; }
 
+# opens.py FILE SECONDS: how many times any process opens FILE in SECONDS
+# (inotify); prints "watching" first, once the watch is set.
+cat >"$T/opens.py" <<'EOF'
+import ctypes, os, select, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init1(os.O_NONBLOCK)
+if fd < 0 or libc.inotify_add_watch(fd, sys.argv[1].encode(), 0x20) < 0:  # IN_OPEN
+    sys.exit(2)
+print("watching", flush=True)
+end, n = time.monotonic() + float(sys.argv[2]), 0
+while end - time.monotonic() > 0:
+    if select.select([fd], [], [], max(0, end - time.monotonic()))[0]:
+        n += len(os.read(fd, 4096)) // 16  # a watched file's events carry no name
+print(n, flush=True)
+EOF
 start_backend cas1 --record "$T/rec" || finish
 start_gateway --backend "cas1=127.0.0.1:$BE_PORT_cas1,health=/health" || finish
+python3 "$T/opens.py" "$PKI/server.key" 3 >"$T/opens.out" 2>&1 &
+OPENS=$!
+for _ in $(seq 50); do grep -q watching "$T/opens.out" && break; sleep 0.05; done
 wait_backends_up cas1 || fail "backend cas1 up"
+check "a regex rule added" add_regex_rule
 
 # ---- traffic --------------------------------------------------------------------------
 head -c 300 /dev/urandom >"$T/body"
@@ -57,6 +103,9 @@ done
 check "5 more on new connections: all 200" test "$ok" = 5
 code=$(eas -u "alice:$PW" -o /dev/null -w '%{http_code}' "$(GWURL /nowhere)")
 check "a request the gateway answers itself (404)" test "$code" = 404
+code=$(provision_gz)
+check "a Provision with a gzip'd body: $code" test "$code" = 200
+check "...inflated and read: its model is in the inventory" inventory_has_model
 # A phone between requests: two requests done, the connection kept open.
 cat >"$T/hold.py" <<'EOF'
 import socket, ssl, sys, time
@@ -103,6 +152,11 @@ for w in $workers; do
 done
 
 # ---- 2. the private key ---------------------------------------------------------------------
+wait "$OPENS"
+rc=$?
+n=$(tail -1 "$T/opens.out")
+check "the master did not read its key again in the 3 s after its start (opens: $n, want 0)" \
+	test "$rc" = 0 -a "$(head -1 "$T/opens.out")" = watching -a "$n" = 0
 openssl pkey -in "$PKI/server.key" -outform DER -out "$T/key.der" 2>/dev/null
 d=$(openssl pkey -in "$PKI/server.key" -text -noout 2>/dev/null |
 	awk '/^priv:/ {f = 1; next} /^pub:/ {f = 0} f' | tr -d ' :\n')
@@ -174,4 +228,34 @@ kill "$NPID"
 
 # ---- 4. the unit ----------------------------------------------------------------------------
 check "packaging/easgate.service: LimitCORE=0" grep -qx 'LimitCORE=0' "$EG_ROOT/packaging/easgate.service"
+
+# ---- 5. nothing bound lazily in a worker --------------------------------------------------
+rm -rf "$T/state" # a fresh inventory: the model must come from this gateway
+GW_PORT=$(free_port)
+LD_DEBUG=bindings LD_DEBUG_OUTPUT=$T/ld start_gateway --backend "cas1=127.0.0.1:$BE_PORT_cas1,health=/health" || finish
+wait_backends_up cas1 || fail "backend cas1 up (LD_DEBUG gateway)"
+workers=$(workers_of "$GW_PID")
+check "LD_DEBUG gateway: two workers ($(xargs <<<"$workers"))" test "$(wc -w <<<"$workers")" = 2
+check "a regex rule added" add_regex_rule
+urls=()
+for _ in $(seq 10); do urls+=(-o /dev/null "$(GWURL "$Q")"); done
+out=$(eas -u "alice:$PW" -H 'MS-ASProtocolVersion: 14.1' -X POST --data-binary "@$T/body" \
+	-w '%{http_code} ' "${urls[@]}")
+check "10 keep-alive Syncs with Basic credentials and a body: all 200 ($out)" \
+	test "$(tr ' ' '\n' <<<"$out" | grep -c '^200$')" = 10
+for _ in $(seq 4); do
+	[ "$(provision_gz)" = 200 ] || fail "a gzip'd Provision"
+done
+check "gzip'd Provisions inflated and read (model in the inventory)" inventory_has_model
+# ld.so writes to $T/ld.PID, each line prefixed with the pid that bound.
+n=$(cat "$T"/ld.* | grep -c "^ *$GW_PID:.*binding file")
+check "ld.so reports bindings (the master made $n before forking)" test "$n" -gt 0
+for w in $workers; do
+	n=$(cat "$T"/ld.* | grep -c "^ *$w:.*binding file")
+	by=$(cat "$T"/ld.* | grep "^ *$w:.*binding file" | awk '{print $4}' | sed 's|.*/||' |
+		sort | uniq -c | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1}')
+	check "worker $w bound $n symbols after its fork (want 0; by file: ${by:-none})" test "$n" = 0
+done
+kill "$GW_PID"
+wait "$GW_PID"
 finish

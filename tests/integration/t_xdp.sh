@@ -183,6 +183,7 @@ in_phone curl -s -o /dev/null --max-time 5 --cacert "$PKI/root.pem" "https://$XN
 rc=$?
 check "down: no daemon: a new connection is refused (curl exit $rc)" test "$rc" -eq 7
 d3=$(xn_stat FLOW_DROP)
+xn_poke "$sport" || fail "xn_poke: cannot send on veth-phone"
 d4=$(stat_above FLOW_DROP "$d3" 40)
 check "down: the blocked flow is still dropped by XDP (FLOW_DROP $d3 -> $d4)" test "$d4" -gt "$d3"
 check "down: ...and still has its verdict" test -n "$(xn_flow "$XN_PHONE_IP" "$sport" "$XN_GW_IP" 443)"
@@ -201,6 +202,7 @@ after=$(xn_flow "$XN_PHONE_IP" "$sport" "$XN_GW_IP" 443)
 check "the verdict survived the restart (same device key and expiry)" \
 	jqt --argjson b "$before" '.device_key == $b.device_key and .expires_ns == $b.expires_ns and .action == 1' <<<"$after"
 d5=$(xn_stat FLOW_DROP)
+xn_poke "$sport" || fail "xn_poke: cannot send on veth-phone"
 d6=$(stat_above FLOW_DROP "$d5" 40)
 check "the new program keeps dropping the flow (FLOW_DROP $d5 -> $d6)" test "$d6" -gt "$d5"
 good_sync 2
