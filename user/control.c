@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /* control.c - see control.h. */
 #include "control.h"
+#include "command.h"
 #include "log.h"
 #include "peercred.h"
 
@@ -39,6 +40,8 @@ struct ctl_client {
 	struct sbuf out; /* the whole reply */
 	size_t out_off;
 	int replying;
+	struct command_job *job; /* a deferred command being stepped (command.h) */
+	struct sbuf job_out;
 };
 
 struct control {
@@ -157,6 +160,8 @@ static void client_end(struct ctl_client *k)
 	close(k->fd);
 	free(k->req);
 	sbuf_free(&k->out);
+	command_job_free(k->job);
+	sbuf_free(&k->job_out);
 	free(k);
 }
 
@@ -201,11 +206,32 @@ static void client_reply_text(struct ctl_client *k, enum ctl_code code, const ch
 	sbuf_free(&out);
 }
 
+/* A deferred command: one bounded step per loop pass until it is done. */
+static void client_step(struct ctl_client *k)
+{
+	enum ctl_code code = CTL_FAILED;
+	if (!command_step(k->job, &k->job_out, &code)) {
+		loop_timer_set(k->c->loop, &k->run, 0);
+		return;
+	}
+	command_job_free(k->job);
+	k->job = NULL;
+	loop_update_clock(k->c->loop);
+	struct sbuf out = k->job_out;
+	memset(&k->job_out, 0, sizeof(k->job_out));
+	client_reply(k, code, &out);
+	sbuf_free(&out);
+}
+
 /* The request is complete: run it (from a timer, see client_read). */
 static void client_run(struct loop_timer *t)
 {
 	struct ctl_client *k = t->arg;
 	struct control *c = k->c;
+	if (k->job) {
+		client_step(k);
+		return;
+	}
 	char *argv[CTL_MAX_ARGS + 1];
 	int argc = 0;
 	for (size_t i = 0; i < k->req_len && argc < CTL_MAX_ARGS;) {
@@ -219,16 +245,18 @@ static void client_run(struct loop_timer *t)
 		client_reply_text(k, CTL_USAGE, "empty request");
 		return;
 	}
+	/* The peer passed peercred_refusal(): root, the daemon's user or its
+	 * group, which administer the whole daemon anyway. */
+	struct command_actor who = {.kind = "easctl", .uid = k->who.uid, .role = ROLE_ADMIN};
+	snprintf(who.name, sizeof(who.name), "uid %u", (unsigned)k->who.uid);
+	snprintf(who.source, sizeof(who.source), "pid %d", (int)k->who.pid);
 	struct sbuf out = {0};
-	enum ctl_code code = CTL_USAGE;
-	const struct ctl_cmd *cmd = NULL;
-	for (const struct ctl_cmd *x = c->cmds; x->name && !cmd; x++)
-		if (!strcmp(x->name, argv[0]))
-			cmd = x;
-	if (cmd)
-		code = cmd->fn(c->ctx, argc, argv, &out);
-	else
-		sbuf_printf(&out, "unknown command '%s' (try: easctl help)", argv[0]);
+	enum ctl_code code = command_run(c->cmds, c->ctx, &who, argc, argv, &out, &k->job);
+	if (k->job) {
+		k->job_out = out;
+		loop_timer_set(c->loop, &k->run, 0);
+		return;
+	}
 	/* The command may have taken a while (reload): the loop's clock. */
 	loop_update_clock(c->loop);
 	client_reply(k, code, &out);

@@ -17,7 +17,9 @@
  * Clients are served from the loop and never waited for: at most 32 at a
  * time, a request of at most 64 KiB that must arrive within 2 s, a reply
  * that must make progress every 5 s; commands run one at a time, after the
- * loop pass that completed their request.
+ * loop pass that completed their request, through the command layer
+ * (command.h) as the peer's uid with the admin role; a command that defers
+ * is stepped from the loop until it is done.
  */
 #ifndef EG_CONTROL_H
 #define EG_CONTROL_H
@@ -46,6 +48,9 @@ struct ctl_cmd {
 	const char *name; /* first argv word */
 	ctl_fn fn;
 	const char *usage; /* one line for `easctl help` */
+	/* The role (enum command_role in command.h) this argv needs; NULL =
+	 * viewer (the command only reads). */
+	int (*need)(int argc, char **argv);
 };
 
 struct control;

@@ -32,6 +32,10 @@ enum {
 	Q_ALL_DEVICES,
 	Q_ALL_VERSIONS,
 	Q_COUNT,
+	Q_AUDIT_ADD,
+	Q_AUDIT_LIST,
+	Q_DEVICE_PAGE,
+	Q_BY_DEVICE_ID,
 	Q__N
 };
 
@@ -53,7 +57,19 @@ static const char *const schema =
     "CREATE TABLE IF NOT EXISTS rules ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL, created INTEGER DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT);"
-    "INSERT OR IGNORE INTO meta VALUES ('schema', '1');";
+    "INSERT OR IGNORE INTO meta VALUES ('schema', '1');"
+    /* Who changed what, from easctl or the console. Append-only: the
+     * triggers refuse any UPDATE or DELETE, whoever opens the file. */
+    "CREATE TABLE IF NOT EXISTS audit ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, who TEXT NOT NULL,"
+    " source TEXT DEFAULT '', what TEXT NOT NULL, before TEXT DEFAULT '',"
+    " after TEXT DEFAULT '');"
+    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;"
+    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;"
+    /* Admin commands name a device by DeviceId alone. */
+    "CREATE INDEX IF NOT EXISTS devices_by_id ON devices (device_id);";
 
 #define DEVICE_COLS                                                                                \
 	"user, device_id, device_type, device_model, device_os, user_agent, friendly_name, imei,"  \
@@ -121,6 +137,15 @@ static const char *const sql[Q__N] = {
 		       " FROM os_versions v ORDER BY family, first_seen",
     [Q_COUNT] = "SELECT os_family, access_state, count(*) FROM devices"
 		" GROUP BY os_family, access_state",
+    [Q_AUDIT_ADD] = "INSERT INTO audit (at, who, source, what, before, after)"
+		    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* newest first, below an id (keyset paging) */
+    [Q_AUDIT_LIST] = "SELECT id, at, who, source, what, before, after FROM audit"
+		     " WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+    [Q_DEVICE_PAGE] = "SELECT " DEVICE_COLS " FROM devices WHERE (user, device_id) > (?1, ?2)"
+		      " ORDER BY user, device_id LIMIT ?3",
+    [Q_BY_DEVICE_ID] = "SELECT " DEVICE_COLS " FROM devices WHERE device_id = ?1"
+		       " ORDER BY user LIMIT ?2",
 };
 
 struct inventory {
@@ -170,7 +195,7 @@ struct inventory *inv_open(const char *path, int readonly, char *err, size_t err
 	}
 	for (int i = 0; i < Q__N; i++) {
 		if (readonly && i >= Q_UPSERT_SEEN && i != Q_ALL_DEVICES && i != Q_ALL_VERSIONS &&
-		    i != Q_COUNT)
+		    i != Q_COUNT && i != Q_AUDIT_LIST && i != Q_DEVICE_PAGE && i != Q_BY_DEVICE_ID)
 			continue;
 		if (sqlite3_prepare_v3(inv->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &inv->st[i],
 				       NULL) != SQLITE_OK) {
@@ -594,4 +619,99 @@ int inv_count_by_family_state(struct inventory *inv,
 		   (const char *)sqlite3_column_text(s, 1), (long)sqlite3_column_int64(s, 2));
 	sqlite3_reset(s);
 	return r == SQLITE_DONE ? 0 : -1;
+}
+
+/* --- audit ---------------------------------------------------------------------- */
+
+int64_t inv_audit_add(struct inventory *inv, const struct inv_audit *a)
+{
+	sqlite3_stmt *s = q(inv, Q_AUDIT_ADD);
+	sqlite3_bind_int64(s, 1, a->at);
+	bind_s(s, 2, a->who);
+	bind_s(s, 3, a->source);
+	bind_s(s, 4, a->what);
+	bind_s(s, 5, a->before);
+	bind_s(s, 6, a->after);
+	if (step_done(inv, s, "audit_add") < 0)
+		return -1;
+	return sqlite3_last_insert_rowid(inv->db);
+}
+
+int inv_foreach_audit(struct inventory *inv, int64_t below_id, int limit,
+		      int (*cb)(void *arg, const struct inv_audit *a), void *arg)
+{
+	sqlite3_stmt *s = q(inv, Q_AUDIT_LIST);
+	sqlite3_bind_int64(s, 1, below_id > 0 ? below_id : INT64_MAX);
+	sqlite3_bind_int(s, 2, limit);
+	struct inv_audit *a = malloc(sizeof(*a));
+	int r, n = 0;
+	while (a && (r = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(a, 0, sizeof(*a));
+		a->id = sqlite3_column_int64(s, 0);
+		a->at = sqlite3_column_int64(s, 1);
+		col_text(s, 2, a->who, sizeof(a->who));
+		col_text(s, 3, a->source, sizeof(a->source));
+		col_text(s, 4, a->what, sizeof(a->what));
+		col_text(s, 5, a->before, sizeof(a->before));
+		col_text(s, 6, a->after, sizeof(a->after));
+		n++;
+		if (cb(arg, a))
+			break;
+	}
+	sqlite3_reset(s);
+	free(a);
+	return n;
+}
+
+/* --- paged device scans ------------------------------------------------------------ */
+
+int inv_devices_page(struct inventory *inv, struct inv_cursor *cur, int limit,
+		     const struct inv_filter *f, int (*cb)(void *arg, const struct inv_device *d),
+		     void *arg)
+{
+	if (cur->done)
+		return 0;
+	int bad;
+	struct inv_match *m = inv_match_new(f, &bad);
+	if (!m)
+		return bad ? -2 : -1;
+	sqlite3_stmt *s = q(inv, Q_DEVICE_PAGE);
+	bind_s(s, 1, cur->user);
+	bind_s(s, 2, cur->device_id);
+	sqlite3_bind_int(s, 3, limit);
+	struct inv_device *d = malloc(sizeof(*d));
+	int r = SQLITE_DONE, rows = 0, stop = 0;
+	while (d && !stop && (r = sqlite3_step(s)) == SQLITE_ROW) {
+		read_device(s, d);
+		rows++;
+		snprintf(cur->user, sizeof(cur->user), "%s", d->user);
+		snprintf(cur->device_id, sizeof(cur->device_id), "%s", d->device_id);
+		if (inv_match(m, d))
+			stop = cb(arg, d) != 0;
+	}
+	sqlite3_reset(s);
+	free(d);
+	inv_match_free(m);
+	if (stop || rows < limit)
+		cur->done = 1;
+	return rows;
+}
+
+int inv_find_device_id(struct inventory *inv, const char *device_id, int limit,
+		       int (*cb)(void *arg, const struct inv_device *d), void *arg)
+{
+	sqlite3_stmt *s = q(inv, Q_BY_DEVICE_ID);
+	bind_s(s, 1, device_id);
+	sqlite3_bind_int(s, 2, limit);
+	struct inv_device *d = malloc(sizeof(*d));
+	int n = 0;
+	while (d && sqlite3_step(s) == SQLITE_ROW) {
+		read_device(s, d);
+		n++;
+		if (cb(arg, d))
+			break;
+	}
+	sqlite3_reset(s);
+	free(d);
+	return n;
 }
