@@ -13,7 +13,7 @@
 #   make V=1 ...      show the commands
 #
 # snprintf truncation is deliberate (bounded messages), so -Wformat-truncation is off.
-# Sources are picked up by wildcard: user/*.c (except the mains) form
+# Sources are picked up by wildcard: user/*/*.c (except the mains) form
 # libeasgate.a, which easgated, easctl and every test link against.
 
 .DELETE_ON_ERROR:
@@ -58,20 +58,28 @@ ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wno-unused-parameter -Wformat=2 -Wvla -Wno-format-truncation
+# user/ is laid out by the stage a request passes (HACKING.md); every folder
+# is on the include path, so a header is named by its file name alone.
+USER_DIRS := base proto decide steer datapath kernel daemon admin
+USER_INC := $(addprefix -Iuser/,$(USER_DIRS)) -Iuser
 CFLAGS := -std=gnu11 -g $(OPT) $(WARN) $(SANFLAGS) -D_GNU_SOURCE \
-	-Iinclude -Iuser -I$(O)/bpf $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+	-Iinclude $(USER_INC) -I$(O)/bpf $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 # Every symbol bound at start-up (as the Debian package's hardening=+all does):
 # a lazy binding at run time saves all vector registers, which hold request
 # bytes, on a worker's stack (t_secrets, part 5). Full RELRO comes with it.
 LDFLAGS := -Wl,-z,relro,-z,now $(SANFLAGS) $(EXTRA_LDFLAGS)
 LDLIBS := $(PKG_LIBS) -lm -lpthread
 
-MAINS := user/main.c
-LIB_SRCS := $(filter-out $(MAINS),$(wildcard user/*.c))
+MAINS := user/daemon/main.c
+LIB_SRCS := $(filter-out $(MAINS),$(wildcard user/*/*.c user/*.c))
+USER_HDRS := $(wildcard user/*/*.h user/*.h)
 LIB_OBJS := $(patsubst user/%.c,$(O)/user/%.o,$(LIB_SRCS))
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,$(O)/bpf/%.bpf.o,$(BPF_SRCS))
 SKELS := $(patsubst bpf/%.bpf.c,$(O)/bpf/%.skel.h,$(BPF_SRCS))
+# BPF programs only the benchmarks (and test_bpf_netns's peer) load.
+BENCH_BPF_SRCS := $(wildcard tools/bench/*.bpf.c)
+BENCH_SKELS := $(patsubst tools/bench/%.bpf.c,$(O)/bench/%.skel.h,$(BENCH_BPF_SRCS))
 TOOL_SRCS := $(wildcard tools/*.c)
 TOOLS := $(patsubst tools/%.c,$(O)/%,$(TOOL_SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -98,8 +106,18 @@ $(O)/bpf/%.skel.h: $(O)/bpf/%.bpf.o
 	$(call msg,SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
+$(O)/bench/%.bpf.o: tools/bench/%.bpf.c $(wildcard bpf/*.h) $(wildcard include/*.h) $(O)/bpf/vmlinux.h
+	$(call msg,BPF,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
+		-Iinclude -Ibpf -I$(O)/bpf -c $< -o $@
+
+$(O)/bench/%.skel.h: $(O)/bench/%.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< > $@
+
 # --- userspace ---------------------------------------------------------------
-$(O)/user/%.o: user/%.c $(wildcard user/*.h) $(wildcard include/*.h) $(SKELS)
+$(O)/user/%.o: user/%.c $(USER_HDRS) $(wildcard include/*.h) $(SKELS)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
@@ -111,7 +129,7 @@ $(O)/gen/ios_builds.inc: data/ios-builds.tsv
 	$(Q)mkdir -p $(@D)
 	$(Q)xxd -i $< > $@
 
-$(O)/user/osver.o: user/osver.c $(O)/gen/ios_builds.inc $(wildcard user/*.h)
+$(O)/user/proto/osver.o: user/proto/osver.c $(O)/gen/ios_builds.inc $(USER_HDRS)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -DEG_HAVE_IOS_BUILDS_INC -I$(O)/gen -c $< -o $@
@@ -123,14 +141,14 @@ $(O)/gen/version.h: FORCE
 	$(Q)v='#define EASGATE_VERSION "$(VERSION)"'; \
 		[ "$$(cat $@ 2>/dev/null)" = "$$v" ] || echo "$$v" >$@
 
-$(O)/user/main.o: $(O)/gen/version.h
-$(O)/user/main.o: CFLAGS += -I$(O)/gen
+$(O)/user/daemon/main.o: $(O)/gen/version.h
+$(O)/user/daemon/main.o: CFLAGS += -I$(O)/gen
 
 $(O)/libeasgate.a: $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(O)/easgated: $(O)/user/main.o $(O)/libeasgate.a
+$(O)/easgated: $(O)/user/daemon/main.o $(O)/libeasgate.a
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -145,19 +163,21 @@ $(O)/tests/%: tests/unit/%.c tests/unit/testlib.h $(O)/libeasgate.a
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) $< $(O)/libeasgate.a $(LDLIBS) -lcmocka -o $@
 
-$(O)/tests/%: tests/bpf/%.c $(O)/libeasgate.a $(SKELS)
+$(O)/tests/%: tests/bpf/%.c $(O)/libeasgate.a $(SKELS) $(BENCH_SKELS)
 	$(call msg,TEST,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) $< $(O)/libeasgate.a $(LDLIBS) -lcmocka -o $@
+	$(Q)$(CC) $(CFLAGS) -Itests/unit -I$(O)/bench $(LDFLAGS) $< $(O)/libeasgate.a $(LDLIBS) -lcmocka -o $@
 
 # libFuzzer targets: clang, ASan+UBSan, linked against the library sources.
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
-	-DEG_FUZZING -Iinclude -Iuser -Ibuild/bpf $(PKG_CFLAGS)
-# Each target names the library sources it needs on a line "// FUZZ_SRCS: user/a.c user/b.c".
+	-DEG_FUZZING -Iinclude $(USER_INC) -Ibuild/bpf $(PKG_CFLAGS)
+# Each target names the library sources it needs on a line "// FUZZ_SRCS: user/a.c user/b.c"
+# (by file name: user/a.c is found in whichever user/ folder holds it).
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $$(sed -n 's|^// FUZZ_SRCS:||p' $<) $(PKG_LIBS) -lm -lpthread -o $@
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $$(for f in $$(sed -n 's|^// FUZZ_SRCS:||p' $<); do \
+		ls user/*/$${f#user/}; done) $(PKG_LIBS) -lm -lpthread -o $@
 
 .PHONY: all deps run test unit bpftest integration fuzz fuzz-build bench install deb clean format FORCE
 deps:
@@ -200,7 +220,7 @@ deb:
 	$(Q)tools/mkdeb.sh build/deb
 
 format:
-	$(Q)clang-format -i user/*.c user/*.h tools/*.c include/*.h bpf/*.c bpf/*.h tests/unit/*.c tests/bpf/*.c tests/fuzz/*.c
+	$(Q)clang-format -i user/*/*.c user/*/*.h tools/*.c include/*.h bpf/*.c bpf/*.h tests/unit/*.c tests/bpf/*.c tests/fuzz/*.c
 
 clean:
 	$(Q)rm -rf build

@@ -437,7 +437,7 @@ done
 # --- micro-benchmarks by others (build commands from their headers) -------------------------
 PB_OUT="(not run)"
 # shellcheck disable=SC2046 # pkg-config's flags must split into words
-if (cd "$ROOT" && cc -O2 -Iuser -Iinclude tools/bench/policy_bench.c "$O/libeasgate.a" \
+if (cd "$ROOT" && cc -O2 $(printf -- "-I%s " user/*/) -Iinclude tools/bench/policy_bench.c "$O/libeasgate.a" \
 	$(pkg-config --libs libpcre2-8) -o "$B/bin/policy_bench") 2>"$B/policy_bench.build"; then
 	say "policy_bench"
 	PB_OUT=$(cd "$ROOT" && timeout 300 "$B/bin/policy_bench" 2>&1)
@@ -448,7 +448,7 @@ XB_OUT="(not run)"
 # xdp_bench.c names no build command; this mirrors the Makefile's tool rule.
 # shellcheck disable=SC2046
 # shellcheck disable=SC2046 # pkg-config's flags must split into words
-if (cd "$ROOT" && cc -O2 -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser -I"$O/bpf" tools/bench/xdp_bench.c \
+if (cd "$ROOT" && cc -O2 -std=gnu11 -D_GNU_SOURCE -Iinclude $(printf -- "-I%s " user/*/) -I"$O/bpf" -I"$O/bench" tools/bench/xdp_bench.c \
 	"$O/libeasgate.a" $(pkg-config --libs libbpf libelf zlib openssl sqlite3 libpcre2-8 libsystemd libconfig) \
 	-lm -lpthread -o "$B/bin/xdp_bench") 2>"$B/xdp_bench.build"; then
 	say "xdp_bench"
