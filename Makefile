@@ -72,7 +72,6 @@ LDLIBS := $(PKG_LIBS) -lm -lpthread
 
 MAINS := user/daemon/main.c
 LIB_SRCS := $(filter-out $(MAINS),$(wildcard user/*/*.c user/*.c))
-USER_HDRS := $(wildcard user/*/*.h user/*.h)
 LIB_OBJS := $(patsubst user/%.c,$(O)/user/%.o,$(LIB_SRCS))
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,$(O)/bpf/%.bpf.o,$(BPF_SRCS))
@@ -82,6 +81,9 @@ BENCH_BPF_SRCS := $(wildcard tools/bench/*.bpf.c)
 BENCH_SKELS := $(patsubst tools/bench/%.bpf.c,$(O)/bench/%.skel.h,$(BENCH_BPF_SRCS))
 TOOL_SRCS := $(wildcard tools/*.c)
 TOOLS := $(patsubst tools/%.c,$(O)/%,$(TOOL_SRCS))
+# Every benchmark program is built by `make`, so none can rot unseen.
+BENCH_SRCS := $(filter-out %.bpf.c,$(wildcard tools/bench/*.c))
+BENCHES := $(patsubst tools/bench/%.c,$(O)/bench/%,$(BENCH_SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNITS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRCS))
 BPFTEST_SRCS := $(wildcard tests/bpf/test_*.c)
@@ -89,7 +91,12 @@ BPFTESTS := $(patsubst tests/bpf/%.c,$(O)/tests/%,$(BPFTEST_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-all: $(O)/easgated $(TOOLS) $(UNITS) $(BPFTESTS)
+all: $(O)/easgated $(TOOLS) $(BENCHES) $(UNITS) $(BPFTESTS)
+
+# Header dependencies come from the compiler (-MMD -MP, one .d per output).
+# Generated headers must exist before the first compile finds them.
+DEPFLAGS = -MMD -MP -MF $@.d
+GEN_HDRS := $(SKELS) $(BENCH_SKELS) $(O)/gen/ios_builds.inc $(O)/gen/version.h
 
 # --- BPF: vmlinux.h from the running kernel's BTF, objects, skeletons -------
 $(O)/bpf/vmlinux.h:
@@ -97,19 +104,19 @@ $(O)/bpf/vmlinux.h:
 	$(Q)mkdir -p $(@D)
 	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@
 
-$(O)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) $(wildcard include/*.h) $(O)/bpf/vmlinux.h
+$(O)/bpf/%.bpf.o: bpf/%.bpf.c $(O)/bpf/vmlinux.h
 	$(call msg,BPF,$@)
-	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
+	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror $(DEPFLAGS) \
 		-Iinclude -I$(O)/bpf -c $< -o $@
 
 $(O)/bpf/%.skel.h: $(O)/bpf/%.bpf.o
 	$(call msg,SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
-$(O)/bench/%.bpf.o: tools/bench/%.bpf.c $(wildcard bpf/*.h) $(wildcard include/*.h) $(O)/bpf/vmlinux.h
+$(O)/bench/%.bpf.o: tools/bench/%.bpf.c $(O)/bpf/vmlinux.h
 	$(call msg,BPF,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
+	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror $(DEPFLAGS) \
 		-Iinclude -Ibpf -I$(O)/bpf -c $< -o $@
 
 $(O)/bench/%.skel.h: $(O)/bench/%.bpf.o
@@ -117,10 +124,10 @@ $(O)/bench/%.skel.h: $(O)/bench/%.bpf.o
 	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
 # --- userspace ---------------------------------------------------------------
-$(O)/user/%.o: user/%.c $(USER_HDRS) $(wildcard include/*.h) $(SKELS)
+$(O)/user/%.o: user/%.c | $(GEN_HDRS)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 # The iOS build table is data (easy to extend) compiled into the daemon, so
 # UA-derived OS rules work with no file installed.
@@ -129,10 +136,7 @@ $(O)/gen/ios_builds.inc: data/ios-builds.tsv
 	$(Q)mkdir -p $(@D)
 	$(Q)xxd -i $< > $@
 
-$(O)/user/proto/osver.o: user/proto/osver.c $(O)/gen/ios_builds.inc $(USER_HDRS)
-	$(call msg,CC,$@)
-	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) -DEG_HAVE_IOS_BUILDS_INC -I$(O)/gen -c $< -o $@
+$(O)/user/proto/osver.o: CFLAGS += -DEG_HAVE_IOS_BUILDS_INC -I$(O)/gen
 
 # Rewritten only when the version changes, so a commit relinks without
 # recompiling everything, and a stale --version cannot survive one.
@@ -141,43 +145,72 @@ $(O)/gen/version.h: FORCE
 	$(Q)v='#define EASGATE_VERSION "$(VERSION)"'; \
 		[ "$$(cat $@ 2>/dev/null)" = "$$v" ] || echo "$$v" >$@
 
-$(O)/user/daemon/main.o: $(O)/gen/version.h
 $(O)/user/daemon/main.o: CFLAGS += -I$(O)/gen
 
-$(O)/libeasgate.a: $(LIB_OBJS)
+# The include rules between user/ folders (proto/ and base/ include only
+# what is below them): checked before the library is archived.
+$(O)/layers.ok: tools/check-layers.sh $(wildcard user/*/*.[ch])
+	$(call msg,CHECK,layers)
+	$(Q)mkdir -p $(@D)
+	$(Q)tools/check-layers.sh && touch $@
+
+$(O)/libeasgate.a: $(LIB_OBJS) $(O)/layers.ok
 	$(call msg,AR,$@)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $(LIB_OBJS)
 
 $(O)/easgated: $(O)/user/daemon/main.o $(O)/libeasgate.a
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(O)/%: tools/%.c $(O)/libeasgate.a
+$(O)/%: tools/%.c $(O)/libeasgate.a | $(GEN_HDRS)
 	$(call msg,LINK,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(O)/libeasgate.a $(LDLIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) $(LDFLAGS) $< $(O)/libeasgate.a $(LDLIBS) -o $@
+
+$(O)/bench/%: tools/bench/%.c $(O)/libeasgate.a | $(GEN_HDRS)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) -I$(O)/bench $(DEPFLAGS) $(LDFLAGS) $< $(O)/libeasgate.a $(LDLIBS) -o $@
 
 # --- tests ---------------------------------------------------------------------
-$(O)/tests/%: tests/unit/%.c tests/unit/testlib.h $(O)/libeasgate.a
+$(O)/tests/%: tests/unit/%.c $(O)/libeasgate.a | $(GEN_HDRS)
 	$(call msg,TEST,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) $< $(O)/libeasgate.a $(LDLIBS) -lcmocka -o $@
+	$(Q)$(CC) $(CFLAGS) -Itests/unit $(DEPFLAGS) $(LDFLAGS) $< $(O)/libeasgate.a $(LDLIBS) -lcmocka -o $@
 
-$(O)/tests/%: tests/bpf/%.c $(O)/libeasgate.a $(SKELS) $(BENCH_SKELS)
+$(O)/tests/%: tests/bpf/%.c $(O)/libeasgate.a | $(GEN_HDRS)
 	$(call msg,TEST,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) -Itests/unit -I$(O)/bench $(LDFLAGS) $< $(O)/libeasgate.a $(LDLIBS) -lcmocka -o $@
+	$(Q)$(CC) $(CFLAGS) -Itests/unit -I$(O)/bench $(DEPFLAGS) $(LDFLAGS) $< $(O)/libeasgate.a $(LDLIBS) -lcmocka -o $@
 
-# libFuzzer targets: clang, ASan+UBSan, linked against the library sources.
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
-	-DEG_FUZZING -Iinclude $(USER_INC) -Ibuild/bpf $(PKG_CFLAGS)
-# Each target names the library sources it needs on a line "// FUZZ_SRCS: user/a.c user/b.c"
-# (by file name: user/a.c is found in whichever user/ folder holds it).
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+# libFuzzer targets: clang, ASan+UBSan. Each links the whole library, built
+# once more with clang and fuzzer instrumentation (build/fuzz/libeasgate.a):
+# the linker takes the objects a target needs, so no target lists sources.
+# Always under build/ (the skeletons of build/bpf): not with SAN=1.
+FUZZ_O := build/fuzz
+FUZZ_SAN := -fsanitize=address,undefined
+FUZZ_CFLAGS := -std=gnu11 -g -O1 $(FUZZ_SAN) -D_GNU_SOURCE -DEG_FUZZING \
+	-Iinclude $(USER_INC) -Ibuild/bpf $(PKG_CFLAGS)
+FUZZ_OBJS := $(patsubst user/%.c,$(FUZZ_O)/user/%.o,$(LIB_SRCS))
+
+$(FUZZ_O)/user/%.o: user/%.c | $(patsubst $(O)/%,build/%,$(GEN_HDRS))
+	$(call msg,FUZZCC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(DEPFLAGS) -c $< -o $@
+
+$(FUZZ_O)/user/proto/osver.o: FUZZ_CFLAGS += -DEG_HAVE_IOS_BUILDS_INC -Ibuild/gen
+
+$(FUZZ_O)/libeasgate.a: $(FUZZ_OBJS) build/layers.ok
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $(FUZZ_OBJS)
+
+$(FUZZ_O)/%: tests/fuzz/%.c $(FUZZ_O)/libeasgate.a
 	$(call msg,FUZZ,$@)
-	$(Q)mkdir -p $(@D)
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $$(for f in $$(sed -n 's|^// FUZZ_SRCS:||p' $<); do \
-		ls user/*/$${f#user/}; done) $(PKG_LIBS) -lm -lpthread -o $@
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(DEPFLAGS) $< $(FUZZ_O)/libeasgate.a \
+		$(PKG_LIBS) -lm -lpthread -o $@
+
+-include $(wildcard $(O)/bpf/*.d $(O)/bench/*.d $(O)/user/*.d $(O)/user/*/*.d $(O)/*.d \
+	$(O)/tests/*.d $(FUZZ_O)/*.d $(FUZZ_O)/user/*/*.d)
 
 .PHONY: all deps run test unit bpftest integration fuzz fuzz-build bench install deb clean format FORCE
 deps:

@@ -16,7 +16,8 @@
  * for gate-pass0), the floor's table the same 10000 flows.
  * Target: gate-pass <= 1.5 x floor.
  *
- * Usage: xdp_bench [repeat]   (root; exits 77 otherwise)
+ * Usage: build/bench/xdp_bench [repeat]   (built by `make`; root, exits 77
+ * otherwise). bench_floor.bpf.c, beside it, holds the reference programs.
  */
 #include <arpa/inet.h>
 #include <errno.h>
