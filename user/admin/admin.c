@@ -308,7 +308,7 @@ struct sighting_table *admin_sightings(const struct admin *a)
 }
 
 struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s,
-			struct bpfgate *bpf, char *err, size_t errsz)
+			struct bpfmaps *bpf, char *err, size_t errsz)
 {
 	struct admin *a = calloc(1, sizeof(*a));
 	if (!a) {

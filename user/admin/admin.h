@@ -18,10 +18,10 @@
 #include "stats.h"
 
 struct admin;
-struct bpfgate;
+struct bpfmaps;
 
 struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s,
-			struct bpfgate *bpf, char *err, size_t errsz);
+			struct bpfmaps *bpf, char *err, size_t errsz);
 void admin_free(struct admin *a);
 
 struct throttle;

@@ -20,7 +20,7 @@ struct metrics {
 	int fd;
 	struct shm *shm;
 	struct admin *admin;
-	struct bpfgate **bpf;
+	struct bpfmaps **bpf;
 	const int *nworkers;
 };
 
@@ -48,7 +48,7 @@ void metrics_label(struct sbuf *o, const char *v)
 	sbuf_put(o, run, (size_t)(v - run));
 }
 
-void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfgate *bpf,
+void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfmaps *bpf,
 		    int nworkers)
 {
 	struct stats *t = calloc(1, sizeof(*t));
@@ -150,7 +150,7 @@ void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfga
 	admin_render_backend_metrics(a, o, t);
 	if (bpf) {
 		struct eg_stat_sum xs[EG_STAT__MAX];
-		if (bpfgate_stats(bpf, xs) == 0) {
+		if (bpfmaps_stats(bpf, xs) == 0) {
 			sbuf_printf(o, "# HELP easgate_xdp_verdicts_total Packets seen by the XDP "
 				       "program, by verdict.\n# TYPE easgate_xdp_verdicts_total "
 				       "counter\n");
@@ -264,7 +264,7 @@ static void on_accept(struct loop_io *io, uint32_t ev)
 }
 
 struct metrics *metrics_new(struct loop *l, const struct cfg_addr *addr, struct shm *s,
-			    struct admin *a, struct bpfgate **bpf, const int *nworkers)
+			    struct admin *a, struct bpfmaps **bpf, const int *nworkers)
 {
 	struct metrics *m = calloc(1, sizeof(*m));
 	if (!m)

@@ -15,11 +15,11 @@
 
 struct metrics;
 struct admin;
-struct bpfgate;
+struct bpfmaps;
 
 /* bpf and nworkers are read through pointers: they may change on reload. */
 struct metrics *metrics_new(struct loop *l, const struct cfg_addr *addr, struct shm *s,
-			    struct admin *a, struct bpfgate **bpf, const int *nworkers);
+			    struct admin *a, struct bpfmaps **bpf, const int *nworkers);
 void metrics_free(struct metrics *m);
 /* In a forked child: close the listening socket. */
 void metrics_close_fd(struct metrics *m);
@@ -33,7 +33,7 @@ void metrics_close_fd(struct metrics *m);
 void metrics_label(struct sbuf *o, const char *v);
 
 /* Render the whole exposition into out (also used by `easctl metrics`). */
-void metrics_render(struct sbuf *out, struct shm *s, struct admin *a, struct bpfgate *bpf,
+void metrics_render(struct sbuf *out, struct shm *s, struct admin *a, struct bpfmaps *bpf,
 		    int nworkers);
 
 #endif

@@ -202,7 +202,7 @@ int main(int argc, char **argv)
 		snprintf(pin_dir, sizeof(pin_dir), "%s", cfg->xdp.pin_dir);
 		config_free(cfg);
 		free(cfg);
-		int r = bpfgate_detach_all(pin_dir);
+		int r = bpfmaps_detach_all(pin_dir);
 		if (r < 0) {
 			log_err("event=detach_failed pin_dir=%s error=%s", pin_dir, strerror(-r));
 			return 1;

@@ -71,7 +71,7 @@ struct master {
 	int nsocks;
 	struct proc procs[MAX_PROCS];
 	struct siphash_key secret;
-	struct bpfgate *bpf;
+	struct bpfmaps *bpf;
 	struct checker *checker;
 	struct control *control;
 	struct admin *admin;
@@ -427,15 +427,15 @@ static int reuseport_free_group(const struct master *m, int ngroups)
  */
 static void setup_reuseport(struct master *m)
 {
-	if (!m->bpf || !bpfgate_loaded(m->bpf, BPFGATE_PROG_REUSEPORT))
+	if (!m->bpf || !bpfmaps_loaded(m->bpf, BPFMAPS_PROG_REUSEPORT))
 		return;
-	int ngroups = bpfgate_reuseport_groups(m->bpf), e = 0, ok = 0;
+	int ngroups = bpfmaps_reuseport_groups(m->bpf), e = 0, ok = 0;
 	char why[200] = "";
 	for (int i = 0; i < m->nsocks; i++) {
 		struct lsock *ls = &m->socks[i];
 		if (ls->rp_group < 0) {
 			int g = reuseport_free_group(m, ngroups);
-			if (g < 0 || (e = bpfgate_reuseport_attach(m->bpf, ls->fds[0])) < 0) {
+			if (g < 0 || (e = bpfmaps_reuseport_attach(m->bpf, ls->fds[0])) < 0) {
 				if (!why[0])
 					snprintf(why, sizeof(why), "%s: %s", ls->addr,
 						 g < 0 ? "no free group" : strerror(-e));
@@ -448,7 +448,7 @@ static void setup_reuseport(struct master *m)
 		ok += ls->rp_group >= 0;
 		for (int s = 0; s < m->nworkers; s++)
 			if (ls->fds[s] >= 0 && !(ls->rp_registered & (1ull << s)) &&
-			    bpfgate_reuseport_register(m->bpf, (uint32_t)ls->rp_group, (uint32_t)s,
+			    bpfmaps_reuseport_register(m->bpf, (uint32_t)ls->rp_group, (uint32_t)s,
 						       ls->fds[s]) == 0)
 				ls->rp_registered |= 1ull << s;
 	}
@@ -490,7 +490,7 @@ static void mirror_steering(struct master *m, int force)
 			memcpy(e.addr, &sin6->sin6_addr, 16);
 			e.port = sin6->sin6_port;
 		}
-		bpfgate_mirror_backend(m->bpf, (uint32_t)i, &e);
+		bpfmaps_mirror_backend(m->bpf, (uint32_t)i, &e);
 		mb[i].name = b->name;
 		mb[i].weight = b->weight;
 		mb[i].up = e.up;
@@ -498,7 +498,7 @@ static void mirror_steering(struct master *m, int force)
 	if (!m->mirror_mg.table && maglev_init(&m->mirror_mg, EG_MAGLEV_SIZE) < 0)
 		return;
 	if (maglev_build(&m->mirror_mg, mb, (uint32_t)m->cfg->nbackends) == 0)
-		bpfgate_mirror_maglev(m->bpf, m->mirror_mg.table, m->mirror_mg.size);
+		bpfmaps_mirror_maglev(m->bpf, m->mirror_mg.table, m->mirror_mg.size);
 }
 
 /* --- workers ---------------------------------------------------------------------- */
@@ -646,7 +646,7 @@ static void on_child(struct loop *l, int signo, void *arg)
 			/* The slot's socket stays open (the respawned worker takes it
 			 * over): steer new connections to the other slots meanwhile. */
 			struct eg_worker none = {0};
-			bpfgate_worker_set(m->bpf, (uint32_t)p->slot, &none);
+			bpfmaps_worker_set(m->bpf, (uint32_t)p->slot, &none);
 		}
 		int respawn = !m->stopping && !p->draining && p->gen == m->gen;
 		zero_gauges(&m->shm->worker_stats[p->stats_slot]);
@@ -898,7 +898,7 @@ static void on_tick(struct loop_timer *t)
 		m->ticket_rotated_ms = now;
 	}
 	if (m->bpf) {
-		bpfgate_gc(m->bpf, eg_mono_ns());
+		bpfmaps_gc(m->bpf, eg_mono_ns());
 		mirror_steering(m, 0);
 	}
 	if (m->admin)
@@ -1084,8 +1084,8 @@ static int setup_identity(struct master *m)
 
 static const char *xdp_mode_key(int mode)
 {
-	return mode == BPFGATE_XDP_NATIVE    ? "native"
-	       : mode == BPFGATE_XDP_GENERIC ? "generic"
+	return mode == BPFMAPS_XDP_NATIVE    ? "native"
+	       : mode == BPFMAPS_XDP_GENERIC ? "generic"
 					     : "auto";
 }
 
@@ -1103,8 +1103,8 @@ static int attach_xdp_all(struct master *m)
 	int attached = 0;
 	for (int i = 0; i < c->xdp.nifaces; i++) {
 		const char *ifn = c->xdp.ifaces[i], *mode = NULL;
-		int r = bpfgate_attach_xdp(m->bpf, ifn, c->xdp.mode, &mode);
-		int ne = bpfgate_xdp_native_err(m->bpf);
+		int r = bpfmaps_attach_xdp(m->bpf, ifn, c->xdp.mode, &mode);
+		int ne = bpfmaps_xdp_native_err(m->bpf);
 		if (r == -ENODEV || r == -ENXIO) {
 			log_err("event=xdp_attach_failed iface=%s error=%s "
 				"fix=\"xdp.interfaces names an interface this host does not have\"",
@@ -1118,7 +1118,7 @@ static int attach_xdp_all(struct master *m)
 				ifn, strerror(-r), ifn, ifn, ifn);
 			return -1;
 		}
-		if (r < 0 && c->xdp.mode == BPFGATE_XDP_NATIVE) {
+		if (r < 0 && c->xdp.mode == BPFMAPS_XDP_NATIVE) {
 			log_err("event=xdp_attach_failed iface=%s mode=native error=%s "
 				"fix=\"the driver of %s has no native XDP here: set "
 				"xdp.mode = \\\"auto\\\" (native where the driver has it, generic "
@@ -1126,7 +1126,7 @@ static int attach_xdp_all(struct master *m)
 				ifn, strerror(-r), ifn);
 			return -1;
 		}
-		if (r < 0 && c->xdp.mode == BPFGATE_XDP_GENERIC) {
+		if (r < 0 && c->xdp.mode == BPFMAPS_XDP_GENERIC) {
 			log_err("event=xdp_attach_failed iface=%s mode=generic error=%s "
 				"fix=\"this kernel cannot attach XDP to %s: set "
 				"xdp.mode = \\\"auto\\\" to run without it there\"",
@@ -1145,12 +1145,12 @@ static int attach_xdp_all(struct master *m)
 		attached++;
 		snprintf(detail + n, sizeof(detail) - n, "%s%s=%s", n ? " " : "", ifn,
 			 mode ? mode : "?");
-		if (ne && c->xdp.mode == BPFGATE_XDP_AUTO)
+		if (ne && c->xdp.mode == BPFMAPS_XDP_AUTO)
 			snprintf(why + strlen(why), sizeof(why) - strlen(why),
 				 "%s%s: native refused (%s), generic used", why[0] ? "; " : "", ifn,
 				 strerror(-ne));
 		log_info("event=xdp_attached iface=%s mode=%s maps_reused=%d pin_dir=%s", ifn,
-			 mode ? mode : "?", bpfgate_maps_reused(m->bpf), c->xdp.pin_dir);
+			 mode ? mode : "?", bpfmaps_maps_reused(m->bpf), c->xdp.pin_dir);
 	}
 	kfeat_set(&m->kf, KFEAT_XDP, attached > 0, detail, why);
 	return 0;
@@ -1171,11 +1171,11 @@ static int setup_bpf(struct master *m)
 			  "xdp.interfaces is empty (the BPF programs are loaded with XDP only)");
 		return 0;
 	}
-	struct bpfgate_opts o = {.pin_dir = c->xdp.pin_dir, .flags = BPFGATE_F_BEST_EFFORT};
+	struct bpfmaps_opts o = {.pin_dir = c->xdp.pin_dir, .flags = BPFMAPS_F_BEST_EFFORT};
 	int err = 0;
 	/* Best effort: a kernel's refusal leaves a program out; what fails the
 	 * open is ours to fix (privileges, the pin directory). */
-	m->bpf = bpfgate_open_opts(&o, &err);
+	m->bpf = bpfmaps_open_opts(&o, &err);
 	if (!m->bpf) {
 		log_err("event=bpf_open_failed pin_dir=%s error=%s fix=\"%s\"", c->xdp.pin_dir,
 			strerror(-err),
@@ -1184,13 +1184,13 @@ static int setup_bpf(struct master *m)
 			    : "xdp.pin_dir must be a directory under /sys/fs/bpf (a bpffs)");
 		return -1;
 	}
-	if (!bpfgate_loaded(m->bpf, BPFGATE_PROG_REUSEPORT))
+	if (!bpfmaps_loaded(m->bpf, BPFMAPS_PROG_REUSEPORT))
 		kfeat_set(&m->kf, KFEAT_REUSEPORT, 0, NULL,
-			  bpfgate_why(m->bpf, BPFGATE_PROG_REUSEPORT));
-	if (!bpfgate_loaded(m->bpf, BPFGATE_PROG_XDP)) {
+			  bpfmaps_why(m->bpf, BPFMAPS_PROG_REUSEPORT));
+	if (!bpfmaps_loaded(m->bpf, BPFMAPS_PROG_XDP)) {
 		char q[240];
-		const char *why = bpfgate_why(m->bpf, BPFGATE_PROG_XDP);
-		if (c->xdp.mode != BPFGATE_XDP_AUTO) {
+		const char *why = bpfmaps_why(m->bpf, BPFMAPS_PROG_XDP);
+		if (c->xdp.mode != BPFMAPS_XDP_AUTO) {
 			log_err("event=xdp_unavailable mode=%s why=%s fix=\"this kernel refused "
 				"the XDP program: set xdp.mode = \\\"auto\\\" to run without it, "
 				"or empty xdp.interfaces\"",
@@ -1206,7 +1206,7 @@ static int setup_bpf(struct master *m)
 	for (int a = 0; a < c->nlisten && np < EG_MAX_GUARDED_PORTS; a++)
 		if (!c->listen[a].plain) /* a proxy in front: its SYNs are not a phone's */
 			xc.ports[np++] = ((struct sockaddr_in *)&c->listen[a].ss)->sin_port;
-	bpfgate_set_cfg(m->bpf, &xc);
+	bpfmaps_set_cfg(m->bpf, &xc);
 	return attach_xdp_all(m);
 }
 
@@ -1323,7 +1323,7 @@ int master_run(const struct master_opts *o)
 	if (setup_bpf(m) < 0)
 		goto out;
 	if (m->bpf)
-		bpfgate_workers_reset(m->bpf); /* slots of a previous daemon mean nothing */
+		bpfmaps_workers_reset(m->bpf); /* slots of a previous daemon mean nothing */
 	setup_reuseport(m);
 	mirror_steering(m, 1);
 	char err[320];
@@ -1351,7 +1351,7 @@ int master_run(const struct master_opts *o)
 		goto out;
 	}
 	if (m->bpf) /* counts start at 0: a previous daemon's capped sources are not */
-		bpfgate_src_cap_clear(m->bpf);
+		bpfmaps_src_cap_clear(m->bpf);
 	m->history = history_new();
 	m->notify = notify_new(m->loop, m->cfg, err, sizeof(err));
 	if (!m->history || !m->notify) {
@@ -1452,7 +1452,7 @@ out:
 	history_free(m->history);
 	admin_free(m->admin);
 	if (m->bpf)
-		bpfgate_close(m->bpf); /* pins and the XDP program stay: verdicts keep working */
+		bpfmaps_close(m->bpf); /* pins and the XDP program stay: verdicts keep working */
 	tls_server_free(m->tls);
 	throttle_free(m->throttle);
 	srccap_free(m->srccap);

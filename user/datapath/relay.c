@@ -563,7 +563,7 @@ static void push_xdp_verdict(struct conn *c)
 	unsigned ttl = c->r.xdp_ttl ? c->r.xdp_ttl : w->cfg->xdp.verdict_ttl_s;
 	v.expires_ns = eg_mono_ns() + (uint64_t)ttl * 1000000000ull;
 	v.device_key = c->r.steer_key;
-	int e = bpfgate_flow_set(w->bpf, &k, &v);
+	int e = bpfmaps_flow_set(w->bpf, &k, &v);
 	char qu[64];
 	log_info("event=xdp_verdict client=%s action=%s ttl_s=%u result=%d",
 		 peer_ip(c, qu, sizeof(qu)), v.action == EG_ACT_RST ? "rst" : "drop", ttl, e);
@@ -1158,8 +1158,8 @@ static int up_connect(struct conn *c, int bi)
 					   .since_ns = eg_mono_ns()};
 		eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer,
 				       (struct sockaddr *)&c->local);
-		bpfgate_steer_set(w->bpf, &k, &st);
-		bpfgate_backend_conns_add(w->bpf, (uint32_t)bi, 1);
+		bpfmaps_steer_set(w->bpf, &k, &st);
+		bpfmaps_backend_conns_add(w->bpf, (uint32_t)bi, 1);
 	}
 	return 0;
 }
@@ -2212,8 +2212,8 @@ static void up_free(struct conn *c, struct upstream *u)
 		eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer,
 				       (struct sockaddr *)&c->local);
 		if (!left)
-			bpfgate_steer_del(w->bpf, &k);
-		bpfgate_backend_conns_add(w->bpf, (uint32_t)u->backend, -1);
+			bpfmaps_steer_del(w->bpf, &k);
+		bpfmaps_backend_conns_add(w->bpf, (uint32_t)u->backend, -1);
 	}
 	/* This epoll batch may still hold an event for u: free it after. */
 	u->fd = -1;

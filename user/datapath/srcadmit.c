@@ -45,7 +45,7 @@ static void tell_kernel(struct worker *w, const uint8_t src[16], unsigned conns)
 	    .cap = w->cfg->limits.max_conns_per_source,
 	    .expires_ns = eg_mono_ns() + (uint64_t)SRCADMIT_XDP_TTL_S * 1000000000ull,
 	};
-	bpfgate_src_cap_set(w->bpf, src, &v);
+	bpfmaps_src_cap_set(w->bpf, src, &v);
 }
 
 static const char *addr_text(const struct sockaddr *sa, char *buf, size_t n)
@@ -107,5 +107,5 @@ void srcadmit_release(struct worker *w, const struct sockaddr *peer, uint64_t ta
 	 * that crossing). */
 	if (w->bpf && cap && srccap_source(peer, src) == 0 &&
 	    srccap_count(w->srccap, tag) + 1 == cap)
-		bpfgate_src_cap_del(w->bpf, src);
+		bpfmaps_src_cap_del(w->bpf, src);
 }

@@ -28,7 +28,7 @@ static void worker_publish(struct worker *w)
 	struct eg_worker e = {.accepting = w->accepting && !w->draining, .load = w->nconns};
 	if (w->published && e.accepting == w->pub_accepting && e.load == w->pub_load)
 		return;
-	bpfgate_worker_set(w->bpf, (uint32_t)w->slot, &e);
+	bpfmaps_worker_set(w->bpf, (uint32_t)w->slot, &e);
 	w->pub_accepting = e.accepting;
 	w->pub_load = e.load;
 	w->published = 1;

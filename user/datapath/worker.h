@@ -23,7 +23,7 @@
 struct conn;
 struct upstream;
 struct gate;
-struct bpfgate;
+struct bpfmaps;
 struct throttle;
 struct sighting_table;
 struct srccap;
@@ -48,7 +48,7 @@ struct worker {
 	struct h1_limits lim;
 	struct bufpool pool;
 	struct gate *gate;     /* policy + inventory access; NULL = allow all */
-	struct bpfgate *bpf;   /* kernel maps; NULL when XDP is off */
+	struct bpfmaps *bpf;   /* kernel maps; NULL when XDP is off */
 	struct srccap *srccap; /* connections per source, all workers (shared) */
 	int srccap_slot;       /* this process's table in it: its stats slot */
 
@@ -78,12 +78,12 @@ struct worker_args {
 	const struct gw_config *cfg;
 	const int *listen_fds; /* one per cfg->listen entry, for this slot */
 	struct siphash_key steer_secret;
-	struct bpfgate *bpf;
+	struct bpfmaps *bpf;
 	int event_fd;		   /* inventory events to the master */
 	struct tls_server *tls;	   /* loaded by the master: keys need not be readable by workers */
 	struct throttle *throttle; /* shared table (NULL: throttling off) */
 	struct sighting_table *sightings; /* shared unauthenticated sightings */
-	struct srccap *srccap;	   /* connections per source (shared) */
+	struct srccap *srccap;		  /* connections per source (shared) */
 };
 
 /* Run a worker until it has drained; returns the process exit code. */

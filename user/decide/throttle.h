@@ -416,7 +416,7 @@ int throttle_authenticated(struct throttle *t, uint64_t device_key, uint64_t use
 /*
  * End a device's stage now (admin approval, `easctl throttle forgive`):
  * state OK, XDP flag and loop counts cleared, bucket full. The kernel flow
- * verdicts already written stay until their TTL (bpfgate_flow_del to lift
+ * verdicts already written stay until their TTL (bpfmaps_flow_del to lift
  * them earlier). 0, or -ENOENT if the device is not in the table.
  */
 int throttle_forgive(struct throttle *t, uint64_t device_key, uint64_t now_ms);

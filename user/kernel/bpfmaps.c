@@ -41,7 +41,7 @@ struct bpfmaps_mm {
 	size_t stride; /* value size rounded up to 8, as the kernel lays it out */
 };
 
-struct bpfgate {
+struct bpfmaps {
 	struct xdp_gate_bpf *xdp;     /* owns the XDP program and the gate maps */
 	struct reuseport_bpf *rp;     /* owns the SK_REUSEPORT program, workers, reuse_socks */
 	char *pin_dir;		      /* owned copy; NULL = nothing pinned */
@@ -53,15 +53,15 @@ struct bpfgate {
 	struct bpfmaps_mm workers;    /* struct eg_worker[EG_MAX_WORKERS] */
 	int links[BPFMAPS_MAX_LINKS]; /* unpinned XDP link fds: closing detaches */
 	int nlinks;
-	unsigned int flags; /* enum bpfgate_flags of the open */
-	char why[2][200];   /* per enum bpfgate_prog: why it is not loaded */
-	int native_err;	    /* bpfgate_xdp_native_err() */
+	unsigned int flags; /* enum bpfmaps_flags of the open */
+	char why[2][200];   /* per enum bpfmaps_prog: why it is not loaded */
+	int native_err;	    /* bpfmaps_xdp_native_err() */
 };
 
 /* ---- logging ----------------------------------------------------------------- */
 
 /*
- * What the last failed load said, for bpfgate_why(): the verifier's error
+ * What the last failed load said, for bpfmaps_why(): the verifier's error
  * is the line before its "processed N insns" summary; a failure before the
  * verifier (a relocation, a missing kernel type) is libbpf's first warning.
  */
@@ -158,51 +158,51 @@ static int bpfmaps_expired(uint64_t expires_ns, uint64_t now_ns)
 	return expires_ns && now_ns >= expires_ns;
 }
 
-static struct bpf_map *bpfmaps_find_map(const struct bpfgate *g, const char *name)
+static struct bpf_map *bpfmaps_find_map(const struct bpfmaps *g, const char *name)
 {
 	struct bpf_map *m = g->xdp ? bpf_object__find_map_by_name(g->xdp->obj, name) : NULL;
 
 	return m || !g->rp ? m : bpf_object__find_map_by_name(g->rp->obj, name);
 }
 
-int bpfgate_map_fd(const struct bpfgate *g, const char *name)
+int bpfmaps_map_fd(const struct bpfmaps *g, const char *name)
 {
 	struct bpf_map *m = g && name ? bpfmaps_find_map(g, name) : NULL;
 
 	return m ? bpf_map__fd(m) : -ENOENT;
 }
 
-int bpfgate_prog_fd(const struct bpfgate *g, enum bpfgate_prog p)
+int bpfmaps_prog_fd(const struct bpfmaps *g, enum bpfmaps_prog p)
 {
 	if (!g)
 		return -EINVAL;
-	if (p == BPFGATE_PROG_XDP)
+	if (p == BPFMAPS_PROG_XDP)
 		return g->xdp ? bpf_program__fd(g->xdp->progs.xdp_gate) : -EOPNOTSUPP;
-	if (p == BPFGATE_PROG_REUSEPORT)
+	if (p == BPFMAPS_PROG_REUSEPORT)
 		return g->rp ? bpf_program__fd(g->rp->progs.eg_reuseport) : -EOPNOTSUPP;
 	return -EINVAL;
 }
 
-int bpfgate_maps_reused(const struct bpfgate *g)
+int bpfmaps_maps_reused(const struct bpfmaps *g)
 {
 	return g ? g->maps_reused : 0;
 }
 
-int bpfgate_loaded(const struct bpfgate *g, enum bpfgate_prog p)
+int bpfmaps_loaded(const struct bpfmaps *g, enum bpfmaps_prog p)
 {
 	if (!g)
 		return 0;
-	return p == BPFGATE_PROG_XDP ? !!g->xdp : p == BPFGATE_PROG_REUSEPORT ? !!g->rp : 0;
+	return p == BPFMAPS_PROG_XDP ? !!g->xdp : p == BPFMAPS_PROG_REUSEPORT ? !!g->rp : 0;
 }
 
-const char *bpfgate_why(const struct bpfgate *g, enum bpfgate_prog p)
+const char *bpfmaps_why(const struct bpfmaps *g, enum bpfmaps_prog p)
 {
-	if (!g || (p != BPFGATE_PROG_XDP && p != BPFGATE_PROG_REUSEPORT))
+	if (!g || (p != BPFMAPS_PROG_XDP && p != BPFMAPS_PROG_REUSEPORT))
 		return "";
 	return g->why[p];
 }
 
-int bpfgate_xdp_native_err(const struct bpfgate *g)
+int bpfmaps_xdp_native_err(const struct bpfmaps *g)
 {
 	return g ? g->native_err : 0;
 }
@@ -282,7 +282,7 @@ static int bpfmaps_check_pin(const struct bpf_map *m)
 }
 
 /* Before load: count reusable pins, or disable pinning entirely (pin_dir NULL). */
-static int bpfmaps_setup_pins(struct bpfgate *g, struct bpf_object *obj)
+static int bpfmaps_setup_pins(struct bpfmaps *g, struct bpf_object *obj)
 {
 	struct bpf_map *m;
 	int r;
@@ -326,7 +326,7 @@ static void bpfmaps_munmap(struct bpfmaps_mm *mm)
 	mm->base = NULL;
 }
 
-static int bpfmaps_load_xdp(struct bpfgate *g, const struct bpf_object_open_opts *oo,
+static int bpfmaps_load_xdp(struct bpfmaps *g, const struct bpf_object_open_opts *oo,
 			    unsigned int flags)
 {
 	int err;
@@ -334,10 +334,10 @@ static int bpfmaps_load_xdp(struct bpfgate *g, const struct bpf_object_open_opts
 	g->xdp = xdp_gate_bpf__open_opts(oo);
 	if (!g->xdp)
 		return -errno;
-	g->xdp->rodata->eg_feat_rst = !(flags & BPFGATE_F_NO_RST);
-	g->xdp->rodata->eg_feat_src_block = !(flags & BPFGATE_F_NO_SRC_BLOCK);
-	g->xdp->rodata->eg_feat_syn_rate = !(flags & BPFGATE_F_NO_SYN_RATE);
-	g->xdp->rodata->eg_feat_src_cap = !(flags & BPFGATE_F_NO_SRC_CAP);
+	g->xdp->rodata->eg_feat_rst = !(flags & BPFMAPS_F_NO_RST);
+	g->xdp->rodata->eg_feat_src_block = !(flags & BPFMAPS_F_NO_SRC_BLOCK);
+	g->xdp->rodata->eg_feat_syn_rate = !(flags & BPFMAPS_F_NO_SYN_RATE);
+	g->xdp->rodata->eg_feat_src_cap = !(flags & BPFMAPS_F_NO_SRC_CAP);
 	err = bpfmaps_setup_pins(g, g->xdp->obj);
 	if (!err)
 		err = kfeat_forced_off("xdp") ? -EOPNOTSUPP : xdp_gate_bpf__load(g->xdp);
@@ -348,7 +348,7 @@ static int bpfmaps_load_xdp(struct bpfgate *g, const struct bpf_object_open_opts
 	return err;
 }
 
-static int bpfmaps_load_reuseport(struct bpfgate *g, const struct bpf_object_open_opts *oo)
+static int bpfmaps_load_reuseport(struct bpfmaps *g, const struct bpf_object_open_opts *oo)
 {
 	int err;
 
@@ -364,7 +364,7 @@ static int bpfmaps_load_reuseport(struct bpfgate *g, const struct bpf_object_ope
 }
 
 /* Best effort: leave program p out, keeping why. */
-static void bpfmaps_refused(struct bpfgate *g, enum bpfgate_prog p, int err);
+static void bpfmaps_refused(struct bpfmaps *g, enum bpfmaps_prog p, int err);
 
 /*
  * After loading program p with result err: what the open returns. In
@@ -372,23 +372,23 @@ static void bpfmaps_refused(struct bpfgate *g, enum bpfgate_prog p, int err);
  * are not the kernel's doing and fail the open (so the daemon can say
  * what to fix).
  */
-static int bpfmaps_settle(struct bpfgate *g, enum bpfgate_prog p, int err)
+static int bpfmaps_settle(struct bpfmaps *g, enum bpfmaps_prog p, int err)
 {
-	if (!err || !(g->flags & BPFGATE_F_BEST_EFFORT) || err == -EPERM || err == -EACCES)
+	if (!err || !(g->flags & BPFMAPS_F_BEST_EFFORT) || err == -EPERM || err == -EACCES)
 		return err;
 	bpfmaps_refused(g, p, err);
 	return 0;
 }
 
-static void bpfmaps_refused(struct bpfgate *g, enum bpfgate_prog p, int err)
+static void bpfmaps_refused(struct bpfmaps *g, enum bpfmaps_prog p, int err)
 {
 	char *why = g->why[p];
 
-	if (kfeat_forced_off(p == BPFGATE_PROG_XDP ? "xdp" : "reuseport"))
+	if (kfeat_forced_off(p == BPFMAPS_PROG_XDP ? "xdp" : "reuseport"))
 		snprintf(why, sizeof(g->why[p]), "%s", KFEAT_FORCED_WHY);
 	else
 		bpfmaps_capture_why(why, sizeof(g->why[p]), err);
-	if (p == BPFGATE_PROG_XDP) {
+	if (p == BPFMAPS_PROG_XDP) {
 		bpfmaps_munmap(&g->backends);
 		bpfmaps_munmap(&g->maglev);
 		xdp_gate_bpf__destroy(g->xdp);
@@ -400,7 +400,7 @@ static void bpfmaps_refused(struct bpfgate *g, enum bpfgate_prog p, int err)
 	}
 }
 
-static int bpfmaps_open(struct bpfgate *g, const struct bpfgate_opts *o)
+static int bpfmaps_load_all(struct bpfmaps *g, const struct bpfmaps_opts *o)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = o->pin_dir);
 	int err;
@@ -420,20 +420,20 @@ static int bpfmaps_open(struct bpfgate *g, const struct bpfgate_opts *o)
 	if (!g->percpu)
 		return -ENOMEM;
 	g->flags = o->flags;
-	bpfmaps_capture.quiet = !!(o->flags & BPFGATE_F_BEST_EFFORT);
+	bpfmaps_capture.quiet = !!(o->flags & BPFMAPS_F_BEST_EFFORT);
 	bpfmaps_capture_reset();
-	err = bpfmaps_settle(g, BPFGATE_PROG_XDP, bpfmaps_load_xdp(g, &oo, o->flags));
+	err = bpfmaps_settle(g, BPFMAPS_PROG_XDP, bpfmaps_load_xdp(g, &oo, o->flags));
 	if (!err) {
 		bpfmaps_capture_reset();
-		err = bpfmaps_settle(g, BPFGATE_PROG_REUSEPORT, bpfmaps_load_reuseport(g, &oo));
+		err = bpfmaps_settle(g, BPFMAPS_PROG_REUSEPORT, bpfmaps_load_reuseport(g, &oo));
 	}
 	bpfmaps_capture.quiet = 0;
 	return err;
 }
 
-struct bpfgate *bpfgate_open_opts(const struct bpfgate_opts *o, int *err)
+struct bpfmaps *bpfmaps_open_opts(const struct bpfmaps_opts *o, int *err)
 {
-	struct bpfgate *g;
+	struct bpfmaps *g;
 	char q[240];
 	int e, dummy;
 
@@ -449,11 +449,11 @@ struct bpfgate *bpfgate_open_opts(const struct bpfgate_opts *o, int *err)
 		*err = -ENOMEM;
 		return NULL;
 	}
-	e = bpfmaps_open(g, o);
+	e = bpfmaps_load_all(g, o);
 	if (e) {
 		log_err("event=bpf_open pin_dir=%s err=%s", o->pin_dir ? o->pin_dir : "-",
 			strerror(-e));
-		bpfgate_close(g);
+		bpfmaps_close(g);
 		*err = e;
 		return NULL;
 	}
@@ -462,20 +462,20 @@ struct bpfgate *bpfgate_open_opts(const struct bpfgate_opts *o, int *err)
 	for (int p = 0; p < 2; p++)
 		if (g->why[p][0]) /* best effort: the caller says what that means */
 			log_info("event=bpf_program_refused program=%s why=%s",
-				 p == BPFGATE_PROG_XDP ? "xdp_gate" : "reuseport",
+				 p == BPFMAPS_PROG_XDP ? "xdp_gate" : "reuseport",
 				 log_quote(q, sizeof(q), g->why[p], (size_t)-1));
 	*err = 0;
 	return g;
 }
 
-struct bpfgate *bpfgate_open(const char *pin_dir, int *err)
+struct bpfmaps *bpfmaps_open(const char *pin_dir, int *err)
 {
-	struct bpfgate_opts o = {.pin_dir = pin_dir};
+	struct bpfmaps_opts o = {.pin_dir = pin_dir};
 
-	return bpfgate_open_opts(&o, err);
+	return bpfmaps_open_opts(&o, err);
 }
 
-void bpfgate_close(struct bpfgate *g)
+void bpfmaps_close(struct bpfmaps *g)
 {
 	if (!g)
 		return;
@@ -515,9 +515,9 @@ static int bpfmaps_mode_ok(int ifindex, int mode)
 {
 	const char *cur = bpfmaps_xdp_mode_name(ifindex);
 
-	if (mode == BPFGATE_XDP_NATIVE)
+	if (mode == BPFMAPS_XDP_NATIVE)
 		return strcmp(cur, "native") == 0;
-	if (mode == BPFGATE_XDP_GENERIC)
+	if (mode == BPFMAPS_XDP_GENERIC)
 		return strcmp(cur, "generic") == 0;
 	return 1;
 }
@@ -549,8 +549,8 @@ static int bpfmaps_reuse_link(const char *path, int ifindex, int prog_fd, int mo
 	}
 	if (here)
 		*prev_mode = strcmp(bpfmaps_xdp_mode_name(ifindex), "native") == 0
-				 ? BPFGATE_XDP_NATIVE
-				 : BPFGATE_XDP_GENERIC;
+				 ? BPFMAPS_XDP_NATIVE
+				 : BPFMAPS_XDP_GENERIC;
 	log_info("event=xdp_link_stale path=%s reason=%s action=replace", path,
 		 here ? "mode" : "interface");
 	bpf_link_detach(fd);
@@ -558,13 +558,13 @@ static int bpfmaps_reuse_link(const char *path, int ifindex, int prog_fd, int mo
 	return unlink(path) == 0 || errno == ENOENT ? 0 : -errno;
 }
 
-static int bpfmaps_link_create(struct bpfgate *g, int prog_fd, int ifindex, int mode,
+static int bpfmaps_link_create(struct bpfmaps *g, int prog_fd, int ifindex, int mode,
 			       const char *ifname, const char **mode_out)
 {
 	LIBBPF_OPTS(bpf_link_create_opts, lo);
 	int fd;
 
-	if (mode != BPFGATE_XDP_GENERIC) {
+	if (mode != BPFMAPS_XDP_GENERIC) {
 		lo.flags = XDP_FLAGS_DRV_MODE;
 		fd = kfeat_forced_off("xdp_native")
 			 ? -EOPNOTSUPP
@@ -574,7 +574,7 @@ static int bpfmaps_link_create(struct bpfgate *g, int prog_fd, int ifindex, int 
 			*mode_out = "native";
 			return fd;
 		}
-		if (mode == BPFGATE_XDP_NATIVE || fd == -EBUSY || fd == -EEXIST)
+		if (mode == BPFMAPS_XDP_NATIVE || fd == -EBUSY || fd == -EEXIST)
 			return fd;
 		log_info("event=xdp_native_unavailable ifname=%s err=%s fallback=generic", ifname,
 			 strerror(-fd));
@@ -587,7 +587,7 @@ static int bpfmaps_link_create(struct bpfgate *g, int prog_fd, int ifindex, int 
 }
 
 /* Keep an unpinned link's fd (closing it would detach the program). */
-static int bpfmaps_keep_link(struct bpfgate *g, int fd)
+static int bpfmaps_keep_link(struct bpfmaps *g, int fd)
 {
 	if (g->nlinks == BPFMAPS_MAX_LINKS) {
 		close(fd);
@@ -608,7 +608,7 @@ static int bpfmaps_pin_link(const char *path, int fd)
 }
 
 /* A new link in `mode`, pinned at path (or kept by g without a pin_dir). */
-static int bpfmaps_link_new(struct bpfgate *g, const char *path, int prog_fd, int ifindex, int mode,
+static int bpfmaps_link_new(struct bpfmaps *g, const char *path, int prog_fd, int ifindex, int mode,
 			    const char *ifname, const char **mode_out)
 {
 	int fd = bpfmaps_link_create(g, prog_fd, ifindex, mode, ifname, mode_out);
@@ -620,7 +620,7 @@ static int bpfmaps_link_new(struct bpfgate *g, const char *path, int prog_fd, in
 	return g->pin_dir ? bpfmaps_pin_link(path, fd) : bpfmaps_keep_link(g, fd);
 }
 
-int bpfgate_attach_xdp(struct bpfgate *g, const char *ifname, int mode, const char **mode_out)
+int bpfmaps_attach_xdp(struct bpfmaps *g, const char *ifname, int mode, const char **mode_out)
 {
 	const char *dummy;
 	char path[PATH_MAX] = "";
@@ -628,7 +628,7 @@ int bpfgate_attach_xdp(struct bpfgate *g, const char *ifname, int mode, const ch
 
 	if (!mode_out)
 		mode_out = &dummy;
-	if (!g || !ifname || mode < BPFGATE_XDP_AUTO || mode > BPFGATE_XDP_GENERIC)
+	if (!g || !ifname || mode < BPFMAPS_XDP_AUTO || mode > BPFMAPS_XDP_GENERIC)
 		return -EINVAL;
 	if (!g->xdp)
 		return -EOPNOTSUPP;
@@ -682,7 +682,7 @@ static int bpfmaps_unpin_entry(const char *dir, const char *name)
 	return unlink(path) == 0 ? 0 : -errno;
 }
 
-int bpfgate_detach_all(const char *pin_dir)
+int bpfmaps_detach_all(const char *pin_dir)
 {
 	struct dirent *de;
 	DIR *d;
@@ -712,7 +712,7 @@ int bpfgate_detach_all(const char *pin_dir)
 
 /* ---- verdict maps ----------------------------------------------------------------- */
 
-int bpfgate_set_cfg(struct bpfgate *g, const struct eg_xdp_cfg *c)
+int bpfmaps_set_cfg(struct bpfmaps *g, const struct eg_xdp_cfg *c)
 {
 	__u32 zero = 0;
 
@@ -723,7 +723,7 @@ int bpfgate_set_cfg(struct bpfgate *g, const struct eg_xdp_cfg *c)
 	return bpf_map_update_elem(bpf_map__fd(g->xdp->maps.xdp_cfg), &zero, c, BPF_ANY);
 }
 
-int bpfgate_flow_set(struct bpfgate *g, const struct eg_flow_key *k,
+int bpfmaps_flow_set(struct bpfmaps *g, const struct eg_flow_key *k,
 		     const struct eg_flow_verdict *v)
 {
 	struct eg_flow_key key;
@@ -740,7 +740,7 @@ int bpfgate_flow_set(struct bpfgate *g, const struct eg_flow_key *k,
 	return bpf_map_update_elem(bpf_map__fd(g->xdp->maps.flow_verdict), &key, &val, BPF_ANY);
 }
 
-int bpfgate_flow_del(struct bpfgate *g, const struct eg_flow_key *k)
+int bpfmaps_flow_del(struct bpfmaps *g, const struct eg_flow_key *k)
 {
 	struct eg_flow_key key;
 
@@ -753,7 +753,7 @@ int bpfgate_flow_del(struct bpfgate *g, const struct eg_flow_key *k)
 	return bpf_map_delete_elem(bpf_map__fd(g->xdp->maps.flow_verdict), &key);
 }
 
-int bpfgate_flow_get(struct bpfgate *g, const struct eg_flow_key *k, struct eg_flow_verdict *v)
+int bpfmaps_flow_get(struct bpfmaps *g, const struct eg_flow_key *k, struct eg_flow_verdict *v)
 {
 	struct eg_flow_key key;
 
@@ -784,7 +784,7 @@ static int bpfmaps_parse_len(const char *s, unsigned int max, unsigned int *out)
 	return 0;
 }
 
-int bpfgate_parse_cidr(const char *cidr, struct eg_lpm_key *k)
+int bpfmaps_parse_cidr(const char *cidr, struct eg_lpm_key *k)
 {
 	char buf[INET6_ADDRSTRLEN + 8];
 	char *slash;
@@ -814,13 +814,13 @@ int bpfgate_parse_cidr(const char *cidr, struct eg_lpm_key *k)
 	return 0;
 }
 
-int bpfgate_prefix_set(struct bpfgate *g, const char *cidr, const struct eg_lpm_val *v)
+int bpfmaps_prefix_set(struct bpfmaps *g, const char *cidr, const struct eg_lpm_val *v)
 {
 	struct eg_lpm_key key;
 	struct eg_lpm_val val;
 
 	if (!g || !v || v->action > EG_ACT_RST || v->reason >= EG_REASON__MAX ||
-	    bpfgate_parse_cidr(cidr, &key))
+	    bpfmaps_parse_cidr(cidr, &key))
 		return -EINVAL;
 	if (!g->xdp)
 		return -EOPNOTSUPP;
@@ -830,11 +830,11 @@ int bpfgate_prefix_set(struct bpfgate *g, const char *cidr, const struct eg_lpm_
 	return bpf_map_update_elem(bpf_map__fd(g->xdp->maps.src_block), &key, &val, BPF_ANY);
 }
 
-int bpfgate_prefix_del(struct bpfgate *g, const char *cidr)
+int bpfmaps_prefix_del(struct bpfmaps *g, const char *cidr)
 {
 	struct eg_lpm_key key;
 
-	if (!g || bpfgate_parse_cidr(cidr, &key))
+	if (!g || bpfmaps_parse_cidr(cidr, &key))
 		return -EINVAL;
 	if (!g->xdp)
 		return -EOPNOTSUPP;
@@ -843,7 +843,7 @@ int bpfgate_prefix_del(struct bpfgate *g, const char *cidr)
 
 /* ---- sources at their connection cap ------------------------------------------------ */
 
-int bpfgate_src_cap_set(struct bpfgate *g, const uint8_t src[16], const struct eg_src_cap *v)
+int bpfmaps_src_cap_set(struct bpfmaps *g, const uint8_t src[16], const struct eg_src_cap *v)
 {
 	struct eg_rate_key key;
 	struct eg_src_cap val;
@@ -861,7 +861,7 @@ int bpfgate_src_cap_set(struct bpfgate *g, const uint8_t src[16], const struct e
 	return bpf_map_update_elem(bpf_map__fd(g->xdp->maps.src_cap), &key, &val, BPF_ANY);
 }
 
-int bpfgate_src_cap_del(struct bpfgate *g, const uint8_t src[16])
+int bpfmaps_src_cap_del(struct bpfmaps *g, const uint8_t src[16])
 {
 	struct eg_rate_key key;
 
@@ -873,7 +873,7 @@ int bpfgate_src_cap_del(struct bpfgate *g, const uint8_t src[16])
 	return bpf_map_delete_elem(bpf_map__fd(g->xdp->maps.src_cap), &key);
 }
 
-int bpfgate_src_cap_clear(struct bpfgate *g)
+int bpfmaps_src_cap_clear(struct bpfmaps *g)
 {
 	struct eg_rate_key key, next;
 	int fd, err, n = 0;
@@ -948,7 +948,7 @@ static int bpfmaps_gc_flows(int fd, uint64_t now)
 				   offsetof(struct eg_flow_verdict, expires_ns), now);
 }
 
-int bpfgate_gc(struct bpfgate *g, uint64_t now_ns)
+int bpfmaps_gc(struct bpfmaps *g, uint64_t now_ns)
 {
 	int nf, np, nc;
 
@@ -974,7 +974,7 @@ int bpfgate_gc(struct bpfgate *g, uint64_t now_ns)
 
 /* ---- stats ------------------------------------------------------------------------- */
 
-int bpfgate_stats(struct bpfgate *g, struct eg_stat_sum out[EG_STAT__MAX])
+int bpfmaps_stats(struct bpfmaps *g, struct eg_stat_sum out[EG_STAT__MAX])
 {
 	int fd, err;
 
@@ -998,7 +998,7 @@ int bpfgate_stats(struct bpfgate *g, struct eg_stat_sum out[EG_STAT__MAX])
 
 /* ---- steering mirrors ------------------------------------------------------------------ */
 
-int bpfgate_mirror_maglev(struct bpfgate *g, const uint32_t *table, uint32_t n)
+int bpfmaps_mirror_maglev(struct bpfmaps *g, const uint32_t *table, uint32_t n)
 {
 	if (!g || (!table && n) || n > EG_MAGLEV_SIZE || !g->maglev.base)
 		return -EINVAL;
@@ -1007,14 +1007,14 @@ int bpfgate_mirror_maglev(struct bpfgate *g, const uint32_t *table, uint32_t n)
 	return 0;
 }
 
-static struct eg_backend *bpfmaps_backend(struct bpfgate *g, uint32_t idx)
+static struct eg_backend *bpfmaps_backend(struct bpfmaps *g, uint32_t idx)
 {
 	if (!g || idx >= EG_MAX_BACKENDS || !g->backends.base)
 		return NULL;
 	return (struct eg_backend *)(void *)(g->backends.base + (size_t)idx * g->backends.stride);
 }
 
-int bpfgate_mirror_backend(struct bpfgate *g, uint32_t idx, const struct eg_backend *b)
+int bpfmaps_mirror_backend(struct bpfmaps *g, uint32_t idx, const struct eg_backend *b)
 {
 	struct eg_backend *m = bpfmaps_backend(g, idx);
 
@@ -1031,7 +1031,7 @@ int bpfgate_mirror_backend(struct bpfgate *g, uint32_t idx, const struct eg_back
 	return 0;
 }
 
-int bpfgate_backend_conns_add(struct bpfgate *g, uint32_t idx, int64_t delta)
+int bpfmaps_backend_conns_add(struct bpfmaps *g, uint32_t idx, int64_t delta)
 {
 	struct eg_backend *m = bpfmaps_backend(g, idx);
 	__u64 cur, next;
@@ -1049,7 +1049,7 @@ int bpfgate_backend_conns_add(struct bpfgate *g, uint32_t idx, int64_t delta)
 	return 0;
 }
 
-int bpfgate_steer_set(struct bpfgate *g, const struct eg_flow_key *k, const struct eg_conn_steer *s)
+int bpfmaps_steer_set(struct bpfmaps *g, const struct eg_flow_key *k, const struct eg_conn_steer *s)
 {
 	struct eg_flow_key key;
 
@@ -1062,7 +1062,7 @@ int bpfgate_steer_set(struct bpfgate *g, const struct eg_flow_key *k, const stru
 	return bpf_map_update_elem(bpf_map__fd(g->xdp->maps.conn_steer), &key, s, BPF_ANY);
 }
 
-int bpfgate_steer_del(struct bpfgate *g, const struct eg_flow_key *k)
+int bpfmaps_steer_del(struct bpfmaps *g, const struct eg_flow_key *k)
 {
 	struct eg_flow_key key;
 
@@ -1077,7 +1077,7 @@ int bpfgate_steer_del(struct bpfgate *g, const struct eg_flow_key *k)
 
 /* ---- SO_REUSEPORT ------------------------------------------------------------------ */
 
-int bpfgate_reuseport_attach(struct bpfgate *g, int listen_fd)
+int bpfmaps_reuseport_attach(struct bpfmaps *g, int listen_fd)
 {
 	int prog_fd;
 
@@ -1096,7 +1096,7 @@ int bpfgate_reuseport_attach(struct bpfgate *g, int listen_fd)
 	return 0;
 }
 
-int bpfgate_reuseport_groups(const struct bpfgate *g)
+int bpfmaps_reuseport_groups(const struct bpfmaps *g)
 {
 	if (!g)
 		return -EINVAL;
@@ -1105,7 +1105,7 @@ int bpfgate_reuseport_groups(const struct bpfgate *g)
 	return (int)(bpf_map__max_entries(g->rp->maps.reuse_socks) / EG_MAX_WORKERS);
 }
 
-int bpfgate_reuseport_register(struct bpfgate *g, uint32_t group, uint32_t slot, int listen_fd)
+int bpfmaps_reuseport_register(struct bpfmaps *g, uint32_t group, uint32_t slot, int listen_fd)
 {
 	__u64 v = (__u64)listen_fd;
 	__u32 key;
@@ -1115,7 +1115,7 @@ int bpfgate_reuseport_register(struct bpfgate *g, uint32_t group, uint32_t slot,
 		return -EINVAL;
 	if (!g->rp)
 		return -EOPNOTSUPP;
-	if (group >= (uint32_t)bpfgate_reuseport_groups(g))
+	if (group >= (uint32_t)bpfmaps_reuseport_groups(g))
 		return -EINVAL;
 	key = group * EG_MAX_WORKERS + slot;
 	err = bpf_map_update_elem(bpf_map__fd(g->rp->maps.reuse_socks), &key, &v, BPF_ANY);
@@ -1125,14 +1125,14 @@ int bpfgate_reuseport_register(struct bpfgate *g, uint32_t group, uint32_t slot,
 	return err;
 }
 
-static struct eg_worker *bpfmaps_worker(struct bpfgate *g, uint32_t slot)
+static struct eg_worker *bpfmaps_worker(struct bpfmaps *g, uint32_t slot)
 {
 	if (!g || slot >= EG_MAX_WORKERS || !g->workers.base)
 		return NULL;
 	return (struct eg_worker *)(void *)(g->workers.base + (size_t)slot * g->workers.stride);
 }
 
-int bpfgate_workers_reset(struct bpfgate *g)
+int bpfmaps_workers_reset(struct bpfmaps *g)
 {
 	if (!g)
 		return -EINVAL;
@@ -1147,7 +1147,7 @@ int bpfgate_workers_reset(struct bpfgate *g)
 	return 0;
 }
 
-int bpfgate_worker_set(struct bpfgate *g, uint32_t slot, const struct eg_worker *w)
+int bpfmaps_worker_set(struct bpfmaps *g, uint32_t slot, const struct eg_worker *w)
 {
 	struct eg_worker *m = bpfmaps_worker(g, slot);
 
@@ -1158,7 +1158,7 @@ int bpfgate_worker_set(struct bpfgate *g, uint32_t slot, const struct eg_worker 
 	return 0;
 }
 
-int bpfgate_worker_get(struct bpfgate *g, uint32_t slot, struct eg_worker *w)
+int bpfmaps_worker_get(struct bpfmaps *g, uint32_t slot, struct eg_worker *w)
 {
 	struct eg_worker *m = bpfmaps_worker(g, slot);
 

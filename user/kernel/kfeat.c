@@ -241,7 +241,7 @@ void kfeat_probe_ktls(struct kfeat *k)
 /* ---- without a configuration ----------------------------------------------------- */
 
 /* SK_REUSEPORT: a listener group of two on loopback, the program attached. */
-static void kfeat_probe_reuseport(struct kfeat *k, struct bpfgate *g)
+static void kfeat_probe_reuseport(struct kfeat *k, struct bpfmaps *g)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t l = sizeof(sa);
@@ -258,11 +258,11 @@ static void kfeat_probe_reuseport(struct kfeat *k, struct bpfgate *g)
 			e = -errno;
 	}
 	if (!e)
-		e = bpfgate_reuseport_attach(g, fd[0]);
+		e = bpfmaps_reuseport_attach(g, fd[0]);
 	if (!e)
-		e = bpfgate_reuseport_register(g, 0, 0, fd[0]);
+		e = bpfmaps_reuseport_register(g, 0, 0, fd[0]);
 	if (!e)
-		e = bpfgate_reuseport_register(g, 0, 1, fd[1]);
+		e = bpfmaps_reuseport_register(g, 0, 1, fd[1]);
 	for (int i = 0; i < 2; i++)
 		if (fd[i] >= 0)
 			close(fd[i]);
@@ -271,12 +271,12 @@ static void kfeat_probe_reuseport(struct kfeat *k, struct bpfgate *g)
 }
 
 /* XDP on loopback: native (no driver support there: reported, not a failure), else generic. */
-static void kfeat_probe_xdp_lo(struct kfeat *k, struct bpfgate *g)
+static void kfeat_probe_xdp_lo(struct kfeat *k, struct bpfmaps *g)
 {
 	const char *mode = NULL;
 	char detail[160], why[200] = "";
-	int e = bpfgate_attach_xdp(g, "lo", BPFGATE_XDP_AUTO, &mode);
-	int ne = bpfgate_xdp_native_err(g);
+	int e = bpfmaps_attach_xdp(g, "lo", BPFMAPS_XDP_AUTO, &mode);
+	int ne = bpfmaps_xdp_native_err(g);
 
 	if (e) {
 		snprintf(why, sizeof(why), "attach to lo: %s", strerror(-e));
@@ -293,14 +293,14 @@ static void kfeat_probe_xdp_lo(struct kfeat *k, struct bpfgate *g)
 
 void kfeat_probe_all(struct kfeat *k, int own_netns)
 {
-	struct bpfgate_opts o = {.pin_dir = NULL, .flags = BPFGATE_F_BEST_EFFORT};
+	struct bpfmaps_opts o = {.pin_dir = NULL, .flags = BPFMAPS_F_BEST_EFFORT};
 	struct krelay_caps caps;
-	struct bpfgate *g;
+	struct bpfmaps *g;
 	char why[200];
 	int err = 0;
 
 	kfeat_init(k);
-	g = bpfgate_open_opts(&o, &err);
+	g = bpfmaps_open_opts(&o, &err);
 	if (!g) {
 		snprintf(why, sizeof(why), "no program loaded: %s%s", strerror(-err),
 			 err == -EPERM ? " (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
@@ -308,19 +308,19 @@ void kfeat_probe_all(struct kfeat *k, int own_netns)
 		kfeat_set(k, KFEAT_XDP, 0, NULL, why);
 		kfeat_set(k, KFEAT_REUSEPORT, 0, NULL, why);
 	} else {
-		if (bpfgate_loaded(g, BPFGATE_PROG_XDP) && own_netns)
+		if (bpfmaps_loaded(g, BPFMAPS_PROG_XDP) && own_netns)
 			kfeat_probe_xdp_lo(k, g);
-		else if (bpfgate_loaded(g, BPFGATE_PROG_XDP))
+		else if (bpfmaps_loaded(g, BPFMAPS_PROG_XDP))
 			kfeat_set(k, KFEAT_XDP, 1, "loaded",
 				  "not attached: no network namespace of its own to try it in");
 		else
-			kfeat_set(k, KFEAT_XDP, 0, NULL, bpfgate_why(g, BPFGATE_PROG_XDP));
-		if (bpfgate_loaded(g, BPFGATE_PROG_REUSEPORT))
+			kfeat_set(k, KFEAT_XDP, 0, NULL, bpfmaps_why(g, BPFMAPS_PROG_XDP));
+		if (bpfmaps_loaded(g, BPFMAPS_PROG_REUSEPORT))
 			kfeat_probe_reuseport(k, g);
 		else
 			kfeat_set(k, KFEAT_REUSEPORT, 0, NULL,
-				  bpfgate_why(g, BPFGATE_PROG_REUSEPORT));
-		bpfgate_close(g);
+				  bpfmaps_why(g, BPFMAPS_PROG_REUSEPORT));
+		bpfmaps_close(g);
 	}
 	krelay_probe(&caps);
 	kfeat_from_krelay(k, &caps);
