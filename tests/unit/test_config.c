@@ -57,7 +57,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.timeouts.hanging_ms, 3660000); /* a Ping may hang ~59 min */
 	assert_false(c.strict_device_id); /* real clients send more than Exchange's rule */
 	assert_string_equal(c.relay_method, "auto");
-	assert_int_equal(c.policy.default_access, CFG_ACCESS_ALLOW);
+	assert_int_equal(c.policy.default_access, POLICY_ALLOW);
 	assert_false(c.throttle.enabled);
 	assert_true(config_worker_count(&c) >= 1);
 }
@@ -124,7 +124,7 @@ static void test_full_file(void **state)
 	assert_int_equal(c->backends[1].reuse, CFG_REUSE_NEVER);
 	assert_int_equal(c->backends[1].weight, 3);
 	assert_false(c->backends[1].health_enabled);
-	assert_int_equal(c->policy.default_access, CFG_ACCESS_QUARANTINE);
+	assert_int_equal(c->policy.default_access, POLICY_QUARANTINE);
 	assert_int_equal(c->policy.nrules, 1);
 	assert_int_equal(c->policy.rules[0].line, 11); /* kept for rule errors */
 	assert_true(c->policy.incubation);

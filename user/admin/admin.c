@@ -1149,7 +1149,7 @@ static void rules_json(struct admin *a, const struct policy *p, struct sbuf *o)
 {
 	sbuf_printf(
 	    o, "{\"default\": \"%s\", \"incubation\": %s, \"incubation_days\": %u, \"rules\": [",
-	    policy_access_name((int)a->cfg->policy.default_access),
+	    policy_access_name(a->cfg->policy.default_access),
 	    a->cfg->policy.incubation ? "true" : "false", a->cfg->policy.incubation_days);
 	size_t nfile = (size_t)a->cfg->policy.nrules;
 	for (size_t i = 0; i < policy_rule_count(p); i++) {
@@ -1185,7 +1185,7 @@ static enum ctl_code cmd_rules(void *ctx, int argc, char **argv, struct sbuf *ou
 			return CTL_OK;
 		}
 		sbuf_printf(out, "# default access: %s; incubation: %s",
-			    policy_access_name((int)a->cfg->policy.default_access),
+			    policy_access_name(a->cfg->policy.default_access),
 			    a->cfg->policy.incubation ? "on" : "off");
 		if (a->cfg->policy.incubation)
 			sbuf_printf(out, " (%u days)", a->cfg->policy.incubation_days);

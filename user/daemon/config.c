@@ -5,6 +5,7 @@
  */
 #include "config.h"
 #include "log.h"
+#include "throttle.h"
 #include "tls_params.h"
 
 #include <arpa/inet.h>
@@ -192,7 +193,7 @@ void config_defaults(struct gw_config *c)
 	b->fall = 2;
 	c->nbackends = 1;
 
-	c->policy.default_access = CFG_ACCESS_ALLOW;
+	c->policy.default_access = POLICY_ALLOW;
 	c->policy.incubation_days = 21;
 
 	c->throttle.enabled = 0;
@@ -340,19 +341,6 @@ static int get_secs(struct rd *rd, const config_setting_t *g, const char *key, u
 	}
 	*ms = (unsigned)(v * 1000.0 + 0.5);
 	return 1;
-}
-
-static int parse_access(const char *s, enum cfg_access *a)
-{
-	if (!strcasecmp(s, "allow"))
-		*a = CFG_ACCESS_ALLOW;
-	else if (!strcasecmp(s, "block"))
-		*a = CFG_ACCESS_BLOCK;
-	else if (!strcasecmp(s, "quarantine"))
-		*a = CFG_ACCESS_QUARANTINE;
-	else
-		return -1;
-	return 0;
 }
 
 /*
@@ -732,10 +720,14 @@ static void read_policy(struct rd *rd, config_setting_t *root, struct gw_config 
 	    "ios_builds", NULL};
 	check_keys(rd, g, "policy", keys);
 	char def[16] = "";
-	if (get_str(rd, g, "default", def, sizeof(def)) == 1 &&
-	    parse_access(def, &c->policy.default_access) < 0)
-		ERR(rd, config_setting_get_member(g, "default"),
-		    "policy.default must be \"allow\", \"block\" or \"quarantine\"");
+	if (get_str(rd, g, "default", def, sizeof(def)) == 1) {
+		int a = policy_access_parse(def);
+		if (a < 0)
+			ERR(rd, config_setting_get_member(g, "default"),
+			    "policy.default must be \"allow\", \"block\" or \"quarantine\"");
+		else
+			c->policy.default_access = a;
+	}
 	get_texts(rd, g, "rules", c->policy.rules, &c->policy.nrules, CFG_MAX_RULES);
 	get_texts(rd, g, "blocked_device_ids", c->policy.blocked_ids, &c->policy.nblocked,
 		  CFG_MAX_IDS);

@@ -21,7 +21,8 @@
 #include <sys/socket.h>
 
 #include "easgate_limits.h"
-#include "throttle.h"
+#include "policy.h" /* enum policy_access (types only: no engine behind it here) */
+#include "throttle_types.h"
 
 #define CFG_MAX_LISTEN	  8
 #define CFG_MAX_CERTS	  16
@@ -66,8 +67,6 @@ struct cfg_backend {
 	char health_path[256];
 	unsigned health_interval_ms, health_timeout_ms, rise, fall;
 };
-
-enum cfg_access { CFG_ACCESS_ALLOW = 0, CFG_ACCESS_BLOCK = 1, CFG_ACCESS_QUARANTINE = 2 };
 
 /* An address prefix; IPv4 as ::ffff:a.b.c.d with len 96 + its length. */
 struct cfg_prefix {
@@ -152,7 +151,7 @@ struct gw_config {
 	char steering_secret_file[PATH_MAX];
 
 	struct {
-		enum cfg_access default_access;
+		enum policy_access default_access;
 		struct cfg_text rules[CFG_MAX_RULES];
 		int nrules;
 		struct cfg_text blocked_ids[CFG_MAX_IDS];

@@ -182,7 +182,7 @@ struct policy *gate_build_policy_with(const struct gw_config *c, struct inventor
 	for (int i = 0; i < c->policy.nfamilies; i++)
 		fams[i] = c->policy.families[i];
 	struct policy_config pc = {
-	    .default_access = (int)c->policy.default_access,
+	    .default_access = c->policy.default_access,
 	    .rules = a.rules,
 	    .n_rules = a.n,
 	    .blocked_ids = blocked,

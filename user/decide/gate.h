@@ -19,7 +19,6 @@
 #include "shm.h"
 #include "stats.h"
 #include "throttle.h"
-#include "wbxml.h"
 
 struct gate;
 
@@ -30,16 +29,16 @@ enum gate_action {
 
 struct gate_verdict {
 	enum gate_action action;
-	int access;	       /* enum cfg_access that applied */
-	enum stats_verdict sv; /* for metrics */
-	int http_status;       /* ANSWER: HTTP status when no EAS envelope applies */
-	int eas_status;	       /* ANSWER: EAS status for the envelope (0 = none) */
-	int empty_ok;	       /* ANSWER: HTTP 200 with an empty body ("no changes") */
-	unsigned hold_ms;      /* ANSWER: delay (quarantined Ping: behave like a heartbeat) */
-	int xdp_drop;	       /* after answering, drop this flow in the kernel */
-	char rule[64];	       /* the rule that decided ("" = none), for the access log */
-	char why[192];	       /* one line for the log: which rule matched what */
-	char device_os[96];    /* effective DeviceOS used (for the access log) */
+	enum policy_access access; /* the access that applied */
+	enum stats_verdict sv;	   /* for metrics */
+	int http_status;	   /* ANSWER: HTTP status when no EAS envelope applies */
+	int eas_status;		   /* ANSWER: EAS status for the envelope (0 = none) */
+	int empty_ok;		   /* ANSWER: HTTP 200 with an empty body ("no changes") */
+	unsigned hold_ms;	   /* ANSWER: delay (quarantined Ping: behave like a heartbeat) */
+	int xdp_drop;		   /* after answering, drop this flow in the kernel */
+	char rule[64];		   /* the rule that decided ("" = none), for the access log */
+	char why[192];		   /* one line for the log: which rule matched what */
+	char device_os[96];	   /* effective DeviceOS used (for the access log) */
 	/* throttling (user/throttle.h) */
 	struct throttle_ticket tt; /* hand to gate_throttle_done() when the request ends */
 	unsigned retry_after;	   /* 503: Retry-After seconds */

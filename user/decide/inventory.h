@@ -19,7 +19,6 @@
 #include <stdint.h>
 
 #include "eas.h"
-#include "wbxml.h"
 
 struct inventory;
 

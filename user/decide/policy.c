@@ -1236,7 +1236,7 @@ struct policy *policy_new(const struct policy_config *c, char *err, size_t errsz
 	err[0] = 0;
 	if (!c)
 		return fail(err, errsz, "no configuration");
-	if (c->default_access < 0 || c->default_access > 2)
+	if (c->default_access > POLICY_QUARANTINE)
 		return fail(err, errsz, "default access must be allow, block or quarantine");
 	if (c->n_rules && c->n_rule_texts)
 		return fail(err, errsz, "give rules either as text or parsed, not both");

@@ -136,7 +136,7 @@ const char *policy_reason_name(int reason);
  * duration of policy_new() only.
  */
 struct policy_config {
-	int default_access; /* enum policy_access; Exchange's default is allow */
+	enum policy_access default_access; /* Exchange's default is allow */
 	/* Rules, either as text lines or already parsed (not both). The index
 	 * of a rule in its array is its number in decisions. */
 	const char *const *rule_texts;

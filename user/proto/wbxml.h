@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "eas.h" /* struct eas_devinfo, what wbxml_devinfo() extracts */
+
 #define WBXML_PAGE_MAX	     25	 /* highest ActiveSync code page (Find) */
 #define WBXML_DEPTH_DEFAULT  32	 /* default limit on open elements */
 #define WBXML_DEPTH_HARD_MAX 64	 /* size of the element stack; max_depth is clamped to it */
@@ -112,39 +114,6 @@ int wbxml_dump(FILE *out, const uint8_t *buf, size_t len);
  * as far as the first tag: the rest of the document is not validated.
  */
 int wbxml_root(const uint8_t *buf, size_t len, int *page, int *tag);
-
-/* Bits of eas_devinfo.present / .truncated / .duplicate, one per field. */
-enum eas_devinfo_field {
-	EAS_DI_MODEL = 1u << 0,
-	EAS_DI_IMEI = 1u << 1,
-	EAS_DI_FRIENDLY_NAME = 1u << 2,
-	EAS_DI_OS = 1u << 3,
-	EAS_DI_OS_LANGUAGE = 1u << 4,
-	EAS_DI_PHONE_NUMBER = 1u << 5,
-	EAS_DI_USER_AGENT = 1u << 6,
-	EAS_DI_MOBILE_OPERATOR = 1u << 7,
-	EAS_DI_ENABLE_OUTBOUND_SMS = 1u << 8,
-};
-
-/*
- * What a phone says about itself in Settings:DeviceInformation/Set. Every
- * string is NUL-terminated valid UTF-8 without control characters: control
- * characters (C0, DEL, C1) and bytes that are not valid UTF-8 are replaced by
- * '?', because these values end up in logs, CSV and SQLite. A value longer
- * than its buffer is cut at a character boundary and flagged in `truncated`.
- * An element that is present but empty (<OS/>) sets its `present` bit with
- * an empty string. When a field occurs more than once the first value wins
- * and the field is flagged in `duplicate` (a client sending two Models is
- * worth a log line: the backend may pick the other one).
- */
-struct eas_devinfo {
-	char model[256], imei[256], friendly_name[256], os[256], os_language[64], phone_number[64],
-	    user_agent[256], mobile_operator[128];
-	char enable_outbound_sms[8]; /* "0"/"1" per MS-ASCMD; kept as sent */
-	unsigned present;	     /* EAS_DI_* bits */
-	unsigned truncated;	     /* EAS_DI_* bits: value was longer than its buffer */
-	unsigned duplicate;	     /* EAS_DI_* bits: element seen again (ignored) */
-};
 
 /*
  * Extract DeviceInformation from a Settings or Provision request body (it is
