@@ -57,58 +57,6 @@ struct control {
 	int nclients;
 };
 
-void sbuf_put(struct sbuf *s, const char *d, size_t n)
-{
-	if (s->oom)
-		return;
-	if (s->len + n + 1 > s->cap) {
-		size_t ncap = s->cap ? s->cap * 2 : 4096;
-		while (ncap < s->len + n + 1)
-			ncap *= 2;
-		char *np = realloc(s->p, ncap);
-		if (!np) {
-			s->oom = 1;
-			return;
-		}
-		s->p = np;
-		s->cap = ncap;
-	}
-	memcpy(s->p + s->len, d, n);
-	s->len += n;
-	s->p[s->len] = 0;
-}
-
-void sbuf_printf(struct sbuf *s, const char *fmt, ...)
-{
-	char small[512];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(small, sizeof(small), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n < sizeof(small)) {
-		sbuf_put(s, small, (size_t)n);
-		return;
-	}
-	char *big = malloc((size_t)n + 1);
-	if (!big) {
-		s->oom = 1;
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(big, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	sbuf_put(s, big, (size_t)n);
-	free(big);
-}
-
-void sbuf_free(struct sbuf *s)
-{
-	free(s->p);
-	memset(s, 0, sizeof(*s));
-}
-
 /* Blocking send of all of p (the client side, easctl). */
 static int write_all(int fd, const char *p, size_t n)
 {

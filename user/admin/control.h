@@ -28,18 +28,9 @@
 #include <sys/types.h>
 
 #include "loop.h"
+#include "sbuf.h" /* command output */
 
 enum ctl_code { CTL_OK = 0, CTL_USAGE = 1, CTL_NOTFOUND = 2, CTL_FAILED = 3, CTL_DENIED = 4 };
-
-/* Growable output text. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-void sbuf_printf(struct sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sbuf_put(struct sbuf *s, const char *d, size_t n);
-void sbuf_free(struct sbuf *s);
 
 /* A command handler writes its output (or error message) into out. */
 typedef enum ctl_code (*ctl_fn)(void *ctx, int argc, char **argv, struct sbuf *out);

@@ -21,6 +21,7 @@
 #include "eas_cmd.h"
 #include "log.h"
 #include "osver.h"
+#include "sbuf.h"
 
 /*
  * PRECEDENCE - how policy_decide() decides; the same text is returned by
@@ -464,75 +465,54 @@ out:
 
 /* ---- rule formatter ------------------------------------------------------- */
 
-struct outbuf {
-	char *p;
-	size_t cap, n;
-	int overflow;
-};
-
-static void out_str(struct outbuf *o, const char *s, size_t n)
+/* A pattern or name in double quotes, '"' and '\\' escaped: what the parser reads back. */
+static void put_rule_quoted(struct sbuf *o, const char *s)
 {
-	if (o->n + n >= o->cap) {
-		o->overflow = 1;
-		return;
-	}
-	memcpy(o->p + o->n, s, n);
-	o->n += n;
-	o->p[o->n] = 0;
-}
-
-static void out_cstr(struct outbuf *o, const char *s)
-{
-	out_str(o, s, strlen(s));
-}
-
-static void out_quoted(struct outbuf *o, const char *s)
-{
-	out_str(o, "\"", 1);
+	sbuf_put(o, "\"", 1);
 	for (; *s; s++) {
 		if (*s == '"' || *s == '\\')
-			out_str(o, "\\", 1);
-		out_str(o, s, 1);
+			sbuf_put(o, "\\", 1);
+		sbuf_put(o, s, 1);
 	}
-	out_str(o, "\"", 1);
+	sbuf_put(o, "\"", 1);
 }
 
 int policy_rule_format(const struct policy_rule *r, char *out, size_t cap)
 {
-	struct outbuf o = {.p = out, .cap = cap};
+	struct sbuf o;
 
 	if (!cap)
 		return -ENOSPC;
-	out[0] = 0;
+	sbuf_fixed(&o, out, cap);
 	if (r->access < 0 || r->access > 2 || r->ch < 0 || r->ch >= POLICY_CH__COUNT || r->op < 0 ||
 	    r->op >= N_OPS)
 		return -EINVAL;
-	out_cstr(&o, access_names[r->access]);
-	out_cstr(&o, " ");
-	out_cstr(&o, char_names[r->ch]);
-	out_cstr(&o, " ");
-	out_cstr(&o, op_names[r->op]);
-	out_cstr(&o, " ");
-	out_quoted(&o, r->pattern);
+	sbuf_puts(&o, access_names[r->access]);
+	sbuf_puts(&o, " ");
+	sbuf_puts(&o, char_names[r->ch]);
+	sbuf_puts(&o, " ");
+	sbuf_puts(&o, op_names[r->op]);
+	sbuf_puts(&o, " ");
+	put_rule_quoted(&o, r->pattern);
 	if (r->cmds) {
 		const char *sep = " cmd ";
 		for (int c = 0; c < 64; c++) {
 			if (!(r->cmds & EAS_CMD_BIT(c)))
 				continue;
-			out_cstr(&o, sep);
-			out_cstr(&o, eas_cmd_name(c));
+			sbuf_puts(&o, sep);
+			sbuf_puts(&o, eas_cmd_name(c));
 			sep = ",";
 		}
 	}
 	if (r->name[0]) {
-		out_cstr(&o, " name ");
-		out_quoted(&o, r->name);
+		sbuf_puts(&o, " name ");
+		put_rule_quoted(&o, r->name);
 	}
-	if (o.overflow) {
+	if (o.cut) {
 		out[0] = 0;
 		return -ENOSPC;
 	}
-	return (int)o.n;
+	return (int)o.len;
 }
 
 int policy_rule_equal(const struct policy_rule *a, const struct policy_rule *b)
@@ -1446,38 +1426,16 @@ static int idlist_find(const struct idlist *l, const char *user, const char *id)
 /* ---- decision ------------------------------------------------------------- */
 
 /*
- * Explanations are built with plain appends: snprintf costs more than a
- * whole rule evaluation, and the common paths (rule, default) need none.
+ * Explanations are built with plain appends (sbuf, into d->explain):
+ * snprintf costs more than a whole rule evaluation, and the common paths
+ * (rule, default) need none.
  */
-struct expl {
-	char *p;
-	size_t cap, n;
-};
-
-static void ex_str(struct expl *x, const char *s)
-{
-	while (*s && x->n + 1 < x->cap)
-		x->p[x->n++] = *s++;
-	x->p[x->n] = 0;
-}
-
-static void ex_uint(struct expl *x, unsigned long long v)
-{
-	char d[24];
-	size_t k = sizeof(d) - 1;
-	d[k] = 0;
-	do {
-		d[--k] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	ex_str(x, d + k);
-}
 
 /* A value in double quotes, escaped like log values. */
-static void ex_quoted(struct expl *x, const char *s, size_t n)
+static void put_quoted(struct sbuf *x, const char *s, size_t n)
 {
 	char q[300];
-	ex_str(x, log_quote(q, sizeof(q), s, n));
+	sbuf_puts(x, log_quote(q, sizeof(q), s, n));
 }
 
 /* Bounded string copy into a fixed array. */
@@ -1500,69 +1458,69 @@ static const char *nz(const char *s)
 }
 
 /* "rule 3 'name' DeviceOS is "..." cmd X matched "...": block" */
-static void explain_rule(const struct policy *p, const struct vals *v, int idx, struct expl *x)
+static void explain_rule(const struct policy *p, const struct vals *v, int idx, struct sbuf *x)
 {
 	const struct policy_rule *r = &p->rules[idx].r;
 	struct policy_rule bare = *r;
 	char text[POLICY_RULE_TEXT_MAX];
-	ex_str(x, "rule ");
-	ex_uint(x, (unsigned)idx + 1);
-	ex_str(x, " ");
+	sbuf_puts(x, "rule ");
+	sbuf_uint(x, (unsigned)idx + 1);
+	sbuf_puts(x, " ");
 	if (r->name[0]) {
-		ex_str(x, "'");
-		ex_str(x, r->name);
-		ex_str(x, "' ");
+		sbuf_puts(x, "'");
+		sbuf_puts(x, r->name);
+		sbuf_puts(x, "' ");
 	}
 	bare.name[0] = 0; /* the name and the access word are shown apart */
 	if (policy_rule_format(&bare, text, sizeof(text)) > 0) {
 		const char *t = strchr(text, ' ');
-		ex_str(x, t ? t + 1 : text);
+		sbuf_puts(x, t ? t + 1 : text);
 	}
-	ex_str(x, " matched ");
-	ex_quoted(x, v->s[r->ch], v->n[r->ch]);
-	ex_str(x, ": ");
-	ex_str(x, access_names[r->access]);
+	sbuf_puts(x, " matched ");
+	put_quoted(x, v->s[r->ch], v->n[r->ch]);
+	sbuf_puts(x, ": ");
+	sbuf_puts(x, access_names[r->access]);
 }
 
 /* Steps 2-4; leaves x empty when they do not decide. */
 static void decide_lists(const struct policy *p, const struct policy_input *in,
-			 struct policy_decision *d, struct expl *x)
+			 struct policy_decision *d, struct sbuf *x)
 {
 	const char *user = nz(in->user), *id = nz(in->device_id);
 	int e;
 
 	if (in->admin_state == POLICY_ADMIN_BLOCK) {
 		set(d, POLICY_BLOCK, POLICY_R_ADMIN);
-		ex_str(x, "admin set this device to block");
+		sbuf_puts(x, "admin set this device to block");
 	} else if (p && (e = idlist_find(&p->blocked, user, id)) >= 0) {
 		set(d, POLICY_BLOCK, POLICY_R_INDIVIDUAL_BLOCK);
-		ex_str(x, "personal blocked list entry ");
-		ex_quoted(x, p->blocked.text[e], (size_t)-1);
-		ex_str(x, ": block");
+		sbuf_puts(x, "personal blocked list entry ");
+		put_quoted(x, p->blocked.text[e], (size_t)-1);
+		sbuf_puts(x, ": block");
 	} else if (in->admin_state == POLICY_ADMIN_QUARANTINE) {
 		set(d, POLICY_QUARANTINE, POLICY_R_ADMIN);
-		ex_str(x, "admin set this device to quarantine");
+		sbuf_puts(x, "admin set this device to quarantine");
 	} else if (in->admin_state == POLICY_ADMIN_ALLOW) {
 		set(d, POLICY_ALLOW, POLICY_R_ADMIN);
-		ex_str(x, "admin approved this device: allow");
+		sbuf_puts(x, "admin approved this device: allow");
 	} else if (p && (e = idlist_find(&p->allowed, user, id)) >= 0) {
 		set(d, POLICY_ALLOW, POLICY_R_INDIVIDUAL_ALLOW);
-		ex_str(x, "personal allowed list entry ");
-		ex_quoted(x, p->allowed.text[e], (size_t)-1);
-		ex_str(x, ": allow");
+		sbuf_puts(x, "personal allowed list entry ");
+		put_quoted(x, p->allowed.text[e], (size_t)-1);
+		sbuf_puts(x, ": allow");
 	}
 }
 
 /* Steps 5-6. */
 static void decide_rules(const struct policy *p, const struct policy_input *in, struct vals *v,
-			 struct policy_decision *d, struct expl *x)
+			 struct policy_decision *d, struct sbuf *x)
 {
 	int cmd = in->cmd >= 0 && in->cmd < 64 ? in->cmd : EAS_CMD_UNKNOWN, ch = -1;
 	int idx = p ? match_rules(p, cmd, v, &ch) : -1;
 	if (idx < 0) {
 		set(d, p ? p->def : POLICY_ALLOW, POLICY_R_DEFAULT);
-		ex_str(x, "no rule matched: default ");
-		ex_str(x, access_names[d->access]);
+		sbuf_puts(x, "no rule matched: default ");
+		sbuf_puts(x, access_names[d->access]);
 		return;
 	}
 	set(d, p->rules[idx].r.access, POLICY_R_RULE);
@@ -1584,7 +1542,7 @@ static int incubation_family(const struct policy *p, const char *fam)
 
 /* Step 7: turn a rule/default allow into quarantine for too-new OSes. */
 static void decide_incubation(const struct policy *p, const struct policy_input *in,
-			      const struct vals *v, struct policy_decision *d, struct expl *x)
+			      const struct vals *v, struct policy_decision *d, struct sbuf *x)
 {
 	if (!p || !p->inc_enabled || d->access != POLICY_ALLOW || in->os_approved ||
 	    (d->reason != POLICY_R_RULE && d->reason != POLICY_R_DEFAULT) || !v->os.text[0] ||
@@ -1595,17 +1553,17 @@ static void decide_incubation(const struct policy *p, const struct policy_input 
 	if (age >= limit)
 		return;
 	char was[sizeof(d->explain)];
-	memcpy(was, x->p, x->n + 1);
-	x->n = 0;
+	memcpy(was, x->p, x->len + 1);
+	sbuf_reset(x);
 	set(d, POLICY_QUARANTINE, POLICY_R_INCUBATION);
-	ex_str(x, "incubation: OS ");
-	ex_quoted(x, v->os.text, (size_t)-1);
-	ex_str(x, " first seen ");
-	ex_uint(x, age > 0 ? (unsigned long long)(age / 86400) : 0);
-	ex_str(x, " days ago (< ");
-	ex_uint(x, p->inc_days);
-	ex_str(x, ") and not approved; was: ");
-	ex_str(x, was);
+	sbuf_puts(x, "incubation: OS ");
+	put_quoted(x, v->os.text, (size_t)-1);
+	sbuf_puts(x, " first seen ");
+	sbuf_uint(x, age > 0 ? (unsigned long long)(age / 86400) : 0);
+	sbuf_puts(x, " days ago (< ");
+	sbuf_uint(x, p->inc_days);
+	sbuf_puts(x, ") and not approved; was: ");
+	sbuf_puts(x, was);
 }
 
 static void fill_vals(const struct policy_input *in, struct vals *v, struct policy_decision *d)
@@ -1632,7 +1590,7 @@ static void fill_vals(const struct policy_input *in, struct vals *v, struct poli
 void policy_decide(const struct policy *p, const struct policy_input *in, struct policy_decision *d)
 {
 	struct vals v;
-	struct expl x = {.p = d->explain, .cap = sizeof(d->explain)};
+	struct sbuf x;
 
 	/* every field is set below; no memset of the ~1 KiB struct */
 	d->access = POLICY_ALLOW;
@@ -1640,15 +1598,15 @@ void policy_decide(const struct policy *p, const struct policy_input *in, struct
 	d->rule_index = -1;
 	d->characteristic = -1;
 	d->rule_name[0] = 0;
-	d->explain[0] = 0;
+	sbuf_fixed(&x, d->explain, sizeof(d->explain));
 	fill_vals(in, &v, d);
 	if (in->cmd == EAS_CMD_OPTIONS) {
 		set(d, POLICY_ALLOW, POLICY_R_OPTIONS);
-		ex_str(&x, "OPTIONS is always allowed");
+		sbuf_puts(&x, "OPTIONS is always allowed");
 		return;
 	}
 	decide_lists(p, in, d, &x);
-	if (x.n)
+	if (x.len)
 		return;
 	decide_rules(p, in, &v, d, &x);
 	decide_incubation(p, in, &v, d, &x);

@@ -23,6 +23,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "sbuf.h"
 
 #ifdef EG_HAVE_IOS_BUILDS_INC
 #include "ios_builds.inc"
@@ -81,39 +82,21 @@ static void family_canon(char *fam)
 
 /* ---- text ----------------------------------------------------------------- */
 
-/* Append s to buf (length *n, capacity cap), truncating. No stdio: this runs
- * on every request and snprintf costs more than the rest of the parse. */
-static void text_add(char *buf, size_t *n, size_t cap, const char *s)
-{
-	while (*s && *n + 1 < cap)
-		buf[(*n)++] = *s++;
-	buf[*n] = 0;
-}
-
-static void text_add_uint(char *buf, size_t *n, size_t cap, unsigned v)
-{
-	char d[12];
-	size_t k = sizeof(d) - 1;
-	d[k] = 0;
-	do {
-		d[--k] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	text_add(buf, n, cap, d + k);
-}
-
+/* No stdio: this runs on every request and snprintf costs more than the
+ * rest of the parse. Cut at the field's size. */
 static void osver_make_text(struct osver *o)
 {
-	size_t n = 0, cap = sizeof(o->text);
+	struct sbuf t;
 
-	text_add(o->text, &n, cap, o->family);
+	sbuf_fixed(&t, o->text, sizeof(o->text));
+	sbuf_puts(&t, o->family);
 	for (unsigned i = 0; i < o->nv; i++) {
-		text_add(o->text, &n, cap, i ? "." : " ");
-		text_add_uint(o->text, &n, cap, o->v[i]);
+		sbuf_puts(&t, i ? "." : " ");
+		sbuf_uint(&t, o->v[i]);
 	}
 	if (o->build[0]) {
-		text_add(o->text, &n, cap, " ");
-		text_add(o->text, &n, cap, o->build);
+		sbuf_puts(&t, " ");
+		sbuf_puts(&t, o->build);
 	}
 }
 
@@ -539,12 +522,12 @@ static int apple_decode_build(const char *p, char *build, size_t cap)
 	if (rn > 5)
 		return -1;
 	char letters[2] = {(char)('A' + letter - 1), 0}, sfxs[2] = {sfx, 0};
-	size_t n = 0;
-	build[0] = 0;
-	text_add_uint(build, &n, cap, major);
-	text_add(build, &n, cap, letters);
-	text_add_uint(build, &n, cap, digits_val(r, rn));
-	text_add(build, &n, cap, sfxs);
+	struct sbuf b;
+	sbuf_fixed(&b, build, cap);
+	sbuf_uint(&b, major);
+	sbuf_puts(&b, letters);
+	sbuf_uint(&b, digits_val(r, rn));
+	sbuf_puts(&b, sfxs);
 	return 0;
 }
 
