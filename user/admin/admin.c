@@ -13,7 +13,7 @@
 #include "osver.h"
 #include "policy.h"
 #include "sighting.h"
-#include "textfmt.h"
+#include "fmt.h"
 #include "throttle.h"
 #include "tls.h"
 

@@ -6,7 +6,7 @@
 #include "console_auth.h"
 #include "h1.h"
 #include "log.h"
-#include "textfmt.h"
+#include "fmt.h"
 #include "tls.h"
 #include "webform.h"
 #include "workq.h"
@@ -233,7 +233,7 @@ static struct console_session *session_of(struct conn *c)
 	char id[80];
 	if (!h || webform_cookie(h->value.p, h->value.n, "eg_session", id, sizeof(id)) < 0)
 		return NULL;
-	return auth_session_find(&c->k->auth, id, loop_now_ms(c->k->loop));
+	return console_auth_session_find(&c->k->auth, id, loop_now_ms(c->k->loop));
 }
 
 /* --- static files ---------------------------------------------------------------------- */
@@ -436,9 +436,9 @@ static void login_done(struct workq_job *wj)
 	char qu[200];
 	log_quote(qu, sizeof(qu), j->user, (size_t)-1);
 	if (j->ok) {
-		auth_succeeded(&k->auth, c->peer, j->user);
+		console_auth_succeeded(&k->auth, c->peer, j->user);
 		struct console_session *s =
-		    auth_session_new(&k->auth, j->user, j->role, c->peer, now);
+		    console_auth_session_new(&k->auth, j->user, j->role, c->peer, now);
 		if (!s) {
 			respond_error(c, 503, "no session could be made");
 		} else {
@@ -458,7 +458,7 @@ static void login_done(struct workq_job *wj)
 				 command_role_name(j->role), c->peer);
 		}
 	} else {
-		int lock = auth_failed(&k->auth, c->peer, j->user, j->known, now);
+		int lock = console_auth_failed(&k->auth, c->peer, j->user, j->known, now);
 		log_warn("event=console_login_failed user=%s source=%s", qu, c->peer);
 		if (lock)
 			log_warn("event=console_lockout source=%s user=%s locked=%s failures=%d "
@@ -484,10 +484,10 @@ static int accounts_fresh(struct console *k)
 	if (accounts_load(path, &k->acc, err, sizeof(err)) < 0) {
 		log_err("event=console_accounts_refused error=\"%s\"", err);
 		accounts_free(&k->acc);
-		auth_sessions_revalidate(&k->auth, &k->acc);
+		console_auth_sessions_revalidate(&k->auth, &k->acc);
 		return -1;
 	}
-	auth_sessions_revalidate(&k->auth, &k->acc);
+	console_auth_sessions_revalidate(&k->auth, &k->acc);
 	log_info("event=console_accounts_loaded path=%s accounts=%d", path, k->acc.n);
 	return 0;
 }
@@ -504,7 +504,7 @@ static void do_login(struct conn *c, struct webform_field *f, int nf)
 		respond_error(c, 503, "the console's accounts file is refused (see the log)");
 		return;
 	}
-	uint64_t left = auth_locked(&k->auth, c->peer, user, loop_now_ms(k->loop));
+	uint64_t left = console_auth_locked(&k->auth, c->peer, user, loop_now_ms(k->loop));
 	if (left) {
 		char qu[200], extra[64];
 		log_warn("event=console_login_refused user=%s source=%s reason=locked_out "
@@ -630,7 +630,7 @@ static void handle(struct conn *c)
 		}
 		char token[80];
 		hdr_str(c, "X-CSRF-Token", token, sizeof(token));
-		int csrf = post && auth_csrf_ok(s, token);
+		int csrf = post && console_auth_csrf_ok(s, token);
 		if (post && !csrf) {
 			log_warn("event=console_csrf_refused user=%s source=%s", s->user, c->peer);
 			respond_error(c, 403, "CSRF token missing or wrong");
@@ -647,7 +647,7 @@ static void handle(struct conn *c)
 			sbuf_free(&b);
 		} else if (post && path_is(c, "/api/logout")) {
 			log_info("event=console_logout user=%s source=%s", s->user, c->peer);
-			auth_session_end(s);
+			console_auth_session_end(s);
 			respond(c, 200, "application/json", "{}\n", 3,
 				"Set-Cookie: eg_session=; Path=/; HttpOnly; Secure; "
 				"SameSite=Strict; Max-Age=0\r\n",
@@ -904,7 +904,7 @@ struct console *console_new(struct loop *l, const struct gw_config *c, struct tl
 	k->cmds = cmds;
 	k->ctx = ctx;
 	snprintf(k->addr, sizeof(k->addr), "%s", c->admin.web);
-	auth_init(&k->auth, c->admin.web_idle_ms, c->admin.web_lockout_ms);
+	console_auth_init(&k->auth, c->admin.web_idle_ms, c->admin.web_lockout_ms);
 	accounts_fresh(k);
 	const struct cfg_addr *a = &c->admin.web_addr;
 	k->fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

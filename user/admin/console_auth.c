@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-void auth_init(struct console_auth *a, uint64_t idle_ms, uint64_t lockout_ms)
+void console_auth_init(struct console_auth *a, uint64_t idle_ms, uint64_t lockout_ms)
 {
 	memset(a, 0, sizeof(*a));
 	a->idle_ms = idle_ms;
@@ -36,7 +36,8 @@ static uint64_t left(const struct limit_slot *s, uint64_t now)
 	return s && s->locked_until_ms > now ? s->locked_until_ms - now : 0;
 }
 
-uint64_t auth_locked(struct console_auth *a, const char *source, const char *user, uint64_t now_ms)
+uint64_t console_auth_locked(struct console_auth *a, const char *source, const char *user,
+			     uint64_t now_ms)
 {
 	uint64_t l1 = left(slot(a->by_source, source, 0), now_ms);
 	uint64_t l2 = user && user[0] ? left(slot(a->by_account, user, 0), now_ms) : 0;
@@ -59,8 +60,8 @@ static int count(struct console_auth *a, struct limit_slot *t, const char *key, 
 	return 1;
 }
 
-int auth_failed(struct console_auth *a, const char *source, const char *user, int known,
-		uint64_t now_ms)
+int console_auth_failed(struct console_auth *a, const char *source, const char *user, int known,
+			uint64_t now_ms)
 {
 	int r = count(a, a->by_source, source, now_ms);
 	if (known && user && accounts_name_ok(user))
@@ -68,7 +69,7 @@ int auth_failed(struct console_auth *a, const char *source, const char *user, in
 	return r;
 }
 
-void auth_succeeded(struct console_auth *a, const char *source, const char *user)
+void console_auth_succeeded(struct console_auth *a, const char *source, const char *user)
 {
 	struct limit_slot *s = slot(a->by_source, source, 0);
 	if (s && !s->locked_until_ms)
@@ -89,8 +90,8 @@ static int random_hex(char *out, size_t n)
 	return 0;
 }
 
-struct console_session *auth_session_new(struct console_auth *a, const char *user, int role,
-					 const char *source, uint64_t now_ms)
+struct console_session *console_auth_session_new(struct console_auth *a, const char *user, int role,
+						 const char *source, uint64_t now_ms)
 {
 	struct console_session *s = &a->sess[0];
 	for (int i = 0; i < CONSOLE_SESSIONS; i++) {
@@ -113,7 +114,8 @@ struct console_session *auth_session_new(struct console_auth *a, const char *use
 	return s;
 }
 
-struct console_session *auth_session_find(struct console_auth *a, const char *id, uint64_t now_ms)
+struct console_session *console_auth_session_find(struct console_auth *a, const char *id,
+						  uint64_t now_ms)
 {
 	if (strlen(id) != 64)
 		return NULL;
@@ -122,7 +124,7 @@ struct console_session *auth_session_find(struct console_auth *a, const char *id
 		if (!s->last_ms || CRYPTO_memcmp(s->id, id, 64))
 			continue;
 		if (now_ms - s->last_ms > a->idle_ms) {
-			auth_session_end(s);
+			console_auth_session_end(s);
 			return NULL;
 		}
 		s->last_ms = now_ms;
@@ -131,13 +133,13 @@ struct console_session *auth_session_find(struct console_auth *a, const char *id
 	return NULL;
 }
 
-void auth_session_end(struct console_session *s)
+void console_auth_session_end(struct console_session *s)
 {
 	OPENSSL_cleanse(s, sizeof(*s));
 	memset(s, 0, sizeof(*s));
 }
 
-void auth_sessions_revalidate(struct console_auth *a, const struct accounts *acc)
+void console_auth_sessions_revalidate(struct console_auth *a, const struct accounts *acc)
 {
 	for (int i = 0; i < CONSOLE_SESSIONS; i++) {
 		struct console_session *s = &a->sess[i];
@@ -145,11 +147,11 @@ void auth_sessions_revalidate(struct console_auth *a, const struct accounts *acc
 			continue;
 		const struct account *x = accounts_find(acc, s->user);
 		if (!x || x->role != s->role)
-			auth_session_end(s);
+			console_auth_session_end(s);
 	}
 }
 
-int auth_csrf_ok(const struct console_session *s, const char *token)
+int console_auth_csrf_ok(const struct console_session *s, const char *token)
 {
 	return token && strlen(token) == 64 && CRYPTO_memcmp(s->csrf, token, 64) == 0;
 }

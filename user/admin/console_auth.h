@@ -46,29 +46,31 @@ struct console_auth {
 	uint64_t lockouts; /* how many lockouts began (metrics, tests) */
 };
 
-void auth_init(struct console_auth *a, uint64_t idle_ms, uint64_t lockout_ms);
+void console_auth_init(struct console_auth *a, uint64_t idle_ms, uint64_t lockout_ms);
 /* ms left of a lockout of this source or account (0 = may try). */
-uint64_t auth_locked(struct console_auth *a, const char *source, const char *user, uint64_t now_ms);
+uint64_t console_auth_locked(struct console_auth *a, const char *source, const char *user,
+			     uint64_t now_ms);
 /* A wrong password (known: user names an account). Returns 1 when this one
  * started a lockout of the source, 2 of the account, 3 both (the caller logs
  * it), else 0. Only known accounts are counted per account: names that do
  * not exist must not push real accounts' counts out of the table. */
-int auth_failed(struct console_auth *a, const char *source, const char *user, int known,
-		uint64_t now_ms);
+int console_auth_failed(struct console_auth *a, const char *source, const char *user, int known,
+			uint64_t now_ms);
 /* A right one: the source's and account's counts start again. */
-void auth_succeeded(struct console_auth *a, const char *source, const char *user);
+void console_auth_succeeded(struct console_auth *a, const char *source, const char *user);
 
 /* A new session (NULL if random bytes cannot be had; the oldest session
  * gives way when all slots are taken). */
-struct console_session *auth_session_new(struct console_auth *a, const char *user, int role,
-					 const char *source, uint64_t now_ms);
+struct console_session *console_auth_session_new(struct console_auth *a, const char *user, int role,
+						 const char *source, uint64_t now_ms);
 /* The live session with this id (constant-time compare), refreshed; NULL if
  * none or idle too long (then ended). */
-struct console_session *auth_session_find(struct console_auth *a, const char *id, uint64_t now_ms);
-void auth_session_end(struct console_session *s);
+struct console_session *console_auth_session_find(struct console_auth *a, const char *id,
+						  uint64_t now_ms);
+void console_auth_session_end(struct console_session *s);
 /* End every session of an account whose role is no longer `role` (-1: gone). */
-void auth_sessions_revalidate(struct console_auth *a, const struct accounts *acc);
+void console_auth_sessions_revalidate(struct console_auth *a, const struct accounts *acc);
 /* 1 if token is s's CSRF token (constant time). */
-int auth_csrf_ok(const struct console_session *s, const char *token);
+int console_auth_csrf_ok(const struct console_session *s, const char *token);
 
 #endif

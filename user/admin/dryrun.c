@@ -8,7 +8,7 @@
 #include "inventory.h"
 #include "osver.h"
 #include "policy.h"
-#include "textfmt.h"
+#include "fmt.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
 /* history.c - see history.h. */
 #include "history.h"
 #include "eas_cmd.h"
-#include "textfmt.h"
+#include "fmt.h"
 
 #include <stdio.h>
 #include <stdlib.h>

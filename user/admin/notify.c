@@ -13,7 +13,7 @@
  */
 #include "notify.h"
 #include "log.h"
-#include "textfmt.h"
+#include "fmt.h"
 
 #include <curl/curl.h>
 #include <errno.h>

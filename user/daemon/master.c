@@ -22,7 +22,7 @@
 #include "shm.h"
 #include "siphash.h"
 #include "srccap.h"
-#include "textfmt.h"
+#include "fmt.h"
 #include "throttle.h"
 #include "tls.h"
 #include "worker.h"

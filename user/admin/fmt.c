@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
-/* textfmt.c - see textfmt.h. */
-#include "textfmt.h"
+/* fmt.c - see fmt.h. */
+#include "fmt.h"
 
 #include <stdio.h>
 #include <string.h>

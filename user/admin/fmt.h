@@ -1,16 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * textfmt.h - escaping for every format the command layer and the console
+ * fmt.h - escaping for every format the command layer and the console
  * emit. Values come from phones (DeviceModel, User-Agent, FriendlyName...)
  * and must never become markup, script, JSON structure or a spreadsheet
  * formula wherever they are shown.
  */
-#ifndef EG_TEXTFMT_H
-#define EG_TEXTFMT_H
+#ifndef EG_FMT_H
+#define EG_FMT_H
 
 #include <stdint.h>
 
-#include "control.h"
+#include "sbuf.h"
 
 /* A JSON string literal with quotes; control bytes as \uXXXX, and <, >, &
  * too, so a JSON document embedded anywhere cannot close a script element. */
