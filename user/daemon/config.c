@@ -139,6 +139,27 @@ int config_prefix_match(const struct cfg_prefix *p, const uint8_t a[16])
 	return (p->addr[full] & m) == (a[full] & m);
 }
 
+/*
+ * What a backend is unless said otherwise, however it is given (a file's
+ * backends entry, --backend): weight 1, certificate verified, reused
+ * connections, checked with GET /Microsoft-Server-ActiveSync (an EAS
+ * server answers it, 401 without credentials) every 2 s, 1.5 s timeout,
+ * up after 2 successes, down after 2 failures (packaging/easgate.conf).
+ */
+static void backend_defaults(struct cfg_backend *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->weight = 1;
+	b->verify = 1;
+	b->reuse = CFG_REUSE_SAFE;
+	b->health_enabled = 1;
+	snprintf(b->health_path, sizeof(b->health_path), "/Microsoft-Server-ActiveSync");
+	b->health_interval_ms = 2000;
+	b->health_timeout_ms = 1500;
+	b->rise = 2;
+	b->fall = 2;
+}
+
 void config_defaults(struct gw_config *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -180,17 +201,13 @@ void config_defaults(struct gw_config *c)
 	c->limits.min_body_rate = 500;
 	c->limits.max_conns_per_source = 8192;
 
+	/* Without a file: the demo backend (tools/eas-demo-backend), checked
+	 * on its own health page. */
 	struct cfg_backend *b = &c->backends[0];
+	backend_defaults(b);
 	snprintf(b->name, sizeof(b->name), "demo");
 	config_parse_addr("127.0.0.1:8081", &b->addr);
-	b->weight = 1;
-	b->verify = 1;
-	b->health_enabled = 1;
 	snprintf(b->health_path, sizeof(b->health_path), "/health");
-	b->health_interval_ms = 2000;
-	b->health_timeout_ms = 1500;
-	b->rise = 2;
-	b->fall = 2;
 	c->nbackends = 1;
 
 	c->policy.default_access = POLICY_ALLOW;
@@ -621,14 +638,7 @@ static void read_backend(struct rd *rd, config_setting_t *e, struct cfg_backend 
 	static const char *const keys[] = {"name",   "address", "prefix", "tls",    "ca", "sni",
 					   "verify", "weight",	"reuse",  "health", NULL};
 	check_keys(rd, e, "backend", keys);
-	b->weight = 1;
-	b->verify = 1;
-	b->health_enabled = 1;
-	snprintf(b->health_path, sizeof(b->health_path), "/Microsoft-Server-ActiveSync");
-	b->health_interval_ms = 2000;
-	b->health_timeout_ms = 1500;
-	b->rise = 2;
-	b->fall = 2;
+	backend_defaults(b);
 	if (get_str(rd, e, "name", b->name, sizeof(b->name)) != 1)
 		ERR(rd, e, "backend needs name = \"...\" (at most %d characters)",
 		    EG_BACKEND_NAME_LEN - 1);
@@ -699,7 +709,6 @@ static void read_backends(struct rd *rd, config_setting_t *root, struct gw_confi
 			return;
 		}
 		struct cfg_backend *b = &c->backends[c->nbackends];
-		memset(b, 0, sizeof(*b));
 		read_backend(rd, e, b);
 		for (int j = 0; j < c->nbackends; j++)
 			if (b->name[0] && !strcmp(c->backends[j].name, b->name))
@@ -1138,6 +1147,97 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 		return -1;
 	}
 	return 0;
+}
+
+/* --- the command line over the file ------------------------------------------ */
+
+/* --backend name=host:port[,prefix=/p][,health=0|/path][,reuse=never][,weight=N] */
+static int parse_backend_opt(const char *spec, struct cfg_backend *b, struct config_errors *errs)
+{
+	char tmp[512];
+	snprintf(tmp, sizeof(tmp), "%s", spec);
+	backend_defaults(b);
+	char *save = NULL, *tok = strtok_r(tmp, ",", &save);
+	char *eq = tok ? strchr(tok, '=') : NULL;
+	if (!eq) {
+		config_error(errs, "--backend", 0, "want name=host:port[,prefix=/p][,health=0]: %s",
+			     spec);
+		return -1;
+	}
+	*eq = 0;
+	snprintf(b->name, sizeof(b->name), "%s", tok);
+	if (config_parse_addr(eq + 1, &b->addr) < 0) {
+		config_error(errs, "--backend", 0, "bad address in %s", spec);
+		return -1;
+	}
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (!strncmp(tok, "prefix=", 7))
+			snprintf(b->prefix, sizeof(b->prefix), "%s", tok + 7);
+		else if (!strcmp(tok, "health=0"))
+			b->health_enabled = 0;
+		else if (!strncmp(tok, "health=", 7))
+			snprintf(b->health_path, sizeof(b->health_path), "%s", tok + 7);
+		else if (!strcmp(tok, "reuse=never"))
+			b->reuse = CFG_REUSE_NEVER;
+		else if (!strncmp(tok, "weight=", 7))
+			b->weight = (unsigned)atoi(tok + 7) ? (unsigned)atoi(tok + 7) : 1;
+		else {
+			config_error(errs, "--backend", 0, "unknown option '%s'", tok);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int config_load_cmdline(const struct config_cmdline *o, struct gw_config *c,
+			struct config_errors *errs)
+{
+	config_defaults(c);
+	if (o->config_path && config_load(c, o->config_path, errs) < 0)
+		return -1;
+	if (o->listen) {
+		if (config_parse_addr(o->listen, &c->listen[0]) < 0) {
+			config_error(errs, "--listen", 0, "bad address %s", o->listen);
+			goto bad;
+		}
+		c->nlisten = 1;
+	}
+	if (o->tls_cert) {
+		snprintf(c->tls.certs[0].cert, sizeof(c->tls.certs[0].cert), "%s", o->tls_cert);
+		snprintf(c->tls.certs[0].key, sizeof(c->tls.certs[0].key), "%s",
+			 o->tls_key ? o->tls_key : o->tls_cert);
+		c->tls.ncerts = 1;
+	}
+	if (o->trust_file)
+		snprintf(c->tls.trust_file, sizeof(c->tls.trust_file), "%s", o->trust_file);
+	if (o->nbackends) {
+		c->nbackends = 0;
+		for (int i = 0; i < o->nbackends; i++)
+			if (parse_backend_opt(o->backends[i], &c->backends[c->nbackends++], errs) <
+			    0)
+				goto bad;
+	}
+	if (o->state_dir)
+		snprintf(c->state_dir, sizeof(c->state_dir), "%s", o->state_dir);
+	if (o->control_socket)
+		snprintf(c->control_socket, sizeof(c->control_socket), "%s", o->control_socket);
+	if (o->user)
+		snprintf(c->user, sizeof(c->user), "%s", o->user);
+	if (o->log_level)
+		snprintf(c->log_level, sizeof(c->log_level), "%s", o->log_level);
+	if (o->metrics) {
+		snprintf(c->admin.metrics, sizeof(c->admin.metrics), "%s", o->metrics);
+		if (config_parse_addr(o->metrics, &c->admin.metrics_addr) < 0) {
+			config_error(errs, "--metrics", 0, "bad address %s", o->metrics);
+			goto bad;
+		}
+	}
+	if (o->workers >= 0)
+		c->workers = o->workers;
+	return 0;
+bad:
+	config_free(c);
+	return -1;
 }
 
 void config_free(struct gw_config *c)

@@ -230,6 +230,30 @@ struct config_errors {
 /* Fill c with the built-in defaults (no allocation). */
 void config_defaults(struct gw_config *c);
 
+/* Command-line settings that override the file (and survive reloads). */
+struct config_cmdline {
+	const char *config_path; /* NULL = built-in defaults */
+	const char *listen;
+	const char *tls_cert, *tls_key, *trust_file;
+	const char *backends[EG_MAX_BACKENDS]; /* "name=host:port[,prefix=/x][,health=0]" */
+	int nbackends;
+	const char *state_dir;
+	const char *control_socket;
+	const char *user;
+	const char *log_level;
+	const char *metrics;
+	int workers; /* -1 = from config */
+};
+
+/*
+ * The defaults, the file (if any), then the command line over them: what
+ * easgated runs with, at start and at every reload. A --backend is read as
+ * the file reads a backend (the same defaults: health checks included).
+ * 0 or -1 (every problem in errs, c then freed as by config_load).
+ */
+int config_load_cmdline(const struct config_cmdline *o, struct gw_config *c,
+			struct config_errors *errs);
+
 /*
  * Load path over the defaults. Returns 0, or -1 with every problem found in
  * errs ("path:line: message"). On failure c is freed and must not be used.

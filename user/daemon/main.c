@@ -108,7 +108,7 @@ int main(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct master_opts o = {.workers = -1};
+	struct config_cmdline o = {.workers = -1};
 	int check = 0, detach = 0, probe = 0, c;
 	/* Before anything else: execve resets what priv_no_dumps sets. */
 	priv_bind_now(argv);
@@ -193,7 +193,7 @@ int main(int argc, char **argv)
 	if (detach) {
 		struct gw_config *cfg = calloc(1, sizeof(*cfg));
 		struct config_errors errs = {0};
-		if (!cfg || master_load_config(&o, cfg, &errs) < 0) {
+		if (!cfg || config_load_cmdline(&o, cfg, &errs) < 0) {
 			config_log_errors(&errs);
 			free(cfg);
 			return 1;
@@ -214,7 +214,7 @@ int main(int argc, char **argv)
 		struct gw_config *cfg = calloc(1, sizeof(*cfg));
 		struct config_errors errs = {0};
 		log_set_proc("check");
-		if (!cfg || master_load_config(&o, cfg, &errs) < 0) {
+		if (!cfg || config_load_cmdline(&o, cfg, &errs) < 0) {
 			config_log_errors(&errs);
 			fprintf(stderr, "%s: configuration has %d error(s)\n",
 				o.config_path ? o.config_path : "(defaults)",

@@ -61,7 +61,7 @@ struct lsock {
 };
 
 struct master {
-	const struct master_opts *opts;
+	const struct config_cmdline *opts; /* the command line, again at every reload */
 	struct loop *loop;
 	struct gw_config *cfg;
 	struct shm *shm;
@@ -106,98 +106,6 @@ struct master {
 };
 
 /* --- configuration ---------------------------------------------------------- */
-
-static int parse_backend_opt(const char *spec, struct cfg_backend *b, struct config_errors *errs)
-{
-	char tmp[512];
-	snprintf(tmp, sizeof(tmp), "%s", spec);
-	memset(b, 0, sizeof(*b));
-	b->weight = 1;
-	b->verify = 1;
-	b->health_enabled = 1;
-	snprintf(b->health_path, sizeof(b->health_path), "/Microsoft-Server-ActiveSync");
-	b->health_interval_ms = 1000;
-	b->health_timeout_ms = 1000;
-	b->rise = 2;
-	b->fall = 2;
-	char *save = NULL, *tok = strtok_r(tmp, ",", &save);
-	char *eq = tok ? strchr(tok, '=') : NULL;
-	if (!eq) {
-		config_error(errs, "--backend", 0, "want name=host:port[,prefix=/p][,health=0]: %s",
-			     spec);
-		return -1;
-	}
-	*eq = 0;
-	snprintf(b->name, sizeof(b->name), "%s", tok);
-	if (config_parse_addr(eq + 1, &b->addr) < 0) {
-		config_error(errs, "--backend", 0, "bad address in %s", spec);
-		return -1;
-	}
-	while ((tok = strtok_r(NULL, ",", &save))) {
-		if (!strncmp(tok, "prefix=", 7))
-			snprintf(b->prefix, sizeof(b->prefix), "%s", tok + 7);
-		else if (!strcmp(tok, "health=0"))
-			b->health_enabled = 0;
-		else if (!strncmp(tok, "health=", 7))
-			snprintf(b->health_path, sizeof(b->health_path), "%s", tok + 7);
-		else if (!strcmp(tok, "reuse=never"))
-			b->reuse = CFG_REUSE_NEVER;
-		else if (!strncmp(tok, "weight=", 7))
-			b->weight = (unsigned)atoi(tok + 7) ? (unsigned)atoi(tok + 7) : 1;
-		else {
-			config_error(errs, "--backend", 0, "unknown option '%s'", tok);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-int master_load_config(const struct master_opts *o, struct gw_config *c, struct config_errors *errs)
-{
-	config_defaults(c);
-	if (o->config_path && config_load(c, o->config_path, errs) < 0)
-		return -1;
-	if (o->listen) {
-		if (config_parse_addr(o->listen, &c->listen[0]) < 0) {
-			config_error(errs, "--listen", 0, "bad address %s", o->listen);
-			return -1;
-		}
-		c->nlisten = 1;
-	}
-	if (o->tls_cert) {
-		snprintf(c->tls.certs[0].cert, sizeof(c->tls.certs[0].cert), "%s", o->tls_cert);
-		snprintf(c->tls.certs[0].key, sizeof(c->tls.certs[0].key), "%s",
-			 o->tls_key ? o->tls_key : o->tls_cert);
-		c->tls.ncerts = 1;
-	}
-	if (o->trust_file)
-		snprintf(c->tls.trust_file, sizeof(c->tls.trust_file), "%s", o->trust_file);
-	if (o->nbackends) {
-		c->nbackends = 0;
-		for (int i = 0; i < o->nbackends; i++)
-			if (parse_backend_opt(o->backends[i], &c->backends[c->nbackends++], errs) <
-			    0)
-				return -1;
-	}
-	if (o->state_dir)
-		snprintf(c->state_dir, sizeof(c->state_dir), "%s", o->state_dir);
-	if (o->control_socket)
-		snprintf(c->control_socket, sizeof(c->control_socket), "%s", o->control_socket);
-	if (o->user)
-		snprintf(c->user, sizeof(c->user), "%s", o->user);
-	if (o->log_level)
-		snprintf(c->log_level, sizeof(c->log_level), "%s", o->log_level);
-	if (o->metrics) {
-		snprintf(c->admin.metrics, sizeof(c->admin.metrics), "%s", o->metrics);
-		if (config_parse_addr(o->metrics, &c->admin.metrics_addr) < 0) {
-			config_error(errs, "--metrics", 0, "bad address %s", o->metrics);
-			return -1;
-		}
-	}
-	if (o->workers >= 0)
-		c->workers = o->workers;
-	return 0;
-}
 
 static struct shm *cert_shm; /* where master_check_certs publishes (NULL: nowhere) */
 
@@ -752,7 +660,7 @@ static int master_reload(struct master *m, char *why, size_t whysz)
 	int rc = -1;
 	if (!nc) {
 		snprintf(why, whysz, "out of memory");
-	} else if (master_load_config(m->opts, nc, &errs) < 0) {
+	} else if (config_load_cmdline(m->opts, nc, &errs) < 0) {
 		config_log_errors(&errs);
 		snprintf(why, whysz, "%s%s", errs.n ? errs.msg[0] : "config error",
 			 errs.n > 1 ? " (and more)" : "");
@@ -1256,7 +1164,7 @@ static void choose_relay_path(struct master *m, const struct gw_config *c)
 		 krelay_describe(line, sizeof(line), k, NULL));
 }
 
-int master_run(const struct master_opts *o)
+int master_run(const struct config_cmdline *o)
 {
 	struct master *m = calloc(1, sizeof(*m));
 	struct config_errors errs = {0};
@@ -1268,7 +1176,7 @@ int master_run(const struct master_opts *o)
 	log_set_proc("master");
 	signal(SIGPIPE, SIG_IGN);
 	m->cfg = calloc(1, sizeof(*m->cfg));
-	if (!m->cfg || master_load_config(o, m->cfg, &errs) < 0) {
+	if (!m->cfg || config_load_cmdline(o, m->cfg, &errs) < 0) {
 		config_log_errors(&errs);
 		free(m->cfg);
 		free(m);
