@@ -711,7 +711,7 @@ static void devices_free(struct command_job *j)
 	free(j);
 }
 
-static enum ctl_code cmd_devices(void *ctx, int argc, char **argv, struct sbuf *out)
+enum ctl_code admin_cmd_devices(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
 	/* a flag without a value: taken out before the key-value options */
@@ -964,7 +964,7 @@ static void device_state_text(const struct inv_device *d, char *out, size_t n)
 		 d->admin_state ? admin_state_name(d->admin_state) : "none");
 }
 
-static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *out)
+enum ctl_code admin_cmd_device(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
 	const char *user = NULL, *fmt = NULL;
@@ -1168,7 +1168,7 @@ static void rules_json(struct admin *a, const struct policy *p, struct sbuf *o)
 	sbuf_printf(o, "]}\n");
 }
 
-static enum ctl_code cmd_rules(void *ctx, int argc, char **argv, struct sbuf *out)
+enum ctl_code admin_cmd_rules(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
 	const char *verb = argc > 1 ? argv[1] : "list";
@@ -1331,7 +1331,7 @@ static int ver_row(void *arg, const struct inv_version *v)
 	return 0;
 }
 
-static enum ctl_code cmd_versions(void *ctx, int argc, char **argv, struct sbuf *out)
+enum ctl_code admin_cmd_versions(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
 	const char *verb = argc > 1 ? argv[1] : "list";
@@ -1388,7 +1388,7 @@ static enum ctl_code cmd_versions(void *ctx, int argc, char **argv, struct sbuf 
 	return CTL_USAGE;
 }
 
-static enum ctl_code cmd_certcheck(void *ctx, int argc, char **argv, struct sbuf *out)
+enum ctl_code admin_cmd_certcheck(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
 	int bad = 0;
@@ -1483,7 +1483,7 @@ static int thr_row(void *arg, const struct throttle_info *d)
 	return 0;
 }
 
-static enum ctl_code cmd_throttle(void *ctx, int argc, char **argv, struct sbuf *out)
+enum ctl_code admin_cmd_throttle(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
 	if (!a->throttle) {
@@ -1590,7 +1590,7 @@ static int audit_row(void *arg, const struct inv_audit *r)
 	return 0;
 }
 
-static enum ctl_code cmd_audit(void *ctx, int argc, char **argv, struct sbuf *out)
+enum ctl_code admin_cmd_audit(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
 	const char *limit = NULL, *before = NULL, *fmt = NULL;
@@ -1624,7 +1624,7 @@ static enum ctl_code cmd_audit(void *ctx, int argc, char **argv, struct sbuf *ou
 
 /* --- roles: what each argv needs (command.h) ---------------------------------------- */
 
-static int need_device(int argc, char **argv)
+int admin_need_device(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
 		if (!strncmp(argv[i], "--", 2)) {
@@ -1637,48 +1637,22 @@ static int need_device(int argc, char **argv)
 	return ROLE_VIEWER;
 }
 
-static int need_rules(int argc, char **argv)
+int admin_need_rules(int argc, char **argv)
 {
 	return argc > 1 && (!strcmp(argv[1], "add") || !strcmp(argv[1], "remove")) ? ROLE_ADMIN
 										   : ROLE_VIEWER;
 }
 
-static int need_versions(int argc, char **argv)
+int admin_need_versions(int argc, char **argv)
 {
 	return argc > 1 && (!strcmp(argv[1], "approve") || !strcmp(argv[1], "revoke"))
 		   ? ROLE_ADMIN
 		   : ROLE_VIEWER;
 }
 
-static int need_throttle(int argc, char **argv)
+int admin_need_throttle(int argc, char **argv)
 {
 	return argc > 1 && !strcmp(argv[1], "forgive") ? ROLE_HELPDESK : ROLE_VIEWER;
-}
-
-static const struct ctl_cmd cmds[] = {
-    {"throttle", cmd_throttle,
-     "throttle [list [--all]] | show U D | forgive USER DEVICE_ID   throttled and looping "
-     "devices",
-     need_throttle},
-    {"devices", cmd_devices,
-     "devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--limit N] [--format "
-     "table|csv|json] [--unauthenticated]",
-     NULL},
-    {"device", cmd_device,
-     "device show|history|allow|approve|block|quarantine|clear|remove DEVICE_ID [--user U]",
-     need_device},
-    {"rules", cmd_rules,
-     "rules list|add 'RULE'|remove dbID|dryrun 'RULE'|test [--ua ..] [--os ..] [--cmd ..]",
-     need_rules},
-    {"versions", cmd_versions, "versions [list|incubating|approve OS|revoke OS]", need_versions},
-    {"certcheck", cmd_certcheck, "certcheck [HOSTNAME]       chain, key, names, expiry", NULL},
-    {"audit", cmd_audit, "audit [--limit N] [--format table|csv|json]   who changed what", NULL},
-    {NULL, NULL, NULL, NULL},
-};
-
-const struct ctl_cmd *admin_commands(void)
-{
-	return cmds;
 }
 
 /* --- metrics ------------------------------------------------------------------------ */

@@ -64,8 +64,23 @@ void admin_tick(struct admin *a);
 /* Make the inventory files owned by the unprivileged user. */
 void admin_chown_state(struct admin *a, uid_t uid, gid_t gid);
 
-/* easctl commands served by the admin module (NULL-name terminated). */
-const struct ctl_cmd *admin_commands(void);
+/*
+ * The commands of policy administration (struct ctl_cmd handlers, in the
+ * command table of master.c): devices and device, rules, versions,
+ * throttle, certcheck, audit. ctx is unused (one admin per process). The
+ * admin_need_* functions say which role an argv needs (command.h).
+ */
+enum ctl_code admin_cmd_devices(void *ctx, int argc, char **argv, struct sbuf *out);
+enum ctl_code admin_cmd_device(void *ctx, int argc, char **argv, struct sbuf *out);
+enum ctl_code admin_cmd_rules(void *ctx, int argc, char **argv, struct sbuf *out);
+enum ctl_code admin_cmd_versions(void *ctx, int argc, char **argv, struct sbuf *out);
+enum ctl_code admin_cmd_throttle(void *ctx, int argc, char **argv, struct sbuf *out);
+enum ctl_code admin_cmd_certcheck(void *ctx, int argc, char **argv, struct sbuf *out);
+enum ctl_code admin_cmd_audit(void *ctx, int argc, char **argv, struct sbuf *out);
+int admin_need_device(int argc, char **argv);
+int admin_need_rules(int argc, char **argv);
+int admin_need_versions(int argc, char **argv);
+int admin_need_throttle(int argc, char **argv);
 
 /* Metrics the admin module knows (devices by OS family and state). */
 void admin_render_metrics(struct admin *a, struct sbuf *o);

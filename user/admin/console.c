@@ -34,12 +34,6 @@
 #define OUT_MAX	       (256u << 20)	 /* a reply (a large CSV export) */
 #define LOGINS_PENDING 16		 /* password checks waiting for the thread */
 
-/* What a session may run from the browser: the reading and deciding
- * commands; not reload, metrics or help (those stay with easctl). */
-static const char *const allowed_cmds[] = {"devices",  "device",    "rules",  "versions",
-					   "throttle", "backends",  "status", "audit",
-					   "history",  "certcheck", NULL};
-
 static const char csp[] =
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -291,11 +285,13 @@ static void serve_file(struct conn *c, const char *dir, const char *name)
 
 /* --- commands ---------------------------------------------------------------------------- */
 
-static int cmd_allowed(const char *name)
+/* What a session may run from the browser: the commands the table marks
+ * for the console (struct ctl_cmd.console). */
+static int cmd_allowed(const struct console *k, const char *name)
 {
-	for (const char *const *p = allowed_cmds; *p; p++)
-		if (!strcmp(*p, name))
-			return 1;
+	for (const struct ctl_cmd *x = k->cmds; x->name; x++)
+		if (!strcmp(x->name, name))
+			return x->console;
 	return 0;
 }
 
@@ -370,7 +366,7 @@ static void on_step(struct loop_timer *t)
 static void run_command(struct conn *c, struct console_session *s, int argc, char **argv, int write)
 {
 	struct console *k = c->k;
-	if (!argc || !cmd_allowed(argv[0])) {
+	if (!argc || !cmd_allowed(k, argv[0])) {
 		respond_error(c, 400, "not a console command");
 		return;
 	}

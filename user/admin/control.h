@@ -42,6 +42,7 @@ struct ctl_cmd {
 	/* The role (enum command_role in command.h) this argv needs; NULL =
 	 * viewer (the command only reads). */
 	int (*need)(int argc, char **argv);
+	int console; /* the web console may run it too (easctl runs every command) */
 };
 
 struct control;

@@ -935,37 +935,51 @@ static int need_admin(int argc, char **argv)
 	return ROLE_ADMIN;
 }
 
-static const struct ctl_cmd base_cmds[] = {
-    {"status", cmd_status, "status                      daemon, workers, reloads", NULL},
-    {"backends", cmd_backends, "backends [--format json]    backend health and load", NULL},
+/*
+ * The one table of commands, for easctl and the console alike (command.h):
+ * name, handler, the line `easctl help` shows, the role an argv needs
+ * (NULL: viewer), and whether the console may run it (it reads and
+ * decides; reload, metrics and help stay with easctl). ctx is the master.
+ */
+static const struct ctl_cmd commands[] = {
+    {"status", cmd_status, "status                      daemon, workers, reloads", NULL, 1},
+    {"backends", cmd_backends, "backends [--format json]    backend health and load", NULL, 1},
     {"reload", cmd_reload, "reload                      re-read config, rules, certificates",
-     need_admin},
-    {"metrics", cmd_metrics, "metrics                     the Prometheus exposition", NULL},
+     need_admin, 0},
+    {"metrics", cmd_metrics, "metrics                     the Prometheus exposition", NULL, 0},
     {"history", cmd_history,
      "history [--hours N]         requests/s by verdict, command, "
      "backend (JSON)",
-     NULL},
-    {"help", cmd_help, "help                        this list", NULL},
-    {NULL, NULL, NULL, NULL},
+     NULL, 1},
+    {"help", cmd_help, "help                        this list", NULL, 0},
+    {"throttle", admin_cmd_throttle,
+     "throttle [list [--all]] | show U D | forgive USER DEVICE_ID   throttled and looping "
+     "devices",
+     admin_need_throttle, 1},
+    {"devices", admin_cmd_devices,
+     "devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--limit N] [--format "
+     "table|csv|json] [--unauthenticated]",
+     NULL, 1},
+    {"device", admin_cmd_device,
+     "device show|history|allow|approve|block|quarantine|clear|remove DEVICE_ID [--user U]",
+     admin_need_device, 1},
+    {"rules", admin_cmd_rules,
+     "rules list|add 'RULE'|remove dbID|dryrun 'RULE'|test [--ua ..] [--os ..] [--cmd ..]",
+     admin_need_rules, 1},
+    {"versions", admin_cmd_versions, "versions [list|incubating|approve OS|revoke OS]",
+     admin_need_versions, 1},
+    {"certcheck", admin_cmd_certcheck, "certcheck [HOSTNAME]       chain, key, names, expiry", NULL,
+     1},
+    {"audit", admin_cmd_audit, "audit [--limit N] [--format table|csv|json]   who changed what",
+     NULL, 1},
+    {NULL, NULL, NULL, NULL, 0},
 };
-
-static struct ctl_cmd all_cmds[64];
 
 static enum ctl_code cmd_help(void *ctx, int argc, char **argv, struct sbuf *out)
 {
-	for (const struct ctl_cmd *k = all_cmds; k->name; k++)
+	for (const struct ctl_cmd *k = commands; k->name; k++)
 		sbuf_printf(out, "  %s\n", k->usage);
 	return CTL_OK;
-}
-
-static void build_cmd_table(void)
-{
-	int n = 0;
-	for (const struct ctl_cmd *k = base_cmds; k->name; k++)
-		all_cmds[n++] = *k;
-	for (const struct ctl_cmd *k = admin_commands(); k && k->name && n < 63; k++)
-		all_cmds[n++] = *k;
-	all_cmds[n].name = NULL;
 }
 
 /* --- setup ----------------------------------------------------------------------------- */
@@ -1267,12 +1281,11 @@ int master_run(const struct config_cmdline *o)
 		goto out;
 	}
 	admin_set_notify(m->admin, m->notify);
-	build_cmd_table();
-	m->control = control_new(m->loop, m->cfg->control_socket, m->uid, m->gid, all_cmds, m);
+	m->control = control_new(m->loop, m->cfg->control_socket, m->uid, m->gid, commands, m);
 	if (!m->control)
 		goto out;
 	if (m->cfg->admin.web[0]) {
-		m->console = console_new(m->loop, m->cfg, &m->tls, all_cmds, m, err, sizeof(err));
+		m->console = console_new(m->loop, m->cfg, &m->tls, commands, m, err, sizeof(err));
 		if (!m->console) {
 			log_err("event=console_failed error=\"%s\"", err);
 			goto out;
