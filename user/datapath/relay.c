@@ -26,6 +26,7 @@
 #include "krelay.h"
 #include "log.h"
 #include "srcadmit.h"
+#include "steer.h"
 #include "wbxml.h"
 
 #include <arpa/inet.h>
@@ -417,28 +418,7 @@ static void req_finish(struct conn *c)
 	c->nreq++;
 }
 
-/* --- head slices ---------------------------------------------------------------- */
-
-static void rebase_str(struct h1_str *s, const char *from, const char *to)
-{
-	if (s->p)
-		s->p = to + (s->p - from);
-}
-
-/* c->in moved (grown or compacted): move the parsed head's slices with it. */
-static void h1_rebase(struct h1_msg *m, const char *from, const char *to)
-{
-	rebase_str(&m->method_str, from, to);
-	rebase_str(&m->target, from, to);
-	rebase_str(&m->path, from, to);
-	rebase_str(&m->query, from, to);
-	rebase_str(&m->host, from, to);
-	rebase_str(&m->reason, from, to);
-	for (unsigned i = 0; i < m->nhdr; i++) {
-		rebase_str(&m->hdr[i].name, from, to);
-		rebase_str(&m->hdr[i].value, from, to);
-	}
-}
+/* --- the parsed head ------------------------------------------------------------- */
 
 /* Drop the parsed head from c->in (and its parse state): the request is now
  * either relayed or answered. */
@@ -589,8 +569,14 @@ static int conn_auth_scheme(const struct h1_str *v)
 	       (v->n >= 9 && !strncasecmp(v->p, "Negotiate", 9) && (v->n == 9 || v->p[9] == ' '));
 }
 
-/* Classify the complete head in c->hm; decide; start forwarding or answer. */
-static int head_complete(struct conn *c, size_t head_len)
+/*
+ * The body's framing, from the complete head in c->hm. Relaying re-frames a
+ * chunked body and drops Transfer-Encoding (hop by hop): a coding before
+ * chunked would silently disappear, so it is refused (RFC 9112 6.1: a
+ * server that does not implement a transfer coding answers 501).
+ * 0, or 1 when the request was answered.
+ */
+static int head_framing(struct conn *c)
 {
 	struct worker *w = c->w;
 	struct h1_msg *m = c->hm;
@@ -611,120 +597,167 @@ static int head_complete(struct conn *c, size_t head_len)
 		c->r.bmode = BODY_NONE;
 	}
 	c->r.body_done = c->r.bmode == BODY_NONE;
-	/* Relaying re-frames a chunked body and drops Transfer-Encoding (hop by
-	 * hop): a coding before chunked would silently disappear. RFC 9112 6.1:
-	 * a server that does not implement a transfer coding answers 501. */
 	if (m->flags & H1_F_TE_CODED) {
 		refuse_request(c, 501, "transfer-coding other than chunked not implemented");
 		return 1;
 	}
+	return 0;
+}
 
-	enum eas_path pk = eas_classify_path(m->path.p, m->path.n);
-	if (pk == EAS_PATH_OTHER) {
+/* Is it a path this gateway relays (ActiveSync, Autodiscover), with a method
+ * ActiveSync accepts? 0 (*pk set), or 1 when the request was answered. */
+static int head_path(struct conn *c, enum eas_path *pk)
+{
+	struct h1_msg *m = c->hm;
+	*pk = eas_classify_path(m->path.p, m->path.n);
+	if (*pk == EAS_PATH_OTHER) {
 		c->r.sv = SV_LOCAL;
 		answer_text(c, 404, "not an ActiveSync or Autodiscover path", 0);
 		return 1;
 	}
-	int is_options = m->method == H1_M_OPTIONS;
-	if (pk == EAS_PATH_EAS && !is_options && m->method != H1_M_POST) {
+	if (*pk == EAS_PATH_EAS && m->method != H1_M_OPTIONS && m->method != H1_M_POST) {
 		c->r.sv = SV_REFUSED;
 		answer_text(c, 405, "ActiveSync accepts only OPTIONS and POST", 0);
 		return 1;
 	}
+	return 0;
+}
+
+/* Classify the request (c->eas, kept until the gate decided) and note what
+ * its log line shows. 0, 1 when it was refused (answered), -1 out of memory. */
+static int head_classify(struct conn *c, enum eas_path pk)
+{
 	struct eas_req *e = c->eas ? c->eas : malloc(sizeof(*e));
 	if (!e)
 		return -1;
 	c->eas = e;
-	eas_req_init(e);
-	e->strict_ids = w->cfg->strict_device_id != 0;
-	int bad = 0;
-	if (pk == EAS_PATH_EAS && m->query.n)
-		bad |= eas_parse_query(e, m->query.p, m->query.n) < 0;
-	for (unsigned i = 0; i < m->nhdr; i++)
-		bad |= eas_parse_header(e, m->hdr[i].name.p, m->hdr[i].name.n, m->hdr[i].value.p,
-					m->hdr[i].value.n) < 0;
-	/* Autodiscover carries no EAS query: only the identity matters there. */
-	bad |= eas_finish(e, is_options || pk == EAS_PATH_AUTODISCOVER) < 0;
-	if (pk == EAS_PATH_AUTODISCOVER)
-		e->cmd = EAS_CMD_NONE;
+	int bad = eas_request_from_h1(e, c->hm, pk, c->w->cfg->strict_device_id) < 0;
 	c->r.cmd = e->cmd;
 	c->r.proto = e->proto;
 	c->r.hanging = eas_cmd_is_hanging(e->cmd);
 	copy_field(c->r.user, sizeof(c->r.user), e->identity);
 	copy_field(c->r.device_id, sizeof(c->r.device_id), e->device_id);
 	copy_field(c->r.device_type, sizeof(c->r.device_type), e->device_type);
-	if (bad) {
-		char body[256];
-		int n = snprintf(body, sizeof(body), "%d %s: %s\n", e->err_status,
-				 eas_http_reason(e->err_status), e->err ? e->err : "malformed");
-		c->r.why = e->err;
-		c->r.sv = SV_REFUSED;
-		char hdr[64] = "";
-		if (e->err_eas_status)
-			snprintf(hdr, sizeof(hdr), "X-MS-ASError: %d\r\n", e->err_eas_status);
-		answer_local(c, e->err_status ? e->err_status : 400, hdr, body, (size_t)n, 0);
-		return 1;
-	}
-	/*
-	 * Steering key: the user identity (Basic user, else User=), else the
-	 * DeviceId, else the Authorization value itself (NTLM/Negotiate
-	 * autodiscover): hashed with the installation secret, never stored.
-	 */
-	const char *idv = e->identity[0] ? e->identity : e->device_id;
-	if (idv[0]) {
-		c->r.steer_key = siphash24(&w->steer_secret, idv, strlen(idv));
-	} else {
-		const struct h1_header *a = h1_find(m, "Authorization");
-		if (a && a->value.n)
-			c->r.steer_key = siphash24(&w->steer_secret, a->value.p, a->value.n);
-		else
-			c->r.steer_key = siphash24(&w->steer_secret, &c, sizeof(c));
-	}
-	(void)head_len;
-	/* Backend connections are kept per identity (see struct upstream). */
-	c->r.owner = e->identity[0] ? c->r.steer_key | 1 : 0;
-	for (const struct h1_header *a = h1_find(m, "Authorization"); a;
-	     a = h1_find_next(m, a, "Authorization"))
-		c->r.conn_auth |= conn_auth_scheme(&a->value);
+	if (!bad)
+		return 0;
+	char body[256];
+	int n = snprintf(body, sizeof(body), "%d %s: %s\n", e->err_status,
+			 eas_http_reason(e->err_status), e->err ? e->err : "malformed");
+	c->r.why = e->err;
+	c->r.sv = SV_REFUSED;
+	char hdr[64] = "";
+	if (e->err_eas_status)
+		snprintf(hdr, sizeof(hdr), "X-MS-ASError: %d\r\n", e->err_eas_status);
+	answer_local(c, e->err_status ? e->err_status : 400, hdr, body, (size_t)n, 0);
+	return 1;
+}
+
+/*
+ * Must the gate see the body before it decides (gate_wants_body)? Then
+ * c waits in CS_INSPECT for it (or the request is refused: DeviceInformation
+ * that cannot be read must not pass unread). 1 when the decision waits or
+ * the request was answered, 0 to decide on the head.
+ */
+static int head_wants_body(struct conn *c)
+{
+	struct worker *w = c->w;
 	/* limits.inspect_body = 0 is the admin's "never read bodies". */
 	int want = w->gate && c->r.bmode != BODY_NONE && w->cfg->limits.inspect_body
-		       ? gate_wants_body(w->gate, e)
+		       ? gate_wants_body(w->gate, c->eas)
 		       : GATE_BODY_NO;
 	if (want == GATE_BODY_DEVINFO && c->r.bmode == BODY_CLEN &&
 	    c->r.left > w->cfg->limits.inspect_body) {
-		/* DeviceInformation we cannot read must not pass unread. */
 		c->r.sv = SV_REFUSED;
 		answer_text(c, 413, "body larger than limits.inspect_body, cannot be inspected", 0);
 		return 1;
 	}
-	if (want != GATE_BODY_NO &&
-	    (c->r.bmode == BODY_CHUNKED || c->r.left <= w->cfg->limits.inspect_body)) {
-		c->st = CS_INSPECT;
-		c->r.inspect_need = (uint8_t)want;
-		if (c->r.expect) {
-			static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-			buf_append(&w->pool, &c->out, cont, sizeof(cont) - 1, OUT_MAX);
-			c->r.sent_continue = 1;
-		}
+	if (want == GATE_BODY_NO ||
+	    (c->r.bmode != BODY_CHUNKED && c->r.left > w->cfg->limits.inspect_body))
+		return 0;
+	c->st = CS_INSPECT;
+	c->r.inspect_need = (uint8_t)want;
+	if (c->r.expect) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		buf_append(&w->pool, &c->out, cont, sizeof(cont) - 1, OUT_MAX);
+		c->r.sent_continue = 1;
+	}
+	return 1;
+}
+
+/*
+ * The steering key (steer.h) of the classified request, and what its
+ * backend connection must be: kept per identity (struct upstream), and
+ * marked when the request's Authorization authenticates the connection.
+ */
+static void steer(struct conn *c)
+{
+	const struct eas_req *e = c->eas;
+	const struct h1_header *a = h1_find(c->hm, "Authorization");
+	c->r.steer_key = steer_key(&c->w->steer_secret, e->identity, e->device_id,
+				   a ? a->value.p : NULL, a ? a->value.n : 0, (uintptr_t)c);
+	c->r.owner = e->identity[0] ? c->r.steer_key | 1 : 0;
+	for (; a; a = h1_find_next(c->hm, a, "Authorization"))
+		c->r.conn_auth |= conn_auth_scheme(&a->value);
+}
+
+/*
+ * Act on the gate's verdict v (NULL: no gate, everything is forwarded):
+ * steer, then forward, or answer here (pushing a kernel drop for the flow
+ * when the verdict says so). body_len >= 0: the whole body, that many bytes
+ * after the head in c->in, was read for inspection; an answer drops it so
+ * the connection may stay. -1: the body (if any) is still on its way.
+ * Returns 1, or -1 on an internal error.
+ */
+static int apply_verdict(struct conn *c, const struct gate_verdict *v, ssize_t body_len)
+{
+	struct worker *w = c->w;
+	steer(c);
+	if (v) {
+		copy_field(c->r.rule, sizeof(c->r.rule), v->rule);
+		c->r.sv = v->sv;
+		c->r.tt = v->tt;
+	}
+	if (!v || v->action != GATE_ANSWER)
+		return forward_begin(c) < 0 ? -1 : 1;
+	c->r.xdp_drop = v->xdp_drop;
+	c->r.xdp_reason = v->xdp_reason;
+	c->r.xdp_ttl = v->xdp_ttl;
+	if (body_len >= 0) {
+		c->r.body_done = 1;
+		c->r.left = 0;
+	}
+	answer_verdict(c, v);
+	if (c->r.xdp_drop && w->bpf)
+		push_xdp_verdict(c);
+	if (body_len >= 0) {
+		buf_consume(&w->pool, &c->in, (size_t)body_len);
+		c->r.bytes_in += (uint64_t)body_len;
+	}
+	return 1;
+}
+
+/*
+ * A complete request head is in c->hm. The pipeline: HTTP (framing, path)
+ * -> EAS (eas_request_from_h1) -> the gate (here, or in inspect_step once
+ * the body it needs is read) -> the steering key -> forward or answer.
+ * Returns 1, or -1 on an internal error.
+ */
+static int head_complete(struct conn *c)
+{
+	struct worker *w = c->w;
+	enum eas_path pk;
+	int r;
+	if (head_framing(c) || head_path(c, &pk))
 		return 1;
-	}
-	if (w->gate) {
-		struct gate_verdict v;
-		gate_decide(w->gate, e, NULL, 0, time(NULL), &v);
-		copy_field(c->r.rule, sizeof(c->r.rule), v.rule);
-		c->r.sv = v.sv;
-		c->r.tt = v.tt;
-		if (v.action == GATE_ANSWER) {
-			c->r.xdp_drop = v.xdp_drop;
-			c->r.xdp_reason = v.xdp_reason;
-			c->r.xdp_ttl = v.xdp_ttl;
-			answer_verdict(c, &v);
-			if (c->r.xdp_drop && w->bpf)
-				push_xdp_verdict(c);
-			return 1;
-		}
-	}
-	return forward_begin(c);
+	if ((r = head_classify(c, pk)) != 0)
+		return r;
+	if (head_wants_body(c))
+		return 1;
+	if (!w->gate)
+		return apply_verdict(c, NULL, -1);
+	struct gate_verdict v;
+	gate_decide(w->gate, c->eas, NULL, 0, time(NULL), &v);
+	return apply_verdict(c, &v, -1);
 }
 
 static int head_step(struct conn *c)
@@ -762,7 +795,7 @@ static int head_step(struct conn *c)
 		return 1;
 	}
 	c->r.bytes_in += (uint64_t)r;
-	return head_complete(c, (size_t)r) < 0 ? -1 : 1;
+	return head_complete(c) < 0 ? -1 : 1;
 }
 
 /* A de-chunking sink: payload bytes into a buffer at least as large as the
@@ -919,28 +952,8 @@ static int inspect_step(struct conn *c)
 	}
 	struct gate_verdict v;
 	gate_decide(w->gate, c->eas, have_di ? &di : NULL, fp, time(NULL), &v);
-	copy_field(c->r.rule, sizeof(c->r.rule), v.rule);
-	c->r.sv = v.sv;
-	c->r.tt = v.tt;
-	if (v.action == GATE_ANSWER) {
-		c->r.xdp_drop = v.xdp_drop;
-		c->r.xdp_reason = v.xdp_reason;
-		c->r.xdp_ttl = v.xdp_ttl;
-		if (!unread) {
-			/* The body is already here: drop it so keep-alive stays possible. */
-			c->r.body_done = 1;
-			c->r.left = 0;
-		}
-		answer_verdict(c, &v);
-		if (c->r.xdp_drop && w->bpf)
-			push_xdp_verdict(c);
-		if (!unread) {
-			buf_consume(&w->pool, &c->in, rawlen);
-			c->r.bytes_in += rawlen;
-		}
-		return 1;
-	}
-	return forward_begin(c) < 0 ? -1 : 1;
+	/* An answer drops a body that is here, so keep-alive stays possible. */
+	return apply_verdict(c, &v, unread ? -1 : (ssize_t)rawlen);
 }
 
 /* --- forwarding --------------------------------------------------------------- */

@@ -825,6 +825,25 @@ int eas_finish(struct eas_req *r, int is_options)
 	return r->err ? -1 : 0;
 }
 
+int eas_request_from_h1(struct eas_req *r, const struct h1_msg *m, enum eas_path pk, int strict_ids)
+{
+	int is_options = m->method == H1_M_OPTIONS, bad = 0;
+
+	eas_req_init(r);
+	r->strict_ids = strict_ids != 0;
+	/* Every part is read even after a refusal, so that what was valid
+	 * (notably cmd and the identity) is there to log; err is the first. */
+	if (pk == EAS_PATH_EAS && m->query.n)
+		bad |= eas_parse_query(r, m->query.p, m->query.n) < 0;
+	for (unsigned i = 0; i < m->nhdr; i++)
+		bad |= eas_parse_header(r, m->hdr[i].name.p, m->hdr[i].name.n, m->hdr[i].value.p,
+					m->hdr[i].value.n) < 0;
+	bad |= eas_finish(r, is_options || pk == EAS_PATH_AUTODISCOVER) < 0;
+	if (pk == EAS_PATH_AUTODISCOVER)
+		r->cmd = EAS_CMD_NONE;
+	return bad ? -1 : 0;
+}
+
 int eas_cmd_is_hanging(enum eas_cmd cmd)
 {
 	return cmd == EAS_CMD_PING;

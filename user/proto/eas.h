@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "eas_cmd.h"
+#include "h1.h"
 
 /* Field limits (characters, excluding the terminating NUL). */
 #define EAS_USER_MAX 256 /* User= / tag 8 / Basic user, after decoding */
@@ -256,6 +257,18 @@ int eas_parse_header(struct eas_req *r, const char *name, size_t nlen, const cha
  * must be refused (r->err set, possibly by an earlier call).
  */
 int eas_finish(struct eas_req *r, int is_options);
+
+/*
+ * Classify a parsed HTTP request head m whose path eas_classify_path() said
+ * is pk (EAS or AUTODISCOVER): r is initialised (strict_ids as the config
+ * says), then the query (EAS paths only: Autodiscover carries none), every
+ * header, and eas_finish (OPTIONS and Autodiscover need no DeviceId,
+ * DeviceType or Cmd; an Autodiscover request's cmd is EAS_CMD_NONE). What
+ * the relay runs on every request head. 0, or -1 with r->err,
+ * r->err_status and r->err_eas_status set (the first refusal).
+ */
+int eas_request_from_h1(struct eas_req *r, const struct h1_msg *m, enum eas_path pk,
+			int strict_ids);
 
 /*
  * May this command be held open by the server for minutes (long poll)?

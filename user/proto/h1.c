@@ -140,6 +140,26 @@ void h1_msg_reset(struct h1_msg *m)
 	memset(&m->scan, 0, sizeof(m->scan));
 }
 
+static void rebase_str(struct h1_str *s, const char *from, const char *to)
+{
+	if (s->p)
+		s->p = to + (s->p - from);
+}
+
+void h1_rebase(struct h1_msg *m, const char *from, const char *to)
+{
+	rebase_str(&m->method_str, from, to);
+	rebase_str(&m->target, from, to);
+	rebase_str(&m->path, from, to);
+	rebase_str(&m->query, from, to);
+	rebase_str(&m->host, from, to);
+	rebase_str(&m->reason, from, to);
+	for (unsigned i = 0; i < m->nhdr; i++) {
+		rebase_str(&m->hdr[i].name, from, to);
+		rebase_str(&m->hdr[i].value, from, to);
+	}
+}
+
 /* Record an error; responses always answer 502 to the client. */
 static int fail(struct h1_ctx *x, const char *why, size_t pos, int status)
 {

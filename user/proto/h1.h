@@ -186,6 +186,13 @@ int h1_parse_request(const char *buf, size_t len, struct h1_msg *m, const struct
 int h1_parse_response(const char *buf, size_t len, int req_was_head, struct h1_msg *m,
 		      const struct h1_limits *lim);
 
+/*
+ * The buffer holding m's head moved (it grew, or was compacted) from `from`
+ * to `to`: move every slice of m with it. Call it for each move while the
+ * parsed head is still in use.
+ */
+void h1_rebase(struct h1_msg *m, const char *from, const char *to);
+
 /* First header named name (case-insensitive, NUL-terminated), or NULL. */
 const struct h1_header *h1_find(const struct h1_msg *m, const char *name);
 
