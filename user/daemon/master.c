@@ -2,6 +2,7 @@
 /* master.c - see master.h. */
 #include "master.h"
 #include "admin.h"
+#include "bodysplice.h"
 #include "bpfmaps.h"
 #include "check.h"
 #include "command.h"
@@ -1138,7 +1139,7 @@ static int setup_bpf(struct master *m)
  * made again on every reload from that probe and relay_method. Only two
  * plaintext legs can move a body in the kernel: the phone's TLS is OpenSSL
  * in user space, so a TLS leg would need kernel TLS. The workers a
- * generation forks inherit the choice (relay_set_path).
+ * generation forks inherit the choice (bodysplice_set_path).
  */
 static void choose_relay_path(struct master *m, const struct gw_config *c)
 {
@@ -1158,10 +1159,10 @@ static void choose_relay_path(struct master *m, const struct gw_config *c)
 			log_warn("event=relay_method_unavailable method=splice note=\"this kernel "
 				 "refused splice between sockets: user space it is\"");
 	}
-	struct relay_path rp = {.splice = !strcmp(plain, "splice"),
-				.min_body = krelay_pref_measured.min_body,
-				.pipe_size = krelay_pref_measured.pipe_size};
-	relay_set_path(&rp);
+	struct bodysplice_path rp = {.splice = !strcmp(plain, "splice"),
+				     .min_body = krelay_pref_measured.min_body,
+				     .pipe_size = krelay_pref_measured.pipe_size};
+	bodysplice_set_path(&rp);
 	char why[160];
 	if (k->ktls)
 		snprintf(why, sizeof(why), "kernel TLS present but not used by OpenSSL here");

@@ -19,19 +19,6 @@
 
 #include "worker.h"
 
-/*
- * How a body moves when both legs are plaintext (a plain listener and a plain
- * backend): splice = socket -> pipe -> socket in the kernel for Content-Length
- * bodies of at least min_body bytes, with a pipe of pipe_size bytes. Set by
- * the master before it forks workers (choose_relay_path); default: user space.
- */
-struct relay_path {
-	int splice;
-	uint64_t min_body;
-	size_t pipe_size;
-};
-void relay_set_path(const struct relay_path *p);
-
 /* Accept every pending connection on a listener (level-triggered). */
 void relay_accept(struct listener *l);
 
