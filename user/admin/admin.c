@@ -307,15 +307,14 @@ struct sighting_table *admin_sightings(const struct admin *a)
 	return a ? a->sight : NULL;
 }
 
-struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s,
-			struct bpfmaps *bpf, char *err, size_t errsz)
+struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s, char *err,
+			size_t errsz)
 {
 	struct admin *a = calloc(1, sizeof(*a));
 	if (!a) {
 		snprintf(err, errsz, "out of memory");
 		return NULL;
 	}
-	(void)bpf;
 	a->loop = l;
 	a->cfg = c;
 	a->shm = s;

@@ -18,10 +18,9 @@
 #include "stats.h"
 
 struct admin;
-struct bpfmaps;
 
-struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s,
-			struct bpfmaps *bpf, char *err, size_t errsz);
+struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s, char *err,
+			size_t errsz);
 void admin_free(struct admin *a);
 
 struct throttle;

@@ -21,7 +21,6 @@ struct metrics {
 	struct shm *shm;
 	struct admin *admin;
 	struct bpfmaps **bpf;
-	const int *nworkers;
 };
 
 static const char *const verdict_names[SV__COUNT] = {"allow",	 "block",   "quarantine",
@@ -48,14 +47,12 @@ void metrics_label(struct sbuf *o, const char *v)
 	sbuf_put(o, run, (size_t)(v - run));
 }
 
-void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfmaps *bpf,
-		    int nworkers)
+void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfmaps *bpf)
 {
 	struct stats *t = calloc(1, sizeof(*t));
 	if (!t)
 		return;
 	stats_sum(s->worker_stats, EG_MAX_WORKERS, t);
-	(void)nworkers;
 	sbuf_printf(o, "# HELP easgate_requests_total Requests answered, by EAS command, HTTP "
 		       "status and gateway verdict.\n# TYPE easgate_requests_total counter\n");
 	for (int c = 0; c < STATS_NCMD; c++)
@@ -224,7 +221,7 @@ static void scrape_readable(struct loop_io *io, uint32_t ev)
 	struct sbuf body = {0};
 	const char *status = "200 OK";
 	if (!strncmp(req, "GET /metrics ", 13) || !strncmp(req, "GET / ", 6))
-		metrics_render(&body, m->shm, m->admin, *m->bpf, *m->nworkers);
+		metrics_render(&body, m->shm, m->admin, *m->bpf);
 	else {
 		status = "404 Not Found";
 		sbuf_printf(&body, "try /metrics\n");
@@ -264,7 +261,7 @@ static void on_accept(struct loop_io *io, uint32_t ev)
 }
 
 struct metrics *metrics_new(struct loop *l, const struct cfg_addr *addr, struct shm *s,
-			    struct admin *a, struct bpfmaps **bpf, const int *nworkers)
+			    struct admin *a, struct bpfmaps **bpf)
 {
 	struct metrics *m = calloc(1, sizeof(*m));
 	if (!m)
@@ -273,7 +270,6 @@ struct metrics *metrics_new(struct loop *l, const struct cfg_addr *addr, struct 
 	m->shm = s;
 	m->admin = a;
 	m->bpf = bpf;
-	m->nworkers = nworkers;
 	m->fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
 	if (m->fd >= 0)

@@ -17,9 +17,9 @@ struct metrics;
 struct admin;
 struct bpfmaps;
 
-/* bpf and nworkers are read through pointers: they may change on reload. */
+/* bpf is read through a pointer: it may change on reload. */
 struct metrics *metrics_new(struct loop *l, const struct cfg_addr *addr, struct shm *s,
-			    struct admin *a, struct bpfmaps **bpf, const int *nworkers);
+			    struct admin *a, struct bpfmaps **bpf);
 void metrics_free(struct metrics *m);
 /* In a forked child: close the listening socket. */
 void metrics_close_fd(struct metrics *m);
@@ -33,7 +33,6 @@ void metrics_close_fd(struct metrics *m);
 void metrics_label(struct sbuf *o, const char *v);
 
 /* Render the whole exposition into out (also used by `easctl metrics`). */
-void metrics_render(struct sbuf *out, struct shm *s, struct admin *a, struct bpfmaps *bpf,
-		    int nworkers);
+void metrics_render(struct sbuf *out, struct shm *s, struct admin *a, struct bpfmaps *bpf);
 
 #endif

@@ -7,7 +7,8 @@
  * which journald keeps as PRIORITY (log.c). Callers write the
  * key=value part; values that may contain spaces or quotes go through
  * log_quote(). Nothing credential-bearing may ever be passed here: the
- * Authorization header and passwords are never logged (see relay.c).
+ * Authorization header and passwords are never logged (eas.h keeps only
+ * the scheme and a Basic user name of it).
  */
 #ifndef EG_LOG_H
 #define EG_LOG_H

@@ -48,12 +48,10 @@ struct shm {
 	 * request, so changes take effect without restart. */
 	volatile uint64_t policy_gen;
 
-	/* backend health, indexed like the running config's backends */
+	/* backend health, one slot per backend name (shm_backend_slot): the
+	 * config's order may change on reload, a backend's health stays */
 	volatile uint64_t backend_gen; /* bumped when any up/down changes */
 	struct shm_backend backends[EG_MAX_BACKENDS];
-
-	/* config generation the master wants workers to run */
-	volatile uint64_t config_gen;
 
 	/* per-process counters for metrics. Each live worker owns one slot
 	 * (assigned by the master), so a draining worker and its successor never
@@ -68,7 +66,7 @@ struct shm {
 	 * worker (stopped, stuck in a call) gets the unit restarted. */
 	volatile uint64_t worker_beat_ms[EG_MAX_WORKERS];
 
-	/* certificate health, refreshed by the master (start, reload, daily) */
+	/* certificate health, refreshed by the master (start, reload, hourly) */
 	struct shm_cert {
 		char path[128];
 		int64_t not_after; /* earliest notAfter over the chain, Unix seconds */

@@ -8,9 +8,9 @@
  * of stopping at the first; unknown keys are errors, so typos do not silently
  * fall back to defaults. Built-in defaults make a config file optional.
  *
- * A gw_config is immutable once loaded: a reload builds a new one and swaps
- * it in for new requests; requests in flight keep the one they started with
- * (reference-counted by the worker).
+ * A gw_config is immutable once loaded: a reload builds a new one and starts
+ * new workers with it, and requests in flight keep the one they started
+ * with (a worker runs one config until it has drained; worker.h).
  */
 #ifndef EG_CONFIG_H
 #define EG_CONFIG_H

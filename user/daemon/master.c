@@ -921,7 +921,7 @@ static enum ctl_code cmd_help(void *ctx, int argc, char **argv, struct sbuf *out
 static enum ctl_code cmd_metrics(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct master *m = ctx;
-	metrics_render(out, m->shm, m->admin, m->bpf, m->nworkers);
+	metrics_render(out, m->shm, m->admin, m->bpf);
 	return CTL_OK;
 }
 
@@ -1254,7 +1254,7 @@ int master_run(const struct config_cmdline *o)
 		log_err("event=ios_builds_failed error=\"%s\"", err);
 		goto out;
 	}
-	m->admin = admin_new(m->loop, m->cfg, m->shm, m->bpf, err, sizeof(err));
+	m->admin = admin_new(m->loop, m->cfg, m->shm, err, sizeof(err));
 	if (!m->admin) {
 		log_err("event=admin_failed error=\"%s\"", err);
 		goto out;
@@ -1293,8 +1293,8 @@ int master_run(const struct config_cmdline *o)
 		}
 	}
 	if (m->cfg->admin.metrics[0]) {
-		m->metrics = metrics_new(m->loop, &m->cfg->admin.metrics_addr, m->shm, m->admin,
-					 &m->bpf, &m->nworkers);
+		m->metrics =
+		    metrics_new(m->loop, &m->cfg->admin.metrics_addr, m->shm, m->admin, &m->bpf);
 		if (!m->metrics)
 			goto out;
 	}

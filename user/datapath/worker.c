@@ -38,8 +38,6 @@ static void before_sleep(struct loop *l, void *arg)
 {
 	struct worker *w = arg;
 	relay_reap(w);
-	if (w->gate)
-		gate_flush(w->gate);
 	worker_publish(w);
 }
 
@@ -202,10 +200,7 @@ int worker_main(const struct worker_args *a)
 out:
 	relay_close_all(w, "exit");
 	relay_reap(w);
-	if (w->gate) {
-		gate_flush(w->gate);
-		gate_free(w->gate);
-	}
+	gate_free(w->gate);
 	backends_free(&w->be);
 	bufpool_destroy(&w->pool);
 	loop_free(w->loop);

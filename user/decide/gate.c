@@ -898,8 +898,3 @@ void gate_done(struct gate *g, const char *identity, const char *device_id, int 
 	}
 	send_event(g, &ev);
 }
-
-void gate_flush(struct gate *g)
-{
-	(void)g; /* events are sent as they happen; nothing is queued here */
-}

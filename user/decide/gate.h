@@ -123,7 +123,4 @@ void gate_throttle_done(struct gate *g, const struct throttle_ticket *tt, int ht
 void gate_done(struct gate *g, const char *identity, const char *device_id, int cmd,
 	       int http_status, int from_backend, int64_t now);
 
-/* Flush queued inventory writes (called before the loop sleeps). */
-void gate_flush(struct gate *g);
-
 #endif

@@ -74,7 +74,7 @@ int krelay_method_from_name(const char *name)
  * another 15-round run, so pipe_size matters. sockmap, verdict and skmsg
  * are listed for the record: they cannot stop on an exact count (krelay.h)
  * and are never chosen.
- * min_body is not measured: a body that fits in the 64 KiB buffer relay.c
+ * min_body is not measured: a body that fits in the 64 KiB buffer the relay
  * reads anyway costs one read and one write; splice would add two calls.
  */
 const struct krelay_pref krelay_pref_measured = {

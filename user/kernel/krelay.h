@@ -7,7 +7,8 @@
  * userspace again.
  *
  * Methods (enum krelay_method):
- *   user      read()/write() through a 64 KiB buffer: relay.c today
+ *   user      read()/write() through a 64 KiB buffer (the relay's own
+ *             pumps, user/datapath)
  *   splice    splice(2) socket -> pipe -> socket, driven by the event loop
  *             (krelay_pipe_*): no copy to userspace, exact byte counts
  *   sockmap   relay.bpf strparser + sk_skb verdict redirecting to the peer's
