@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * relay_bench.c - what moving a body through the gateway costs with each
- * relay method of user/krelay.c, on loopback TCP, in a network namespace of
+ * relay method of user/kernel/krelay.c, on loopback TCP, in a network namespace of
  * its own.
  *
  * Three processes per run: a sender, a relay and a receiver (sender ->

@@ -175,7 +175,7 @@ struct gw_config {
 		char pin_dir[PATH_MAX];
 	} xdp;
 
-	/* Budgets and loop detection (user/throttle.h). Class 0 is the default;
+	/* Budgets and loop detection (user/decide/throttle.h). Class 0 is the default;
 	 * the first class whose `match` selects a device applies to it. */
 	struct {
 		int enabled;
@@ -187,7 +187,7 @@ struct gw_config {
 	struct {
 		char metrics[128]; /* "" = no metrics listener */
 		struct cfg_addr metrics_addr;
-		/* The web console (user/console.h): "" = off. */
+		/* The web console (user/admin/console.h): "" = off. */
 		char web[128];
 		struct cfg_addr web_addr;
 		char web_accounts[PATH_MAX]; /* crypt(3) hashes, 0600 (easctl admin passwd) */
@@ -197,7 +197,7 @@ struct gw_config {
 		unsigned web_lockout_ms;     /* how long 20 wrong passwords lock out */
 	} admin;
 
-	/* Notices (user/notify.h): "" urls = none sent. */
+	/* Notices (user/admin/notify.h): "" urls = none sent. */
 	struct {
 		unsigned batch_ms; /* admins: one message per batch window */
 		char from[256];

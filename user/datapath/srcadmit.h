@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * srcadmit.h - does a worker take a new connection from this source?
- * limits.max_connections_per_source over all workers (user/srccap.h), and,
+ * limits.max_connections_per_source over all workers (user/datapath/srccap.h), and,
  * with XDP on, the kernel told which sources are at their cap so their next
  * SYNs end in the XDP program (src_cap) instead of in accept().
  *

@@ -518,7 +518,7 @@ void gate_throttle_done(struct gate *g, const struct throttle_ticket *tt, int ht
 
 static void quarantine_answer(int cmd, struct gate_verdict *v);
 
-/* Budgets and loops (user/throttle.h), after the access decision. */
+/* Budgets and loops (user/decide/throttle.h), after the access decision. */
 static void throttle_step(struct gate *g, const struct eas_req *r, const struct policy_input *in,
 			  const struct policy_decision *d, uint64_t body_fp, int authed,
 			  struct gate_verdict *v)

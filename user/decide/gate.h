@@ -39,7 +39,7 @@ struct gate_verdict {
 	char rule[64];		   /* the rule that decided ("" = none), for the access log */
 	char why[192];		   /* one line for the log: which rule matched what */
 	char device_os[96];	   /* effective DeviceOS used (for the access log) */
-	/* throttling (user/throttle.h) */
+	/* throttling (user/decide/throttle.h) */
 	struct throttle_ticket tt; /* hand to gate_throttle_done() when the request ends */
 	unsigned retry_after;	   /* 503: Retry-After seconds */
 	const char *asthrottle;	   /* 503: X-MS-ASThrottle value (static) */

@@ -11,7 +11,7 @@
  * bpfmaps_detach_all() (`easgated --detach`) removes them.
  *
  * Conventions: functions return 0 (or a count) on success and -errno on
- * failure; libbpf's own messages go to user/log.h. Map writes are single
+ * failure; libbpf's own messages go to user/base/log.h. Map writes are single
  * syscalls (a few microseconds) or plain stores into shared mappings:
  * fine to call from the event loop.
  *
