@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * command.h - the one command layer behind easctl (control socket) and the
- * web console: both run the same struct ctl_cmd table through command_run(),
- * so an action has one implementation, one permission check and one audit
- * line whichever way it arrived.
+ * web console: both run the same struct ctl_cmd table (commands[] in
+ * daemon/master.c) through command_run(), so an action has one
+ * implementation, one permission check and one audit line whichever way
+ * it arrived.
  *
  * Who: every run carries an actor (an easctl peer by uid, or a console
  * account with its role and source address). Commands read it through

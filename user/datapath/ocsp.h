@@ -28,7 +28,7 @@
 #include <time.h>
 
 #include "config.h"
-#include "control.h"
+#include "sbuf.h"
 #include "loop.h"
 #include "shm.h"
 
