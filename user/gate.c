@@ -728,7 +728,11 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 		snprintf(ev.os_family, sizeof(ev.os_family), "%s", ov.family);
 		if (di)
 			ev.di = *di;
-		if (e->in_inv) {
+		/* Authenticated on another worker, its row not written yet:
+		 * the sightings refuse it, the master has its row's event
+		 * (sent before the sighting was hidden, on the same socket)
+		 * and applies this one after it. */
+		if (e->in_inv || e->sight_gone) {
 			send_event(g, &ev);
 			e->reported_at = now;
 		} else if (g->sight && !is_options &&
@@ -738,8 +742,13 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 			 * never throttled) nor requests the budget refused are
 			 * noted: a flood costs a table write only while admitted. */
 			uint32_t seq;
-			if (sighting_note(g->sight, e->skey, &ev, &seq) >= 0)
+			int noted = sighting_note(g->sight, e->skey, &ev, &seq);
+			if (noted >= 0)
 				e->sight_seq = seq;
+			if (noted == SIGHTING_GONE) {
+				e->sight_gone = 1;
+				send_event(g, &ev);
+			}
 			e->reported_at = now;
 		}
 	}
@@ -768,8 +777,10 @@ static void promote(struct gate *g, struct dev_entry *e, const char *identity,
 	if (!ev || !x)
 		goto out;
 	uint64_t skey = e ? e->skey : g->sight ? sighting_key(g->sight, identity, device_id) : 0;
+	uint32_t seq = 0; /* a sighting's di_seq is never 0 */
 	if (g->sight && sighting_get(g->sight, skey, now, x)) {
 		*ev = x->ev;
+		seq = x->di_seq;
 	} else {
 		/* Never noted (the table was busy, or a flood displaced it):
 		 * the row starts with what this worker knows; later decisions
@@ -810,8 +821,16 @@ static void promote(struct gate *g, struct dev_entry *e, const char *identity,
 	ev->status = http_status;
 	ev->access = e ? e->answer_access : -1;
 	send_event(g, ev);
-	if (g->sight)
-		sighting_forget(g->sight, skey);
+	/* DeviceInformation another worker noted since the read above: sent
+	 * after the row's event, it reaches the row (and this worker knows it). */
+	if (g->sight && sighting_forget(g->sight, skey, now, x) && x->di_seq != seq) {
+		x->ev.flags &= INV_EV_DEVINFO | (x->ev.access >= 0 ? INV_EV_DECISION : 0);
+		send_event(g, &x->ev);
+		if (e && x->ev.di.model[0])
+			snprintf(e->model, sizeof(e->model), "%s", x->ev.di.model);
+		if (e && x->ev.di.os[0])
+			snprintf(e->os, sizeof(e->os), "%s", x->ev.di.os);
+	}
 	if (g->t)
 		throttle_authenticated(g->t, throttle_device_key(g->t, identity, device_id),
 				       throttle_user_key(g->t, identity), throttle_now_ms());
