@@ -39,6 +39,11 @@ struct ctl_client {
 	struct sbuf out; /* the whole reply */
 	size_t out_off;
 	int replying;
+	int deferred; /* a command answers later (control_finish): not freed until then */
+	int ended;    /* deferred and the connection is gone: control_finish frees */
+	int finished; /* control_finish ran inside the command: answer when it returns */
+	enum ctl_code finished_code;
+	struct sbuf finished_out;
 };
 
 struct control {
@@ -139,9 +144,19 @@ static void format_reply(struct sbuf *dst, enum ctl_code code, const struct sbuf
 		sbuf_put(dst, nl + 1, strlen(nl + 1));
 }
 
+static void client_free(struct ctl_client *k)
+{
+	free(k->req);
+	sbuf_free(&k->out);
+	sbuf_free(&k->finished_out);
+	free(k);
+}
+
 static void client_end(struct ctl_client *k)
 {
 	struct control *c = k->c;
+	if (k->ended)
+		return;
 	for (struct ctl_client **pp = &c->clients; *pp; pp = &(*pp)->next)
 		if (*pp == k) {
 			*pp = k->next;
@@ -155,9 +170,11 @@ static void client_end(struct ctl_client *k)
 	 * may still hold a copy of fd. */
 	shutdown(k->fd, SHUT_RDWR);
 	close(k->fd);
-	free(k->req);
-	sbuf_free(&k->out);
-	free(k);
+	if (k->deferred) {
+		k->ended = 1; /* control_finish() frees it */
+		return;
+	}
+	client_free(k);
 }
 
 /* Send what the socket takes; end the client when all is sent or it failed. */
@@ -201,6 +218,41 @@ static void client_reply_text(struct ctl_client *k, enum ctl_code code, const ch
 	sbuf_free(&out);
 }
 
+static struct ctl_client *running; /* the client whose command runs now */
+
+struct ctl_pending *control_defer(void)
+{
+	if (!running)
+		return NULL;
+	running->deferred = 1;
+	return (struct ctl_pending *)running;
+}
+
+void control_finish(struct ctl_pending *p, enum ctl_code code, struct sbuf *out)
+{
+	struct ctl_client *k = (struct ctl_client *)p;
+	if (!k)
+		return;
+	k->deferred = 0;
+	if (k == running) {
+		/* Finished before the command returned: client_run answers. */
+		k->finished = 1;
+		k->finished_code = code;
+		if (out && out->len)
+			sbuf_put(&k->finished_out, out->p, out->len);
+		return;
+	}
+	if (k->ended) {
+		client_free(k);
+		return;
+	}
+	if (k->out.len)
+		return; /* told it timed out; that reply is still being sent */
+	struct sbuf none = {0};
+	loop_update_clock(k->c->loop);
+	client_reply(k, code, out ? out : &none);
+}
+
 /* The request is complete: run it (from a timer, see client_read). */
 static void client_run(struct loop_timer *t)
 {
@@ -225,10 +277,28 @@ static void client_run(struct loop_timer *t)
 	for (const struct ctl_cmd *x = c->cmds; x->name && !cmd; x++)
 		if (!strcmp(x->name, argv[0]))
 			cmd = x;
-	if (cmd)
+	if (cmd) {
+		running = k;
 		code = cmd->fn(c->ctx, argc, argv, &out);
-	else
+		running = NULL;
+	} else {
 		sbuf_printf(&out, "unknown command '%s' (try: easctl help)", argv[0]);
+	}
+	if (code == (enum ctl_code)CTL_DEFERRED) {
+		sbuf_free(&out);
+		if (k->deferred) {
+			loop_timer_set(c->loop, &k->deadline, CTL_DEFER_MS);
+			return;
+		}
+		if (!k->finished) {
+			k->finished_code = CTL_FAILED;
+			sbuf_printf(&k->finished_out, "internal error: no answer");
+		}
+		code = k->finished_code;
+		out = k->finished_out;
+		memset(&k->finished_out, 0, sizeof(k->finished_out));
+	}
+	k->deferred = 0;
 	/* The command may have taken a while (reload): the loop's clock. */
 	loop_update_clock(c->loop);
 	client_reply(k, code, &out);
@@ -285,8 +355,8 @@ static void client_read(struct ctl_client *k)
 static void client_io(struct loop_io *io, uint32_t ev)
 {
 	struct ctl_client *k = io->arg;
-	if (loop_timer_armed(&k->run))
-		return; /* request complete, command not run yet */
+	if (loop_timer_armed(&k->run) || (k->deferred && !k->out.len))
+		return; /* request complete, command not run or not answered yet */
 	if (k->replying)
 		client_write(k);
 	else
@@ -296,6 +366,13 @@ static void client_io(struct loop_io *io, uint32_t ev)
 static void client_timeout(struct loop_timer *t)
 {
 	struct ctl_client *k = t->arg;
+	if (k->deferred && !k->out.len) {
+		log_warn("event=control_deferred_timeout pid=%d", (int)k->who.pid);
+		client_reply_text(
+		    k, CTL_FAILED,
+		    "no answer in time (the change may still be applied: look again)");
+		return;
+	}
 	if (k->replying) {
 		client_end(k); /* a client that does not take its reply */
 		return;
