@@ -9,6 +9,7 @@
 #include "osver.h"
 #include "policy.h"
 #include "sighting.h"
+#include "store.h"
 #include "throttle.h"
 #include "tls.h"
 
@@ -27,7 +28,9 @@ struct admin {
 	struct loop *loop;
 	const struct gw_config *cfg;
 	struct shm *shm;
-	struct inventory *inv;
+	struct store *store;   /* owned: where the inventory and the shared policy live */
+	struct inventory *inv; /* the store's local file (reads) */
+	struct store_hooks up; /* the master's hooks (secret, ready, node) */
 	char path[PATH_MAX + 32];
 	int ev_rd, ev_wr; /* datagram socketpair: workers write, we read */
 	struct loop_io ev_io;
@@ -44,10 +47,8 @@ static struct admin *the_admin;
 
 static void commit(struct admin *a)
 {
-	if (!a->pending)
-		return;
-	inv_batch_commit(a->inv);
 	a->pending = 0;
+	store_batch_commit(a->store); /* also what the store itself wrote meanwhile */
 }
 
 static void on_events(struct loop_io *io, uint32_t ev);
@@ -104,9 +105,9 @@ static void on_events(struct loop_io *io, uint32_t ev)
 		}
 		e.user[sizeof(e.user) - 1] = 0;
 		e.device_id[sizeof(e.device_id) - 1] = 0;
-		if (!a->pending && inv_batch_begin(a->inv) < 0)
+		if (!a->pending && store_batch_begin(a->store) < 0)
 			break;
-		int r = inv_apply(a->inv, &e);
+		int r = store_apply(a->store, &e);
 		if (r >= 0)
 			a->events++;
 		news |= r > 0;
@@ -141,8 +142,37 @@ struct sighting_table *admin_sightings(const struct admin *a)
 	return a ? a->sight : NULL;
 }
 
+/* The store says something decisions read changed (here, on another node,
+ * or in the database): publish it, after the events already queued. */
+static void store_changed(void *arg)
+{
+	bump_gen(arg);
+}
+
+static void store_secret(void *arg, const char *hex)
+{
+	struct admin *a = arg;
+	if (a->up.secret)
+		a->up.secret(a->up.arg, hex);
+}
+
+static void store_ready(void *arg)
+{
+	struct admin *a = arg;
+	if (a->up.ready)
+		a->up.ready(a->up.arg);
+}
+
+static void store_node(void *arg, struct inv_node *self)
+{
+	struct admin *a = arg;
+	self->policy_gen = (int64_t)__atomic_load_n(&a->shm->policy_gen, __ATOMIC_ACQUIRE);
+	if (a->up.node)
+		a->up.node(a->up.arg, self);
+}
+
 struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s,
-			struct bpfgate *bpf, char *err, size_t errsz)
+			struct bpfgate *bpf, const struct store_hooks *up, char *err, size_t errsz)
 {
 	struct admin *a = calloc(1, sizeof(*a));
 	if (!a) {
@@ -154,10 +184,20 @@ struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s
 	a->cfg = c;
 	a->shm = s;
 	a->ev_rd = a->ev_wr = -1;
+	if (up)
+		a->up = *up;
 	gate_inventory_path(c, a->path, sizeof(a->path));
-	a->inv = inv_open(a->path, 0, err, errsz);
-	if (!a->inv)
+	/* Set before the store opens: it may call the hooks at once. */
+	the_admin = a;
+	struct store_hooks h = {.arg = a,
+				.changed = store_changed,
+				.secret = store_secret,
+				.ready = store_ready,
+				.node = store_node};
+	a->store = store_open(l, c, &h, err, errsz);
+	if (!a->store)
 		goto fail;
+	a->inv = store_inventory(a->store);
 	a->sight = sighting_new(SIGHTING_SLOTS, err, errsz);
 	if (!a->sight)
 		goto fail;
@@ -177,7 +217,6 @@ struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s
 	}
 	if (admin_check_config(a, c, err, errsz) < 0)
 		goto fail;
-	the_admin = a;
 	return a;
 fail:
 	admin_free(a);
@@ -194,9 +233,9 @@ void admin_free(struct admin *a)
 		close(a->ev_rd);
 		close(a->ev_wr);
 	}
-	if (a->inv)
+	if (a->store)
 		commit(a);
-	inv_close(a->inv);
+	store_free(a->store);
 	sighting_free(a->sight);
 	if (the_admin == a)
 		the_admin = NULL;
@@ -215,12 +254,25 @@ int admin_check_config(struct admin *a, const struct gw_config *c, char *why, si
 void admin_config_changed(struct admin *a, const struct gw_config *c)
 {
 	a->cfg = c;
+	store_config_changed(a->store, c);
 	bump_gen(a);
 }
 
 void admin_tick(struct admin *a)
 {
 	commit(a);
+	store_tick(a->store);
+}
+
+int admin_store_waiting(const struct admin *a)
+{
+	return a && a->store && store_waiting(a->store);
+}
+
+void admin_describe_store(struct admin *a, struct sbuf *o)
+{
+	if (a && a->store)
+		store_describe(a->store, o);
 }
 
 void admin_chown_state(struct admin *a, uid_t uid, gid_t gid)
@@ -366,7 +418,8 @@ static int dev_row(void *arg, const struct inv_device *d)
 			   d->access_state,
 			   d->state_reason,
 			   d->rule,
-			   admin_state_name(d->admin_state)};
+			   admin_state_name(d->admin_state),
+			   d->last_node};
 	enum { NFIELDS = sizeof(v) / sizeof(v[0]) };
 	if (l->fmt == FMT_TABLE) {
 		sbuf_printf(o, "%-24.24s %-32.32s %-16.16s %-22.22s %-22.22s %-11s %-20s %s\n",
@@ -386,7 +439,7 @@ static int dev_row(void *arg, const struct inv_device *d)
 				   "friendly_name", "imei",	    "mobile_operator",
 				   "protocol",	    "first_sync",   "last_sync_attempt",
 				   "last_success",  "access_state", "state_reason",
-				   "rule",	    "admin_state"};
+				   "rule",	    "admin_state",  "last_node"};
 		_Static_assert(sizeof(k) / sizeof(k[0]) == NFIELDS, "a name for every field");
 		for (size_t i = 0; i < NFIELDS; i++) {
 			sbuf_printf(o, "%s\"%s\": ", i ? ", " : "", k[i]);
@@ -543,7 +596,7 @@ static enum ctl_code cmd_devices(void *ctx, int argc, char **argv, struct sbuf *
 		sbuf_printf(out, "user,device_id,device_type,device_model,device_os,user_agent,"
 				 "friendly_name,imei,mobile_operator,protocol,first_sync,"
 				 "last_sync_attempt,last_success,access_state,state_reason,rule,"
-				 "admin_state\r\n");
+				 "admin_state,last_node\r\n");
 	else
 		sbuf_put(out, "[", 1);
 	int r = unauth ? foreach_sighting(a, &f, dev_row, &l)
@@ -611,13 +664,21 @@ static void show_device(struct sbuf *o, const struct inv_device *d, int authenti
 		    "X-MS-WL:          %s\nProtocolVersion:  %s\nLastCommand:      %s\n"
 		    "FirstSync:        %s\nLastSyncAttempt:  %s\nLastSuccessSync:  %s\n"
 		    "LastStatus:       %d\nAccessState:      %s\nStateReason:      %s\n"
-		    "Rule:             %s\nAdminState:       %s\nAuthenticated:    %s\n",
+		    "Rule:             %s\nAdminState:       %s\nAuthenticated:    %s\n"
+		    "LastNode:         %s\n",
 		    d->user, d->device_id, d->device_type,
 		    d->device_model[0] ? d->device_model : d->device_type, d->device_os, d->os_key,
 		    d->user_agent, d->friendly_name, d->imei, d->mobile_operator, d->phone_number,
 		    d->os_language, d->xmswl, d->protocol, d->last_cmd, t1, t2, t3, d->last_status,
 		    d->access_state, d->state_reason, d->rule, admin_state_name(d->admin_state),
-		    authenticated ? "yes" : "no (seen, no backend accepted its credentials yet)");
+		    authenticated ? "yes" : "no (seen, no backend accepted its credentials yet)",
+		    d->last_node[0] ? d->last_node : "-");
+	if (d->loop_until > time(NULL)) {
+		char until[32];
+		iso_time(d->loop_until, until, sizeof(until));
+		sbuf_printf(o, "LoopQuarantine:   until %s (%s)\n", until,
+			    d->loop_cmd >= 0 ? eas_cmd_name(d->loop_cmd) : "?");
+	}
 }
 
 struct find_sight {
@@ -670,6 +731,68 @@ static int unauthenticated_device(struct admin *a, const char *user, const char 
 	return rc;
 }
 
+/* A command waiting for its store change (store_change, control_defer). */
+struct pend {
+	struct ctl_pending *p;
+	char verb[16];
+	char user[EAS_USER_MAX + 1];
+	char dev[EAS_DEVID_MAX + 1];
+	char text[POLICY_RULE_TEXT_MAX];
+	int state;
+	int64_t id;
+};
+
+static struct pend *pend_new(const char *verb)
+{
+	struct pend *x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	x->p = control_defer();
+	snprintf(x->verb, sizeof(x->verb), "%s", verb);
+	return x;
+}
+
+static void pend_finish(struct pend *x, enum ctl_code code, struct sbuf *out)
+{
+	control_finish(x->p, code, out);
+	sbuf_free(out);
+	free(x);
+}
+
+/* rc < 0: the store's reason; a farm node says the database is away. */
+static enum ctl_code store_failed(const struct store_result *r, struct sbuf *out)
+{
+	sbuf_printf(out, "%s", r->msg[0] ? r->msg : "the change could not be stored");
+	return CTL_FAILED;
+}
+
+static void device_done(void *arg, const struct store_result *r)
+{
+	struct pend *x = arg;
+	struct sbuf out = {0};
+	enum ctl_code code = CTL_OK;
+	char qu[EAS_USER_MAX * 4 + 3], qd[EAS_DEVID_MAX * 4 + 3];
+	if (r->rc < 0) {
+		code = store_failed(r, &out);
+	} else if (r->rc == 0) {
+		sbuf_printf(&out, "no device %s for user %s", x->dev, x->user);
+		code = CTL_NOTFOUND;
+	} else if (!strcmp(x->verb, "remove")) {
+		log_info("event=admin_device action=remove user=%s device=%s",
+			 log_quote(qu, sizeof(qu), x->user, (size_t)-1),
+			 log_quote(qd, sizeof(qd), x->dev, (size_t)-1));
+		sbuf_printf(&out, "removed %s (%s)\n", x->dev, x->user);
+	} else {
+		log_info("event=admin_device action=%s user=%s device=%s", x->verb,
+			 log_quote(qu, sizeof(qu), x->user, (size_t)-1),
+			 log_quote(qd, sizeof(qd), x->dev, (size_t)-1));
+		sbuf_printf(&out, "%s: %s (%s) is now %s; effective on its next request\n", x->verb,
+			    x->dev, x->user,
+			    x->state ? admin_state_name(x->state) : "decided by the rules");
+	}
+	pend_finish(x, code, &out);
+}
+
 static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
@@ -699,8 +822,7 @@ static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *o
 		goto done;
 	const char *verb = pos[0];
 	int state = -1;
-	char qu[EAS_USER_MAX * 4 + 3], qd[EAS_DEVID_MAX * 4 + 3];
-	commit(a); /* admin writes must not ride in the open event batch */
+	enum store_op_kind kind = STORE_OP_DEVICE_STATE;
 	if (!strcmp(verb, "show")) {
 		show_device(out, d, 1);
 		goto done;
@@ -713,34 +835,27 @@ static enum ctl_code cmd_device(void *ctx, int argc, char **argv, struct sbuf *o
 	} else if (!strcmp(verb, "clear")) {
 		state = 0;
 	} else if (!strcmp(verb, "remove")) {
-		if (inv_remove_device(a->inv, d->user, d->device_id) < 0) {
-			sbuf_printf(out, "remove failed");
-			rc = CTL_FAILED;
-			goto done;
-		}
-		bump_gen(a);
-		log_info("event=admin_device action=remove user=%s device=%s",
-			 log_quote(qu, sizeof(qu), d->user, (size_t)-1),
-			 log_quote(qd, sizeof(qd), d->device_id, (size_t)-1));
-		sbuf_printf(out, "removed %s (%s)\n", d->device_id, d->user);
-		goto done;
+		kind = STORE_OP_DEVICE_REMOVE;
 	} else {
 		sbuf_printf(out, "unknown action '%s'", verb);
 		rc = CTL_USAGE;
 		goto done;
 	}
-	if (inv_set_admin_state(a->inv, d->user, d->device_id, state, time(NULL)) < 0) {
-		sbuf_printf(out, "update failed");
+	struct pend *x = pend_new(verb);
+	if (!x) {
 		rc = CTL_FAILED;
 		goto done;
 	}
-	bump_gen(a);
-	log_info("event=admin_device action=%s user=%s device=%s", verb,
-		 log_quote(qu, sizeof(qu), d->user, (size_t)-1),
-		 log_quote(qd, sizeof(qd), d->device_id, (size_t)-1));
-	sbuf_printf(out, "%s: %s (%s) is now %s; effective on its next request\n", verb,
-		    d->device_id, d->user,
-		    state ? admin_state_name(state) : "decided by the rules");
+	snprintf(x->user, sizeof(x->user), "%s", d->user);
+	snprintf(x->dev, sizeof(x->dev), "%s", d->device_id);
+	x->state = state;
+	struct store_op op = {.kind = kind,
+			      .user = d->user,
+			      .device_id = d->device_id,
+			      .state = state,
+			      .now = time(NULL)};
+	store_change(a->store, &op, device_done, x);
+	rc = (enum ctl_code)CTL_DEFERRED;
 done:
 	free(d);
 	return rc;
@@ -818,6 +933,27 @@ static enum ctl_code rules_test(struct admin *a, int argc, char **argv, struct s
 	return CTL_OK;
 }
 
+static void rule_done(void *arg, const struct store_result *r)
+{
+	struct pend *x = arg;
+	struct sbuf out = {0};
+	enum ctl_code code = CTL_OK;
+	if (r->rc < 0) {
+		code = store_failed(r, &out);
+	} else if (!strcmp(x->verb, "add")) {
+		log_info("event=admin_rule action=add id=%lld rule=\"%s\"", (long long)r->id,
+			 x->text);
+		sbuf_printf(&out, "added db%lld: %s\n", (long long)r->id, x->text);
+	} else if (r->rc == 0) {
+		sbuf_printf(&out, "no rule db%lld", (long long)x->id);
+		code = CTL_NOTFOUND;
+	} else {
+		log_info("event=admin_rule action=remove id=%lld", (long long)x->id);
+		sbuf_printf(&out, "removed db%lld\n", (long long)x->id);
+	}
+	pend_finish(x, code, &out);
+}
+
 static enum ctl_code cmd_rules(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
@@ -856,18 +992,15 @@ static enum ctl_code cmd_rules(void *ctx, int argc, char **argv, struct sbuf *ou
 			sbuf_printf(out, "rule refused: %s", err);
 			return CTL_USAGE;
 		}
-		char text[POLICY_RULE_TEXT_MAX];
-		policy_rule_format(&r, text, sizeof(text));
-		sync_events(a);
-		int64_t id = inv_rule_add(a->inv, text, time(NULL));
-		if (id < 0) {
-			sbuf_printf(out, "cannot store the rule");
+		struct pend *x = pend_new("add");
+		if (!x)
 			return CTL_FAILED;
-		}
-		bump_gen(a);
-		log_info("event=admin_rule action=add id=%lld rule=\"%s\"", (long long)id, text);
-		sbuf_printf(out, "added db%lld: %s\n", (long long)id, text);
-		return CTL_OK;
+		policy_rule_format(&r, x->text, sizeof(x->text));
+		sync_events(a);
+		struct store_op op = {
+		    .kind = STORE_OP_RULE_ADD, .text = x->text, .now = time(NULL)};
+		store_change(a->store, &op, rule_done, x);
+		return (enum ctl_code)CTL_DEFERRED;
 	}
 	if (!strcmp(verb, "remove")) {
 		if (argc != 3) {
@@ -884,16 +1017,14 @@ static enum ctl_code cmd_rules(void *ctx, int argc, char **argv, struct sbuf *ou
 			sbuf_printf(out, "rule ids look like db12 (see: easctl rules list)");
 			return CTL_USAGE;
 		}
+		struct pend *x = pend_new("remove");
+		if (!x)
+			return CTL_FAILED;
+		x->id = v;
 		sync_events(a);
-		int r = inv_rule_remove(a->inv, v);
-		if (r <= 0) {
-			sbuf_printf(out, "no rule db%lld", v);
-			return r < 0 ? CTL_FAILED : CTL_NOTFOUND;
-		}
-		bump_gen(a);
-		log_info("event=admin_rule action=remove id=%lld", v);
-		sbuf_printf(out, "removed db%lld\n", v);
-		return CTL_OK;
+		struct store_op op = {.kind = STORE_OP_RULE_REMOVE, .id = v, .now = time(NULL)};
+		store_change(a->store, &op, rule_done, x);
+		return (enum ctl_code)CTL_DEFERRED;
 	}
 	if (!strcmp(verb, "runtime")) {
 		struct rule_list l = {.o = out};
@@ -944,6 +1075,20 @@ static int ver_row(void *arg, const struct inv_version *v)
 	return 0;
 }
 
+static void version_done(void *arg, const struct store_result *r)
+{
+	struct pend *x = arg;
+	struct sbuf out = {0};
+	enum ctl_code code = CTL_OK;
+	if (r->rc < 0) {
+		code = store_failed(r, &out);
+	} else {
+		log_info("event=admin_version action=%s os=\"%s\"", x->verb, x->text);
+		sbuf_printf(&out, "%s: %s\n", x->verb, x->text);
+	}
+	pend_finish(x, code, &out);
+}
+
 static enum ctl_code cmd_versions(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
@@ -959,16 +1104,17 @@ static enum ctl_code cmd_versions(void *ctx, int argc, char **argv, struct sbuf 
 		return CTL_OK;
 	}
 	if ((!strcmp(verb, "approve") || !strcmp(verb, "revoke")) && argc == 3) {
-		sync_events(a);
-		if (inv_version_approve(a->inv, argv[2], !strcmp(verb, "approve"), time(NULL)) <
-		    0) {
-			sbuf_printf(out, "update failed");
+		struct pend *x = pend_new(verb);
+		if (!x)
 			return CTL_FAILED;
-		}
-		bump_gen(a);
-		log_info("event=admin_version action=%s os=\"%s\"", verb, argv[2]);
-		sbuf_printf(out, "%s: %s\n", verb, argv[2]);
-		return CTL_OK;
+		snprintf(x->text, sizeof(x->text), "%s", argv[2]);
+		sync_events(a);
+		struct store_op op = {.kind = STORE_OP_VERSION_APPROVE,
+				      .text = x->text,
+				      .state = !strcmp(verb, "approve"),
+				      .now = time(NULL)};
+		store_change(a->store, &op, version_done, x);
+		return (enum ctl_code)CTL_DEFERRED;
 	}
 	sbuf_printf(out, "usage: versions [list [--incubating]|incubating|approve OS|revoke OS]");
 	return CTL_USAGE;
@@ -1037,6 +1183,29 @@ static int thr_row(void *arg, const struct throttle_info *d)
 	return 0;
 }
 
+static void forgive_done(void *arg, const struct store_result *r)
+{
+	struct pend *x = arg;
+	struct sbuf out = {0};
+	enum ctl_code code = CTL_OK;
+	char qu[EAS_USER_MAX * 4 + 3], qd[EAS_DEVID_MAX * 4 + 3];
+	if (r->rc < 0 && !x->state) {
+		code = store_failed(r, &out);
+	} else if (r->rc <= 0 && !x->state) {
+		sbuf_printf(&out, "no throttled device %s for user %s", x->dev, x->user);
+		code = CTL_NOTFOUND;
+	} else {
+		log_info("event=admin_throttle action=forgive user=%s device=%s farm_loop=%d",
+			 log_quote(qu, sizeof(qu), x->user, (size_t)-1),
+			 log_quote(qd, sizeof(qd), x->dev, (size_t)-1), r->rc > 0);
+		sbuf_printf(&out, "forgiven: %s (%s); kernel flow verdicts expire by their TTL\n",
+			    x->dev, x->user);
+		if (r->rc < 0)
+			sbuf_printf(&out, "on this node only: %s\n", r->msg);
+	}
+	pend_finish(x, code, &out);
+}
+
 static enum ctl_code cmd_throttle(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
@@ -1057,23 +1226,162 @@ static enum ctl_code cmd_throttle(void *ctx, int argc, char **argv, struct sbuf 
 		return CTL_OK;
 	}
 	if (!strcmp(verb, "forgive") && argc == 4) {
-		uint64_t k =
-		    strcmp(argv[3], THROTTLE_UNAUTH_LABEL)
-			? throttle_device_key(a->throttle, argv[2], argv[3])
-			: throttle_unauth_key(a->throttle, throttle_user_key(a->throttle, argv[2]));
-		if (throttle_forgive(a->throttle, k, now) < 0) {
-			sbuf_printf(out, "no throttled device %s for user %s", argv[3], argv[2]);
-			return CTL_NOTFOUND;
+		int unauth = !strcmp(argv[3], THROTTLE_UNAUTH_LABEL);
+		uint64_t k = !unauth ? throttle_device_key(a->throttle, argv[2], argv[3])
+				     : throttle_unauth_key(a->throttle,
+							   throttle_user_key(a->throttle, argv[2]));
+		struct pend *x = pend_new("forgive");
+		if (!x)
+			return CTL_FAILED;
+		snprintf(x->user, sizeof(x->user), "%s", argv[2]);
+		snprintf(x->dev, sizeof(x->dev), "%s", argv[3]);
+		x->state = throttle_forgive(a->throttle, k, now) == 0; /* here */
+		if (unauth) {
+			struct store_result r = {.rc = 0};
+			forgive_done(x, &r);
+		} else {
+			/* And its loop quarantine, on every node of a farm. */
+			struct store_op op = {.kind = STORE_OP_LOOP_CLEAR,
+					      .user = argv[2],
+					      .device_id = argv[3],
+					      .now = time(NULL)};
+			store_change(a->store, &op, forgive_done, x);
 		}
-		char qu[EAS_USER_MAX * 4 + 3], qd[EAS_DEVID_MAX * 4 + 3];
-		log_info("event=admin_throttle action=forgive user=%s device=%s",
-			 log_quote(qu, sizeof(qu), argv[2], (size_t)-1),
-			 log_quote(qd, sizeof(qd), argv[3], (size_t)-1));
-		sbuf_printf(out, "forgiven: %s (%s); kernel flow verdicts expire by their TTL\n",
-			    argv[3], argv[2]);
-		return CTL_OK;
+		return (enum ctl_code)CTL_DEFERRED;
 	}
 	sbuf_printf(out, "usage: throttle [list [--all]] | forgive USER DEVICE_ID");
+	return CTL_USAGE;
+}
+
+/* --- the store: db, nodes, personal lists ------------------------------------- */
+
+static void migrate_done(void *arg, const struct store_result *r)
+{
+	struct pend *x = arg;
+	struct sbuf out = {0};
+	enum ctl_code code = CTL_OK;
+	if (r->rc < 0)
+		code = store_failed(r, &out);
+	else
+		sbuf_printf(&out, "%s\n", r->msg);
+	pend_finish(x, code, &out);
+}
+
+static enum ctl_code cmd_db(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct admin *a = the_admin;
+	const char *verb = argc > 1 ? argv[1] : "status";
+	if (!strcmp(verb, "status") && argc <= 2) {
+		store_db_status(a->store, out);
+		return CTL_OK;
+	}
+	if (!strcmp(verb, "migrate") && argc == 2) {
+		struct pend *x = pend_new("migrate");
+		if (!x)
+			return CTL_FAILED;
+		struct store_op op = {.kind = STORE_OP_MIGRATE, .now = time(NULL)};
+		store_change(a->store, &op, migrate_done, x);
+		return (enum ctl_code)CTL_DEFERRED;
+	}
+	sbuf_printf(out, "usage: db status|migrate");
+	return CTL_USAGE;
+}
+
+struct node_list {
+	struct sbuf *o;
+	int64_t now;
+	unsigned stale_s;
+};
+
+static void node_row(void *arg, const struct inv_node *n)
+{
+	struct node_list *l = arg;
+	char hb[32];
+	iso_time(n->heartbeat_at, hb, sizeof(hb));
+	int64_t age = n->heartbeat_at ? l->now - n->heartbeat_at : -1;
+	sbuf_printf(l->o, "%-20.20s %-36.36s %-10s %10lld %10lld %-20s %6llds %9.1f %8lld %s\n",
+		    n->name, n->version, n->store, (long long)n->config_gen,
+		    (long long)n->policy_gen, hb, (long long)age, n->requests_per_s,
+		    (long long)n->journal, age >= 0 && age <= (int64_t)l->stale_s ? "up" : "stale");
+}
+
+static enum ctl_code cmd_nodes(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct admin *a = the_admin;
+	unsigned hb = (a->cfg->pg.heartbeat_ms + 999) / 1000;
+	struct node_list l = {.o = out, .now = time(NULL), .stale_s = 3 * (hb ? hb : 5)};
+	sync_events(a);
+	sbuf_printf(out, "%-20s %-36s %-10s %10s %10s %-20s %7s %9s %8s %s\n", "NODE", "VERSION",
+		    "STORE", "CONFIG_GEN", "POLICY_GEN", "LAST_HEARTBEAT", "AGE", "REQ/S",
+		    "JOURNAL", "STATE");
+	inv_foreach_node(a->inv, node_row, &l);
+	return CTL_OK;
+}
+
+static void list_row(void *arg, const char *list, const char *entry)
+{
+	sbuf_printf(arg, "%-8s %s\n", list, entry);
+}
+
+static void list_done(void *arg, const struct store_result *r)
+{
+	struct pend *x = arg;
+	struct sbuf out = {0};
+	enum ctl_code code = CTL_OK;
+	int add = !strcmp(x->verb, "add");
+	if (r->rc < 0) {
+		code = store_failed(r, &out);
+	} else if (r->rc == 0) {
+		sbuf_printf(&out, add ? "%s is already in the %s list" : "%s is not in the %s list",
+			    x->text, x->user);
+		code = add ? CTL_OK : CTL_NOTFOUND;
+		if (add)
+			sbuf_put(&out, "\n", 1);
+	} else {
+		log_info("event=admin_list action=%s list=%s entry=\"%s\"", x->verb, x->user,
+			 x->text);
+		sbuf_printf(&out, "%s %s %s; effective on the next request\n",
+			    add ? "added to" : "removed from", x->user, x->text);
+	}
+	pend_finish(x, code, &out);
+}
+
+static enum ctl_code cmd_lists(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct admin *a = the_admin;
+	const char *verb = argc > 1 ? argv[1] : "show";
+	if (!strcmp(verb, "show") && argc <= 2) {
+		for (int i = 0; i < a->cfg->policy.nblocked; i++)
+			sbuf_printf(out, "%-8s %s (config)\n", "blocked",
+				    a->cfg->policy.blocked_ids[i].text);
+		for (int i = 0; i < a->cfg->policy.nallowed; i++)
+			sbuf_printf(out, "%-8s %s (config)\n", "allowed",
+				    a->cfg->policy.allowed_ids[i].text);
+		inv_foreach_list(a->inv, list_row, out);
+		return CTL_OK;
+	}
+	if ((!strcmp(verb, "add") || !strcmp(verb, "remove")) && argc == 4 &&
+	    (!strcmp(argv[2], "blocked") || !strcmp(argv[2], "allowed"))) {
+		char why[256];
+		if (policy_id_entry_check(argv[3], why, sizeof(why)) < 0) {
+			sbuf_printf(out, "entry refused: %s", why);
+			return CTL_USAGE;
+		}
+		struct pend *x = pend_new(verb);
+		if (!x)
+			return CTL_FAILED;
+		snprintf(x->user, sizeof(x->user), "%s", argv[2]); /* the list */
+		snprintf(x->text, sizeof(x->text), "%s", argv[3]);
+		struct store_op op = {.kind = !strcmp(verb, "add") ? STORE_OP_LIST_ADD
+								   : STORE_OP_LIST_REMOVE,
+				      .list = x->user,
+				      .text = x->text,
+				      .now = time(NULL)};
+		store_change(a->store, &op, list_done, x);
+		return (enum ctl_code)CTL_DEFERRED;
+	}
+	sbuf_printf(out, "usage: lists [show] | lists add|remove blocked|allowed "
+			 "'DeviceId' or 'user:DeviceId'");
 	return CTL_USAGE;
 }
 
@@ -1088,6 +1396,9 @@ static const struct ctl_cmd cmds[] = {
     {"rules", cmd_rules, "rules list|add 'RULE'|remove dbID|test [--ua ..] [--os ..] [--cmd ..]"},
     {"versions", cmd_versions, "versions [list|incubating|approve OS|revoke OS]"},
     {"certcheck", cmd_certcheck, "certcheck [HOSTNAME]       chain, key, names, expiry"},
+    {"lists", cmd_lists, "lists [show] | add|remove blocked|allowed ENTRY   personal lists"},
+    {"nodes", cmd_nodes, "nodes                       the farm's nodes and heartbeats"},
+    {"db", cmd_db, "db status|migrate           the store: state, schema version"},
     {NULL, NULL, NULL},
 };
 
@@ -1183,6 +1494,7 @@ void admin_render_metrics(struct admin *a, struct sbuf *o)
 		    "inventory.\n# TYPE easgate_inventory_events_total counter\n"
 		    "easgate_inventory_events_total %llu\n",
 		    (unsigned long long)a->events);
+	store_render_metrics(a->store, o);
 }
 
 void admin_render_backend_metrics(struct admin *a, struct sbuf *o, const struct stats *sum)

@@ -61,7 +61,7 @@ int main(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct master_opts o = {.workers = -1};
+	struct master_opts o = {.workers = -1, .version = EASGATE_VERSION};
 	int check = 0, detach = 0, c;
 	while ((c = getopt_long(argc, argv, "c:tw:l:Vh", lopts, NULL)) != -1) {
 		switch (c) {
