@@ -754,7 +754,13 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 	} else if (tv.action == THROTTLE_OK && e->loop_until > now && d.access != POLICY_BLOCK &&
 		   r->cmd != EAS_CMD_OPTIONS) {
 		/* Quarantined for looping by another node (or before a restart):
-		 * answered as this node's throttle answers its own loops. */
+		 * answered as this node's throttle answers its own loops. The
+		 * gateway's own answer is no success of the device: it must not
+		 * count towards a loop here (the ticket ends now, uncounted). */
+		if (g->t) {
+			throttle_done(g->t, &v->tt, 0, throttle_now_ms());
+			memset(&v->tt, 0, sizeof(v->tt));
+		}
 		v->sv = SV_QUARANTINE;
 		v->empty_ok = 0;
 		v->hold_ms = 0;

@@ -141,36 +141,43 @@ static const char *const sql[Q__N] = {
     [Q_LOOP_CLEAR] = "UPDATE devices SET loop_until = 0, loop_cmd = -1,"
 		     " loop_at = max(loop_at + 1, ?3)"
 		     " WHERE user = ?1 AND device_id = ?2 AND loop_until != 0",
+    // clang-format off
     [Q_MERGE_DEVICE] =
 	"INSERT INTO devices (" DEVICE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
 	" ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27,"
 	" ?28, ?29, ?30, ?31, ?32)"
-	" ON CONFLICT (user, device_id) DO UPDATE SET " LWW("device_type", "last_attempt") ", " LWW("user_agent", "last_attempt") ", " LWW("xmswl",
-																	   "last_attempt") ", " LWW("protocol", "last_attempt") ", " LWW("last_cmd", "last_attempt") ", " LWW("last_node", "last_attempt") ","
-																																	   " first_sync = CASE WHEN first_sync = 0 OR (excluded.first_sync != 0 AND"
-																																	   " excluded.first_sync < first_sync) THEN excluded.first_sync ELSE first_sync END,"
-																																	   " last_attempt = max(last_attempt, excluded.last_attempt),"
-																																	   " last_success = max(last_success, excluded.last_success), " LWW("device_model",
-																																									    "devinfo_at") ", " LWW("device_os", "devinfo_at") ", " LWW("friendly_name", "devinfo_at") ", " LWW("imei",
-																																																					       "devinfo_at") ", " LWW("mobile_operator",
-																																																								      "devinfo_at") ", " LWW("phone_number",
-																																																											     "devinfo_at") ", " LWW("os_language", "devinfo_at") ", devinfo_at = max(devinfo_at, excluded.devinfo_at), " LWW("access_state", "decided_at") ", " LWW("state_reason", "decided_at") ", " LWW("rule",
-																																																																																			   "decided_at") ", " LWW("os_key",
-																																																																																						  "decided_at") ", " LWW("os_family", "decided_at") ", decided_at = max(decided_at, excluded.decided_at), " LWW("last_status",
-																																																																																																				"result_at") ", result_at = max(result_at, excluded.result_at), " LWW("admin_state", "admin_at") ", admin_at = max(admin_at, excluded.admin_at), " LWW("loop_until",
-																																																																																																																						       "loop_at") ", " LWW("loop_cmd",
-																																																																																																																									   "loop_at") ","
-																																																																																																																										      " loop_at = max(loop_at, excluded.loop_at)",
+	" ON CONFLICT (user, device_id) DO UPDATE SET "
+	LWW("device_type", "last_attempt") ", " LWW("user_agent", "last_attempt") ", "
+	LWW("xmswl", "last_attempt") ", " LWW("protocol", "last_attempt") ", "
+	LWW("last_cmd", "last_attempt") ", " LWW("last_node", "last_attempt") ","
+	" first_sync = CASE WHEN first_sync = 0 OR (excluded.first_sync != 0 AND"
+	" excluded.first_sync < first_sync) THEN excluded.first_sync ELSE first_sync END,"
+	" last_attempt = max(last_attempt, excluded.last_attempt),"
+	" last_success = max(last_success, excluded.last_success), "
+	LWW("device_model", "devinfo_at") ", " LWW("device_os", "devinfo_at") ", "
+	LWW("friendly_name", "devinfo_at") ", " LWW("imei", "devinfo_at") ", "
+	LWW("mobile_operator", "devinfo_at") ", " LWW("phone_number", "devinfo_at") ", "
+	LWW("os_language", "devinfo_at") ", devinfo_at = max(devinfo_at, excluded.devinfo_at), "
+	LWW("access_state", "decided_at") ", " LWW("state_reason", "decided_at") ", "
+	LWW("rule", "decided_at") ", " LWW("os_key", "decided_at") ", "
+	LWW("os_family", "decided_at") ", decided_at = max(decided_at, excluded.decided_at), "
+	LWW("last_status", "result_at") ", result_at = max(result_at, excluded.result_at), "
+	LWW("admin_state", "admin_at") ", admin_at = max(admin_at, excluded.admin_at), "
+	LWW("loop_until", "loop_at") ", " LWW("loop_cmd", "loop_at") ","
+	" loop_at = max(loop_at, excluded.loop_at)",
+    // clang-format on
     /* What decisions read of a device (inv_merge_device tells a change). */
     [Q_DEVICE_FACTS] = "SELECT admin_state, device_model, device_os, loop_until, loop_cmd"
 		       " FROM devices WHERE user = ?1 AND device_id = ?2",
+    // clang-format off
     [Q_MERGE_VERSION] =
 	"INSERT INTO os_versions (os_key, family, first_seen, approved, approved_at)"
 	" VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (os_key) DO UPDATE SET"
 	" family = CASE WHEN family = '' THEN excluded.family ELSE family END,"
 	" first_seen = CASE WHEN first_seen = 0 OR (excluded.first_seen != 0 AND"
-	" excluded.first_seen < first_seen) THEN excluded.first_seen ELSE first_seen END, " LWW(
-	    "approved", "approved_at") ", approved_at = max(approved_at, excluded.approved_at)",
+	" excluded.first_seen < first_seen) THEN excluded.first_seen ELSE first_seen END, "
+	LWW("approved", "approved_at") ", approved_at = max(approved_at, excluded.approved_at)",
+    // clang-format on
     [Q_VERSION_FACTS] = "SELECT first_seen, approved FROM os_versions WHERE os_key = ?1",
     [Q_RULE_PUT] = "INSERT OR REPLACE INTO rules (id, text, created) VALUES (?1, ?2, ?3)",
     [Q_RULES_CLEAR] = "DELETE FROM rules",

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /* journal.c - see journal.h. */
 #include "journal.h"
+#include "eas.h"
 #include "inventory.h"
 #include "log.h"
 
@@ -25,6 +26,11 @@ enum {
 	J__N
 };
 
+#define REFILL_SCAN                                                                                \
+	"SELECT max(last_attempt, devinfo_at, decided_at, result_at, admin_at, loop_at) AS t,"     \
+	" user, device_id FROM devices WHERE t > ?1 OR (t = ?1 AND (user > ?2 OR (user = ?2"       \
+	" AND device_id > ?3))) ORDER BY t, user, device_id LIMIT ?4"
+
 static const char *const jsql[J__N] = {
     [J_FIND] = "SELECT seq FROM journal WHERE kind = ?1 AND k1 = ?2 AND k2 = ?3",
     [J_INSERT] = "INSERT INTO journal (kind, k1, k2, at) VALUES (?1, ?2, ?3, ?4)",
@@ -38,16 +44,13 @@ static const char *const jsql[J__N] = {
 		      " SELECT 'd', user, device_id, ?1 FROM devices",
     [J_ALL_VERSIONS] = "INSERT OR IGNORE INTO journal (kind, k1, k2, at)"
 		       " SELECT 'v', os_key, '', ?1 FROM os_versions",
-    /* Devices changed since ?1, oldest change first, at most ?2. */
-    [J_REFILL] =
-	"INSERT OR IGNORE INTO journal (kind, k1, k2, at)"
-	" SELECT 'd', user, device_id, ?3 FROM devices"
-	" WHERE max(last_attempt, devinfo_at, decided_at, result_at, admin_at, loop_at) >= ?1"
-	" ORDER BY max(last_attempt, devinfo_at, decided_at, result_at, admin_at, loop_at)"
-	" LIMIT ?2",
-    /* The first change a refill of ?2 rows left out. */
-    [J_REFILL_NEXT] = "SELECT max(last_attempt, devinfo_at, decided_at, result_at, admin_at,"
-		      " loop_at) AS t FROM devices WHERE t >= ?1 ORDER BY t LIMIT 1 OFFSET ?2",
+    /* The overflow's devices in (change time, user, DeviceId) order after
+     * the cursor (?1, ?2, ?3), at most ?4: a keyset, so many rows changed in
+     * the same second do not stop it. */
+    [J_REFILL] = "INSERT OR IGNORE INTO journal (kind, k1, k2, at)"
+		 " SELECT 'd', user, device_id, ?5 FROM (" REFILL_SCAN ")",
+    [J_REFILL_NEXT] = "SELECT t, user, device_id FROM (" REFILL_SCAN ") ORDER BY t DESC,"
+		      " user DESC, device_id DESC LIMIT 1",
 };
 
 struct journal {
@@ -57,6 +60,9 @@ struct journal {
 	char id[40];
 	int64_t inflight; /* entries up to this seq are in a push */
 	struct journal_stats st_;
+	/* refill cursor (meta journal_overflow): changes after (time, user,
+	 * DeviceId) still to be journaled again; time 0 = no overflow */
+	char cur_user[EAS_USER_MAX + 1], cur_dev[EAS_DEVID_MAX + 1];
 };
 
 static sqlite3_stmt *jq(struct journal *j, int i)
@@ -118,9 +124,17 @@ struct journal *journal_new(struct inventory *inv, uint64_t max, char *err, size
 			return NULL;
 		}
 	}
-	char v[32];
-	if (inv_meta_get(inv, "journal_overflow_since", v, sizeof(v)) == 1)
-		j->st_.overflow_since = strtoll(v, NULL, 10);
+	char v[EAS_USER_MAX + EAS_DEVID_MAX + 40];
+	if (inv_meta_get(inv, "journal_overflow", v, sizeof(v)) == 1) {
+		/* "time\x1fuser\x1fDeviceId" */
+		char *u = strchr(v, '\x1f'), *d = u ? strchr(u + 1, '\x1f') : NULL;
+		if (u && d) {
+			*u = *d = 0;
+			j->st_.overflow_since = strtoll(v, NULL, 10);
+			snprintf(j->cur_user, sizeof(j->cur_user), "%s", u + 1);
+			snprintf(j->cur_dev, sizeof(j->cur_dev), "%s", d + 1);
+		}
+	}
 	j->st_.entries = count_rows(j);
 	return j;
 }
@@ -137,6 +151,14 @@ void journal_free(struct journal *j)
 const char *journal_id(const struct journal *j)
 {
 	return j->id;
+}
+
+static void save_cursor(struct journal *j)
+{
+	char v[EAS_USER_MAX + EAS_DEVID_MAX + 40];
+	snprintf(v, sizeof(v), "%lld\x1f%s\x1f%s", (long long)j->st_.overflow_since, j->cur_user,
+		 j->cur_dev);
+	inv_meta_set(j->inv, "journal_overflow", v);
 }
 
 static void bind_key(sqlite3_stmt *s, char kind, const char *k1, const char *k2)
@@ -163,11 +185,12 @@ int journal_mark(struct journal *j, char kind, const char *k1, const char *k2, i
 				 (unsigned long long)j->st_.entries,
 				 (unsigned long long)j->st_.max);
 		}
-		if (!j->st_.overflow_since) {
-			char v[32];
-			j->st_.overflow_since = now;
-			snprintf(v, sizeof(v), "%lld", (long long)now);
-			inv_meta_set(j->inv, "journal_overflow_since", v);
+		/* From the start of this second: a refill under way may have
+		 * passed rows changed in it before this one. */
+		if (!j->st_.overflow_since || j->st_.overflow_since >= now) {
+			j->st_.overflow_since = now - 1;
+			j->cur_user[0] = j->cur_dev[0] = 0;
+			save_cursor(j);
 		}
 		return 1;
 	}
@@ -239,31 +262,40 @@ int journal_refill(struct journal *j, int64_t now)
 {
 	if (!j->st_.overflow_since || j->st_.entries)
 		return 0;
-	sqlite3_stmt *s = jq(j, J_REFILL);
-	sqlite3_bind_int64(s, 1, j->st_.overflow_since);
-	sqlite3_bind_int64(s, 2, (int64_t)j->st_.max);
-	sqlite3_bind_int64(s, 3, now);
-	if (jstep(j, s, "refill") < 0)
-		return -1;
-	j->st_.entries = count_rows(j);
-	s = jq(j, J_ALL_VERSIONS);
+	for (int i = J_REFILL; i <= J_REFILL_NEXT; i++) {
+		sqlite3_stmt *s = jq(j, i);
+		sqlite3_bind_int64(s, 1, j->st_.overflow_since);
+		sqlite3_bind_text(s, 2, j->cur_user, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(s, 3, j->cur_dev, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(s, 4, (int64_t)j->st_.max);
+		if (i == J_REFILL) {
+			sqlite3_bind_int64(s, 5, now);
+			if (jstep(j, s, "refill") < 0)
+				return -1;
+			continue;
+		}
+		/* the last row taken is the next cursor; none: all refilled */
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			j->st_.overflow_since = sqlite3_column_int64(s, 0);
+			snprintf(j->cur_user, sizeof(j->cur_user), "%s",
+				 (const char *)sqlite3_column_text(s, 1));
+			snprintf(j->cur_dev, sizeof(j->cur_dev), "%s",
+				 (const char *)sqlite3_column_text(s, 2));
+		} else {
+			j->st_.overflow_since = 0;
+		}
+		sqlite3_reset(s);
+	}
+	sqlite3_stmt *s = jq(j, J_ALL_VERSIONS);
 	sqlite3_bind_int64(s, 1, now);
 	if (jstep(j, s, "refill") < 0)
 		return -1;
 	j->st_.entries = count_rows(j);
-	/* The oldest changes went first; the rest wait for the next drain. */
-	s = jq(j, J_REFILL_NEXT);
-	sqlite3_bind_int64(s, 1, j->st_.overflow_since);
-	sqlite3_bind_int64(s, 2, (int64_t)j->st_.max);
-	int64_t next = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-	sqlite3_reset(s);
-	log_info("event=journal_refilled since=%lld entries=%llu rest_since=%lld",
-		 (long long)j->st_.overflow_since, (unsigned long long)j->st_.entries,
-		 (long long)next);
-	j->st_.overflow_since = next;
-	char v[32];
-	snprintf(v, sizeof(v), "%lld", (long long)next);
-	inv_meta_set(j->inv, "journal_overflow_since", v);
+	if (!j->st_.entries)
+		j->st_.overflow_since = 0; /* nothing after the cursor */
+	save_cursor(j);
+	log_info("event=journal_refilled entries=%llu rest_after=%lld",
+		 (unsigned long long)j->st_.entries, (long long)j->st_.overflow_since);
 	return j->st_.entries > 0;
 }
 

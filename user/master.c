@@ -317,8 +317,9 @@ static int load_secret(struct master *m)
 }
 
 /* The farm's steering secret replaces ours: in the file (so a restart while
- * the database is away steers the same way) and in memory. */
-static void store_secret_file(struct master *m)
+ * the database is away steers the same way) and in memory. The hex text is
+ * written as the farm has it: it is what load_secret() parses. */
+static void store_secret_file(struct master *m, const char *hex)
 {
 	char path[PATH_MAX + 32], tmp[PATH_MAX + 40];
 	if (m->cfg->steering_secret_file[0])
@@ -327,10 +328,7 @@ static void store_secret_file(struct master *m)
 		snprintf(path, sizeof(path), "%s/steering.key", m->cfg->state_dir);
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 ||
-	    dprintf(fd, "%016llx%016llx\n", (unsigned long long)m->secret.k0,
-		    (unsigned long long)m->secret.k1) < 0 ||
-	    fsync(fd) < 0 || rename(tmp, path) < 0)
+	if (fd < 0 || dprintf(fd, "%s\n", hex) < 0 || fsync(fd) < 0 || rename(tmp, path) < 0)
 		log_warn("event=steering_secret_save_failed path=%s error=%m note=\"the farm's "
 			 "secret is used until the next start\"",
 			 path);
@@ -1079,7 +1077,7 @@ static void on_store_secret(void *arg, const char *hex)
 	if (k.k0 == m->secret.k0 && k.k1 == m->secret.k1)
 		return;
 	m->secret = k;
-	store_secret_file(m);
+	store_secret_file(m, hex);
 	log_info("event=farm_steering_secret note=\"the farm's secret replaces this node's\"");
 	if (!m->serving)
 		return;

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# A farm (issue #13): three easgated nodes (own ports, state, control sockets)
+# and one PostgreSQL cluster started here (initdb in $T, a loopback port).
+#  - the nodes agree on one steering secret and see each other (easctl nodes);
+#  - a quarantined device approved on node A: its next request on C is relayed;
+#  - a rule added on B: A refuses the device it names;
+#  - a loop detected on A (throttle) quarantines the phone on B, and
+#    `easctl throttle forgive` on C ends it everywhere;
+#  - a personal list entry added on C blocks on A; a change made directly in
+#    the database (UPDATE devices ...) blocks on B;
+#  - `easctl devices` on every node lists every device once, with the node
+#    that saw it last;
+#  - easgate_push applies each (node, journal, seq) once: a batch replayed
+#    after a newer admin change changes nothing.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/farm/lib_farm.sh"
+need curl python3 ps runuser
+need_pg
+make_pki
+start_pg main || finish
+start_backend cas1 || finish
+
+NODE_CFG=(
+	'policy = { rules = ( "quarantine DeviceType is \"QPhone\"" ); };'
+	'throttle = { enabled = true; classes = ( { name = "default"; hammer = 2;
+	   loop = { window = 60; threshold = 3; throttle = 2; quarantine = 300; memory = 600; }; } ); };'
+)
+for n in A B C; do start_node $n "${NODE_CFG[@]}" || finish; done
+
+echo "# the farm: one steering secret, three nodes"
+same_secret() {
+	local a b c
+	a=$(cat "$T/node-A/state/steering.key") b=$(cat "$T/node-B/state/steering.key")
+	c=$(cat "$T/node-C/state/steering.key")
+	[ -n "$a" ] && [ "$a" = "$b" ] && [ "$b" = "$c" ]
+}
+check "the three nodes steer with one secret (the first node's, in their steering.key)" \
+	wait_for 10 same_secret
+three_up() { [ "$(nctl B nodes | awk '$NF=="up"' | wc -l)" -eq 3 ]; }
+check "easctl nodes on B: A, B and C, each with a recent heartbeat" wait_for 10 three_up
+nctl B nodes | sed 's/^/    /'
+out=$(nctl A status)
+check "easctl status says where the store is: $(grep '^store' <<<"$out")" \
+	grep -q '^store postgresql node=A state=up' <<<"$out"
+
+echo "# a quarantined device approved on A is relayed on C"
+r=$(phone A quser QDEV1 FolderSync QPhone)
+check "QDEV1's FolderSync is relayed on A while quarantined (it authenticates): $r" \
+	test "$r" = "200 backend"
+r=$(phone C quser QDEV1 Sync QPhone)
+check "its Sync on C is answered by the gateway ('no changes'): $r" test "$r" = "200 gateway"
+known() { nctl "$1" devices --device-id "$2" --format csv | grep -qi ",$2,"; }
+check "A lists QDEV1 (seen on A and C)" wait_for 5 known A QDEV1
+out=$(nctl A device approve QDEV1 --user quser)
+check "approved on A: $out" grep -q "is now allow" <<<"$out"
+r=$(phone C quser QDEV1 Sync QPhone)
+check "its next request on C is relayed: $r" test "$r" = "200 backend"
+
+echo "# a rule added on B: A refuses"
+r=$(phone A ruser RULEDEV FolderSync)
+check "RULEDEV is relayed on A before the rule: $r" test "$r" = "200 backend"
+out=$(nctl B rules add 'block DeviceId is "RULEDEV"')
+check "B: $out" grep -q '^added db1: block DeviceId is "RULEDEV"' <<<"$out"
+r=$(phone A ruser RULEDEV Sync)
+check "A refuses RULEDEV at once: $r" test "$r" = "403 gateway"
+check "A's rules list shows it (from the farm)" grep -q 'RULEDEV.*name "db1"' <<<"$(nctl A rules list)"
+
+echo "# a loop on A quarantines the phone on B"
+printf 'loop-body-same-every-time' >"$T/loop.body"
+r=$(phone A luser LOOPDEV FolderSync)
+check "LOOPDEV authenticates on A: $r" test "$r" = "200 backend"
+seq_out=""
+for _ in 1 2 3 4 5 6; do seq_out="$seq_out $(phone A luser LOOPDEV Sync FarmPhone "$T/loop.body" | cut -d' ' -f1)"; done
+check "A: the identical Syncs are relayed, then throttled as a loop, then quarantined:$seq_out" \
+	grep -q "^ 200 200 503 " <<<"$seq_out"
+check "A's log: the throttle quarantined it" grep -q 'event=throttle_quarantine.*device="LOOPDEV"' "$T/node-A.log"
+looped() { nctl B device show LOOPDEV | grep -q '^LoopQuarantine: *until .*(Sync)'; }
+check "B's inventory shows LOOPDEV's loop quarantine (Sync)" wait_for 5 looped
+r=$(phone B luser LOOPDEV Sync FarmPhone "$T/loop.body")
+check "B answers the looping command itself (a quarantined Sync: 'no changes'): $r" \
+	test "$r" = "200 gateway"
+r=$(phone B luser LOOPDEV FolderSync)
+check "B relays what quarantine relays (FolderSync): $r" test "$r" = "200 backend"
+out=$(nctl C throttle forgive luser LOOPDEV 2>&1)
+check "forgiven on C (not in C's own throttle table): $out" grep -q '^forgiven: LOOPDEV' <<<"$out"
+relayed_again() { [ "$(phone B luser LOOPDEV Sync FarmPhone "$T/loop.body")" = "200 backend" ]; }
+check "B relays LOOPDEV's Sync again" wait_for 5 relayed_again
+
+echo "# personal lists and the database itself"
+r=$(phone A luser2 LISTDEV FolderSync)
+out=$(nctl C lists add blocked "luser2:LISTDEV")
+check "C: $out" grep -q "added to blocked luser2:LISTDEV" <<<"$out"
+r=$(phone A luser2 LISTDEV Sync)
+check "A blocks the list entry C added: $r" test "$r" = "403 gateway"
+r=$(phone B puser PLAINDEV FolderSync)
+check "PLAINDEV is relayed on B: $r" test "$r" = "200 backend"
+wait_for 5 known A PLAINDEV
+psql_farm main -c "UPDATE devices SET admin_state = 2, admin_at = admin_at + 1 WHERE device_id = 'PLAINDEV'"
+check "UPDATE devices ... in the database (psql, exit $?)" test $? -eq 0
+blocked_on() { [ "$(phone "$1" puser PLAINDEV Sync)" = "403 gateway" ]; }
+check "B blocks PLAINDEV on its next request after the UPDATE" wait_for 5 blocked_on B
+
+echo "# easctl devices on every node: every device once"
+# The farm's columns: user, device_id, type, state, admin state, last node
+# (sync times differ by when each node pulled).
+listings() {
+	local n
+	for n in A B C; do
+		nctl $n devices --format csv | tr -d '\r' | tail -n +2 | sort >"$T/devices-$n.csv"
+		cut -d, -f1,2,3,14,17,18 "$T/devices-$n.csv" >"$T/cols-$n"
+	done
+	cmp -s "$T/cols-A" "$T/cols-B" && cmp -s "$T/cols-A" "$T/cols-C"
+}
+check "A, B and C list the same devices, states, admin states and last nodes" wait_for 5 listings
+diff "$T/cols-A" "$T/cols-B" | sed 's/^/    /'
+expect="LISTDEV LOOPDEV PLAINDEV QDEV1 RULEDEV"
+got=$(cut -d, -f2 "$T/devices-A.csv" | sort | tr '\n' ' ')
+check "A lists the 5 devices seen anywhere: $got" test "$got" = "$expect "
+check "...each once (no duplicate user,device_id)" \
+	test "$(cut -d, -f1,2 "$T/devices-A.csv" | sort -u | wc -l)" -eq 5
+last=$(awk -F, '$2=="PLAINDEV"{print $18}' "$T/devices-A.csv")
+check "PLAINDEV was last seen by node B (last_node column): $last" test "$last" = B
+rows=$(psql_farm main -c "SELECT count(*), count(DISTINCT (lower(\"user\"), lower(device_id))) FROM devices")
+check "the database holds 5 rows for 5 devices: $rows" test "$rows" = "5|5"
+
+echo "# easgate_push: each (node, journal, seq) applied once"
+batch='[{"kind":"d","seq":7,"user":"iuser","device_id":"IDEM1","device_type":"FarmPhone","last_attempt":1000,"first_sync":1000,"last_node":"X"}]'
+r1=$(psql_farm main -c "SELECT applied, duplicates FROM easgate_push('X', 'j1', '$batch')")
+check "a batch from node X is applied: $r1" test "$r1" = "1|0"
+wait_for 5 known A IDEM1
+out=$(nctl A device block IDEM1 --user iuser)
+check "A blocks IDEM1: $out" grep -q "is now block" <<<"$out"
+xid1=$(psql_farm main -c "SELECT xid, admin_state FROM devices WHERE device_id = 'IDEM1'")
+r2=$(psql_farm main -c "SELECT applied, duplicates FROM easgate_push('X', 'j1', '$batch')")
+xid2=$(psql_farm main -c "SELECT xid, admin_state FROM devices WHERE device_id = 'IDEM1'")
+check "the same batch again: nothing applied, 1 duplicate ($r2)" test "$r2" = "0|1"
+check "...the row was not written (xid and admin state unchanged: $xid2)" \
+	bash -c '[ "$0" = "$1" ] && [ "${1#*|}" = 2 ]' "$xid1" "$xid2"
+newer='[{"kind":"d","seq":8,"user":"iuser","device_id":"IDEM1","last_attempt":2000,"admin_state":0,"admin_at":0,"last_node":"X"}]'
+psql_farm main -c "SELECT easgate_push('X', 'j1', '$newer')" >/dev/null
+row=$(psql_farm main -c "SELECT last_attempt, admin_state FROM devices WHERE device_id = 'IDEM1'")
+check "a newer row merges field group by group: last attempt moves, the admin block stays ($row)" \
+	test "$row" = "2000|2"
+
+node_logs_on_failure
+finish
