@@ -71,6 +71,8 @@ BPF_OBJS := $(patsubst bpf/%.bpf.c,$(O)/bpf/%.bpf.o,$(BPF_SRCS))
 SKELS := $(patsubst bpf/%.bpf.c,$(O)/bpf/%.skel.h,$(BPF_SRCS))
 TOOL_SRCS := $(wildcard tools/*.c)
 TOOLS := $(patsubst tools/%.c,$(O)/%,$(TOOL_SRCS))
+# Benchmark tools built with everything else (the rest is built by run.sh).
+BENCH_TOOLS := $(O)/bench/store_load
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNITS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRCS))
 BPFTEST_SRCS := $(wildcard tests/bpf/test_*.c)
@@ -78,7 +80,7 @@ BPFTESTS := $(patsubst tests/bpf/%.c,$(O)/tests/%,$(BPFTEST_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-all: $(O)/easgated $(TOOLS) $(UNITS) $(BPFTESTS)
+all: $(O)/easgated $(TOOLS) $(BENCH_TOOLS) $(UNITS) $(BPFTESTS)
 
 # --- BPF: vmlinux.h from the running kernel's BTF, objects, skeletons -------
 $(O)/bpf/vmlinux.h:

@@ -136,5 +136,11 @@ void pg_sync_notified(struct pgs *p, const char *table);
 void pg_sync_change(struct pgs *p, const struct store_op *op, store_done_fn done, void *arg);
 /* Init: start from the snapshot's sync state (horizon, farm id, secret). */
 void pg_sync_init(struct pgs *p);
+/* What a push sends for one device (a JSON object for easgate_push), and the
+ * query of a device pull ($1: the previous pull's pg_snapshot text, or NULL
+ * for everything; row 0: this pull's snapshot, then the device columns).
+ * Also used by tools/bench/store_load.c, so it measures what nodes do. */
+void pg_json_device(struct sbuf *o, const struct inv_device *d, int64_t seq);
+void pg_pull_devices_sql(char *sql, size_t n);
 
 #endif

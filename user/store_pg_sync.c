@@ -223,13 +223,18 @@ static void devices_done(struct pgs *p, struct pg_job *j, const char *err, const
 	pg_submit(p, t, 1);
 }
 
-static struct pg_job *pull_devices(struct pgs *p)
+void pg_pull_devices_sql(char *sql, size_t n)
 {
-	char sql[2048];
-	snprintf(sql, sizeof(sql),
+	snprintf(sql, n,
 		 "SELECT pg_current_snapshot()::text, " PG_DEVICE_COLS
 		 " FROM (SELECT 1) one LEFT JOIN devices d ON %s",
 		 horizon_sql("d"));
+}
+
+static struct pg_job *pull_devices(struct pgs *p)
+{
+	char sql[2048];
+	pg_pull_devices_sql(sql, sizeof(sql));
 	struct pg_job *j = pg_job_new("pull devices", sql);
 	if (!j)
 		return NULL;
@@ -514,6 +519,47 @@ static void json_text(struct sbuf *o, const char *s)
 	sbuf_put(o, "\"", 1);
 }
 
+static void json_key(struct sbuf *o, const char *k, const char *v)
+{
+	sbuf_printf(o, ",\"%s\":", k);
+	json_text(o, v);
+}
+
+void pg_json_device(struct sbuf *o, const struct inv_device *d, int64_t seq)
+{
+	sbuf_printf(o, "{\"kind\":\"d\",\"seq\":%lld", (long long)seq);
+	json_key(o, "user", d->user);
+	json_key(o, "device_id", d->device_id);
+	json_key(o, "device_type", d->device_type);
+	json_key(o, "device_model", d->device_model);
+	json_key(o, "device_os", d->device_os);
+	json_key(o, "user_agent", d->user_agent);
+	json_key(o, "friendly_name", d->friendly_name);
+	json_key(o, "imei", d->imei);
+	json_key(o, "mobile_operator", d->mobile_operator);
+	json_key(o, "phone_number", d->phone_number);
+	json_key(o, "os_language", d->os_language);
+	json_key(o, "xmswl", d->xmswl);
+	json_key(o, "protocol", d->protocol);
+	json_key(o, "last_cmd", d->last_cmd);
+	json_key(o, "os_key", d->os_key);
+	json_key(o, "access_state", d->access_state);
+	json_key(o, "state_reason", d->state_reason);
+	json_key(o, "rule", d->rule);
+	json_key(o, "os_family", d->os_family);
+	json_key(o, "last_node", d->last_node);
+	sbuf_printf(o,
+		    ",\"first_sync\":%lld,\"last_attempt\":%lld,\"last_success\":%lld,"
+		    "\"last_status\":%d,\"admin_state\":%d,\"admin_at\":%lld,"
+		    "\"devinfo_at\":%lld,\"decided_at\":%lld,\"result_at\":%lld,"
+		    "\"loop_until\":%lld,\"loop_cmd\":%d,\"loop_at\":%lld}",
+		    (long long)d->first_sync, (long long)d->last_attempt,
+		    (long long)d->last_success, d->last_status, d->admin_state,
+		    (long long)d->admin_at, (long long)d->devinfo_at, (long long)d->decided_at,
+		    (long long)d->result_at, (long long)d->loop_until, d->loop_cmd,
+		    (long long)d->loop_at);
+}
+
 struct push_build {
 	struct pgs *p;
 	struct sbuf json;
@@ -521,12 +567,6 @@ struct push_build {
 	int64_t max_seq;
 	struct inv_device d;
 };
-
-static void json_key(struct sbuf *o, const char *k, const char *v)
-{
-	sbuf_printf(o, ",\"%s\":", k);
-	json_text(o, v);
-}
 
 static int push_entry(void *arg, int64_t seq, char kind, const char *k1, const char *k2)
 {
@@ -538,38 +578,9 @@ static int push_entry(void *arg, int64_t seq, char kind, const char *k1, const c
 		struct inv_device *d = &b->d;
 		if (inv_get_device(s->inv, k1, k2, d) != 1)
 			return 0; /* a claim that never became a device, or removed */
-		sbuf_printf(o, "%s{\"kind\":\"d\",\"seq\":%lld", b->rows ? "," : "",
-			    (long long)seq);
-		json_key(o, "user", d->user);
-		json_key(o, "device_id", d->device_id);
-		json_key(o, "device_type", d->device_type);
-		json_key(o, "device_model", d->device_model);
-		json_key(o, "device_os", d->device_os);
-		json_key(o, "user_agent", d->user_agent);
-		json_key(o, "friendly_name", d->friendly_name);
-		json_key(o, "imei", d->imei);
-		json_key(o, "mobile_operator", d->mobile_operator);
-		json_key(o, "phone_number", d->phone_number);
-		json_key(o, "os_language", d->os_language);
-		json_key(o, "xmswl", d->xmswl);
-		json_key(o, "protocol", d->protocol);
-		json_key(o, "last_cmd", d->last_cmd);
-		json_key(o, "os_key", d->os_key);
-		json_key(o, "access_state", d->access_state);
-		json_key(o, "state_reason", d->state_reason);
-		json_key(o, "rule", d->rule);
-		json_key(o, "os_family", d->os_family);
-		json_key(o, "last_node", d->last_node);
-		sbuf_printf(o,
-			    ",\"first_sync\":%lld,\"last_attempt\":%lld,\"last_success\":%lld,"
-			    "\"last_status\":%d,\"admin_state\":%d,\"admin_at\":%lld,"
-			    "\"devinfo_at\":%lld,\"decided_at\":%lld,\"result_at\":%lld,"
-			    "\"loop_until\":%lld,\"loop_cmd\":%d,\"loop_at\":%lld}",
-			    (long long)d->first_sync, (long long)d->last_attempt,
-			    (long long)d->last_success, d->last_status, d->admin_state,
-			    (long long)d->admin_at, (long long)d->devinfo_at,
-			    (long long)d->decided_at, (long long)d->result_at,
-			    (long long)d->loop_until, d->loop_cmd, (long long)d->loop_at);
+		if (b->rows)
+			sbuf_put(o, ",", 1);
+		pg_json_device(o, d, seq);
 	} else if (kind == JOURNAL_VERSION) {
 		struct inv_version v;
 		if (inv_get_version(s->inv, k1, &v) != 1 || !v.first_seen)

@@ -6,6 +6,8 @@
 #  - a rule added on B: A refuses the device it names;
 #  - a loop detected on A (throttle) quarantines the phone on B, and
 #    `easctl throttle forgive` on C ends it everywhere;
+#  - an iOS version first seen on A incubates on B (same first-seen); approved
+#    on C, B relays it;
 #  - a personal list entry added on C blocks on A; a change made directly in
 #    the database (UPDATE devices ...) blocks on B;
 #  - `easctl devices` on every node lists every device once, with the node
@@ -21,7 +23,8 @@ start_pg main || finish
 start_backend cas1 || finish
 
 NODE_CFG=(
-	'policy = { rules = ( "quarantine DeviceType is \"QPhone\"" ); };'
+	'policy = { rules = ( "quarantine DeviceType is \"QPhone\"" );
+	   incubation = { days = 21; families = [ "iOS" ]; }; };'
 	'throttle = { enabled = true; classes = ( { name = "default"; hammer = 2;
 	   loop = { window = 60; threshold = 3; throttle = 2; quarantine = 300; memory = 600; }; } ); };'
 )
@@ -86,6 +89,31 @@ check "forgiven on C (not in C's own throttle table): $out" grep -q '^forgiven: 
 relayed_again() { [ "$(phone B luser LOOPDEV Sync FarmPhone "$T/loop.body")" = "200 backend" ]; }
 check "B relays LOOPDEV's Sync again" wait_for 5 relayed_again
 
+echo "# incubation is farm-wide"
+OSV="iOS 6.1 10B142"
+phone_ua() { # NODE USER DEVICE CMD UA
+	local hdr
+	hdr=$(curl -sS -o /dev/null -D - --max-time 10 --cacert "$PKI/root.pem" -u "$2:secret" -X POST \
+		-H "MS-ASProtocolVersion: 12.1" -H "User-Agent: $5" --data-binary @/dev/null \
+		"https://127.0.0.1:$(node_port "$1")/Microsoft-Server-ActiveSync?Cmd=$4&User=$2&DeviceId=$3&DeviceType=iPhone" 2>&1)
+	echo "$(awk 'NR==1{print $2}' <<<"$hdr") $(grep -qi '^X-Backend:' <<<"$hdr" && echo backend || echo gateway)"
+}
+UA="Apple-iPhone4C1/1002.142"
+r=$(phone_ua A iuser IOSDEV1 FolderSync "$UA")
+check "a phone on a new iOS version authenticates on A (FolderSync relayed while incubating): $r" \
+	test "$r" = "200 backend"
+incubating() { nctl B versions incubating | grep -q "^$OSV "; }
+check "B lists $OSV as incubating" wait_for 5 incubating
+fsA=$(nctl A versions | awk -v v="$OSV" 'index($0, v) == 1 {print $(NF-3)}')
+fsB=$(nctl B versions | awk -v v="$OSV" 'index($0, v) == 1 {print $(NF-3)}')
+check "...with the first-seen time A recorded ($fsA = $fsB)" bash -c '[ -n "$0" ] && [ "$0" = "$1" ]' "$fsA" "$fsB"
+r=$(phone_ua B iuser IOSDEV1 Sync "$UA")
+check "B quarantines its Sync (incubating everywhere): $r" test "$r" = "200 gateway"
+out=$(nctl C versions approve "$OSV")
+check "C: $out" grep -q "^approve: $OSV" <<<"$out"
+r=$(phone_ua B iuser IOSDEV1 Sync "$UA")
+check "B relays it now: $r" test "$r" = "200 backend"
+
 echo "# personal lists and the database itself"
 r=$(phone A luser2 LISTDEV FolderSync)
 out=$(nctl C lists add blocked "luser2:LISTDEV")
@@ -113,15 +141,15 @@ listings() {
 }
 check "A, B and C list the same devices, states, admin states and last nodes" wait_for 5 listings
 diff "$T/cols-A" "$T/cols-B" | sed 's/^/    /'
-expect="LISTDEV LOOPDEV PLAINDEV QDEV1 RULEDEV"
+expect="IOSDEV1 LISTDEV LOOPDEV PLAINDEV QDEV1 RULEDEV"
 got=$(cut -d, -f2 "$T/devices-A.csv" | sort | tr '\n' ' ')
-check "A lists the 5 devices seen anywhere: $got" test "$got" = "$expect "
+check "A lists the 6 devices seen anywhere: $got" test "$got" = "$expect "
 check "...each once (no duplicate user,device_id)" \
-	test "$(cut -d, -f1,2 "$T/devices-A.csv" | sort -u | wc -l)" -eq 5
+	test "$(cut -d, -f1,2 "$T/devices-A.csv" | sort -u | wc -l)" -eq 6
 last=$(awk -F, '$2=="PLAINDEV"{print $18}' "$T/devices-A.csv")
 check "PLAINDEV was last seen by node B (last_node column): $last" test "$last" = B
 rows=$(psql_farm main -c "SELECT count(*), count(DISTINCT (lower(\"user\"), lower(device_id))) FROM devices")
-check "the database holds 5 rows for 5 devices: $rows" test "$rows" = "5|5"
+check "the database holds 6 rows for 6 devices: $rows" test "$rows" = "6|6"
 
 echo "# easgate_push: each (node, journal, seq) applied once"
 batch='[{"kind":"d","seq":7,"user":"iuser","device_id":"IDEM1","device_type":"FarmPhone","last_attempt":1000,"first_sync":1000,"last_node":"X"}]'
