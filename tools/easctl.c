@@ -62,6 +62,20 @@ static const struct help helps[] = {
 		 "  Throttled and looping devices (--all: every tracked device); forgive lifts\n"
 		 "  a device's throttle and loop state at once.\n"},
     {"metrics", "easctl metrics\n  The Prometheus exposition, as served on admin.metrics.\n"},
+    {"lists", "easctl lists [show]\n"
+	      "easctl lists add|remove blocked|allowed 'DeviceId' | 'user:DeviceId'\n"
+	      "  Personal lists kept at run time (the config file's are listed too), as\n"
+	      "  Exchange's ActiveSyncBlockedDeviceIDs/AllowedDeviceIDs. Effective on the next\n"
+	      "  request; in a farm, on every node.\n"},
+    {"nodes",
+     "easctl nodes\n  The farm's nodes: version, config generation, last heartbeat, requests/s,\n"
+     "  journal; 'stale' after three missed heartbeats. With store = \"sqlite\": this node.\n"},
+    {"db",
+     "easctl db status\n"
+     "easctl db migrate\n"
+     "  The store: SQLite file or farm database, up or down and since when, schema\n"
+     "  versions, the journal of changes waiting for the database. migrate applies the\n"
+     "  schema migrations this binary knows (needed when postgresql.auto_migrate = false).\n"},
     {"certcheck",
      "easctl certcheck [HOSTNAME]\n"
      "easctl certcheck --cert CHAIN.pem --key KEY.pem [--trust ROOT.pem] [--host NAME]\n"
@@ -74,7 +88,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: easctl [-s SOCKET] COMMAND [ARGS]   (easctl help COMMAND for details)\n"
 		   "commands: status backends reload devices device rules versions throttle "
-		   "certcheck metrics help\n"
+		   "lists nodes db certcheck metrics help\n"
 		   "socket: -s, $EASGATE_CONTROL, or /run/easgate/control.sock\n");
 }
 

@@ -21,6 +21,10 @@ source "$ROOT/tests/integration/farm/lib_farm.sh"
 need curl python3 wrk runuser
 need_pg
 OUT=${BENCH_OUT:-$ROOT/tools/bench/farm-results-$(date +%F).md}
+PARTS=${BENCH_PARTS:-1 2 3} # which of the three to run
+part() { [[ " $PARTS " == *" $1 "* ]]; }
+P_DB=- P_CTL=- LOAD=-
+declare -A WK MS REQ PGCPU
 CHANGES=${BENCH_CHANGES:-1000}
 SECS=${BENCH_SECONDS:-10}
 make_pki
@@ -28,6 +32,7 @@ start_pg main || finish
 start_backend cas1 || finish
 for n in A B C; do NODE_WORKERS=2 start_node $n 'access_log = false;' || finish; done
 
+if part 1; then
 echo "== 1. propagation ($CHANGES changes each way)"
 r=$(phone C propuser PROP1 FolderSync)
 [ "$r" = "200 backend" ] || { fail "PROP1 not relayed: $r"; finish; }
@@ -39,7 +44,9 @@ echo "   database -> C: $P_DB"
 P_CTL=$(python3 "$ROOT/tools/bench/farm_propagation.py" --port "$(node_port C)" --cafile "$PKI/root.pem" \
 	--changes "$CHANGES" --easctl "$EASCTL -s $T/node-A/run/ctl.sock")
 echo "   easctl on A -> C: $P_CTL"
+fi
 
+if part 2; then
 echo "== 2. write load (3 nodes x 100,000 devices, every 300 s)"
 psql_farm main -c "CREATE DATABASE load" >/dev/null
 cat >"$T/load.conf" <<EOF
@@ -50,7 +57,9 @@ EOF
 LOAD=$("$O/bench/store_load" --conninfo "host=127.0.0.1 port=$(pg_port main) user=easgate dbname=load" \
 	--nodes 3 --devices 100000 --interval 300 --seconds 20 --pg-pid "$(pg_pid main)")
 echo "$LOAD" | sed 's/^/   /'
+fi
 
+if part 3; then
 echo "== 3. CPU per request: store = sqlite vs a farm node, side by side"
 # The farm nodes A and B stop (C is the farm node measured; the database
 # and its pulls stay).
@@ -65,11 +74,14 @@ SOLO_PORT=$(free_port)
 	>"$T/solo.log" 2>&1 &
 SOLO=$!
 EG_PIDS+=("$SOLO")
-wait_for 10 "$EASCTL" -s "$T/solo/ctl.sock" status >/dev/null || { fail "solo gateway"; finish; }
-cpu_ticks() { # utime+stime of a master, its live children and its reaped ones
-	local p=$1 t=0 c
-	t=$(awk '{print $14+$15+$16+$17}' "/proc/$p/stat")
-	for c in $(ps -o pid= --ppid "$p"); do
+solo_up() { "$EASCTL" -s "$T/solo/ctl.sock" status >/dev/null 2>&1; }
+wait_for 10 solo_up || { fail "solo gateway"; finish; }
+# utime+stime: of a master (with its reaped children: workers of earlier
+# generations) and of its live workers, apart.
+master_ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat"; }
+worker_ticks() {
+	local c t=0
+	for c in $(ps -o pid= --ppid "$1"); do
 		t=$((t + $(awk '{print $14+$15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
 	done
 	echo "$t"
@@ -83,27 +95,30 @@ pg_ticks() {
 }
 HZ=$(getconf CLK_TCK)
 CAP=$ROOT/tests/data/eas-captures/754-R90-Sync.http
-declare -A CPU REQ PGCPU
 for round in 1 2; do
 	for mode in sqlite farm; do
 		if [ $mode = sqlite ]; then pid=$SOLO port=$SOLO_PORT; else pid=$(node_pid C) port=$(node_port C); fi
-		c0=$(cpu_ticks "$pid") g0=$(pg_ticks)
+		m0=$(master_ticks "$pid") w0=$(worker_ticks "$pid") g0=$(pg_ticks)
 		w=$(BENCH_CAPTURE=$CAP BENCH_ROTATE=20000 wrk -t2 -c32 -d"${SECS}s" -s "$ROOT/tools/bench/eas.lua" \
 			"https://127.0.0.1:$port" 2>&1)
-		c1=$(cpu_ticks "$pid") g1=$(pg_ticks)
+		m1=$(master_ticks "$pid") w1=$(worker_ticks "$pid") g1=$(pg_ticks)
 		n=$(awk '/requests in/{print $1}' <<<"$w")
 		bad=$(grep -o 'unexpected=[0-9]*' <<<"$w" | cut -d= -f2)
-		CPU[$mode]=$((${CPU[$mode]:-0} + c1 - c0))
+		WK[$mode]=$((${WK[$mode]:-0} + w1 - w0))
+		MS[$mode]=$((${MS[$mode]:-0} + m1 - m0))
 		REQ[$mode]=$((${REQ[$mode]:-0} + n))
 		PGCPU[$mode]=$((${PGCPU[$mode]:-0} + g1 - g0))
-		echo "   round $round $mode: $n requests (${bad:-0} unexpected), $((c1 - c0)) ticks gateway, $((g1 - g0)) ticks database"
+		echo "   round $round $mode: $n requests (${bad:-0} unexpected), ticks: workers $((w1 - w0)), master $((m1 - m0)), database $((g1 - g0))"
 	done
 done
 us() { python3 -c "print(round($1 * 1e6 / $HZ / $2, 1))"; }
-CPU_SQ=$(us "${CPU[sqlite]}" "${REQ[sqlite]}")
-CPU_FARM=$(us "${CPU[farm]}" "${REQ[farm]}")
-PG_FARM=$(us "${PGCPU[farm]}" "${REQ[farm]}")
-echo "   µs gateway CPU per request: sqlite $CPU_SQ, farm node $CPU_FARM (database: $PG_FARM)"
+for mode in sqlite farm; do
+	eval "W_$mode=\$(us \"\${WK[$mode]}\" \"\${REQ[$mode]}\")"
+	eval "M_$mode=\$(us \"\${MS[$mode]}\" \"\${REQ[$mode]}\")"
+	eval "G_$mode=\$(us \"\${PGCPU[$mode]}\" \"\${REQ[$mode]}\")"
+done
+echo "   µs CPU per request: workers sqlite $W_sqlite, farm $W_farm; master sqlite $M_sqlite, farm $M_farm; database (farm) $G_farm"
+fi
 JOURNAL=$(nctl C db status | grep -E '^(pushes|pulls)' | sed 's/^/    /')
 
 {
@@ -124,10 +139,10 @@ JOURNAL=$(nctl C db status | grep -E '^(pushes|pulls)' | sed 's/^/    /')
 	echo
 	echo "## CPU per request, side by side ($SECS s x 2 rounds each, wrk -t2 -c32, 20,000 users rotating)"
 	echo
-	echo "| | requests | µs gateway CPU / request | µs database CPU / request |"
-	echo "|---|---|---|---|"
-	echo "| store = sqlite | ${REQ[sqlite]} | $CPU_SQ | - |"
-	echo "| farm node (postgresql) | ${REQ[farm]} | $CPU_FARM | $PG_FARM |"
+	echo "| | requests | µs CPU / request: workers (request path) | master (inventory writer, farm sync) | database |"
+	echo "|---|---|---|---|---|"
+	echo "| store = sqlite | ${REQ[sqlite]:-} | ${W_sqlite:-} | ${M_sqlite:-} | - |"
+	echo "| farm node (postgresql) | ${REQ[farm]:-} | ${W_farm:-} | ${M_farm:-} | ${G_farm:-} |"
 	echo
 	echo "Node C's store after the runs:"
 	echo
