@@ -264,6 +264,12 @@ void admin_tick(struct admin *a)
 	store_tick(a->store);
 }
 
+void admin_forget_in_child(struct admin *a)
+{
+	if (a)
+		store_forget_in_child(a->store);
+}
+
 int admin_store_waiting(const struct admin *a)
 {
 	return a && a->store && store_waiting(a->store);

@@ -44,6 +44,8 @@ int admin_check_config(struct admin *a, const struct gw_config *c, char *why, si
 void admin_config_changed(struct admin *a, const struct gw_config *c);
 /* Once a second: commit pending inventory writes, heartbeats. */
 void admin_tick(struct admin *a);
+/* In a forked worker: close what the store's connection left in it. */
+void admin_forget_in_child(struct admin *a);
 /* 1 while the store waits for its first sync with the farm (store.h). */
 int admin_store_waiting(const struct admin *a);
 /* The store's lines for easctl status. */

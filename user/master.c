@@ -566,6 +566,7 @@ static int spawn_worker(struct master *m, int slot)
 		/* The master's own sockets are not the worker's business. */
 		control_close_fd(m->control);
 		metrics_close_fd(m->metrics);
+		admin_forget_in_child(m->admin);
 		_exit(worker_main(&a));
 	}
 	p->pid = pid;

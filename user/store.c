@@ -49,10 +49,11 @@ void store_free(struct store *s)
 {
 	if (!s)
 		return;
-	if (s->be && s->be->free)
-		s->be->free(s);
 	if (s->inv && s->in_batch)
 		store_batch_commit(s);
+	if (s->be && s->be->free)
+		s->be->free(s);
+	s->be = NULL;
 	journal_free(s->journal);
 	inv_close(s->inv);
 	free(s);
@@ -99,7 +100,7 @@ int store_batch_commit(struct store *s)
 		return 0;
 	s->in_batch = 0;
 	int r = inv_batch_commit(s->inv);
-	if (s->be->committed)
+	if (s->be && s->be->committed)
 		s->be->committed(s);
 	return r;
 }
@@ -184,6 +185,12 @@ void store_describe(struct store *s, struct sbuf *o)
 void store_db_status(struct store *s, struct sbuf *o)
 {
 	s->be->db_status(s, o);
+}
+
+void store_forget_in_child(struct store *s)
+{
+	if (s && s->be && s->be->forget_in_child)
+		s->be->forget_in_child(s);
 }
 
 void store_render_metrics(struct store *s, struct sbuf *o)

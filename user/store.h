@@ -101,6 +101,9 @@ int store_apply(struct store *s, const struct inv_event *ev);
  * returns. */
 void store_change(struct store *s, const struct store_op *op, store_done_fn done, void *arg);
 
+/* In a forked child (a worker): drop this process's copy of the database
+ * connection's socket, so that the master closing it really closes it. */
+void store_forget_in_child(struct store *s);
 /* Once a second from the master: heartbeats, retries. */
 void store_tick(struct store *s);
 /* 1 until hooks.ready was called. */

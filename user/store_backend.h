@@ -21,6 +21,7 @@ struct store_backend {
 	void (*db_status)(struct store *s, struct sbuf *o);
 	void (*metrics)(struct store *s, struct sbuf *o);
 	void (*free)(struct store *s);
+	void (*forget_in_child)(struct store *s); /* close inherited descriptors */
 };
 
 struct store {

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PG_BACKOFF_MIN_MS 200
 #define PG_BACKOFF_MAX_MS 2000
@@ -544,7 +545,7 @@ static void pgb_change(struct store *s, const struct store_op *op, store_done_fn
 static void pgb_committed(struct store *s)
 {
 	struct pgs *p = s->impl;
-	if (p->state == PG_READY && !p->cur)
+	if (p && p->state == PG_READY && !p->cur)
 		loop_timer_set(s->loop, &p->kick, 0);
 }
 
@@ -684,6 +685,15 @@ static void pgb_free(struct store *s)
 	s->impl = NULL;
 }
 
+/* A worker forked with the master's connection open: close its copy of the
+ * socket (only; libpq's state is the master's and is never used here). */
+static void pgb_forget_in_child(struct store *s)
+{
+	struct pgs *p = s->impl;
+	if (p && p->conn && PQsocket(p->conn) >= 0)
+		close(PQsocket(p->conn));
+}
+
 static const struct store_backend pg_backend = {
     .name = "postgresql",
     .change = pgb_change,
@@ -693,6 +703,7 @@ static const struct store_backend pg_backend = {
     .db_status = pgb_db_status,
     .metrics = pgb_metrics,
     .free = pgb_free,
+    .forget_in_child = pgb_forget_in_child,
 };
 
 int store_pg_init(struct store *s, char *err, size_t errsz)

@@ -46,6 +46,21 @@ out=$(nctl A status)
 check "easctl status says where the store is: $(grep '^store' <<<"$out")" \
 	grep -q '^store postgresql node=A state=up' <<<"$out"
 
+# Workers are forked by the master while its connection is open (start,
+# reload, a new secret): they must not keep a copy of its socket, or a
+# connection the master closes stays open on the server.
+nctl A reload >/dev/null
+holders() { # PIDs holding a TCP connection to the database
+	ss -tnpH state established "( dport = :$(pg_port main) )" | grep -o 'pid=[0-9]*' | sort -u | tr '\n' ' '
+}
+a_holders() {
+	local h
+	h=$(holders)
+	for p in $(ps -o pid= --ppid "$(node_pid A)"); do [[ " $h " == *"pid=$p "* ]] && return 1; done
+	[[ " $h " == *"pid=$(node_pid A) "* ]]
+}
+check "after a reload, A's database connection is its master's alone (no worker holds it)" a_holders
+
 echo "# a quarantined device approved on A is relayed on C"
 r=$(phone A quser QDEV1 FolderSync QPhone)
 check "QDEV1's FolderSync is relayed on A while quarantined (it authenticates): $r" \
