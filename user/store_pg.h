@@ -85,7 +85,7 @@ struct pgs {
 	int nhosts, host_start;
 	/* what to pull when idle (NOTIFY, reconnect) */
 	unsigned want;
-	uint64_t pull_min_ms; /* adaptive gap between pulls (2x the last one) */
+	uint64_t pull_min_ms; /* gap before the next pull: the last one's length, <= 100 ms */
 	uint64_t last_pull_end_ms;
 	int synced; /* first full pull of this connection done */
 	int push_inflight;

@@ -11,8 +11,9 @@
  *           writers commit), streamed row by row (single-row mode) into the
  *           node's file by inv_merge_device; then the tombstones the same
  *           way. Small tables (OS versions, rules, lists, nodes) whole. Made
- *           when a NOTIFY names the table, at most every 2x the last pull's
- *           duration (a slow database gets fewer pulls, not a queue).
+ *           when a NOTIFY names the table, after a gap as long as the last
+ *           device pull took (at most 100 ms): a slow database spends at
+ *           most half its time on a node's pulls, and gets no queue of them.
  *  push     the oldest journal entries (journal.h), as the rows are now in
  *           the node's file, to easgate_push() (store_pg_schema.c); the
  *           entries are deleted when it answers.
@@ -36,7 +37,7 @@
 
 #define PUSH_BATCH	500  /* journal entries per push */
 #define PULL_COMMIT	2000 /* rows merged per local transaction during a pull */
-#define PULL_GAP_MAX_MS 1000
+#define PULL_GAP_MAX_MS 100
 
 /* The device columns, in inventory.h's order (inv_merge_device). */
 #define PG_DEVICE_COLS                                                                             \
@@ -133,7 +134,7 @@ static void pull_timing(struct pgs *p, struct pg_job *j)
 	uint64_t now = loop_now_ms(p->s->loop);
 	p->last_pull_ms = now - j->t0_ms;
 	p->last_pull_end_ms = now;
-	p->pull_min_ms = 2 * p->last_pull_ms;
+	p->pull_min_ms = p->last_pull_ms;
 	if (p->pull_min_ms > PULL_GAP_MAX_MS)
 		p->pull_min_ms = PULL_GAP_MAX_MS;
 	p->pulls++;
