@@ -41,12 +41,13 @@ python3 "$PHONES" --ports "$PORTS" --cafile "$PKI/root.pem" --phones 200 --prefi
 	--spread 12 --duration 24 --gap-ms 500,900 >"$T/load.json" 2>"$T/load.err" &
 LOAD=$!
 EG_PIDS+=("$LOAD")
-T0=$(date +%s.%N)
-since() { python3 -c "import sys; print(round($(date +%s.%N) - $T0, 2))"; }
+# Times are wall-clock (unix s); the load reports its own relative to its
+# t0_wall, converted below.
+since() { date +%s.%N; }
 sleep 4
 kill_pg main
 T_PG_KILL=$(since)
-echo "    PostgreSQL killed at ${T_PG_KILL}s"
+echo "    PostgreSQL killed at $T_PG_KILL"
 down() { nctl "$1" status | grep -qE '^store postgresql node=[A-F] state=(down|connecting) since='; }
 check "A's easctl status says the store is down, and since when" wait_for 5 down A
 nctl A status | grep '^store' | sed 's/^/    /'
@@ -64,11 +65,11 @@ check "changes are journaled meanwhile (A: $jA entries, its bound 16, $dropA dro
 	bash -c '[ "$0" -eq 16 ] && [ "$1" -gt 0 ] && [ "$2" -gt 16 ]' "$jA" "$dropA" "$jC"
 restart_pg main || finish
 T_PG_BACK=$(since)
-echo "    PostgreSQL back at ${T_PG_BACK}s"
+echo "    PostgreSQL back at $T_PG_BACK"
 sleep 3
 T_B_KILL=$(since)
 kill_node B
-echo "    node B killed at ${T_B_KILL}s"
+echo "    node B killed at $T_B_KILL"
 wait "$LOAD"
 rc=$?
 forget_pid "$LOAD"
@@ -79,14 +80,14 @@ r = json.load(open(sys.argv[1]))
 a, b, c = sys.argv[2].split(",")
 n = r["nodes"]
 print(n[a]["ok"], n[a]["fail"], n[b]["ok"], n[b]["fail"],
-      n[b]["first_fail"] if n[b]["first_fail"] is not None else -1,
+      r["t0_wall"] + n[b]["first_fail"] if n[b]["first_fail"] is not None else -1,
       n[c]["ok"], n[c]["fail"], r["started"], r["phones_ok"])
 PY
 )
-echo "    A: $okA ok, $failA failed; B: $okB ok, $failB failed (first at ${firstB}s); C: $okC ok, $failC failed"
+echo "    A: $okA ok, $failA failed; B: $okB ok, $failB failed (first at $firstB); C: $okC ok, $failC failed"
 check "A and C: 0 failed requests of $((okA + okC)) during and after the outage" \
 	bash -c '[ "$0" -eq 0 ] && [ "$1" -eq 0 ] && [ "$2" -gt 1000 ]' "$failA" "$failC" "$((okA + okC))"
-check "B: no failure before its kill at ${T_B_KILL}s (first at ${firstB}s), $okB answered before" \
+check "B: no failure before its kill at $T_B_KILL (first at $firstB), $okB answered before" \
 	python3 -c 'import sys; f, k, ok = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]); sys.exit(not ((f < 0 or f >= k) and ok > 300))' \
 	"$firstB" "$T_B_KILL" "$okB"
 check "all 200 phones started and were answered" bash -c '[ "$0" -eq 200 ] && [ "$1" -eq 200 ]' "$started" "$phones_ok"
@@ -99,7 +100,8 @@ check "the database has every phone once: $rows (of 200)" test "$rows" = "200|20
 during=$(python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(sum(1 for t in r["first_ok"].values() if float(sys.argv[2]) <= t < float(sys.argv[3])))' \
+t0 = r["t0_wall"]
+print(sum(1 for t in r["first_ok"].values() if float(sys.argv[2]) <= t0 + t < float(sys.argv[3])))' \
 	"$T/load.json" "$T_PG_KILL" "$T_PG_BACK")
 check "...$during of them first answered while PostgreSQL was down" test "$during" -ge 40
 out=$(nctl A db status)

@@ -19,7 +19,8 @@ anything else is a failure: no answer, reset, TLS error, another status, an
 answer the gateway made itself. Prints one JSON object: per node ok and
 failure counts with the time (s since start) of each node's first and last
 failure, the first failures, how many phones had at least one ok answer, and
-per phone the time of its first ok answer.
+per phone the time of its first ok answer; t0_wall is the wall-clock time
+(unix s) the run's times count from.
 """
 import argparse
 import base64
@@ -54,6 +55,7 @@ def main():
     gmin, gmax = (int(x) for x in a.gap_ms.split(","))
     ctx = ssl.create_default_context(cafile=a.cafile)
     t0 = time.monotonic()
+    t0_wall = time.time()
     lock = threading.Lock()
     nodes = {str(p): {"ok": 0, "fail": 0, "first_fail": None, "last_fail": None} for p in ports}
     failures = []
@@ -138,7 +140,7 @@ def main():
         threads.append(th)
     for th in threads:
         th.join(timeout=a.duration + 30)
-    out = {"phones": a.phones, "started": len(threads), "phones_ok": len(first_ok),
+    out = {"t0_wall": t0_wall, "phones": a.phones, "started": len(threads), "phones_ok": len(first_ok),
            "nodes": nodes, "failures": failures, "first_ok": first_ok,
            "elapsed": round(time.monotonic() - t0, 2)}
     json.dump(out, sys.stdout)
