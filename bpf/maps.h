@@ -59,6 +59,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } src_rate SEC(".maps");
 
+/*
+ * src_cap: sources at their connection cap (struct eg_src_cap), keyed like
+ * src_rate. Written and deleted by the workers (bpfgate_src_cap_set/del) as a
+ * source reaches its cap and falls below it; an entry past expires_ns is
+ * ignored and deleted on its next SYN, so a daemon that died with a source
+ * at its cap cannot lock it out. LRU: a flood of capped sources evicts the
+ * oldest instead of failing updates.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, EG_SRC_CAP_MAX);
+	__type(key, struct eg_rate_key);
+	__type(value, struct eg_src_cap);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} src_cap SEC(".maps");
+
 /* xdp_cfg: a single entry (key 0), rewritten by bpfgate_set_cfg. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

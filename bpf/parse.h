@@ -119,6 +119,22 @@ static __always_inline void *eg_ctx_end(struct xdp_md *ctx)
 	return p;
 }
 
+/*
+ * A 16-bit network-order length in host order, with bounds the verifier
+ * keeps. Linux 6.1's verifier forgets everything about a register after a
+ * byte swap (BPF_END), so the length added to a packet pointer would be
+ * unbounded ("math between pkt pointer and register with unbounded min
+ * value"). The mask restores [0, 0xffff]; it is asm because clang knows a
+ * swapped u16 fits in 16 bits and would drop a mask written in C.
+ */
+static __always_inline __u32 eg_ntohs_len(__be16 v)
+{
+	__u64 x = bpf_ntohs(v);
+
+	asm volatile("%[x] &= 0xffff" : [x] "+r"(x));
+	return (__u32)x;
+}
+
 /* Where the next header starts; only ever moves forward. */
 struct eg_cursor {
 	void *pos;
@@ -170,7 +186,7 @@ static __always_inline int eg_parse_ipv4(struct eg_cursor *c, void *end, struct 
 	if (iph->version != 4 || iph->ihl < 5)
 		return EG_PARSE_BAD;
 	hlen = iph->ihl * 4;
-	tot = bpf_ntohs(iph->tot_len);
+	tot = eg_ntohs_len(iph->tot_len);
 	if (tot < hlen || c->pos + tot > end)
 		return EG_PARSE_BAD;
 	*iphp = iph;
@@ -204,7 +220,7 @@ static __always_inline int eg_parse_ipv6(struct eg_cursor *c, void *end, struct 
 		return EG_PARSE_BAD;
 	if (ip6->version != 6)
 		return EG_PARSE_BAD;
-	plen = bpf_ntohs(ip6->payload_len);
+	plen = eg_ntohs_len(ip6->payload_len);
 	if ((void *)(ip6 + 1) + plen > end)
 		return EG_PARSE_BAD;
 	*ip6p = ip6;

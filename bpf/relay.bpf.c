@@ -25,7 +25,11 @@
  * starts strp_msg(skb)->offset bytes in (several messages cut from one TCP
  * segment share it). skb->len alone would overstate what is available and
  * stall the stream, so the offset and the message length are read from the
- * kernel skb (bpf_cast_to_kern_ctx, Linux >= 6.2).
+ * kernel skb: the context of an sk_skb program is the kernel's struct
+ * sk_buff, and bpf_probe_read_kernel copies strp_msg out of its control
+ * block at offsets CO-RE takes from the running kernel's BTF. (The kfunc
+ * bpf_cast_to_kern_ctx would read it in place, but exists only from Linux
+ * 6.2: Debian 12 runs 6.1.) Needs CAP_PERFMON, as the daemon's loader has.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -35,8 +39,6 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define KR_AF_INET 2
-
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
@@ -88,11 +90,14 @@ struct {
 	__uint(max_entries, 64 * 1024);
 } kr_events SEC(".maps");
 
-static __always_inline struct strp_msg *kr_strp(struct __sk_buff *skb)
+/* This skb's strparser message; a failed read (never seen) leaves zeros. */
+static __always_inline struct strp_msg kr_strp(struct __sk_buff *skb)
 {
-	struct sk_buff *k = bpf_cast_to_kern_ctx(skb);
+	struct sk_skb_cb *cb = (struct sk_skb_cb *)((struct sk_buff *)skb)->cb;
+	struct strp_msg m = {};
 
-	return &((struct sk_skb_cb *)k->cb)->strp.strp;
+	bpf_probe_read_kernel(&m, sizeof(m), &cb->strp.strp);
+	return m;
 }
 
 static __always_inline void kr_event(__u64 src, __u64 moved, __u32 kind)
@@ -109,7 +114,7 @@ int kr_parse(struct __sk_buff *skb)
 {
 	__u64 ck = bpf_get_socket_cookie(skb);
 	struct eg_krelay_state *s = bpf_map_lookup_elem(&kr_state, &ck);
-	__u32 avail = skb->len - (__u32)kr_strp(skb)->offset;
+	__u32 avail = skb->len - (__u32)kr_strp(skb).offset;
 	__u64 n = avail;
 
 	if (!s || !s->left)
@@ -129,7 +134,7 @@ int kr_verdict(struct __sk_buff *skb)
 {
 	__u64 ck = bpf_get_socket_cookie(skb);
 	struct eg_krelay_state *s = bpf_map_lookup_elem(&kr_state, &ck);
-	__u64 n = (__u32)kr_strp(skb)->full_len;
+	__u64 n = (__u32)kr_strp(skb).full_len;
 	long ret;
 
 	if (!s)

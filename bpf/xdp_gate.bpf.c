@@ -18,6 +18,9 @@
  *             skips the later steps); expired -> delete + FLOW_EXPIRED (pass)
  *   prefix    src_block longest-prefix hit: DROP or RST (LPM_DROP); a PASS
  *             entry carves an allowed prefix out of a wider blocked one
+ *   src cap   SYN without ACK from a source in src_cap (the daemon counts
+ *             its open connections and found it at its cap) -> CONN_CAP:
+ *             DROP, or RST as the entry says; expired -> deleted, pass on
  *   syn rate  SYN without ACK over the per-source token bucket -> RATE_DROP
  *             (a source is an IPv4 address or an IPv6 /64)
  * Every packet is counted exactly once in xdp_stats, at the single exit. The
@@ -42,10 +45,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  *                      XDP_TX does not work)
  *   eg_feat_src_block: 0 = skip the prefix lookup
  *   eg_feat_syn_rate:  0 = skip the SYN token bucket
+ *   eg_feat_src_cap:   0 = skip the connection-cap lookup
  */
 const volatile __u8 eg_feat_rst = 1;
 const volatile __u8 eg_feat_src_block = 1;
 const volatile __u8 eg_feat_syn_rate = 1;
+const volatile __u8 eg_feat_src_cap = 1;
 
 #define EG_CONTINUE   (-1)
 #define EG_L3_OFF_MAX (14 + 4 * EG_VLAN_MAX)
@@ -378,6 +383,35 @@ static __always_inline int eg_step_src_block(struct xdp_md *ctx, const struct eg
 	return EG_CONTINUE;
 }
 
+/*
+ * New connections only (SYN without ACK): a source the daemon found at its
+ * connection cap. Only SYNs pay for the lookup; the connections the source
+ * already has are untouched. The lookup is a fixed-size key copied out of
+ * the packet: nothing here reads packet memory.
+ */
+static __always_inline int eg_step_src_cap(struct xdp_md *ctx, const struct eg_pkt *p, __u64 *now,
+					   __u32 *stat)
+{
+	struct eg_rate_key k;
+	struct eg_src_cap *v;
+
+	if ((p->tcp_flags & (EG_TCP_SYN | EG_TCP_ACK)) != EG_TCP_SYN)
+		return EG_CONTINUE;
+	__builtin_memcpy(k.addr, p->key.saddr, 16);
+	if (p->is_v6) /* keyed like src_rate: the /64 */
+		__builtin_memset(&k.addr[8], 0, 8);
+	v = bpf_map_lookup_elem(&src_cap, &k);
+	if (!v)
+		return EG_CONTINUE;
+	if (v->expires_ns && eg_now(now) >= v->expires_ns) {
+		bpf_map_delete_elem(&src_cap, &k);
+		return EG_CONTINUE;
+	}
+	if (v->action == EG_ACT_RST)
+		return eg_decide(stat, EG_STAT_CONN_CAP, eg_act_rst(ctx, p));
+	return eg_decide(stat, EG_STAT_CONN_CAP, XDP_DROP);
+}
+
 /* New connections only (SYN without ACK): a source over its bucket is dropped. */
 static __always_inline int eg_step_syn_rate(const struct eg_xdp_cfg *cfg, const struct eg_pkt *p,
 					    __u64 *now, __u32 *stat)
@@ -432,6 +466,11 @@ static __always_inline int eg_gate(struct xdp_md *ctx, __u32 *stat)
 		return act;
 	if (eg_feat_src_block) {
 		act = eg_step_src_block(ctx, &p, &now, stat);
+		if (act != EG_CONTINUE)
+			return act;
+	}
+	if (eg_feat_src_cap) {
+		act = eg_step_src_cap(ctx, &p, &now, stat);
 		if (act != EG_CONTINUE)
 			return act;
 	}

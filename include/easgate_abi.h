@@ -30,6 +30,7 @@
 #define EG_MAP_MAGLEV	    "maglev_table"
 #define EG_MAP_BACKENDS	    "backends"
 #define EG_MAP_CONN_STEER   "conn_steer"
+#define EG_MAP_SRC_CAP	    "src_cap"
 #define EG_MAP_WORKERS	    "workers"
 
 /* What the XDP program does with a packet that matched an entry. */
@@ -64,6 +65,7 @@ enum eg_stat {
 	EG_STAT_LPM_DROP = 6,	  /* src_block prefix hit */
 	EG_STAT_RATE_DROP = 7,	  /* SYN over the per-source token bucket */
 	EG_STAT_OTHER_PORT = 8,	  /* TCP to a port we do not guard: passed */
+	EG_STAT_CONN_CAP = 9,	  /* SYN from a source at its connection cap (src_cap) */
 	EG_STAT__MAX
 };
 
@@ -111,6 +113,22 @@ struct eg_rate_key {
 struct eg_rate_state {
 	__u64 tokens_milli; /* tokens x 1000, so sub-token refill accumulates */
 	__u64 last_ns;	    /* CLOCK_MONOTONIC of the last refill */
+};
+
+/*
+ * A source (key: struct eg_rate_key, an IPv4 address or an IPv6 /64) that has
+ * as many connections open as limits.max_connections_per_source allows. The
+ * daemon counts (user/srccap.h) and writes the entry when a source reaches
+ * its cap; it deletes it when one of them closes. Until then the source's
+ * new connections (SYN without ACK) end here.
+ */
+struct eg_src_cap {
+	__u8 action;	  /* enum eg_action: DROP, or RST to refuse at once */
+	__u8 pad0[3];	  /* must be zero */
+	__u32 conns;	  /* connections the daemon counted when it wrote this */
+	__u32 cap;	  /* limits.max_connections_per_source at that time */
+	__u32 pad1;	  /* must be zero */
+	__u64 expires_ns; /* CLOCK_MONOTONIC; rewritten while the source stays at its cap */
 };
 
 /* Single-entry array: what the XDP program guards and how. */

@@ -16,6 +16,9 @@
 #ifndef EG_SRC_RATE_MAX
 #define EG_SRC_RATE_MAX 65536 /* LRU: sources with a live SYN bucket */
 #endif
+#ifndef EG_SRC_CAP_MAX
+#define EG_SRC_CAP_MAX 16384 /* LRU: sources at their connection cap at once */
+#endif
 #ifndef EG_MAGLEV_SIZE
 #define EG_MAGLEV_SIZE 65537 /* Maglev lookup table size: a prime >> backends x 100 */
 #endif

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole suite, as `make test` runs it: unit, WBXML differential, BPF,
-# integration and fuzzing (bounded) on the normal build, then unit, BPF and
-# integration again on an ASan+UBSan build. Prints a summary; exits non-zero
-# if anything failed. Tests that need root skip (77) with a reason otherwise.
+# integration, the kernel matrix (BPF and XDP tests under Debian's 6.1 and
+# 6.12 in QEMU, tests/kernel/) and fuzzing (bounded) on the normal build,
+# then unit, BPF and integration again on an ASan+UBSan build. Prints a
+# summary; exits non-zero if anything failed. Tests that need root skip (77)
+# with a reason otherwise. EG_KERNELS="" leaves the matrix out.
 #
 # A stage whose every test skipped says "skip", never "ok". As a normal user
 # that is expected (BPF needs root) and the summary says how to run it; as
@@ -52,6 +54,7 @@ stage "unit" tests/run-unit.sh build
 stage "wbxml differential" tests/wbxml-diff.sh build
 stage "bpf" tests/run-bpf.sh build
 stage "integration" tests/run-integration.sh build
+[ -n "${EG_KERNELS-x}" ] && stage "kernel matrix (${EG_KERNELS:-deb12 deb13})" tests/kernel/matrix.sh build
 stage "fuzz (${FUZZ_SECONDS:-45}s each)" bash -c "make --no-print-directory fuzz-build >/dev/null && tests/run-fuzz.sh ${FUZZ_SECONDS:-45}"
 stage "build ASan+UBSan" make --no-print-directory SAN=1 all
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}

@@ -11,7 +11,10 @@ RUN="openssl iproute2 ca-certificates sqlite3"
 TEST="curl libwbxml2-utils gnutls-bin testssl.sh python3 procps psmisc jq tcpdump ethtool prometheus gdb
   debhelper dpkg-dev lintian
   systemd wrk nghttp2-client haproxy nginx-light bc
+  qemu-system-x86 busybox-static xz-utils zstd
   postgresql"
+# qemu..zstd: the kernel matrix (tests/kernel/), which boots Debian's stock
+# kernels under QEMU with a busybox initramfs; postgresql: the farm tests.
 
 want=$(echo $BUILD $RUN ${EASGATE_DEPS_TEST:-$TEST})
 missing=()

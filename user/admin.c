@@ -1466,6 +1466,11 @@ static void render_throttle(struct admin *a, struct sbuf *o)
 	    "counter\neasgate_throttle_lock_timeouts_total %llu\n",
 	    (unsigned long long)st.devices, (unsigned long long)st.device_capacity,
 	    (unsigned long long)st.device_evictions, (unsigned long long)st.lock_timeouts);
+	sbuf_printf(o,
+		    "# HELP easgate_throttle_inflight Requests admitted by the throttle and not "
+		    "yet ended (max_concurrent counts these); 0 when the gateway is idle.\n"
+		    "# TYPE easgate_throttle_inflight gauge\neasgate_throttle_inflight %llu\n",
+		    (unsigned long long)st.inflight);
 }
 
 void admin_render_metrics(struct admin *a, struct sbuf *o)

@@ -25,6 +25,7 @@
 #include <bpf/libbpf.h>
 
 #include "bpfmaps.h"
+#include "kfeat.h"
 #include "log.h"
 #include "xdp_gate.skel.h"
 #include "reuseport.skel.h"
@@ -52,23 +53,68 @@ struct bpfgate {
 	struct bpfmaps_mm workers;    /* struct eg_worker[EG_MAX_WORKERS] */
 	int links[BPFMAPS_MAX_LINKS]; /* unpinned XDP link fds: closing detaches */
 	int nlinks;
+	unsigned int flags; /* enum bpfgate_flags of the open */
+	char why[2][200];   /* per enum bpfgate_prog: why it is not loaded */
+	int native_err;	    /* bpfgate_xdp_native_err() */
 };
 
 /* ---- logging ----------------------------------------------------------------- */
+
+/*
+ * What the last failed load said, for bpfgate_why(): the verifier's error
+ * is the line before its "processed N insns" summary; a failure before the
+ * verifier (a relocation, a missing kernel type) is libbpf's first warning.
+ */
+static struct {
+	int quiet;	/* best effort: warnings go to debug (the caller logs the why) */
+	char prev[200]; /* the previous line */
+	char verifier[200];
+	char libbpf[200];
+} bpfmaps_capture;
+
+static void bpfmaps_capture_line(const char *line, enum libbpf_print_level lvl)
+{
+	if (!strncmp(line, "processed ", 10) && !bpfmaps_capture.verifier[0])
+		snprintf(bpfmaps_capture.verifier, sizeof(bpfmaps_capture.verifier), "%s",
+			 bpfmaps_capture.prev);
+	else if (lvl == LIBBPF_WARN && !strncmp(line, "libbpf: ", 8) && !bpfmaps_capture.libbpf[0])
+		snprintf(bpfmaps_capture.libbpf, sizeof(bpfmaps_capture.libbpf), "%s", line + 8);
+	snprintf(bpfmaps_capture.prev, sizeof(bpfmaps_capture.prev), "%s", line);
+}
 
 /* libbpf -> log.h, one log line per line of libbpf output (verifier logs are long). */
 __attribute__((format(printf, 2, 0))) static int bpfmaps_libbpf_print(enum libbpf_print_level lvl,
 								      const char *fmt, va_list ap)
 {
-	enum log_level l = lvl == LIBBPF_WARN ? LOG_WARN : LOG_DEBUG;
+	enum log_level l = lvl == LIBBPF_WARN && !bpfmaps_capture.quiet ? LOG_WARN : LOG_DEBUG;
 	char *msg = NULL, *save = NULL, q[1024];
 
-	if (l > log_get_level() || vasprintf(&msg, fmt, ap) < 0)
+	if (vasprintf(&msg, fmt, ap) < 0)
 		return 0;
-	for (char *line = strtok_r(msg, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-		log_msg(l, "event=libbpf msg=%s", log_quote(q, sizeof(q), line, (size_t)-1));
+	for (char *line = strtok_r(msg, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		bpfmaps_capture_line(line, lvl);
+		if (l <= log_get_level())
+			log_msg(l, "event=libbpf msg=%s",
+				log_quote(q, sizeof(q), line, (size_t)-1));
+	}
 	free(msg);
 	return 0;
+}
+
+static void bpfmaps_capture_reset(void)
+{
+	bpfmaps_capture.prev[0] = bpfmaps_capture.verifier[0] = bpfmaps_capture.libbpf[0] = 0;
+}
+
+/* The reason a load failed with err, into out. */
+static void bpfmaps_capture_why(char *out, size_t n, int err)
+{
+	if (bpfmaps_capture.verifier[0])
+		snprintf(out, n, "verifier: %s", bpfmaps_capture.verifier);
+	else if (bpfmaps_capture.libbpf[0])
+		snprintf(out, n, "%s", bpfmaps_capture.libbpf);
+	else
+		snprintf(out, n, "%s", strerror(-err));
 }
 
 /* ---- small helpers ------------------------------------------------------------- */
@@ -114,9 +160,9 @@ static int bpfmaps_expired(uint64_t expires_ns, uint64_t now_ns)
 
 static struct bpf_map *bpfmaps_find_map(const struct bpfgate *g, const char *name)
 {
-	struct bpf_map *m = bpf_object__find_map_by_name(g->xdp->obj, name);
+	struct bpf_map *m = g->xdp ? bpf_object__find_map_by_name(g->xdp->obj, name) : NULL;
 
-	return m ? m : bpf_object__find_map_by_name(g->rp->obj, name);
+	return m || !g->rp ? m : bpf_object__find_map_by_name(g->rp->obj, name);
 }
 
 int bpfgate_map_fd(const struct bpfgate *g, const char *name)
@@ -131,15 +177,34 @@ int bpfgate_prog_fd(const struct bpfgate *g, enum bpfgate_prog p)
 	if (!g)
 		return -EINVAL;
 	if (p == BPFGATE_PROG_XDP)
-		return bpf_program__fd(g->xdp->progs.xdp_gate);
+		return g->xdp ? bpf_program__fd(g->xdp->progs.xdp_gate) : -EOPNOTSUPP;
 	if (p == BPFGATE_PROG_REUSEPORT)
-		return bpf_program__fd(g->rp->progs.eg_reuseport);
+		return g->rp ? bpf_program__fd(g->rp->progs.eg_reuseport) : -EOPNOTSUPP;
 	return -EINVAL;
 }
 
 int bpfgate_maps_reused(const struct bpfgate *g)
 {
 	return g ? g->maps_reused : 0;
+}
+
+int bpfgate_loaded(const struct bpfgate *g, enum bpfgate_prog p)
+{
+	if (!g)
+		return 0;
+	return p == BPFGATE_PROG_XDP ? !!g->xdp : p == BPFGATE_PROG_REUSEPORT ? !!g->rp : 0;
+}
+
+const char *bpfgate_why(const struct bpfgate *g, enum bpfgate_prog p)
+{
+	if (!g || (p != BPFGATE_PROG_XDP && p != BPFGATE_PROG_REUSEPORT))
+		return "";
+	return g->why[p];
+}
+
+int bpfgate_xdp_native_err(const struct bpfgate *g)
+{
+	return g ? g->native_err : 0;
 }
 
 /* ---- bpffs and pins ------------------------------------------------------------ */
@@ -272,9 +337,10 @@ static int bpfmaps_load_xdp(struct bpfgate *g, const struct bpf_object_open_opts
 	g->xdp->rodata->eg_feat_rst = !(flags & BPFGATE_F_NO_RST);
 	g->xdp->rodata->eg_feat_src_block = !(flags & BPFGATE_F_NO_SRC_BLOCK);
 	g->xdp->rodata->eg_feat_syn_rate = !(flags & BPFGATE_F_NO_SYN_RATE);
+	g->xdp->rodata->eg_feat_src_cap = !(flags & BPFGATE_F_NO_SRC_CAP);
 	err = bpfmaps_setup_pins(g, g->xdp->obj);
 	if (!err)
-		err = xdp_gate_bpf__load(g->xdp);
+		err = kfeat_forced_off("xdp") ? -EOPNOTSUPP : xdp_gate_bpf__load(g->xdp);
 	if (!err)
 		err = bpfmaps_mmap(&g->backends, g->xdp->maps.backends);
 	if (!err)
@@ -291,10 +357,47 @@ static int bpfmaps_load_reuseport(struct bpfgate *g, const struct bpf_object_ope
 		return -errno;
 	err = bpfmaps_setup_pins(g, g->rp->obj);
 	if (!err)
-		err = reuseport_bpf__load(g->rp);
+		err = kfeat_forced_off("reuseport") ? -EOPNOTSUPP : reuseport_bpf__load(g->rp);
 	if (!err)
 		err = bpfmaps_mmap(&g->workers, g->rp->maps.workers);
 	return err;
+}
+
+/* Best effort: leave program p out, keeping why. */
+static void bpfmaps_refused(struct bpfgate *g, enum bpfgate_prog p, int err);
+
+/*
+ * After loading program p with result err: what the open returns. In
+ * best-effort mode a kernel's refusal leaves p out (0); missing privileges
+ * are not the kernel's doing and fail the open (so the daemon can say
+ * what to fix).
+ */
+static int bpfmaps_settle(struct bpfgate *g, enum bpfgate_prog p, int err)
+{
+	if (!err || !(g->flags & BPFGATE_F_BEST_EFFORT) || err == -EPERM || err == -EACCES)
+		return err;
+	bpfmaps_refused(g, p, err);
+	return 0;
+}
+
+static void bpfmaps_refused(struct bpfgate *g, enum bpfgate_prog p, int err)
+{
+	char *why = g->why[p];
+
+	if (kfeat_forced_off(p == BPFGATE_PROG_XDP ? "xdp" : "reuseport"))
+		snprintf(why, sizeof(g->why[p]), "%s", KFEAT_FORCED_WHY);
+	else
+		bpfmaps_capture_why(why, sizeof(g->why[p]), err);
+	if (p == BPFGATE_PROG_XDP) {
+		bpfmaps_munmap(&g->backends);
+		bpfmaps_munmap(&g->maglev);
+		xdp_gate_bpf__destroy(g->xdp);
+		g->xdp = NULL;
+	} else {
+		bpfmaps_munmap(&g->workers);
+		reuseport_bpf__destroy(g->rp);
+		g->rp = NULL;
+	}
 }
 
 static int bpfmaps_open(struct bpfgate *g, const struct bpfgate_opts *o)
@@ -316,15 +419,22 @@ static int bpfmaps_open(struct bpfgate *g, const struct bpfgate_opts *o)
 	g->percpu = calloc((size_t)g->ncpu, sizeof(*g->percpu));
 	if (!g->percpu)
 		return -ENOMEM;
-	err = bpfmaps_load_xdp(g, &oo, o->flags);
-	if (!err)
-		err = bpfmaps_load_reuseport(g, &oo);
+	g->flags = o->flags;
+	bpfmaps_capture.quiet = !!(o->flags & BPFGATE_F_BEST_EFFORT);
+	bpfmaps_capture_reset();
+	err = bpfmaps_settle(g, BPFGATE_PROG_XDP, bpfmaps_load_xdp(g, &oo, o->flags));
+	if (!err) {
+		bpfmaps_capture_reset();
+		err = bpfmaps_settle(g, BPFGATE_PROG_REUSEPORT, bpfmaps_load_reuseport(g, &oo));
+	}
+	bpfmaps_capture.quiet = 0;
 	return err;
 }
 
 struct bpfgate *bpfgate_open_opts(const struct bpfgate_opts *o, int *err)
 {
 	struct bpfgate *g;
+	char q[240];
 	int e, dummy;
 
 	if (!err)
@@ -349,6 +459,11 @@ struct bpfgate *bpfgate_open_opts(const struct bpfgate_opts *o, int *err)
 	}
 	log_info("event=bpf_open pin_dir=%s maps_reused=%d", o->pin_dir ? o->pin_dir : "-",
 		 g->maps_reused);
+	for (int p = 0; p < 2; p++)
+		if (g->why[p][0]) /* best effort: the caller says what that means */
+			log_info("event=bpf_program_refused program=%s why=%s",
+				 p == BPFGATE_PROG_XDP ? "xdp_gate" : "reuseport",
+				 log_quote(q, sizeof(q), g->why[p], (size_t)-1));
 	*err = 0;
 	return g;
 }
@@ -443,15 +558,18 @@ static int bpfmaps_reuse_link(const char *path, int ifindex, int prog_fd, int mo
 	return unlink(path) == 0 || errno == ENOENT ? 0 : -errno;
 }
 
-static int bpfmaps_link_create(int prog_fd, int ifindex, int mode, const char *ifname,
-			       const char **mode_out)
+static int bpfmaps_link_create(struct bpfgate *g, int prog_fd, int ifindex, int mode,
+			       const char *ifname, const char **mode_out)
 {
 	LIBBPF_OPTS(bpf_link_create_opts, lo);
 	int fd;
 
 	if (mode != BPFGATE_XDP_GENERIC) {
 		lo.flags = XDP_FLAGS_DRV_MODE;
-		fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &lo);
+		fd = kfeat_forced_off("xdp_native")
+			 ? -EOPNOTSUPP
+			 : bpf_link_create(prog_fd, ifindex, BPF_XDP, &lo);
+		g->native_err = fd < 0 ? fd : 0;
 		if (fd >= 0) {
 			*mode_out = "native";
 			return fd;
@@ -493,7 +611,7 @@ static int bpfmaps_pin_link(const char *path, int fd)
 static int bpfmaps_link_new(struct bpfgate *g, const char *path, int prog_fd, int ifindex, int mode,
 			    const char *ifname, const char **mode_out)
 {
-	int fd = bpfmaps_link_create(prog_fd, ifindex, mode, ifname, mode_out);
+	int fd = bpfmaps_link_create(g, prog_fd, ifindex, mode, ifname, mode_out);
 
 	if (fd < 0) {
 		log_err("event=xdp_attach ifname=%s err=%s", ifname, strerror(-fd));
@@ -512,6 +630,9 @@ int bpfgate_attach_xdp(struct bpfgate *g, const char *ifname, int mode, const ch
 		mode_out = &dummy;
 	if (!g || !ifname || mode < BPFGATE_XDP_AUTO || mode > BPFGATE_XDP_GENERIC)
 		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
+	g->native_err = 0;
 	ifindex = (int)if_nametoindex(ifname);
 	if (!ifindex)
 		return -errno;
@@ -597,6 +718,8 @@ int bpfgate_set_cfg(struct bpfgate *g, const struct eg_xdp_cfg *c)
 
 	if (!g || !c || (c->syn_rate && !c->syn_burst))
 		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
 	return bpf_map_update_elem(bpf_map__fd(g->xdp->maps.xdp_cfg), &zero, c, BPF_ANY);
 }
 
@@ -608,6 +731,8 @@ int bpfgate_flow_set(struct bpfgate *g, const struct eg_flow_key *k,
 
 	if (!g || !k || !v || v->action > EG_ACT_RST || v->reason >= EG_REASON__MAX)
 		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
 	key = *k;
 	key.pad = 0;
 	val = *v;
@@ -621,6 +746,8 @@ int bpfgate_flow_del(struct bpfgate *g, const struct eg_flow_key *k)
 
 	if (!g || !k)
 		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
 	key = *k;
 	key.pad = 0;
 	return bpf_map_delete_elem(bpf_map__fd(g->xdp->maps.flow_verdict), &key);
@@ -632,6 +759,8 @@ int bpfgate_flow_get(struct bpfgate *g, const struct eg_flow_key *k, struct eg_f
 
 	if (!g || !k || !v)
 		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
 	key = *k;
 	key.pad = 0;
 	return bpf_map_lookup_elem(bpf_map__fd(g->xdp->maps.flow_verdict), &key, v);
@@ -693,6 +822,8 @@ int bpfgate_prefix_set(struct bpfgate *g, const char *cidr, const struct eg_lpm_
 	if (!g || !v || v->action > EG_ACT_RST || v->reason >= EG_REASON__MAX ||
 	    bpfgate_parse_cidr(cidr, &key))
 		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
 	val = *v;
 	val.pad0 = 0;
 	val.pad1 = 0;
@@ -705,7 +836,61 @@ int bpfgate_prefix_del(struct bpfgate *g, const char *cidr)
 
 	if (!g || bpfgate_parse_cidr(cidr, &key))
 		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
 	return bpf_map_delete_elem(bpf_map__fd(g->xdp->maps.src_block), &key);
+}
+
+/* ---- sources at their connection cap ------------------------------------------------ */
+
+int bpfgate_src_cap_set(struct bpfgate *g, const uint8_t src[16], const struct eg_src_cap *v)
+{
+	struct eg_rate_key key;
+	struct eg_src_cap val;
+
+	if (!g || !src || !v || (v->action != EG_ACT_DROP && v->action != EG_ACT_RST))
+		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
+	memcpy(key.addr, src, sizeof(key.addr));
+	memset(&val, 0, sizeof(val));
+	val.action = v->action;
+	val.conns = v->conns;
+	val.cap = v->cap;
+	val.expires_ns = v->expires_ns;
+	return bpf_map_update_elem(bpf_map__fd(g->xdp->maps.src_cap), &key, &val, BPF_ANY);
+}
+
+int bpfgate_src_cap_del(struct bpfgate *g, const uint8_t src[16])
+{
+	struct eg_rate_key key;
+
+	if (!g || !src)
+		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
+	memcpy(key.addr, src, sizeof(key.addr));
+	return bpf_map_delete_elem(bpf_map__fd(g->xdp->maps.src_cap), &key);
+}
+
+int bpfgate_src_cap_clear(struct bpfgate *g)
+{
+	struct eg_rate_key key, next;
+	int fd, err, n = 0;
+
+	if (!g)
+		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
+	fd = bpf_map__fd(g->xdp->maps.src_cap);
+	/* Always delete the first key: deleting never disturbs the walk. */
+	while ((err = bpf_map_get_next_key(fd, NULL, &key)) == 0) {
+		if (bpf_map_delete_elem(fd, &key) == 0)
+			n++;
+		else if (bpf_map_get_next_key(fd, &key, &next) != 0)
+			break;
+	}
+	return n;
 }
 
 /* ---- garbage collection -------------------------------------------------------------- */
@@ -765,10 +950,12 @@ static int bpfmaps_gc_flows(int fd, uint64_t now)
 
 int bpfgate_gc(struct bpfgate *g, uint64_t now_ns)
 {
-	int nf, np;
+	int nf, np, nc;
 
 	if (!g)
 		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
 	nf = bpfmaps_gc_flows(bpf_map__fd(g->xdp->maps.flow_verdict), now_ns);
 	if (nf < 0)
 		return nf;
@@ -776,9 +963,13 @@ int bpfgate_gc(struct bpfgate *g, uint64_t now_ns)
 			     offsetof(struct eg_lpm_val, expires_ns), now_ns);
 	if (np < 0)
 		return np;
-	if (nf + np)
-		log_debug("event=bpf_gc flows=%d prefixes=%d", nf, np);
-	return nf + np;
+	nc = bpfmaps_gc_iter(bpf_map__fd(g->xdp->maps.src_cap), sizeof(struct eg_rate_key),
+			     offsetof(struct eg_src_cap, expires_ns), now_ns);
+	if (nc < 0)
+		return nc;
+	if (nf + np + nc)
+		log_debug("event=bpf_gc flows=%d prefixes=%d capped_sources=%d", nf, np, nc);
+	return nf + np + nc;
 }
 
 /* ---- stats ------------------------------------------------------------------------- */
@@ -789,6 +980,8 @@ int bpfgate_stats(struct bpfgate *g, struct eg_stat_sum out[EG_STAT__MAX])
 
 	if (!g || !out)
 		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
 	fd = bpf_map__fd(g->xdp->maps.xdp_stats);
 	for (__u32 i = 0; i < EG_STAT__MAX; i++) {
 		err = bpf_map_lookup_elem(fd, &i, g->percpu);
@@ -862,6 +1055,8 @@ int bpfgate_steer_set(struct bpfgate *g, const struct eg_flow_key *k, const stru
 
 	if (!g || !k || !s)
 		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
 	key = *k;
 	key.pad = 0;
 	return bpf_map_update_elem(bpf_map__fd(g->xdp->maps.conn_steer), &key, s, BPF_ANY);
@@ -873,6 +1068,8 @@ int bpfgate_steer_del(struct bpfgate *g, const struct eg_flow_key *k)
 
 	if (!g || !k)
 		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
 	key = *k;
 	key.pad = 0;
 	return bpf_map_delete_elem(bpf_map__fd(g->xdp->maps.conn_steer), &key);
@@ -886,6 +1083,8 @@ int bpfgate_reuseport_attach(struct bpfgate *g, int listen_fd)
 
 	if (!g || listen_fd < 0)
 		return -EINVAL;
+	if (!g->rp)
+		return -EOPNOTSUPP;
 	prog_fd = bpf_program__fd(g->rp->progs.eg_reuseport);
 	if (setsockopt(listen_fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd,
 		       sizeof(prog_fd)) != 0) {
@@ -901,6 +1100,8 @@ int bpfgate_reuseport_groups(const struct bpfgate *g)
 {
 	if (!g)
 		return -EINVAL;
+	if (!g->rp)
+		return -EOPNOTSUPP;
 	return (int)(bpf_map__max_entries(g->rp->maps.reuse_socks) / EG_MAX_WORKERS);
 }
 
@@ -910,8 +1111,11 @@ int bpfgate_reuseport_register(struct bpfgate *g, uint32_t group, uint32_t slot,
 	__u32 key;
 	int err;
 
-	if (!g || slot >= EG_MAX_WORKERS || listen_fd < 0 ||
-	    group >= (uint32_t)bpfgate_reuseport_groups(g))
+	if (!g || slot >= EG_MAX_WORKERS || listen_fd < 0)
+		return -EINVAL;
+	if (!g->rp)
+		return -EOPNOTSUPP;
+	if (group >= (uint32_t)bpfgate_reuseport_groups(g))
 		return -EINVAL;
 	key = group * EG_MAX_WORKERS + slot;
 	err = bpf_map_update_elem(bpf_map__fd(g->rp->maps.reuse_socks), &key, &v, BPF_ANY);
@@ -930,8 +1134,10 @@ static struct eg_worker *bpfmaps_worker(struct bpfgate *g, uint32_t slot)
 
 int bpfgate_workers_reset(struct bpfgate *g)
 {
-	if (!g || !g->workers.base)
+	if (!g)
 		return -EINVAL;
+	if (!g->workers.base)
+		return -EOPNOTSUPP;
 	for (uint32_t i = 0; i < EG_MAX_WORKERS; i++) {
 		struct eg_worker *m = bpfmaps_worker(g, i);
 

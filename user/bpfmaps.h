@@ -42,6 +42,13 @@ enum bpfgate_flags {
 	BPFGATE_F_NO_RST = 1u << 0,	  /* enforce RST verdicts as DROP (XDP_TX unusable) */
 	BPFGATE_F_NO_SRC_BLOCK = 1u << 1, /* skip the src_block prefix lookup */
 	BPFGATE_F_NO_SYN_RATE = 1u << 2,  /* skip the SYN token bucket */
+	BPFGATE_F_NO_SRC_CAP = 1u << 3,	  /* skip the connection-cap lookup */
+	/* Load each program on its own: one the kernel refuses is left out
+	 * (bpfgate_loaded() says 0, bpfgate_why() says why), even all of them;
+	 * the open still fails for missing privileges (-EPERM) or pins. The
+	 * verifier's log goes to debug, not warn. Without it (tests), any
+	 * refusal fails the open. */
+	BPFGATE_F_BEST_EFFORT = 1u << 4,
 };
 
 struct bpfgate_opts {
@@ -73,6 +80,20 @@ struct bpfgate *bpfgate_open_opts(const struct bpfgate_opts *o, int *err);
 
 /* How many maps the last open took over from existing pins (0 on a fresh start). */
 int bpfgate_maps_reused(const struct bpfgate *g);
+
+/*
+ * Whether program p is loaded (always, without BPFGATE_F_BEST_EFFORT). The
+ * functions that need a program that is not loaded fail: -EOPNOTSUPP, or
+ * -EINVAL for the mmap'd mirrors and worker slots (XDP: attach, cfg,
+ * flows, prefixes, gc, stats, mirrors, steering; SK_REUSEPORT:
+ * reuseport_*, workers_reset, worker_*).
+ */
+int bpfgate_loaded(const struct bpfgate *g, enum bpfgate_prog p);
+/* Why p is not loaded: the verifier's or libbpf's message ("" if it is). */
+const char *bpfgate_why(const struct bpfgate *g, enum bpfgate_prog p);
+/* The error of the last bpfgate_attach_xdp()'s native attempt (-errno), or
+ * 0 if native worked or was not tried (mode generic, a link updated). */
+int bpfgate_xdp_native_err(const struct bpfgate *g);
 
 /*
  * Attach the XDP program to ifname (mode: enum bpfgate_xdp_mode). With a
@@ -118,7 +139,20 @@ int bpfgate_prefix_set(struct bpfgate *g, const char *cidr, const struct eg_lpm_
 int bpfgate_prefix_del(struct bpfgate *g, const char *cidr);
 
 /*
- * Delete the flow_verdict and src_block entries whose expires_ns is set and
+ * A source at its connection cap (src: struct eg_rate_key's 16 bytes, see
+ * srccap_source): its SYNs are dropped (action DROP) or answered with a RST
+ * (RST) by XDP until v->expires_ns or bpfgate_src_cap_del. Padding is zeroed
+ * here; -EINVAL for another action.
+ */
+int bpfgate_src_cap_set(struct bpfgate *g, const uint8_t src[16], const struct eg_src_cap *v);
+/* The source fell below its cap; -ENOENT if it had no entry. */
+int bpfgate_src_cap_del(struct bpfgate *g, const uint8_t src[16]);
+/* Forget every capped source (a new daemon's counts start at 0). Returns
+ * how many were deleted. */
+int bpfgate_src_cap_clear(struct bpfgate *g);
+
+/*
+ * Delete the flow_verdict, src_block and src_cap entries whose expires_ns is set and
  * <= now_ns (CLOCK_MONOTONIC, see eg_mono_ns). Returns how many were deleted.
  * Uses batched lookups: a full 262144-entry flow table costs milliseconds.
  */

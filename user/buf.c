@@ -52,6 +52,11 @@ long buf_reserve(struct bufpool *bp, struct buf *b, size_t want, size_t max)
 		return (long)(b->cap - b->off - b->len);
 	if (b->off) { /* compact first: cheaper than growing */
 		memmove(b->p, b->p + b->off, b->len);
+		/* The tail of the old copy, past the new end, is stale. */
+		if (b->wipe) {
+			uint32_t from = b->len > b->off ? b->len : b->off;
+			explicit_bzero(b->p + from, b->off + b->len - from);
+		}
 		b->off = 0;
 		if (b->cap - b->len >= want)
 			return (long)(b->cap - b->len);
@@ -66,6 +71,8 @@ long buf_reserve(struct bufpool *bp, struct buf *b, size_t want, size_t max)
 		if (!np)
 			return -1;
 		memcpy(np, b->p, b->len);
+		if (b->wipe)
+			explicit_bzero(b->p, b->len);
 		block_put(bp, b->p, b->cap);
 		bp->in_use++;
 		b->p = np;
@@ -76,6 +83,8 @@ long buf_reserve(struct bufpool *bp, struct buf *b, size_t want, size_t max)
 
 void buf_release(struct bufpool *bp, struct buf *b)
 {
+	if (b->p && b->wipe)
+		explicit_bzero(b->p + b->off, b->len);
 	if (b->p)
 		block_put(bp, b->p, b->cap);
 	b->p = NULL;
@@ -88,6 +97,8 @@ void buf_consume(struct bufpool *bp, struct buf *b, size_t n)
 		buf_release(bp, b);
 		return;
 	}
+	if (b->wipe)
+		explicit_bzero(b->p + b->off, n);
 	b->off += (uint32_t)n;
 	b->len -= (uint32_t)n;
 }

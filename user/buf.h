@@ -26,6 +26,11 @@ struct bufpool {
 struct buf {
 	char *p;
 	uint32_t cap, off, len;
+	/* 1 = the bytes may hold credentials (request heads): every byte that
+	 * leaves the buffer (consumed, released, moved by compaction or growth)
+	 * is zeroed first, so pooled and freed storage never keeps them. Set by
+	 * the owner; kept across buf_release. */
+	uint32_t wipe;
 };
 
 int bufpool_init(struct bufpool *bp, unsigned keep);
@@ -48,11 +53,12 @@ static inline char *buf_tail(const struct buf *b)
 {
 	return b->p + b->off + b->len;
 }
-/* Drop n bytes from the front; storage returns to the pool when empty. */
+/* Drop n bytes from the front (zeroed first if b->wipe); storage returns to
+ * the pool when empty. */
 void buf_consume(struct bufpool *bp, struct buf *b, size_t n);
 /* Append n bytes (growing up to max). 0, or -1 if it does not fit. */
 int buf_append(struct bufpool *bp, struct buf *b, const void *d, size_t n, size_t max);
-/* Return storage to the pool (contents are lost). */
+/* Return storage to the pool (contents are lost: zeroed first if b->wipe). */
 void buf_release(struct bufpool *bp, struct buf *b);
 
 #endif

@@ -94,6 +94,51 @@ int config_parse_addr(const char *s, struct cfg_addr *a)
 	return -1;
 }
 
+int config_parse_prefix(const char *s, struct cfg_prefix *p)
+{
+	char host[64];
+	const char *slash = strchr(s, '/');
+	size_t hl = slash ? (size_t)(slash - s) : strlen(s);
+	if (hl >= sizeof(host))
+		return -1;
+	memcpy(host, s, hl);
+	host[hl] = 0;
+	memset(p, 0, sizeof(*p));
+	unsigned max = 128, base = 0;
+	struct in_addr a4;
+	if (inet_pton(AF_INET, host, &a4) == 1) {
+		p->addr[10] = p->addr[11] = 0xff;
+		memcpy(p->addr + 12, &a4, 4);
+		max = 32;
+		base = 96;
+	} else if (inet_pton(AF_INET6, host, p->addr) != 1) {
+		return -1;
+	}
+	unsigned len = max;
+	if (slash) {
+		char *end;
+		long v = strtol(slash + 1, &end, 10);
+		if (!slash[1] || *end || v < 0 || v > (long)max)
+			return -1;
+		len = (unsigned)v;
+	}
+	p->len = base + len;
+	for (unsigned bit = p->len; bit < 128; bit++)
+		p->addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+	return 0;
+}
+
+int config_prefix_match(const struct cfg_prefix *p, const uint8_t a[16])
+{
+	unsigned full = p->len / 8, rest = p->len % 8;
+	if (memcmp(p->addr, a, full))
+		return 0;
+	if (!rest)
+		return 1;
+	uint8_t m = (uint8_t)(0xffu << (8 - rest));
+	return (p->addr[full] & m) == (a[full] & m);
+}
+
 void config_defaults(struct gw_config *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -111,6 +156,7 @@ void config_defaults(struct gw_config *c)
 	snprintf(c->tls.certs[0].key, sizeof(c->tls.certs[0].key), "/etc/easgate/tls/server.key");
 	c->tls.ncerts = 1;
 	c->tls.ticket_rotate_s = 3600;
+	c->tls.cleanse_plaintext = 1;
 	c->tls.expiry_warn_days = 30;
 	c->tls.min_version = TLS1_2_VERSION;
 	c->tls.ocsp_stapling = 1;
@@ -131,6 +177,8 @@ void config_defaults(struct gw_config *c)
 	c->limits.max_headers = 96;
 	c->limits.max_conns = 200000;
 	c->limits.inspect_body = 65536;
+	c->limits.min_body_rate = 500;
+	c->limits.max_conns_per_source = 8192;
 
 	struct cfg_backend *b = &c->backends[0];
 	snprintf(b->name, sizeof(b->name), "demo");
@@ -464,6 +512,7 @@ static void read_tls(struct rd *rd, config_setting_t *root, struct gw_config *c)
 					   "ocsp_stapling",
 					   "ocsp_fetch_timeout",
 					   "ocsp_retry",
+					   "cleanse_plaintext",
 					   NULL};
 	check_keys(rd, g, "tls", keys);
 	get_bool(rd, g, "allow_incomplete_chain", &c->tls.allow_incomplete_chain);
@@ -474,6 +523,7 @@ static void read_tls(struct rd *rd, config_setting_t *root, struct gw_config *c)
 	get_bool(rd, g, "ocsp_stapling", &c->tls.ocsp_stapling);
 	get_secs(rd, g, "ocsp_fetch_timeout", &c->tls.ocsp_fetch_timeout_ms, 60);
 	get_secs(rd, g, "ocsp_retry", &c->tls.ocsp_retry_ms, 86400);
+	get_bool(rd, g, "cleanse_plaintext", &c->tls.cleanse_plaintext);
 	config_setting_t *l = config_setting_get_member(g, "certificates");
 	if (!l)
 		return;
@@ -530,14 +580,43 @@ static void read_limits(struct rd *rd, config_setting_t *root, struct gw_config 
 	config_setting_t *g = config_setting_get_member(root, "limits");
 	if (!g)
 		return;
-	static const char *const keys[] = {"max_head",	      "max_line",     "max_headers",
-					   "max_connections", "inspect_body", NULL};
+	static const char *const keys[] = {"max_head",
+					   "max_line",
+					   "max_headers",
+					   "max_connections",
+					   "inspect_body",
+					   "min_body_rate",
+					   "max_connections_per_source",
+					   "per_source_exempt",
+					   NULL};
 	check_keys(rd, g, "limits", keys);
 	get_uint(rd, g, "max_head", &c->limits.max_head, 1024, 1 << 20);
 	get_uint(rd, g, "max_line", &c->limits.max_line, 256, 1 << 20);
 	get_uint(rd, g, "max_headers", &c->limits.max_headers, 8, 96);
 	get_uint(rd, g, "max_connections", &c->limits.max_conns, 16, 10000000);
 	get_uint(rd, g, "inspect_body", &c->limits.inspect_body, 0, 1 << 24);
+	get_uint(rd, g, "min_body_rate", &c->limits.min_body_rate, 0, 1 << 30);
+	get_uint(rd, g, "max_connections_per_source", &c->limits.max_conns_per_source, 0, 10000000);
+	config_setting_t *ex = config_setting_get_member(g, "per_source_exempt");
+	if (ex && !config_setting_is_array(ex) && !config_setting_is_list(ex))
+		ERR(rd, ex,
+		    "limits.per_source_exempt must be a list of prefixes [ \"10.0.0.0/8\" ]");
+	for (int i = 0; ex && i < config_setting_length(ex); i++) {
+		config_setting_t *e = config_setting_get_elem(ex, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		if (c->limits.ncap_exempt >= CFG_MAX_EXEMPT) {
+			ERR(rd, e, "limits.per_source_exempt: more than %d prefixes",
+			    CFG_MAX_EXEMPT);
+			break;
+		}
+		if (!v || config_parse_prefix(v, &c->limits.cap_exempt[c->limits.ncap_exempt]) < 0)
+			ERR(rd, e,
+			    "limits.per_source_exempt: '%s' is not an address or prefix "
+			    "(\"198.18.0.0/15\", \"2001:db8::/32\")",
+			    v ? v : "?");
+		else
+			c->limits.ncap_exempt++;
+	}
 	if (c->limits.max_line > c->limits.max_head)
 		ERR(rd, g, "limits.max_line (%u) exceeds limits.max_head (%u)", c->limits.max_line,
 		    c->limits.max_head);

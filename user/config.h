@@ -31,6 +31,7 @@
 #define CFG_MAX_FAMILIES 8
 #define CFG_MAX_ERRORS	 32
 #define CFG_MAX_TCLASSES 16
+#define CFG_MAX_EXEMPT	 64
 
 struct cfg_addr {
 	char text[128]; /* as written: "0.0.0.0:443", "[::]:443", "http://127.0.0.1:8080" */
@@ -70,6 +71,12 @@ enum cfg_access { CFG_ACCESS_ALLOW = 0, CFG_ACCESS_BLOCK = 1, CFG_ACCESS_QUARANT
 /* Where policy state and the inventory live (store.h). */
 enum cfg_store { CFG_STORE_SQLITE = 0, CFG_STORE_POSTGRESQL = 1 };
 
+/* An address prefix; IPv4 as ::ffff:a.b.c.d with len 96 + its length. */
+struct cfg_prefix {
+	uint8_t addr[16]; /* network order, host bits zero */
+	unsigned len;	  /* 0..128 */
+};
+
 struct cfg_text {
 	char *text;
 	int line;
@@ -98,6 +105,7 @@ struct gw_config {
 		int allow_incomplete_chain;
 		char trust_file[PATH_MAX]; /* extra trust anchors for the chain check */
 		unsigned ticket_rotate_s;  /* 0 = tickets off */
+		int cleanse_plaintext;	   /* SSL_OP_CLEANSE_PLAINTEXT on phone connections */
 		unsigned expiry_warn_days;
 		/* Phone-facing protocol knobs (tls_params.h); "" = the default list.
 		 * min_version is an OpenSSL version (TLS1_2_VERSION = 0x0303). */
@@ -114,7 +122,8 @@ struct gw_config {
 	struct {
 		unsigned handshake_ms;
 		unsigned head_ms; /* first byte to end of request head */
-		unsigned body_ms; /* max silence while a body streams */
+		unsigned
+		    body_ms; /* max silence while a body streams; the request-body rate window */
 		unsigned idle_ms; /* keep-alive between requests */
 		unsigned backend_connect_ms;
 		unsigned backend_response_ms; /* ordinary requests */
@@ -129,6 +138,14 @@ struct gw_config {
 		unsigned max_conns; /* per worker */
 		unsigned
 		    inspect_body; /* bodies up to this size are buffered for WBXML inspection */
+		/* bytes/s a request body must average over each timeouts.request_body
+		 * window; 0 = only the silence timeout */
+		unsigned min_body_rate;
+		/* open connections per source (IPv4 address, IPv6 /64) over all
+		 * workers, TLS listeners only; 0 = no cap */
+		unsigned max_conns_per_source;
+		struct cfg_prefix cap_exempt[CFG_MAX_EXEMPT]; /* sources never capped */
+		int ncap_exempt;
 	} limits;
 
 	struct cfg_backend backends[EG_MAX_BACKENDS];
@@ -209,6 +226,11 @@ void config_free(struct gw_config *c);
 
 /* Parse "1.2.3.4:443" / "[::1]:443" / ":443". 0 or -1. */
 int config_parse_addr(const char *s, struct cfg_addr *a);
+
+/* Parse "198.18.0.0/15", "2001:db8::/32" or a bare address (a host). 0 or -1. */
+int config_parse_prefix(const char *s, struct cfg_prefix *p);
+/* Does prefix p contain the 16-byte address a (IPv4-mapped for IPv4)? */
+int config_prefix_match(const struct cfg_prefix *p, const uint8_t a[16]);
 
 /* Number of workers to run: workers, or the online CPU count. */
 int config_worker_count(const struct gw_config *c);

@@ -547,11 +547,13 @@ static void fill_event(struct inv_event *ev, const struct eas_req *r, int64_t no
 int gate_wants_body(struct gate *g, const struct eas_req *r)
 {
 	if (!r->device_id[0])
-		return 0;
+		return GATE_BODY_NO;
 	if (r->cmd == EAS_CMD_PROVISION || r->cmd == EAS_CMD_SETTINGS)
-		return 1;
+		return GATE_BODY_DEVINFO;
 	/* the loop detector needs the body's fingerprint */
-	return g->t && throttle_class_loop_threshold(throttle_class_at(g->t, 0), r->cmd) > 0;
+	return g->t && throttle_class_loop_threshold(throttle_class_at(g->t, 0), r->cmd) > 0
+		   ? GATE_BODY_FINGERPRINT
+		   : GATE_BODY_NO;
 }
 
 uint64_t gate_fingerprint(struct gate *g, const void *body, size_t n)

@@ -79,8 +79,18 @@ struct policy *gate_build_policy(const struct gw_config *c, struct inventory *in
 struct gate *gate_new(const struct gate_opts *o, char *err, size_t errsz);
 void gate_free(struct gate *g);
 
+/* What gate_wants_body() asks of the relay. */
+enum gate_body {
+	GATE_BODY_NO = 0,	   /* decide on the head */
+	GATE_BODY_FINGERPRINT = 1, /* read it if small: the loop detector's fingerprint */
+	GATE_BODY_DEVINFO = 2,	   /* read and decode it: it may carry DeviceInformation,
+				      and a body that cannot be decoded within
+				      limits.inspect_body must be refused, never passed */
+};
+
 /* Must the body be read before deciding? (Provision/Settings may carry
- * DeviceInformation; the decision then uses the model and OS it reports.) */
+ * DeviceInformation; the decision then uses the model and OS it reports.)
+ * Returns an enum gate_body. */
 int gate_wants_body(struct gate *g, const struct eas_req *r);
 
 /* Decide for one request. di may be NULL. now = unix seconds. */

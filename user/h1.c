@@ -182,9 +182,51 @@ static int parse_version(const char *p)
 	return p[7] - '0';
 }
 
+/* Is p[0..n) "%2f" or "%5c" (an encoded '/' or '\\', which IIS decodes)? */
+static int enc_sep(const char *p, size_t n)
+{
+	return n >= 3 && p[0] == '%' &&
+	       ((p[1] == '2' && (p[2] | 0x20) == 'f') || (p[1] == '5' && (p[2] | 0x20) == 'c'));
+}
+
+/* Is p[0..n) "." or "..", any dot possibly written %2e? */
+static int dot_segment(const char *p, size_t n)
+{
+	unsigned dots = 0;
+	for (size_t i = 0; i < n; dots++) {
+		if (p[i] == '.')
+			i++;
+		else if (n - i >= 3 && p[i] == '%' && p[i + 1] == '2' && (p[i + 2] | 0x20) == 'e')
+			i += 3;
+		else
+			return 0;
+	}
+	return dots == 1 || dots == 2;
+}
+
+/*
+ * Offset of the first dot-segment in path[0..n), or -1. Segments end at '/'
+ * and at encoded separators, as a backend that decodes them sees it.
+ */
+static long find_dot_segment(const char *p, size_t n)
+{
+	size_t b = 0;
+	for (size_t i = 0; i <= n; i++) {
+		size_t sep = i == n ? 1 : p[i] == '/' ? 1 : enc_sep(p + i, n - i) ? 3 : 0;
+		if (!sep)
+			continue;
+		if (dot_segment(p + b, i - b))
+			return (long)b;
+		i += sep - 1;
+		b = i + 1;
+	}
+	return -1;
+}
+
 /*
  * Check the path-and-query characters of t[0..n) and set m->path / m->query.
- * '%' must start a %XX escape.
+ * '%' must start a %XX escape. A dot-segment in the path is refused: behind
+ * a relay that prepends a path prefix it would climb out of the prefix.
  */
 static int parse_path_query(struct h1_ctx *x, const char *t, size_t n)
 {
@@ -201,6 +243,9 @@ static int parse_path_query(struct h1_ctx *x, const char *t, size_t n)
 		if (c == '?' && q == n)
 			q = i;
 	}
+	long dot = find_dot_segment(t, q);
+	if (dot >= 0)
+		return fail(x, "dot-segment in request path", (size_t)(t + dot - x->buf), 400);
 	m->path = (struct h1_str){t, q};
 	if (q < n)
 		m->query = (struct h1_str){t + q + 1, n - q - 1};

@@ -22,7 +22,10 @@
  *    header, so the routing layer and the backend can never disagree on the
  *    host. CONNECT (authority-form) is refused with 405: the gateway does not
  *    tunnel. Targets are passed as received (percent-encoding kept) but must
- *    use only RFC 3986 path/query characters and well-formed %XX escapes.
+ *    use only RFC 3986 path/query characters and well-formed %XX escapes,
+ *    and the path may hold no dot-segment ("." or "..", dots raw or %2e,
+ *    segments ending at '/', %2F or %5C): 400. A relay prepends its
+ *    backend's path prefix, and "/../x" would climb out of it.
  *  - Request Transfer-Encoding: gzip/deflate/compress (and x-gzip/x-compress)
  *    may precede a final chunked; an unknown coding is 501; chunked twice,
  *    chunked not last, a non-chunked final coding, or transfer-parameters

@@ -21,6 +21,7 @@
  * byte can be in the strparser, and is exact.
  */
 #include "krelay.h"
+#include "kfeat.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -788,7 +789,11 @@ int krelay_probe(struct krelay_caps *c)
 			close(lfd);
 		return 0;
 	}
-	c->splice = kr_probe_splice(lfd) == 0;
+	e = kfeat_forced_off("splice") ? -EOPNOTSUPP : kr_probe_splice(lfd);
+	c->splice = e == 0;
+	if (e)
+		snprintf(c->splice_why, sizeof(c->splice_why), "%s",
+			 kfeat_forced_off("splice") ? KFEAT_FORCED_WHY : strerror(-e));
 
 	/* kTLS: the ULP must attach to a connected TCP socket; ENOENT = no
 	 * tls module (CONFIG_TLS off), which OpenSSL would hide by falling
@@ -807,6 +812,11 @@ int krelay_probe(struct krelay_caps *c)
 	if (a1 >= 0)
 		close(a1);
 
+	if (kfeat_forced_off("sockmap")) {
+		snprintf(c->why, sizeof(c->why), "%s", KFEAT_FORCED_WHY);
+		close(lfd);
+		return 0;
+	}
 	if ((e = krelay_open(&k)) < 0) {
 		kr_why(c, "load relay.bpf", e);
 		close(lfd);

@@ -81,13 +81,14 @@ int krelay_method_from_name(const char *name);
 
 /* What this kernel does, each found by doing it on a loopback pair. */
 struct krelay_caps {
-	int splice;	   /* splice(2) moved bytes socket -> pipe -> socket */
-	int sockmap;	   /* relay.bpf loaded, strparser relay (whole connection) moved bytes */
-	int verdict;	   /* sk_skb verdict without strparser attached and moved bytes */
-	int skmsg;	   /* sk_msg redirect moved a local sender's bytes */
-	int ktls;	   /* setsockopt(TCP_ULP, "tls") accepted on a connected socket */
-	char why[160];	   /* first failure of the BPF probes ("" if none) */
-	char ktls_why[96]; /* why kTLS is absent */
+	int splice;	     /* splice(2) moved bytes socket -> pipe -> socket */
+	int sockmap;	     /* relay.bpf loaded, strparser relay (whole connection) moved bytes */
+	int verdict;	     /* sk_skb verdict without strparser attached and moved bytes */
+	int skmsg;	     /* sk_msg redirect moved a local sender's bytes */
+	int ktls;	     /* setsockopt(TCP_ULP, "tls") accepted on a connected socket */
+	char why[160];	     /* first failure of the BPF probes ("" if none) */
+	char ktls_why[96];   /* why kTLS is absent */
+	char splice_why[96]; /* why splice is absent */
 };
 
 /*

@@ -1,19 +1,28 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * main.c - easgated: command line, then either a one-shot action
- * (--check-config, --detach, --version) or the master process.
+ * (--check-config, --detach, --probe-kernel, --version) or the master process.
  */
 #include "bpfmaps.h"
 #include "config.h"
+#include "kfeat.h"
 #include "log.h"
 #include "master.h"
+#include "priv.h"
 #include "store_migrate.h"
+#include "tls.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <net/if.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "version.h" /* generated: EASGATE_VERSION, from tools/version.sh or the package */
 
@@ -27,6 +36,8 @@ static void usage(FILE *f)
 	    "      --detach             remove the XDP programs, links and pinned maps, exit\n"
 	    "      --db-migrate[=N]     migrate the configured store's schema (to version N),\n"
 	    "                           then exit (easctl db migrate does it in a running daemon)\n"
+	    "      --probe-kernel       which kernel features easgated can use here, and why\n"
+	    "                           not the others; no configuration needed (root)\n"
 	    "      --listen ADDR        listen address (host:port, [v6]:port)\n"
 	    "      --tls-cert FILE      PEM certificate chain (leaf first)\n"
 	    "      --tls-key FILE       PEM private key\n"
@@ -43,6 +54,41 @@ static void usage(FILE *f)
 	    "  -h, --help\n");
 }
 
+/*
+ * --probe-kernel: the probes the daemon runs at start, without a
+ * configuration, in a network namespace of its own where it can (so the
+ * test attachment to loopback and the loopback pairs touch nobody).
+ * Prints what `easctl status` would: "kernel R" and one "feature" line each.
+ */
+static int probe_kernel(void)
+{
+	struct kfeat k;
+	char line[512];
+	int own = unshare(CLONE_NEWNET) == 0, uerr = errno;
+
+	log_set_proc("probe");
+	if (own) {
+		struct ifreq ifr = {0};
+		int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+		if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0 ||
+		    (ifr.ifr_flags |= IFF_UP, ioctl(fd, SIOCSIFFLAGS, &ifr) < 0))
+			log_warn("event=probe_lo_up error=%s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	} else {
+		log_info("event=probe_netns error=%s note=\"probing in this namespace, without "
+			 "attaching XDP\"",
+			 strerror(uerr));
+	}
+	kfeat_probe_all(&k, own);
+	printf("kernel %s\n", k.kernel);
+	for (int i = 0; i < KFEAT__COUNT; i++)
+		printf("%s\n", kfeat_line(&k, (enum kfeat_id)i, line, sizeof(line)));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
@@ -50,6 +96,7 @@ int main(int argc, char **argv)
 	    {"check-config", no_argument, NULL, 't'},
 	    {"detach", no_argument, NULL, 'D'},
 	    {"db-migrate", optional_argument, NULL, 'G'},
+	    {"probe-kernel", no_argument, NULL, 'P'},
 	    {"listen", required_argument, NULL, 'L'},
 	    {"tls-cert", required_argument, NULL, 'C'},
 	    {"tls-key", required_argument, NULL, 'K'},
@@ -66,7 +113,13 @@ int main(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct master_opts o = {.workers = -1, .version = EASGATE_VERSION};
-	int check = 0, detach = 0, migrate = 0, migrate_to = 0, c;
+	int check = 0, detach = 0, probe = 0, migrate = 0, migrate_to = 0, c;
+	/* Before anything else: execve resets what priv_no_dumps sets. */
+	priv_bind_now(argv);
+	/* First, before a key or a request is in memory: no process of ours
+	 * ever writes a core, and keys live where a core could not see them. */
+	priv_no_dumps();
+	tls_secure_heap_init();
 	while ((c = getopt_long(argc, argv, "c:tw:l:Vh", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -85,6 +138,9 @@ int main(int argc, char **argv)
 				fprintf(stderr, "easgated: --db-migrate=N wants a version >= 1\n");
 				return 2;
 			}
+			break;
+		case 'P':
+			probe = 1;
 			break;
 		case 'L':
 			o.listen = optarg;
@@ -144,6 +200,8 @@ int main(int argc, char **argv)
 	}
 	if (o.log_level)
 		log_set_level((enum log_level)log_level_parse(o.log_level));
+	if (probe)
+		return probe_kernel();
 	if (detach) {
 		struct gw_config *cfg = calloc(1, sizeof(*cfg));
 		struct config_errors errs = {0};

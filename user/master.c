@@ -6,6 +6,7 @@
 #include "check.h"
 #include "control.h"
 #include "gate.h"
+#include "kfeat.h"
 #include "krelay.h"
 #include "log.h"
 #include "loop.h"
@@ -16,6 +17,7 @@
 #include "relay.h"
 #include "shm.h"
 #include "siphash.h"
+#include "srccap.h"
 #include "store.h"
 #include "throttle.h"
 #include "tls.h"
@@ -73,6 +75,7 @@ struct master {
 	struct tls_server *tls;	   /* built here, inherited by the workers of this generation */
 	struct ocsp_stapler *ocsp; /* OCSP responses, published in shm for the workers */
 	struct throttle *throttle; /* shared budget/loop table, created before the first fork */
+	struct srccap *srccap;	   /* connections per source, one table per stats slot */
 	struct maglev mirror_mg;   /* the Maglev table as the workers build it, for bpftool */
 	uint64_t mirrored_gen;	   /* backend_gen last mirrored (UINT64_MAX = never) */
 	uid_t uid;
@@ -97,6 +100,7 @@ struct master {
 	int can_serve; /* setup done: workers may be forked */
 	int serving;   /* workers were started */
 	struct loop_timer store_wait;
+	struct kfeat kf; /* kernel features found at start (kfeat.h) */
 };
 
 /* --- configuration ---------------------------------------------------------- */
@@ -426,27 +430,41 @@ static int reuseport_free_group(const struct master *m, int ngroups)
 	return -1;
 }
 
+/*
+ * The SK_REUSEPORT program on every listen address (new ones after a
+ * reload too). Optional: a group it cannot join keeps the kernel's hash
+ * selection; the kernel feature report says which and why.
+ */
 static void setup_reuseport(struct master *m)
 {
-	if (!m->bpf)
+	if (!m->bpf || !bpfgate_loaded(m->bpf, BPFGATE_PROG_REUSEPORT))
 		return;
-	int ngroups = bpfgate_reuseport_groups(m->bpf);
+	int ngroups = bpfgate_reuseport_groups(m->bpf), e = 0, ok = 0;
+	char why[200] = "";
 	for (int i = 0; i < m->nsocks; i++) {
 		struct lsock *ls = &m->socks[i];
 		if (ls->rp_group < 0) {
 			int g = reuseport_free_group(m, ngroups);
-			if (g < 0 || bpfgate_reuseport_attach(m->bpf, ls->fds[0]) < 0)
+			if (g < 0 || (e = bpfgate_reuseport_attach(m->bpf, ls->fds[0])) < 0) {
+				if (!why[0])
+					snprintf(why, sizeof(why), "%s: %s", ls->addr,
+						 g < 0 ? "no free group" : strerror(-e));
 				continue;
+			}
 			ls->rp_group = g;
 			ls->rp_registered = 0;
 			log_info("event=reuseport_attached addr=%s group=%d", ls->addr, g);
 		}
+		ok += ls->rp_group >= 0;
 		for (int s = 0; s < m->nworkers; s++)
 			if (ls->fds[s] >= 0 && !(ls->rp_registered & (1ull << s)) &&
 			    bpfgate_reuseport_register(m->bpf, (uint32_t)ls->rp_group, (uint32_t)s,
 						       ls->fds[s]) == 0)
 				ls->rp_registered |= 1ull << s;
 	}
+	char detail[32];
+	snprintf(detail, sizeof(detail), "groups=%d", ok);
+	kfeat_set(&m->kf, KFEAT_REUSEPORT, ok > 0, detail, why);
 }
 
 /*
@@ -559,6 +577,7 @@ static int spawn_worker(struct master *m, int slot)
 		    .sightings = admin_sightings(m->admin),
 		    .tls = m->tls,
 		    .throttle = m->cfg->throttle.enabled ? m->throttle : NULL,
+		    .srccap = m->srccap,
 		};
 		sigset_t all;
 		sigemptyset(&all);
@@ -641,6 +660,8 @@ static void on_child(struct loop *l, int signo, void *arg)
 		}
 		int respawn = !m->stopping && !p->draining && p->gen == m->gen;
 		zero_gauges(&m->shm->worker_stats[p->stats_slot]);
+		/* Its connections died with it (a crash included): stop counting them. */
+		srccap_slot_reset(m->srccap, (unsigned)p->stats_slot);
 		int fast = loop_now_ms(m->loop) - p->started_ms < 1000;
 		memset(p, 0, sizeof(*p));
 		if (respawn) {
@@ -860,12 +881,17 @@ static enum ctl_code cmd_status(void *ctx, int argc, char **argv, struct sbuf *o
 		    (unsigned long long)m->reload_failures);
 	if (m->last_reload_error[0])
 		sbuf_printf(out, "last_reload_error %s\n", m->last_reload_error);
-	sbuf_printf(out, "xdp %s\n", m->bpf ? "attached" : "off");
+	sbuf_printf(out, "xdp %s\n", m->kf.f[KFEAT_XDP].state == KFEAT_ON ? "attached" : "off");
 	sbuf_printf(out, "relay %s\n", m->relay_path);
 	admin_describe_store(m->admin, out);
 	if (!m->serving)
 		sbuf_printf(out, "serving no (waiting for the first sync with the farm)\n");
 	ocsp_stapler_describe(m->ocsp, out);
+	sbuf_printf(out, "kernel %s\n", m->kf.kernel);
+	for (int i = 0; i < KFEAT__COUNT; i++) {
+		char line[512];
+		sbuf_printf(out, "%s\n", kfeat_line(&m->kf, (enum kfeat_id)i, line, sizeof(line)));
+	}
 	return CTL_OK;
 }
 
@@ -960,37 +986,132 @@ static int setup_identity(struct master *m)
 	return 0;
 }
 
-static int setup_bpf(struct master *m)
+static const char *xdp_mode_key(int mode)
 {
-	if (!m->cfg->xdp.nifaces)
-		return 0;
-	int err = 0;
-	m->bpf = bpfgate_open(m->cfg->xdp.pin_dir, &err);
-	if (!m->bpf) {
-		log_err("event=bpf_open_failed pin_dir=%s error=%s", m->cfg->xdp.pin_dir,
-			strerror(-err));
-		return -1;
-	}
-	struct eg_xdp_cfg xc = {.syn_rate = m->cfg->xdp.syn_rate,
-				.syn_burst = m->cfg->xdp.syn_burst};
-	int np = 0;
-	for (int a = 0; a < m->cfg->nlisten && np < EG_MAX_GUARDED_PORTS; a++)
-		if (!m->cfg->listen[a].plain) /* a proxy in front: its SYNs are not a phone's */
-			xc.ports[np++] = ((struct sockaddr_in *)&m->cfg->listen[a].ss)->sin_port;
-	bpfgate_set_cfg(m->bpf, &xc);
-	for (int i = 0; i < m->cfg->xdp.nifaces; i++) {
-		const char *mode = NULL;
-		int r = bpfgate_attach_xdp(m->bpf, m->cfg->xdp.ifaces[i], m->cfg->xdp.mode, &mode);
-		if (r < 0) {
-			log_err("event=xdp_attach_failed iface=%s error=%s", m->cfg->xdp.ifaces[i],
-				strerror(-r));
+	return mode == BPFGATE_XDP_NATIVE    ? "native"
+	       : mode == BPFGATE_XDP_GENERIC ? "generic"
+					     : "auto";
+}
+
+/*
+ * Attach XDP to every configured interface. Returns -1 (refuse to start,
+ * with a log line that says what to change) only for what the configuration
+ * demands or gets wrong: a missing interface, another program in the way,
+ * or xdp.mode "native"/"generic" the kernel cannot give. With "auto" an
+ * interface where XDP cannot attach at all is left unguarded and reported.
+ */
+static int attach_xdp_all(struct master *m)
+{
+	const struct gw_config *c = m->cfg;
+	char detail[160] = "", why[200] = "";
+	int attached = 0;
+	for (int i = 0; i < c->xdp.nifaces; i++) {
+		const char *ifn = c->xdp.ifaces[i], *mode = NULL;
+		int r = bpfgate_attach_xdp(m->bpf, ifn, c->xdp.mode, &mode);
+		int ne = bpfgate_xdp_native_err(m->bpf);
+		if (r == -ENODEV || r == -ENXIO) {
+			log_err("event=xdp_attach_failed iface=%s error=%s "
+				"fix=\"xdp.interfaces names an interface this host does not have\"",
+				ifn, strerror(-r));
 			return -1;
 		}
-		log_info("event=xdp_attached iface=%s mode=%s maps_reused=%d pin_dir=%s",
-			 m->cfg->xdp.ifaces[i], mode ? mode : "?", bpfgate_maps_reused(m->bpf),
-			 m->cfg->xdp.pin_dir);
+		if (r == -EBUSY || r == -EEXIST) {
+			log_err("event=xdp_attach_failed iface=%s error=%s "
+				"fix=\"another XDP program is attached to %s: detach it "
+				"(ip link set dev %s xdp off) or remove %s from xdp.interfaces\"",
+				ifn, strerror(-r), ifn, ifn, ifn);
+			return -1;
+		}
+		if (r < 0 && c->xdp.mode == BPFGATE_XDP_NATIVE) {
+			log_err("event=xdp_attach_failed iface=%s mode=native error=%s "
+				"fix=\"the driver of %s has no native XDP here: set "
+				"xdp.mode = \\\"auto\\\" (native where the driver has it, generic "
+				"elsewhere) or \\\"generic\\\"\"",
+				ifn, strerror(-r), ifn);
+			return -1;
+		}
+		if (r < 0 && c->xdp.mode == BPFGATE_XDP_GENERIC) {
+			log_err("event=xdp_attach_failed iface=%s mode=generic error=%s "
+				"fix=\"this kernel cannot attach XDP to %s: set "
+				"xdp.mode = \\\"auto\\\" to run without it there\"",
+				ifn, strerror(-r), ifn);
+			return -1;
+		}
+		size_t n = strlen(detail);
+		if (r < 0) {
+			log_warn(
+			    "event=xdp_attach_failed iface=%s mode=auto error=%s action=unguarded",
+			    ifn, strerror(-r));
+			snprintf(why + strlen(why), sizeof(why) - strlen(why), "%s%s: %s",
+				 why[0] ? "; " : "", ifn, strerror(-r));
+			continue;
+		}
+		attached++;
+		snprintf(detail + n, sizeof(detail) - n, "%s%s=%s", n ? " " : "", ifn,
+			 mode ? mode : "?");
+		if (ne && c->xdp.mode == BPFGATE_XDP_AUTO)
+			snprintf(why + strlen(why), sizeof(why) - strlen(why),
+				 "%s%s: native refused (%s), generic used", why[0] ? "; " : "", ifn,
+				 strerror(-ne));
+		log_info("event=xdp_attached iface=%s mode=%s maps_reused=%d pin_dir=%s", ifn,
+			 mode ? mode : "?", bpfgate_maps_reused(m->bpf), c->xdp.pin_dir);
 	}
+	kfeat_set(&m->kf, KFEAT_XDP, attached > 0, detail, why);
 	return 0;
+}
+
+/*
+ * Load the BPF programs the kernel accepts. XDP is what xdp.interfaces asks
+ * for; with xdp.mode "auto" it is optional (a kernel that refuses it leaves
+ * the gateway without kernel drops, said at start and in `easctl status`),
+ * with "native"/"generic" it is demanded. SK_REUSEPORT is always optional.
+ */
+static int setup_bpf(struct master *m)
+{
+	const struct gw_config *c = m->cfg;
+	if (!c->xdp.nifaces) {
+		kfeat_set(&m->kf, KFEAT_XDP, 0, NULL, "xdp.interfaces is empty");
+		kfeat_set(&m->kf, KFEAT_REUSEPORT, 0, NULL,
+			  "xdp.interfaces is empty (the BPF programs are loaded with XDP only)");
+		return 0;
+	}
+	struct bpfgate_opts o = {.pin_dir = c->xdp.pin_dir, .flags = BPFGATE_F_BEST_EFFORT};
+	int err = 0;
+	/* Best effort: a kernel's refusal leaves a program out; what fails the
+	 * open is ours to fix (privileges, the pin directory). */
+	m->bpf = bpfgate_open_opts(&o, &err);
+	if (!m->bpf) {
+		log_err("event=bpf_open_failed pin_dir=%s error=%s fix=\"%s\"", c->xdp.pin_dir,
+			strerror(-err),
+			err == -EPERM || err == -EACCES
+			    ? "loading BPF needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"
+			    : "xdp.pin_dir must be a directory under /sys/fs/bpf (a bpffs)");
+		return -1;
+	}
+	if (!bpfgate_loaded(m->bpf, BPFGATE_PROG_REUSEPORT))
+		kfeat_set(&m->kf, KFEAT_REUSEPORT, 0, NULL,
+			  bpfgate_why(m->bpf, BPFGATE_PROG_REUSEPORT));
+	if (!bpfgate_loaded(m->bpf, BPFGATE_PROG_XDP)) {
+		char q[240];
+		const char *why = bpfgate_why(m->bpf, BPFGATE_PROG_XDP);
+		if (c->xdp.mode != BPFGATE_XDP_AUTO) {
+			log_err("event=xdp_unavailable mode=%s why=%s fix=\"this kernel refused "
+				"the XDP program: set xdp.mode = \\\"auto\\\" to run without it, "
+				"or empty xdp.interfaces\"",
+				xdp_mode_key(c->xdp.mode),
+				log_quote(q, sizeof(q), why, (size_t)-1));
+			return -1;
+		}
+		kfeat_set(&m->kf, KFEAT_XDP, 0, NULL, why);
+		return 0;
+	}
+	struct eg_xdp_cfg xc = {.syn_rate = c->xdp.syn_rate, .syn_burst = c->xdp.syn_burst};
+	int np = 0;
+	for (int a = 0; a < c->nlisten && np < EG_MAX_GUARDED_PORTS; a++)
+		if (!c->listen[a].plain) /* a proxy in front: its SYNs are not a phone's */
+			xc.ports[np++] = ((struct sockaddr_in *)&c->listen[a].ss)->sin_port;
+	bpfgate_set_cfg(m->bpf, &xc);
+	return attach_xdp_all(m);
 }
 
 /*
@@ -1005,6 +1126,8 @@ static void choose_relay_path(struct master *m, const struct gw_config *c)
 {
 	if (!m->relay_probed) {
 		krelay_probe(&m->relay_caps);
+		kfeat_from_krelay(&m->kf, &m->relay_caps);
+		kfeat_probe_ktls(&m->kf);
 		m->relay_probed = 1;
 	}
 	const struct krelay_caps *k = &m->relay_caps;
@@ -1109,6 +1232,7 @@ int master_run(const struct master_opts *o)
 	if (!m)
 		return 1;
 	m->opts = o;
+	kfeat_init(&m->kf);
 	log_set_proc("master");
 	signal(SIGPIPE, SIG_IGN);
 	m->cfg = calloc(1, sizeof(*m->cfg));
@@ -1149,6 +1273,9 @@ int master_run(const struct master_opts *o)
 		goto out;
 	cert_shm = m->shm;
 	master_check_certs(m->cfg, 0); /* publish for metrics */
+	/* Checked just now: the next in an hour, not at the first tick. Each check
+	 * reads the key, and OpenSSL 3.0's PEM decoder frees its DER unwiped. */
+	m->certs_checked_ms = loop_now_ms(m->loop);
 	m->ticket_rotated_ms = loop_now_ms(m->loop);
 	m->nworkers = config_worker_count(m->cfg);
 	for (int i = 0; i < m->cfg->nbackends; i++)
@@ -1185,6 +1312,17 @@ int master_run(const struct master_opts *o)
 		goto out;
 	}
 	admin_set_throttle(m->admin, m->throttle);
+	/* Sized once, from the start config: a worker never has more sources
+	 * than connections. Virtual until used (MAP_NORESERVE). */
+	m->srccap = srccap_new(EG_MAX_WORKERS, m->cfg->limits.max_conns < (1u << 17)
+						   ? m->cfg->limits.max_conns
+						   : (1u << 17));
+	if (!m->srccap) {
+		log_err("event=srccap_failed error=%m");
+		goto out;
+	}
+	if (m->bpf) /* counts start at 0: a previous daemon's capped sources are not */
+		bpfgate_src_cap_clear(m->bpf);
 	build_cmd_table();
 	m->control = control_new(m->loop, m->cfg->control_socket, m->uid, m->gid, all_cmds, m);
 	if (!m->control)
@@ -1207,6 +1345,7 @@ int master_run(const struct master_opts *o)
 	 * reading private keys on reload (root-only files) and, with XDP,
 	 * attaching programs. Nothing else; workers keep nothing. */
 	choose_relay_path(m, m->cfg); /* before the capabilities to load BPF are gone */
+	kfeat_log(&m->kf);
 	unsigned long long keep = PRIV_CAP_NET_BIND_SERVICE | PRIV_CAP_DAC_READ_SEARCH;
 	if (m->bpf)
 		keep |= PRIV_CAP_NET_ADMIN | PRIV_CAP_BPF | PRIV_CAP_PERFMON;
@@ -1253,7 +1392,7 @@ int master_run(const struct master_opts *o)
 	log_info("event=started pid=%d workers=%d listen=%s backends=%d user_uid=%u xdp=%s "
 		 "control=%s",
 		 getpid(), m->nworkers, m->cfg->listen[0].text, m->cfg->nbackends, (unsigned)m->uid,
-		 m->bpf ? "on" : "off", m->cfg->control_socket);
+		 m->kf.f[KFEAT_XDP].state == KFEAT_ON ? "on" : "off", m->cfg->control_socket);
 	sd_notify(0, "READY=1");
 	notify_status(m);
 	loop_run(m->loop);
@@ -1277,6 +1416,7 @@ out:
 		bpfgate_close(m->bpf); /* pins and the XDP program stay: verdicts keep working */
 	tls_server_free(m->tls);
 	throttle_free(m->throttle);
+	srccap_free(m->srccap);
 	maglev_free(&m->mirror_mg);
 	loop_free(m->loop);
 	for (int i = 0; i < m->nsocks; i++)

@@ -27,9 +27,9 @@ struct metrics {
 static const char *const verdict_names[SV__COUNT] = {"allow",	 "block",   "quarantine",
 						     "throttle", "refused", "local"};
 
-static const char *const xdp_reason_names[EG_STAT__MAX] = {"pass",	"not_tcp",   "malformed",
-							   "flow_drop", "flow_rst",  "flow_expired",
-							   "lpm_drop",	"rate_drop", "other_port"};
+static const char *const xdp_reason_names[EG_STAT__MAX] = {
+    "pass",	    "not_tcp",	"malformed", "flow_drop",  "flow_rst",
+    "flow_expired", "lpm_drop", "rate_drop", "other_port", "conn_cap"};
 
 void metrics_label(struct sbuf *o, const char *v)
 {
@@ -121,6 +121,18 @@ void metrics_render(struct sbuf *o, struct shm *s, struct admin *a, struct bpfga
 		    "# HELP easgate_http_refused_total Requests refused by the HTTP parser.\n"
 		    "# TYPE easgate_http_refused_total counter\neasgate_http_refused_total %llu\n",
 		    (unsigned long long)t->http_refused);
+	sbuf_printf(o,
+		    "# HELP easgate_slow_clients_closed_total Connections closed because a request "
+		    "body arrived below limits.min_body_rate.\n"
+		    "# TYPE easgate_slow_clients_closed_total counter\n"
+		    "easgate_slow_clients_closed_total %llu\n",
+		    (unsigned long long)t->slow_clients_closed);
+	sbuf_printf(o,
+		    "# HELP easgate_source_cap_refused_total New connections closed at accept "
+		    "because their source had limits.max_connections_per_source open.\n"
+		    "# TYPE easgate_source_cap_refused_total counter\n"
+		    "easgate_source_cap_refused_total %llu\n",
+		    (unsigned long long)t->source_cap_refused);
 	sbuf_printf(o,
 		    "# HELP easgate_relay_spliced_bytes_total Body bytes moved between plaintext "
 		    "legs in the kernel (splice), both directions.\n"

@@ -8,8 +8,10 @@
 #include <stdint.h>
 #include <linux/capability.h>
 #include <pwd.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -27,6 +29,37 @@ static int cap_set(unsigned long long eff, unsigned long long perm, unsigned lon
 	    {(uint32_t)(eff >> 32), (uint32_t)(perm >> 32), (uint32_t)(inh >> 32)},
 	};
 	return (int)syscall(SYS_capset, &h, d);
+}
+
+int priv_no_dumps(void)
+{
+	struct rlimit none = {0, 0};
+	int rc = 0;
+	if (setrlimit(RLIMIT_CORE, &none) < 0) {
+		log_err("event=no_core_dumps step=rlimit error=%m");
+		rc = -1;
+	}
+	/* Also covers a pipe core_pattern (systemd-coredump, apport), which the
+	 * kernel runs whatever RLIMIT_CORE says. Set again by the kernel on
+	 * every uid change (to fs.suid_dumpable): never back to 1 by itself. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		log_err("event=no_core_dumps step=dumpable error=%m");
+		rc = -1;
+	}
+	return rc;
+}
+
+int priv_bind_now(char **argv)
+{
+	const char *v = getenv("LD_BIND_NOW");
+	if (v && v[0]) /* ld.so binds lazily only when it is unset or empty */
+		return 0;
+	if (setenv("LD_BIND_NOW", "1", 1) < 0)
+		return -1;
+	execv("/proc/self/exe", argv);
+	log_warn("event=bind_now step=exec error=%m (symbols stay lazily bound)");
+	unsetenv("LD_BIND_NOW");
+	return -1;
 }
 
 int priv_has_cap(int cap)

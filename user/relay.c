@@ -9,7 +9,9 @@
  * counted, chunked scanned by h1_chunk_feed), so what the backend receives is
  * exactly what the phone sent, with only the documented head rewrites:
  * hop-by-hop headers and Expect removed, X-Forwarded-For/-Proto set, the
- * backend's path prefix prepended.
+ * backend's path prefix prepended, a Host added to an HTTP/1.0 request
+ * without one. An HTTP/1.0 client gets a chunked response de-chunked and
+ * ended by the close.
  *
  * All sockets are registered edge-triggered for both directions; conn_run()
  * keeps stepping every pump until none makes progress. Buffers are taken
@@ -23,6 +25,7 @@
 #include "gzbody.h"
 #include "krelay.h"
 #include "log.h"
+#include "srcadmit.h"
 #include "wbxml.h"
 
 #include <arpa/inet.h>
@@ -42,6 +45,14 @@
 #define RUN_TURN     256	  /* steps one connection takes before others get a turn */
 #define DISCARD_MAX  (1u << 20)	  /* request body we read and drop after a local answer */
 #define MAX_ATTEMPTS 3		  /* backends tried when connecting fails */
+/* Backend connections one client connection keeps open, keyed by (backend,
+ * identity), least recently used out: a load balancer's connection carries
+ * many phones, and each identity must find its own connection again. */
+#define UP_SET_MAX 4
+/* Lingering close (see linger_begin): how long, and how many bytes, we read
+ * and drop after shutting our side, so the answer is not lost to a reset. */
+#define LINGER_MS  1000
+#define LINGER_MAX (16u << 20)
 
 enum cstate {
 	CS_TLS = 0, /* handshake */
@@ -50,6 +61,7 @@ enum cstate {
 	CS_FORWARD, /* request relayed; response pending or streaming */
 	CS_LOCAL,   /* a local answer is queued; discarding the request body */
 	CS_HOLD,    /* local answer deliberately delayed (quarantined Ping) */
+	CS_LINGER,  /* answered, our side shut: dropping what the client still sends */
 };
 
 /* connection and upstream flags */
@@ -64,6 +76,13 @@ enum cstate {
 
 enum body_mode { BODY_NONE = 0, BODY_CLEN = 1, BODY_CHUNKED = 2 };
 
+/*
+ * One backend connection. It belongs to its client connection and to one
+ * identity (owner) for its whole life: requests of another identity never
+ * use it. priv records that the backend authenticated the connection itself
+ * (NTLM/Negotiate, as IIS does), which makes even an identity-less (owner 0)
+ * request unfit for it unless that request continues the handshake.
+ */
 struct upstream {
 	struct conn *c;
 	struct loop_io io;
@@ -71,6 +90,9 @@ struct upstream {
 	SSL *ssl;
 	int backend;
 	uint32_t flags;
+	uint64_t owner;	   /* identity key of its requests (0 = no identity) */
+	uint8_t priv;	   /* connection-based authentication seen */
+	uint64_t used_ms;  /* last given a request: LRU order in the set */
 	unsigned nreq;	   /* requests sent on this connection */
 	struct buf in;	   /* raw bytes from the backend */
 	struct buf out;	   /* rewritten head + request body for the backend */
@@ -96,7 +118,12 @@ struct reqinfo {
 	int backend;
 	enum stats_verdict sv;
 	uint64_t steer_key;
-	uint64_t avoid; /* backends that failed to connect for this request */
+	uint64_t owner;	      /* identity key for backend connections (0 = no identity) */
+	uint8_t conn_auth;    /* Authorization: NTLM / Negotiate (authenticates the connection) */
+	uint8_t http10;	      /* the client speaks HTTP/1.0: no chunked answers */
+	uint8_t inspect_need; /* enum gate_body of a request in CS_INSPECT */
+	uint32_t iscan;	      /* CS_INSPECT, chunked: body bytes scanned so far */
+	uint64_t avoid;	      /* backends that failed to connect for this request */
 	int attempts;
 	uint64_t bytes_in, bytes_out;
 	uint8_t is_head, hanging, expect, sent_continue, close_after, body_done, resp_seen;
@@ -106,7 +133,9 @@ struct reqinfo {
 	enum body_mode bmode;
 	uint64_t left;
 	struct h1_chunk chunk;
-	char user[96];
+	/* The whole identity, as the gate saw it at decision: gate_done() must
+	 * key the result with the same value (a cut one is another device). */
+	char user[sizeof(((struct eas_req *)0)->identity)];
 	char device_id[EAS_DEVID_MAX + 1];
 	char device_type[EAS_DEVTYPE_MAX + 1];
 	char rule[64];
@@ -130,13 +159,17 @@ struct conn {
 	enum cstate st;
 	struct sockaddr_storage peer, local;
 	struct buf in, out;
-	struct h1_msg *hm;   /* request head being parsed */
-	struct eas_req *eas; /* classification, kept only until the gate decided */
-	struct upstream *up;
+	struct h1_msg *hm;		  /* request head being parsed */
+	struct eas_req *eas;		  /* classification, kept only until the gate decided */
+	struct upstream *up;		  /* serving the current request (one of ups[]) */
+	struct upstream *ups[UP_SET_MAX]; /* every open backend connection of this client */
 	struct reqinfo r;
 	struct krelay_pipe kp_req, kp_resp; /* splice pipes, open only while a body moves */
 	uint64_t nreq;
 	uint64_t t_accept_ms;
+	uint64_t src_tag; /* counted against its source's cap (srcadmit); 0 = not */
+	uint64_t rx;	  /* bytes read from the phone (TLS plaintext), all requests */
+	uint64_t win_rx;  /* rx when the current request-body rate window began */
 };
 
 /* How long a draining worker keeps an idle keep-alive connection open for a
@@ -153,15 +186,20 @@ enum tmr_kind {
 	T_CONNECT,
 	T_RESPONSE,
 	T_HOLD,
-	T_FLUSH
+	T_FLUSH,
+	T_RATE, /* a request body's rate window (limits.min_body_rate) */
+	T_LINGER
 };
 
 static void conn_run(struct conn *c);
 static void relay_close(struct conn *c, const char *why);
 static void up_close(struct conn *c);
+static void up_free(struct conn *c, struct upstream *u);
 static int forward_begin(struct conn *c);
 static void answer_local(struct conn *c, int status, const char *extra_hdrs, const void *body,
 			 size_t blen, int close);
+static void linger_step(struct conn *c);
+static void linger_begin(struct conn *c);
 
 static uint64_t now_us(void)
 {
@@ -248,6 +286,26 @@ static void set_timer(struct conn *c, int kind, unsigned ms, int restart)
 	loop_timer_set(c->w->loop, &c->tmr, ms);
 }
 
+/*
+ * A request body must arrive at limits.min_body_rate on average over each
+ * window of timeouts.request_body: a silence timer alone, restarted by every
+ * byte, lets a body trickling one byte a minute hold its backend connection
+ * for ever. The window is not restarted by progress; conn_timeout judges it.
+ * With the rate at 0 the timer is the silence timer it used to be.
+ */
+static void arm_body_timer(struct conn *c, int progress)
+{
+	const struct gw_config *cfg = c->w->cfg;
+	if (!cfg->limits.min_body_rate) {
+		set_timer(c, T_BODY, cfg->timeouts.body_ms, progress);
+		return;
+	}
+	if (c->tmr_kind == T_RATE && loop_timer_armed(&c->tmr))
+		return;
+	c->win_rx = c->rx;
+	set_timer(c, T_RATE, cfg->timeouts.body_ms, 1);
+}
+
 static void arm_phase_timer(struct conn *c, int progress)
 {
 	const struct gw_config *cfg = c->w->cfg;
@@ -267,19 +325,27 @@ static void arm_phase_timer(struct conn *c, int progress)
 				  cfg->timeouts.drain_ms < DRAIN_IDLE_MS ? cfg->timeouts.drain_ms
 									 : DRAIN_IDLE_MS,
 				  0);
+		else if (!c->nreq)
+			/* Nothing asked yet: a new connection owes its first
+			 * request head within request_head (nginx's
+			 * client_header_timeout), not a keep-alive's idle time. */
+			set_timer(c, T_IDLE, cfg->timeouts.head_ms, 0);
 		else
 			set_timer(c, T_IDLE, cfg->timeouts.idle_ms, 0);
 		break;
 	case CS_INSPECT:
 	case CS_LOCAL:
-		set_timer(c, T_BODY, cfg->timeouts.body_ms, progress);
+		arm_body_timer(c, progress);
 		break;
 	case CS_HOLD:
-		break; /* the hold timer is set when entering CS_HOLD */
+	case CS_LINGER:
+		break; /* their timers are set when entering the state */
 	case CS_FORWARD:
 		if (c->up && (c->up->flags & (F_CONNECTING | F_TLSCONN)))
 			set_timer(c, T_CONNECT, cfg->timeouts.backend_connect_ms, 0);
-		else if (!c->r.body_done || (c->up && c->up->resp_started))
+		else if (!c->r.body_done)
+			arm_body_timer(c, progress);
+		else if (c->up && c->up->resp_started)
 			set_timer(c, T_BODY, cfg->timeouts.body_ms, progress);
 		else
 			set_timer(c, T_RESPONSE,
@@ -292,8 +358,22 @@ static void arm_phase_timer(struct conn *c, int progress)
 
 /* --- request bookkeeping ---------------------------------------------------- */
 
+/*
+ * The one place an admitted request's throttle slot is given back. Every end
+ * of a request passes here (req_finish, relay_close, and req_reset as the
+ * last guard), and the ticket is cleared, so each admitted request is
+ * released exactly once whatever path it ended on.
+ */
+static void req_release(struct conn *c, int status)
+{
+	if (c->r.tt.admitted && c->w->gate)
+		gate_throttle_done(c->w->gate, &c->r.tt, status);
+	memset(&c->r.tt, 0, sizeof(c->r.tt));
+}
+
 static void req_reset(struct conn *c)
 {
+	req_release(c, 0);
 	memset(&c->r, 0, sizeof(c->r));
 	c->r.cmd = EAS_CMD_NONE;
 	c->r.backend = -1;
@@ -333,8 +413,7 @@ static void req_finish(struct conn *c)
 	if (w->gate && c->r.device_id[0])
 		gate_done(w->gate, c->r.user, c->r.device_id, c->r.cmd, c->r.status,
 			  c->r.backend >= 0 && c->r.resp_seen, time(NULL));
-	if (w->gate)
-		gate_throttle_done(w->gate, &c->r.tt, c->r.status);
+	req_release(c, c->r.status);
 	c->nreq++;
 }
 
@@ -382,17 +461,23 @@ static void answer_local(struct conn *c, int status, const char *extra_hdrs, con
 {
 	char head[1024];
 	/* A body we have not read makes keep-alive unsafe unless we can drop it. */
-	if (c->r.bmode == BODY_CHUNKED || (c->r.bmode == BODY_CLEN && c->r.left > DISCARD_MAX) ||
-	    (c->r.expect && !c->r.sent_continue && c->r.bmode != BODY_NONE && !c->r.body_done))
+	if (!c->r.body_done &&
+	    (c->r.bmode == BODY_CHUNKED || (c->r.bmode == BODY_CLEN && c->r.left > DISCARD_MAX) ||
+	     (c->r.expect && !c->r.sent_continue)))
 		close = 1;
-	if (c->w->draining)
+	/* The client asked for the close (Connection: close, HTTP/1.0), or the
+	 * worker drains. */
+	if (c->r.close_after || c->w->draining)
 		close = 1;
+	/* An HTTP/1.0 client closes after the answer unless told otherwise. */
 	int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s\r\n",
 			 status, eas_http_reason(status), blen, extra_hdrs ? extra_hdrs : "",
 			 blen && !(extra_hdrs && strstr(extra_hdrs, "Content-Type"))
 			     ? "Content-Type: text/plain\r\n"
 			     : "",
-			 close ? "Connection: close\r\n" : "");
+			 close	       ? "Connection: close\r\n"
+			 : c->r.http10 ? "Connection: keep-alive\r\n"
+				       : "");
 	buf_append(&c->w->pool, &c->out, head, (size_t)n, OUT_MAX);
 	if (blen && !c->r.is_head)
 		buf_append(&c->w->pool, &c->out, body, blen, OUT_MAX);
@@ -484,6 +569,26 @@ static void push_xdp_verdict(struct conn *c)
 		 peer_ip(c, qu, sizeof(qu)), v.action == EG_ACT_RST ? "rst" : "drop", ttl, e);
 }
 
+/* A request the gateway will not relay for an HTTP reason: logged as the
+ * parser's refusals are, answered, and the connection closed after it. */
+static void refuse_request(struct conn *c, int status, const char *why)
+{
+	char q[160];
+	c->w->stats->http_refused++;
+	log_warn("event=http_refused client=%s status=%d reason=%s", peer_ip(c, q, sizeof(q)),
+		 status, why);
+	c->r.sv = SV_REFUSED;
+	answer_text(c, status, why, 1);
+}
+
+/* Does the request carry an Authorization that authenticates the connection
+ * rather than the request (NTLM, Negotiate: IIS keeps it per TCP connection)? */
+static int conn_auth_scheme(const struct h1_str *v)
+{
+	return (v->n >= 4 && !strncasecmp(v->p, "NTLM", 4) && (v->n == 4 || v->p[4] == ' ')) ||
+	       (v->n >= 9 && !strncasecmp(v->p, "Negotiate", 9) && (v->n == 9 || v->p[9] == ' '));
+}
+
 /* Classify the complete head in c->hm; decide; start forwarding or answer. */
 static int head_complete(struct conn *c, size_t head_len)
 {
@@ -491,6 +596,7 @@ static int head_complete(struct conn *c, size_t head_len)
 	struct h1_msg *m = c->hm;
 	c->r.head_parsed = 1;
 	c->r.is_head = m->method == H1_M_HEAD;
+	c->r.http10 = m->minor == 0;
 	c->r.expect = !!(m->flags & H1_F_EXPECT_CONTINUE);
 	/* A draining worker says so on every answer, so the client does not
 	 * send another request on a connection about to close. */
@@ -505,6 +611,13 @@ static int head_complete(struct conn *c, size_t head_len)
 		c->r.bmode = BODY_NONE;
 	}
 	c->r.body_done = c->r.bmode == BODY_NONE;
+	/* Relaying re-frames a chunked body and drops Transfer-Encoding (hop by
+	 * hop): a coding before chunked would silently disappear. RFC 9112 6.1:
+	 * a server that does not implement a transfer coding answers 501. */
+	if (m->flags & H1_F_TE_CODED) {
+		refuse_request(c, 501, "transfer-coding other than chunked not implemented");
+		return 1;
+	}
 
 	enum eas_path pk = eas_classify_path(m->path.p, m->path.n);
 	if (pk == EAS_PATH_OTHER) {
@@ -568,9 +681,26 @@ static int head_complete(struct conn *c, size_t head_len)
 			c->r.steer_key = siphash24(&w->steer_secret, &c, sizeof(c));
 	}
 	(void)head_len;
-	if (w->gate && c->r.bmode == BODY_CLEN && c->r.left <= w->cfg->limits.inspect_body &&
-	    gate_wants_body(w->gate, e)) {
+	/* Backend connections are kept per identity (see struct upstream). */
+	c->r.owner = e->identity[0] ? c->r.steer_key | 1 : 0;
+	for (const struct h1_header *a = h1_find(m, "Authorization"); a;
+	     a = h1_find_next(m, a, "Authorization"))
+		c->r.conn_auth |= conn_auth_scheme(&a->value);
+	/* limits.inspect_body = 0 is the admin's "never read bodies". */
+	int want = w->gate && c->r.bmode != BODY_NONE && w->cfg->limits.inspect_body
+		       ? gate_wants_body(w->gate, e)
+		       : GATE_BODY_NO;
+	if (want == GATE_BODY_DEVINFO && c->r.bmode == BODY_CLEN &&
+	    c->r.left > w->cfg->limits.inspect_body) {
+		/* DeviceInformation we cannot read must not pass unread. */
+		c->r.sv = SV_REFUSED;
+		answer_text(c, 413, "body larger than limits.inspect_body, cannot be inspected", 0);
+		return 1;
+	}
+	if (want != GATE_BODY_NO &&
+	    (c->r.bmode == BODY_CHUNKED || c->r.left <= w->cfg->limits.inspect_body)) {
 		c->st = CS_INSPECT;
+		c->r.inspect_need = (uint8_t)want;
 		if (c->r.expect) {
 			static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 			buf_append(&w->pool, &c->out, cont, sizeof(cont) - 1, OUT_MAX);
@@ -609,6 +739,14 @@ static int head_step(struct conn *c)
 		req_reset(c);
 	}
 	int r = h1_parse_request(buf_data(&c->in), c->in.len, c->hm, &w->lim);
+	if (r == 0 && c->in.len >= w->cfg->limits.max_head) {
+		/* The buffer holds max_head bytes and no end of head: nothing more
+		 * will be read into it, so say so now rather than at the head timer. */
+		c->hm->err = "head too large";
+		c->hm->err_status = 431;
+		c->hm->err_pos = c->in.len;
+		r = -1;
+	}
 	if (r == 0)
 		return 0;
 	if (r < 0) {
@@ -627,35 +765,132 @@ static int head_step(struct conn *c)
 	return head_complete(c, (size_t)r) < 0 ? -1 : 1;
 }
 
-/* CS_INSPECT: wait for the whole (small, Content-Length) body, then decide. */
+/* A de-chunking sink: payload bytes into a buffer at least as large as the
+ * framed body they come from, so nothing is ever cut. */
+struct sink {
+	uint8_t *p;
+	size_t len;
+};
+
+static void sink_put(void *arg, const char *p, size_t n)
+{
+	struct sink *k = arg;
+	memcpy(k->p + k->len, p, n);
+	k->len += n;
+}
+
+/*
+ * The representation inside a request body raw[0..rawlen), for inspection:
+ * de-chunked if it came chunked, then its Content-Encoding undone within
+ * limits.inspect_body. Sets *body and *blen (into raw, or into bufs[0..1], which
+ * the caller frees) and returns NULL; or returns a static reason and sets
+ * *status (415 a coding we cannot decode, 413 over the limit, 400 corrupt).
+ */
+static const char *inspect_decode(const struct conn *c, const uint8_t *raw, size_t rawlen,
+				  uint8_t *bufs[2], const uint8_t **body, size_t *blen, int *status)
+{
+	const struct h1_msg *m = c->hm;
+	const struct h1_header *ce = h1_find(m, "Content-Encoding");
+	int coding = ce ? gzbody_coding(ce->value.p, ce->value.n) : GZBODY_IDENTITY;
+	*status = 415;
+	if (ce && h1_find_next(m, ce, "Content-Encoding"))
+		return "several Content-Encoding fields";
+	if (coding == GZBODY_UNKNOWN)
+		return "Content-Encoding the gateway cannot decode";
+	*body = raw;
+	*blen = rawlen;
+	if (c->r.bmode == BODY_CHUNKED) {
+		struct h1_chunk ck;
+		struct sink k = {.p = bufs[0] = malloc(rawlen ? rawlen : 1)};
+		int done = 0;
+		*status = 500;
+		if (!k.p)
+			return "out of memory";
+		h1_chunk_init(&ck, &c->w->lim);
+		*status = 400;
+		if (h1_chunk_feed(&ck, (const char *)raw, rawlen, &done, sink_put, &k) < 0 || !done)
+			return "bad chunked framing";
+		*body = k.p;
+		*blen = k.len;
+	}
+	if (coding == GZBODY_IDENTITY)
+		return NULL;
+	size_t cap = c->w->cfg->limits.inspect_body;
+	size_t plen = 0;
+	const char *derr = NULL;
+	*status = 500;
+	if (!(bufs[1] = malloc(cap ? cap : 1)))
+		return "out of memory";
+	if (gzbody_inflate(*body, *blen, coding == GZBODY_GZIP, bufs[1], cap, &plen, &derr) < 0) {
+		*status = derr && strstr(derr, "larger than the limit") ? 413 : 400;
+		return *status == 413 ? "body inflates past limits.inspect_body"
+				      : "compressed body cannot be decoded";
+	}
+	*body = bufs[1];
+	*blen = plen;
+	return NULL;
+}
+
+/*
+ * CS_INSPECT: wait for the whole (small) body, Content-Length or chunked,
+ * decode it however the client encoded it, then decide. A body the gate
+ * needs for DeviceInformation that cannot be decoded within
+ * limits.inspect_body is refused: letting it pass unread would let any
+ * blocked phone through by compressing or chunking its Settings.
+ */
 static int inspect_step(struct conn *c)
 {
 	struct worker *w = c->w;
 	struct h1_msg *m = c->hm;
-	size_t need = m->head_len + (size_t)c->r.left;
-	if (c->in.len < need)
-		return 0;
+	const uint8_t *raw = (const uint8_t *)buf_data(&c->in) + m->head_len;
+	size_t have = c->in.len - m->head_len, rawlen, limit = w->cfg->limits.inspect_body;
+	int devinfo = c->r.inspect_need == GATE_BODY_DEVINFO, unread = 0;
+	if (c->r.bmode == BODY_CLEN) {
+		if (have < c->r.left)
+			return 0;
+		rawlen = (size_t)c->r.left;
+	} else {
+		int done = 0;
+		if (have == c->r.iscan)
+			return 0;
+		ssize_t k = h1_chunk_feed(&c->r.chunk, (const char *)raw + c->r.iscan,
+					  have - c->r.iscan, &done, NULL, NULL);
+		if (k < 0) {
+			refuse_request(c, c->r.chunk.err_status ? c->r.chunk.err_status : 400,
+				       c->r.chunk.err);
+			buf_release(&w->pool, &c->in);
+			c->r.body_done = 1;
+			return 1;
+		}
+		c->r.iscan += (uint32_t)k;
+		if (!done && have < limit)
+			return 0;
+		if (c->r.iscan > limit)
+			done = 0; /* the same limit as a Content-Length body's */
+		if (!done && devinfo) {
+			c->r.sv = SV_REFUSED;
+			answer_text(c, 413,
+				    "chunked body larger than limits.inspect_body, cannot be "
+				    "inspected",
+				    1);
+			return 1;
+		}
+		/* Forwarding frames the body again from its first byte. */
+		h1_chunk_init(&c->r.chunk, &w->lim);
+		unread = !done; /* only a fingerprint was wanted: go without it */
+		rawlen = c->r.iscan;
+	}
+	uint8_t *bufs[2] = {NULL, NULL};
+	const uint8_t *body = NULL;
+	size_t blen = 0;
+	int status = 0;
+	const char *why = NULL;
+	if (!unread)
+		why = inspect_decode(c, raw, rawlen, bufs, &body, &blen, &status);
 	struct eas_devinfo di;
 	int have_di = 0;
-	const uint8_t *body = (const uint8_t *)buf_data(&c->in) + m->head_len;
-	size_t blen = (size_t)c->r.left;
-	uint8_t *plain = NULL;
-	const struct h1_header *ce = h1_find(m, "Content-Encoding");
-	const char *derr = NULL;
-	if (ce && ce->value.n) {
-		int coding = gzbody_coding(ce->value.p, ce->value.n);
-		size_t cap = w->cfg->limits.inspect_body ? w->cfg->limits.inspect_body : 65536;
-		plain = coding > 0 ? malloc(cap) : NULL;
-		size_t plen = 0;
-		if (plain &&
-		    gzbody_inflate(body, blen, coding == 1, plain, cap, &plen, &derr) == 0) {
-			body = plain;
-			blen = plen;
-		} else {
-			body = NULL;
-		}
-	}
-	if (body && blen) {
+	if (!why && blen) {
+		const char *derr = NULL;
 		int r = wbxml_devinfo(body, blen, &di, &derr);
 		have_di = r == 1;
 		if (r < 0) {
@@ -663,10 +898,25 @@ static int inspect_step(struct conn *c)
 			log_info("event=wbxml_undecodable client=%s cmd=%s reason=%s",
 				 peer_ip(c, q, sizeof(q)), eas_cmd_name(c->r.cmd),
 				 derr ? derr : "?");
+			if (devinfo) {
+				why = "WBXML body cannot be decoded";
+				status = 400;
+			}
 		}
 	}
-	uint64_t fp = body ? gate_fingerprint(w->gate, body, blen) : 0;
-	free(plain);
+	uint64_t fp = why || unread ? 0 : gate_fingerprint(w->gate, body, blen);
+	free(bufs[0]);
+	free(bufs[1]);
+	if (why && devinfo) {
+		/* The body is here: drop it, the connection may stay. */
+		c->r.body_done = 1;
+		c->r.left = 0;
+		c->r.sv = SV_REFUSED;
+		answer_text(c, status, why, 0);
+		buf_consume(&w->pool, &c->in, rawlen);
+		c->r.bytes_in += rawlen;
+		return 1;
+	}
 	struct gate_verdict v;
 	gate_decide(w->gate, c->eas, have_di ? &di : NULL, fp, time(NULL), &v);
 	copy_field(c->r.rule, sizeof(c->r.rule), v.rule);
@@ -676,15 +926,18 @@ static int inspect_step(struct conn *c)
 		c->r.xdp_drop = v.xdp_drop;
 		c->r.xdp_reason = v.xdp_reason;
 		c->r.xdp_ttl = v.xdp_ttl;
-		/* The body is already here: drop it so keep-alive stays possible. */
-		size_t clen = (size_t)c->r.left;
+		if (!unread) {
+			/* The body is already here: drop it so keep-alive stays possible. */
+			c->r.body_done = 1;
+			c->r.left = 0;
+		}
 		answer_verdict(c, &v);
 		if (c->r.xdp_drop && w->bpf)
 			push_xdp_verdict(c);
-		buf_consume(&w->pool, &c->in, clen);
-		c->r.left = 0;
-		c->r.body_done = 1;
-		c->r.bytes_in += clen;
+		if (!unread) {
+			buf_consume(&w->pool, &c->in, rawlen);
+			c->r.bytes_in += rawlen;
+		}
 		return 1;
 	}
 	return forward_begin(c) < 0 ? -1 : 1;
@@ -738,6 +991,19 @@ static int build_request_head(struct conn *c, const struct cfg_backend *b)
 	}
 	if (c->r.bmode == BODY_CHUNKED)
 		ok |= buf_append(&w->pool, o, "Transfer-Encoding: chunked\r\n", 28, max);
+	if (!h1_find(m, "Host")) {
+		/* HTTP/1.0 may omit Host; the backend gets HTTP/1.1, which needs
+		 * one: the target's authority if it had one, else the backend's
+		 * own name (its TLS name, or its address). */
+		ok |= buf_append(&w->pool, o, "Host: ", 6, max);
+		if (m->host.n)
+			ok |= buf_append(&w->pool, o, m->host.p, m->host.n, max);
+		else if (b->sni[0])
+			ok |= buf_append(&w->pool, o, b->sni, strlen(b->sni), max);
+		else
+			ok |= buf_append(&w->pool, o, b->addr.text, strlen(b->addr.text), max);
+		ok |= buf_append(&w->pool, o, "\r\n", 2, max);
+	}
 	int n = snprintf(tmp, sizeof(tmp), "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n%s\r\n",
 			 peer_ip(c, ip, sizeof(ip)), c->ssl ? "https" : "http",
 			 b->reuse == CFG_REUSE_NEVER ? "Connection: close\r\n" : "");
@@ -745,26 +1011,103 @@ static int build_request_head(struct conn *c, const struct cfg_backend *b)
 	return ok ? -1 : 0;
 }
 
-/* Is an idle backend connection still usable? (A backend that closes kept-
- * alive connections without saying so has sent its FIN by now.) */
-static int up_reusable(struct upstream *u, const struct cfg_backend *b)
+/* --- the backend connection set ---------------------------------------------- */
+
+/*
+ * Is an idle backend connection still fit for a request? It must be open and
+ * must have sent nothing since its last response: a backend that closes
+ * kept-alive connections without saying so has sent its FIN by now, and a
+ * byte that came unasked (a 408, a planted response) would be taken for the
+ * next request's answer. A TLS record without data (a session ticket) is
+ * consumed here and harmless; a partial record is not trusted.
+ */
+static int up_idle_ok(struct upstream *u)
 {
-	if (b->reuse == CFG_REUSE_NEVER || (u->flags & (F_EOF | F_RDHUP)) || u->resp_close)
-		return 0;
 	char x;
+	if ((u->flags & (F_EOF | F_RDHUP)) || u->in.len)
+		return 0;
+	if (u->ssl) {
+		ERR_clear_error();
+		int r = SSL_read(u->ssl, &x, 1);
+		if (r > 0 || SSL_get_error(u->ssl, r) != SSL_ERROR_WANT_READ ||
+		    SSL_has_pending(u->ssl))
+			return 0;
+		u->flags &= ~F_RD;
+		return 1;
+	}
 	ssize_t r = recv(u->fd, &x, 1, MSG_PEEK | MSG_DONTWAIT);
-	return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		u->flags &= ~F_RD;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The idle connection of this request's (backend, identity), taken for it if
+ * still fit (an unfit one is closed). An identity-less connection that the
+ * backend authenticated serves only requests continuing its handshake.
+ */
+static struct upstream *up_take(struct conn *c, int bi)
+{
+	const struct cfg_backend *b = c->w->be.b[bi].cfg;
+	struct upstream *u = NULL;
+	for (int i = 0; i < UP_SET_MAX; i++) {
+		struct upstream *x = c->ups[i];
+		if (!x || x == c->up || x->backend != bi || x->owner != c->r.owner ||
+		    (x->priv && !x->owner && !c->r.conn_auth))
+			continue;
+		if (!u || x->used_ms > u->used_ms)
+			u = x;
+	}
+	if (u && (b->reuse == CFG_REUSE_NEVER || u->resp_close || !up_idle_ok(u))) {
+		up_free(c, u);
+		u = NULL;
+	}
+	return u;
+}
+
+/* A free place in the set for a new connection: the least recently used
+ * idle one is closed when all are taken. */
+static int up_slot(struct conn *c)
+{
+	int lru = -1;
+	for (int i = 0; i < UP_SET_MAX; i++) {
+		if (!c->ups[i])
+			return i;
+		if (c->ups[i] != c->up && (lru < 0 || c->ups[i]->used_ms < c->ups[lru]->used_ms))
+			lru = i;
+	}
+	if (lru >= 0)
+		up_free(c, c->ups[lru]);
+	return lru;
+}
+
+/* Idle members that sent something or closed are of no use: close them. */
+static void up_sweep(struct conn *c)
+{
+	for (int i = 0; i < UP_SET_MAX; i++) {
+		struct upstream *u = c->ups[i];
+		if (u && u != c->up && (u->flags & (F_RD | F_RDHUP | F_EOF)) && !up_idle_ok(u))
+			up_free(c, u);
+	}
 }
 
 static int up_connect(struct conn *c, int bi)
 {
 	struct worker *w = c->w;
 	const struct cfg_backend *b = w->be.b[bi].cfg;
+	int slot = up_slot(c);
+	if (slot < 0) {
+		errno = EBUSY;
+		return -1;
+	}
 	struct upstream *u = calloc(1, sizeof(*u));
 	if (!u)
 		return -1;
 	u->c = c;
 	u->backend = bi;
+	u->out.wipe = 1; /* rewritten request heads: Authorization */
 	u->fd = socket(b->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (u->fd < 0) {
 		free(u);
@@ -802,7 +1145,8 @@ static int up_connect(struct conn *c, int bi)
 		free(u);
 		return -1;
 	}
-	c->up = u;
+	c->up = c->ups[slot] = u;
+	u->owner = c->r.owner;
 	w->stats->backend_conns[bi]++;
 	if (w->bpf) {
 		/* For bpftool: which backend serves this phone connection, and
@@ -833,8 +1177,9 @@ static int forward_begin(struct conn *c)
 	}
 	c->r.backend = bi;
 	const struct cfg_backend *b = w->be.b[bi].cfg;
-	if (c->up && (c->up->backend != bi || !up_reusable(c->up, b)))
+	if (c->up) /* not expected: a finished exchange leaves it idle in the set */
 		up_close(c);
+	c->up = up_take(c, bi);
 	if (!c->up && up_connect(c, bi) < 0) {
 		char q[96];
 		log_warn("event=backend_connect_failed backend=%s error=%s", b->name,
@@ -848,6 +1193,8 @@ static int forward_begin(struct conn *c)
 	struct upstream *u = c->up;
 	u->resp_started = u->resp_done = 0;
 	u->rx_bytes = 0;
+	u->used_ms = loop_now_ms(w->loop);
+	u->priv |= c->r.conn_auth;
 	if (build_request_head(c, b) < 0) {
 		answer_text(c, 431, "request head too large after rewriting", 1);
 		return 1;
@@ -941,6 +1288,7 @@ static int req_splice(struct conn *c)
 	if (n > 0) {
 		c->r.left -= (uint64_t)n;
 		c->r.bytes_in += (uint64_t)n;
+		c->rx += (uint64_t)n;
 		c->w->stats->bytes_from_clients += (uint64_t)n;
 		c->w->stats->bytes_spliced += (uint64_t)n;
 		if (!c->r.left) {
@@ -1082,10 +1430,14 @@ static int build_response_head(struct conn *c, struct h1_msg *m)
 			return -1;
 		ok |= buf_append(&w->pool, o, h->name.p, (size_t)(nl + 1 - h->name.p), OUT_MAX);
 	}
-	if (c->up->bmode == BODY_CHUNKED)
+	/* An HTTP/1.0 client cannot read chunked: it gets the payload, ended
+	 * by the close (resp_step de-chunks; close_after is set). */
+	if (c->up->bmode == BODY_CHUNKED && !c->r.http10)
 		ok |= buf_append(&w->pool, o, "Transfer-Encoding: chunked\r\n", 28, OUT_MAX);
 	if (c->r.close_after)
 		ok |= buf_append(&w->pool, o, "Connection: close\r\n", 19, OUT_MAX);
+	else if (c->r.http10)
+		ok |= buf_append(&w->pool, o, "Connection: keep-alive\r\n", 24, OUT_MAX);
 	ok |= buf_append(&w->pool, o, "\r\n", 2, OUT_MAX);
 	return ok ? -1 : 0;
 }
@@ -1100,9 +1452,26 @@ static void exchange_done(struct conn *c)
 	req_finish(c);
 	if (u) {
 		u->nreq++;
-		if (u->resp_close || !c->r.body_done || (u->flags & F_EOF) ||
-		    w->be.b[u->backend].cfg->reuse == CFG_REUSE_NEVER)
+		if (u->in.len || (u->ssl && SSL_has_pending(u->ssl))) {
+			/* More than the response's framing declared: whatever it is, it
+			 * is nobody's answer. Never forwarded, never reused. */
+			log_warn(
+			    "event=backend_error backend=%s reason=\"bytes after the end of the "
+			    "response\" action=close_backend",
+			    w->be.b[u->backend].cfg->name);
+			w->stats->backend_failures[u->backend]++;
 			up_close(c);
+		} else if (u->resp_close || !c->r.body_done || (u->flags & F_EOF) ||
+			   w->be.b[u->backend].cfg->reuse == CFG_REUSE_NEVER) {
+			up_close(c);
+		} else {
+			/* Idle in the set until its identity's next request. From now
+			 * on a readable edge means it is unfit (up_sweep); bytes that
+			 * came before this point are found when it is taken again
+			 * (up_take), without a syscall per request here. */
+			c->up = NULL;
+			u->flags &= ~F_RD;
+		}
 	}
 	if (!c->r.body_done || c->r.close_after || w->draining)
 		c->flags |= F_CLOSING;
@@ -1192,6 +1561,10 @@ static int resp_step(struct conn *c)
 			return 1;
 		}
 		struct h1_msg *m = u->hm;
+		if (m->status == 101) { /* we never forward Upgrade */
+			bad_gateway(c, "101 Switching Protocols without an upgrade request");
+			return 1;
+		}
 		if (m->status < 200) { /* interim: we answer 100-continue ourselves */
 			buf_consume(&w->pool, &u->in, (size_t)r);
 			h1_msg_reset(m);
@@ -1200,6 +1573,11 @@ static int resp_step(struct conn *c)
 		}
 		c->r.resp_seen = 1;
 		c->r.status = m->status;
+		/* The backend authenticates this connection itself: it stays its
+		 * identity's for life (see struct upstream). */
+		for (const struct h1_header *h = h1_find(m, "WWW-Authenticate"); h;
+		     h = h1_find_next(m, h, "WWW-Authenticate"))
+			u->priv |= conn_auth_scheme(&h->value);
 		u->resp_close = !!(m->flags & H1_F_CONN_CLOSE);
 		u->eof_body = !!(m->flags & H1_F_EOF_BODY);
 		if (m->flags & H1_F_CHUNKED) {
@@ -1212,7 +1590,7 @@ static int resp_step(struct conn *c)
 		} else {
 			u->bmode = BODY_NONE;
 		}
-		if (u->eof_body)
+		if (u->eof_body || (u->bmode == BODY_CHUNKED && c->r.http10))
 			c->r.close_after = 1;
 		if (build_response_head(c, m) < 0) {
 			bad_gateway(c, "response head too large");
@@ -1239,14 +1617,25 @@ static int resp_step(struct conn *c)
 			u->resp_done = u->left == 0;
 		} else if (u->bmode == BODY_CHUNKED) {
 			int done = 0;
-			ssize_t k =
-			    h1_chunk_feed(&u->chunk, buf_data(&u->in), n, &done, NULL, NULL);
+			/* For HTTP/1.0 only the payload goes out (at most n bytes). */
+			struct sink k1 = {.p = (uint8_t *)buf_tail(&c->out)};
+			ssize_t k = h1_chunk_feed(&u->chunk, buf_data(&u->in), n, &done,
+						  c->r.http10 ? sink_put : NULL, &k1);
 			if (k < 0) {
 				bad_gateway(c, u->chunk.err);
 				return 1;
 			}
 			n = (size_t)k;
 			u->resp_done = done;
+			if (c->r.http10) {
+				c->out.len += (uint32_t)k1.len;
+				buf_consume(&w->pool, &u->in, n);
+				c->r.bytes_out += k1.len;
+				progress = 1;
+				if (n == 0)
+					break;
+				continue;
+			}
 		}
 		memcpy(buf_tail(&c->out), buf_data(&u->in), n);
 		c->out.len += (uint32_t)n;
@@ -1326,7 +1715,9 @@ static int client_wants_read(const struct conn *c)
 	case CS_FORWARD:
 		return !c->r.body_done && !c->r.head_pending && !req_splice_wanted(c);
 	case CS_LOCAL:
-		return !c->r.body_done;
+		/* An answer that closes the connection needs nothing more from
+		 * the client: a 10 GB body is not read to be dropped. */
+		return !c->r.body_done && !(c->flags & F_CLOSING);
 	default:
 		return 0;
 	}
@@ -1353,6 +1744,7 @@ static int client_read(struct conn *c)
 	ssize_t r = io_read(c->fd, c->ssl, buf_tail(&c->in), (size_t)sp, &c->flags);
 	if (r > 0) {
 		c->in.len += (uint32_t)r;
+		c->rx += (uint64_t)r;
 		w->stats->bytes_from_clients += (uint64_t)r;
 		return 1;
 	}
@@ -1511,6 +1903,61 @@ static int up_read(struct conn *c)
 	return 1;
 }
 
+/* --- closing ---------------------------------------------------------------------- */
+
+/* CS_LINGER: drop what the client still sends; close at its EOF or a bound. */
+static void linger_step(struct conn *c)
+{
+	char sink[16384];
+	while (c->flags & F_RD) {
+		ssize_t r = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
+		if (r > 0) {
+			c->r.bytes_in += (uint64_t)r;
+			if (c->r.bytes_in < LINGER_MAX)
+				continue;
+		} else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			c->flags &= ~F_RD;
+			return;
+		} else if (r < 0 && errno == EINTR) {
+			continue;
+		}
+		break; /* EOF, error, or enough */
+	}
+	if (!(c->flags & F_RD) && !(c->flags & (F_EOF | F_RDHUP)))
+		return;
+	relay_close(c, NULL);
+}
+
+/*
+ * Close after an answer without losing it: closing a socket with unread
+ * input makes the kernel send a reset, and a client that receives the reset
+ * before it read the answer loses the answer. So (as HAProxy and nginx do)
+ * end our side first (TLS close_notify, then FIN), then read and drop what
+ * the client still sends until it closes too, for at most LINGER_MS and
+ * LINGER_MAX bytes. A client that has already finished sending is closed
+ * at once.
+ */
+static void linger_begin(struct conn *c)
+{
+	if (c->flags & F_EOF) {
+		relay_close(c, NULL);
+		return;
+	}
+	if (c->ssl) {
+		ERR_clear_error();
+		SSL_shutdown(c->ssl); /* one close_notify; the answer to it is not awaited */
+	}
+	shutdown(c->fd, SHUT_WR);
+	buf_release(&c->w->pool, &c->in);
+	c->st = CS_LINGER;
+	c->r.bytes_in = 0;
+	c->flags |= F_RD; /* edge-triggered: what is already queued gives no new edge */
+	set_timer(c, T_LINGER,
+		  c->w->cfg->timeouts.body_ms < LINGER_MS ? c->w->cfg->timeouts.body_ms : LINGER_MS,
+		  1);
+	linger_step(c);
+}
+
 /* --- the driver ----------------------------------------------------------------- */
 
 static int step_request(struct conn *c)
@@ -1534,6 +1981,10 @@ static int step_request(struct conn *c)
 static void conn_run(struct conn *c)
 {
 	int any = 0, iter;
+	if (c->st == CS_LINGER) {
+		linger_step(c);
+		return;
+	}
 	for (iter = 0; iter < RUN_TURN && !(c->flags & F_DEAD); iter++) {
 		int p = 0, r;
 		if (c->st == CS_TLS) {
@@ -1573,8 +2024,10 @@ static void conn_run(struct conn *c)
 		if ((r = client_write(c)) < 0)
 			return;
 		p |= r;
-		/* A local answer is complete once written and the body dropped. */
-		if (c->st == CS_LOCAL && !c->out.len && c->r.body_done) {
+		/* A local answer is complete once written and the body dropped
+		 * (or not to be read: the connection closes after it). */
+		if (c->st == CS_LOCAL && !c->out.len &&
+		    (c->r.body_done || (c->flags & F_CLOSING))) {
 			req_finish(c);
 			c->st = CS_HEAD;
 			req_reset(c);
@@ -1588,7 +2041,7 @@ static void conn_run(struct conn *c)
 		return;
 	/* Teardown conditions. */
 	if ((c->flags & F_CLOSING) && !c->out.len && c->st == CS_HEAD) {
-		relay_close(c, NULL);
+		linger_begin(c);
 		return;
 	}
 	if (c->flags & (F_EOF | F_RDHUP)) {
@@ -1607,9 +2060,8 @@ static void conn_run(struct conn *c)
 			return;
 		}
 	}
-	/* An idle backend connection that its server closed: let it go now. */
-	if (c->up && c->st == CS_HEAD && (c->up->flags & (F_RDHUP | F_EOF)))
-		up_close(c);
+	/* Idle backend connections that their server closed or wrote to. */
+	up_sweep(c);
 	/* The turn ended with work left (every step still moving bytes). The
 	 * sockets are edge-triggered: if their peers have sent everything
 	 * already, no new event will come, so come back after the other
@@ -1663,6 +2115,7 @@ static void conn_timeout(struct loop_timer *t)
 	case T_IDLE:
 	case T_DRAIN:
 	case T_FLUSH:
+	case T_LINGER:
 		relay_close(c, NULL);
 		return;
 	case T_HEAD:
@@ -1679,6 +2132,27 @@ static void conn_timeout(struct loop_timer *t)
 		c->st = CS_LOCAL;
 		conn_run(c);
 		return;
+	case T_RATE: {
+		const struct gw_config *cfg = c->w->cfg;
+		uint64_t got = c->rx - c->win_rx;
+		uint64_t budget =
+		    (uint64_t)cfg->limits.min_body_rate * cfg->timeouts.body_ms / 1000;
+		/* Below the rate only counts against the phone when it is the
+		 * one holding things up: with F_RD still set we stopped
+		 * reading (the backend is not taking the body as fast). */
+		if (got >= budget || (got && (c->flags & F_RD))) {
+			c->win_rx = c->rx;
+			set_timer(c, T_RATE, cfg->timeouts.body_ms, 1);
+			return;
+		}
+		log_info("event=timeout phase=request_body reason=%s client=%s bytes=%llu "
+			 "window_ms=%u",
+			 got ? "min_rate" : "silence", peer_ip(c, q, sizeof(q)),
+			 (unsigned long long)got, cfg->timeouts.body_ms);
+		c->w->stats->slow_clients_closed++;
+		relay_close(c, "request body too slow");
+		return;
+	}
 	case T_CONNECT:
 		if (c->up) {
 			c->r.avoid |= UINT64_C(1) << c->up->backend;
@@ -1711,12 +2185,18 @@ static void conn_timeout(struct loop_timer *t)
 
 /* --- lifecycle --------------------------------------------------------------------- */
 
-static void up_close(struct conn *c)
+/* Close one backend connection of c (the current one or an idle one). */
+static void up_free(struct conn *c, struct upstream *u)
 {
-	struct upstream *u = c->up;
-	if (!u)
-		return;
 	struct worker *w = c->w;
+	int left = 0;
+	for (int i = 0; i < UP_SET_MAX; i++) {
+		if (c->ups[i] == u)
+			c->ups[i] = NULL;
+		left += c->ups[i] != NULL;
+	}
+	if (c->up == u)
+		c->up = NULL;
 	loop_io_del(w->loop, &u->io);
 	if (u->ssl) {
 		SSL_set_quiet_shutdown(u->ssl, 1);
@@ -1731,14 +2211,21 @@ static void up_close(struct conn *c)
 		struct eg_flow_key k;
 		eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer,
 				       (struct sockaddr *)&c->local);
-		bpfgate_steer_del(w->bpf, &k);
+		if (!left)
+			bpfgate_steer_del(w->bpf, &k);
 		bpfgate_backend_conns_add(w->bpf, (uint32_t)u->backend, -1);
 	}
 	/* This epoll batch may still hold an event for u: free it after. */
 	u->fd = -1;
-	c->up = NULL;
 	u->next_dead = w->dead_ups;
 	w->dead_ups = u;
+}
+
+/* Close the backend connection of the current request, if any. */
+static void up_close(struct conn *c)
+{
+	if (c->up)
+		up_free(c, c->up);
 }
 
 static void relay_close(struct conn *c, const char *why)
@@ -1752,13 +2239,19 @@ static void relay_close(struct conn *c, const char *why)
 	}
 	if (c->st == CS_FORWARD && c->r.hanging)
 		w->stats->hanging_open--;
-	if (c->st == CS_FORWARD || c->st == CS_INSPECT || (c->st == CS_HEAD && c->hm)) {
+	if (c->st == CS_HOLD)
+		c->r.status = 499; /* the held answer never left */
+	if (c->st == CS_FORWARD || c->st == CS_INSPECT || c->st == CS_LOCAL || c->st == CS_HOLD ||
+	    (c->st == CS_HEAD && c->hm)) {
 		if (!c->r.status)
 			c->r.status = 499; /* nginx's "client closed request" */
 		if (c->st != CS_HEAD)
 			req_finish(c);
 	}
-	up_close(c);
+	req_release(c, 0); /* a request that never got as far as req_finish */
+	for (int i = 0; i < UP_SET_MAX; i++)
+		if (c->ups[i])
+			up_free(c, c->ups[i]);
 	c->flags |= F_DEAD;
 	loop_io_del(w->loop, &c->io);
 	loop_timer_cancel(w->loop, &c->tmr);
@@ -1772,6 +2265,8 @@ static void relay_close(struct conn *c, const char *why)
 	}
 	close(c->fd);
 	c->fd = -1;
+	srcadmit_release(w, (struct sockaddr *)&c->peer, c->src_tag);
+	c->src_tag = 0;
 	buf_release(&w->pool, &c->in);
 	buf_release(&w->pool, &c->out);
 	free(c->hm);
@@ -1837,6 +2332,14 @@ int relay_drain(struct conn *c)
 		conn_run(c);
 		return (c->flags & F_DEAD) != 0;
 	}
+	if (c->st == CS_HOLD) {
+		/* A held quarantined Ping: its answer ("no changes") is queued;
+		 * send it now and close, rather than at the drain deadline. */
+		c->st = CS_LOCAL;
+		c->flags |= F_CLOSING;
+		conn_run(c);
+		return (c->flags & F_DEAD) != 0;
+	}
 	/* Idle as far as we have read: the socket is edge-triggered, so a
 	 * request may be waiting unread; read it now. A request found, or one
 	 * arriving before the T_DRAIN timer, is answered with Connection: close;
@@ -1864,11 +2367,21 @@ void relay_accept(struct listener *l)
 			close(fd);
 			continue;
 		}
-		struct conn *c = calloc(1, sizeof(*c));
-		if (!c) {
+		uint64_t src_tag = 0;
+		/* Before any TLS work: refusing costs an accept and a close. */
+		if (!l->plain && srcadmit_take(w, (struct sockaddr *)&ss, &src_tag) < 0) {
 			close(fd);
 			continue;
 		}
+		struct conn *c = calloc(1, sizeof(*c));
+		if (!c) {
+			srcadmit_release(w, (struct sockaddr *)&ss, src_tag);
+			close(fd);
+			continue;
+		}
+		c->src_tag = src_tag;
+		/* Request heads carry Authorization: never left in pooled storage. */
+		c->in.wipe = 1;
 		c->w = w;
 		c->fd = fd;
 		c->peer = ss;
@@ -1881,6 +2394,7 @@ void relay_accept(struct listener *l)
 		loop_timer_init(&c->again, conn_again, c);
 		c->kp_req.fd[0] = c->kp_req.fd[1] = c->kp_resp.fd[0] = c->kp_resp.fd[1] = -1;
 		if ((!l->plain && !c->ssl) || loop_io_add(w->loop, &c->io, fd, conn_io, c) < 0) {
+			srcadmit_release(w, (struct sockaddr *)&ss, src_tag);
 			SSL_free(c->ssl);
 			close(fd);
 			free(c);

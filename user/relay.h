@@ -3,10 +3,12 @@
  * relay.h - client connections: TLS from the phone, strict HTTP/1.1, EAS
  * classification, the gate's verdict, and relaying to the chosen backend.
  *
- * One connection = one phone TCP connection plus at most one backend
- * connection owned by it. Backend connections are never shared between
- * clients: NTLM authenticates the connection, and a shared pool would hand
- * one user's authenticated connection to another.
+ * One connection = one client TCP connection (a phone, or a TLS-offloading
+ * load balancer carrying many phones) plus the backend connections it owns:
+ * at most 4, each belonging to one identity for its whole life. Backend
+ * connections are never shared between clients nor between identities:
+ * NTLM authenticates the connection, and sharing one would hand one user's
+ * authenticated connection to another.
  *
  * Lifecycle: relay_accept() creates, relay_close() is the only teardown
  * (both sides, every buffer); the memory is freed after the current loop

@@ -17,6 +17,9 @@ struct shm *shm_create(void)
 		return NULL;
 	}
 	struct shm *s = p;
+	/* The ticket keys live here: a core must not carry them (the rest is
+	 * counters, of no use in a core either). */
+	madvise(p, sizeof(struct shm), MADV_DONTDUMP);
 	if (shm_tickets_rotate(s) < 0 || shm_tickets_rotate(s) < 0) {
 		munmap(p, sizeof(struct shm));
 		return NULL;

@@ -56,6 +56,8 @@ struct stats {
 	uint64_t bytes_to_clients;
 	uint64_t bytes_spliced; /* body bytes moved in the kernel (splice), both ways */
 	int64_t heap_bytes; /* gauge: malloc'd bytes in use (mallinfo2), refreshed every second */
+	uint64_t slow_clients_closed; /* request bodies cut off below limits.min_body_rate */
+	uint64_t source_cap_refused;  /* accepted, then closed: the source was at its cap */
 };
 
 /* Index of an HTTP status in the per-status dimension. */

@@ -143,6 +143,7 @@ struct thdr {
 	uint64_t dev_evict, dev_expired, user_evict, off_evict, lock_timeouts;
 	uint64_t devices, users;
 	uint64_t unauth_untracked;
+	uint64_t inflight; /* sum of every device's inflight, kept where it changes */
 };
 _Static_assert(sizeof(struct thdr) <= 4096, "header fits its page");
 
@@ -709,6 +710,14 @@ static void uncount(uint64_t *c)
 	__atomic_fetch_sub(c, 1, __ATOMIC_RELAXED);
 }
 
+/* Forget d's in-flight requests (lost, evicted or reset) and the gauge's share. */
+static void inflight_drop(struct throttle *t, struct tdev *d)
+{
+	if (d->inflight)
+		__atomic_fetch_sub(&t->h->inflight, d->inflight, __ATOMIC_RELAXED);
+	d->inflight = 0;
+}
+
 static struct tdev_bucket *dev_bucket(const struct throttle *t, uint64_t key)
 {
 	return &t->dev[(key >> 7) & t->h->dev_mask];
@@ -877,6 +886,7 @@ static void dev_evict(struct throttle *t, struct tdev *d, int expired)
 	if (!d->key)
 		return;
 	uint64_t user = d->user;
+	inflight_drop(t, d);
 	int counted = !!(d->flags & TD_F_AUTHED);
 	memset(d, 0, sizeof(*d));
 	count(expired ? &t->h->dev_expired : &t->h->dev_evict);
@@ -1318,14 +1328,14 @@ static void refused_done(struct throttle *t, struct tdev_bucket *b, struct tdev 
 
 /* A device (or a user's unauthenticated bucket) seen again: forget what
  * is too old to mean anything. */
-static void dev_touch(const struct throttle *t, struct tdev *d, const struct crt *c, uint32_t now,
+static void dev_touch(struct throttle *t, struct tdev *d, const struct crt *c, uint32_t now,
 		      uint32_t now_s)
 {
 	uint32_t idle = since(now_s, d->seen_s);
+	if (idle > STALE_S || (d->inflight && idle > t->h->maxreq_s))
+		inflight_drop(t, d); /* a lost throttle_done() */
 	if (idle > STALE_S)
 		dev_reset_budget(d, c, now);
-	else if (d->inflight && idle > t->h->maxreq_s)
-		d->inflight = 0; /* a lost throttle_done() */
 	d->seen_s = now_s;
 }
 
@@ -1552,8 +1562,10 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
 		/* admitted */
 		debit(d, c, cost_m);
 		d->flags &= (uint8_t)~TD_F_SOFT;
-		if (d->inflight < 255)
+		if (d->inflight < 255) {
 			d->inflight++;
+			count(&t->h->inflight);
+		}
 		if (thr)
 			cand_add(d, ci, fp, c, now);
 		v->ticket.device_key = key;
@@ -1584,8 +1596,10 @@ void throttle_done(struct throttle *t, const struct throttle_ticket *tk, int htt
 		return;
 	struct tdev *d = dev_find(b, tk->device_key);
 	if (d) {
-		if (d->inflight)
+		if (d->inflight) {
 			d->inflight--;
+			uncount(&t->h->inflight);
+		}
 		if (tk->fp && (http_status < 200 || http_status > 299)) {
 			/* Only answered successes count towards a loop. */
 			int ci = cand_find(d, tk->fp);
@@ -1733,6 +1747,7 @@ void throttle_stats_read(const struct throttle *t, struct throttle_stats *s)
 	s->lock_timeouts = __atomic_load_n(&h->lock_timeouts, __ATOMIC_RELAXED);
 	s->devices = __atomic_load_n(&h->devices, __ATOMIC_RELAXED);
 	s->users = __atomic_load_n(&h->users, __ATOMIC_RELAXED);
+	s->inflight = __atomic_load_n(&h->inflight, __ATOMIC_RELAXED);
 	s->unauth_untracked = __atomic_load_n(&h->unauth_untracked, __ATOMIC_RELAXED);
 	s->device_capacity = (uint64_t)(h->dev_mask + 1) * DEV_WAYS;
 	s->user_capacity = (uint64_t)(h->user_mask + 1) * USER_WAYS;

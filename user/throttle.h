@@ -465,7 +465,8 @@ struct throttle_stats {
 	uint64_t lock_timeouts; /* requests admitted unaccounted (table busy) */
 	uint64_t devices;	/* gauge: devices in the table */
 	uint64_t device_capacity;
-	uint64_t users; /* gauge */
+	uint64_t users;	   /* gauge */
+	uint64_t inflight; /* gauge: admitted requests not yet done (0 when idle) */
 	uint64_t user_capacity;
 	uint64_t offender_capacity;
 	uint64_t memory_bytes;	   /* size of the shared table */

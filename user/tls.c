@@ -7,6 +7,7 @@
 
 #include <netinet/in.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -34,6 +35,26 @@ static struct shm *ticket_shm;
 static EVP_CIPHER *ticket_cipher;
 /* Where the master publishes OCSP responses (NULL: stapling off). */
 static struct shm *ocsp_shm;
+
+/* Sixteen certificates' keys, twice (a reload loads the new set while the old
+ * is in use); an RSA-4096 key takes about 4 KiB of it. */
+#define TLS_SECURE_HEAP (256 * 1024)
+
+int tls_secure_heap_init(void)
+{
+	if (CRYPTO_secure_malloc_initialized())
+		return 0;
+	/* 1 = set up and locked; 2 = set up, but mlock (or madvise) refused. */
+	int r = CRYPTO_secure_malloc_init(TLS_SECURE_HEAP, 16);
+	if (r == 0) {
+		log_warn("event=secure_heap_failed note=\"private keys stay in the ordinary "
+			 "heap (core dumps are off)\"");
+		return -1;
+	}
+	if (r == 2)
+		log_debug("event=secure_heap note=\"not locked in memory (RLIMIT_MEMLOCK)\"");
+	return 0;
+}
 
 const char *tls_errstr(char *buf, size_t len)
 {
@@ -175,6 +196,12 @@ static SSL_CTX *server_ctx(const struct gw_config *c, const struct cfg_cert *cc,
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 				     SSL_OP_CIPHER_SERVER_PREFERENCE |
 				     SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* A decrypted record (a request head: Authorization) must not stay in
+	 * OpenSSL's read buffer once copied out, nor in the heap after
+	 * SSL_MODE_RELEASE_BUFFERS frees it. OpenSSL then cleanses the whole
+	 * buffer (~17 KiB) at every release, i.e. once per request. */
+	if (c->tls.cleanse_plaintext)
+		SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
 	/* Idle connections (Ping long-polls) then hold no 34 KiB record buffers. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -311,6 +338,9 @@ SSL_CTX *tls_backend_ctx(const struct cfg_backend *b, char *err, size_t errsz)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* No SSL_OP_CLEANSE_PLAINTEXT here: what the backend sends (mail, not
+	 * credentials: those only leave, and TLS does not buffer plaintext it
+	 * sends) is not wiped on the way to the phone either. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 				     SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |

@@ -19,6 +19,14 @@
 struct tls_server;
 
 /*
+ * Before any key is read: private keys (and the PEM text they are parsed
+ * from) go to OpenSSL's secure heap, which is mlock'ed where RLIMIT_MEMLOCK
+ * allows and MADV_DONTDUMP always, so no core holds them. 0, or -1 when the
+ * heap could not be set up (keys then live in the ordinary heap; logged).
+ */
+int tls_secure_heap_init(void);
+
+/*
  * Build server contexts for every configured certificate. Each PEM file holds
  * the leaf then its intermediates; the whole chain is sent on every
  * handshake. tickets may be NULL (no session tickets). Returns NULL with a

@@ -138,6 +138,8 @@ int worker_main(const struct worker_args *a)
 	w->cfg = a->cfg;
 	w->steer_secret = a->steer_secret;
 	w->bpf = a->bpf;
+	w->srccap = a->srccap;
+	w->srccap_slot = a->stats_slot;
 	w->lim.max_head = a->cfg->limits.max_head;
 	w->lim.max_line = a->cfg->limits.max_line;
 	w->lim.max_headers = a->cfg->limits.max_headers;

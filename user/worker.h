@@ -26,6 +26,7 @@ struct gate;
 struct bpfgate;
 struct throttle;
 struct sighting_table;
+struct srccap;
 
 struct listener {
 	struct loop_io io;
@@ -46,8 +47,10 @@ struct worker {
 	struct siphash_key steer_secret;
 	struct h1_limits lim;
 	struct bufpool pool;
-	struct gate *gate;   /* policy + inventory access; NULL = allow all */
-	struct bpfgate *bpf; /* kernel maps; NULL when XDP is off */
+	struct gate *gate;     /* policy + inventory access; NULL = allow all */
+	struct bpfgate *bpf;   /* kernel maps; NULL when XDP is off */
+	struct srccap *srccap; /* connections per source, all workers (shared) */
+	int srccap_slot;       /* this process's table in it: its stats slot */
 
 	struct listener listeners[CFG_MAX_LISTEN];
 	int nlisteners;
@@ -80,6 +83,7 @@ struct worker_args {
 	struct tls_server *tls;	   /* loaded by the master: keys need not be readable by workers */
 	struct throttle *throttle; /* shared table (NULL: throttling off) */
 	struct sighting_table *sightings; /* shared unauthenticated sightings */
+	struct srccap *srccap;	   /* connections per source (shared) */
 };
 
 /* Run a worker until it has drained; returns the process exit code. */

@@ -507,13 +507,14 @@ static void helper_fill(struct bpfgate *g)
 	struct eg_rate_key rk = {.addr = {[10] = 0xff, [11] = 0xff, 198, 18, 0, 2}};
 	struct eg_rate_state rs = {.tokens_milli = 1000, .last_ns = 1};
 	struct eg_xdp_cfg cfg = {.ports = {htons(443)}};
+	struct eg_src_cap cap = {.action = EG_ACT_DROP, .conns = 8192, .cap = 8192};
 	uint32_t table[4] = {0, 0, 0, 0};
 
 	eg_flow_key_from_addrs(&k, (struct sockaddr *)&peer, (struct sockaddr *)&local);
 	if (bpfgate_flow_set(g, &k, &v) || bpfgate_prefix_set(g, "198.18.7.0/24", &lv) ||
 	    bpfgate_mirror_backend(g, 0, &b) || bpfgate_mirror_maglev(g, table, 4) ||
 	    bpfgate_steer_set(g, &k, &st) || bpfgate_worker_set(g, 1, &w) ||
-	    bpfgate_set_cfg(g, &cfg) ||
+	    bpfgate_set_cfg(g, &cfg) || bpfgate_src_cap_set(g, rk.addr, &cap) ||
 	    bpf_map_update_elem(bpfgate_map_fd(g, EG_MAP_SRC_RATE), &rk, &rs, BPF_ANY))
 		fprintf(stderr, "helper: filling maps failed\n");
 }

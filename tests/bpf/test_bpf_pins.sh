@@ -66,6 +66,7 @@ check "incompatible src_rate pin was replaced" bash -c "bpftool map show pinned 
 check "flow_verdict fields" has_fields flow_verdict saddr daddr sport dport action reason hits expires_ns device_key
 check "src_block fields" has_fields src_block prefixlen addr action reason expires_ns
 check "src_rate fields" has_fields src_rate addr tokens_milli last_ns
+check "src_cap fields" has_fields src_cap addr action conns cap expires_ns
 check "xdp_cfg fields" has_fields xdp_cfg syn_rate syn_burst ports
 check "xdp_stats fields (per CPU)" has_fields xdp_stats cpu packets bytes
 check "backends fields" has_fields backends addr port up weight conns name
@@ -83,10 +84,10 @@ link1=$(link_field id)
 check "bpftool net shows xdp_gate on lo" test -n "$prog1"
 check "the pinned link holds that program" test "$(link_field prog_id)" = "$prog1"
 
-# 4. Restart: all 9 maps reused, the entry is still there, the same link now
+# 4. Restart: all 10 maps reused, the entry is still there, the same link now
 #    runs the new program (updated in place, no EBUSY).
 out=$(in_ns "$HELPER" --helper check "$DIR" lo 0 2>/dev/null)
-check "reopen reuses maps and keeps the entry ($out)" grep -q "reused=9 mode=generic attach=0 entry=1" <<<"$out"
+check "reopen reuses maps and keeps the entry ($out)" grep -q "reused=10 mode=generic attach=0 entry=1" <<<"$out"
 prog2=$(xdp_prog_id)
 check "same link, new program ($link1: $prog1 -> $prog2)" test "$(link_field id)" = "$link1" -a "$prog2" != "$prog1" -a "$(link_field prog_id)" = "$prog2"
 

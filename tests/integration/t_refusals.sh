@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Refusal cases: each ambiguous-framing case is answered 400 (or the status
-# RFC 9112 names for it) with a logged reason, the connection is closed after
+# Refusal cases: each ambiguous-framing case (and an over-long head, a
+# transfer-coding other than chunked, a dot-segment in the path) is answered
+# 400 (or the status RFC 9112 names for it) with a logged reason, the connection is closed after
 # the answer, and nothing of the request reaches the backend. Smuggling
 # classics (CL.TE, TE.CL, TE.TE obfuscations) carry a second request in what
 # the gateway must not treat as a body: exactly one answer comes back.
@@ -81,6 +82,20 @@ python3 -c 'import sys; sys.stdout.write("POST " + sys.argv[1] + " HTTP/1.1\r\nH
 refuse_file header_line_too_long 431 "$T/case-long-header"
 python3 -c 'import sys; sys.stdout.write("POST " + sys.argv[1] + " HTTP/1.1\r\nHost: localhost\r\n" + "".join("X-H%d: v\r\n" % i for i in range(100)) + "Content-Length: 0\r\n\r\n")' "$EASQ" >"$T/case-many-headers"
 refuse_file too_many_headers 431 "$T/case-many-headers"
+# Every line and the count within limits, the whole head over max_head (32 KiB):
+# answered at once, not when the 30 s head timer fires.
+python3 -c 'import sys; sys.stdout.write("POST " + sys.argv[1] + " HTTP/1.1\r\nHost: localhost\r\n" + "".join("X-H%d: %s\r\n" % (i, "v" * 1000) for i in range(40)) + "Content-Length: 0\r\n\r\n")' "$EASQ" >"$T/case-long-head"
+refuse_file head_too_large 431 "$T/case-long-head"
+# A transfer-coding the gateway would have to drop to relay the body (RFC 9112
+# 6.1: a server that does not implement a coding answers 501).
+refuse te_gzip_chunked 501 "${POST}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+refuse te_deflate_chunked 501 "${POST}Transfer-Encoding: deflate\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+# Dot-segments would climb out of a backend's path prefix (Exchange paths never
+# have them): refused however they are spelt.
+refuse dot_segment 400 "POST /../Microsoft-Server-ActiveSync?Cmd=Sync&User=u1&DeviceId=DEV1&DeviceType=iPhone HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
+refuse dot_segment_encoded 400 "POST /Microsoft-Server-ActiveSync/%%2E%%2e/Microsoft-Server-ActiveSync?Cmd=Sync&User=u1&DeviceId=DEV1&DeviceType=iPhone HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
+refuse dot_segment_single 400 "POST /Microsoft-Server-ActiveSync/./?Cmd=Sync&User=u1&DeviceId=DEV1&DeviceType=iPhone HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
+refuse dot_segment_absolute 400 "POST http://localhost/x/.%%2e/Microsoft-Server-ActiveSync?Cmd=Sync&User=u1&DeviceId=DEV1&DeviceType=iPhone HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
 
 # --- smuggling classics: the second request must never be answered ----------------
 # CL.TE: a front end honouring Content-Length forwards "0\r\n\r\n" + GPOST...

@@ -112,12 +112,23 @@ LOAD_PID=$!
 EG_PIDS+=("$LOAD_PID")
 for _ in $(seq 50); do [ -e "$T/load.ready" ] && break; sleep 0.1; done
 sleep 1
-for _ in 1 2 3 4; do
+# Each SIGHUP waits for its reload: signals sent while one is still running
+# would merge (seen on a slow, emulated CPU: 4 reloads for 5 signals).
+reloaded() {
+	for _ in $(seq 300); do
+		[ "$(grep -c 'event=reloaded' "$T/gw.log")" -ge "$1" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+for i in 1 2 3 4; do
 	kill -HUP "$GW_PID"
+	reloaded "$i" || fail "reload $i not logged within 30 s"
 	sleep 0.8
 done
 touch "$T/stop"
 kill -HUP "$GW_PID"
+reloaded 5 || fail "reload 5 not logged within 30 s"
 wait "$LOAD_PID"
 vars=$(python3 - "$T/load.json" <<'PY'
 import json, sys

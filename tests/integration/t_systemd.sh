@@ -158,16 +158,21 @@ check "STOPPING=1 comes with STATUS=draining" grep -q 'STOPPING status=draining'
 check "no WATCHDOG=1 without WATCHDOG_USEC" bash -c '[ -n "$0" ] && ! grep -q WATCHDOG <<<"$0"' "$ev"
 
 # Watchdog: WATCHDOG_USEC=1 s -> WATCHDOG=1 every 500 ms, through a reload.
+# In the kernel matrix's guests (EG_VM_KERNEL set) the CPU is emulated, 5-10x
+# slower: a reload there kept the loop busy for 1.6 s. The time scale (the
+# watchdog and the waits) is 4x there; what is asserted is the same.
+WS=1
+[ -n "${EG_VM_KERNEL:-}" ] && WS=4
 python3 "$NOTIFY_PY" "$T/wd.sock" "$T/wd.jsonl" &
 EG_PIDS+=($!)
 for _ in $(seq 50); do [ -e "$T/wd.jsonl" ] && break; sleep 0.1; done
 unset GW_PORT
 printf 'log_level = "info";\n' >"$T/gw.conf"
-NOTIFY_SOCKET=$T/wd.sock WATCHDOG_USEC=1000000 start_gateway -c "$T/gw.conf" \
+NOTIFY_SOCKET=$T/wd.sock WATCHDOG_USEC=$((WS * 1000000)) start_gateway -c "$T/gw.conf" \
 	--backend "cas1=127.0.0.1:$BE_PORT_cas1,health=/health" || finish
-sleep 1.2
+sleep "$(awk -v s=$WS 'BEGIN { print 1.2 * s }')"
 kill -HUP "$GW_PID"
-sleep 2
+sleep $((2 * WS))
 kill -TERM "$GW_PID"
 wait "$GW_PID"
 ev=$(events "$T/wd.jsonl")
@@ -178,9 +183,9 @@ n=$(grep -c ' WATCHDOG' <<<"$ev")
 # systemd would act on a gap of WATCHDOG_USEC; count from READY=1.
 gap=$(awk '$2 == "READY" || $2 == "WATCHDOG" { t = substr($NF, 3); if (p) { g = t - p; if (g > m) m = g } p = t }
 	END { print m + 0 }' <<<"$ev")
-check "WATCHDOG=1 sent with WATCHDOG_USEC set ($n in ~3.5 s)" test "$n" -ge 5
-check "no gap between watchdog pings reaches WATCHDOG_USEC, reload included (max ${gap} ms < 1000)" \
-	test "$gap" -lt 1000
+check "WATCHDOG=1 sent with WATCHDOG_USEC set ($n in ~$((35 * WS / 10)) s)" test "$n" -ge 5
+check "no gap between watchdog pings reaches WATCHDOG_USEC, reload included (max ${gap} ms < $((WS * 1000)))" \
+	test "$gap" -lt $((WS * 1000))
 check "watchdog pings come from the master" \
 	bash -c '[ -n "$0" ] && [ -z "$(awk -v p="$1" '"'"'$1 != p'"'"' <<<"$0")" ]' "$ev" "$GW_PID"
 

@@ -164,8 +164,14 @@ k40=$(printf '00 %.0s' $(seq 40))
 bpftool map update pinned "$XN_PIN/conn_steer" key hex $k40 value hex $(printf '00 %.0s' $(seq 24))
 check "bpftool: conn_steer names its fields (probe entry)" xn_fields conn_steer steer_key backend worker since_ns
 bpftool map delete pinned "$XN_PIN/conn_steer" key hex $k40
-check "bpftool: every map in the pin dir was covered (9)" \
-	test "$(ls "$XN_PIN" | grep -vc '^link_')" -eq 9
+# src_cap: an entry like the one a worker writes for a source at its cap
+# (t_srccap_xdp has the daemon write it); 198.19.255.1, no one here.
+bpftool map update pinned "$XN_PIN/src_cap" key hex 00 00 00 00 00 00 00 00 00 00 ff ff c6 13 ff 01 \
+	value hex 01 00 00 00 $(printf '00 %.0s' $(seq 20))
+check "bpftool: src_cap names its fields (probe entry)" xn_fields src_cap addr action conns cap expires_ns
+bpftool map delete pinned "$XN_PIN/src_cap" key hex 00 00 00 00 00 00 00 00 00 00 ff ff c6 13 ff 01
+check "bpftool: every map in the pin dir was covered (10)" \
+	test "$(ls "$XN_PIN" | grep -vc '^link_')" -eq 10
 
 # ---- 3. restart: the kernel keeps enforcing while the daemon is down ------------------------
 npins=$(ls "$XN_PIN" | grep -vc '^link_')
@@ -177,6 +183,7 @@ in_phone curl -s -o /dev/null --max-time 5 --cacert "$PKI/root.pem" "https://$XN
 rc=$?
 check "down: no daemon: a new connection is refused (curl exit $rc)" test "$rc" -eq 7
 d3=$(xn_stat FLOW_DROP)
+xn_poke "$sport" || fail "xn_poke: cannot send on veth-phone"
 d4=$(stat_above FLOW_DROP "$d3" 40)
 check "down: the blocked flow is still dropped by XDP (FLOW_DROP $d3 -> $d4)" test "$d4" -gt "$d3"
 check "down: ...and still has its verdict" test -n "$(xn_flow "$XN_PHONE_IP" "$sport" "$XN_GW_IP" 443)"
@@ -195,6 +202,7 @@ after=$(xn_flow "$XN_PHONE_IP" "$sport" "$XN_GW_IP" 443)
 check "the verdict survived the restart (same device key and expiry)" \
 	jqt --argjson b "$before" '.device_key == $b.device_key and .expires_ns == $b.expires_ns and .action == 1' <<<"$after"
 d5=$(xn_stat FLOW_DROP)
+xn_poke "$sport" || fail "xn_poke: cannot send on veth-phone"
 d6=$(stat_above FLOW_DROP "$d5" 40)
 check "the new program keeps dropping the flow (FLOW_DROP $d5 -> $d6)" test "$d6" -gt "$d5"
 good_sync 2

@@ -199,6 +199,66 @@ static void test_type_errors(void **state)
 	free(c);
 }
 
+/* Request-body rate, per-source cap and its exempt prefixes. */
+static void test_slow_client_limits(void **state)
+{
+	struct gw_config d;
+	config_defaults(&d);
+	assert_int_equal(d.limits.min_body_rate, 500);
+	assert_int_equal(d.limits.max_conns_per_source, 8192);
+	assert_int_equal(d.limits.ncap_exempt, 0);
+	assert_true(d.tls.cleanse_plaintext);
+
+	struct config_errors e;
+	int rc;
+	struct gw_config *c =
+	    load("tls = { cleanse_plaintext = false; };\n"
+		 "limits = {\n"
+		 "  min_body_rate = 0;\n"
+		 "  max_connections_per_source = 3000;\n"
+		 "  per_source_exempt = [ \"198.18.7.9/16\", \"2001:db8::1\", \"10.1.2.3\" ];\n"
+		 "};\n",
+		 &e, &rc);
+	assert_int_equal(rc, 0);
+	assert_false(c->tls.cleanse_plaintext);
+	assert_int_equal(c->limits.min_body_rate, 0);
+	assert_int_equal(c->limits.max_conns_per_source, 3000);
+	assert_int_equal(c->limits.ncap_exempt, 3);
+	assert_int_equal(c->limits.cap_exempt[0].len, 96 + 16);
+	static const uint8_t in[16] = {[10] = 0xff, 0xff, 198, 18, 200, 1};
+	static const uint8_t out[16] = {[10] = 0xff, 0xff, 198, 19, 0, 1};
+	assert_true(config_prefix_match(&c->limits.cap_exempt[0], in));
+	assert_false(config_prefix_match(&c->limits.cap_exempt[0], out));
+	assert_int_equal(c->limits.cap_exempt[1].len, 128); /* a bare address is a host */
+	assert_int_equal(c->limits.cap_exempt[2].len, 128);
+	config_free(c);
+	free(c);
+
+	c = load("limits = {\n"
+		 "  per_source_exempt = [ \"10.0.0.0/33\", \"example.org\", \"::/129\", "
+		 "\"1.2.3.4/\" ];\n"
+		 "  max_connections_per_source = -1;\n"
+		 "};\n",
+		 &e, &rc);
+	assert_int_equal(rc, -1);
+	assert_true(has_error(&e, 2, "'10.0.0.0/33' is not an address or prefix"));
+	assert_true(has_error(&e, 2, "'example.org' is not an address or prefix"));
+	assert_true(has_error(&e, 2, "'::/129' is not an address or prefix"));
+	assert_true(has_error(&e, 2, "'1.2.3.4/' is not an address or prefix"));
+	assert_true(has_error(&e, 3, "'max_connections_per_source' = -1 is out of range"));
+	free(c);
+
+	struct cfg_prefix p;
+	assert_int_equal(config_parse_prefix("0.0.0.0/0", &p), 0);
+	assert_int_equal(p.len, 96); /* every IPv4 address, no IPv6 one */
+	static const uint8_t v6[16] = {0x20, 0x01};
+	assert_true(config_prefix_match(&p, in));
+	assert_false(config_prefix_match(&p, v6));
+	assert_int_equal(config_parse_prefix("2001:db8:ff::/33", &p), 0);
+	static const uint8_t v6b[16] = {0x20, 0x01, 0x0d, 0xb8, 0x7f};
+	assert_true(config_prefix_match(&p, v6b)); /* host bits cleared: 2001:db8::/33 */
+}
+
 static void test_missing_file(void **state)
 {
 	struct config_errors e = {0};
@@ -216,7 +276,7 @@ int main(void)
 	    cmocka_unit_test(test_defaults),	 cmocka_unit_test(test_addresses),
 	    cmocka_unit_test(test_full_file),	 cmocka_unit_test(test_errors_with_lines),
 	    cmocka_unit_test(test_syntax_error), cmocka_unit_test(test_type_errors),
-	    cmocka_unit_test(test_missing_file),
+	    cmocka_unit_test(test_missing_file), cmocka_unit_test(test_slow_client_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

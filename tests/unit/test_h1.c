@@ -369,6 +369,21 @@ static const struct bad bad_requests[] = {
     {"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400, "authority"},
     {"GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n", 400, "does not match"},
     {"GET http://a/ HTTP/1.1\r\n\r\n", 400, "missing Host"},
+    /* dot-segments: raw, %2e in any case and mix, ended by '/', %2F, %5C or the end */
+    {"GET /../a HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
+    {"GET /a/.. HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
+    {"GET /a/..?q HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
+    {"GET /a/./b HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
+    {"GET /a/. HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
+    {"GET /%2e%2e/a HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
+    {"GET /%2E%2e/a HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
+    {"GET /.%2E/a HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
+    {"GET /%2e./a HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
+    {"GET /%2e/a HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
+    {"GET /a/..%2fb HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
+    {"GET /a%5c..%5Cb HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
+    {"GET /a%2F%2e%2E HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
+    {"GET http://a/x/../b HTTP/1.1\r\nHost: a\r\n\r\n", 400, "dot-segment"},
     /* Host */
     {"GET / HTTP/1.1\r\n\r\n", 400, "missing Host"},
     {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "duplicate Host"},
@@ -686,6 +701,12 @@ static void test_request_targets(void **state)
 	s = "POST /Microsoft-Server-ActiveSync?jAAJBAp2MTQwRGV2aWNlAApTbWFydFBob25l HTTP/1.1\r\n"
 	    "Host: a\r\nContent-Length: 0\r\n\r\n";
 	assert_true(req(s, &m) > 0);
+	/* dots that are not dot-segments, and dot-segments in the query only */
+	s = "GET /.../a..b/.c/d./%2e%2e%2e/a.%2E.b HTTP/1.1\r\nHost: a\r\n\r\n";
+	assert_true(req(s, &m) > 0);
+	s = "GET /a?x=/../b&y=. HTTP/1.1\r\nHost: a\r\n\r\n";
+	assert_true(req(s, &m) > 0);
+	assert_true(str_is(m.path, "/a"));
 
 	/* methods: unknown token is OTHER, case-sensitive */
 	s = "PROPFIND / HTTP/1.1\r\nHost: a\r\n\r\n";

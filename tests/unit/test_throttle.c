@@ -257,6 +257,14 @@ static void test_cutoff_cooldown_xdp(void **state)
 	throttle_free(t);
 }
 
+/* The easgate_throttle_inflight gauge. */
+static uint64_t inflight(const struct throttle *t)
+{
+	struct throttle_stats st;
+	throttle_stats_read(t, &st);
+	return st.inflight;
+}
+
 static void test_concurrency(void **state)
 {
 	(void)state;
@@ -276,7 +284,9 @@ static void test_concurrency(void **state)
 	assert_int_equal(throttle_check(t, &r, now, &a), THROTTLE_OK); /* a hanging Ping */
 	r.cmd = EAS_CMD_SYNC;
 	assert_int_equal(throttle_check(t, &r, now, &b), THROTTLE_OK);
+	assert_int_equal(inflight(t), 2);
 	assert_int_equal(throttle_check(t, &r, now, &x), THROTTLE_THROTTLE);
+	assert_int_equal(inflight(t), 2); /* a refusal holds no slot */
 	assert_int_equal(x.reason, THROTTLE_R_CONCURRENCY);
 	assert_int_equal(x.retry_after_s, 1);
 	assert_string_equal(x.asthrottle, "ConcurrentRequests");
@@ -284,13 +294,24 @@ static void test_concurrency(void **state)
 	throttle_done(t, &x.ticket, 503, now);
 	assert_int_equal(throttle_check(t, &r, now, &x), THROTTLE_THROTTLE);
 	throttle_done(t, &b.ticket, 200, now);
+	assert_int_equal(inflight(t), 1);
 	assert_int_equal(throttle_check(t, &r, now, &b), THROTTLE_OK);
 	/* a lost done() (worker died) cannot block the device for ever: after
-	 * max_request seconds of silence the in-flight count is reset */
+	 * max_request seconds of silence the in-flight count is reset, and the
+	 * gauge forgets it too */
 	now += 101 * 1000;
-	assert_int_equal(throttle_check(t, &r, now, &x), THROTTLE_OK);
-	assert_int_equal(throttle_check(t, &r, now, &x), THROTTLE_OK);
+	struct throttle_verdict y, z;
+	assert_int_equal(throttle_check(t, &r, now, &y), THROTTLE_OK);
+	assert_int_equal(inflight(t), 1);
+	assert_int_equal(throttle_check(t, &r, now, &z), THROTTLE_OK);
 	assert_int_equal(throttle_check(t, &r, now, &x), THROTTLE_THROTTLE);
+	assert_int_equal(inflight(t), 2);
+	/* late done()s of the forgotten requests never take it below zero */
+	throttle_done(t, &a.ticket, 200, now);
+	throttle_done(t, &b.ticket, 200, now);
+	throttle_done(t, &y.ticket, 200, now);
+	throttle_done(t, &z.ticket, 200, now);
+	assert_int_equal(inflight(t), 0);
 	throttle_free(t);
 }
 

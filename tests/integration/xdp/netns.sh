@@ -71,6 +71,41 @@ xn_down() {
 	XN_UP=0
 }
 
+# xn_poke SPORT: one TCP ACK from the phone's address and port SPORT to the
+# gateway's port 443, written straight onto veth-phone (AF_PACKET): a packet
+# of that flow now, rather than at the phone's next retransmission. Where the
+# kernel has no tcp_rto_max_ms (6.1, 6.12) the retransmissions of a dropped
+# flow back off to minutes apart.
+xn_poke() {
+	local gwmac
+	gwmac=$(in_gw ip -j link show "$XN_GW_IF" | jq -r '.[0].address') || return 1
+	in_phone python3 - "$XN_PHONE_IF" "$gwmac" "$XN_PHONE_IP" "$1" "$XN_GW_IP" 443 <<'PY'
+import socket, struct, sys
+
+ifname, dmac, src, sport, dst, dport = sys.argv[1:]
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+sa, da = socket.inet_aton(src), socket.inet_aton(dst)
+tcp = struct.pack("!HHIIBBHHH", int(sport), int(dport), 1, 1, 5 << 4, 0x10, 1024, 0, 0)
+tcp = tcp[:16] + struct.pack("!H", csum(sa + da + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)) + tcp[18:]
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, sa, da)
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+eth = bytes.fromhex(dmac.replace(":", "")) + s.getsockname()[4] + b"\x08\x00"
+sys.exit(0 if s.send(eth + ip + tcp) == len(eth + ip + tcp) else 1)
+PY
+}
+
 # xn_backend NAME [opts]: a demo backend on the gateway side's loopback; sets
 # BE_PORT_<NAME> like lib.sh's start_backend (nsenter execs: $! is its PID).
 xn_backend() {
@@ -156,6 +191,7 @@ xn_stat() {
 	case $1 in
 	PASS) idx=0 ;; NOT_TCP) idx=1 ;; MALFORMED) idx=2 ;; FLOW_DROP) idx=3 ;; FLOW_RST) idx=4 ;;
 	FLOW_EXPIRED) idx=5 ;; LPM_DROP) idx=6 ;; RATE_DROP) idx=7 ;; OTHER_PORT) idx=8 ;;
+	CONN_CAP) idx=9 ;;
 	*) return 1 ;;
 	esac
 	xn_dump xdp_stats | jq -e --argjson i "$idx" \
