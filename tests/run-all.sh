@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole suite, as `make test` runs it: unit, WBXML differential, BPF,
 # integration, the kernel matrix (BPF and XDP tests under Debian's 6.1 and
-# 6.12 in QEMU, tests/kernel/) and fuzzing (bounded) on the normal build,
-# then unit, BPF and integration again on an ASan+UBSan build. Prints a
-# summary; exits non-zero if anything failed. Tests that need root skip (77)
-# with a reason otherwise. EG_KERNELS="" leaves the matrix out.
+# 6.12 in QEMU, tests/kernel/), the package under systemd as PID 1 of a
+# Debian 12 guest (tests/kernel/t_systemd_guest.sh) and fuzzing (bounded)
+# on the normal build, then unit, BPF and integration again on an
+# ASan+UBSan build. Prints a summary; exits non-zero if anything failed.
+# Tests that need root skip (77) with a reason otherwise. EG_KERNELS="" leaves the matrix and the systemd
+# guest out.
 #
 # A stage whose every test skipped says "skip", never "ok". As a normal user
 # that is expected (BPF needs root) and the summary says how to run it; as
@@ -55,6 +57,9 @@ stage "wbxml differential" tests/wbxml-diff.sh build
 stage "bpf" tests/run-bpf.sh build
 stage "integration" tests/run-integration.sh build
 [ -n "${EG_KERNELS-x}" ] && stage "kernel matrix (${EG_KERNELS:-deb12 deb13})" tests/kernel/matrix.sh build
+# The package under a real systemd (PID 1 of a deb12 guest): once, not per
+# build (the .deb is dpkg-buildpackage's), and out with the matrix (no QEMU).
+[ -n "${EG_KERNELS-x}" ] && stage "systemd guest (${EG_SDGUEST_KERNEL:-deb12})" tests/kernel/t_systemd_guest.sh build
 stage "fuzz (${FUZZ_SECONDS:-45}s each)" bash -c "make --no-print-directory fuzz-build >/dev/null && tests/run-fuzz.sh ${FUZZ_SECONDS:-45}"
 stage "build ASan+UBSan" make --no-print-directory SAN=1 all
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}

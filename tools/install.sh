@@ -7,7 +7,7 @@
 #   PREFIX/lib/systemd/system/easgate.service   (with PREFIX/sbin, SYSCONFDIR filled in)
 #   PREFIX/lib/sysusers.d/easgate.conf          (the easgate user and group)
 #   PREFIX/lib/tmpfiles.d/easgate.conf          (/sys/fs/bpf/easgate)
-#   PREFIX/share/easgate/ios-builds.tsv, easgate.conf.example
+#   PREFIX/share/easgate/ios-builds.tsv, easgate.conf.example, web/ (the console)
 #   /etc/easgate/easgate.conf                   (only if none exists), /etc/easgate/tls/
 #
 # The configuration goes to SYSCONFDIR (default /etc, whatever PREFIX is):
@@ -45,7 +45,15 @@ put() { # put MODE SRC DST: install one file (parents made), remember it
 put 0755 "$O/easgated" "$PREFIX/sbin/easgated"
 put 0755 "$O/easctl" "$PREFIX/bin/easctl"
 put 0644 data/ios-builds.tsv "$PREFIX/share/easgate/ios-builds.tsv"
-put 0644 packaging/easgate.conf "$PREFIX/share/easgate/easgate.conf.example"
+# The console's pages (admin.web_assets); chart.js comes from Debian's
+# libjs-chart.js (admin.web_chartjs), not from here.
+for f in web/*; do
+	put 0644 "$f" "$PREFIX/share/easgate/web/$(basename "$f")"
+done
+# The sample config names the pages where this PREFIX puts them.
+conf=$(mktemp)
+sed -e "s|/usr/local/share/easgate/web|$PREFIX/share/easgate/web|" packaging/easgate.conf >"$conf"
+put 0644 "$conf" "$PREFIX/share/easgate/easgate.conf.example"
 put 0644 packaging/easgate.sysusers "$PREFIX/lib/sysusers.d/easgate.conf"
 put 0644 packaging/easgate.tmpfiles "$PREFIX/lib/tmpfiles.d/easgate.conf"
 
@@ -65,8 +73,9 @@ if [ -e "$D$SYSCONFDIR/easgate/easgate.conf" ]; then
 	echo "install: keeping the existing $SYSCONFDIR/easgate/easgate.conf" \
 		"(new settings: $PREFIX/share/easgate/easgate.conf.example)"
 else
-	put 0644 packaging/easgate.conf "$SYSCONFDIR/easgate/easgate.conf"
+	put 0644 "$conf" "$SYSCONFDIR/easgate/easgate.conf"
 fi
+rm -f "$conf"
 
 printf 'install: %s\n' "${done_files[@]/#/$D}"
 

@@ -31,6 +31,26 @@ struct throttle;
 /* The shared throttle table, for `easctl throttle` and metrics (may be NULL). */
 void admin_set_throttle(struct admin *a, struct throttle *t);
 
+struct notify;
+/* Where notices go (quarantines, loops, new OS versions); NULL = nowhere. */
+void admin_set_notify(struct admin *a, struct notify *n);
+
+/* For the commands kept in their own files (dryrun.c): the master's
+ * read-write inventory connection, the running config, bringing the
+ * inventory up to date, and publishing a change to the workers. */
+struct inventory;
+struct inventory *admin_inventory(struct admin *a);
+const struct gw_config *admin_config(struct admin *a);
+void admin_sync(struct admin *a);
+void admin_publish(struct admin *a);
+
+/*
+ * Record a change: who (command_actor(), the command layer's caller), when,
+ * what, before, after; in the append-only audit table and the log. Every
+ * command that changes something calls it once it succeeded.
+ */
+void admin_audit(struct admin *a, const char *what, const char *before, const char *after);
+
 /* Socket the workers send inventory events to (inherited across fork). */
 int admin_event_fd(const struct admin *a);
 struct sighting_table;

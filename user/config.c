@@ -201,6 +201,23 @@ void config_defaults(struct gw_config *c)
 	throttle_class_defaults(&c->throttle.classes[0], "default");
 	c->throttle.nclasses = 1;
 
+	snprintf(c->admin.web_accounts, sizeof(c->admin.web_accounts),
+		 "/etc/easgate/console.passwd");
+	snprintf(c->admin.web_assets, sizeof(c->admin.web_assets), "/usr/local/share/easgate/web");
+	snprintf(c->admin.web_chartjs, sizeof(c->admin.web_chartjs),
+		 "/usr/share/javascript/chart.js");
+	c->admin.web_idle_ms = 15 * 60 * 1000;
+	c->admin.web_lockout_ms = 15 * 60 * 1000;
+
+	c->notify.batch_ms = 5 * 60 * 1000;
+	snprintf(c->notify.from, sizeof(c->notify.from), "easgate@localhost");
+	c->notify.smtp_starttls = 1;
+	snprintf(c->notify.user_contact, sizeof(c->notify.user_contact), "your helpdesk");
+	c->notify.retry_min_ms = 10 * 1000;
+	c->notify.retry_max_ms = 600 * 1000;
+	c->notify.queue = 20000;
+	c->notify.timeout_ms = 30 * 1000;
+
 	c->xdp.verdict_ttl_s = 600;
 	snprintf(c->xdp.pin_dir, sizeof(c->xdp.pin_dir), "/sys/fs/bpf/easgate");
 
@@ -948,12 +965,120 @@ static void read_admin(struct rd *rd, config_setting_t *root, struct gw_config *
 	config_setting_t *g = config_setting_get_member(root, "admin");
 	if (!g)
 		return;
-	static const char *const keys[] = {"metrics", NULL};
+	static const char *const keys[] = {"metrics",	  "web",      "web_accounts", "web_assets",
+					   "web_chartjs", "web_idle", "web_lockout",  NULL};
 	check_keys(rd, g, "admin", keys);
 	if (get_str(rd, g, "metrics", c->admin.metrics, sizeof(c->admin.metrics)) == 1 &&
 	    c->admin.metrics[0] && config_parse_addr(c->admin.metrics, &c->admin.metrics_addr) < 0)
 		ERR(rd, config_setting_get_member(g, "metrics"), "admin.metrics: bad address '%s'",
 		    c->admin.metrics);
+	if (get_str(rd, g, "web", c->admin.web, sizeof(c->admin.web)) == 1 && c->admin.web[0] &&
+	    (config_parse_addr(c->admin.web, &c->admin.web_addr) < 0 || c->admin.web_addr.plain))
+		ERR(rd, config_setting_get_member(g, "web"),
+		    "admin.web: bad address '%s' (host:port; the console is HTTPS only)",
+		    c->admin.web);
+	get_str(rd, g, "web_accounts", c->admin.web_accounts, sizeof(c->admin.web_accounts));
+	get_str(rd, g, "web_assets", c->admin.web_assets, sizeof(c->admin.web_assets));
+	get_str(rd, g, "web_chartjs", c->admin.web_chartjs, sizeof(c->admin.web_chartjs));
+	get_secs(rd, g, "web_idle", &c->admin.web_idle_ms, 86400);
+	get_secs(rd, g, "web_lockout", &c->admin.web_lockout_ms, 86400);
+}
+
+/* An e-mail address as a recipient or sender: no blanks or control bytes
+ * (they would end a header line or an SMTP command), one '@'. */
+static int mail_address_ok(const char *s)
+{
+	const char *at = strchr(s, '@');
+	if (!at || at == s || !at[1] || strchr(at + 1, '@'))
+		return 0;
+	for (; *s; s++)
+		if ((unsigned char)*s <= ' ' || *s == '<' || *s == '>' || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
+static void read_notify(struct rd *rd, config_setting_t *root, struct gw_config *c)
+{
+	config_setting_t *g = config_setting_get_member(root, "notify");
+	if (!g)
+		return;
+	static const char *const keys[] = {"batch", "from",  "admins", "smtp",	  "webhook",
+					   "user",  "retry", "queue",  "timeout", NULL};
+	check_keys(rd, g, "notify", keys);
+	double minutes;
+	if (get_double(rd, g, "batch", &minutes, 0.05, 1440) == 1)
+		c->notify.batch_ms = (unsigned)(minutes * 60000.0 + 0.5);
+	if (get_str(rd, g, "from", c->notify.from, sizeof(c->notify.from)) == 1 &&
+	    !mail_address_ok(c->notify.from))
+		ERR(rd, config_setting_get_member(g, "from"), "notify.from: not an e-mail address");
+	config_setting_t *l = config_setting_get_member(g, "admins");
+	for (int i = 0; l && i < config_setting_length(l); i++) {
+		config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		if (!v || !mail_address_ok(v) || strlen(v) >= sizeof(c->notify.admins[0]) ||
+		    c->notify.nadmins >= CFG_MAX_NOTIFY_TO) {
+			ERR(rd, e, "notify.admins: entries are e-mail addresses (at most %d)",
+			    CFG_MAX_NOTIFY_TO);
+			continue;
+		}
+		snprintf(c->notify.admins[c->notify.nadmins++], sizeof(c->notify.admins[0]), "%s",
+			 v);
+	}
+	config_setting_t *m = config_setting_get_member(g, "smtp");
+	if (m) {
+		static const char *const mkeys[] = {"url",	     "starttls", "user",
+						    "password_file", "ca",	 NULL};
+		check_keys(rd, m, "notify.smtp", mkeys);
+		if (get_str(rd, m, "url", c->notify.smtp_url, sizeof(c->notify.smtp_url)) == 1 &&
+		    c->notify.smtp_url[0] && strncmp(c->notify.smtp_url, "smtp://", 7) &&
+		    strncmp(c->notify.smtp_url, "smtps://", 8))
+			ERR(rd, config_setting_get_member(m, "url"),
+			    "notify.smtp.url must start with smtp:// or smtps://");
+		get_bool(rd, m, "starttls", &c->notify.smtp_starttls);
+		get_str(rd, m, "user", c->notify.smtp_user, sizeof(c->notify.smtp_user));
+		get_str(rd, m, "password_file", c->notify.smtp_password_file,
+			sizeof(c->notify.smtp_password_file));
+		get_str(rd, m, "ca", c->notify.smtp_ca, sizeof(c->notify.smtp_ca));
+	}
+	config_setting_t *w = config_setting_get_member(g, "webhook");
+	if (w) {
+		static const char *const wkeys[] = {"url", "secret_file", "ca", NULL};
+		check_keys(rd, w, "notify.webhook", wkeys);
+		if (get_str(rd, w, "url", c->notify.webhook_url, sizeof(c->notify.webhook_url)) ==
+			1 &&
+		    c->notify.webhook_url[0] && strncmp(c->notify.webhook_url, "https://", 8) &&
+		    strncmp(c->notify.webhook_url, "http://127.", 11) &&
+		    strncmp(c->notify.webhook_url, "http://localhost", 16))
+			ERR(rd, config_setting_get_member(w, "url"),
+			    "notify.webhook.url must be https:// (plain http only to loopback)");
+		get_str(rd, w, "secret_file", c->notify.webhook_secret_file,
+			sizeof(c->notify.webhook_secret_file));
+		get_str(rd, w, "ca", c->notify.webhook_ca, sizeof(c->notify.webhook_ca));
+		if (c->notify.webhook_url[0] && !c->notify.webhook_secret_file[0])
+			ERR(rd, w, "notify.webhook needs secret_file (the HMAC key)");
+	}
+	config_setting_t *u = config_setting_get_member(g, "user");
+	if (u) {
+		static const char *const ukeys[] = {"enabled", "address", "template", "contact",
+						    NULL};
+		check_keys(rd, u, "notify.user", ukeys);
+		get_bool(rd, u, "enabled", &c->notify.user_enabled);
+		get_str(rd, u, "address", c->notify.user_address, sizeof(c->notify.user_address));
+		get_str(rd, u, "template", c->notify.user_template,
+			sizeof(c->notify.user_template));
+		get_str(rd, u, "contact", c->notify.user_contact, sizeof(c->notify.user_contact));
+	}
+	config_setting_t *r = config_setting_get_member(g, "retry");
+	if (r) {
+		static const char *const rkeys[] = {"min", "max", NULL};
+		check_keys(rd, r, "notify.retry", rkeys);
+		get_secs(rd, r, "min", &c->notify.retry_min_ms, 3600);
+		get_secs(rd, r, "max", &c->notify.retry_max_ms, 86400);
+		if (c->notify.retry_max_ms < c->notify.retry_min_ms)
+			ERR(rd, r, "notify.retry.max is below notify.retry.min");
+	}
+	get_uint(rd, g, "queue", &c->notify.queue, 16, 10000000);
+	get_secs(rd, g, "timeout", &c->notify.timeout_ms, 600);
 }
 
 /* store = "sqlite" | "postgresql", node_name, and postgresql { ... }. */
@@ -1047,6 +1172,7 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 					   "store",
 					   "node_name",
 					   "postgresql",
+					   "notify",
 					   NULL};
 	check_keys(&rd, root, "the top level", keys);
 	read_listen(&rd, root, c);
@@ -1079,6 +1205,7 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 	read_throttle(&rd, root, c);
 	read_admin(&rd, root, c);
 	read_store(&rd, root, c);
+	read_notify(&rd, root, c);
 	config_destroy(&lc);
 	if (errs->n) {
 		config_free(c);

@@ -23,15 +23,16 @@
 #include "easgate_limits.h"
 #include "throttle.h"
 
-#define CFG_MAX_LISTEN	 8
-#define CFG_MAX_CERTS	 16
-#define CFG_MAX_RULES	 4096
-#define CFG_MAX_IDS	 4096
-#define CFG_MAX_IFACES	 8
-#define CFG_MAX_FAMILIES 8
-#define CFG_MAX_ERRORS	 32
-#define CFG_MAX_TCLASSES 16
-#define CFG_MAX_EXEMPT	 64
+#define CFG_MAX_LISTEN	  8
+#define CFG_MAX_CERTS	  16
+#define CFG_MAX_RULES	  4096
+#define CFG_MAX_IDS	  4096
+#define CFG_MAX_IFACES	  8
+#define CFG_MAX_FAMILIES  8
+#define CFG_MAX_ERRORS	  32
+#define CFG_MAX_TCLASSES  16
+#define CFG_MAX_EXEMPT	  64
+#define CFG_MAX_NOTIFY_TO 8
 
 struct cfg_addr {
 	char text[128]; /* as written: "0.0.0.0:443", "[::]:443", "http://127.0.0.1:8080" */
@@ -190,6 +191,14 @@ struct gw_config {
 	struct {
 		char metrics[128]; /* "" = no metrics listener */
 		struct cfg_addr metrics_addr;
+		/* The web console (user/console.h): "" = off. */
+		char web[128];
+		struct cfg_addr web_addr;
+		char web_accounts[PATH_MAX]; /* crypt(3) hashes, 0600 (easctl admin passwd) */
+		char web_assets[PATH_MAX];   /* the console's HTML/CSS/JS (web/) */
+		char web_chartjs[PATH_MAX];  /* Debian's libjs-chart.js */
+		unsigned web_idle_ms;	     /* a session ends after this much inactivity */
+		unsigned web_lockout_ms;     /* how long 20 wrong passwords lock out */
 	} admin;
 
 	/* The farm (store.h, store_pg.c). node_name names this node in the
@@ -204,6 +213,29 @@ struct gw_config {
 		unsigned initial_sync_ms; /* a node with no snapshot waits this long for one */
 		int auto_migrate;	  /* apply schema migrations when connecting */
 	} pg;
+
+	/* Notices (user/notify.h): "" urls = none sent. */
+	struct {
+		unsigned batch_ms; /* admins: one message per batch window */
+		char from[256];
+		char admins[CFG_MAX_NOTIFY_TO][256];
+		int nadmins;
+		char smtp_url[256]; /* smtp://relay:587 (STARTTLS below) or smtps:// */
+		int smtp_starttls;  /* refuse to send without STARTTLS */
+		char smtp_user[128];
+		char smtp_password_file[PATH_MAX];
+		char smtp_ca[PATH_MAX]; /* verify the relay with this CA ("" = system store) */
+		char webhook_url[512];
+		char webhook_secret_file[PATH_MAX]; /* HMAC-SHA256 key */
+		char webhook_ca[PATH_MAX];
+		int user_enabled;
+		char user_address[256];	      /* "%u@example.com"; "" = the UPN itself */
+		char user_template[PATH_MAX]; /* "" = built in */
+		char user_contact[256];
+		unsigned retry_min_ms, retry_max_ms;
+		unsigned queue;	     /* messages waiting at most; more are dropped (counted) */
+		unsigned timeout_ms; /* one delivery attempt */
+	} notify;
 };
 
 struct config_errors {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /* control.c - see control.h. */
 #include "control.h"
+#include "command.h"
 #include "log.h"
 #include "peercred.h"
 
@@ -39,11 +40,9 @@ struct ctl_client {
 	struct sbuf out; /* the whole reply */
 	size_t out_off;
 	int replying;
-	int deferred; /* a command answers later (control_finish): not freed until then */
-	int ended;    /* deferred and the connection is gone: control_finish frees */
-	int finished; /* control_finish ran inside the command: answer when it returns */
-	enum ctl_code finished_code;
-	struct sbuf finished_out;
+	struct command_job *job; /* a deferred command being stepped (command.h) */
+	struct sbuf job_out;
+	int waiting; /* the job waits for an answer (COMMAND_WAIT); deadline armed */
 };
 
 struct control {
@@ -144,19 +143,9 @@ static void format_reply(struct sbuf *dst, enum ctl_code code, const struct sbuf
 		sbuf_put(dst, nl + 1, strlen(nl + 1));
 }
 
-static void client_free(struct ctl_client *k)
-{
-	free(k->req);
-	sbuf_free(&k->out);
-	sbuf_free(&k->finished_out);
-	free(k);
-}
-
 static void client_end(struct ctl_client *k)
 {
 	struct control *c = k->c;
-	if (k->ended)
-		return;
 	for (struct ctl_client **pp = &c->clients; *pp; pp = &(*pp)->next)
 		if (*pp == k) {
 			*pp = k->next;
@@ -170,11 +159,11 @@ static void client_end(struct ctl_client *k)
 	 * may still hold a copy of fd. */
 	shutdown(k->fd, SHUT_RDWR);
 	close(k->fd);
-	if (k->deferred) {
-		k->ended = 1; /* control_finish() frees it */
-		return;
-	}
-	client_free(k);
+	free(k->req);
+	sbuf_free(&k->out);
+	command_job_free(k->job);
+	sbuf_free(&k->job_out);
+	free(k);
 }
 
 /* Send what the socket takes; end the client when all is sent or it failed. */
@@ -218,39 +207,38 @@ static void client_reply_text(struct ctl_client *k, enum ctl_code code, const ch
 	sbuf_free(&out);
 }
 
-static struct ctl_client *running; /* the client whose command runs now */
-
-struct ctl_pending *control_defer(void)
+static void client_wake(void *arg)
 {
-	if (!running)
-		return NULL;
-	running->deferred = 1;
-	return (struct ctl_pending *)running;
+	struct ctl_client *k = arg;
+	loop_timer_set(k->c->loop, &k->run, 0);
 }
 
-void control_finish(struct ctl_pending *p, enum ctl_code code, struct sbuf *out)
+/* A deferred command: one bounded step per loop pass until it is done; a
+ * job waiting for the store is stepped again when it wakes (COMMAND_WAIT),
+ * for at most COMMAND_WAIT_MS (client_timeout). */
+static void client_step(struct ctl_client *k)
 {
-	struct ctl_client *k = (struct ctl_client *)p;
-	if (!k)
-		return;
-	k->deferred = 0;
-	if (k == running) {
-		/* Finished before the command returned: client_run answers. */
-		k->finished = 1;
-		k->finished_code = code;
-		if (out && out->len)
-			sbuf_put(&k->finished_out, out->p, out->len);
+	enum ctl_code code = CTL_FAILED;
+	int r = command_step(k->job, &k->job_out, &code);
+	if (r == 0) {
+		loop_timer_set(k->c->loop, &k->run, 0);
 		return;
 	}
-	if (k->ended) {
-		client_free(k);
+	if (r == COMMAND_WAIT) {
+		if (!k->waiting) {
+			k->waiting = 1;
+			loop_timer_set(k->c->loop, &k->deadline, COMMAND_WAIT_MS);
+		}
 		return;
 	}
-	if (k->out.len)
-		return; /* told it timed out; that reply is still being sent */
-	struct sbuf none = {0};
+	k->waiting = 0;
+	command_job_free(k->job);
+	k->job = NULL;
 	loop_update_clock(k->c->loop);
-	client_reply(k, code, out ? out : &none);
+	struct sbuf out = k->job_out;
+	memset(&k->job_out, 0, sizeof(k->job_out));
+	client_reply(k, code, &out);
+	sbuf_free(&out);
 }
 
 /* The request is complete: run it (from a timer, see client_read). */
@@ -258,6 +246,10 @@ static void client_run(struct loop_timer *t)
 {
 	struct ctl_client *k = t->arg;
 	struct control *c = k->c;
+	if (k->job) {
+		client_step(k);
+		return;
+	}
 	char *argv[CTL_MAX_ARGS + 1];
 	int argc = 0;
 	for (size_t i = 0; i < k->req_len && argc < CTL_MAX_ARGS;) {
@@ -271,34 +263,20 @@ static void client_run(struct loop_timer *t)
 		client_reply_text(k, CTL_USAGE, "empty request");
 		return;
 	}
+	/* The peer passed peercred_refusal(): root, the daemon's user or its
+	 * group, which administer the whole daemon anyway. */
+	struct command_actor who = {.kind = "easctl", .uid = k->who.uid, .role = ROLE_ADMIN};
+	snprintf(who.name, sizeof(who.name), "uid %u", (unsigned)k->who.uid);
+	snprintf(who.source, sizeof(who.source), "pid %d", (int)k->who.pid);
 	struct sbuf out = {0};
-	enum ctl_code code = CTL_USAGE;
-	const struct ctl_cmd *cmd = NULL;
-	for (const struct ctl_cmd *x = c->cmds; x->name && !cmd; x++)
-		if (!strcmp(x->name, argv[0]))
-			cmd = x;
-	if (cmd) {
-		running = k;
-		code = cmd->fn(c->ctx, argc, argv, &out);
-		running = NULL;
-	} else {
-		sbuf_printf(&out, "unknown command '%s' (try: easctl help)", argv[0]);
+	enum ctl_code code = command_run(c->cmds, c->ctx, &who, argc, argv, &out, &k->job);
+	if (k->job) {
+		k->job_out = out;
+		k->job->wake = client_wake;
+		k->job->wake_arg = k;
+		loop_timer_set(c->loop, &k->run, 0);
+		return;
 	}
-	if (code == (enum ctl_code)CTL_DEFERRED) {
-		sbuf_free(&out);
-		if (k->deferred) {
-			loop_timer_set(c->loop, &k->deadline, CTL_DEFER_MS);
-			return;
-		}
-		if (!k->finished) {
-			k->finished_code = CTL_FAILED;
-			sbuf_printf(&k->finished_out, "internal error: no answer");
-		}
-		code = k->finished_code;
-		out = k->finished_out;
-		memset(&k->finished_out, 0, sizeof(k->finished_out));
-	}
-	k->deferred = 0;
 	/* The command may have taken a while (reload): the loop's clock. */
 	loop_update_clock(c->loop);
 	client_reply(k, code, &out);
@@ -355,7 +333,7 @@ static void client_read(struct ctl_client *k)
 static void client_io(struct loop_io *io, uint32_t ev)
 {
 	struct ctl_client *k = io->arg;
-	if (loop_timer_armed(&k->run) || (k->deferred && !k->out.len))
+	if (loop_timer_armed(&k->run) || (k->job && !k->out.len))
 		return; /* request complete, command not run or not answered yet */
 	if (k->replying)
 		client_write(k);
@@ -366,8 +344,14 @@ static void client_io(struct loop_io *io, uint32_t ev)
 static void client_timeout(struct loop_timer *t)
 {
 	struct ctl_client *k = t->arg;
-	if (k->deferred && !k->out.len) {
+	if (k->job && !k->out.len) {
+		/* A job waiting for the store (COMMAND_WAIT): it is freed (and
+		 * lets go of the answer to come), the client is told. */
 		log_warn("event=control_deferred_timeout pid=%d", (int)k->who.pid);
+		command_job_free(k->job);
+		k->job = NULL;
+		sbuf_free(&k->job_out);
+		k->waiting = 0;
 		client_reply_text(
 		    k, CTL_FAILED,
 		    "no answer in time (the change may still be applied: look again)");

@@ -17,8 +17,10 @@
  * Clients are served from the loop and never waited for: at most 32 at a
  * time, a request of at most 64 KiB that must arrive within 2 s, a reply
  * that must make progress every 5 s; commands run one at a time, after the
- * loop pass that completed their request. Deferred replies (above) must all
- * be finished before control_free().
+ * loop pass that completed their request, through the command layer
+ * (command.h) as the peer's uid with the admin role; a command that defers
+ * is stepped from the loop until it is done (one that waits for a farm's
+ * database: at most COMMAND_WAIT_MS, then the client is told no answer came).
  */
 #ifndef EG_CONTROL_H
 #define EG_CONTROL_H
@@ -29,17 +31,6 @@
 #include "loop.h"
 
 enum ctl_code { CTL_OK = 0, CTL_USAGE = 1, CTL_NOTFOUND = 2, CTL_FAILED = 3, CTL_DENIED = 4 };
-
-/*
- * A command that waits for something outside the loop (the farm database)
- * calls control_defer() and returns CTL_DEFERRED; it answers later with
- * control_finish(), exactly once, whatever happens. The client meanwhile
- * costs a slot; after CTL_DEFER_MS it is told the answer did not come in
- * time (the command may still complete) and control_finish() only frees.
- */
-#define CTL_DEFERRED 100
-#define CTL_DEFER_MS 30000
-struct ctl_pending;
 
 /* Growable output text. */
 struct sbuf {
@@ -58,6 +49,9 @@ struct ctl_cmd {
 	const char *name; /* first argv word */
 	ctl_fn fn;
 	const char *usage; /* one line for `easctl help` */
+	/* The role (enum command_role in command.h) this argv needs; NULL =
+	 * viewer (the command only reads). */
+	int (*need)(int argc, char **argv);
 };
 
 struct control;
@@ -69,10 +63,6 @@ struct control;
 struct control *control_new(struct loop *l, const char *path, uid_t uid, gid_t gid,
 			    const struct ctl_cmd *cmds, void *ctx);
 void control_free(struct control *c);
-/* Only inside a command handler: the handle to answer this request later. */
-struct ctl_pending *control_defer(void);
-/* The deferred answer (out may be NULL for no output). */
-void control_finish(struct ctl_pending *p, enum ctl_code code, struct sbuf *out);
 /* In a forked child: close the listening socket without unlinking it. */
 void control_close_fd(struct control *c);
 

@@ -174,6 +174,12 @@ static void add_db_rule(void *arg, int64_t id, const char *text)
 struct policy *gate_build_policy(const struct gw_config *c, struct inventory *inv, char *err,
 				 size_t errsz)
 {
+	return gate_build_policy_with(c, inv, NULL, err, errsz);
+}
+
+struct policy *gate_build_policy_with(const struct gw_config *c, struct inventory *inv,
+				      const struct policy_rule *extra, char *err, size_t errsz)
+{
 	struct rule_acc a = {.err = err, .errsz = errsz};
 	const char *path = c->path[0] ? c->path : "(config)";
 	struct policy *p = NULL;
@@ -202,6 +208,8 @@ struct policy *gate_build_policy(const struct gw_config *c, struct inventory *in
 		inv_foreach_list(inv, add_db_list, &ids);
 	}
 	if (ids.failed)
+		goto out;
+	if (extra && acc_push(&a, extra) < 0)
 		goto out;
 	blocked = calloc((size_t)c->policy.nblocked + ids.n[0] + 1, sizeof(char *));
 	allowed = calloc((size_t)c->policy.nallowed + ids.n[1] + 1, sizeof(char *));

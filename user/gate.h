@@ -76,6 +76,12 @@ void gate_inventory_path(const struct gw_config *c, char *out, size_t outsz);
 struct policy *gate_build_policy(const struct gw_config *c, struct inventory *inv, char *err,
 				 size_t errsz);
 
+/* The same, with one more rule after the run-time ones, where `rules add`
+ * would put it (the console's dry run). */
+struct policy_rule;
+struct policy *gate_build_policy_with(const struct gw_config *c, struct inventory *inv,
+				      const struct policy_rule *extra, char *err, size_t errsz);
+
 struct gate *gate_new(const struct gate_opts *o, char *err, size_t errsz);
 void gate_free(struct gate *g);
 

@@ -25,6 +25,9 @@ enum {
 	Q_LISTS,
 	Q_NODES,
 	Q_META_GET,
+	Q_AUDIT_LIST,
+	Q_DEVICE_PAGE,
+	Q_BY_DEVICE_ID,
 	Q__READERS,
 	/* the writer (master) */
 	Q_UPSERT_SEEN = Q__READERS,
@@ -52,6 +55,8 @@ enum {
 	Q_LISTS_CLEAR,
 	Q_NODE_PUT,
 	Q_META_SET,
+	Q_AUDIT_ADD,
+	Q_AUDIT_PUT,
 	Q__N
 };
 
@@ -82,6 +87,13 @@ static const char *const sql[Q__N] = {
     [Q_NODES] = "SELECT name, version, store, config_gen, policy_gen, started_at, heartbeat_at,"
 		" requests_total, requests_per_s, journal FROM nodes ORDER BY name",
     [Q_META_GET] = "SELECT v FROM meta WHERE k = ?1",
+    /* newest first, below an id (keyset paging) */
+    [Q_AUDIT_LIST] = "SELECT id, at, who, source, what, before, after, node FROM audit"
+		     " WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+    [Q_DEVICE_PAGE] = "SELECT " DEVICE_COLS " FROM devices WHERE (user, device_id) > (?1, ?2)"
+		      " ORDER BY user, device_id LIMIT ?3",
+    [Q_BY_DEVICE_ID] = "SELECT " DEVICE_COLS " FROM devices WHERE device_id = ?1"
+		       " ORDER BY user LIMIT ?2",
     [Q_UPSERT_SEEN] =
 	"INSERT INTO devices (user, device_id, device_type, user_agent, xmswl, protocol,"
 	" last_cmd, first_sync, last_attempt, os_key, os_family, last_node)"
@@ -195,6 +207,11 @@ static const char *const sql[Q__N] = {
 		   " requests_per_s = excluded.requests_per_s, journal = excluded.journal"
 		   " WHERE excluded.heartbeat_at >= heartbeat_at",
     [Q_META_SET] = "INSERT OR REPLACE INTO meta (k, v) VALUES (?1, ?2)",
+    [Q_AUDIT_ADD] = "INSERT INTO audit (at, who, source, what, before, after, node, farm_id)"
+		    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    /* A farm row pulled again: already there (farm_id is unique). */
+    [Q_AUDIT_PUT] = "INSERT OR IGNORE INTO audit (at, who, source, what, before, after, node,"
+		    " farm_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 };
 
 struct inventory {
@@ -977,4 +994,119 @@ int inv_count_by_family_state(struct inventory *inv,
 		   (const char *)sqlite3_column_text(s, 1), (long)sqlite3_column_int64(s, 2));
 	sqlite3_reset(s);
 	return r == SQLITE_DONE ? 0 : -1;
+}
+
+/* --- audit ---------------------------------------------------------------------- */
+
+static void bind_audit(sqlite3_stmt *s, const struct inv_audit *a)
+{
+	sqlite3_bind_int64(s, 1, a->at);
+	bind_s(s, 2, a->who);
+	bind_s(s, 3, a->source);
+	bind_s(s, 4, a->what);
+	bind_s(s, 5, a->before);
+	bind_s(s, 6, a->after);
+	bind_s(s, 7, a->node);
+	if (a->farm_id > 0)
+		sqlite3_bind_int64(s, 8, a->farm_id);
+	else
+		sqlite3_bind_null(s, 8);
+}
+
+int64_t inv_audit_add(struct inventory *inv, const struct inv_audit *a)
+{
+	sqlite3_stmt *s = q(inv, Q_AUDIT_ADD);
+	bind_audit(s, a);
+	if (step_done(inv, s, "audit_add") < 0)
+		return -1;
+	return sqlite3_last_insert_rowid(inv->db);
+}
+
+int inv_audit_put(struct inventory *inv, const struct inv_audit *a)
+{
+	sqlite3_stmt *s = q(inv, Q_AUDIT_PUT);
+	bind_audit(s, a);
+	if (step_done(inv, s, "audit_put") < 0)
+		return -1;
+	return sqlite3_changes(inv->db) > 0;
+}
+
+int inv_foreach_audit(struct inventory *inv, int64_t below_id, int limit,
+		      int (*cb)(void *arg, const struct inv_audit *a), void *arg)
+{
+	sqlite3_stmt *s = q(inv, Q_AUDIT_LIST);
+	sqlite3_bind_int64(s, 1, below_id > 0 ? below_id : INT64_MAX);
+	sqlite3_bind_int(s, 2, limit);
+	struct inv_audit *a = malloc(sizeof(*a));
+	int r, n = 0;
+	while (a && (r = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(a, 0, sizeof(*a));
+		a->id = sqlite3_column_int64(s, 0);
+		a->at = sqlite3_column_int64(s, 1);
+		col_text(s, 2, a->who, sizeof(a->who));
+		col_text(s, 3, a->source, sizeof(a->source));
+		col_text(s, 4, a->what, sizeof(a->what));
+		col_text(s, 5, a->before, sizeof(a->before));
+		col_text(s, 6, a->after, sizeof(a->after));
+		col_text(s, 7, a->node, sizeof(a->node));
+		n++;
+		if (cb(arg, a))
+			break;
+	}
+	sqlite3_reset(s);
+	free(a);
+	return n;
+}
+
+/* --- paged device scans ------------------------------------------------------------ */
+
+int inv_devices_page(struct inventory *inv, struct inv_cursor *cur, int limit,
+		     const struct inv_filter *f, int (*cb)(void *arg, const struct inv_device *d),
+		     void *arg)
+{
+	if (cur->done)
+		return 0;
+	int bad;
+	struct inv_match *m = inv_match_new(f, &bad);
+	if (!m)
+		return bad ? -2 : -1;
+	sqlite3_stmt *s = q(inv, Q_DEVICE_PAGE);
+	bind_s(s, 1, cur->user);
+	bind_s(s, 2, cur->device_id);
+	sqlite3_bind_int(s, 3, limit);
+	struct inv_device *d = malloc(sizeof(*d));
+	int r = SQLITE_DONE, rows = 0, stop = 0;
+	while (d && !stop && (r = sqlite3_step(s)) == SQLITE_ROW) {
+		read_device(s, d);
+		rows++;
+		snprintf(cur->user, sizeof(cur->user), "%s", d->user);
+		snprintf(cur->device_id, sizeof(cur->device_id), "%s", d->device_id);
+		if (inv_match(m, d))
+			stop = cb(arg, d) != 0;
+	}
+	sqlite3_reset(s);
+	free(d);
+	inv_match_free(m);
+	if (stop || rows < limit)
+		cur->done = 1;
+	return rows;
+}
+
+int inv_find_device_id(struct inventory *inv, const char *device_id, int limit,
+		       int (*cb)(void *arg, const struct inv_device *d), void *arg)
+{
+	sqlite3_stmt *s = q(inv, Q_BY_DEVICE_ID);
+	bind_s(s, 1, device_id);
+	sqlite3_bind_int(s, 2, limit);
+	struct inv_device *d = malloc(sizeof(*d));
+	int n = 0;
+	while (d && sqlite3_step(s) == SQLITE_ROW) {
+		read_device(s, d);
+		n++;
+		if (cb(arg, d))
+			break;
+	}
+	sqlite3_reset(s);
+	free(d);
+	return n;
 }

@@ -219,6 +219,49 @@ int inv_foreach_device(struct inventory *inv, const struct inv_filter *f,
 		       int (*cb)(void *arg, const struct inv_device *d), void *arg);
 int inv_foreach_version(struct inventory *inv, int (*cb)(void *arg, const struct inv_version *v),
 			void *arg);
+/*
+ * The audit trail: one row per change made through the command layer
+ * (easctl or the console). Append-only (the schema's triggers refuse UPDATE
+ * and DELETE). Texts are as the command wrote them; none is a credential.
+ */
+struct inv_audit {
+	int64_t id;
+	int64_t at;	  /* unix seconds */
+	char who[96];	  /* "console:alice", "easctl:uid=0" */
+	char source[64];  /* console: client address; easctl: "pid N" */
+	char what[256];	  /* "device approve ApplXYZ (alice)" */
+	char before[512]; /* state before ("" when not applicable) */
+	char after[512];  /* state after */
+	char node[64];	  /* the node it was made on (node_name; "" in rows before the farm) */
+	int64_t farm_id;  /* the farm database's id of the row; 0 = this file's own */
+};
+int64_t inv_audit_add(struct inventory *inv, const struct inv_audit *a); /* id or -1 */
+/* A row pulled from the farm (farm_id set): 1 added, 0 already here, -1 error. */
+int inv_audit_put(struct inventory *inv, const struct inv_audit *a);
+/* Newest first, ids below below_id (<= 0: from the newest), at most limit. */
+int inv_foreach_audit(struct inventory *inv, int64_t below_id, int limit,
+		      int (*cb)(void *arg, const struct inv_audit *a), void *arg);
+
+/*
+ * Scan devices in bounded pages (keyset paging on (user, DeviceId)), so a
+ * large inventory is walked a page per loop pass: start with a zeroed cursor;
+ * each call reads at most limit rows after the cursor and passes those that
+ * match f to cb (non-zero from cb stops the scan). Returns rows read (0 at
+ * the end; cur->done is set once nothing is left), -2 for a bad os_regex,
+ * -1 out of memory.
+ */
+struct inv_cursor {
+	char user[EAS_USER_MAX + 1];
+	char device_id[EAS_DEVID_MAX + 1];
+	int done;
+};
+int inv_devices_page(struct inventory *inv, struct inv_cursor *cur, int limit,
+		     const struct inv_filter *f, int (*cb)(void *arg, const struct inv_device *d),
+		     void *arg);
+/* Devices with this DeviceId (any user; indexed), at most limit. Returns how many. */
+int inv_find_device_id(struct inventory *inv, const char *device_id, int limit,
+		       int (*cb)(void *arg, const struct inv_device *d), void *arg);
+
 /* Count devices by (OS family, access state) for metrics. */
 int inv_count_by_family_state(struct inventory *inv,
 			      void (*cb)(void *arg, const char *family, const char *state, long n),

@@ -6,7 +6,7 @@
  *
  * Migration 1 is the schema every release before the farm created (it is
  * recognised by its meta row 'schema' = '1'); a database made by it keeps
- * its rows and gets the columns and tables of migration 2 added. The
+ * its rows and gets the columns and tables of the later migrations added. The
  * pending migrations run in one transaction with their schema_version rows,
  * so a crash leaves the old version or the new one, never half of one.
  */
@@ -81,6 +81,29 @@ static const struct inv_migration migrations[] = {
      " k1 TEXT NOT NULL COLLATE NOCASE, k2 TEXT NOT NULL DEFAULT '' COLLATE NOCASE,"
      " at INTEGER DEFAULT 0, UNIQUE (kind, k1, k2));"
      "UPDATE meta SET v = '2' WHERE k = 'schema';"},
+    /*
+     * The audit trail (issue #14) and the DeviceId index admin commands
+     * use. A file made by a release with the console but before the farm
+     * has the table already (its version-1 schema created it): kept with its
+     * rows. In a farm the table mirrors the farm's audit (farm_id: the
+     * database's id, unique, so a row pulled twice is one row); node names
+     * where the change was made. Append-only: triggers refuse UPDATE and
+     * DELETE, whoever opens the file.
+     */
+    {3, "audit trail (farm-wide in a farm), DeviceId index",
+     "CREATE TABLE IF NOT EXISTS audit ("
+     " id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, who TEXT NOT NULL,"
+     " source TEXT DEFAULT '', what TEXT NOT NULL, before TEXT DEFAULT '',"
+     " after TEXT DEFAULT '');"
+     "ALTER TABLE audit ADD COLUMN node TEXT DEFAULT '';"
+     "ALTER TABLE audit ADD COLUMN farm_id INTEGER;"
+     "CREATE UNIQUE INDEX audit_farm_id ON audit (farm_id);"
+     "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit"
+     " BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;"
+     "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit"
+     " BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;"
+     "CREATE INDEX IF NOT EXISTS devices_by_id ON devices (device_id);"
+     "UPDATE meta SET v = '3' WHERE k = 'schema';"},
 };
 
 #define NMIG ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,6 +15,23 @@ static enum log_level log_level = LOG_INFO;
 static int log_ts;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+/* syslog priorities of the levels: err, warning, info, debug */
+static const int level_prio[] = {3, 4, 6, 7};
+static int log_journal = -1; /* stderr is the journal: 1/0, -1 = not looked yet */
+
+/* systemd names the journal stream it gave the service in JOURNAL_STREAM
+ * (device:inode). Only there does a line start with "<N>": journald takes it
+ * as the line's PRIORITY and strips it (sd-daemon(3)), so `journalctl -p err`
+ * finds the errors; a terminal, a file or a pipe gets the plain line. */
+static int stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+		return 0;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void log_set_proc(const char *proc)
 {
@@ -54,12 +72,16 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 	/* One write() per line so lines from workers never interleave. */
 	char line[2048];
 	int n = 0;
+	if (log_journal < 0)
+		log_journal = stderr_is_journal();
+	if (log_journal)
+		n += snprintf(line, sizeof(line), "<%d>", level_prio[lvl]);
 	if (log_ts) {
 		struct timeval tv;
 		struct tm tm;
 		gettimeofday(&tv, NULL);
 		gmtime_r(&tv.tv_sec, &tm);
-		n += (int)strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
+		n += (int)strftime(line + n, sizeof(line) - (size_t)n, "ts=%Y-%m-%dT%H:%M:%S", &tm);
 		n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ldZ ",
 			      (long)tv.tv_usec / 1000);
 	}

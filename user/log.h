@@ -2,7 +2,9 @@
 /*
  * log.h - structured key=value logging to stderr (journald picks it up).
  *
- * Every line is "level=<lvl> proc=<name> <key=value ...>". Callers write the
+ * Every line is "level=<lvl> proc=<name> <key=value ...>"; when stderr is
+ * systemd's journal stream it starts with "<N>", the level's syslog priority,
+ * which journald keeps as PRIORITY (log.c). Callers write the
  * key=value part; values that may contain spaces or quotes go through
  * log_quote(). Nothing credential-bearing may ever be passed here: the
  * Authorization header and passwords are never logged (see relay.c).

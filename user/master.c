@@ -4,14 +4,18 @@
 #include "admin.h"
 #include "bpfmaps.h"
 #include "check.h"
+#include "command.h"
+#include "console.h"
 #include "control.h"
 #include "gate.h"
+#include "history.h"
 #include "kfeat.h"
 #include "krelay.h"
 #include "log.h"
 #include "loop.h"
 #include "maglev.h"
 #include "metrics.h"
+#include "notify.h"
 #include "ocsp.h"
 #include "priv.h"
 #include "relay.h"
@@ -19,6 +23,7 @@
 #include "siphash.h"
 #include "srccap.h"
 #include "store.h"
+#include "textfmt.h"
 #include "throttle.h"
 #include "tls.h"
 #include "worker.h"
@@ -72,6 +77,9 @@ struct master {
 	struct control *control;
 	struct admin *admin;
 	struct metrics *metrics;
+	struct console *console;   /* admin.web: NULL = off */
+	struct notify *notify;	   /* notices (never NULL once started) */
+	struct history *history;   /* requests/s for the console's charts */
 	struct tls_server *tls;	   /* built here, inherited by the workers of this generation */
 	struct ocsp_stapler *ocsp; /* OCSP responses, published in shm for the workers */
 	struct throttle *throttle; /* shared budget/loop table, created before the first fork */
@@ -89,6 +97,7 @@ struct master {
 	struct loop_timer respawn;
 	uint64_t respawn_backoff_ms;
 	uint64_t watchdog_ms;
+	int watchdog_held; /* a worker is hung: WATCHDOG=1 withheld (said once) */
 	uint64_t ticket_rotated_ms;
 	uint64_t certs_checked_ms;
 	char relay_path[320]; /* how bodies move and why (choose_relay_path) */
@@ -255,6 +264,14 @@ int master_check_config_full(const struct gw_config *c)
 	warn_tls_config(c);
 	if (admin_check_config(NULL, c, why, sizeof(why)) < 0) {
 		fprintf(stderr, "%s\n", why);
+		bad++;
+	}
+	if (notify_check_config(c, why, sizeof(why)) < 0) {
+		fprintf(stderr, "notify: %s\n", why);
+		bad++;
+	}
+	if (console_check_config(c, why, sizeof(why)) < 0) {
+		fprintf(stderr, "admin.web: %s\n", why);
 		bad++;
 	}
 	return bad;
@@ -586,6 +603,7 @@ static int spawn_worker(struct master *m, int slot)
 		control_close_fd(m->control);
 		metrics_close_fd(m->metrics);
 		admin_forget_in_child(m->admin);
+		console_close_fds(m->console);
 		_exit(worker_main(&a));
 	}
 	p->pid = pid;
@@ -731,6 +749,14 @@ static int apply_config(struct master *m, struct gw_config *nc, struct tls_serve
 	if (m->admin)
 		admin_config_changed(m->admin, nc);
 	ocsp_stapler_configure(m->ocsp, nc);
+	char nerr[320];
+	if (m->notify && notify_reconfigure(m->notify, nc, nerr, sizeof(nerr)) < 0)
+		log_err("event=notify_reconfigure_failed error=\"%s\"", nerr); /* checked before */
+	console_reconfigure(m->console, nc);
+	if (!m->console && nc->admin.web[0])
+		log_warn("event=console_not_started addr=%s note=\"the console starts with the "
+			 "daemon: restart to turn it on\"",
+			 nc->admin.web);
 	if (old) {
 		config_free(old);
 		free(old);
@@ -765,6 +791,10 @@ static int master_reload(struct master *m, char *why, size_t whysz)
 	} else if (gate_load_builds(nc, why, whysz) < 0) {
 		/* message set */
 	} else if (admin_check_config(m->admin, nc, why, whysz) < 0) {
+		/* message set */
+	} else if (notify_check_config(nc, why, whysz) < 0) {
+		/* message set */
+	} else if (m->console && console_check_config(nc, why, whysz) < 0) {
 		/* message set */
 	} else if (setup_throttle(m, nc, terr, sizeof(terr)) < 0) {
 		snprintf(why, whysz, "throttle: %s", terr);
@@ -828,18 +858,61 @@ static void on_signal(struct loop *l, int signo, void *arg)
 {
 	struct master *m = arg;
 	char why[320];
-	if (signo == SIGHUP && !m->stopping)
-		master_reload(m, why, sizeof(why));
-	else if (signo == SIGTERM || signo == SIGINT)
+	if (signo == SIGHUP && !m->stopping) {
+		/* systemctl reload: no easctl peer, no console account; the
+		 * audit line says "daemon" (command_actor() is NULL here) */
+		uint64_t gen = m->gen;
+		if (master_reload(m, why, sizeof(why)) == 0 && m->admin) {
+			char before[32], after[32];
+			snprintf(before, sizeof(before), "generation %llu",
+				 (unsigned long long)gen);
+			snprintf(after, sizeof(after), "generation %llu",
+				 (unsigned long long)m->gen);
+			admin_audit(m->admin, "reload (SIGHUP)", before, after);
+		}
+	} else if (signo == SIGTERM || signo == SIGINT)
 		master_stop(m);
 }
 
 /* --- housekeeping ---------------------------------------------------------------------- */
 
+/* A live worker whose loop has not ticked (every second, shm.h) for a
+ * watchdog period plus a tick is hung, or NULL. Its start is the floor: the
+ * slot may hold an earlier worker's last beat. */
+static const struct proc *stalled_worker(const struct master *m, uint64_t now, uint64_t *silent)
+{
+	for (int i = 0; i < MAX_PROCS; i++) {
+		const struct proc *p = &m->procs[i];
+		if (!p->pid)
+			continue;
+		uint64_t beat = m->shm->worker_beat_ms[p->stats_slot];
+		if (beat < p->started_ms)
+			beat = p->started_ms;
+		if (now > beat && now - beat > m->watchdog_ms + 1000) {
+			*silent = now - beat;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+/* WATCHDOG=1 says the whole gateway works, so it is withheld while a worker
+ * is hung: systemd then restarts the unit (a worker stopped with SIGSTOP
+ * would otherwise keep its share of new connections for ever). */
 static void on_watchdog(struct loop_timer *t)
 {
 	struct master *m = t->arg;
-	sd_notify(0, "WATCHDOG=1");
+	uint64_t silent = 0;
+	const struct proc *p = stalled_worker(m, loop_now_ms(m->loop), &silent);
+	if (!p) {
+		sd_notify(0, "WATCHDOG=1");
+		m->watchdog_held = 0;
+	} else if (!m->watchdog_held) {
+		m->watchdog_held = 1;
+		log_err("event=worker_stalled slot=%d pid=%d silent_ms=%llu "
+			"action=\"watchdog ping withheld\"",
+			p->slot, (int)p->pid, (unsigned long long)silent);
+	}
 	loop_timer_set(m->loop, &m->watchdog, m->watchdog_ms);
 }
 
@@ -859,6 +932,8 @@ static void on_tick(struct loop_timer *t)
 	if (m->admin)
 		admin_tick(m->admin);
 	ocsp_stapler_tick(m->ocsp);
+	history_tick(m->history, m->shm, m->cfg, time(NULL));
+	notify_tick(m->notify, m->shm, m->cfg);
 	if (now - m->certs_checked_ms >= 3600 * 1000) { /* expiry moves daily: hourly is plenty */
 		master_check_certs(m->cfg, 0);
 		m->certs_checked_ms = now;
@@ -895,11 +970,43 @@ static enum ctl_code cmd_status(void *ctx, int argc, char **argv, struct sbuf *o
 	return CTL_OK;
 }
 
+static void backends_json(struct master *m, const struct stats *sum, struct sbuf *out)
+{
+	sbuf_put(out, "[", 1);
+	for (int i = 0; i < m->cfg->nbackends; i++) {
+		const struct cfg_backend *b = &m->cfg->backends[i];
+		int s = shm_backend_find(m->shm, b->name);
+		const struct shm_backend *sb = s >= 0 ? &m->shm->backends[s] : NULL;
+		sbuf_printf(out, "%s\n  {\"name\": ", i ? "," : "");
+		fmt_json_str(out, b->name);
+		sbuf_printf(out, ", \"address\": ");
+		fmt_json_str(out, b->addr.text);
+		sbuf_printf(
+		    out,
+		    ", \"tls\": %s, \"up\": %s, \"health_checks\": %s, \"checks_ok\": %llu, "
+		    "\"checks_failed\": %llu, \"connections\": %lld, \"requests\": %llu, "
+		    "\"failures\": %llu, \"last_error\": ",
+		    b->tls ? "true" : "false", sb && sb->up ? "true" : "false",
+		    b->health_enabled ? "true" : "false",
+		    sb ? (unsigned long long)sb->checks_ok : 0ull,
+		    sb ? (unsigned long long)sb->checks_failed : 0ull,
+		    (long long)sum->backend_conns[i], (unsigned long long)sum->backend_requests[i],
+		    (unsigned long long)sum->backend_failures[i]);
+		fmt_json_str(out, sb ? sb->last_error : "");
+		sbuf_put(out, "}", 1);
+	}
+	sbuf_printf(out, "%s]\n", m->cfg->nbackends ? "\n" : "");
+}
+
 static enum ctl_code cmd_backends(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct master *m = ctx;
 	struct stats sum;
 	stats_sum(m->shm->worker_stats, EG_MAX_WORKERS, &sum);
+	if (argc == 3 && !strcmp(argv[1], "--format") && !strcmp(argv[2], "json")) {
+		backends_json(m, &sum, out);
+		return CTL_OK;
+	}
 	sbuf_printf(out, "%-16s %-24s %-5s %10s %12s %10s  %s\n", "NAME", "ADDRESS", "STATE",
 		    "CONNS", "REQUESTS", "FAILURES", "LAST_ERROR");
 	for (int i = 0; i < m->cfg->nbackends; i++) {
@@ -924,6 +1031,10 @@ static enum ctl_code cmd_reload(void *ctx, int argc, char **argv, struct sbuf *o
 		return CTL_FAILED;
 	}
 	sbuf_printf(out, "reloaded: generation %llu\n", (unsigned long long)m->gen);
+	char before[32], after[32];
+	snprintf(before, sizeof(before), "generation %llu", (unsigned long long)m->gen - 1);
+	snprintf(after, sizeof(after), "generation %llu", (unsigned long long)m->gen);
+	admin_audit(m->admin, "reload", before, after);
 	return CTL_OK;
 }
 
@@ -936,13 +1047,29 @@ static enum ctl_code cmd_metrics(void *ctx, int argc, char **argv, struct sbuf *
 	return CTL_OK;
 }
 
+static enum ctl_code cmd_history(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct master *m = ctx;
+	return history_command(m->history, argc, argv, out);
+}
+
+static int need_admin(int argc, char **argv)
+{
+	return ROLE_ADMIN;
+}
+
 static const struct ctl_cmd base_cmds[] = {
-    {"status", cmd_status, "status                      daemon, workers, reloads"},
-    {"backends", cmd_backends, "backends                    backend health and load"},
-    {"reload", cmd_reload, "reload                      re-read config, rules, certificates"},
-    {"metrics", cmd_metrics, "metrics                     the Prometheus exposition"},
-    {"help", cmd_help, "help                        this list"},
-    {NULL, NULL, NULL},
+    {"status", cmd_status, "status                      daemon, workers, reloads", NULL},
+    {"backends", cmd_backends, "backends [--format json]    backend health and load", NULL},
+    {"reload", cmd_reload, "reload                      re-read config, rules, certificates",
+     need_admin},
+    {"metrics", cmd_metrics, "metrics                     the Prometheus exposition", NULL},
+    {"history", cmd_history,
+     "history [--hours N]         requests/s by verdict, command, "
+     "backend (JSON)",
+     NULL},
+    {"help", cmd_help, "help                        this list", NULL},
+    {NULL, NULL, NULL, NULL},
 };
 
 static struct ctl_cmd all_cmds[64];
@@ -1323,10 +1450,24 @@ int master_run(const struct master_opts *o)
 	}
 	if (m->bpf) /* counts start at 0: a previous daemon's capped sources are not */
 		bpfgate_src_cap_clear(m->bpf);
+	m->history = history_new();
+	m->notify = notify_new(m->loop, m->cfg, err, sizeof(err));
+	if (!m->history || !m->notify) {
+		log_err("event=notify_failed error=\"%s\"", m->history ? err : "out of memory");
+		goto out;
+	}
+	admin_set_notify(m->admin, m->notify);
 	build_cmd_table();
 	m->control = control_new(m->loop, m->cfg->control_socket, m->uid, m->gid, all_cmds, m);
 	if (!m->control)
 		goto out;
+	if (m->cfg->admin.web[0]) {
+		m->console = console_new(m->loop, m->cfg, &m->tls, all_cmds, m, err, sizeof(err));
+		if (!m->console) {
+			log_err("event=console_failed error=\"%s\"", err);
+			goto out;
+		}
+	}
 	if (m->cfg->admin.metrics[0]) {
 		m->metrics = metrics_new(m->loop, &m->cfg->admin.metrics_addr, m->shm, m->admin,
 					 &m->bpf, &m->nworkers);
@@ -1407,11 +1548,16 @@ out:
 		}
 	checker_free(m->checker);
 	ocsp_stapler_free(m->ocsp);
-	/* The store first: it answers the control clients it keeps waiting. */
+	admin_set_notify(m->admin, NULL);
+	/* The store first: it answers the easctl and console clients it keeps
+	 * waiting (their jobs are freed with them below). */
 	admin_free(m->admin);
 	m->admin = NULL;
 	control_free(m->control);
 	metrics_free(m->metrics);
+	console_free(m->console);
+	notify_free(m->notify);
+	history_free(m->history);
 	if (m->bpf)
 		bpfgate_close(m->bpf); /* pins and the XDP program stay: verdicts keep working */
 	tls_server_free(m->tls);

@@ -62,6 +62,11 @@ struct shm {
 	struct stats worker_stats[EG_MAX_WORKERS];
 	/* worker slot -> pid, for the control socket's status */
 	volatile int32_t worker_pid[EG_MAX_WORKERS];
+	/* Each worker's heartbeat, indexed like worker_stats (its own slot): its
+	 * loop's clock (CLOCK_MONOTONIC ms) at its last tick. The master stops
+	 * sending systemd's WATCHDOG=1 while a live worker's is stale, so a hung
+	 * worker (stopped, stuck in a call) gets the unit restarted. */
+	volatile uint64_t worker_beat_ms[EG_MAX_WORKERS];
 
 	/* certificate health, refreshed by the master (start, reload, daily) */
 	struct shm_cert {

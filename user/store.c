@@ -129,6 +129,25 @@ void store_change(struct store *s, const struct store_op *op, store_done_fn done
 	s->be->change(s, op, done, arg);
 }
 
+int64_t store_audit_local(struct store *s, const struct store_op *op, int64_t rule_id)
+{
+	struct inv_audit *a = malloc(sizeof(*a));
+	if (!a)
+		return -1;
+	*a = *op->audit;
+	a->id = a->farm_id = 0;
+	snprintf(a->node, sizeof(a->node), "%s", s->node);
+	if (op->kind == STORE_OP_RULE_ADD) {
+		snprintf(a->what, sizeof(a->what), "rules add db%lld", (long long)rule_id);
+		snprintf(a->after, sizeof(a->after), "db%lld: %s", (long long)rule_id,
+			 op->text ? op->text : "");
+	}
+	store_local_begin(s);
+	int64_t id = inv_audit_add(s->inv, a);
+	free(a);
+	return id;
+}
+
 void store_set_ready(struct store *s)
 {
 	if (!s->waiting)

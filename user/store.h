@@ -24,6 +24,11 @@
  * committed with PostgreSQL (the change is then in the snapshot too, and
  * hooks.changed has been called). Every change a decision can see calls
  * hooks.changed, on whichever node it was made (or directly in the database).
+ *
+ * The audit trail (inventory.h inv_audit) rides with the admin changes
+ * (store_op.audit): one table in the farm's database for every node, and
+ * each node's file holds a copy (pulled like the devices), which is what
+ * `easctl audit` and the console read.
  */
 #ifndef EG_STORE_H
 #define EG_STORE_H
@@ -47,6 +52,7 @@ enum store_op_kind {
 	STORE_OP_LIST_REMOVE,	  /* list, text */
 	STORE_OP_LOOP_CLEAR,	  /* user, device_id: its loop quarantine ends everywhere */
 	STORE_OP_MIGRATE,	  /* apply the schema migrations this binary knows */
+	STORE_OP_AUDIT,		  /* audit only: something done on this node (a reload) */
 };
 
 struct store_op {
@@ -55,6 +61,17 @@ struct store_op {
 	int state;
 	int64_t id;
 	int64_t now; /* unix s */
+	/*
+	 * The change's audit line (inv_audit without id, node, farm_id; NULL:
+	 * none). Written with the change, atomically, and only if it changed
+	 * something (rc 1): a change refused or failed (a farm's database
+	 * down) leaves no line. RULE_ADD: what and after are made by the
+	 * store (they name the new rule's id). With PostgreSQL the line goes
+	 * to the farm's audit table (node = this node) and every node's file
+	 * mirrors it; STORE_OP_AUDIT while the database is down is kept in
+	 * this node's file only (it happened here; it is not sent later).
+	 */
+	const struct inv_audit *audit;
 };
 
 struct store_result {

@@ -46,6 +46,10 @@ int store_pg_init(struct store *s, char *err, size_t errsz);
 
 /* For backends: a transaction on the node's file that joins an open batch. */
 int store_local_begin(struct store *s);
+/* op's audit line into the node's file (node = this node; RULE_ADD: what
+ * and after name rule_id), in the open local transaction (one is begun if
+ * none is: the caller commits). Its id, or -1. */
+int64_t store_audit_local(struct store *s, const struct store_op *op, int64_t rule_id);
 /* hooks.ready, once. */
 void store_set_ready(struct store *s);
 

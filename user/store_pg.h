@@ -91,7 +91,8 @@ struct pgs {
 	int push_inflight;
 	int hb_due;
 	char farm_id[40];
-	char horizon[1024]; /* pg_snapshot text of the last device pull; "" = none */
+	char horizon[1024];	  /* pg_snapshot text of the last device pull; "" = none */
+	char audit_horizon[1024]; /* the same for the audit trail */
 	/* counters for easctl db status and metrics */
 	uint64_t connects, disconnects, notifies, pulls, pulled_rows, pushes, pushed_rows,
 	    push_duplicates, push_errors, ops, op_errors, timeouts;
@@ -104,7 +105,8 @@ struct pgs {
 #define PG_WANT_LISTS	 (1u << 3)
 #define PG_WANT_NODES	 (1u << 4)
 #define PG_WANT_META	 (1u << 5)
-#define PG_WANT_ALL	 0x3fu
+#define PG_WANT_AUDIT	 (1u << 6)
+#define PG_WANT_ALL	 0x7fu
 
 /* store_pg.c */
 struct pg_job *pg_job_new(const char *name, const char *sql);

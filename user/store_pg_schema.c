@@ -20,7 +20,8 @@
  *    brought back by a row older than its removal.
  *
  * Version 1 is the logical schema of the releases before the farm (the
- * SQLite file of those releases has it); version 2 adds the farm. All
+ * SQLite file of those releases has it); version 2 adds the farm, version 3
+ * the farm-wide audit trail. All
  * pending migrations run in one transaction under an advisory lock, after
  * checking that the version is still the one they start from, so nodes
  * starting together cannot apply one twice.
@@ -206,6 +207,23 @@ static const struct pg_migration {
 		" updated_at = now() WHERE node = p_node AND journal_id = p_journal;\n"
 		" RETURN QUERY SELECT v_dev + v_ver, v_dup;\n"
 		"END $f$;\n"},
+	/* The farm's audit trail: one append-only table for every node (who,
+	 * which node, when, what, before, after), written in the same
+	 * statement as the change it describes (store_pg_sync.c), pulled by
+	 * xid like the devices. */
+	{3, "audit trail",
+		"CREATE TABLE audit (id bigserial PRIMARY KEY, at bigint NOT NULL,"
+		" node text NOT NULL DEFAULT '', who text NOT NULL, source text NOT NULL DEFAULT '',"
+		" what text NOT NULL, before text NOT NULL DEFAULT '', after text NOT NULL DEFAULT '',"
+		" xid xid8 NOT NULL DEFAULT pg_current_xact_id());\n"
+		"CREATE INDEX audit_xid ON audit (xid);\n"
+		"CREATE FUNCTION easgate_append_only() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+		" RAISE EXCEPTION 'the % table is append-only', TG_TABLE_NAME; END $f$;\n"
+		"CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit"
+		" FOR EACH ROW EXECUTE FUNCTION easgate_append_only();\n"
+		"CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit"
+		" FOR EACH STATEMENT EXECUTE FUNCTION easgate_append_only();\n"
+		NOTIFY_ON("audit", "INSERT")},
 };
 // clang-format on
 

@@ -470,10 +470,88 @@ void pg_sync_notified(struct pgs *p, const char *table)
 		   {"rules", PG_WANT_RULES},
 		   {"device_lists", PG_WANT_LISTS},
 		   {"nodes", PG_WANT_NODES},
-		   {"meta", PG_WANT_META}};
+		   {"meta", PG_WANT_META},
+		   {"audit", PG_WANT_AUDIT}};
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
 		if (!strcmp(map[i].table, table))
 			p->want |= map[i].want;
+}
+
+/* --- the audit trail ------------------------------------------------------------------ */
+
+/*
+ * The farm's audit rows not visible in the snapshot of the previous audit
+ * pull (the devices' method: exact whatever order writers commit in),
+ * oldest first, into the node's file (inv_audit_put: a row pulled twice is
+ * one row). An admin change that wrote a line waits for this pull before it
+ * answers (cb), so `easctl audit` on the node that made it shows it.
+ */
+static void audit_result(struct pgs *p, struct pg_job *j, PGresult *r)
+{
+	struct store *s = p->s;
+	struct inv_audit *a = j->data;
+	for (int i = 0; a && i < PQntuples(r); i++) {
+		snprintf(j->text, sizeof(j->text), "%s", pg_val(r, i, 0));
+		if (PQgetisnull(r, i, 1))
+			continue;
+		memset(a, 0, sizeof(*a));
+		a->farm_id = pg_ll(r, i, 1);
+		a->at = pg_ll(r, i, 2);
+		snprintf(a->node, sizeof(a->node), "%s", pg_val(r, i, 3));
+		snprintf(a->who, sizeof(a->who), "%s", pg_val(r, i, 4));
+		snprintf(a->source, sizeof(a->source), "%s", pg_val(r, i, 5));
+		snprintf(a->what, sizeof(a->what), "%s", pg_val(r, i, 6));
+		snprintf(a->before, sizeof(a->before), "%s", pg_val(r, i, 7));
+		snprintf(a->after, sizeof(a->after), "%s", pg_val(r, i, 8));
+		store_local_begin(s);
+		inv_audit_put(s->inv, a);
+		if (++j->rows % PULL_COMMIT == 0)
+			store_batch_commit(s);
+	}
+}
+
+static void audit_done(struct pgs *p, struct pg_job *j, const char *err, const char *ss, int lost)
+{
+	struct store *s = p->s;
+	if (err) {
+		/* The change itself is committed: say so, the line comes with
+		 * the next pull. */
+		deliver(j, (int)j->i1, j->i2, NULL);
+		sync_failed(p, j, err, lost);
+		return;
+	}
+	if (j->text[0]) {
+		snprintf(p->audit_horizon, sizeof(p->audit_horizon), "%s", j->text);
+		store_local_begin(s);
+		inv_meta_set(s->inv, "pg_audit_horizon", p->audit_horizon);
+	}
+	store_batch_commit(s);
+	p->pulled_rows += (uint64_t)j->rows;
+	p->pulls++;
+	deliver(j, (int)j->i1, j->i2, NULL);
+}
+
+static struct pg_job *pull_audit(struct pgs *p)
+{
+	struct pg_job *j = pg_job_new(
+	    "pull audit",
+	    "SELECT pg_current_snapshot()::text, a.id, a.at, a.node, a.who, a.source, a.what,"
+	    " a.before, a.after FROM (SELECT 1) one LEFT JOIN audit a ON ($1::text IS NULL OR"
+	    " (a.xid >= pg_snapshot_xmin($1::pg_snapshot) AND"
+	    " NOT pg_visible_in_snapshot(a.xid, $1::pg_snapshot))) ORDER BY a.id");
+	if (!j)
+		return NULL;
+	j->data = malloc(sizeof(struct inv_audit));
+	if (!j->data) {
+		pg_job_free(j);
+		return NULL;
+	}
+	pg_job_param(j, p->audit_horizon[0] ? p->audit_horizon : NULL);
+	j->single_row = 1;
+	j->result = audit_result;
+	j->done = audit_done;
+	p->want &= ~PG_WANT_AUDIT;
+	return j;
 }
 
 /* --- push -------------------------------------------------------------------------- */
@@ -720,6 +798,8 @@ struct pg_job *pg_sync_next(struct pgs *p)
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
 		if (p->want & tables[i])
 			return pull_table(p, tables[i]);
+	if (p->want & PG_WANT_AUDIT)
+		return pull_audit(p);
 	if (p->hb_due)
 		return heartbeat_job(p);
 	if (!p->push_inflight) {
@@ -877,6 +957,7 @@ static void identity_result(struct pgs *p, struct pg_job *j, PGresult *r)
 			journal_mark_all(s->journal, time(NULL));
 			store_batch_commit(s);
 			p->horizon[0] = 0;
+			p->audit_horizon[0] = 0;
 			snprintf(p->farm_id, sizeof(p->farm_id), "%s", v);
 		}
 	}
@@ -968,6 +1049,7 @@ static void setup_step(struct pgs *p, int step)
 		chain[n++] = pull_table(p, PG_WANT_RULES);
 		chain[n++] = pull_table(p, PG_WANT_LISTS);
 		chain[n++] = pull_table(p, PG_WANT_NODES);
+		chain[n++] = pull_audit(p);
 		chain[n++] = pg_job_new("synced", "SELECT 1");
 		for (int i = 0; i < n; i++)
 			if (!chain[i]) {
@@ -996,6 +1078,7 @@ void pg_sync_init(struct pgs *p)
 {
 	struct store *s = p->s;
 	inv_meta_get(s->inv, "pg_horizon", p->horizon, sizeof(p->horizon));
+	inv_meta_get(s->inv, "pg_audit_horizon", p->audit_horizon, sizeof(p->audit_horizon));
 	inv_meta_get(s->inv, "pg_farm_id", p->farm_id, sizeof(p->farm_id));
 	char hex[80];
 	if (inv_meta_get(s->inv, "farm_steering_secret", hex, sizeof(hex)) == 1 && hex[0] &&
@@ -1012,6 +1095,8 @@ void pg_sync_init(struct pgs *p)
 }
 
 /* --- admin changes ------------------------------------------------------------------------ */
+
+static void audit_here(struct pgs *p, const struct store_op *op, store_done_fn done, void *arg);
 
 static void op_result(struct pgs *p, struct pg_job *j, PGresult *r)
 {
@@ -1056,6 +1141,12 @@ static void op_done(struct pgs *p, struct pg_job *j, const char *err, const char
 {
 	struct store *s = p->s;
 	struct store_result r = {.rc = j->rows > 0, .id = j->i2};
+	if (err && j->kind == STORE_OP_AUDIT && j->data) {
+		/* The line could not reach the farm: keep it here. */
+		struct store_op o = {.kind = STORE_OP_AUDIT, .audit = j->data};
+		audit_here(p, &o, j->cb, j->cb_arg);
+		return;
+	}
 	if (err) {
 		p->op_errors++;
 		r.rc = -1;
@@ -1079,6 +1170,10 @@ static void op_done(struct pgs *p, struct pg_job *j, const char *err, const char
 			t->i2 = r.id;
 			t->changed = r.rc > 0;
 			pg_submit(p, t, 1);
+			/* its audit line first (front: the later submit runs first) */
+			struct pg_job *au = j->i1 && r.rc > 0 ? pull_audit(p) : NULL;
+			if (au)
+				pg_submit(p, au, 1);
 			return;
 		}
 	}
@@ -1086,7 +1181,79 @@ static void op_done(struct pgs *p, struct pg_job *j, const char *err, const char
 		changed(p);
 	else
 		store_batch_commit(s);
+	if (j->i1 && r.rc > 0) {
+		/* An audit line was written with it: in this node's file
+		 * before the answer. */
+		struct pg_job *t = pull_audit(p);
+		if (t) {
+			t->cb = j->cb;
+			t->cb_arg = j->cb_arg;
+			t->i1 = r.rc;
+			t->i2 = r.id;
+			pg_submit(p, t, 1);
+			return;
+		}
+	}
 	j->cb(j->cb_arg, &r);
+}
+
+/*
+ * The change and its audit line in one statement, so one transaction: the
+ * line is inserted only if the change returned a row (made a change), and
+ * neither exists without the other. The audit values follow the change's
+ * own parameters. RULE_ADD: an empty what/after names the new rule's id.
+ */
+static int with_audit(struct pgs *p, struct pg_job *j, const struct store_op *op)
+{
+	const struct inv_audit *a = op->audit;
+	int n = j->nparams;
+	if (n + 7 > PG_JOB_PARAMS)
+		return -1;
+	pg_job_paramf(j, "%lld", (long long)a->at);
+	pg_job_param(j, p->s->node);
+	pg_job_param(j, a->who);
+	pg_job_param(j, a->source);
+	pg_job_param(j, a->what);
+	pg_job_param(j, a->before);
+	pg_job_param(j, a->after);
+	char what[128], after[128];
+	if (op->kind == STORE_OP_RULE_ADD) {
+		snprintf(what, sizeof(what),
+			 "coalesce(nullif($%d::text, ''), 'rules add db' || c.id)", n + 5);
+		snprintf(after, sizeof(after),
+			 "coalesce(nullif($%d::text, ''), 'db' || c.id || ': ' || $1)", n + 7);
+	} else {
+		snprintf(what, sizeof(what), "$%d::text", n + 5);
+		snprintf(after, sizeof(after), "$%d::text", n + 7);
+	}
+	struct sbuf sql = {0};
+	sbuf_printf(&sql,
+		    "WITH c AS (%s), a AS (INSERT INTO audit (at, node, who, source, what, before,"
+		    " after) SELECT $%d::bigint, $%d::text, $%d::text, $%d::text, %s, $%d::text, %s"
+		    " FROM (SELECT * FROM c LIMIT 1) c) SELECT * FROM c",
+		    j->sql, n + 1, n + 2, n + 3, n + 4, what, n + 6, after);
+	if (sql.oom || !sql.p) {
+		sbuf_free(&sql);
+		return -1;
+	}
+	free(j->sql);
+	j->sql = sql.p; /* the job owns it */
+	j->i1 = 1;	/* a line was written if a row came back: pull it before answering */
+	return 0;
+}
+
+/* STORE_OP_AUDIT while the database is away: what happened on this node is
+ * kept in its file (not sent later: the farm's table is append-only and
+ * has no place for lines older than its own). */
+static void audit_here(struct pgs *p, const struct store_op *op, store_done_fn done, void *arg)
+{
+	struct store *s = p->s;
+	struct store_result r = {.rc = 1};
+	r.id = store_audit_local(s, op, 0);
+	if (store_batch_commit(s) < 0 || r.id < 0)
+		r.rc = -1;
+	snprintf(r.msg, sizeof(r.msg), "kept on this node only (the farm database is away)");
+	done(arg, &r);
 }
 
 void pg_sync_change(struct pgs *p, const struct store_op *op, store_done_fn done, void *arg)
@@ -1121,6 +1288,16 @@ void pg_sync_change(struct pgs *p, const struct store_op *op, store_done_fn done
 		if (p->state == PG_BEHIND)
 			p->state = PG_SETUP;
 		pg_submit(p, j, 1);
+		return;
+	}
+	if (op->kind == STORE_OP_AUDIT && !op->audit) {
+		snprintf(r.msg, sizeof(r.msg), "no audit line");
+		done(arg, &r);
+		return;
+	}
+	if (op->kind == STORE_OP_AUDIT &&
+	    (p->state == PG_DOWN || p->state == PG_CONNECTING || p->state == PG_BEHIND)) {
+		audit_here(p, op, done, arg);
 		return;
 	}
 	if (p->state == PG_DOWN || p->state == PG_CONNECTING || p->state == PG_BEHIND) {
@@ -1177,6 +1354,9 @@ void pg_sync_change(struct pgs *p, const struct store_op *op, store_done_fn done
 		sql = "DELETE FROM device_lists WHERE list = $1"
 		      " AND lower(entry COLLATE \"C\") = lower($2 COLLATE \"C\") RETURNING list";
 		break;
+	case STORE_OP_AUDIT:
+		sql = "SELECT 1 WHERE $1::int IS NOT NULL"; /* the line is all (with_audit) */
+		break;
 	case STORE_OP_MIGRATE:
 		break;
 	}
@@ -1221,8 +1401,21 @@ void pg_sync_change(struct pgs *p, const struct store_op *op, store_done_fn done
 		pg_job_param(j, op->list);
 		pg_job_param(j, op->text);
 		break;
+	case STORE_OP_AUDIT:
+		pg_job_param(j, "1");
+		/* kept for a fallback to this node's file (op is borrowed) */
+		j->data = malloc(sizeof(*op->audit));
+		if (j->data)
+			memcpy(j->data, op->audit, sizeof(*op->audit));
+		break;
 	case STORE_OP_MIGRATE:
 		break;
+	}
+	if (op->audit && with_audit(p, j, op) < 0) {
+		pg_job_free(j);
+		snprintf(r.msg, sizeof(r.msg), "out of memory");
+		done(arg, &r);
+		return;
 	}
 	j->kind = (int)op->kind;
 	j->cb = done;

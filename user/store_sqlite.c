@@ -14,8 +14,10 @@ static void sq_change(struct store *s, const struct store_op *op, store_done_fn 
 {
 	struct store_result r = {0};
 	struct inventory *inv = s->inv;
-	/* Admin writes never ride in an open event batch. */
+	/* Admin writes never ride in an open event batch; the change and its
+	 * audit line are one transaction. */
 	store_batch_commit(s);
+	store_local_begin(s);
 	switch (op->kind) {
 	case STORE_OP_DEVICE_STATE:
 		r.rc = inv_set_admin_state(inv, op->user, op->device_id, op->state, op->now);
@@ -42,6 +44,9 @@ static void sq_change(struct store *s, const struct store_op *op, store_done_fn 
 	case STORE_OP_LOOP_CLEAR:
 		r.rc = inv_loop_clear(inv, op->user, op->device_id, op->now);
 		break;
+	case STORE_OP_AUDIT:
+		r.rc = 1; /* written below */
+		break;
 	case STORE_OP_MIGRATE:
 		/* Opening the file migrated it. */
 		r.rc = 0;
@@ -49,9 +54,19 @@ static void sq_change(struct store *s, const struct store_op *op, store_done_fn 
 			 inv_version_of(inv));
 		break;
 	}
+	if (r.rc > 0 && op->audit) {
+		int64_t aid = store_audit_local(s, op, r.id);
+		if (op->kind == STORE_OP_AUDIT) {
+			r.id = aid;
+			r.rc = aid < 0 ? -1 : 1;
+		}
+	}
+	if (store_batch_commit(s) < 0 && r.rc > 0)
+		r.rc = -1;
 	if (r.rc < 0 && !r.msg[0])
 		snprintf(r.msg, sizeof(r.msg), "the inventory could not be written (see the log)");
-	if (r.rc > 0 && op->kind != STORE_OP_MIGRATE && s->hooks.changed)
+	if (r.rc > 0 && op->kind != STORE_OP_MIGRATE && op->kind != STORE_OP_AUDIT &&
+	    s->hooks.changed)
 		s->hooks.changed(s->hooks.arg);
 	done(arg, &r);
 }

@@ -78,9 +78,16 @@ static void drain_deadline(struct loop_timer *t)
 	loop_stop(w->loop);
 }
 
+/* The heartbeat the master's watchdog reads (shm.h), in this worker's stats slot. */
+static void beat(struct worker *w)
+{
+	w->shm->worker_beat_ms[w->stats - w->shm->worker_stats] = loop_now_ms(w->loop);
+}
+
 static void on_tick(struct loop_timer *t)
 {
 	struct worker *w = t->arg;
+	beat(w);
 	if (w->draining && !w->nconns) {
 		loop_stop(w->loop);
 		return;
@@ -187,6 +194,7 @@ int worker_main(const struct worker_args *a)
 	    loop_signal(w->loop, SIGQUIT, on_signal, w) < 0)
 		goto out;
 	w->shm->worker_pid[a->slot] = getpid();
+	beat(w);
 	worker_publish(w);
 	log_debug("event=worker_ready gen=%llu", (unsigned long long)a->gen);
 	loop_run(w->loop);

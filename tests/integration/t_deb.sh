@@ -42,7 +42,8 @@ list=$(dpkg-deb -c "$deb" | awk '{print $1, $6}')
 for f in ./usr/sbin/easgated ./usr/bin/easctl ./lib/systemd/system/easgate.service \
 	./usr/lib/sysusers.d/easgate.conf ./usr/lib/tmpfiles.d/easgate.conf ./etc/easgate/easgate.conf \
 	./usr/share/bash-completion/completions/easctl ./usr/share/easgate/easgate.conf.example \
-	./usr/share/doc/easgate/copyright; do
+	./usr/share/doc/easgate/copyright ./usr/share/easgate/web/index.html \
+	./usr/share/easgate/web/console.js ./usr/share/easgate/web/console.css; do
 	check "the package holds $f" grep -q " $f\$" <<<"$list"
 done
 check "easgated and easctl are executable (rwxr-xr-x)" \
@@ -51,6 +52,10 @@ check "conffiles: /etc/easgate/easgate.conf" \
 	test "$(dpkg-deb -I "$deb" conffiles 2>/dev/null)" = /etc/easgate/easgate.conf
 x=$T/x
 dpkg-deb -x "$deb" "$x"
+check "the packaged config serves the console's pages from the package" \
+	grep -q '^ *web_assets = "/usr/share/easgate/web";' "$x/etc/easgate/easgate.conf"
+check "the console's charts: libjs-chart.js recommended ($(dpkg-deb -f "$deb" Recommends))" \
+	grep -qw libjs-chart.js <<<"$(dpkg-deb -f "$deb" Recommends)"
 check "the packaged easgated prints the package version" \
 	test "$("$x/usr/sbin/easgated" --version)" = "easgated $(dpkg-deb -f "$deb" Version)"
 check "the package version is tools/version.sh's" test "$(dpkg-deb -f "$deb" Version)" = "$ver"
@@ -73,7 +78,15 @@ check "completion: 'easctl ' offers every command of 'easctl help'" test "$(comp
 	"$("$x/usr/bin/easctl" help | sed -n 's/^commands: //p')"
 check "completion: 'easctl dev' -> devices device" test "$(comp easctl dev)" = "devices device"
 check "completion: 'easctl device ' -> its subcommands" \
-	test "$(comp easctl device '')" = "show allow approve block quarantine clear remove"
+	test "$(comp easctl device '')" = "show history allow approve block quarantine clear remove"
+check "completion: 'easctl a' -> audit admin" test "$(comp easctl a)" = "audit admin"
+check "completion: 'easctl h' -> history help" test "$(comp easctl h)" = "history help"
+check "completion: 'easctl admin ' -> passwd" test "$(comp easctl admin '')" = "passwd"
+check "completion: 'easctl audit --' -> --before --format --limit" \
+	test "$(comp easctl audit --)" = "--before --format --limit"
+check "completion: 'easctl devices --un' -> --unauthenticated" \
+	test "$(comp easctl devices --un)" = "--unauthenticated"
+check "completion: 'easctl rules d' -> dryrun" test "$(comp easctl rules d)" = "dryrun"
 check "completion: 'easctl versions ' -> list incubating approve revoke" \
 	test "$(comp easctl versions '')" = "list incubating approve revoke"
 check "completion: 'easctl rules t' -> test" test "$(comp easctl rules t)" = "test"

@@ -58,7 +58,7 @@ fi
 if command -v systemd-analyze >/dev/null; then
 	# verify also checks that the binaries exist: point it at the installed tree.
 	mkdir -p "$T/verify"
-	sed "s|/usr/local/sbin/|$R/usr/local/sbin/|g" "$UNIT" >"$T/verify/easgate.service"
+	sed "s|/usr/local/s\{0,1\}bin/|$R&|g" "$UNIT" >"$T/verify/easgate.service"
 	out=$(systemd-analyze verify "$T/verify/easgate.service" 2>&1)
 	rc=$?
 	check "systemd-analyze verify: exit 0" test "$rc" -eq 0
@@ -188,6 +188,38 @@ check "no gap between watchdog pings reaches WATCHDOG_USEC, reload included (max
 	test "$gap" -lt $((WS * 1000))
 check "watchdog pings come from the master" \
 	bash -c '[ -n "$0" ] && [ -z "$(awk -v p="$1" '"'"'$1 != p'"'"' <<<"$0")" ]' "$ev" "$GW_PID"
+
+# A hung worker (SIGSTOP) stops the pings: systemd's watchdog then restarts
+# the unit (run for real in tests/kernel/t_systemd_guest.sh). Workers tick
+# every second; a worker silent for WATCHDOG_USEC/2 + 1 s is hung.
+python3 "$NOTIFY_PY" "$T/wd2.sock" "$T/wd2.jsonl" &
+EG_PIDS+=($!)
+for _ in $(seq 50); do [ -e "$T/wd2.jsonl" ] && break; sleep 0.1; done
+unset GW_PORT
+NOTIFY_SOCKET=$T/wd2.sock WATCHDOG_USEC=$((WS * 1000000)) start_gateway -c "$T/gw.conf" \
+	--backend "cas1=127.0.0.1:$BE_PORT_cas1,health=/health" || finish
+sleep "$WS"
+hung=$(pgrep -P "$GW_PID" | head -1)
+kill -STOP "$hung"
+stopped_ms=$(python3 -c 'import time; print(int(time.monotonic() * 1000))') # the listener's clock
+for _ in $(seq $((60 * WS))); do grep -q "event=worker_stalled slot=[0-9]* pid=$hung " "$T/gw.log" && break; sleep 0.1; done
+sleep "$((2 * WS))"
+ev=$(events "$T/wd2.jsonl")
+last=$(awk '$2 == "WATCHDOG" { t = substr($NF, 3) } END { print t + 0 }' <<<"$ev")
+check "a worker stopped with SIGSTOP is reported (event=worker_stalled pid=$hung)" \
+	grep -q "^level=error proc=master event=worker_stalled slot=[0-9]* pid=$hung " "$T/gw.log"
+n_after=$(awk -v s="$stopped_ms" -v w=$((WS * 500 + 1500)) '$2 == "WATCHDOG" && substr($NF, 3) > s + w' <<<"$ev" | wc -l)
+check "...and WATCHDOG=1 stops within WATCHDOG_USEC/2 + 1.5 s of the stop ($n_after after)" \
+	test -n "$ev" -a "$n_after" -eq 0 -a "$last" -gt 0
+kill -CONT "$hung"
+for _ in $(seq $((30 * WS))); do
+	[ "$(events "$T/wd2.jsonl" | awk '$2 == "WATCHDOG"' | wc -l)" -gt "$(awk '$2 == "WATCHDOG"' <<<"$ev" | wc -l)" ] && break
+	sleep 0.1
+done
+check "...and resume once it runs again (SIGCONT)" \
+	test "$(events "$T/wd2.jsonl" | awk '$2 == "WATCHDOG"' | wc -l)" -gt "$(awk '$2 == "WATCHDOG"' <<<"$ev" | wc -l)"
+kill -TERM "$GW_PID"
+wait "$GW_PID"
 
 # --- 4. the unit's privileges, for real --------------------------------------------------
 unit_caps() { # the unit's value for $1, as setpriv wants it: +net_admin,+bpf

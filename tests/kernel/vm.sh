@@ -7,16 +7,21 @@
 #   tests/kernel/vm.sh list                  the kernels it knows, one a line
 #   tests/kernel/vm.sh fetch KERNEL          download and unpack (once: cached);
 #                                            prints the kernel's cache directory
-#   tests/kernel/vm.sh run [-t SEC] [-m MB] [-c CPUS] [-e NAME]... KERNEL CMD [ARG...]
+#   tests/kernel/vm.sh run [-s] [-t SEC] [-m MB] [-c CPUS] [-e NAME]... KERNEL CMD [ARG...]
 #        boots KERNEL and runs CMD as root in the current directory (same path
 #        in the guest), its output on stdout; then powers the guest off.
+#        -s  systemd: the host's systemd boots the guest as PID 1 (its own
+#            target: basic.target plus CMD as a service; the host's services
+#            and timers masked) and CMD can use systemctl, journalctl, apt;
+#            without -s CMD runs in a chroot under the initramfs's busybox
 #        -t  timeout for the whole run, boot included (default 900 s)
 #        -m  guest memory (default 2048 MiB); -c  vCPUs (default 2)
 #        -e  pass the host's variable NAME into the guest (repeatable); EG_*,
 #            ASAN_OPTIONS and UBSAN_OPTIONS are always passed
 #   Exit status of run: CMD's; 77 (skip) when the kernel cannot be fetched or
 #   does not boot, with the reason as the last line on stderr; 124 when the
-#   timeout hit after the boot; 125 when the guest died before CMD returned.
+#   timeout hit after the boot; 125 when the guest died before CMD returned
+#   (with -s: also when systemd did not start CMD).
 #
 # Kernels (Debian's linux-image-amd64 of a suite, i.e. what a user of that
 # release runs): deb12 (Debian 12: 6.1), deb12-bpo (bookworm-backports: 6.12),
@@ -44,6 +49,9 @@ VM_LAYOUT=2
 # What the guest's root needs before it can see the host: virtio PCI and 9p
 # over it, and overlayfs. Built into some kernels (then not in modules.dep).
 ROOT_MODULES="virtio_pci 9pnet_virtio 9p overlay"
+# run -s: systemd reads these from the kernel's command line; egvm.target is
+# written by the initramfs's /init (boot_systemd).
+SYSTEMD_ARGS="eg_systemd=1 systemd.unit=egvm.target systemd.show_status=0 systemd.log_level=warning"
 
 vm_list() { printf '%s\n' deb12 deb12-bpo deb13; }
 
@@ -195,15 +203,16 @@ vm_accel() {
 }
 
 vm_run() {
-	local timeout=900 mem=2048 cpus=2 pass=() opt
+	local timeout=900 mem=2048 cpus=2 pass=() opt systemd=
 	OPTIND=1
-	while getopts t:m:c:e: opt; do
+	while getopts st:m:c:e: opt; do
 		case $opt in
+		s) systemd=1 ;;
 		t) timeout=$OPTARG ;;
 		m) mem=$OPTARG ;;
 		c) cpus=$OPTARG ;;
 		e) pass+=("$OPTARG") ;;
-		*) echo "usage: vm.sh run [-t SEC] [-m MB] [-c CPUS] [-e NAME]... KERNEL CMD [ARG...]" >&2; exit 2 ;;
+		*) echo "usage: vm.sh run [-s] [-t SEC] [-m MB] [-c CPUS] [-e NAME]... KERNEL CMD [ARG...]" >&2; exit 2 ;;
 		esac
 	done
 	shift $((OPTIND - 1))
@@ -231,7 +240,7 @@ vm_run() {
 	timeout -k 5 "$timeout" qemu-system-x86_64 -M q35 $(vm_accel) -m "$mem" -smp "$cpus" \
 		-nodefaults -display none -no-reboot -serial stdio \
 		-kernel "$kdir/vmlinuz" -initrd "$out/initrd.gz" \
-		-append "console=ttyS0 rdinit=/init quiet panic=-1 eg_out=$out eg_mods=$kdir" \
+		-append "console=ttyS0 rdinit=/init quiet panic=-1 eg_out=$out eg_mods=$kdir${systemd:+ $SYSTEMD_ARGS}" \
 		-virtfs "local,path=/,mount_tag=egroot,security_model=none,readonly=on,multidevs=remap" \
 		-virtfs "local,path=$out,mount_tag=egout,security_model=none,multidevs=remap" \
 		</dev/null 2>"$out/qemu.err"
@@ -242,6 +251,11 @@ vm_run() {
 	fi
 	if [ -f "$out/rc" ]; then
 		exit "$(cat "$out/rc")"
+	fi
+	if [ -n "$systemd" ] && [ ! -f "$out/sdup" ]; then
+		tail -3 "$out/qemu.err" >&2
+		echo "vm: systemd did not start the command in $k (qemu status $rc; its console is above)" >&2
+		exit 125
 	fi
 	[ $rc -eq 124 ] && { echo "vm: timeout after ${timeout}s in $k" >&2; exit 124; }
 	echo "vm: the guest ($k) died before the command returned (qemu status $rc)" >&2

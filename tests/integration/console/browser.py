@@ -1,0 +1,291 @@
+#!/usr/bin/python3
+"""browser.py - drive the easgate console in headless Chromium (t_console).
+
+    browser.py CONFIG.json
+
+CONFIG: url, spki (base64 SHA-256 of the console certificate's key, so
+Chromium trusts exactly that certificate), outdir (screenshots), profile
+(a fresh --user-data-dir), gw ("host:port" of the gateway), ca (root PEM),
+rec (the demo backend's record dir), accounts {helpdesk, viewer, admin:
+[name, password]}, p1 (the phone that just synced: user, device, type, ua),
+ios61 (DeviceIds), xss {device, model}, throttled (a DeviceId over its budget),
+unauth (a DeviceId seen, never authenticated by the backend).
+
+Prints one JSON line per check: {"check": ..., "ok": true|false, "detail": ...}
+and a last line {"done": true}. Exits 77 with a reason when Chromium cannot
+start, 0 when every step ran (the verdicts are in the lines), 1 when a step
+crashed.
+"""
+import glob
+import http.client
+import json
+import os
+import ssl
+import sys
+import time
+
+cfg = json.load(open(sys.argv[1]))
+
+
+def out(check, ok, detail=""):
+    print(json.dumps({"check": check, "ok": bool(ok), "detail": str(detail)[:600]}), flush=True)
+
+
+try:
+    from selenium import webdriver
+    from selenium.common.exceptions import NoAlertPresentException, TimeoutException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+except ImportError as e:
+    print("SKIP python3-selenium missing: %s" % e)
+    sys.exit(77)
+
+opts = webdriver.ChromeOptions()
+for a in ("--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+          "--disable-background-networking --disable-component-update --disable-sync "
+          "--window-size=1400,900").split():
+    opts.add_argument(a)
+opts.add_argument("--user-data-dir=" + cfg["profile"])
+opts.add_argument("--ignore-certificate-errors-spki-list=" + cfg["spki"])
+opts.binary_location = "/usr/bin/chromium"
+opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+try:
+    drv = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+except Exception as e:  # noqa: BLE001 - any failure to start is a reason to report
+    print("SKIP chromium cannot start here: %s" % str(e).splitlines()[0])
+    sys.exit(77)
+drv.set_page_load_timeout(30)
+URL = cfg["url"]
+wait = WebDriverWait(drv, 20)
+console_errors = []
+
+
+def shot(name):
+    path = os.path.join(cfg["outdir"], name + ".png")
+    drv.save_screenshot(path)
+    return path
+
+
+def collect_log():
+    for e in drv.get_log("browser"):
+        m = e.get("message", "")
+        # 401 before logging in and the deliberate 403s are expected network errors
+        if "Content Security Policy" in m or "Refused to" in m or e.get("source") == "javascript":
+            console_errors.append(m)
+
+
+def loaded(page):
+    wait.until(lambda d: d.execute_script("return document.body.dataset.loaded") == page)
+
+
+def go(page):
+    drv.execute_script("document.body.dataset.loaded = ''")
+    drv.get(URL + "/#" + page)
+    loaded(page.split("/")[0])
+
+
+def login(name, pw):
+    drv.get(URL + "/")
+    wait.until(EC.visibility_of_element_located((By.ID, "login-user")))
+    shot("login") if name == cfg["accounts"]["helpdesk"][0] else None
+    drv.find_element(By.ID, "login-user").send_keys(name)
+    drv.find_element(By.ID, "login-password").send_keys(pw)
+    drv.find_element(By.ID, "login-submit").click()
+    loaded("quarantine")
+
+
+def logout():
+    drv.find_element(By.ID, "logout").click()
+    wait.until(EC.visibility_of_element_located((By.ID, "login-user")))
+
+
+def fetch(method, path, body=None, token=None):
+    """A request from the page itself (same origin, the session cookie)."""
+    return drv.execute_async_script("""
+        const [method, path, body, token, done] = arguments;
+        const h = {'Content-Type': 'application/x-www-form-urlencoded'};
+        if (token) h['X-CSRF-Token'] = token;
+        fetch(path, {method, headers: h, body: body || undefined, credentials: 'same-origin'})
+          .then(async r => done([r.status, await r.text()])).catch(e => done([0, String(e)]));
+    """, method, path, body, token)
+
+
+def eas_sync(p):
+    """One Sync from the phone, as the phone would send it; (status, X-Backend)."""
+    host, port = cfg["gw"].split(":")
+    ctx = ssl.create_default_context(cafile=cfg["ca"])
+    c = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=20)
+    q = "Cmd=Sync&User=%s&DeviceId=%s&DeviceType=%s" % (p["user"], p["device"], p["type"])
+    c.request("POST", "/Microsoft-Server-ActiveSync?" + q, body=b"", headers={
+        "Authorization": "Basic " + __import__("base64").b64encode(
+            (p["user"] + ":secret").encode()).decode(),
+        "User-Agent": p["ua"], "MS-ASProtocolVersion": "14.1",
+        "Content-Type": "application/vnd.ms-sync.wbxml"})
+    r = c.getresponse()
+    r.read()
+    return r.status, r.getheader("X-Backend") or ""
+
+
+def backend_saw(device):
+    n = 0
+    for m in glob.glob(os.path.join(cfg["rec"], "*.meta")):
+        t = open(m, errors="replace").read()
+        if "DeviceId=" + device in t and "Cmd=Sync" in t:
+            n += 1
+    return n
+
+
+def rows_text(selector="#content tbody tr"):
+    return [r.text for r in drv.find_elements(By.CSS_SELECTOR, selector)]
+
+
+try:
+    H, V, A = cfg["accounts"]["helpdesk"], cfg["accounts"]["viewer"], cfg["accounts"]["admin"]
+    p1 = cfg["p1"]
+
+    # 1. helpdesk: the phone that just synced waits in the quarantine queue
+    login(*H)
+    row = drv.find_elements(By.CSS_SELECTOR, "#content tr[data-device='%s']" % p1["device"])
+    out("helpdesk sees the phone that just synced in the quarantine queue", len(row) == 1,
+        rows_text())
+    shot("quarantine")
+
+    # 2. Approve it with one click; its next Sync is relayed
+    before = backend_saw(p1["device"])
+    st0, be0 = eas_sync(p1)
+    out("before approval its Sync is answered by the gateway, not relayed",
+        be0 == "" and backend_saw(p1["device"]) == before, "status %d X-Backend %r" % (st0, be0))
+    row[0].find_element(By.CSS_SELECTOR, "button.approve").click()
+    wait.until(lambda d: "approve: 1 device" in d.find_element(By.ID, "status").text)
+    st, be = eas_sync(p1)
+    time.sleep(0.2)
+    out("after Approve its next Sync is relayed (the backend sees it)",
+        st == 200 and be != "" and backend_saw(p1["device"]) == before + 1,
+        "status %d X-Backend %r backend records %d -> %d" % (st, be, before,
+                                                             backend_saw(p1["device"])))
+    loaded("quarantine")
+
+    # 3. a POST without the CSRF token: 403, and nothing changes
+    target = cfg["ios61"][0]
+    st, body = fetch("POST", "/api/run", "a=device&a=approve&a=" + target)
+    out("a POST without the CSRF token gets 403", st == 403, "%d %s" % (st, body))
+
+    # 4. the hostile DeviceModel is text, never markup
+    go("devices")
+    cells = [c.text for c in drv.find_elements(By.CSS_SELECTOR, "#content td")]
+    try:
+        drv.switch_to.alert
+        alert = True
+    except NoAlertPresentException:
+        alert = False
+    imgs = drv.execute_script("return document.querySelectorAll('#content img').length")
+    out("the DeviceModel %r shows as text, with no alert and no <img>" % cfg["xss"]["model"],
+        cfg["xss"]["model"] in cells and not alert and imgs == 0,
+        "alert=%s imgs=%s" % (alert, imgs))
+    shot("devices")
+    csv = drv.find_element(By.ID, "d-csv").get_attribute("href")
+    out("the devices page links its CSV and JSON exports", csv.endswith("/export/devices.csv?"), csv)
+    listed = [r.get_attribute("data-device") for r in
+              drv.find_elements(By.CSS_SELECTOR, "#content tbody tr")]
+    Select(drv.find_element(By.ID, "d-seen")).select_by_value("unauthenticated")
+    drv.find_element(By.ID, "d-filter").click()
+    wait.until(lambda d: "seen without authenticating" in d.find_element(By.ID, "status").text)
+    seen = [r.get_attribute("data-device") for r in
+            drv.find_elements(By.CSS_SELECTOR, "#content tbody tr")]
+    csv = drv.find_element(By.ID, "d-csv").get_attribute("href")
+    out("the devices page lists the phone seen without authenticating apart from the inventory",
+        cfg["unauth"] in seen and cfg["unauth"] not in listed and p1["device"] not in seen and
+        p1["device"] in listed and csv.endswith("unauthenticated=1"),
+        "inventory %s; seen %s; %s" % (listed, seen, csv))
+    shot("devices-unauthenticated")
+    go("device/%s/%s" % (cfg["unauth_user"], cfg["unauth"]))
+    fields = [e.text for e in drv.find_elements(By.CSS_SELECTOR, "#dev-fields div")]
+    out("its page says it is not authenticated and offers nothing to approve or block",
+        bool(drv.find_elements(By.ID, "dev-unauth")) and
+        not drv.find_elements(By.ID, "dev-approve") and
+        "Authenticated" in fields and fields[fields.index("Authenticated") + 1] == "no",
+        fields[-4:])
+
+    # 5. dry run of a rule lists exactly the iOS 6.1 devices
+    go("rules")
+    drv.find_element(By.ID, "rule-text").send_keys('block DeviceOS like "iOS 6.1*"')
+    drv.find_element(By.ID, "rule-dryrun").click()
+    wait.until(lambda d: "Dry run of" in d.find_element(By.ID, "status").text)
+    got = sorted(r.find_elements(By.CSS_SELECTOR, "td")[1].text
+                 for r in drv.find_elements(By.CSS_SELECTOR, "#dryrun tr.dry-row"))
+    out('the dry run of block DeviceOS like "iOS 6.1*" lists exactly the iOS 6.1 devices',
+        got == sorted(cfg["ios61"]), "got %s want %s" % (got, sorted(cfg["ios61"])))
+    out("a helpdesk account gets no Save button for rules",
+        not drv.find_elements(By.ID, "rule-save"), "")
+    shot("rules")
+
+    # 6. every other page renders
+    go("device/%s/%s" % (p1["user"], p1["device"]))
+    kinds = [r.find_elements(By.CSS_SELECTOR, "td")[1].text
+             for r in drv.find_elements(By.CSS_SELECTOR, "#content table")[0]
+             .find_elements(By.CSS_SELECTOR, "tbody tr")] if drv.find_elements(
+                 By.CSS_SELECTOR, "#content table") else []
+    out("the device page shows its decisions over time", "decision" in kinds, kinds)
+    shot("device")
+    for page in ("versions", "throttle", "backends", "audit"):
+        go(page)
+        shot(page)
+    go("throttle")
+    out("the throttled page lists the phone over its budget",
+        any(cfg["throttled"] in t for t in rows_text()), rows_text()[:3])
+    go("versions")
+    out("the OS versions page has its incubation calendar",
+        len(drv.find_elements(By.CSS_SELECTOR, "#calendar .day")) == 35, "")
+    go("audit")
+    out("the audit page shows the approval by the helpdesk account",
+        any("device approve " + p1["device"] in t and H[0] in t for t in rows_text()),
+        rows_text()[:3])
+    go("charts")
+    time.sleep(0.5)
+    n = drv.execute_script("return typeof Chart === 'undefined' ? -1 : "
+                           "Object.keys(Chart.instances).length")
+    out("the charts page draws three charts with chart.js", n == 3, n)
+    shot("charts")
+    collect_log()
+    logout()
+
+    # 7. a viewer sees no Approve button, and a forged POST gets 403
+    login(*V)
+    rows = drv.find_elements(By.CSS_SELECTOR, "#content tbody tr")
+    buttons = drv.find_elements(By.CSS_SELECTOR, "#content button.approve, #q-approve-sel")
+    out("a viewer sees the queue but no Approve button", len(rows) >= 1 and not buttons,
+        "rows %d buttons %d" % (len(rows), len(buttons)))
+    shot("viewer-quarantine")
+    st, sess = fetch("GET", "/api/session")
+    token = json.loads(sess)["csrf"]
+    st, body = fetch("POST", "/api/run", "a=device&a=approve&a=" + target, token)
+    out("a viewer's forged approve POST (with its own CSRF token) gets 403",
+        st == 403 and "helpdesk" in body, "%d %s" % (st, body))
+    collect_log()
+    logout()
+
+    # 8. an admin saves a rule from the console (audited as the admin)
+    login(*A)
+    go("rules")
+    drv.find_element(By.ID, "rule-text").send_keys('block DeviceModel is "BlackBerry9900"')
+    drv.find_element(By.ID, "rule-save").click()
+    wait.until(lambda d: "added db" in d.find_element(By.ID, "status").text or
+               d.find_elements(By.XPATH, "//td[contains(., 'BlackBerry9900')]"))
+    out("an admin saves a rule from the rules page",
+        bool(drv.find_elements(By.XPATH, "//td[contains(., 'BlackBerry9900')]")), "")
+    collect_log()
+    out("no Content-Security-Policy violation or script error in the browser console",
+        not console_errors, console_errors[:3])
+    print(json.dumps({"done": True}), flush=True)
+except TimeoutException as e:
+    shot("timeout")
+    out("browser step finished in time", False, "timeout: %s; page: %s" % (e, drv.current_url))
+    print(json.dumps({"done": True}), flush=True)
+except Exception as e:  # noqa: BLE001
+    shot("crash")
+    print("CRASH %r" % e, flush=True)
+    drv.quit()
+    sys.exit(1)
+drv.quit()
