@@ -3,6 +3,9 @@
 # and one PostgreSQL cluster started here (initdb in $T, a loopback port).
 #  - the nodes agree on one steering secret and see each other (easctl nodes);
 #  - a quarantined device approved on node A: its next request on C is relayed;
+#    the approval, made in A's web console by a helpdesk account (the
+#    command layer easctl shares), is in `easctl audit` on C and B, naming
+#    node A and the account;
 #  - a rule added on B: A refuses the device it names;
 #  - a loop detected on A (throttle) quarantines the phone on B, and
 #    `easctl throttle forgive` on C ends it everywhere;
@@ -28,7 +31,8 @@ NODE_CFG=(
 	'throttle = { enabled = true; classes = ( { name = "default"; hammer = 2;
 	   loop = { window = 60; threshold = 3; throttle = 2; quarantine = 300; memory = 600; }; } ); };'
 )
-for n in A B C; do start_node $n "${NODE_CFG[@]}" || finish; done
+start_node A "${NODE_CFG[@]}" "$(farm_console A)" || finish
+for n in B C; do start_node $n "${NODE_CFG[@]}" || finish; done
 
 echo "# the farm: one steering secret, three nodes"
 same_secret() {
@@ -69,13 +73,23 @@ r=$(phone C quser QDEV1 Sync QPhone)
 check "its Sync on C is answered by the gateway ('no changes'): $r" test "$r" = "200 gateway"
 known() { nctl "$1" devices --device-id "$2" --format csv | grep -qi ",$2,"; }
 check "A lists QDEV1 (seen on A and C)" wait_for 5 known A QDEV1
-out=$(nctl A device approve QDEV1 --user quser)
-check "approved on A: $out" grep -q "is now allow" <<<"$out"
+# From A's web console, as the helpdesk: the same command layer as easctl,
+# waiting (a job) for the database's commit before it answers.
+out=$(console_run A device approve QDEV1 --user quser)
+check "approved in A's console by helen: $out" grep -q "^200 approve: QDEV1 (quser) is now allow" <<<"$out"
 # "Next request": the first after the change reached C (propagation: README
 # Farm, p99 ~11 ms here); a request sent in the same millisecond may still
 # meet the old state, so this waits, boundedly.
 relayed_on() { [ "$(phone "$1" "$2" "$3" Sync "${4:-FarmPhone}")" = "200 backend" ]; }
 check "its next request on C is relayed" wait_for 3 relayed_on C quser QDEV1 QPhone
+audit_on() { nctl "$1" audit --format csv | tr -d '\r' | grep -q "$2"; }
+line=",console:helen,127.0.0.1,device approve QDEV1 (user quser),access=Quarantined reason=RULE rule=[^,]* admin=none,admin=allow,A\$"
+check "the console's approval is in easctl audit on C: its node (A), who, before, after" \
+	wait_for 5 audit_on C "$line"
+check "...and on B" wait_for 5 audit_on B "$line"
+nctl C audit | sed -n '1,3p' | sed 's/^/    /'
+n=$(psql_farm main -c "SELECT count(*) FROM audit WHERE node = 'A' AND what LIKE 'device approve QDEV1 %'")
+check "one line in the farm's audit table: $n" test "$n" = 1
 
 echo "# a rule added on B: A refuses"
 r=$(phone A ruser RULEDEV FolderSync)

@@ -4,7 +4,9 @@
 #     and backends) in the middle, restarted a few seconds later; then kill -9
 #     of node B. Requests to A and C: 0 failed; to B: failures only after its
 #     kill. While the database is away: easctl status and metrics say so and
-#     since when, admin changes are refused, changes are journaled. After it
+#     since when, admin changes are refused (easctl, and the web console shows
+#     the helpdesk why) and leave no audit line, changes
+#     are journaled. After it
 #     returns: every phone has its row in the database exactly once (those
 #     first seen during the outage too), the journals drain.
 #     Node A's journal holds 16 entries (postgresql.journal_max): it
@@ -25,7 +27,8 @@ start_backend cas1 || finish
 PHONES=$EG_ROOT/tests/integration/farm/phones.py
 
 FARM_JOURNAL_MAX=16 start_node A 'policy = { rules = ( "quarantine DeviceType is \"QPhone\"" ); };' || finish
-for n in B C; do start_node $n 'policy = { rules = ( "quarantine DeviceType is \"QPhone\"" ); };' || finish; done
+start_node B 'policy = { rules = ( "quarantine DeviceType is \"QPhone\"" ); };' || finish
+start_node C 'policy = { rules = ( "quarantine DeviceType is \"QPhone\"" ); };' "$(farm_console C)" || finish
 
 # What the farm decides before the outage (node C must keep it in phase 2).
 out=$(nctl B rules add 'block DeviceId is "SNAPBLOCK"')
@@ -57,6 +60,9 @@ out=$(nctl C rules add 'block DeviceId is "NEVER"' 2>&1)
 rc=$?
 check "an admin change while the database is away is refused (exit $rc): ${out:0:90}..." \
 	bash -c '[ $0 -eq 3 ] && grep -q "unreachable since" <<<"$1"' "$rc" "$out"
+out=$(console_run C device block QSNAP --user quser)
+check "...in C's web console too: the helpdesk sees why: ${out:0:100}..." \
+	grep -q '^500 the farm database is unreachable since .*nothing was changed' <<<"$out"
 sleep 4
 jA=$(nctl A metrics | awk '/^easgate_store_journal_entries /{print $2}')
 jC=$(nctl C metrics | awk '/^easgate_store_journal_entries /{print $2}')
@@ -140,6 +146,13 @@ check "A's journal is full: 40 phones only A saw, $((drops1 - drops0)) changes d
 	test "$((drops1 - drops0))" -gt 0
 restart_pg main || finish
 check "C reconnects and drains" wait_for 30 drained C
+n=$(psql_farm main -c "SELECT count(*) FROM audit WHERE what LIKE '%NEVER%'")
+check "the change refused while the database was away has no line in the farm's audit: $n" \
+	test "$n" = 0
+check "...nor in easctl audit on C" lacks -q NEVER <(nctl C audit)
+check "...nor the console's refused block" lacks -q 'device block QSNAP' <(nctl C audit)
+check "the approval before the outage is (node B, by easctl)" \
+	grep -q ' B  *easctl:uid=[0-9]*  *device approve QSNAP ' <(nctl C audit)
 rows=$(psql_farm main -c "SELECT count(*) FROM devices WHERE device_id LIKE 'SNAPNEW%'")
 check "the 30 phones C saw are in the database: $rows" test "$rows" = 30
 check "A drains too" wait_for 30 drained A

@@ -233,3 +233,40 @@ node_logs_on_failure() {
 		tail -n 15 "$f" | sed 's/^/  | /'
 	done
 }
+
+# farm_console N: the config line of node N's web console (pass it to
+# start_node), with the helpdesk account helen (password pw-helen-0123).
+# Its port is kept in $T/console-N.port (this runs in a subshell).
+farm_console() {
+	local n=$1 acc=$T/console-$1.passwd port
+	port=$(free_port)
+	echo "$port" >"$T/console-$n.port"
+	if [ ! -f "$acc" ]; then
+		echo "pw-helen-0123" | "$EASCTL" admin passwd helen helpdesk --file "$acc" >/dev/null ||
+			return 1
+	fi
+	echo "admin = { web = \"127.0.0.1:$port\"; web_accounts = \"$acc\"; web_assets = \"$EG_ROOT/web\"; };"
+}
+
+# console_run N ARG...: ARGs as one command, POSTed by helen to node N's
+# console (logged in once, with the session's CSRF token), as the browser's
+# pages do. Prints "HTTP_STATUS OUTPUT" (OUTPUT: the command's text, or the
+# error); returns curl's status.
+console_run() {
+	local n=$1
+	shift
+	local u c_ token a args=()
+	u=https://127.0.0.1:$(cat "$T/console-$n.port")
+	c_=(curl -sS --cacert "$PKI/root.pem" --max-time 45)
+	if [ ! -s "$T/console-$n.login" ]; then
+		"${c_[@]}" -c "$T/console-$n.jar" -o "$T/console-$n.login" --data-urlencode user=helen \
+			--data-urlencode password=pw-helen-0123 "$u/api/login" || return 1
+	fi
+	token=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["csrf"])' \
+		"$T/console-$n.login") || return 1
+	for a in "$@"; do args+=(--data-urlencode "a=$a"); done
+	local st
+	st=$("${c_[@]}" -b "$T/console-$n.jar" -H "X-CSRF-Token: $token" -o "$T/console-$n.out" \
+		-w '%{http_code}' "${args[@]}" "$u/api/run") || return 1
+	echo "$st $(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j.get("output") or j.get("error") or "")' "$T/console-$n.out")"
+}
