@@ -50,7 +50,7 @@ FUZZ_SECONDS ?= 30
 # debian/rules passes the package's own).
 VERSION ?= $(shell tools/version.sh)
 
-PKGS := libbpf libelf zlib openssl sqlite3 libpcre2-8 libsystemd libconfig libcurl libcrypt
+PKGS := libbpf libelf zlib openssl sqlite3 libpcre2-8 libsystemd libconfig libcurl libcrypt libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -74,6 +74,8 @@ BPF_OBJS := $(patsubst bpf/%.bpf.c,$(O)/bpf/%.bpf.o,$(BPF_SRCS))
 SKELS := $(patsubst bpf/%.bpf.c,$(O)/bpf/%.skel.h,$(BPF_SRCS))
 TOOL_SRCS := $(wildcard tools/*.c)
 TOOLS := $(patsubst tools/%.c,$(O)/%,$(TOOL_SRCS))
+# Benchmark tools built with everything else (the rest is built by run.sh).
+BENCH_TOOLS := $(O)/bench/store_load
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNITS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRCS))
 BPFTEST_SRCS := $(wildcard tests/bpf/test_*.c)
@@ -81,7 +83,7 @@ BPFTESTS := $(patsubst tests/bpf/%.c,$(O)/tests/%,$(BPFTEST_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-all: $(O)/easgated $(TOOLS) $(UNITS) $(BPFTESTS)
+all: $(O)/easgated $(TOOLS) $(BENCH_TOOLS) $(UNITS) $(BPFTESTS)
 
 # --- BPF: vmlinux.h from the running kernel's BTF, objects, skeletons -------
 $(O)/bpf/vmlinux.h:

@@ -20,8 +20,11 @@
 struct admin;
 struct bpfgate;
 
+struct store_hooks;
+/* up: what the master hears from the store (farm steering secret, ready to
+ * serve, heartbeat numbers); its `changed` is the admin's own. */
 struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s,
-			struct bpfgate *bpf, char *err, size_t errsz);
+			struct bpfgate *bpf, const struct store_hooks *up, char *err, size_t errsz);
 void admin_free(struct admin *a);
 
 struct throttle;
@@ -59,8 +62,14 @@ struct sighting_table *admin_sightings(const struct admin *a);
 int admin_check_config(struct admin *a, const struct gw_config *c, char *why, size_t whysz);
 /* The running config changed (reload): remember it and bump the policy gen. */
 void admin_config_changed(struct admin *a, const struct gw_config *c);
-/* Once a second: commit pending inventory writes. */
+/* Once a second: commit pending inventory writes, heartbeats. */
 void admin_tick(struct admin *a);
+/* In a forked worker: close what the store's connection left in it. */
+void admin_forget_in_child(struct admin *a);
+/* 1 while the store waits for its first sync with the farm (store.h). */
+int admin_store_waiting(const struct admin *a);
+/* The store's lines for easctl status. */
+void admin_describe_store(struct admin *a, struct sbuf *o);
 /* Make the inventory files owned by the unprivileged user. */
 void admin_chown_state(struct admin *a, uid_t uid, gid_t gid);
 

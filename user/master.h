@@ -23,7 +23,8 @@ struct master_opts {
 	const char *user;
 	const char *log_level;
 	const char *metrics;
-	int workers; /* -1 = from config */
+	int workers;	     /* -1 = from config */
+	const char *version; /* easgated --version, for the farm's node heartbeats */
 };
 
 /* Load the file (if any), then apply the overrides. 0 or -1 (errors in errs). */
