@@ -50,7 +50,7 @@ FUZZ_SECONDS ?= 30
 # debian/rules passes the package's own).
 VERSION ?= $(shell tools/version.sh)
 
-PKGS := libbpf libelf zlib openssl sqlite3 libpcre2-8 libsystemd libconfig libcurl libcrypt
+PKGS := libbpf libelf zlib openssl sqlite3 libpcre2-8 libsystemd libconfig libcurl libcrypt libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -69,9 +69,24 @@ static const struct help helps[] = {
 		 "  Throttled and looping devices (--all: every tracked device); forgive lifts\n"
 		 "  a device's throttle and loop state at once.\n"},
     {"metrics", "easctl metrics\n  The Prometheus exposition, as served on admin.metrics.\n"},
+    {"lists", "easctl lists [show]\n"
+	      "easctl lists add|remove blocked|allowed 'DeviceId' | 'user:DeviceId'\n"
+	      "  Personal lists kept at run time (the config file's are listed too), as\n"
+	      "  Exchange's ActiveSyncBlockedDeviceIDs/AllowedDeviceIDs. Effective on the next\n"
+	      "  request; in a farm, on every node.\n"},
+    {"nodes",
+     "easctl nodes\n  The farm's nodes: version, config generation, last heartbeat, requests/s,\n"
+     "  journal; 'stale' after three missed heartbeats. With store = \"sqlite\": this node.\n"},
+    {"db",
+     "easctl db status\n"
+     "easctl db migrate\n"
+     "  The store: SQLite file or farm database, up or down and since when, schema\n"
+     "  versions, the journal of changes waiting for the database. migrate applies the\n"
+     "  schema migrations this binary knows (needed when postgresql.auto_migrate = false).\n"},
     {"audit", "easctl audit [--limit N] [--before ID] [--format table|csv|json]\n"
-	      "  Every change made with easctl or the console, newest first: who, when, what,\n"
-	      "  before and after. The table is append-only.\n"},
+	      "  Every change made with easctl or the console, newest first: when, on which\n"
+	      "  node, who, what, before and after. Append-only. In a farm: the farm's\n"
+	      "  changes, made on any node (a change the database refused has no line).\n"},
     {"admin", "easctl admin passwd NAME ROLE [--file PATH]\n"
 	      "  Add a console account or set its password and role (viewer, helpdesk, admin).\n"
 	      "  The password is read from the terminal (twice) or from the first line of stdin.\n"
@@ -92,7 +107,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: easctl [-s SOCKET] COMMAND [ARGS]   (easctl help COMMAND for details)\n"
 		   "commands: status backends reload devices device rules versions throttle "
-		   "certcheck audit history metrics admin help\n"
+		   "lists nodes db certcheck audit history metrics admin help\n"
 		   "socket: -s, $EASGATE_CONTROL, or /run/easgate/control.sock\n");
 }
 

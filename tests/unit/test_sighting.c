@@ -104,18 +104,47 @@ static void test_authenticated_is_forgotten(void **state)
 	struct inv_event ev;
 	decision(&ev, "alice", "ApplA", POLICY_ALLOW, NOW);
 	sighting_note(s, k, &ev, NULL);
-	sighting_forget(s, k);
+	sighting_forget(s, k, NOW, NULL);
 	struct sighting x;
 	uint32_t seq;
 	int gone = 0;
 	assert_int_equal(sighting_get(s, k, NOW, &x), 0);
 	assert_int_equal(sighting_peek(s, k, NOW, &seq, &gone), 1);
 	assert_int_equal(gone, 1); /* deciders learn it authenticated */
-	/* a worker that has not heard yet cannot bring it back */
-	assert_int_equal(sighting_note(s, k, &ev, NULL), -1);
+	/* a worker that has not heard yet cannot bring it back; it learns
+	 * why (not a busy table): its event must go to the inventory */
+	assert_int_equal(sighting_note(s, k, &ev, NULL), SIGHTING_GONE);
 	struct sighting_stats st;
 	sighting_stats_read(s, NOW, &st);
 	assert_int_equal(st.live, 0);
+	sighting_free(s);
+}
+
+/* Worker A reads the sighting to create the row, worker B notes the phone's
+ * DeviceInformation, then A hides the sighting: what B noted in between is
+ * handed to A by the forget, never lost with the slot. */
+static void test_forget_hands_over_late_notes(void **state)
+{
+	(void)state;
+	struct sighting_table *s = mk(0);
+	uint64_t k = sighting_key(s, "rita", "ApplR");
+	struct inv_event ev;
+	struct sighting x, y;
+	decision(&ev, "rita", "ApplR", POLICY_ALLOW, NOW);
+	sighting_note(s, k, &ev, NULL);
+	assert_int_equal(sighting_get(s, k, NOW, &x), 1);
+	decision(&ev, "rita", "ApplR", POLICY_BLOCK, NOW + 1);
+	ev.flags |= INV_EV_DEVINFO;
+	snprintf(ev.di.os, sizeof(ev.di.os), "iOS 6.1 10B142");
+	assert_int_equal(sighting_note(s, k, &ev, NULL), 1);
+	memset(&y, 0, sizeof(y));
+	assert_int_equal(sighting_forget(s, k, NOW + 1, &y), 1);
+	assert_int_not_equal(y.di_seq, x.di_seq);
+	assert_string_equal(y.ev.di.os, "iOS 6.1 10B142");
+	assert_int_equal(y.ev.access, POLICY_BLOCK);
+	/* once hidden there is nothing more to hand over */
+	assert_int_equal(sighting_forget(s, k, NOW + 1, &y), 0);
+	assert_int_equal(sighting_forget(s, sighting_key(s, "rita", "Other"), NOW + 1, NULL), 0);
 	sighting_free(s);
 }
 
@@ -242,6 +271,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_note_merge_and_get),
 	    cmocka_unit_test(test_authenticated_is_forgotten),
+	    cmocka_unit_test(test_forget_hands_over_late_notes),
 	    cmocka_unit_test(test_expiry),
 	    cmocka_unit_test(test_bounded_under_a_million_claims),
 	    cmocka_unit_test(test_shared_between_processes),

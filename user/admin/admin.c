@@ -14,6 +14,7 @@
 #include "policy.h"
 #include "sighting.h"
 #include "fmt.h"
+#include "store.h"
 #include "throttle.h"
 #include "tls.h"
 
@@ -32,7 +33,9 @@ struct admin {
 	struct loop *loop;
 	const struct gw_config *cfg;
 	struct shm *shm;
-	struct inventory *inv;
+	struct store *store;   /* owned: where the inventory and the shared policy live */
+	struct inventory *inv; /* the store's local file (reads) */
+	struct store_hooks up; /* the master's hooks (secret, ready, node) */
 	char path[PATH_MAX + 32];
 	int ev_rd, ev_wr; /* datagram socketpair: workers write, we read */
 	struct loop_io ev_io;
@@ -63,10 +66,8 @@ static struct admin *the_admin;
 
 static void commit(struct admin *a)
 {
-	if (!a->pending)
-		return;
-	inv_batch_commit(a->inv);
 	a->pending = 0;
+	store_batch_commit(a->store); /* also what the store itself wrote meanwhile */
 }
 
 static void on_events(struct loop_io *io, uint32_t ev);
@@ -212,12 +213,12 @@ static void on_events(struct loop_io *io, uint32_t ev)
 		e.rule[sizeof(e.rule) - 1] = 0;
 		e.os_key[sizeof(e.os_key) - 1] = 0;
 		e.os_family[sizeof(e.os_family) - 1] = 0;
-		if (!a->pending && inv_batch_begin(a->inv) < 0)
+		if (!a->pending && store_batch_begin(a->store) < 0)
 			break;
 		devhist_note(a->hist, &e);
 		if (a->notify)
 			notice_before_apply(a, &e);
-		int r = inv_apply(a->inv, &e);
+		int r = store_apply(a->store, &e);
 		if (r >= 0)
 			a->events++;
 		news |= r > 0;
@@ -244,7 +245,8 @@ void admin_set_throttle(struct admin *a, struct throttle *t)
 
 void admin_set_notify(struct admin *a, struct notify *n)
 {
-	a->notify = n;
+	if (a)
+		a->notify = n;
 }
 
 struct inventory *admin_inventory(struct admin *a)
@@ -269,32 +271,60 @@ void admin_publish(struct admin *a)
 
 /*
  * The audit line of a change: who (the command layer's actor), when, what,
- * before and after; into the append-only audit table and the log. Written
- * after the change succeeded, by the command that made it, so easctl and the
- * console cannot differ in what they record.
+ * before and after. A change made through the store carries its line
+ * (store_op.audit): written with it, atomically, only if it was made; in a
+ * farm into the farm's audit table, with this node's name. So easctl and
+ * the console cannot differ in what they record, and a change the store
+ * refused (the farm's database down) leaves no line.
  */
-void admin_audit(struct admin *a, const char *what, const char *before, const char *after)
+static struct inv_audit *audit_new(const char *what, const char *before, const char *after)
 {
 	const struct command_actor *who = command_actor();
 	struct inv_audit *r = calloc(1, sizeof(*r));
 	if (!r)
-		return;
+		return NULL;
 	r->at = time(NULL);
 	command_actor_text(who, r->who, sizeof(r->who));
 	snprintf(r->source, sizeof(r->source), "%s", who ? who->source : "");
-	snprintf(r->what, sizeof(r->what), "%s", what);
+	snprintf(r->what, sizeof(r->what), "%s", what ? what : "");
 	snprintf(r->before, sizeof(r->before), "%s", before ? before : "");
 	snprintf(r->after, sizeof(r->after), "%s", after ? after : "");
-	sync_events(a); /* never inside the event batch */
-	int64_t id = inv_audit_add(a->inv, r);
-	char qw[300], qs[100], qwhat[600], qb[1100], qa[1100];
-	log_info("event=audit id=%lld who=%s source=%s what=%s before=%s after=%s", (long long)id,
+	return r;
+}
+
+/* The log's copy of a line that was written. */
+static void audit_log(const struct inv_audit *r, const char *node)
+{
+	char qw[300], qs[100], qwhat[600], qb[1100], qa[1100], qn[140];
+	log_info("event=audit node=%s who=%s source=%s what=%s before=%s after=%s",
+		 log_quote(qn, sizeof(qn), node, (size_t)-1),
 		 log_quote(qw, sizeof(qw), r->who, (size_t)-1),
 		 log_quote(qs, sizeof(qs), r->source, (size_t)-1),
 		 log_quote(qwhat, sizeof(qwhat), r->what, (size_t)-1),
 		 log_quote(qb, sizeof(qb), r->before, (size_t)-1),
 		 log_quote(qa, sizeof(qa), r->after, (size_t)-1));
+}
+
+static void audit_written(void *arg, const struct store_result *res)
+{
+	struct inv_audit *r = arg;
+	if (res->rc > 0)
+		audit_log(r, the_admin ? store_node_name(the_admin->store) : "");
+	else
+		log_warn("event=audit_failed what=\"%s\" error=\"%s\"", r->what, res->msg);
 	free(r);
+}
+
+/* A line alone: what happened on this node and only here (a reload, a
+ * throttle forgiven), after it happened. */
+void admin_audit(struct admin *a, const char *what, const char *before, const char *after)
+{
+	struct inv_audit *r = audit_new(what, before, after);
+	if (!r)
+		return;
+	sync_events(a); /* never inside the event batch */
+	struct store_op op = {.kind = STORE_OP_AUDIT, .audit = r, .now = r->at};
+	store_change(a->store, &op, audit_written, r);
 }
 
 int admin_event_fd(const struct admin *a)
@@ -307,8 +337,37 @@ struct sighting_table *admin_sightings(const struct admin *a)
 	return a ? a->sight : NULL;
 }
 
-struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s, char *err,
-			size_t errsz)
+/* The store says something decisions read changed (here, on another node,
+ * or in the database): publish it, after the events already queued. */
+static void store_changed(void *arg)
+{
+	bump_gen(arg);
+}
+
+static void store_secret(void *arg, const char *hex)
+{
+	struct admin *a = arg;
+	if (a->up.secret)
+		a->up.secret(a->up.arg, hex);
+}
+
+static void store_ready(void *arg)
+{
+	struct admin *a = arg;
+	if (a->up.ready)
+		a->up.ready(a->up.arg);
+}
+
+static void store_node(void *arg, struct inv_node *self)
+{
+	struct admin *a = arg;
+	self->policy_gen = (int64_t)__atomic_load_n(&a->shm->policy_gen, __ATOMIC_ACQUIRE);
+	if (a->up.node)
+		a->up.node(a->up.arg, self);
+}
+
+struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s,
+			const struct store_hooks *up, char *err, size_t errsz)
 {
 	struct admin *a = calloc(1, sizeof(*a));
 	if (!a) {
@@ -319,6 +378,8 @@ struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s
 	a->cfg = c;
 	a->shm = s;
 	a->ev_rd = a->ev_wr = -1;
+	if (up)
+		a->up = *up;
 	a->hist = devhist_new();
 	a->os_known = calloc(OS_KNOWN_MAX, sizeof(a->os_known[0]));
 	if (!a->hist || !a->os_known) {
@@ -326,9 +387,17 @@ struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s
 		goto fail;
 	}
 	gate_inventory_path(c, a->path, sizeof(a->path));
-	a->inv = inv_open(a->path, 0, err, errsz);
-	if (!a->inv)
+	/* Set before the store opens: it may call the hooks at once. */
+	the_admin = a;
+	struct store_hooks h = {.arg = a,
+				.changed = store_changed,
+				.secret = store_secret,
+				.ready = store_ready,
+				.node = store_node};
+	a->store = store_open(l, c, &h, err, errsz);
+	if (!a->store)
 		goto fail;
+	a->inv = store_inventory(a->store);
 	a->sight = sighting_new(SIGHTING_SLOTS, err, errsz);
 	if (!a->sight)
 		goto fail;
@@ -348,7 +417,6 @@ struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s
 	}
 	if (admin_check_config(a, c, err, errsz) < 0)
 		goto fail;
-	the_admin = a;
 	return a;
 fail:
 	admin_free(a);
@@ -365,9 +433,9 @@ void admin_free(struct admin *a)
 		close(a->ev_rd);
 		close(a->ev_wr);
 	}
-	if (a->inv)
+	if (a->store)
 		commit(a);
-	inv_close(a->inv);
+	store_free(a->store);
 	sighting_free(a->sight);
 	if (the_admin == a)
 		the_admin = NULL;
@@ -388,18 +456,37 @@ int admin_check_config(struct admin *a, const struct gw_config *c, char *why, si
 void admin_config_changed(struct admin *a, const struct gw_config *c)
 {
 	a->cfg = c;
+	store_config_changed(a->store, c);
 	bump_gen(a);
 }
 
 void admin_tick(struct admin *a)
 {
 	commit(a);
+	store_tick(a->store);
 	/* Loop quarantines are found by walking the throttle's offenders: only
 	 * when a notice would reach someone. Each walk reads every offender,
 	 * and a flood of claims fills that shared table: the master would map
 	 * up to all of it (t_claimed_identity: +4 MiB RSS in a flood). */
 	if (notify_wanted(a->notify) && a->throttle)
 		throttle_foreach(a->throttle, THROTTLE_F_ACTIVE, throttle_now_ms(), loop_row, a);
+}
+
+void admin_forget_in_child(struct admin *a)
+{
+	if (a)
+		store_forget_in_child(a->store);
+}
+
+int admin_store_waiting(const struct admin *a)
+{
+	return a && a->store && store_waiting(a->store);
+}
+
+void admin_describe_store(struct admin *a, struct sbuf *o)
+{
+	if (a && a->store)
+		store_describe(a->store, o);
 }
 
 void admin_chown_state(struct admin *a, uid_t uid, gid_t gid)
@@ -457,7 +544,8 @@ static int dev_row(void *arg, const struct inv_device *d)
 			   d->access_state,
 			   d->state_reason,
 			   d->rule,
-			   admin_state_name(d->admin_state)};
+			   admin_state_name(d->admin_state),
+			   d->last_node};
 	enum { NFIELDS = sizeof(v) / sizeof(v[0]) };
 	if (l->fmt == FMT_TABLE) {
 		sbuf_printf(o, "%-24.24s %-32.32s %-16.16s %-22.22s %-22.22s %-11s %-20s %s\n",
@@ -477,7 +565,7 @@ static int dev_row(void *arg, const struct inv_device *d)
 				   "friendly_name", "imei",	    "mobile_operator",
 				   "protocol",	    "first_sync",   "last_sync_attempt",
 				   "last_success",  "access_state", "state_reason",
-				   "rule",	    "admin_state"};
+				   "rule",	    "admin_state",  "last_node"};
 		_Static_assert(sizeof(k) / sizeof(k[0]) == NFIELDS, "a name for every field");
 		for (size_t i = 0; i < NFIELDS; i++) {
 			sbuf_printf(o, "%s\"%s\": ", i ? ", " : "", k[i]);
@@ -766,7 +854,7 @@ enum ctl_code admin_cmd_devices(void *ctx, int argc, char **argv, struct sbuf *o
 		sbuf_printf(out, "user,device_id,device_type,device_model,device_os,user_agent,"
 				 "friendly_name,imei,mobile_operator,protocol,first_sync,"
 				 "last_sync_attempt,last_success,access_state,state_reason,rule,"
-				 "admin_state\r\n");
+				 "admin_state,last_node\r\n");
 	else
 		sbuf_put(out, "[", 1);
 	command_defer(&j->job);
@@ -829,13 +917,21 @@ static void show_device(struct sbuf *o, const struct inv_device *d, int authenti
 		    "X-MS-WL:          %s\nProtocolVersion:  %s\nLastCommand:      %s\n"
 		    "FirstSync:        %s\nLastSyncAttempt:  %s\nLastSuccessSync:  %s\n"
 		    "LastStatus:       %d\nAccessState:      %s\nStateReason:      %s\n"
-		    "Rule:             %s\nAdminState:       %s\nAuthenticated:    %s\n",
+		    "Rule:             %s\nAdminState:       %s\nAuthenticated:    %s\n"
+		    "LastNode:         %s\n",
 		    d->user, d->device_id, d->device_type,
 		    d->device_model[0] ? d->device_model : d->device_type, d->device_os, d->os_key,
 		    d->user_agent, d->friendly_name, d->imei, d->mobile_operator, d->phone_number,
 		    d->os_language, d->xmswl, d->protocol, d->last_cmd, t1, t2, t3, d->last_status,
 		    d->access_state, d->state_reason, d->rule, admin_state_name(d->admin_state),
-		    authenticated ? "yes" : "no (seen, no backend accepted its credentials yet)");
+		    authenticated ? "yes" : "no (seen, no backend accepted its credentials yet)",
+		    d->last_node[0] ? d->last_node : "-");
+	if (d->loop_until > time(NULL)) {
+		char until[32];
+		fmt_iso_time(d->loop_until, until, sizeof(until));
+		sbuf_printf(o, "LoopQuarantine:   until %s (%s)\n", until,
+			    d->loop_cmd >= 0 ? eas_cmd_name(d->loop_cmd) : "?");
+	}
 }
 
 static void show_device_json(struct sbuf *o, const struct inv_device *d, int authenticated)
@@ -954,6 +1050,125 @@ static int unauthenticated_device(struct admin *a, const char *user, const char 
 	return rc;
 }
 
+/*
+ * A change waiting for the store (store_change) is a command job
+ * (command.h) that waits: its store callback formats the answer, marks it
+ * answered and wakes the transport, which steps the job once more to take
+ * the answer. With SQLite the answer is there before the job is first
+ * stepped; with PostgreSQL it comes when the database committed, the
+ * master's loop running meanwhile. A transport that lets go of the job
+ * first (client gone, COMMAND_WAIT_MS) detaches it: the store's answer then
+ * frees it.
+ */
+struct pend {
+	struct command_job job;
+	int answered; /* the store answered: code and out hold the reply */
+	int detached; /* the transport let go: the answer frees */
+	enum ctl_code code;
+	struct sbuf out;
+	struct inv_audit *audit; /* the line sent with the change (logged when written) */
+	char verb[16];
+	char user[EAS_USER_MAX + 1];
+	char dev[EAS_DEVID_MAX + 1];
+	char text[POLICY_RULE_TEXT_MAX];
+	int state;
+	int64_t id;
+};
+
+static void pend_destroy(struct pend *x)
+{
+	sbuf_free(&x->out);
+	free(x->audit);
+	free(x);
+}
+
+static int pend_step(struct command_job *j, struct sbuf *out, enum ctl_code *code)
+{
+	struct pend *x = (struct pend *)j;
+	if (!x->answered)
+		return COMMAND_WAIT;
+	if (x->out.len)
+		sbuf_put(out, x->out.p, x->out.len);
+	*code = x->code;
+	return 1;
+}
+
+static void pend_free(struct command_job *j)
+{
+	struct pend *x = (struct pend *)j;
+	if (!x->answered)
+		x->detached = 1;
+	else
+		pend_destroy(x);
+}
+
+/* Inside a command: a job that answers when the store does (the command
+ * then calls store_change with pend_* callbacks and returns). */
+static struct pend *pend_new(const char *verb)
+{
+	struct pend *x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	x->job.step = pend_step;
+	x->job.free = pend_free;
+	snprintf(x->verb, sizeof(x->verb), "%s", verb);
+	command_defer(&x->job);
+	return x;
+}
+
+static void audit_log(const struct inv_audit *r, const char *node);
+
+/* The answer (out is taken). r: the store's result; its audit line, if
+ * the change made one, is logged. */
+static void pend_finish(struct pend *x, const struct store_result *r, enum ctl_code code,
+			struct sbuf *out)
+{
+	if (r && r->rc > 0 && x->audit)
+		audit_log(x->audit, store_node_name(the_admin->store));
+	x->code = code;
+	x->out = *out;
+	x->answered = 1;
+	if (x->detached) {
+		pend_destroy(x);
+		return;
+	}
+	command_wake(&x->job);
+}
+
+/* rc < 0: the store's reason; a farm node says the database is away. */
+static enum ctl_code store_failed(const struct store_result *r, struct sbuf *out)
+{
+	sbuf_printf(out, "%s", r->msg[0] ? r->msg : "the change could not be stored");
+	return CTL_FAILED;
+}
+
+static void device_done(void *arg, const struct store_result *r)
+{
+	struct pend *x = arg;
+	struct sbuf out = {0};
+	enum ctl_code code = CTL_OK;
+	char qu[EAS_USER_MAX * 4 + 3], qd[EAS_DEVID_MAX * 4 + 3];
+	if (r->rc < 0) {
+		code = store_failed(r, &out);
+	} else if (r->rc == 0) {
+		sbuf_printf(&out, "no device %s for user %s", x->dev, x->user);
+		code = CTL_NOTFOUND;
+	} else if (!strcmp(x->verb, "remove")) {
+		log_info("event=admin_device action=remove user=%s device=%s",
+			 log_quote(qu, sizeof(qu), x->user, (size_t)-1),
+			 log_quote(qd, sizeof(qd), x->dev, (size_t)-1));
+		sbuf_printf(&out, "removed %s (%s)\n", x->dev, x->user);
+	} else {
+		log_info("event=admin_device action=%s user=%s device=%s", x->verb,
+			 log_quote(qu, sizeof(qu), x->user, (size_t)-1),
+			 log_quote(qd, sizeof(qd), x->dev, (size_t)-1));
+		sbuf_printf(&out, "%s: %s (%s) is now %s; effective on its next request\n", x->verb,
+			    x->dev, x->user,
+			    x->state ? admin_state_name(x->state) : "decided by the rules");
+	}
+	pend_finish(x, r, code, &out);
+}
+
 /* "access=Quarantined (DEFAULT) admin=none": a device's state for audit lines. */
 static void device_state_text(const struct inv_device *d, char *out, size_t n)
 {
@@ -993,9 +1208,8 @@ enum ctl_code admin_cmd_device(void *ctx, int argc, char **argv, struct sbuf *ou
 		goto done;
 	const char *verb = pos[0];
 	int state = -1;
-	char qu[EAS_USER_MAX * 4 + 3], qd[EAS_DEVID_MAX * 4 + 3];
-	commit(a); /* admin writes must not ride in the open event batch */
-	char before[256], what[300];
+	enum store_op_kind kind = STORE_OP_DEVICE_STATE;
+	char before[256], what[300], after[64];
 	device_state_text(d, before, sizeof(before));
 	snprintf(what, sizeof(what), "device %s %s (user %s)", verb, d->device_id, d->user);
 	if (!strcmp(verb, "show")) {
@@ -1016,38 +1230,34 @@ enum ctl_code admin_cmd_device(void *ctx, int argc, char **argv, struct sbuf *ou
 	} else if (!strcmp(verb, "clear")) {
 		state = 0;
 	} else if (!strcmp(verb, "remove")) {
-		if (inv_remove_device(a->inv, d->user, d->device_id) < 0) {
-			sbuf_printf(out, "remove failed");
-			rc = CTL_FAILED;
-			goto done;
-		}
-		bump_gen(a);
-		log_info("event=admin_device action=remove user=%s device=%s",
-			 log_quote(qu, sizeof(qu), d->user, (size_t)-1),
-			 log_quote(qd, sizeof(qd), d->device_id, (size_t)-1));
-		admin_audit(a, what, before, "removed from the inventory");
-		sbuf_printf(out, "removed %s (%s)\n", d->device_id, d->user);
-		goto done;
+		kind = STORE_OP_DEVICE_REMOVE;
 	} else {
 		sbuf_printf(out, "unknown action '%s'", verb);
 		rc = CTL_USAGE;
 		goto done;
 	}
-	if (inv_set_admin_state(a->inv, d->user, d->device_id, state, time(NULL)) < 0) {
-		sbuf_printf(out, "update failed");
+	struct pend *x = pend_new(verb);
+	if (!x) {
 		rc = CTL_FAILED;
 		goto done;
 	}
-	bump_gen(a);
-	log_info("event=admin_device action=%s user=%s device=%s", verb,
-		 log_quote(qu, sizeof(qu), d->user, (size_t)-1),
-		 log_quote(qd, sizeof(qd), d->device_id, (size_t)-1));
-	char after[64];
-	snprintf(after, sizeof(after), "admin=%s", state ? admin_state_name(state) : "none");
-	admin_audit(a, what, before, after);
-	sbuf_printf(out, "%s: %s (%s) is now %s; effective on its next request\n", verb,
-		    d->device_id, d->user,
-		    state ? admin_state_name(state) : "decided by the rules");
+	snprintf(x->user, sizeof(x->user), "%s", d->user);
+	snprintf(x->dev, sizeof(x->dev), "%s", d->device_id);
+	x->state = state;
+	if (kind == STORE_OP_DEVICE_REMOVE)
+		snprintf(after, sizeof(after), "removed from the inventory");
+	else
+		snprintf(after, sizeof(after), "admin=%s",
+			 state ? admin_state_name(state) : "none");
+	x->audit = audit_new(what, before, after);
+	struct store_op op = {.kind = kind,
+			      .user = d->user,
+			      .device_id = d->device_id,
+			      .state = state,
+			      .now = time(NULL),
+			      .audit = x->audit};
+	store_change(a->store, &op, device_done, x);
+	rc = CTL_OK; /* the answer is the job's */
 done:
 	free(d);
 	return rc;
@@ -1142,6 +1352,33 @@ static enum ctl_code rules_test(struct admin *a, int argc, char **argv, struct s
 	return CTL_OK;
 }
 
+static void rule_done(void *arg, const struct store_result *r)
+{
+	struct pend *x = arg;
+	struct sbuf out = {0};
+	enum ctl_code code = CTL_OK;
+	if (r->rc < 0) {
+		code = store_failed(r, &out);
+	} else if (!strcmp(x->verb, "add")) {
+		log_info("event=admin_rule action=add id=%lld rule=\"%s\"", (long long)r->id,
+			 x->text);
+		sbuf_printf(&out, "added db%lld: %s\n", (long long)r->id, x->text);
+		if (x->audit) { /* as the store wrote it (store.h) */
+			snprintf(x->audit->what, sizeof(x->audit->what), "rules add db%lld",
+				 (long long)r->id);
+			snprintf(x->audit->after, sizeof(x->audit->after), "db%lld: %s",
+				 (long long)r->id, x->text);
+		}
+	} else if (r->rc == 0) {
+		sbuf_printf(&out, "no rule db%lld", (long long)x->id);
+		code = CTL_NOTFOUND;
+	} else {
+		log_info("event=admin_rule action=remove id=%lld", (long long)x->id);
+		sbuf_printf(&out, "removed db%lld\n", (long long)x->id);
+	}
+	pend_finish(x, r, code, &out);
+}
+
 /* The rules as the console shows them: number, text, where it comes from
  * (the config file, or dbN: added at run time, removable). */
 static void rules_json(struct admin *a, const struct policy *p, struct sbuf *o)
@@ -1210,22 +1447,19 @@ enum ctl_code admin_cmd_rules(void *ctx, int argc, char **argv, struct sbuf *out
 			sbuf_printf(out, "rule refused: %s", err);
 			return CTL_USAGE;
 		}
-		char text[POLICY_RULE_TEXT_MAX];
-		policy_rule_format(&r, text, sizeof(text));
-		sync_events(a);
-		int64_t id = inv_rule_add(a->inv, text, time(NULL));
-		if (id < 0) {
-			sbuf_printf(out, "cannot store the rule");
+		struct pend *x = pend_new("add");
+		if (!x)
 			return CTL_FAILED;
-		}
-		bump_gen(a);
-		log_info("event=admin_rule action=add id=%lld rule=\"%s\"", (long long)id, text);
-		char what[64], after[POLICY_RULE_TEXT_MAX + 32];
-		snprintf(what, sizeof(what), "rules add db%lld", (long long)id);
-		snprintf(after, sizeof(after), "db%lld: %s", (long long)id, text);
-		admin_audit(a, what, "", after);
-		sbuf_printf(out, "added db%lld: %s\n", (long long)id, text);
-		return CTL_OK;
+		policy_rule_format(&r, x->text, sizeof(x->text));
+		sync_events(a);
+		/* what and after name the new id: made by the store (store.h) */
+		x->audit = audit_new("", "", "");
+		struct store_op op = {.kind = STORE_OP_RULE_ADD,
+				      .text = x->text,
+				      .now = time(NULL),
+				      .audit = x->audit};
+		store_change(a->store, &op, rule_done, x);
+		return CTL_OK; /* the answer is the job's */
 	}
 	if (!strcmp(verb, "remove")) {
 		if (argc != 3) {
@@ -1242,27 +1476,25 @@ enum ctl_code admin_cmd_rules(void *ctx, int argc, char **argv, struct sbuf *out
 			sbuf_printf(out, "rule ids look like db12 (see: easctl rules list)");
 			return CTL_USAGE;
 		}
-		sync_events(a);
-		struct rule_list *found = calloc(1, sizeof(*found));
-		if (!found)
+		struct pend *x = pend_new("remove");
+		if (!x)
 			return CTL_FAILED;
-		found->find = v;
-		inv_foreach_rule(a->inv, rule_find, found);
-		int r = inv_rule_remove(a->inv, v);
-		if (r <= 0) {
-			free(found);
-			sbuf_printf(out, "no rule db%lld", v);
-			return r < 0 ? CTL_FAILED : CTL_NOTFOUND;
-		}
-		bump_gen(a);
-		log_info("event=admin_rule action=remove id=%lld", v);
+		x->id = v;
+		sync_events(a);
 		char what[64], before[POLICY_RULE_TEXT_MAX + 32];
+		struct rule_list *found = calloc(1, sizeof(*found));
+		if (found) {
+			found->find = v;
+			inv_foreach_rule(a->inv, rule_find, found);
+		}
 		snprintf(what, sizeof(what), "rules remove db%lld", v);
-		snprintf(before, sizeof(before), "db%lld: %s", v, found->text);
-		admin_audit(a, what, before, "");
+		snprintf(before, sizeof(before), "db%lld: %s", v, found ? found->text : "?");
 		free(found);
-		sbuf_printf(out, "removed db%lld\n", v);
-		return CTL_OK;
+		x->audit = audit_new(what, before, "");
+		struct store_op op = {
+		    .kind = STORE_OP_RULE_REMOVE, .id = v, .now = time(NULL), .audit = x->audit};
+		store_change(a->store, &op, rule_done, x);
+		return CTL_OK; /* the answer is the job's */
 	}
 	if (!strcmp(verb, "runtime")) {
 		struct rule_list l = {.o = out};
@@ -1330,6 +1562,20 @@ static int ver_row(void *arg, const struct inv_version *v)
 	return 0;
 }
 
+static void version_done(void *arg, const struct store_result *r)
+{
+	struct pend *x = arg;
+	struct sbuf out = {0};
+	enum ctl_code code = CTL_OK;
+	if (r->rc < 0) {
+		code = store_failed(r, &out);
+	} else {
+		log_info("event=admin_version action=%s os=\"%s\"", x->verb, x->text);
+		sbuf_printf(&out, "%s: %s\n", x->verb, x->text);
+	}
+	pend_finish(x, r, code, &out);
+}
+
 enum ctl_code admin_cmd_versions(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
@@ -1370,18 +1616,20 @@ enum ctl_code admin_cmd_versions(void *ctx, int argc, char **argv, struct sbuf *
 			snprintf(before, sizeof(before), "approved=%d", old.approved);
 		else
 			snprintf(before, sizeof(before), "not seen yet");
-		if (inv_version_approve(a->inv, argv[2], !strcmp(verb, "approve"), time(NULL)) <
-		    0) {
-			sbuf_printf(out, "update failed");
-			return CTL_FAILED;
-		}
-		bump_gen(a);
-		log_info("event=admin_version action=%s os=\"%s\"", verb, argv[2]);
 		snprintf(what, sizeof(what), "versions %s %s", verb, argv[2]);
-		admin_audit(a, what, before,
-			    !strcmp(verb, "approve") ? "approved=1" : "approved=0");
-		sbuf_printf(out, "%s: %s\n", verb, argv[2]);
-		return CTL_OK;
+		struct pend *x = pend_new(verb);
+		if (!x)
+			return CTL_FAILED;
+		snprintf(x->text, sizeof(x->text), "%s", argv[2]);
+		x->audit =
+		    audit_new(what, before, !strcmp(verb, "approve") ? "approved=1" : "approved=0");
+		struct store_op op = {.kind = STORE_OP_VERSION_APPROVE,
+				      .text = x->text,
+				      .state = !strcmp(verb, "approve"),
+				      .now = time(NULL),
+				      .audit = x->audit};
+		store_change(a->store, &op, version_done, x);
+		return CTL_OK; /* the answer is the job's */
 	}
 	sbuf_printf(out, "usage: versions [list [--incubating]|incubating|approve OS|revoke OS]");
 	return CTL_USAGE;
@@ -1482,6 +1730,42 @@ static int thr_row(void *arg, const struct throttle_info *d)
 	return 0;
 }
 
+static void forgive_done(void *arg, const struct store_result *r)
+{
+	struct pend *x = arg;
+	struct sbuf out = {0};
+	enum ctl_code code = CTL_OK;
+	char qu[EAS_USER_MAX * 4 + 3], qd[EAS_DEVID_MAX * 4 + 3];
+	if (r->rc < 0 && !x->state) {
+		code = store_failed(r, &out);
+	} else if (r->rc <= 0 && !x->state) {
+		sbuf_printf(&out, "no throttled device %s for user %s", x->dev, x->user);
+		code = CTL_NOTFOUND;
+	} else {
+		log_info("event=admin_throttle action=forgive user=%s device=%s farm_loop=%d",
+			 log_quote(qu, sizeof(qu), x->user, (size_t)-1),
+			 log_quote(qd, sizeof(qd), x->dev, (size_t)-1), r->rc > 0);
+		sbuf_printf(&out, "forgiven: %s (%s); kernel flow verdicts expire by their TTL\n",
+			    x->dev, x->user);
+		if (r->rc < 0)
+			sbuf_printf(&out, "on this node only: %s\n", r->msg);
+		/* It happened (here at least): its line, made when the command
+		 * ran (its actor), written now. */
+		struct inv_audit *line = x->audit;
+		x->audit = NULL;
+		if (line) {
+			if (r->rc < 0)
+				snprintf(line->after, sizeof(line->after),
+					 "forgiven on this node only (the farm's loop quarantine "
+					 "stays: the database did not answer)");
+			struct store_op op = {
+			    .kind = STORE_OP_AUDIT, .audit = line, .now = line->at};
+			store_change(the_admin->store, &op, audit_written, line);
+		}
+	}
+	pend_finish(x, NULL, code, &out);
+}
+
 enum ctl_code admin_cmd_throttle(void *ctx, int argc, char **argv, struct sbuf *out)
 {
 	struct admin *a = the_admin;
@@ -1527,27 +1811,171 @@ enum ctl_code admin_cmd_throttle(void *ctx, int argc, char **argv, struct sbuf *
 		return CTL_OK;
 	}
 	if (!strcmp(verb, "forgive") && argc == 4) {
-		uint64_t k =
-		    strcmp(argv[3], THROTTLE_UNAUTH_LABEL)
-			? throttle_device_key(a->throttle, argv[2], argv[3])
-			: throttle_unauth_key(a->throttle, throttle_user_key(a->throttle, argv[2]));
-		if (throttle_forgive(a->throttle, k, now) < 0) {
-			sbuf_printf(out, "no throttled device %s for user %s", argv[3], argv[2]);
-			return CTL_NOTFOUND;
-		}
-		char qu[EAS_USER_MAX * 4 + 3], qd[EAS_DEVID_MAX * 4 + 3];
-		log_info("event=admin_throttle action=forgive user=%s device=%s",
-			 log_quote(qu, sizeof(qu), argv[2], (size_t)-1),
-			 log_quote(qd, sizeof(qd), argv[3], (size_t)-1));
-		sbuf_printf(out, "forgiven: %s (%s); kernel flow verdicts expire by their TTL\n",
-			    argv[3], argv[2]);
+		int unauth = !strcmp(argv[3], THROTTLE_UNAUTH_LABEL);
+		uint64_t k = !unauth ? throttle_device_key(a->throttle, argv[2], argv[3])
+				     : throttle_unauth_key(a->throttle,
+							   throttle_user_key(a->throttle, argv[2]));
+		struct pend *x = pend_new("forgive");
+		if (!x)
+			return CTL_FAILED;
+		snprintf(x->user, sizeof(x->user), "%s", argv[2]);
+		snprintf(x->dev, sizeof(x->dev), "%s", argv[3]);
+		x->state = throttle_forgive(a->throttle, k, now) == 0; /* here */
 		char what[300];
 		snprintf(what, sizeof(what), "throttle forgive %s (user %s)", argv[3], argv[2]);
-		admin_audit(a, what, "throttled", "forgiven");
-		return CTL_OK;
+		x->audit = audit_new(what, "throttled", "forgiven");
+		if (unauth) {
+			struct store_result r = {.rc = 0};
+			forgive_done(x, &r);
+		} else {
+			/* And its loop quarantine, on every node of a farm. */
+			struct store_op op = {.kind = STORE_OP_LOOP_CLEAR,
+					      .user = argv[2],
+					      .device_id = argv[3],
+					      .now = time(NULL)};
+			store_change(a->store, &op, forgive_done, x);
+		}
+		return CTL_OK; /* the answer is the job's */
 	}
 	sbuf_printf(out, "usage: throttle [list [--all]] | show USER DEVICE_ID | forgive USER "
 			 "DEVICE_ID");
+	return CTL_USAGE;
+}
+
+/* --- the store: db, nodes, personal lists ------------------------------------- */
+
+static void migrate_done(void *arg, const struct store_result *r)
+{
+	struct pend *x = arg;
+	struct sbuf out = {0};
+	enum ctl_code code = CTL_OK;
+	if (r->rc < 0)
+		code = store_failed(r, &out);
+	else
+		sbuf_printf(&out, "%s\n", r->msg);
+	pend_finish(x, r, code, &out);
+}
+
+enum ctl_code admin_cmd_db(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct admin *a = the_admin;
+	const char *verb = argc > 1 ? argv[1] : "status";
+	if (!strcmp(verb, "status") && argc <= 2) {
+		store_db_status(a->store, out);
+		return CTL_OK;
+	}
+	if (!strcmp(verb, "migrate") && argc == 2) {
+		struct pend *x = pend_new("migrate");
+		if (!x)
+			return CTL_FAILED;
+		struct store_op op = {.kind = STORE_OP_MIGRATE, .now = time(NULL)};
+		store_change(a->store, &op, migrate_done, x);
+		return CTL_OK; /* the answer is the job's */
+	}
+	sbuf_printf(out, "usage: db status|migrate");
+	return CTL_USAGE;
+}
+
+struct node_list {
+	struct sbuf *o;
+	int64_t now;
+	unsigned stale_s;
+};
+
+static void node_row(void *arg, const struct inv_node *n)
+{
+	struct node_list *l = arg;
+	char hb[32];
+	fmt_iso_time(n->heartbeat_at, hb, sizeof(hb));
+	int64_t age = n->heartbeat_at ? l->now - n->heartbeat_at : -1;
+	sbuf_printf(l->o, "%-20.20s %-36.36s %-10s %10lld %10lld %-20s %6llds %9.1f %8lld %s\n",
+		    n->name, n->version, n->store, (long long)n->config_gen,
+		    (long long)n->policy_gen, hb, (long long)age, n->requests_per_s,
+		    (long long)n->journal, age >= 0 && age <= (int64_t)l->stale_s ? "up" : "stale");
+}
+
+enum ctl_code admin_cmd_nodes(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct admin *a = the_admin;
+	unsigned hb = (a->cfg->pg.heartbeat_ms + 999) / 1000;
+	struct node_list l = {.o = out, .now = time(NULL), .stale_s = 3 * (hb ? hb : 5)};
+	sync_events(a);
+	sbuf_printf(out, "%-20s %-36s %-10s %10s %10s %-20s %7s %9s %8s %s\n", "NODE", "VERSION",
+		    "STORE", "CONFIG_GEN", "POLICY_GEN", "LAST_HEARTBEAT", "AGE", "REQ/S",
+		    "JOURNAL", "STATE");
+	inv_foreach_node(a->inv, node_row, &l);
+	return CTL_OK;
+}
+
+static void list_row(void *arg, const char *list, const char *entry)
+{
+	sbuf_printf(arg, "%-8s %s\n", list, entry);
+}
+
+static void list_done(void *arg, const struct store_result *r)
+{
+	struct pend *x = arg;
+	struct sbuf out = {0};
+	enum ctl_code code = CTL_OK;
+	int add = !strcmp(x->verb, "add");
+	if (r->rc < 0) {
+		code = store_failed(r, &out);
+	} else if (r->rc == 0) {
+		sbuf_printf(&out, add ? "%s is already in the %s list" : "%s is not in the %s list",
+			    x->text, x->user);
+		code = add ? CTL_OK : CTL_NOTFOUND;
+		if (add)
+			sbuf_put(&out, "\n", 1);
+	} else {
+		log_info("event=admin_list action=%s list=%s entry=\"%s\"", x->verb, x->user,
+			 x->text);
+		sbuf_printf(&out, "%s %s %s; effective on the next request\n",
+			    add ? "added to" : "removed from", x->user, x->text);
+	}
+	pend_finish(x, r, code, &out);
+}
+
+enum ctl_code admin_cmd_lists(void *ctx, int argc, char **argv, struct sbuf *out)
+{
+	struct admin *a = the_admin;
+	const char *verb = argc > 1 ? argv[1] : "show";
+	if (!strcmp(verb, "show") && argc <= 2) {
+		for (int i = 0; i < a->cfg->policy.nblocked; i++)
+			sbuf_printf(out, "%-8s %s (config)\n", "blocked",
+				    a->cfg->policy.blocked_ids[i].text);
+		for (int i = 0; i < a->cfg->policy.nallowed; i++)
+			sbuf_printf(out, "%-8s %s (config)\n", "allowed",
+				    a->cfg->policy.allowed_ids[i].text);
+		inv_foreach_list(a->inv, list_row, out);
+		return CTL_OK;
+	}
+	if ((!strcmp(verb, "add") || !strcmp(verb, "remove")) && argc == 4 &&
+	    (!strcmp(argv[2], "blocked") || !strcmp(argv[2], "allowed"))) {
+		char why[256];
+		if (policy_id_entry_check(argv[3], why, sizeof(why)) < 0) {
+			sbuf_printf(out, "entry refused: %s", why);
+			return CTL_USAGE;
+		}
+		struct pend *x = pend_new(verb);
+		if (!x)
+			return CTL_FAILED;
+		snprintf(x->user, sizeof(x->user), "%s", argv[2]); /* the list */
+		snprintf(x->text, sizeof(x->text), "%s", argv[3]);
+		int add = !strcmp(verb, "add");
+		char what[POLICY_RULE_TEXT_MAX + 32], in[32];
+		snprintf(what, sizeof(what), "lists %s %s %s", verb, argv[2], argv[3]);
+		snprintf(in, sizeof(in), "in the %s list", argv[2]);
+		x->audit = audit_new(what, add ? "not listed" : in, add ? in : "not listed");
+		struct store_op op = {.kind = add ? STORE_OP_LIST_ADD : STORE_OP_LIST_REMOVE,
+				      .list = x->user,
+				      .text = x->text,
+				      .now = time(NULL),
+				      .audit = x->audit};
+		store_change(a->store, &op, list_done, x);
+		return CTL_OK; /* the answer is the job's */
+	}
+	sbuf_printf(out, "usage: lists [show] | lists add|remove blocked|allowed "
+			 "'DeviceId' or 'user:DeviceId'");
 	return CTL_USAGE;
 }
 
@@ -1564,11 +1992,11 @@ static int audit_row(void *arg, const struct inv_audit *r)
 	struct audit_list *l = arg;
 	char when[32];
 	fmt_iso_time(r->at, when, sizeof(when));
-	const char *v[] = {when, r->who, r->source, r->what, r->before, r->after};
+	const char *v[] = {when, r->who, r->source, r->what, r->before, r->after, r->node};
 	if (l->fmt == FMT_TABLE) {
-		sbuf_printf(l->o, "%-6lld %-20s %-24s %s | before: %s | after: %s\n",
-			    (long long)r->id, when, r->who, r->what, r->before[0] ? r->before : "-",
-			    r->after[0] ? r->after : "-");
+		sbuf_printf(l->o, "%-6lld %-20s %-14s %-24s %s | before: %s | after: %s\n",
+			    (long long)r->id, when, r->node[0] ? r->node : "-", r->who, r->what,
+			    r->before[0] ? r->before : "-", r->after[0] ? r->after : "-");
 	} else if (l->fmt == FMT_CSV) {
 		sbuf_printf(l->o, "%lld", (long long)r->id);
 		for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
@@ -1577,7 +2005,10 @@ static int audit_row(void *arg, const struct inv_audit *r)
 		}
 		sbuf_put(l->o, "\r\n", 2);
 	} else {
-		static const char *const k[] = {"at", "who", "source", "what", "before", "after"};
+		static const char *const k[] = {"at",	  "who",   "source", "what",
+						"before", "after", "node"};
+		_Static_assert(sizeof(k) / sizeof(k[0]) == sizeof(v) / sizeof(v[0]),
+			       "a name for every field");
 		sbuf_printf(l->o, "%s\n  {\"id\": %lld", l->n ? "," : "", (long long)r->id);
 		for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 			sbuf_printf(l->o, ", \"%s\": ", k[i]);
@@ -1610,9 +2041,10 @@ enum ctl_code admin_cmd_audit(void *ctx, int argc, char **argv, struct sbuf *out
 		n = 100;
 	sync_events(a);
 	if (l.fmt == FMT_TABLE)
-		sbuf_printf(out, "%-6s %-20s %-24s %s\n", "ID", "WHEN", "WHO", "WHAT");
+		sbuf_printf(out, "%-6s %-20s %-14s %-24s %s\n", "ID", "WHEN", "NODE", "WHO",
+			    "WHAT");
 	else if (l.fmt == FMT_CSV)
-		sbuf_printf(out, "id,at,who,source,what,before,after\r\n");
+		sbuf_printf(out, "id,at,who,source,what,before,after,node\r\n");
 	else
 		sbuf_put(out, "[", 1);
 	inv_foreach_audit(a->inv, before ? atoll(before) : 0, n, audit_row, &l);
@@ -1652,6 +2084,17 @@ int admin_need_versions(int argc, char **argv)
 int admin_need_throttle(int argc, char **argv)
 {
 	return argc > 1 && !strcmp(argv[1], "forgive") ? ROLE_HELPDESK : ROLE_VIEWER;
+}
+
+int admin_need_lists(int argc, char **argv)
+{
+	return argc > 1 && (!strcmp(argv[1], "add") || !strcmp(argv[1], "remove")) ? ROLE_ADMIN
+										   : ROLE_VIEWER;
+}
+
+int admin_need_db(int argc, char **argv)
+{
+	return argc > 1 && !strcmp(argv[1], "migrate") ? ROLE_ADMIN : ROLE_VIEWER;
 }
 
 /* --- metrics ------------------------------------------------------------------------ */
@@ -1747,6 +2190,7 @@ void admin_render_metrics(struct admin *a, struct sbuf *o)
 		    "inventory.\n# TYPE easgate_inventory_events_total counter\n"
 		    "easgate_inventory_events_total %llu\n",
 		    (unsigned long long)a->events);
+	store_render_metrics(a->store, o);
 }
 
 void admin_render_backend_metrics(struct admin *a, struct sbuf *o, const struct stats *sum)

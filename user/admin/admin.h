@@ -19,8 +19,11 @@
 
 struct admin;
 
-struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s, char *err,
-			size_t errsz);
+struct store_hooks;
+/* up: what the master hears from the store (farm steering secret, ready to
+ * serve, heartbeat numbers); its `changed` is the admin's own. */
+struct admin *admin_new(struct loop *l, const struct gw_config *c, struct shm *s,
+			const struct store_hooks *up, char *err, size_t errsz);
 void admin_free(struct admin *a);
 
 struct throttle;
@@ -58,16 +61,23 @@ struct sighting_table *admin_sightings(const struct admin *a);
 int admin_check_config(struct admin *a, const struct gw_config *c, char *why, size_t whysz);
 /* The running config changed (reload): remember it and bump the policy gen. */
 void admin_config_changed(struct admin *a, const struct gw_config *c);
-/* Once a second: commit pending inventory writes. */
+/* Once a second: commit pending inventory writes, heartbeats. */
 void admin_tick(struct admin *a);
+/* In a forked worker: close what the store's connection left in it. */
+void admin_forget_in_child(struct admin *a);
+/* 1 while the store waits for its first sync with the farm (store.h). */
+int admin_store_waiting(const struct admin *a);
+/* The store's lines for easctl status. */
+void admin_describe_store(struct admin *a, struct sbuf *o);
 /* Make the inventory files owned by the unprivileged user. */
 void admin_chown_state(struct admin *a, uid_t uid, gid_t gid);
 
 /*
  * The commands of policy administration (struct ctl_cmd handlers, in the
  * command table of master.c): devices and device, rules, versions,
- * throttle, certcheck, audit. ctx is unused (one admin per process). The
- * admin_need_* functions say which role an argv needs (command.h).
+ * throttle, certcheck, audit, lists, nodes, db. ctx is unused (one admin
+ * per process). The admin_need_* functions say which role an argv needs
+ * (command.h).
  */
 enum ctl_code admin_cmd_devices(void *ctx, int argc, char **argv, struct sbuf *out);
 enum ctl_code admin_cmd_device(void *ctx, int argc, char **argv, struct sbuf *out);
@@ -76,10 +86,15 @@ enum ctl_code admin_cmd_versions(void *ctx, int argc, char **argv, struct sbuf *
 enum ctl_code admin_cmd_throttle(void *ctx, int argc, char **argv, struct sbuf *out);
 enum ctl_code admin_cmd_certcheck(void *ctx, int argc, char **argv, struct sbuf *out);
 enum ctl_code admin_cmd_audit(void *ctx, int argc, char **argv, struct sbuf *out);
+enum ctl_code admin_cmd_lists(void *ctx, int argc, char **argv, struct sbuf *out);
+enum ctl_code admin_cmd_nodes(void *ctx, int argc, char **argv, struct sbuf *out);
+enum ctl_code admin_cmd_db(void *ctx, int argc, char **argv, struct sbuf *out);
 int admin_need_device(int argc, char **argv);
 int admin_need_rules(int argc, char **argv);
 int admin_need_versions(int argc, char **argv);
 int admin_need_throttle(int argc, char **argv);
+int admin_need_lists(int argc, char **argv);
+int admin_need_db(int argc, char **argv);
 
 /* Metrics the admin module knows (devices by OS family and state). */
 void admin_render_metrics(struct admin *a, struct sbuf *o);

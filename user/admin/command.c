@@ -92,9 +92,20 @@ enum ctl_code command_run(const struct ctl_cmd *cmds, void *ctx, const struct co
 int command_step(struct command_job *j, struct sbuf *out, enum ctl_code *code)
 {
 	current = &j->actor;
+	j->woken = 0;
 	int done = j->step(j, out, code);
 	current = NULL;
+	/* woken while stepping (an answer that came at once): step again */
+	if (done == COMMAND_WAIT && j->woken)
+		done = 0;
 	return done;
+}
+
+void command_wake(struct command_job *j)
+{
+	j->woken = 1;
+	if (j->wake)
+		j->wake(j->wake_arg);
 }
 
 void command_job_free(struct command_job *j)

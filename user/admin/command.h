@@ -20,6 +20,9 @@
  * inventory (listing, export, dry run) does its first bounded step, then
  * hands a job to command_defer(); the transport calls command_step() from
  * the loop, one bounded step per loop pass, until the job says it is done.
+ * A change a farm's database must confirm (store_change) is a job too: it
+ * waits (COMMAND_WAIT) until the store answers, and easctl and the console
+ * answer when it does, the loop running meanwhile.
  */
 #ifndef EG_COMMAND_H
 #define EG_COMMAND_H
@@ -41,13 +44,28 @@ struct command_actor {
 /* The text audit lines and logs use for an actor: "console:alice" or "easctl:uid=0". */
 void command_actor_text(const struct command_actor *a, char *out, size_t outsz);
 
-/* A command that continues in bounded steps (see command_defer). */
+/*
+ * A command that continues in bounded steps (see command_defer), or waits
+ * for an answer from outside the loop (a farm's database: store.h). step
+ * returns COMMAND_WAIT when it has nothing to do until the job calls
+ * command_wake() (possibly before the transport first steps it: the
+ * transport always steps a new job once). A transport gives a waiting job
+ * COMMAND_WAIT_MS, then answers that no answer came in time and frees the
+ * job (whose free must then outlive, or detach from, the pending answer).
+ */
+#define COMMAND_WAIT	2
+#define COMMAND_WAIT_MS 30000
 struct command_job {
 	/* One bounded step (a few ms at most): append to out; return 1 when
-	 * finished with *code set, 0 to be called again. */
+	 * finished with *code set, 0 to be called again, COMMAND_WAIT to be
+	 * called again after command_wake(). */
 	int (*step)(struct command_job *j, struct sbuf *out, enum ctl_code *code);
 	void (*free)(struct command_job *j); /* releases j itself */
 	struct command_actor actor;	     /* set by command_run */
+	/* set by the transport: step the job again soon */
+	void (*wake)(void *arg);
+	void *wake_arg;
+	int woken; /* command_wake() came before the transport waited */
 };
 
 /*
@@ -58,13 +76,16 @@ struct command_job {
  */
 enum ctl_code command_run(const struct ctl_cmd *cmds, void *ctx, const struct command_actor *who,
 			  int argc, char **argv, struct sbuf *out, struct command_job **job);
-/* One step of a deferred command, as its actor. 1 = finished (*code set). */
+/* One step of a deferred command, as its actor. 1 = finished (*code set),
+ * 0 = step again, COMMAND_WAIT = step again once woken. */
 int command_step(struct command_job *j, struct sbuf *out, enum ctl_code *code);
 /* Free a job that will not be finished (its client went away). NULL is a no-op. */
 void command_job_free(struct command_job *j);
 
 /* From inside a command's fn: finish in steps (the layer takes j). */
 void command_defer(struct command_job *j);
+/* The answer a waiting job waited for is there: its transport steps it. */
+void command_wake(struct command_job *j);
 /* The actor of the command being run (NULL outside a run). */
 const struct command_actor *command_actor(void);
 

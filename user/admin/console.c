@@ -94,6 +94,7 @@ struct login_job {
 };
 
 static void conn_drive(struct conn *c);
+static void respond_error(struct conn *c, int status, const char *msg);
 
 /* --- connections ------------------------------------------------------------------- */
 
@@ -130,7 +131,21 @@ static void conn_close(struct conn *c)
 
 static void on_deadline(struct loop_timer *t)
 {
-	conn_close(t->arg);
+	struct conn *c = t->arg;
+	if (c->st == C_WAIT && c->job) {
+		/* A change still waiting for a farm's database after
+		 * COMMAND_WAIT_MS: the job lets go of the answer to come, and
+		 * the helpdesk is told (the change may still be made). */
+		command_job_free(c->job);
+		c->job = NULL;
+		sbuf_free(&c->job_out);
+		respond_error(c, 504,
+			      "no answer in time from the farm database (the change may still be "
+			      "applied: look again)");
+		conn_drive(c);
+		return;
+	}
+	conn_close(c);
 }
 
 static const char *reason_phrase(int st)
@@ -160,6 +175,8 @@ static const char *reason_phrase(int st)
 		return "Request Header Fields Too Large";
 	case 503:
 		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
 	default:
 		return st >= 500 ? "Internal Server Error" : "Error";
 	}
@@ -331,11 +348,25 @@ static void finish_command(struct conn *c, enum ctl_code code, struct sbuf *out)
 	sbuf_free(&b);
 }
 
+static void console_wake(void *arg)
+{
+	struct conn *c = arg;
+	loop_timer_set(c->k->loop, &c->step, 0);
+}
+
 static void on_step(struct loop_timer *t)
 {
 	struct conn *c = t->arg;
 	enum ctl_code code = CTL_FAILED;
-	if (!command_step(c->job, &c->job_out, &code)) {
+	int r = command_step(c->job, &c->job_out, &code);
+	if (r == COMMAND_WAIT) {
+		/* waits for the store (a farm's database): stepped again when it
+		 * answers (console_wake), or answered 504 by the deadline */
+		if (!loop_timer_armed(&c->deadline))
+			loop_timer_set(c->k->loop, &c->deadline, COMMAND_WAIT_MS);
+		return;
+	}
+	if (!r) {
 		if (c->job_out.len > OUT_MAX || c->job_out.oom) {
 			command_job_free(c->job);
 			c->job = NULL;
@@ -388,6 +419,8 @@ static void run_command(struct conn *c, struct console_session *s, int argc, cha
 	}
 	if (c->job) {
 		c->job_out = out;
+		c->job->wake = console_wake;
+		c->job->wake_arg = c;
 		c->st = C_WAIT;
 		loop_timer_cancel(k->loop, &c->deadline);
 		loop_timer_set(k->loop, &c->step, 0);

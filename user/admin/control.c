@@ -42,6 +42,7 @@ struct ctl_client {
 	int replying;
 	struct command_job *job; /* a deferred command being stepped (command.h) */
 	struct sbuf job_out;
+	int waiting; /* the job waits for an answer (COMMAND_WAIT); deadline armed */
 };
 
 struct control {
@@ -154,14 +155,31 @@ static void client_reply_text(struct ctl_client *k, enum ctl_code code, const ch
 	sbuf_free(&out);
 }
 
-/* A deferred command: one bounded step per loop pass until it is done. */
+static void client_wake(void *arg)
+{
+	struct ctl_client *k = arg;
+	loop_timer_set(k->c->loop, &k->run, 0);
+}
+
+/* A deferred command: one bounded step per loop pass until it is done; a
+ * job waiting for the store is stepped again when it wakes (COMMAND_WAIT),
+ * for at most COMMAND_WAIT_MS (client_timeout). */
 static void client_step(struct ctl_client *k)
 {
 	enum ctl_code code = CTL_FAILED;
-	if (!command_step(k->job, &k->job_out, &code)) {
+	int r = command_step(k->job, &k->job_out, &code);
+	if (r == 0) {
 		loop_timer_set(k->c->loop, &k->run, 0);
 		return;
 	}
+	if (r == COMMAND_WAIT) {
+		if (!k->waiting) {
+			k->waiting = 1;
+			loop_timer_set(k->c->loop, &k->deadline, COMMAND_WAIT_MS);
+		}
+		return;
+	}
+	k->waiting = 0;
 	command_job_free(k->job);
 	k->job = NULL;
 	loop_update_clock(k->c->loop);
@@ -202,6 +220,8 @@ static void client_run(struct loop_timer *t)
 	enum ctl_code code = command_run(c->cmds, c->ctx, &who, argc, argv, &out, &k->job);
 	if (k->job) {
 		k->job_out = out;
+		k->job->wake = client_wake;
+		k->job->wake_arg = k;
 		loop_timer_set(c->loop, &k->run, 0);
 		return;
 	}
@@ -261,8 +281,8 @@ static void client_read(struct ctl_client *k)
 static void client_io(struct loop_io *io, uint32_t ev)
 {
 	struct ctl_client *k = io->arg;
-	if (loop_timer_armed(&k->run))
-		return; /* request complete, command not run yet */
+	if (loop_timer_armed(&k->run) || (k->job && !k->out.len))
+		return; /* request complete, command not run or not answered yet */
 	if (k->replying)
 		client_write(k);
 	else
@@ -272,6 +292,19 @@ static void client_io(struct loop_io *io, uint32_t ev)
 static void client_timeout(struct loop_timer *t)
 {
 	struct ctl_client *k = t->arg;
+	if (k->job && !k->out.len) {
+		/* A job waiting for the store (COMMAND_WAIT): it is freed (and
+		 * lets go of the answer to come), the client is told. */
+		log_warn("event=control_deferred_timeout pid=%d", (int)k->who.pid);
+		command_job_free(k->job);
+		k->job = NULL;
+		sbuf_free(&k->job_out);
+		k->waiting = 0;
+		client_reply_text(
+		    k, CTL_FAILED,
+		    "no answer in time (the change may still be applied: look again)");
+		return;
+	}
 	if (k->replying) {
 		client_end(k); /* a client that does not take its reply */
 		return;

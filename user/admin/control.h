@@ -19,7 +19,8 @@
  * that must make progress every 5 s; commands run one at a time, after the
  * loop pass that completed their request, through the command layer
  * (command.h) as the peer's uid with the admin role; a command that defers
- * is stepped from the loop until it is done.
+ * is stepped from the loop until it is done (one that waits for a farm's
+ * database: at most COMMAND_WAIT_MS, then the client is told no answer came).
  */
 #ifndef EG_CONTROL_H
 #define EG_CONTROL_H

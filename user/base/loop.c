@@ -96,6 +96,19 @@ int loop_io_add_lt(struct loop *l, struct loop_io *io, int fd, loop_io_cb cb, vo
 	return io_add(l, io, fd, cb, arg, EPOLLIN);
 }
 
+int loop_io_add_lt_rw(struct loop *l, struct loop_io *io, int fd, loop_io_cb cb, void *arg,
+		      int want_write)
+{
+	return io_add(l, io, fd, cb, arg, EPOLLIN | EPOLLRDHUP | (want_write ? EPOLLOUT : 0));
+}
+
+int loop_io_want_write(struct loop *l, struct loop_io *io, int want_write)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (want_write ? EPOLLOUT : 0),
+				 .data.ptr = io};
+	return epoll_ctl(l->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0 ? -errno : 0;
+}
+
 void loop_io_del(struct loop *l, struct loop_io *io)
 {
 	if (io->fd >= 0)

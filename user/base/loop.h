@@ -46,6 +46,16 @@ void loop_free(struct loop *l);
 int loop_io_add(struct loop *l, struct loop_io *io, int fd, loop_io_cb cb, void *arg);
 /* Register level-triggered for reading only (listeners, control sockets). */
 int loop_io_add_lt(struct loop *l, struct loop_io *io, int fd, loop_io_cb cb, void *arg);
+/*
+ * Register level-triggered for reading, and for writing while want_write is
+ * set (loop_io_want_write). For libraries that read and write on their own
+ * schedule (libpq): level-triggered, so nothing is lost when they do not
+ * read a socket dry. 0 or -errno.
+ */
+int loop_io_add_lt_rw(struct loop *l, struct loop_io *io, int fd, loop_io_cb cb, void *arg,
+		      int want_write);
+/* Change the write interest of an io added with loop_io_add_lt_rw. 0 or -errno. */
+int loop_io_want_write(struct loop *l, struct loop_io *io, int want_write);
 /* Stop watching io->fd (does not close it). Safe to call from its own callback. */
 void loop_io_del(struct loop *l, struct loop_io *io);
 

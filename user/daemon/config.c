@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <libconfig.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <stddef.h>
@@ -237,6 +238,16 @@ void config_defaults(struct gw_config *c)
 
 	c->xdp.verdict_ttl_s = 600;
 	snprintf(c->xdp.pin_dir, sizeof(c->xdp.pin_dir), "/sys/fs/bpf/easgate");
+
+	c->store = CFG_STORE_SQLITE;
+	if (gethostname(c->node_name, sizeof(c->node_name)) < 0 || !c->node_name[0])
+		snprintf(c->node_name, sizeof(c->node_name), "easgate");
+	c->node_name[sizeof(c->node_name) - 1] = 0;
+	c->pg.journal_max = 1000000;
+	c->pg.timeout_ms = 5000;
+	c->pg.heartbeat_ms = 5000;
+	c->pg.initial_sync_ms = 10000;
+	c->pg.auto_migrate = 1;
 }
 
 /* --- schema-checked reading ------------------------------------------------ */
@@ -1071,6 +1082,57 @@ static void read_notify(struct rd *rd, config_setting_t *root, struct gw_config 
 	get_secs(rd, g, "timeout", &c->notify.timeout_ms, 600);
 }
 
+/* store = "sqlite" | "postgresql", node_name, and postgresql { ... }. */
+static void read_store(struct rd *rd, config_setting_t *root, struct gw_config *c)
+{
+	char kind[16] = "";
+	if (get_str(rd, root, "store", kind, sizeof(kind)) == 1) {
+		if (!strcmp(kind, "sqlite"))
+			c->store = CFG_STORE_SQLITE;
+		else if (!strcmp(kind, "postgresql"))
+			c->store = CFG_STORE_POSTGRESQL;
+		else
+			ERR(rd, config_setting_get_member(root, "store"),
+			    "store must be \"sqlite\" (default) or \"postgresql\"");
+	}
+	if (get_str(rd, root, "node_name", c->node_name, sizeof(c->node_name)) == 1 &&
+	    (!c->node_name[0] || strcspn(c->node_name, " \t\r\n\"\\") != strlen(c->node_name)))
+		ERR(rd, config_setting_get_member(root, "node_name"),
+		    "node_name must be a non-empty name without spaces or quotes");
+	config_setting_t *g = config_setting_get_member(root, "postgresql");
+	if (g) {
+		if (!config_setting_is_group(g)) {
+			ERR(rd, g, "postgresql must be a group { conninfo = \"...\"; }");
+			return;
+		}
+		static const char *const keys[] = {"conninfo",	"journal_max",	"timeout",
+						   "heartbeat", "initial_sync", "auto_migrate",
+						   NULL};
+		check_keys(rd, g, "postgresql", keys);
+		if (get_str(rd, g, "conninfo", c->pg.conninfo, sizeof(c->pg.conninfo)) == 1) {
+			/* libpq's own parser: a typo is refused here with its line. */
+			char *why = NULL;
+			PQconninfoOption *o = PQconninfoParse(c->pg.conninfo, &why);
+			if (!o)
+				ERR(rd, config_setting_get_member(g, "conninfo"),
+				    "postgresql.conninfo: %.*s", why ? (int)strcspn(why, "\n") : 13,
+				    why ? why : "out of memory");
+			PQconninfoFree(o);
+			PQfreemem(why);
+		}
+		get_uint(rd, g, "journal_max", &c->pg.journal_max, 16, 100000000);
+		get_secs(rd, g, "timeout", &c->pg.timeout_ms, 600);
+		get_secs(rd, g, "heartbeat", &c->pg.heartbeat_ms, 3600);
+		get_secs(rd, g, "initial_sync", &c->pg.initial_sync_ms, 3600);
+		get_bool(rd, g, "auto_migrate", &c->pg.auto_migrate);
+	}
+	if (c->store == CFG_STORE_POSTGRESQL && !c->pg.conninfo[0])
+		ERR(rd, g ? g : config_setting_get_member(root, "store"),
+		    "store = \"postgresql\" needs postgresql.conninfo (a libpq connection "
+		    "string, e.g. \"host=db1,db2 dbname=easgate "
+		    "target_session_attrs=read-write\")");
+}
+
 int config_load(struct gw_config *c, const char *path, struct config_errors *errs)
 {
 	config_t lc;
@@ -1108,6 +1170,9 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 					   "strict_device_id",
 					   "throttle",
 					   "relay_method",
+					   "store",
+					   "node_name",
+					   "postgresql",
 					   "notify",
 					   NULL};
 	check_keys(&rd, root, "the top level", keys);
@@ -1140,6 +1205,7 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 	read_xdp(&rd, root, c);
 	read_throttle(&rd, root, c);
 	read_admin(&rd, root, c);
+	read_store(&rd, root, c);
 	read_notify(&rd, root, c);
 	config_destroy(&lc);
 	if (errs->n) {

@@ -68,6 +68,9 @@ struct cfg_backend {
 	unsigned health_interval_ms, health_timeout_ms, rise, fall;
 };
 
+/* Where policy state and the inventory live (store.h). */
+enum cfg_store { CFG_STORE_SQLITE = 0, CFG_STORE_POSTGRESQL = 1 };
+
 /* An address prefix; IPv4 as ::ffff:a.b.c.d with len 96 + its length. */
 struct cfg_prefix {
 	uint8_t addr[16]; /* network order, host bits zero */
@@ -196,6 +199,19 @@ struct gw_config {
 		unsigned web_idle_ms;	     /* a session ends after this much inactivity */
 		unsigned web_lockout_ms;     /* how long 20 wrong passwords lock out */
 	} admin;
+
+	/* The farm (store.h, store_pg.c). node_name names this node in the
+	 * farm and in easctl nodes (default: the host name). */
+	enum cfg_store store;
+	char node_name[64];
+	struct {
+		char conninfo[1024];	  /* libpq connection string (may name several hosts) */
+		unsigned journal_max;	  /* entries of the journal of unsent changes */
+		unsigned timeout_ms;	  /* connect / one query without progress */
+		unsigned heartbeat_ms;	  /* node heartbeat interval (also with SQLite) */
+		unsigned initial_sync_ms; /* a node with no snapshot waits this long for one */
+		int auto_migrate;	  /* apply schema migrations when connecting */
+	} pg;
 
 	/* Notices (user/admin/notify.h): "" urls = none sent. */
 	struct {

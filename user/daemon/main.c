@@ -9,6 +9,7 @@
 #include "log.h"
 #include "master.h"
 #include "priv.h"
+#include "store_migrate.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -33,6 +34,8 @@ static void usage(FILE *f)
 	    "  -c, --config FILE        configuration file (default: built-in defaults)\n"
 	    "  -t, --check-config       check the configuration and certificates, then exit\n"
 	    "      --detach             remove the XDP programs, links and pinned maps, exit\n"
+	    "      --db-migrate[=N]     migrate the configured store's schema (to version N),\n"
+	    "                           then exit (easctl db migrate does it in a running daemon)\n"
 	    "      --probe-kernel       which kernel features easgated can use here, and why\n"
 	    "                           not the others; no configuration needed (root)\n"
 	    "      --listen ADDR        listen address (host:port, [v6]:port)\n"
@@ -92,6 +95,7 @@ int main(int argc, char **argv)
 	    {"config", required_argument, NULL, 'c'},
 	    {"check-config", no_argument, NULL, 't'},
 	    {"detach", no_argument, NULL, 'D'},
+	    {"db-migrate", optional_argument, NULL, 'G'},
 	    {"probe-kernel", no_argument, NULL, 'P'},
 	    {"listen", required_argument, NULL, 'L'},
 	    {"tls-cert", required_argument, NULL, 'C'},
@@ -109,7 +113,7 @@ int main(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct config_cmdline o = {.workers = -1};
-	int check = 0, detach = 0, probe = 0, c;
+	int check = 0, detach = 0, probe = 0, migrate = 0, migrate_to = 0, c;
 	/* Before anything else: execve resets what priv_no_dumps sets. */
 	priv_bind_now(argv);
 	/* First, before a key or a request is in memory: no process of ours
@@ -126,6 +130,14 @@ int main(int argc, char **argv)
 			break;
 		case 'D':
 			detach = 1;
+			break;
+		case 'G':
+			migrate = 1;
+			migrate_to = optarg ? atoi(optarg) : 0;
+			if (optarg && migrate_to <= 0) {
+				fprintf(stderr, "easgated: --db-migrate=N wants a version >= 1\n");
+				return 2;
+			}
 			break;
 		case 'P':
 			probe = 1;
@@ -210,6 +222,22 @@ int main(int argc, char **argv)
 		log_info("event=detached pin_dir=%s", pin_dir);
 		return 0;
 	}
+	if (migrate) {
+		struct gw_config *cfg = calloc(1, sizeof(*cfg));
+		struct config_errors errs = {0};
+		log_set_proc("migrate");
+		if (!cfg || config_load_cmdline(&o, cfg, &errs) < 0) {
+			config_log_errors(&errs);
+			free(cfg);
+			return 1;
+		}
+		char msg[512];
+		int r = store_migrate_offline(cfg, migrate_to, msg, sizeof(msg));
+		config_free(cfg);
+		free(cfg);
+		fprintf(r < 0 ? stderr : stdout, "%s%s\n", r < 0 ? "easgated: " : "", msg);
+		return r < 0 ? 1 : 0;
+	}
 	if (check) {
 		struct gw_config *cfg = calloc(1, sizeof(*cfg));
 		struct config_errors errs = {0};
@@ -235,5 +263,5 @@ int main(int argc, char **argv)
 		printf("%s: configuration OK\n", o.config_path ? o.config_path : "(defaults)");
 		return 0;
 	}
-	return master_run(&o);
+	return master_run(&o, EASGATE_VERSION);
 }

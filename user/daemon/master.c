@@ -24,6 +24,7 @@
 #include "siphash.h"
 #include "srccap.h"
 #include "fmt.h"
+#include "store.h"
 #include "throttle.h"
 #include "tls.h"
 #include "worker.h"
@@ -63,6 +64,7 @@ struct lsock {
 
 struct master {
 	const struct config_cmdline *opts; /* the command line, again at every reload */
+	const char *version;		   /* easgated --version, for the farm's node heartbeats */
 	struct loop *loop;
 	struct gw_config *cfg;
 	struct shm *shm;
@@ -103,6 +105,12 @@ struct master {
 	char relay_path[320]; /* how bodies move and why (choose_relay_path) */
 	struct krelay_caps relay_caps;
 	int relay_probed;
+	/* Workers start once the store has what they need (store.h: a farm
+	 * node without a snapshot waits for its first sync, bounded). */
+	int store_ready;
+	int can_serve; /* setup done: workers may be forked */
+	int serving;   /* workers were started */
+	struct loop_timer store_wait;
 	struct kfeat kf; /* kernel features found at start (kfeat.h) */
 };
 
@@ -237,6 +245,26 @@ static int load_secret(struct master *m)
 	fclose(f);
 	hex[strcspn(hex, "\r\n")] = 0;
 	return siphash_key_from_hex(&m->secret, hex);
+}
+
+/* The farm's steering secret replaces ours: in the file (so a restart while
+ * the database is away steers the same way) and in memory. The hex text is
+ * written as the farm has it: it is what load_secret() parses. */
+static void store_secret_file(struct master *m, const char *hex)
+{
+	char path[PATH_MAX + 32], tmp[PATH_MAX + 40];
+	if (m->cfg->steering_secret_file[0])
+		snprintf(path, sizeof(path), "%s", m->cfg->steering_secret_file);
+	else
+		snprintf(path, sizeof(path), "%s/steering.key", m->cfg->state_dir);
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || dprintf(fd, "%s\n", hex) < 0 || fsync(fd) < 0 || rename(tmp, path) < 0)
+		log_warn("event=steering_secret_save_failed path=%s error=%m note=\"the farm's "
+			 "secret is used until the next start\"",
+			 path);
+	if (fd >= 0)
+		close(fd);
 }
 
 /* --- listening sockets --------------------------------------------------------- */
@@ -484,6 +512,7 @@ static int spawn_worker(struct master *m, int slot)
 		/* The master's own sockets are not the worker's business. */
 		control_close_fd(m->control);
 		metrics_close_fd(m->metrics);
+		admin_forget_in_child(m->admin);
 		console_close_fds(m->console);
 		_exit(worker_main(&a));
 	}
@@ -839,6 +868,9 @@ static enum ctl_code cmd_status(void *ctx, int argc, char **argv, struct sbuf *o
 		sbuf_printf(out, "last_reload_error %s\n", m->last_reload_error);
 	sbuf_printf(out, "xdp %s\n", m->kf.f[KFEAT_XDP].state == KFEAT_ON ? "attached" : "off");
 	sbuf_printf(out, "relay %s\n", m->relay_path);
+	admin_describe_store(m->admin, out);
+	if (!m->serving)
+		sbuf_printf(out, "serving no (waiting for the first sync with the farm)\n");
 	ocsp_stapler_describe(m->ocsp, out);
 	sbuf_printf(out, "kernel %s\n", m->kf.kernel);
 	for (int i = 0; i < KFEAT__COUNT; i++) {
@@ -971,8 +1003,15 @@ static const struct ctl_cmd commands[] = {
      admin_need_versions, 1},
     {"certcheck", admin_cmd_certcheck, "certcheck [HOSTNAME]       chain, key, names, expiry", NULL,
      1},
-    {"audit", admin_cmd_audit, "audit [--limit N] [--format table|csv|json]   who changed what",
+    {"audit", admin_cmd_audit,
+     "audit [--limit N] [--format table|csv|json]   who changed what (the farm's, in a farm)",
      NULL, 1},
+    {"lists", admin_cmd_lists, "lists [show] | add|remove blocked|allowed ENTRY   personal lists",
+     admin_need_lists, 0},
+    {"nodes", admin_cmd_nodes, "nodes                       the farm's nodes and heartbeats",
+     NULL, 0},
+    {"db", admin_cmd_db, "db status|migrate           the store: state, schema version",
+     admin_need_db, 0},
     {NULL, NULL, NULL, NULL, 0},
 };
 
@@ -1179,7 +1218,71 @@ static void choose_relay_path(struct master *m, const struct gw_config *c)
 		 krelay_describe(line, sizeof(line), k, NULL));
 }
 
-int master_run(const struct config_cmdline *o)
+/* --- the store's hooks (store.h) ------------------------------------------------ */
+
+static void start_workers(struct master *m)
+{
+	if (m->serving || !m->can_serve || m->stopping)
+		return;
+	m->serving = 1;
+	loop_timer_cancel(m->loop, &m->store_wait);
+	for (int s = 0; s < m->nworkers; s++)
+		if (spawn_worker(m, s) < 0)
+			log_err("event=worker_spawn_failed slot=%d", s);
+	log_info("event=serving workers=%d store_ready=%d", m->nworkers, m->store_ready);
+}
+
+static void store_wait_over(struct loop_timer *t)
+{
+	struct master *m = t->arg;
+	log_warn("event=store_first_sync_timeout note=\"serving with what this node has: its "
+		 "configuration and an empty snapshot\"");
+	start_workers(m);
+}
+
+static void on_store_ready(void *arg)
+{
+	struct master *m = arg;
+	m->store_ready = 1;
+	start_workers(m);
+}
+
+static void on_store_secret(void *arg, const char *hex)
+{
+	struct master *m = arg;
+	struct siphash_key k;
+	if (siphash_key_from_hex(&k, hex) < 0) {
+		log_err(
+		    "event=farm_steering_secret_bad note=\"want 32 hex characters; ours kept\"");
+		return;
+	}
+	if (k.k0 == m->secret.k0 && k.k1 == m->secret.k1)
+		return;
+	m->secret = k;
+	store_secret_file(m, hex);
+	log_info("event=farm_steering_secret note=\"the farm's secret replaces this node's\"");
+	if (!m->serving)
+		return;
+	/* Workers hash with the secret they were forked with: a new
+	 * generation, as a reload does (the old one drains). */
+	m->gen++;
+	for (int s = 0; s < m->nworkers; s++)
+		spawn_worker(m, s);
+	signal_old(m, m->gen, SIGTERM);
+}
+
+static void on_store_node(void *arg, struct inv_node *self)
+{
+	struct master *m = arg;
+	struct stats sum;
+	stats_sum(m->shm->worker_stats, EG_MAX_WORKERS, &sum);
+	snprintf(self->version, sizeof(self->version), "%s",
+		 m->version ? m->version : "");
+	self->config_gen = (int64_t)m->gen;
+	self->requests_total = (int64_t)sum.duration_count;
+}
+
+int master_run(const struct config_cmdline *o, const char *version)
 {
 	struct master *m = calloc(1, sizeof(*m));
 	struct config_errors errs = {0};
@@ -1187,6 +1290,7 @@ int master_run(const struct config_cmdline *o)
 	if (!m)
 		return 1;
 	m->opts = o;
+	m->version = version;
 	kfeat_init(&m->kf);
 	log_set_proc("master");
 	signal(SIGPIPE, SIG_IGN);
@@ -1254,7 +1358,10 @@ int master_run(const struct config_cmdline *o)
 		log_err("event=ios_builds_failed error=\"%s\"", err);
 		goto out;
 	}
-	m->admin = admin_new(m->loop, m->cfg, m->shm, err, sizeof(err));
+	loop_timer_init(&m->store_wait, store_wait_over, m);
+	struct store_hooks up = {
+	    .arg = m, .ready = on_store_ready, .secret = on_store_secret, .node = on_store_node};
+	m->admin = admin_new(m->loop, m->cfg, m->shm, &up, err, sizeof(err));
 	if (!m->admin) {
 		log_err("event=admin_failed error=\"%s\"", err);
 		goto out;
@@ -1337,9 +1444,15 @@ int master_run(const struct config_cmdline *o)
 	if (!m->ocsp)
 		goto out;
 	ocsp_stapler_configure(m->ocsp, m->cfg);
-	for (int s = 0; s < m->nworkers; s++)
-		if (spawn_worker(m, s) < 0)
+	m->can_serve = 1;
+	if (m->store_ready) {
+		start_workers(m);
+		if (!count_procs(m))
 			goto out;
+	} else {
+		log_info("event=store_first_sync_wait max_ms=%u", m->cfg->pg.initial_sync_ms);
+		loop_timer_set(m->loop, &m->store_wait, m->cfg->pg.initial_sync_ms);
+	}
 	loop_timer_set(m->loop, &m->tick, 1000);
 	uint64_t usec = 0;
 	if (sd_watchdog_enabled(0, &usec) > 0 && usec) {
@@ -1366,13 +1479,16 @@ out:
 		}
 	checker_free(m->checker);
 	ocsp_stapler_free(m->ocsp);
+	admin_set_notify(m->admin, NULL);
+	/* The store first: it answers the easctl and console clients it keeps
+	 * waiting (their jobs are freed with them below). */
+	admin_free(m->admin);
+	m->admin = NULL;
 	control_free(m->control);
 	metrics_free(m->metrics);
 	console_free(m->console);
-	admin_set_notify(m->admin, NULL);
 	notify_free(m->notify);
 	history_free(m->history);
-	admin_free(m->admin);
 	if (m->bpf)
 		bpfmaps_close(m->bpf); /* pins and the XDP program stay: verdicts keep working */
 	tls_server_free(m->tls);

@@ -18,7 +18,8 @@ int master_check_certs(const struct gw_config *c, int verbose);
  * Returns the number of problems (0 = OK), each logged/printed. */
 int master_check_config_full(const struct gw_config *c);
 
-/* Run until stopped; returns the exit code. */
-int master_run(const struct config_cmdline *o);
+/* Run until stopped; returns the exit code. version: easgated --version,
+ * which the farm's node heartbeats carry. */
+int master_run(const struct config_cmdline *o, const char *version);
 
 #endif

@@ -64,6 +64,8 @@ struct dev_entry {
 	int sight_gone;	     /* !in_inv: authenticated on another worker, row not read yet */
 	uint64_t skey;	     /* !in_inv: its key in the sightings table */
 	uint32_t sight_seq;  /* !in_inv: the sighting's di_seq this entry has seen */
+	int64_t loop_until;  /* quarantined for looping until (unix s; any farm node) */
+	int loop_cmd;	     /* the command that looped */
 };
 
 struct ver_entry {
@@ -120,6 +122,40 @@ static int acc_push(struct rule_acc *a, const struct policy_rule *r)
 	return 0;
 }
 
+/* Personal list entries added at run time (easctl lists), after the file's. */
+struct id_acc {
+	const char **v[2]; /* [0] blocked, [1] allowed */
+	size_t n[2], cap[2];
+	int failed;
+};
+
+static void add_db_list(void *arg, const char *list, const char *entry)
+{
+	struct id_acc *a = arg;
+	int k = !strcmp(list, "allowed");
+	char why[160];
+	if (strcmp(list, "blocked") && strcmp(list, "allowed"))
+		return;
+	if (policy_id_entry_check(entry, why, sizeof(why)) < 0) {
+		log_warn("event=list_entry_skipped list=%s error=\"%s\"", list, why);
+		return;
+	}
+	if (a->n[k] == a->cap[k]) {
+		size_t nc = a->cap[k] ? 2 * a->cap[k] : 64;
+		const char **nv = realloc(a->v[k], nc * sizeof(*nv));
+		if (!nv) {
+			a->failed = 1;
+			return;
+		}
+		a->v[k] = nv;
+		a->cap[k] = nc;
+	}
+	if (!(a->v[k][a->n[k]] = strdup(entry)))
+		a->failed = 1;
+	else
+		a->n[k]++;
+}
+
 static void add_db_rule(void *arg, int64_t id, const char *text)
 {
 	struct rule_acc *a = arg;
@@ -148,6 +184,7 @@ struct policy *gate_build_policy_with(const struct gw_config *c, struct inventor
 	const char *path = c->path[0] ? c->path : "(config)";
 	struct policy *p = NULL;
 	const char **blocked = NULL, **allowed = NULL, **fams = NULL;
+	struct id_acc ids = {0};
 	err[0] = 0;
 	for (int i = 0; i < c->policy.nrules; i++) {
 		struct policy_rule r;
@@ -166,12 +203,16 @@ struct policy *gate_build_policy_with(const struct gw_config *c, struct inventor
 	}
 	if (a.failed)
 		goto out;
-	if (inv)
+	if (inv) {
 		inv_foreach_rule(inv, add_db_rule, &a);
+		inv_foreach_list(inv, add_db_list, &ids);
+	}
+	if (ids.failed)
+		goto out;
 	if (extra && acc_push(&a, extra) < 0)
 		goto out;
-	blocked = calloc((size_t)c->policy.nblocked + 1, sizeof(char *));
-	allowed = calloc((size_t)c->policy.nallowed + 1, sizeof(char *));
+	blocked = calloc((size_t)c->policy.nblocked + ids.n[0] + 1, sizeof(char *));
+	allowed = calloc((size_t)c->policy.nallowed + ids.n[1] + 1, sizeof(char *));
 	fams = calloc((size_t)c->policy.nfamilies + 1, sizeof(char *));
 	if (!blocked || !allowed || !fams)
 		goto out;
@@ -179,6 +220,10 @@ struct policy *gate_build_policy_with(const struct gw_config *c, struct inventor
 		blocked[i] = c->policy.blocked_ids[i].text;
 	for (int i = 0; i < c->policy.nallowed; i++)
 		allowed[i] = c->policy.allowed_ids[i].text;
+	for (size_t i = 0; i < ids.n[0]; i++)
+		blocked[c->policy.nblocked + (int)i] = ids.v[0][i];
+	for (size_t i = 0; i < ids.n[1]; i++)
+		allowed[c->policy.nallowed + (int)i] = ids.v[1][i];
 	for (int i = 0; i < c->policy.nfamilies; i++)
 		fams[i] = c->policy.families[i];
 	struct policy_config pc = {
@@ -186,9 +231,9 @@ struct policy *gate_build_policy_with(const struct gw_config *c, struct inventor
 	    .rules = a.rules,
 	    .n_rules = a.n,
 	    .blocked_ids = blocked,
-	    .n_blocked = (size_t)c->policy.nblocked,
+	    .n_blocked = (size_t)c->policy.nblocked + ids.n[0],
 	    .allowed_ids = allowed,
-	    .n_allowed = (size_t)c->policy.nallowed,
+	    .n_allowed = (size_t)c->policy.nallowed + ids.n[1],
 	};
 	pc.incubation.enabled = c->policy.incubation;
 	pc.incubation.days = c->policy.incubation_days;
@@ -196,6 +241,11 @@ struct policy *gate_build_policy_with(const struct gw_config *c, struct inventor
 	pc.incubation.n_families = (size_t)c->policy.nfamilies;
 	p = policy_new(&pc, err, errsz);
 out:
+	for (int k = 0; k < 2; k++) {
+		for (size_t i = 0; i < ids.n[k]; i++)
+			free((char *)ids.v[k][i]);
+		free(ids.v[k]);
+	}
 	free(a.rules);
 	free(blocked);
 	free(allowed);
@@ -236,10 +286,16 @@ static void fp_rule(void *arg, int64_t id, const char *text)
 	*h = (*h ^ 0xff) * 0x100000001b3ull; /* end of text */
 }
 
+static void fp_list(void *arg, const char *list, const char *entry)
+{
+	fp_rule(arg, list[0], entry);
+}
+
+/* ... and over the runtime personal lists: both compile into the policy. */
 static uint64_t rules_fingerprint(struct gate *g)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
-	if (inv_foreach_rule(g->inv, fp_rule, &h) < 0)
+	if (inv_foreach_rule(g->inv, fp_rule, &h) < 0 || inv_foreach_list(g->inv, fp_list, &h) < 0)
 		return 0; /* unreadable: forces a rebuild (0 is never stored) */
 	return h ? h : 1;
 }
@@ -422,8 +478,11 @@ static struct dev_entry *dev_get(struct gate *g, const struct eas_req *r, int64_
 	e->scoped_access = -1;
 	e->answer_access = -1;
 	e->in_inv = found;
+	e->loop_cmd = -1;
 	if (found) {
 		e->admin_state = d.admin_state;
+		e->loop_until = d.loop_until;
+		e->loop_cmd = d.loop_cmd;
 		snprintf(e->model, sizeof(e->model), "%s",
 			 d.device_model[0] ? d.device_model : model);
 		snprintf(e->os, sizeof(e->os), "%s", d.device_os[0] ? d.device_os : os);
@@ -521,9 +580,11 @@ static void quarantine_answer(int cmd, struct gate_verdict *v);
 /* Budgets and loops (user/decide/throttle.h), after the access decision. */
 static void throttle_step(struct gate *g, const struct eas_req *r, const struct policy_input *in,
 			  const struct policy_decision *d, uint64_t body_fp, int authed,
-			  struct gate_verdict *v)
+			  struct gate_verdict *v, struct throttle_verdict *out)
 {
 	struct throttle *t = g->t;
+	out->event = THROTTLE_EV_NONE;
+	out->action = THROTTLE_OK;
 	if (!t || d->access == POLICY_BLOCK || r->cmd == EAS_CMD_OPTIONS)
 		return;
 	struct throttle_req rq = {
@@ -540,6 +601,7 @@ static void throttle_step(struct gate *g, const struct eas_req *r, const struct 
 	};
 	struct throttle_verdict tv;
 	throttle_check(t, &rq, throttle_now_ms(), &tv);
+	*out = tv;
 	v->tt = tv.ticket;
 	if (tv.event != THROTTLE_EV_NONE) {
 		char qu[160], qd[48], qo[160];
@@ -686,7 +748,44 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 		v->sv = SV_QUARANTINE;
 		quarantine_answer(r->cmd, v);
 	}
-	throttle_step(g, r, &in, &d, body_fp, e->in_inv || e->sight_gone, v);
+	struct throttle_verdict tv;
+	throttle_step(g, r, &in, &d, body_fp, e->in_inv || e->sight_gone, v, &tv);
+	if (tv.event == THROTTLE_EV_QUARANTINE && tv.remaining_s && (e->in_inv || e->sight_gone)) {
+		/* Quarantined for looping here: on every node of a farm too (the
+		 * device's row carries it; inventory.h INV_EV_LOOP). */
+		struct inv_event ev;
+		fill_event(&ev, r, now);
+		ev.flags = INV_EV_LOOP;
+		ev.loop_cmd = tv.loop_cmd;
+		ev.loop_s = (int32_t)tv.remaining_s;
+		send_event(g, &ev);
+		e->loop_until = now + tv.remaining_s;
+		e->loop_cmd = tv.loop_cmd;
+	} else if (tv.action == THROTTLE_OK && e->loop_until > now && d.access != POLICY_BLOCK &&
+		   r->cmd != EAS_CMD_OPTIONS) {
+		/* Quarantined for looping by another node (or before a restart):
+		 * answered as this node's throttle answers its own loops. The
+		 * gateway's own answer is no success of the device: it must not
+		 * count towards a loop here (the ticket ends now, uncounted). */
+		if (g->t) {
+			throttle_done(g->t, &v->tt, 0, throttle_now_ms());
+			memset(&v->tt, 0, sizeof(v->tt));
+		}
+		v->sv = SV_QUARANTINE;
+		v->empty_ok = 0;
+		v->hold_ms = 0;
+		v->eas_status = 0;
+		quarantine_answer(r->cmd, v);
+		if (v->action == GATE_FORWARD && (int)r->cmd == e->loop_cmd) {
+			v->action = GATE_ANSWER;
+			v->eas_status = 130;
+			v->http_status = 403;
+		}
+		snprintf(v->rule, sizeof(v->rule), "loop:quarantine");
+		snprintf(v->why, sizeof(v->why), "quarantined for looping (%s) until %lld",
+			 e->loop_cmd >= 0 ? eas_cmd_name(e->loop_cmd) : "?",
+			 (long long)e->loop_until);
+	}
 	e->answer_access = d.access;
 	/*
 	 * Some decisions are about this request, not the device, and must not
@@ -728,7 +827,11 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 		snprintf(ev.os_family, sizeof(ev.os_family), "%s", ov.family);
 		if (di)
 			ev.di = *di;
-		if (e->in_inv) {
+		/* Authenticated on another worker, its row not written yet:
+		 * the sightings refuse it, the master has its row's event
+		 * (sent before the sighting was hidden, on the same socket)
+		 * and applies this one after it. */
+		if (e->in_inv || e->sight_gone) {
 			send_event(g, &ev);
 			e->reported_at = now;
 		} else if (g->sight && !is_options &&
@@ -738,8 +841,13 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 			 * never throttled) nor requests the budget refused are
 			 * noted: a flood costs a table write only while admitted. */
 			uint32_t seq;
-			if (sighting_note(g->sight, e->skey, &ev, &seq) >= 0)
+			int noted = sighting_note(g->sight, e->skey, &ev, &seq);
+			if (noted >= 0)
 				e->sight_seq = seq;
+			if (noted == SIGHTING_GONE) {
+				e->sight_gone = 1;
+				send_event(g, &ev);
+			}
 			e->reported_at = now;
 		}
 	}
@@ -768,8 +876,10 @@ static void promote(struct gate *g, struct dev_entry *e, const char *identity,
 	if (!ev || !x)
 		goto out;
 	uint64_t skey = e ? e->skey : g->sight ? sighting_key(g->sight, identity, device_id) : 0;
+	uint32_t seq = 0; /* a sighting's di_seq is never 0 */
 	if (g->sight && sighting_get(g->sight, skey, now, x)) {
 		*ev = x->ev;
+		seq = x->di_seq;
 	} else {
 		/* Never noted (the table was busy, or a flood displaced it):
 		 * the row starts with what this worker knows; later decisions
@@ -810,8 +920,16 @@ static void promote(struct gate *g, struct dev_entry *e, const char *identity,
 	ev->status = http_status;
 	ev->access = e ? e->answer_access : -1;
 	send_event(g, ev);
-	if (g->sight)
-		sighting_forget(g->sight, skey);
+	/* DeviceInformation another worker noted since the read above: sent
+	 * after the row's event, it reaches the row (and this worker knows it). */
+	if (g->sight && sighting_forget(g->sight, skey, now, x) && x->di_seq != seq) {
+		x->ev.flags &= INV_EV_DEVINFO | (x->ev.access >= 0 ? INV_EV_DECISION : 0);
+		send_event(g, &x->ev);
+		if (e && x->ev.di.model[0])
+			snprintf(e->model, sizeof(e->model), "%s", x->ev.di.model);
+		if (e && x->ev.di.os[0])
+			snprintf(e->os, sizeof(e->os), "%s", x->ev.di.os);
+	}
 	if (g->t)
 		throttle_authenticated(g->t, throttle_device_key(g->t, identity, device_id),
 				       throttle_user_key(g->t, identity), throttle_now_ms());

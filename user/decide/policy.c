@@ -1145,15 +1145,31 @@ static int index_rules(struct policy *p)
 	return 0;
 }
 
-/* One personal list entry: "DeviceId" or "user:DeviceId". */
-static int idlist_add(struct idlist *l, const char *ent, char *err, size_t errsz, const char *what)
+static int id_entry_bad(const char *ent)
 {
 	size_t n = ent ? strlen(ent) : 0;
 	const char *colon = ent ? strrchr(ent, ':') : NULL;
 	int bad = n == 0 || n >= POLICY_ID_MAX || (colon && (colon == ent || !colon[1]));
 	for (size_t i = 0; !bad && i < n; i++)
 		bad = is_ctl((unsigned char)ent[i]) || is_space(ent[i]);
-	if (bad) {
+	return bad;
+}
+
+int policy_id_entry_check(const char *ent, char *err, size_t errsz)
+{
+	if (!id_entry_bad(ent))
+		return 0;
+	snprintf(err, errsz, "want \"DeviceId\" or \"user:DeviceId\" (no blanks, < %d bytes)",
+		 POLICY_ID_MAX);
+	return -EINVAL;
+}
+
+/* One personal list entry: "DeviceId" or "user:DeviceId". */
+static int idlist_add(struct idlist *l, const char *ent, char *err, size_t errsz, const char *what)
+{
+	size_t n = ent ? strlen(ent) : 0;
+	const char *colon = ent ? strrchr(ent, ':') : NULL;
+	if (id_entry_bad(ent)) {
 		snprintf(err, errsz, "%s[%zu]: want \"DeviceId\" or \"user:DeviceId\" (no blanks)",
 			 what, l->n);
 		return -EINVAL;

@@ -228,4 +228,8 @@ const char *policy_precedence_doc(void);
  */
 void policy_thread_cleanup(void);
 
+/* Is ent a valid personal list entry ("DeviceId" or "user:DeviceId")? 0, or
+ * -EINVAL with the reason in err. */
+int policy_id_entry_check(const char *ent, char *err, size_t errsz);
+
 #endif

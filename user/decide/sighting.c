@@ -253,7 +253,7 @@ int sighting_note(struct sighting_table *s, uint64_t key, const struct inv_event
 		/* authenticated: its row says the rest (the noting worker has
 		 * not seen it yet) */
 		lock_drop(&b->lock);
-		return -1;
+		return SIGHTING_GONE;
 	}
 	if (x && !live(x, ev->now))
 		x->key = 0; /* expired: start over */
@@ -368,15 +368,19 @@ int sighting_get(struct sighting_table *s, uint64_t key, int64_t now, struct sig
 	return r;
 }
 
-void sighting_forget(struct sighting_table *s, uint64_t key)
+int sighting_forget(struct sighting_table *s, uint64_t key, int64_t now, struct sighting *out)
 {
 	struct bucket *b = bucket_of(s, key);
 	if (lock_take(s, &b->lock) < 0)
-		return;
+		return 0;
 	struct head *x = find(b, key);
+	int r = x && live(x, now);
+	if (r && out)
+		*out = *body_of(s, b, x);
 	if (x)
 		x->gone = 1;
 	lock_drop(&b->lock);
+	return r;
 }
 
 int sighting_foreach(struct sighting_table *s, int64_t now,

@@ -71,8 +71,11 @@ uint64_t sighting_key(const struct sighting_table *s, const char *user, const ch
  * access, reason and rule are taken only from a device-level decision
  * (flags INV_EV_DECISION). Returns 1 if DeviceModel or DeviceOS changed
  * (di_seq moved; its new value in *di_seq), 0 if not, -1 if not recorded
- * (table busy, or the device authenticated meanwhile).
+ * (table busy), SIGHTING_GONE if not recorded because the device
+ * authenticated meanwhile: ev must then go to the inventory, or what it
+ * says is lost.
  */
+#define SIGHTING_GONE (-2)
 int sighting_note(struct sighting_table *s, uint64_t key, const struct inv_event *ev,
 		  uint32_t *di_seq);
 /* The answer to one of its requests (not a 2xx from a backend: that one
@@ -86,8 +89,10 @@ int sighting_peek(struct sighting_table *s, uint64_t key, int64_t now, uint32_t 
 /* Copy the sighting of key: 1 found, 0 absent, expired or gone. */
 int sighting_get(struct sighting_table *s, uint64_t key, int64_t now, struct sighting *out);
 /* The device authenticated: hide it, free its slot (peek says gone until
- * the slot is reused). */
-void sighting_forget(struct sighting_table *s, uint64_t key);
+ * the slot is reused). 1 and its last state in *out (out may be NULL) when
+ * it was live (as sighting_get): what was noted since a sighting_get() is
+ * not lost with it. */
+int sighting_forget(struct sighting_table *s, uint64_t key, int64_t now, struct sighting *out);
 
 /* Call fn for every live sighting (not expired, not gone), in table order;
  * fn returning non-zero stops. Returns how many were passed. */

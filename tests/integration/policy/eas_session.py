@@ -13,11 +13,17 @@
       status, headers, body_hex, and lport (the client's local port, so a test
       can prove that every answer came over the same connection). Exits 1 if
       the connection closed before the last request was answered.
+      --worker PID|any / --not-worker PID: reconnect (at most 200 times) until
+      the gateway's end of the connection is held by that worker process (any:
+      some process), or by any other (ss -p), before the first step; each JSON
+      line then carries "worker", the holder's pid. Exits 2 if no connection
+      landed there.
 """
 import argparse
 import base64
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -51,12 +57,31 @@ def b64_query(a):
     return base64.b64encode(out).decode()
 
 
+def holder(port, lport):
+    """pid of the process holding the gateway's end of the connection from lport, or 0."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established",
+                          "( sport = :%d and dport = :%d )" % (port, lport)],
+                         capture_output=True, text=True, check=True).stdout
+    m = re.search(r"pid=(\d+)", out)
+    return int(m.group(1)) if m else 0
+
+
 def session(a):
     conn = argparse.Namespace(host="127.0.0.1", port=a.port, cafile=a.cafile, sni="localhost",
                               timeout=a.timeout)
-    s = tlsreplay.connect(conn)
+    placed = a.worker or a.not_worker
+    for _ in range(200 if placed else 1):
+        s = tlsreplay.connect(conn)  # the handshake is done: a worker accepted it
+        lport = s.getsockname()[1]
+        worker = holder(a.port, lport) if placed else 0
+        if not placed or (worker and a.worker in ("", "any", str(worker)) and
+                          worker != a.not_worker):
+            break
+        s.close()
+    else:
+        print("no connection landed on the worker asked for", file=sys.stderr)
+        return 2
     rd = tlsreplay.Reader(s)
-    lport = s.getsockname()[1]
     for step in a.steps:
         if step.startswith("exec:"):
             subprocess.run(step[5:], shell=True, check=False)
@@ -66,7 +91,7 @@ def session(a):
         if resp is None:
             print(json.dumps({"file": step, "status": 0, "eof": True}), flush=True)
             return 1
-        resp.update({"file": step, "lport": lport})
+        resp.update({"file": step, "lport": lport, "worker": worker})
         print(json.dumps(resp), flush=True)
     return 0
 
@@ -85,6 +110,8 @@ def main():
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--cafile", required=True)
     s.add_argument("--timeout", type=float, default=20)
+    s.add_argument("--worker", default="")
+    s.add_argument("--not-worker", type=int, default=0)
     s.add_argument("steps", nargs="+")
     a = p.parse_args()
     if a.what == "b64":
