@@ -60,7 +60,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 	-Wno-unused-parameter -Wformat=2 -Wvla -Wno-format-truncation
 # user/ is laid out by the stage a request passes (HACKING.md); every folder
 # is on the include path, so a header is named by its file name alone.
-USER_DIRS := base proto decide steer datapath kernel daemon admin
+USER_DIRS := base proto decide steer datapath kernel daemon admin store
 USER_INC := $(addprefix -Iuser/,$(USER_DIRS)) -Iuser
 CFLAGS := -std=gnu11 -g $(OPT) $(WARN) $(SANFLAGS) -D_GNU_SOURCE \
 	-Iinclude $(USER_INC) -I$(O)/bpf $(PKG_CFLAGS) $(EXTRA_CFLAGS)

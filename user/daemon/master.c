@@ -1004,12 +1004,12 @@ static const struct ctl_cmd commands[] = {
     {"certcheck", admin_cmd_certcheck, "certcheck [HOSTNAME]       chain, key, names, expiry", NULL,
      1},
     {"audit", admin_cmd_audit,
-     "audit [--limit N] [--format table|csv|json]   who changed what (the farm's, in a farm)",
-     NULL, 1},
+     "audit [--limit N] [--format table|csv|json]   who changed what (the farm's, in a farm)", NULL,
+     1},
     {"lists", admin_cmd_lists, "lists [show] | add|remove blocked|allowed ENTRY   personal lists",
      admin_need_lists, 0},
-    {"nodes", admin_cmd_nodes, "nodes                       the farm's nodes and heartbeats",
-     NULL, 0},
+    {"nodes", admin_cmd_nodes, "nodes                       the farm's nodes and heartbeats", NULL,
+     0},
     {"db", admin_cmd_db, "db status|migrate           the store: state, schema version",
      admin_need_db, 0},
     {NULL, NULL, NULL, NULL, 0},
@@ -1276,8 +1276,7 @@ static void on_store_node(void *arg, struct inv_node *self)
 	struct master *m = arg;
 	struct stats sum;
 	stats_sum(m->shm->worker_stats, EG_MAX_WORKERS, &sum);
-	snprintf(self->version, sizeof(self->version), "%s",
-		 m->version ? m->version : "");
+	snprintf(self->version, sizeof(self->version), "%s", m->version ? m->version : "");
 	self->config_gen = (int64_t)m->gen;
 	self->requests_total = (int64_t)sum.duration_count;
 }

@@ -36,7 +36,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "control.h"
+#include "sbuf.h"
 #include "inventory.h"
 #include "loop.h"
 

@@ -7,7 +7,7 @@
 #ifndef EG_STORE_PG_SCHEMA_H
 #define EG_STORE_PG_SCHEMA_H
 
-#include "control.h"
+#include "sbuf.h"
 
 /* The version this binary creates. */
 int store_pg_schema_latest(void);
