@@ -24,8 +24,8 @@ struct eg_stat_val {
 /*
  * flow_verdict: 5-tuple of a phone's connection -> what to do with it.
  * LRU so a flood of verdicts evicts the oldest instead of failing updates.
- * Written by the daemon (bpfgate_flow_set), expired entries deleted by the
- * XDP program on hit and by bpfgate_gc.
+ * Written by the daemon (bpfmaps_flow_set), expired entries deleted by the
+ * XDP program on hit and by bpfmaps_gc.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -61,7 +61,7 @@ struct {
 
 /*
  * src_cap: sources at their connection cap (struct eg_src_cap), keyed like
- * src_rate. Written and deleted by the workers (bpfgate_src_cap_set/del) as a
+ * src_rate. Written and deleted by the workers (bpfmaps_src_cap_set/del) as a
  * source reaches its cap and falls below it; an entry past expires_ns is
  * ignored and deleted on its next SYN, so a daemon that died with a source
  * at its cap cannot lock it out. LRU: a flood of capped sources evicts the
@@ -75,7 +75,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } src_cap SEC(".maps");
 
-/* xdp_cfg: a single entry (key 0), rewritten by bpfgate_set_cfg. */
+/* xdp_cfg: a single entry (key 0), rewritten by bpfmaps_set_cfg. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

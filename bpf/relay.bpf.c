@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
  * relay.bpf.c - move a TCP stream's bytes from one socket to another in the
- * kernel (user/krelay.c loads it; see krelay.h for when that pays).
+ * kernel (user/kernel/krelay.c loads it; see krelay.h for when that pays).
  *
  * Maps of sockets (SOCKHASH, key = socket cookie):
  *   kr_src   sources relayed with a byte budget: kr_parse + kr_verdict

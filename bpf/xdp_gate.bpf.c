@@ -325,7 +325,7 @@ static __always_inline int eg_step_flow(struct xdp_md *ctx, const struct eg_pkt 
 	if (!v)
 		return EG_CONTINUE;
 	if (v->expires_ns && eg_now(now) >= v->expires_ns) {
-		/* Lazy expiry; bpfgate_gc sweeps the flows that never come back. */
+		/* Lazy expiry; bpfmaps_gc sweeps the flows that never come back. */
 		bpf_map_delete_elem(&flow_verdict, &p->key);
 		return eg_decide(stat, EG_STAT_FLOW_EXPIRED, XDP_PASS);
 	}
@@ -373,7 +373,7 @@ static __always_inline int eg_step_src_block(struct xdp_md *ctx, const struct eg
 	if (!v)
 		return EG_CONTINUE;
 	/* Expired: ignored here (the matched prefix length is unknown, so it
-	 * cannot be deleted from here); bpfgate_gc removes it. */
+	 * cannot be deleted from here); bpfmaps_gc removes it. */
 	if (v->expires_ns && eg_now(now) >= v->expires_ns)
 		return EG_CONTINUE;
 	if (v->action == EG_ACT_DROP)

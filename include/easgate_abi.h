@@ -118,7 +118,7 @@ struct eg_rate_state {
 /*
  * A source (key: struct eg_rate_key, an IPv4 address or an IPv6 /64) that has
  * as many connections open as limits.max_connections_per_source allows. The
- * daemon counts (user/srccap.h) and writes the entry when a source reaches
+ * daemon counts (user/datapath/srccap.h) and writes the entry when a source reaches
  * its cap; it deletes it when one of them closes. Until then the source's
  * new connections (SYN without ACK) end here.
  */
@@ -164,7 +164,7 @@ struct eg_worker {
 };
 
 /*
- * In-kernel relay (bpf/relay.bpf.c, user/krelay.c). Nothing here is pinned:
+ * In-kernel relay (bpf/relay.bpf.c, user/kernel/krelay.c). Nothing here is pinned:
  * each process loads its own copy, and the maps name sockets by their
  * socket cookie (SO_COOKIE), which means nothing outside this host.
  */

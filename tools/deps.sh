@@ -32,10 +32,18 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 # Services must not start from package scripts (nginx, haproxy): tests start
-# their own instances on their own ports.
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-	printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-	$SUDO chmod +x /usr/sbin/policy-rc.d
+# their own instances on their own ports. Only for this run: a policy-rc.d
+# left behind would keep every service installed later from starting. One
+# that was already there is the admin's and stays. (EG_POLICY_RC_D: tests.)
+RCD=${EG_POLICY_RC_D:-/usr/sbin/policy-rc.d}
+if [ ! -e "$RCD" ]; then
+	trap '$SUDO rm -f "$RCD"' EXIT
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$RCD" >/dev/null
+	$SUDO chmod +x "$RCD"
 fi
-$SUDO apt-get update -qq || true
+if ! $SUDO apt-get update -qq; then
+	echo "deps: apt-get update failed (see above): the package lists may be stale or" \
+		"missing; fix the sources or the network, then run again" >&2
+	exit 1
+fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

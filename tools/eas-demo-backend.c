@@ -8,9 +8,9 @@
  * front of it; integration tests run several instances as "Exchange servers"
  * and compare what a client sent with what a backend received.
  *
- * Deliberately independent of user/h1.c: its own request parser and chunked
+ * Deliberately independent of user/proto/h1.c: its own request parser and chunked
  * decoder, so a differential test does not share bugs with the gateway. Only
- * user/log.h is borrowed, for the log line format.
+ * user/base/log.h is borrowed, for the log line format.
  *
  * Structure: options -> listener -> one epoll loop. Each connection handles one
  * request at a time (reading ahead for pipelining into a bounded buffer):
@@ -326,7 +326,7 @@ static void fmt_addr(const struct sockaddr_storage *ss, char *out, size_t outsz)
 }
 
 /* ------------------------------------------------------------------------- */
-/* Request head parsing (independent of user/h1.c)                            */
+/* Request head parsing (independent of user/proto/h1.c)                            */
 
 /*
  * Look for the end of the request head in p[0..n), resuming at *scan.

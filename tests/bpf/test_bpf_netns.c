@@ -90,7 +90,7 @@ static void env_cleanup(void)
 	setns(E.orig_ns, CLONE_NEWNET);
 	sh("ip netns del %s 2>/dev/null", E.ns_gw);
 	sh("ip netns del %s 2>/dev/null", E.ns_cl);
-	bpfgate_detach_all(E.pin_dir);
+	bpfmaps_detach_all(E.pin_dir);
 }
 
 static void on_signal(int sig)
@@ -235,11 +235,11 @@ static void flow_key_of(int srv_fd, struct eg_flow_key *k)
 	eg_flow_key_from_addrs(k, (struct sockaddr *)&peer, (struct sockaddr *)&local);
 }
 
-static uint64_t stat_packets(struct bpfgate *g, int idx)
+static uint64_t stat_packets(struct bpfmaps *g, int idx)
 {
 	struct eg_stat_sum s[EG_STAT__MAX];
 
-	assert_int_equal(bpfgate_stats(g, s), 0);
+	assert_int_equal(bpfmaps_stats(g, s), 0);
 	return s[idx].packets;
 }
 
@@ -269,14 +269,14 @@ static void open_conns(struct conns *c)
 	xfer(c->sa, c->ca, "reply A", 2000);
 }
 
-static void attach_gate(struct bpfgate *g, struct bench_floor_bpf **peer)
+static void attach_gate(struct bpfmaps *g, struct bench_floor_bpf **peer)
 {
 	struct eg_xdp_cfg cfg = {.ports = {htons(PORT)}};
 	const char *mode = NULL;
 
-	assert_int_equal(bpfgate_set_cfg(g, &cfg), 0);
+	assert_int_equal(bpfmaps_set_cfg(g, &cfg), 0);
 	ns_enter(E.ns_gw);
-	assert_int_equal(bpfgate_attach_xdp(g, E.if_gw, BPFGATE_XDP_NATIVE, &mode), 0);
+	assert_int_equal(bpfmaps_attach_xdp(g, E.if_gw, BPFMAPS_XDP_NATIVE, &mode), 0);
 	assert_string_equal(mode, "native");
 	ns_enter(E.ns_cl);
 	*peer = bench_floor_bpf__open_and_load();
@@ -295,13 +295,13 @@ static void test_verdicts(void **state)
 	struct bench_floor_bpf *peer = NULL;
 	struct eg_flow_key ka;
 	struct conns c;
-	struct bpfgate *g;
+	struct bpfmaps *g;
 	char buf[16];
 	uint64_t n0;
 	int err;
 
 	(void)state;
-	g = bpfgate_open(E.pin_dir, &err);
+	g = bpfmaps_open(E.pin_dir, &err);
 	assert_non_null(g);
 	attach_gate(g, &peer);
 	open_conns(&c);
@@ -309,7 +309,7 @@ static void test_verdicts(void **state)
 
 	/* DROP on A: A's data stalls, B is untouched. */
 	n0 = stat_packets(g, EG_STAT_FLOW_DROP);
-	assert_int_equal(bpfgate_flow_set(g, &ka, &drop), 0);
+	assert_int_equal(bpfmaps_flow_set(g, &ka, &drop), 0);
 	assert_int_equal(send(c.ca, "A1", 2, MSG_NOSIGNAL), 2);
 	xfer(c.cb, c.sb, "B1", 1000);
 	assert_int_equal(wait_fd(c.sa, POLLIN, 500), 0);
@@ -317,14 +317,14 @@ static void test_verdicts(void **state)
 	assert_true(stat_packets(g, EG_STAT_FLOW_DROP) > n0);
 
 	/* Verdict deleted: A recovers on its next retransmit. */
-	assert_int_equal(bpfgate_flow_del(g, &ka), 0);
+	assert_int_equal(bpfmaps_flow_del(g, &ka), 0);
 	assert_true(wait_fd(c.sa, POLLIN, 6000) & POLLIN);
 	assert_int_equal(recv(c.sa, buf, sizeof(buf), 0), 2);
 	assert_memory_equal(buf, "A1", 2);
 
 	/* RST on A: the client side gets ECONNRESET, B still works. */
 	n0 = stat_packets(g, EG_STAT_FLOW_RST);
-	assert_int_equal(bpfgate_flow_set(g, &ka, &rst), 0);
+	assert_int_equal(bpfmaps_flow_set(g, &ka, &rst), 0);
 	assert_int_equal(send(c.ca, "A2", 2, MSG_NOSIGNAL), 2);
 	assert_true(wait_fd(c.ca, POLLIN, 3000) & (POLLIN | POLLERR | POLLHUP));
 	errno = 0;
@@ -340,8 +340,8 @@ static void test_verdicts(void **state)
 	close(c.sb);
 	close(c.lfd);
 	bench_floor_bpf__destroy(peer);
-	bpfgate_close(g);
-	assert_int_equal(bpfgate_detach_all(E.pin_dir), 0);
+	bpfmaps_close(g);
+	assert_int_equal(bpfmaps_detach_all(E.pin_dir), 0);
 	assert_int_equal(access(E.pin_dir, F_OK), -1);
 }
 
@@ -370,18 +370,18 @@ static void connect_count(const int *lfd, uint16_t port, int n, int counts[NLIST
 	}
 }
 
-static void set_worker(struct bpfgate *g, uint32_t slot, uint32_t accepting, uint32_t load)
+static void set_worker(struct bpfmaps *g, uint32_t slot, uint32_t accepting, uint32_t load)
 {
 	struct eg_worker w = {.accepting = accepting, .load = load};
 
-	assert_int_equal(bpfgate_worker_set(g, slot, &w), 0);
+	assert_int_equal(bpfmaps_worker_set(g, slot, &w), 0);
 }
 
 static void test_reuseport(void **state)
 {
 	int lfd[NLISTEN], counts[NLISTEN], err;
 	uint16_t port;
-	struct bpfgate *g = bpfgate_open(NULL, &err);
+	struct bpfmaps *g = bpfmaps_open(NULL, &err);
 
 	(void)state;
 	assert_non_null(g);
@@ -394,18 +394,18 @@ static void test_reuseport(void **state)
 		fcntl(lfd[i], F_SETFL, O_NONBLOCK);
 	/* Stale state from a previous daemon is reset. */
 	set_worker(g, 7, 1, 0);
-	assert_int_equal(bpfgate_workers_reset(g), 0);
+	assert_int_equal(bpfmaps_workers_reset(g), 0);
 	{
 		struct eg_worker w7;
 
-		assert_int_equal(bpfgate_worker_get(g, 7, &w7), 0);
+		assert_int_equal(bpfmaps_worker_get(g, 7, &w7), 0);
 		assert_int_equal(w7.accepting, 0);
 	}
-	assert_int_equal(bpfgate_reuseport_attach(g, lfd[0]), 0);
+	assert_int_equal(bpfmaps_reuseport_attach(g, lfd[0]), 0);
 	for (uint32_t i = 0; i < NLISTEN; i++)
-		assert_int_equal(bpfgate_reuseport_register(g, 0, i, lfd[i]), 0);
+		assert_int_equal(bpfmaps_reuseport_register(g, 0, i, lfd[i]), 0);
 	/* A socket sits in one place of the array only. */
-	assert_int_equal(bpfgate_reuseport_register(g, 1, 0, lfd[0]), -EBUSY);
+	assert_int_equal(bpfmaps_reuseport_register(g, 1, 0, lfd[0]), -EBUSY);
 
 	set_worker(g, 0, 1, 5);
 	set_worker(g, 1, 1, 1);
@@ -430,7 +430,7 @@ static void test_reuseport(void **state)
 	ns_back();
 	for (int i = 0; i < NLISTEN; i++)
 		close(lfd[i]);
-	bpfgate_close(g);
+	bpfmaps_close(g);
 }
 
 /*
@@ -443,11 +443,11 @@ static void test_reuseport_groups(void **state)
 {
 	int la[NLISTEN], lb[NLISTEN], counts[NLISTEN], err;
 	uint16_t pa, pb;
-	struct bpfgate *g = bpfgate_open(NULL, &err);
+	struct bpfmaps *g = bpfmaps_open(NULL, &err);
 
 	(void)state;
 	assert_non_null(g);
-	assert_true(bpfgate_reuseport_groups(g) >= 4);
+	assert_true(bpfmaps_reuseport_groups(g) >= 4);
 	ns_enter(E.ns_gw);
 	la[0] = tcp_listen("127.0.0.1", 0, 1);
 	pa = local_port(la[0]);
@@ -461,15 +461,15 @@ static void test_reuseport_groups(void **state)
 		fcntl(la[i], F_SETFL, O_NONBLOCK);
 		fcntl(lb[i], F_SETFL, O_NONBLOCK);
 	}
-	assert_int_equal(bpfgate_workers_reset(g), 0);
-	assert_int_equal(bpfgate_reuseport_attach(g, la[0]), 0);
-	assert_int_equal(bpfgate_reuseport_attach(g, lb[0]), 0);
+	assert_int_equal(bpfmaps_workers_reset(g), 0);
+	assert_int_equal(bpfmaps_reuseport_attach(g, la[0]), 0);
+	assert_int_equal(bpfmaps_reuseport_attach(g, lb[0]), 0);
 	for (uint32_t i = 0; i < NLISTEN; i++) {
-		assert_int_equal(bpfgate_reuseport_register(g, 0, i, la[i]), 0);
-		assert_int_equal(bpfgate_reuseport_register(g, 3, i, lb[i]), 0);
+		assert_int_equal(bpfmaps_reuseport_register(g, 0, i, la[i]), 0);
+		assert_int_equal(bpfmaps_reuseport_register(g, 3, i, lb[i]), 0);
 	}
 	assert_int_equal(
-	    bpfgate_reuseport_register(g, (uint32_t)bpfgate_reuseport_groups(g), 0, la[0]),
+	    bpfmaps_reuseport_register(g, (uint32_t)bpfmaps_reuseport_groups(g), 0, la[0]),
 	    -EINVAL);
 	set_worker(g, 0, 1, 4);
 	set_worker(g, 1, 1, 9);
@@ -487,12 +487,12 @@ static void test_reuseport_groups(void **state)
 		close(la[i]);
 		close(lb[i]);
 	}
-	bpfgate_close(g);
+	bpfmaps_close(g);
 }
 
 /* ---- driver for test_bpf_pins.sh ----------------------------------------------------------- */
 
-static void helper_fill(struct bpfgate *g)
+static void helper_fill(struct bpfmaps *g)
 {
 	struct eg_flow_key k;
 	struct sockaddr_in peer = sin4(CL_ADDR, 40000), local = sin4(GW_ADDR, 443);
@@ -511,53 +511,53 @@ static void helper_fill(struct bpfgate *g)
 	uint32_t table[4] = {0, 0, 0, 0};
 
 	eg_flow_key_from_addrs(&k, (struct sockaddr *)&peer, (struct sockaddr *)&local);
-	if (bpfgate_flow_set(g, &k, &v) || bpfgate_prefix_set(g, "198.18.7.0/24", &lv) ||
-	    bpfgate_mirror_backend(g, 0, &b) || bpfgate_mirror_maglev(g, table, 4) ||
-	    bpfgate_steer_set(g, &k, &st) || bpfgate_worker_set(g, 1, &w) ||
-	    bpfgate_set_cfg(g, &cfg) || bpfgate_src_cap_set(g, rk.addr, &cap) ||
-	    bpf_map_update_elem(bpfgate_map_fd(g, EG_MAP_SRC_RATE), &rk, &rs, BPF_ANY))
+	if (bpfmaps_flow_set(g, &k, &v) || bpfmaps_prefix_set(g, "198.18.7.0/24", &lv) ||
+	    bpfmaps_mirror_backend(g, 0, &b) || bpfmaps_mirror_maglev(g, table, 4) ||
+	    bpfmaps_steer_set(g, &k, &st) || bpfmaps_worker_set(g, 1, &w) ||
+	    bpfmaps_set_cfg(g, &cfg) || bpfmaps_src_cap_set(g, rk.addr, &cap) ||
+	    bpf_map_update_elem(bpfmaps_map_fd(g, EG_MAP_SRC_RATE), &rk, &rs, BPF_ANY))
 		fprintf(stderr, "helper: filling maps failed\n");
 }
 
-static int helper_has_entry(struct bpfgate *g)
+static int helper_has_entry(struct bpfmaps *g)
 {
 	struct eg_flow_key k;
 	struct eg_flow_verdict v;
 	struct sockaddr_in peer = sin4(CL_ADDR, 40000), local = sin4(GW_ADDR, 443);
 
 	eg_flow_key_from_addrs(&k, (struct sockaddr *)&peer, (struct sockaddr *)&local);
-	return bpfgate_flow_get(g, &k, &v) == 0 && v.device_key == 0xfeedfacecafebeefull;
+	return bpfmaps_flow_get(g, &k, &v) == 0 && v.device_key == 0xfeedfacecafebeefull;
 }
 
 /*
  *   --helper open   PIN_DIR IFNAME MODE   load, pin, attach, write one entry per map
  *   --helper check  PIN_DIR IFNAME MODE   reopen, re-attach, exit 0 iff the entry is there
- *   --helper detach PIN_DIR               bpfgate_detach_all
+ *   --helper detach PIN_DIR               bpfmaps_detach_all
  * Prints "reused=N mode=M" for open/check.
  */
 static int helper_main(int argc, char **argv)
 {
 	const char *mode = "-";
-	struct bpfgate *g;
+	struct bpfmaps *g;
 	int err, ok = 1;
 
 	if (argc == 2 && strcmp(argv[0], "detach") == 0)
-		return bpfgate_detach_all(argv[1]) == 0 ? 0 : 1;
+		return bpfmaps_detach_all(argv[1]) == 0 ? 0 : 1;
 	if (argc != 4 || (strcmp(argv[0], "open") != 0 && strcmp(argv[0], "check") != 0)) {
 		fprintf(stderr,
 			"usage: --helper open|check PIN_DIR IFNAME MODE | detach PIN_DIR\n");
 		return 2;
 	}
-	g = bpfgate_open(argv[1], &err);
+	g = bpfmaps_open(argv[1], &err);
 	if (!g)
 		return 1;
-	err = bpfgate_attach_xdp(g, argv[2], atoi(argv[3]), &mode);
+	err = bpfmaps_attach_xdp(g, argv[2], atoi(argv[3]), &mode);
 	if (strcmp(argv[0], "open") == 0)
 		helper_fill(g);
 	else
 		ok = helper_has_entry(g);
-	printf("reused=%d mode=%s attach=%d entry=%d\n", bpfgate_maps_reused(g), mode, err, ok);
-	bpfgate_close(g);
+	printf("reused=%d mode=%s attach=%d entry=%d\n", bpfmaps_maps_reused(g), mode, err, ok);
+	bpfmaps_close(g);
 	return err == 0 && ok ? 0 : 1;
 }
 

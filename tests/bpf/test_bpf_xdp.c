@@ -38,7 +38,7 @@
 #define TH_PSH 0x08
 #define TH_ACK 0x10
 
-static struct bpfgate *G;
+static struct bpfmaps *G;
 static int PROG;
 
 /* ---- packet builder (independent of the BPF code) ------------------------ */
@@ -261,7 +261,7 @@ static void run_raw(int prog, const uint8_t *in, size_t len, struct run *r)
 
 static void stats_now(struct eg_stat_sum s[EG_STAT__MAX])
 {
-	assert_int_equal(bpfgate_stats(G, s), 0);
+	assert_int_equal(bpfmaps_stats(G, s), 0);
 }
 
 /* Exactly one counter moved, the expected one, by one packet of len bytes. */
@@ -314,7 +314,7 @@ static void run_spec(const char *desc, const struct pk *s, uint32_t action, int 
 
 static void clear_map(const char *name)
 {
-	int fd = bpfgate_map_fd(G, name);
+	int fd = bpfmaps_map_fd(G, name);
 	uint8_t key[64];
 
 	assert_true(fd >= 0);
@@ -330,7 +330,7 @@ static void set_ports(uint16_t p0, uint32_t rate, uint32_t burst)
 	c.ports[0] = htons(p0);
 	c.syn_rate = rate;
 	c.syn_burst = burst;
-	assert_int_equal(bpfgate_set_cfg(G, &c), 0);
+	assert_int_equal(bpfmaps_set_cfg(G, &c), 0);
 }
 
 static int reset(void **state)
@@ -382,14 +382,14 @@ static void set_flow(const struct pk *s, uint8_t action, uint64_t expires)
 				    .device_key = 0x1122334455667788ull};
 
 	key_of(s, &k);
-	assert_int_equal(bpfgate_flow_set(G, &k, &v), 0);
+	assert_int_equal(bpfmaps_flow_set(G, &k, &v), 0);
 }
 
 static void set_prefix(const char *cidr, uint8_t action, uint64_t expires)
 {
 	struct eg_lpm_val v = {.action = action, .reason = EG_REASON_ADMIN, .expires_ns = expires};
 
-	assert_int_equal(bpfgate_prefix_set(G, cidr, &v), 0);
+	assert_int_equal(bpfmaps_prefix_set(G, cidr, &v), 0);
 }
 
 /* ---- pure C: token bucket, cidr, flow keys ----------------------------------------- */
@@ -444,23 +444,23 @@ static void test_parse_cidr(void **state)
 	static const uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, 0x00, 0x07};
 
 	(void)state;
-	assert_int_equal(bpfgate_parse_cidr("198.18.0.77/24", &k), 0);
+	assert_int_equal(bpfmaps_parse_cidr("198.18.0.77/24", &k), 0);
 	assert_int_equal(k.prefixlen, 96 + 24);
 	assert_memory_equal(k.addr, v4, 16); /* host bits cleared */
-	assert_int_equal(bpfgate_parse_cidr("2001:db8:7:ffff::1/48", &k), 0);
+	assert_int_equal(bpfmaps_parse_cidr("2001:db8:7:ffff::1/48", &k), 0);
 	assert_int_equal(k.prefixlen, 48);
 	assert_memory_equal(k.addr, v6, 16);
-	assert_int_equal(bpfgate_parse_cidr("198.18.0.1", &k), 0);
+	assert_int_equal(bpfmaps_parse_cidr("198.18.0.1", &k), 0);
 	assert_int_equal(k.prefixlen, 128);
-	assert_int_equal(bpfgate_parse_cidr("0.0.0.0/0", &k), 0);
+	assert_int_equal(bpfmaps_parse_cidr("0.0.0.0/0", &k), 0);
 	assert_int_equal(k.prefixlen, 96);
-	assert_int_equal(bpfgate_parse_cidr("198.18.0.0/33", &k), -EINVAL);
-	assert_int_equal(bpfgate_parse_cidr("2001:db8::/129", &k), -EINVAL);
-	assert_int_equal(bpfgate_parse_cidr("198.18.0.0/", &k), -EINVAL);
-	assert_int_equal(bpfgate_parse_cidr("198.18.0.0/2x", &k), -EINVAL);
-	assert_int_equal(bpfgate_parse_cidr("198.18.0.0/-1", &k), -EINVAL);
-	assert_int_equal(bpfgate_parse_cidr("example.com/24", &k), -EINVAL);
-	assert_int_equal(bpfgate_parse_cidr("", &k), -EINVAL);
+	assert_int_equal(bpfmaps_parse_cidr("198.18.0.0/33", &k), -EINVAL);
+	assert_int_equal(bpfmaps_parse_cidr("2001:db8::/129", &k), -EINVAL);
+	assert_int_equal(bpfmaps_parse_cidr("198.18.0.0/", &k), -EINVAL);
+	assert_int_equal(bpfmaps_parse_cidr("198.18.0.0/2x", &k), -EINVAL);
+	assert_int_equal(bpfmaps_parse_cidr("198.18.0.0/-1", &k), -EINVAL);
+	assert_int_equal(bpfmaps_parse_cidr("example.com/24", &k), -EINVAL);
+	assert_int_equal(bpfmaps_parse_cidr("", &k), -EINVAL);
 }
 
 static void test_flow_key_from_addrs(void **state)
@@ -612,7 +612,7 @@ static void test_flow_verdict(void **state)
 	run_spec("flow hit again", &a, XDP_DROP, EG_STAT_FLOW_DROP);
 	run_spec("same NAT address, other port", &nat_neighbour, XDP_PASS, EG_STAT_PASS);
 	key_of(&a, &k);
-	assert_int_equal(bpfgate_flow_get(G, &k, &v), 0);
+	assert_int_equal(bpfmaps_flow_get(G, &k, &v), 0);
 	assert_int_equal(v.hits, 2);
 	assert_int_equal(v.device_key, 0x1122334455667788ull);
 
@@ -621,7 +621,7 @@ static void test_flow_verdict(void **state)
 
 	set_flow(&a, EG_ACT_DROP, 1); /* expired long ago */
 	run_spec("expired verdict passes", &a, XDP_PASS, EG_STAT_FLOW_EXPIRED);
-	assert_int_equal(bpfgate_flow_get(G, &k, &v), -ENOENT); /* and was deleted */
+	assert_int_equal(bpfmaps_flow_get(G, &k, &v), -ENOENT); /* and was deleted */
 	run_spec("then it is a plain miss", &a, XDP_PASS, EG_STAT_PASS);
 
 	set_prefix(CL4 "/32", EG_ACT_DROP, 0);
@@ -629,10 +629,10 @@ static void test_flow_verdict(void **state)
 	run_spec("flow PASS is an allow: beats a prefix block", &a, XDP_PASS, EG_STAT_PASS);
 	run_spec("the neighbour stays blocked", &nat_neighbour, XDP_DROP, EG_STAT_LPM_DROP);
 
-	assert_int_equal(bpfgate_flow_del(G, &k), 0);
-	assert_int_equal(bpfgate_flow_del(G, &k), -ENOENT);
+	assert_int_equal(bpfmaps_flow_del(G, &k), 0);
+	assert_int_equal(bpfmaps_flow_del(G, &k), -ENOENT);
 	v.action = 7;
-	assert_int_equal(bpfgate_flow_set(G, &k, &v), -EINVAL);
+	assert_int_equal(bpfmaps_flow_set(G, &k, &v), -EINVAL);
 }
 
 static void test_src_block(void **state)
@@ -658,17 +658,17 @@ static void test_src_block(void **state)
 	set_prefix("198.18.0.0/24", EG_ACT_DROP, 1);
 	run_spec("expired prefix is ignored", &(struct pk){.src = "198.18.0.20"}, XDP_PASS,
 		 EG_STAT_PASS);
-	assert_int_equal(bpfgate_prefix_del(G, "2001:db8:2::/48"), 0);
+	assert_int_equal(bpfmaps_prefix_del(G, "2001:db8:2::/48"), 0);
 	run_spec("deleted prefix", &(struct pk){.v6 = 1, .src = "2001:db8:2::9"}, XDP_PASS,
 		 EG_STAT_PASS);
-	assert_int_equal(bpfgate_prefix_del(G, "2001:db8:2::/48"), -ENOENT);
+	assert_int_equal(bpfmaps_prefix_del(G, "2001:db8:2::/48"), -ENOENT);
 	/* Emptied trie (the program skips the walk), then one prefix again. */
 	clear_map(EG_MAP_SRC_BLOCK);
 	run_spec("empty src_block", &(struct pk){.src = "198.18.0.20"}, XDP_PASS, EG_STAT_PASS);
 	set_prefix("198.18.0.20/32", EG_ACT_DROP, 0);
 	run_spec("first prefix applies at once", &(struct pk){.src = "198.18.0.20"}, XDP_DROP,
 		 EG_STAT_LPM_DROP);
-	assert_int_equal(bpfgate_prefix_set(G, "bogus", &(struct eg_lpm_val){0}), -EINVAL);
+	assert_int_equal(bpfmaps_prefix_set(G, "bogus", &(struct eg_lpm_val){0}), -EINVAL);
 }
 
 static void test_syn_rate(void **state)
@@ -706,7 +706,7 @@ static void test_syn_rate(void **state)
 		run_spec("refilled", &syn, XDP_PASS, EG_STAT_PASS);
 	set_ports(PORT, 0, 0);
 	run_spec("limit off", &syn, XDP_PASS, EG_STAT_PASS);
-	assert_int_equal(bpfgate_set_cfg(G, &(struct eg_xdp_cfg){.syn_rate = 5}), -EINVAL);
+	assert_int_equal(bpfmaps_set_cfg(G, &(struct eg_xdp_cfg){.syn_rate = 5}), -EINVAL);
 }
 
 /* ---- RST generation ------------------------------------------------------------------------ */
@@ -822,7 +822,7 @@ static void set_src_cap(const char *ip, uint8_t action, uint64_t expires_ns)
 		src[10] = src[11] = 0xff;
 		assert_int_equal(inet_pton(AF_INET, ip, src + 12), 1);
 	}
-	assert_int_equal(bpfgate_src_cap_set(G, src, &v), 0);
+	assert_int_equal(bpfmaps_src_cap_set(G, src, &v), 0);
 }
 
 static void test_src_cap(void **state)
@@ -851,8 +851,8 @@ static void test_src_cap(void **state)
 	set_ports(PORT, 1, 1);
 	run_spec("capped before the bucket is asked", &(struct pk){.flags = TH_SYN}, XDP_DROP,
 		 EG_STAT_CONN_CAP);
-	assert_int_equal(bpfgate_src_cap_del(G, src), 0);
-	assert_int_equal(bpfgate_src_cap_del(G, src), -ENOENT);
+	assert_int_equal(bpfmaps_src_cap_del(G, src), 0);
+	assert_int_equal(bpfmaps_src_cap_del(G, src), -ENOENT);
 	run_spec("deleted: the bucket still has its token", &(struct pk){.flags = TH_SYN}, XDP_PASS,
 		 EG_STAT_PASS);
 	set_ports(PORT, 0, 0);
@@ -867,23 +867,23 @@ static void test_src_cap(void **state)
 	set_src_cap(CL4, EG_ACT_DROP, 1);
 	run_spec("expired entry: SYN passes", &(struct pk){.flags = TH_SYN}, XDP_PASS,
 		 EG_STAT_PASS);
-	assert_int_equal(bpfgate_src_cap_del(G, src), -ENOENT);
+	assert_int_equal(bpfmaps_src_cap_del(G, src), -ENOENT);
 	/* Refused: other actions; clear and gc. */
-	assert_int_equal(bpfgate_src_cap_set(G, src, &(struct eg_src_cap){.action = EG_ACT_PASS}),
+	assert_int_equal(bpfmaps_src_cap_set(G, src, &(struct eg_src_cap){.action = EG_ACT_PASS}),
 			 -EINVAL);
 	set_src_cap("198.18.0.7", EG_ACT_DROP, 1);
 	set_src_cap("198.18.0.8", EG_ACT_DROP, later);
-	assert_int_equal(bpfgate_gc(G, eg_mono_ns()), 1);
+	assert_int_equal(bpfmaps_gc(G, eg_mono_ns()), 1);
 	set_src_cap("198.18.0.9", EG_ACT_DROP, later);
-	assert_int_equal(bpfgate_src_cap_clear(G), 3); /* .8, .9 and the v6 /64 */
+	assert_int_equal(bpfmaps_src_cap_clear(G), 3); /* .8, .9 and the v6 /64 */
 	run_spec("cleared", &(struct pk){.v6 = 1, .flags = TH_SYN}, XDP_PASS, EG_STAT_PASS);
 }
 
-/* A gate loaded with BPFGATE_F_NO_RST enforces RST verdicts as drops. */
+/* A gate loaded with BPFMAPS_F_NO_RST enforces RST verdicts as drops. */
 static void test_feature_no_rst(void **state)
 {
-	struct bpfgate_opts o = {.pin_dir = NULL,
-				 .flags = BPFGATE_F_NO_RST | BPFGATE_F_NO_SRC_BLOCK};
+	struct bpfmaps_opts o = {.pin_dir = NULL,
+				 .flags = BPFMAPS_F_NO_RST | BPFMAPS_F_NO_SRC_BLOCK};
 	struct pk s = {.sport = 43000};
 	struct eg_flow_key k;
 	struct eg_flow_verdict v = {.action = EG_ACT_RST};
@@ -891,22 +891,22 @@ static void test_feature_no_rst(void **state)
 	struct run r;
 	size_t len;
 	int err;
-	struct bpfgate *g2 = bpfgate_open_opts(&o, &err);
+	struct bpfmaps *g2 = bpfmaps_open_opts(&o, &err);
 
 	(void)state;
 	assert_non_null(g2);
 	key_of(&s, &k);
-	assert_int_equal(bpfgate_flow_set(g2, &k, &v), 0);
-	assert_int_equal(bpfgate_prefix_set(g2, CL4 "/32", &(struct eg_lpm_val){.action = 1}), 0);
+	assert_int_equal(bpfmaps_flow_set(g2, &k, &v), 0);
+	assert_int_equal(bpfmaps_prefix_set(g2, CL4 "/32", &(struct eg_lpm_val){.action = 1}), 0);
 	len = pk_build(&s, buf);
-	run_raw(bpfgate_prog_fd(g2, BPFGATE_PROG_XDP), buf, len, &r);
+	run_raw(bpfmaps_prog_fd(g2, BPFMAPS_PROG_XDP), buf, len, &r);
 	assert_int_equal(r.err, 0);
 	assert_int_equal(r.action, XDP_DROP);
 	s.sport = 43001; /* no flow verdict; the prefix step is compiled out */
 	len = pk_build(&s, buf);
-	run_raw(bpfgate_prog_fd(g2, BPFGATE_PROG_XDP), buf, len, &r);
+	run_raw(bpfmaps_prog_fd(g2, BPFMAPS_PROG_XDP), buf, len, &r);
 	assert_int_equal(r.action, XDP_PASS);
-	bpfgate_close(g2);
+	bpfmaps_close(g2);
 }
 
 /* ---- library: gc, mirrors ------------------------------------------------------------------- */
@@ -927,22 +927,22 @@ static void test_gc(void **state)
 	set_flow(&s, EG_ACT_DROP, 0); /* never expires */
 	set_prefix("198.18.5.0/24", EG_ACT_DROP, 1);
 	set_prefix("198.18.6.0/24", EG_ACT_DROP, now + 60000000000ull);
-	assert_int_equal(bpfgate_gc(G, now), 2);
+	assert_int_equal(bpfmaps_gc(G, now), 2);
 	s.sport = 2;
 	key_of(&s, &k);
-	assert_int_equal(bpfgate_flow_get(G, &k, &v), 0);
+	assert_int_equal(bpfmaps_flow_get(G, &k, &v), 0);
 	s.sport = 1;
 	key_of(&s, &k);
-	assert_int_equal(bpfgate_flow_get(G, &k, &v), -ENOENT);
-	assert_int_equal(bpfgate_prefix_del(G, "198.18.5.0/24"), -ENOENT);
-	assert_int_equal(bpfgate_prefix_del(G, "198.18.6.0/24"), 0);
+	assert_int_equal(bpfmaps_flow_get(G, &k, &v), -ENOENT);
+	assert_int_equal(bpfmaps_prefix_del(G, "198.18.5.0/24"), -ENOENT);
+	assert_int_equal(bpfmaps_prefix_del(G, "198.18.6.0/24"), 0);
 	/* many batches */
 	for (int i = 0; i < 1000; i++) {
 		s.sport = (uint16_t)(10000 + i);
 		set_flow(&s, EG_ACT_DROP, i % 2 ? 1 : 0);
 	}
-	assert_int_equal(bpfgate_gc(G, now), 500);
-	assert_int_equal(bpfgate_gc(G, now), 0);
+	assert_int_equal(bpfmaps_gc(G, now), 500);
+	assert_int_equal(bpfmaps_gc(G, now), 0);
 }
 
 static void test_mirrors(void **state)
@@ -959,8 +959,8 @@ static void test_mirrors(void **state)
 	(void)state;
 	for (uint32_t i = 0; i < EG_MAGLEV_SIZE; i++)
 		table[i] = i % 7;
-	assert_int_equal(bpfgate_mirror_maglev(G, table, EG_MAGLEV_SIZE), 0);
-	fd = bpfgate_map_fd(G, EG_MAP_MAGLEV);
+	assert_int_equal(bpfmaps_mirror_maglev(G, table, EG_MAGLEV_SIZE), 0);
+	fd = bpfmaps_map_fd(G, EG_MAP_MAGLEV);
 	for (idx = 0; idx < EG_MAGLEV_SIZE; idx += 4099) {
 		assert_int_equal(bpf_map_lookup_elem(fd, &idx, &val), 0);
 		assert_int_equal(val, idx % 7);
@@ -968,41 +968,41 @@ static void test_mirrors(void **state)
 	idx = EG_MAGLEV_SIZE - 1;
 	assert_int_equal(bpf_map_lookup_elem(fd, &idx, &val), 0);
 	assert_int_equal(val, idx % 7);
-	assert_int_equal(bpfgate_mirror_maglev(G, table, EG_MAGLEV_SIZE + 1), -EINVAL);
+	assert_int_equal(bpfmaps_mirror_maglev(G, table, EG_MAGLEV_SIZE + 1), -EINVAL);
 
 	strcpy(b.name, "exch-a");
-	assert_int_equal(bpfgate_mirror_backend(G, 3, &b), 0);
-	assert_int_equal(bpfgate_backend_conns_add(G, 3, 5), 0);
-	assert_int_equal(bpfgate_backend_conns_add(G, 3, -2), 0);
-	fd = bpfgate_map_fd(G, EG_MAP_BACKENDS);
+	assert_int_equal(bpfmaps_mirror_backend(G, 3, &b), 0);
+	assert_int_equal(bpfmaps_backend_conns_add(G, 3, 5), 0);
+	assert_int_equal(bpfmaps_backend_conns_add(G, 3, -2), 0);
+	fd = bpfmaps_map_fd(G, EG_MAP_BACKENDS);
 	idx = 3;
 	assert_int_equal(bpf_map_lookup_elem(fd, &idx, &got), 0);
 	assert_string_equal(got.name, "exch-a");
 	assert_int_equal(got.port, htons(8443));
 	assert_int_equal(got.weight, 3);
 	assert_int_equal(got.conns, 3); /* b.conns ignored: the gauge is the workers' */
-	assert_int_equal(bpfgate_backend_conns_add(G, 3, -10), 0);
+	assert_int_equal(bpfmaps_backend_conns_add(G, 3, -10), 0);
 	assert_int_equal(bpf_map_lookup_elem(fd, &idx, &got), 0);
 	assert_int_equal(got.conns, 0); /* saturates */
-	assert_int_equal(bpfgate_mirror_backend(G, EG_MAX_BACKENDS, &b), -EINVAL);
+	assert_int_equal(bpfmaps_mirror_backend(G, EG_MAX_BACKENDS, &b), -EINVAL);
 
 	key_of(&(struct pk){.sport = 777}, &k);
-	assert_int_equal(bpfgate_steer_set(G, &k, &st), 0);
-	assert_int_equal(bpf_map_lookup_elem(bpfgate_map_fd(G, EG_MAP_CONN_STEER), &k, &st2), 0);
+	assert_int_equal(bpfmaps_steer_set(G, &k, &st), 0);
+	assert_int_equal(bpf_map_lookup_elem(bpfmaps_map_fd(G, EG_MAP_CONN_STEER), &k, &st2), 0);
 	assert_int_equal(st2.backend, 3);
-	assert_int_equal(bpfgate_steer_del(G, &k), 0);
-	assert_int_equal(bpfgate_steer_del(G, &k), -ENOENT);
+	assert_int_equal(bpfmaps_steer_del(G, &k), 0);
+	assert_int_equal(bpfmaps_steer_del(G, &k), -ENOENT);
 
-	assert_int_equal(bpfgate_worker_set(G, 5, &w), 0);
+	assert_int_equal(bpfmaps_worker_set(G, 5, &w), 0);
 	idx = 5;
-	assert_int_equal(bpf_map_lookup_elem(bpfgate_map_fd(G, EG_MAP_WORKERS), &idx, &w2), 0);
+	assert_int_equal(bpf_map_lookup_elem(bpfmaps_map_fd(G, EG_MAP_WORKERS), &idx, &w2), 0);
 	assert_int_equal(w2.accepting, 1);
 	assert_int_equal(w2.load, 42);
-	assert_int_equal(bpfgate_worker_set(G, EG_MAX_WORKERS, &w), -EINVAL);
-	assert_int_equal(bpfgate_map_fd(G, "nope"), -ENOENT);
+	assert_int_equal(bpfmaps_worker_set(G, EG_MAX_WORKERS, &w), -EINVAL);
+	assert_int_equal(bpfmaps_map_fd(G, "nope"), -ENOENT);
 }
 
-/* The daemon forks workers after bpfgate_open: a child's writes (map fds,
+/* The daemon forks workers after bpfmaps_open: a child's writes (map fds,
  * shared mappings) must reach the parent's view, and a child closing its
  * copy must not disturb the parent. */
 static void test_fork(void **state)
@@ -1020,20 +1020,20 @@ static void test_fork(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		int bad = bpfgate_backend_conns_add(G, 4, 7) || bpfgate_worker_set(G, 6, &w) ||
-			  bpfgate_flow_set(G, &k, &(struct eg_flow_verdict){.action = 1});
-		bpfgate_close(G);
+		int bad = bpfmaps_backend_conns_add(G, 4, 7) || bpfmaps_worker_set(G, 6, &w) ||
+			  bpfmaps_flow_set(G, &k, &(struct eg_flow_verdict){.action = 1});
+		bpfmaps_close(G);
 		_exit(bad);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	idx = 4;
-	assert_int_equal(bpf_map_lookup_elem(bpfgate_map_fd(G, EG_MAP_BACKENDS), &idx, &b), 0);
+	assert_int_equal(bpf_map_lookup_elem(bpfmaps_map_fd(G, EG_MAP_BACKENDS), &idx, &b), 0);
 	assert_int_equal(b.conns, 7);
 	idx = 6;
-	assert_int_equal(bpf_map_lookup_elem(bpfgate_map_fd(G, EG_MAP_WORKERS), &idx, &got), 0);
+	assert_int_equal(bpf_map_lookup_elem(bpfmaps_map_fd(G, EG_MAP_WORKERS), &idx, &got), 0);
 	assert_int_equal(got.load, 9);
-	assert_int_equal(bpfgate_flow_get(G, &k, &v), 0);
+	assert_int_equal(bpfmaps_flow_get(G, &k, &v), 0);
 	run_spec("verdict written by a child is enforced", &(struct pk){.sport = 4242}, XDP_DROP,
 		 EG_STAT_FLOW_DROP);
 }
@@ -1068,7 +1068,7 @@ int main(void)
 		return rc ? 1 : 77;
 	}
 	log_set_level(LOG_WARN);
-	G = bpfgate_open(NULL, &err);
+	G = bpfmaps_open(NULL, &err);
 	if (!G) {
 		/* Not permitted is a skip; a kernel that refuses the programs is
 		 * exactly what this test is for. */
@@ -1076,8 +1076,8 @@ int main(void)
 		       strerror(-err));
 		return err == -EPERM && !rc ? 77 : 1;
 	}
-	PROG = bpfgate_prog_fd(G, BPFGATE_PROG_XDP);
+	PROG = bpfmaps_prog_fd(G, BPFMAPS_PROG_XDP);
 	rc |= cmocka_run_group_tests_name("bpf", bpf, NULL, NULL);
-	bpfgate_close(G);
+	bpfmaps_close(G);
 	return rc ? 1 : 0;
 }

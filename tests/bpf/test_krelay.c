@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * test_krelay.c - the in-kernel relay (user/krelay.c, bpf/relay.bpf.c) on real
+ * test_krelay.c - the in-kernel relay (user/kernel/krelay.c, bpf/relay.bpf.c) on real
  * loopback sockets, in a network namespace of its own.
  *
  * Four sockets per test: client C <-> A (relay side), B (relay side) <-> S

@@ -1,4 +1,3 @@
-// FUZZ_SRCS: user/eas.c user/eas_cmd.c user/eas_answer.c
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * fuzz_eas_query.c - libFuzzer target for the EAS request classifier.

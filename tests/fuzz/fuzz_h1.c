@@ -1,4 +1,3 @@
-// FUZZ_SRCS: user/h1.c
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * fuzz_h1.c - libFuzzer target for the HTTP/1.1 head parser and the chunked

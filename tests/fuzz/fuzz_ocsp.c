@@ -1,4 +1,3 @@
-// FUZZ_SRCS: user/ocsp.c user/loop.c user/control.c user/command.c user/peercred.c user/log.c
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * fuzz_ocsp.c - libFuzzer target for what the master does with bytes a

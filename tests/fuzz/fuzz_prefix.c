@@ -1,5 +1,3 @@
-// FUZZ_SRCS: user/config.c user/log.c user/throttle.c user/policy.c user/osver.c
-// FUZZ_SRCS: user/eas_cmd.c user/siphash.c user/tls_params.c
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * fuzz_prefix.c - config_parse_prefix() (limits.per_source_exempt) on

@@ -1,4 +1,3 @@
-// FUZZ_SRCS: user/policy.c user/osver.c user/eas_cmd.c user/log.c
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * fuzz_rule.c - policy_rule_parse() on arbitrary text.

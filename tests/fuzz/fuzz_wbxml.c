@@ -1,4 +1,3 @@
-// FUZZ_SRCS: user/wbxml.c user/gzbody.c
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * fuzz_wbxml.c - libFuzzer target for the WBXML tokenizer, DeviceInformation

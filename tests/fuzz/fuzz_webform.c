@@ -1,4 +1,3 @@
-// FUZZ_SRCS: user/webform.c
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * fuzz_webform.c - libFuzzer target for the console's form and cookie

@@ -16,7 +16,7 @@
 #     refused, Sync from the same phone relayed, the phone not Blocked.
 #  3. "quarantine DeviceOS < iOS 7.0.2" (run time): 7.0.2 and 7.1 in, 7.0.1
 #     out (from the User-Agent or from Settings/DeviceInformation).
-#  4. quarantine answers as documented in user/gate.c; `easctl device
+#  4. quarantine answers as documented in user/decide/gate.c; `easctl device
 #     approve` lets the phone in on its next request on the same connection;
 #     `device block`/`clear` right after a first request.
 #  5. a phone that never sent DeviceInformation is judged by its DeviceType
@@ -275,7 +275,7 @@ expect "relayed:cas1 seen=1" "Settings with DeviceInformation OS 'iOS 7.0.1 11A4
 	plain Settings DAVESETTINGS iPhone 'iPhoneMail/1.0' 12.1 settings-ios701
 expect "empty seen=0" "...its next Sync: quarantined" plain Sync DAVESETTINGS iPhone 'iPhoneMail/1.0' 12.1 sync
 
-echo "# 4. quarantine answers (user/gate.c) and easctl device approve"
+echo "# 4. quarantine answers (user/decide/gate.c) and easctl device approve"
 mkreq "$T/q-sync" Sync DAVEIPHONE701 iPhone "$UA701" 14.1 sync
 mkreq "$T/q-gie" GetItemEstimate DAVEIPHONE701 iPhone "$UA701" 14.1 getitemestimate
 mkreq "$T/q-fs" FolderSync DAVEIPHONE701 iPhone "$UA701" 14.1 foldersync

@@ -20,12 +20,19 @@ BES=(cas1 cas2 cas3)
 for b in "${BES[@]}"; do start_backend "$b" || finish; done
 mkdir -p "$T/state"
 echo "5f1e0d2c3b4a59687766554433221100" >"$T/state/steering.key"
-specs=()
-for b in "${BES[@]}"; do
-	port=BE_PORT_$b
-	specs+=(--backend "$b=127.0.0.1:${!port},health=/health") # interval 1 s, fall 2, rise 2
-done
-GW_WORKERS=2 start_gateway "${specs[@]}" || finish
+# Checked every 1 s (fall 2, rise 2): the ejection below is timed against it.
+{
+	echo "backends = ("
+	sep=
+	for b in "${BES[@]}"; do
+		port=BE_PORT_$b
+		printf '%s { name = "%s"; address = "127.0.0.1:%s";\n' "$sep" "$b" "${!port}"
+		printf '    health = { path = "/health"; interval = 1; timeout = 1; }; }\n'
+		sep=,
+	done
+	echo ");"
+} >"$T/gw.conf"
+GW_WORKERS=2 start_gateway -c "$T/gw.conf" || finish
 wait_backends_up "${BES[@]}" || fail "backends never all came up"
 
 EAS=/Microsoft-Server-ActiveSync

@@ -278,7 +278,7 @@ check "the stop was clean: Result=$(prop Result), main exit $(prop ExecMainStatu
 check "no worker hit the drain deadline" bash -c '! journalctl -u easgate --no-pager | grep -q "event=drain_deadline\|event=worker_kill"'
 
 # --- 8. the journal ---------------------------------------------------------------------------------------
-# The daemon writes key=value lines to stderr (user/log.h), master and
+# The daemon writes key=value lines to stderr (user/base/log.h), master and
 # workers through the one stream systemd gave the service: journald stores
 # each line as MESSAGE, attributed to the unit. The stream is the service's,
 # so _PID is the process that opened it (the main process); the line's own

@@ -57,7 +57,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.timeouts.hanging_ms, 3660000); /* a Ping may hang ~59 min */
 	assert_false(c.strict_device_id); /* real clients send more than Exchange's rule */
 	assert_string_equal(c.relay_method, "auto");
-	assert_int_equal(c.policy.default_access, CFG_ACCESS_ALLOW);
+	assert_int_equal(c.policy.default_access, POLICY_ALLOW);
 	assert_false(c.throttle.enabled);
 	assert_true(config_worker_count(&c) >= 1);
 }
@@ -124,7 +124,7 @@ static void test_full_file(void **state)
 	assert_int_equal(c->backends[1].reuse, CFG_REUSE_NEVER);
 	assert_int_equal(c->backends[1].weight, 3);
 	assert_false(c->backends[1].health_enabled);
-	assert_int_equal(c->policy.default_access, CFG_ACCESS_QUARANTINE);
+	assert_int_equal(c->policy.default_access, POLICY_QUARANTINE);
 	assert_int_equal(c->policy.nrules, 1);
 	assert_int_equal(c->policy.rules[0].line, 11); /* kept for rule errors */
 	assert_true(c->policy.incubation);
@@ -270,13 +270,57 @@ static void test_missing_file(void **state)
 	free(c);
 }
 
+/*
+ * One backend, given once with --backend and once in a file with only its
+ * name and address: the same backend, so the same settings, health checks
+ * included (path, interval, timeout, rise, fall). --backend used to check
+ * every 1 s with a 1 s timeout where the file's backend had 2 s / 1.5 s.
+ */
+static void test_backend_option_is_file_backend(void **state)
+{
+	struct config_errors e = {0};
+	struct gw_config *f = calloc(1, sizeof(*f)), *o = calloc(1, sizeof(*o));
+	assert_non_null(f);
+	assert_non_null(o);
+	write_conf("backends = ( { name = \"cas1\"; address = \"127.0.0.1:9443\"; } );\n");
+	struct config_cmdline fo = {.config_path = path, .workers = -1};
+	assert_int_equal(config_load_cmdline(&fo, f, &e), 0);
+	unlink(path);
+	struct config_cmdline oo = {
+	    .backends = {"cas1=127.0.0.1:9443"}, .nbackends = 1, .workers = -1};
+	assert_int_equal(config_load_cmdline(&oo, o, &e), 0);
+	assert_int_equal(f->nbackends, 1);
+	assert_int_equal(o->nbackends, 1);
+	const struct cfg_backend *a = &f->backends[0], *b = &o->backends[0];
+	assert_string_equal(b->health_path, a->health_path);
+	assert_int_equal(b->health_interval_ms, a->health_interval_ms);
+	assert_int_equal(b->health_timeout_ms, a->health_timeout_ms);
+	assert_int_equal(b->rise, a->rise);
+	assert_int_equal(b->fall, a->fall);
+	assert_int_equal(b->health_enabled, a->health_enabled);
+	assert_string_equal(b->health_path, "/Microsoft-Server-ActiveSync");
+	assert_int_equal(b->health_interval_ms, 2000);
+	assert_int_equal(b->health_timeout_ms, 1500);
+	/* and everything else too, byte for byte (both started zeroed) */
+	assert_memory_equal(a, b, sizeof(*a));
+	config_free(f);
+	config_free(o);
+	free(f);
+	free(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_defaults),	 cmocka_unit_test(test_addresses),
-	    cmocka_unit_test(test_full_file),	 cmocka_unit_test(test_errors_with_lines),
-	    cmocka_unit_test(test_syntax_error), cmocka_unit_test(test_type_errors),
-	    cmocka_unit_test(test_missing_file), cmocka_unit_test(test_slow_client_limits),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_addresses),
+	    cmocka_unit_test(test_full_file),
+	    cmocka_unit_test(test_errors_with_lines),
+	    cmocka_unit_test(test_syntax_error),
+	    cmocka_unit_test(test_type_errors),
+	    cmocka_unit_test(test_missing_file),
+	    cmocka_unit_test(test_slow_client_limits),
+	    cmocka_unit_test(test_backend_option_is_file_backend),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,7 +30,7 @@
 #include "devhist.h"
 #include "inventory.h"
 #include "notify.h"
-#include "textfmt.h"
+#include "fmt.h"
 #include "webform.h"
 
 static void test_webform(void **st)
@@ -95,64 +95,65 @@ static void test_escaping(void **st)
 static void test_lockout(void **st)
 {
 	struct console_auth *a = calloc(1, sizeof(*a));
-	auth_init(a, 1000, 60000);
+	console_auth_init(a, 1000, 60000);
 	uint64_t t = 1000;
 	for (int i = 1; i < LOGIN_MAX_FAILS; i++) {
-		assert_int_equal(auth_failed(a, "192.0.2.1", "alice", 1, t), 0);
-		assert_int_equal(auth_locked(a, "192.0.2.1", "alice", t), 0);
+		assert_int_equal(console_auth_failed(a, "192.0.2.1", "alice", 1, t), 0);
+		assert_int_equal(console_auth_locked(a, "192.0.2.1", "alice", t), 0);
 	}
 	/* the 20th locks both the source and the account */
-	assert_int_equal(auth_failed(a, "192.0.2.1", "alice", 1, t), 3);
-	assert_true(auth_locked(a, "192.0.2.1", "bob", t + 1) > 0);   /* the source */
-	assert_true(auth_locked(a, "192.0.2.9", "alice", t + 1) > 0); /* the account */
-	assert_int_equal(auth_locked(a, "192.0.2.9", "bob", t + 1), 0);
-	auth_succeeded(a, "192.0.2.1", "alice"); /* a right password does not lift a lock */
-	assert_true(auth_locked(a, "192.0.2.1", "alice", t + 2) > 0);
-	assert_int_equal(auth_locked(a, "192.0.2.1", "alice", t + 60001), 0);
+	assert_int_equal(console_auth_failed(a, "192.0.2.1", "alice", 1, t), 3);
+	assert_true(console_auth_locked(a, "192.0.2.1", "bob", t + 1) > 0);   /* the source */
+	assert_true(console_auth_locked(a, "192.0.2.9", "alice", t + 1) > 0); /* the account */
+	assert_int_equal(console_auth_locked(a, "192.0.2.9", "bob", t + 1), 0);
+	console_auth_succeeded(a, "192.0.2.1", "alice"); /* a right password does not lift a lock */
+	assert_true(console_auth_locked(a, "192.0.2.1", "alice", t + 2) > 0);
+	assert_int_equal(console_auth_locked(a, "192.0.2.1", "alice", t + 60001), 0);
 	/* 5000 names that are no account cannot push a real account's count
 	 * out of the table: carol's 20th failure still locks her */
 	for (int i = 0; i < 19; i++)
-		auth_failed(a, "198.51.100.1", "carol", 1, t);
+		console_auth_failed(a, "198.51.100.1", "carol", 1, t);
 	for (int i = 0; i < 5000; i++) {
 		char name[32], src[32];
 		snprintf(name, sizeof(name), "rnd%d", i);
 		snprintf(src, sizeof(src), "203.0.113.%d", i % 200);
-		auth_failed(a, src, name, 0, t + 10);
+		console_auth_failed(a, src, name, 0, t + 10);
 	}
-	assert_int_equal(auth_failed(a, "198.51.100.3", "carol", 1, t + 20), 2);
-	assert_true(auth_locked(a, "198.51.100.4", "carol", t + 21) > 0);
+	assert_int_equal(console_auth_failed(a, "198.51.100.3", "carol", 1, t + 20), 2);
+	assert_true(console_auth_locked(a, "198.51.100.4", "carol", t + 21) > 0);
 	free(a);
 }
 
 static void test_sessions(void **st)
 {
 	struct console_auth *a = calloc(1, sizeof(*a));
-	auth_init(a, 1000, 60000);
-	struct console_session *s = auth_session_new(a, "alice", ROLE_HELPDESK, "192.0.2.1", 5000);
+	console_auth_init(a, 1000, 60000);
+	struct console_session *s =
+	    console_auth_session_new(a, "alice", ROLE_HELPDESK, "192.0.2.1", 5000);
 	assert_non_null(s);
 	char id[65], csrf[65];
 	snprintf(id, sizeof(id), "%s", s->id);
 	snprintf(csrf, sizeof(csrf), "%s", s->csrf);
 	assert_int_equal(strlen(id), 64);
 	assert_string_not_equal(id, csrf);
-	assert_ptr_equal(auth_session_find(a, id, 5900), s);
-	assert_true(auth_csrf_ok(s, csrf));
+	assert_ptr_equal(console_auth_session_find(a, id, 5900), s);
+	assert_true(console_auth_csrf_ok(s, csrf));
 	csrf[63] ^= 1;
-	assert_false(auth_csrf_ok(s, csrf));
-	assert_false(auth_csrf_ok(s, ""));
-	assert_false(auth_csrf_ok(s, NULL));
+	assert_false(console_auth_csrf_ok(s, csrf));
+	assert_false(console_auth_csrf_ok(s, ""));
+	assert_false(console_auth_csrf_ok(s, NULL));
 	id[0] ^= 1;
-	assert_null(auth_session_find(a, id, 5900));
+	assert_null(console_auth_session_find(a, id, 5900));
 	id[0] ^= 1;
-	assert_null(auth_session_find(a, id, 7000)); /* idle 1.1 s > 1 s */
-	assert_null(auth_session_find(a, id, 7001)); /* and it is gone */
+	assert_null(console_auth_session_find(a, id, 7000)); /* idle 1.1 s > 1 s */
+	assert_null(console_auth_session_find(a, id, 7001)); /* and it is gone */
 	/* an account's role changes: its sessions end */
-	s = auth_session_new(a, "alice", ROLE_HELPDESK, "192.0.2.1", 8000);
+	s = console_auth_session_new(a, "alice", ROLE_HELPDESK, "192.0.2.1", 8000);
 	snprintf(id, sizeof(id), "%s", s->id);
 	struct account acc = {.name = "alice", .role = ROLE_VIEWER};
 	struct accounts list = {.a = &acc, .n = 1};
-	auth_sessions_revalidate(a, &list);
-	assert_null(auth_session_find(a, id, 8001));
+	console_auth_sessions_revalidate(a, &list);
+	assert_null(console_auth_session_find(a, id, 8001));
 	free(a);
 }
 
@@ -250,9 +251,9 @@ static enum ctl_code cmd_slow(void *ctx, int argc, char **argv, struct sbuf *out
 
 static void test_command_layer(void **st)
 {
-	static const struct ctl_cmd cmds[] = {{"probe", cmd_probe, "probe", need_probe},
-					      {"slow", cmd_slow, "slow", NULL},
-					      {NULL, NULL, NULL, NULL}};
+	static const struct ctl_cmd cmds[] = {{"probe", cmd_probe, "probe", need_probe, 1},
+					      {"slow", cmd_slow, "slow", NULL, 1},
+					      {NULL, NULL, NULL, NULL, 0}};
 	struct command_actor viewer = {.kind = "console", .name = "victor", .role = ROLE_VIEWER};
 	struct command_actor helper = {.kind = "console", .name = "helen", .role = ROLE_HELPDESK};
 	struct sbuf out = {0};

@@ -1166,10 +1166,70 @@ static void test_paths(void **state)
 	assert_int_equal(eas_classify_path("/Microsoft-Server-ActiveSyncX", 28), EAS_PATH_EAS);
 }
 
+/* ---- from a parsed head (what the relay runs) ---------------------------- */
+
+static int from_head(const char *head, struct eas_req *r, enum eas_path *pk)
+{
+	static struct h1_msg m;
+	memset(&m, 0, sizeof(m));
+	assert_true(h1_parse_request(head, strlen(head), &m, NULL) > 0);
+	*pk = eas_classify_path(m.path.p, m.path.n);
+	return eas_request_from_h1(r, &m, *pk, 0);
+}
+
+static void test_from_h1(void **state)
+{
+	struct eas_req r;
+	enum eas_path pk;
+	/* query and headers together; the Basic user is the identity */
+	assert_int_equal(from_head("POST /Microsoft-Server-ActiveSync?Cmd=Sync&User=alice&DeviceId="
+				   "ABC123&DeviceType=iPhone HTTP/1.1\r\nHost: mail\r\n"
+				   "Authorization: Basic Ym9iOnB3\r\nMS-ASProtocolVersion: 14.1\r\n"
+				   "User-Agent: Apple-iPhone4C1/1002.142\r\n\r\n",
+				   &r, &pk),
+			 0);
+	assert_int_equal(pk, EAS_PATH_EAS);
+	assert_int_equal(r.cmd, EAS_CMD_SYNC);
+	assert_string_equal(r.identity, "bob");
+	assert_string_equal(r.device_id, "ABC123");
+	assert_int_equal(r.proto, 141);
+	assert_string_equal(r.user_agent, "Apple-iPhone4C1/1002.142");
+	/* OPTIONS names no device */
+	assert_int_equal(
+	    from_head("OPTIONS /Microsoft-Server-ActiveSync HTTP/1.1\r\nHost: mail\r\n\r\n", &r,
+		      &pk),
+	    0);
+	assert_int_equal(r.cmd, EAS_CMD_OPTIONS);
+	/* Autodiscover: no EAS query is read, only the identity matters */
+	assert_int_equal(from_head("POST /autodiscover/autodiscover.xml?Cmd=Sync HTTP/1.1\r\n"
+				   "Host: mail\r\nAuthorization: Basic Ym9iOnB3\r\n\r\n",
+				   &r, &pk),
+			 0);
+	assert_int_equal(pk, EAS_PATH_AUTODISCOVER);
+	assert_int_equal(r.cmd, EAS_CMD_NONE);
+	assert_string_equal(r.identity, "bob");
+	/* a refusal keeps what was valid, for the log line; the first error wins */
+	assert_int_equal(
+	    from_head("POST /Microsoft-Server-ActiveSync?Cmd=Ping&User=carol HTTP/1.1\r\n"
+		      "Host: mail\r\nMS-ASProtocolVersion: 9.9\r\n\r\n",
+		      &r, &pk),
+	    -1);
+	assert_int_equal(r.cmd, EAS_CMD_PING);
+	assert_string_equal(r.identity, "carol");
+	assert_int_equal(r.err_status, 400);
+	/* two Authorization fields: refused, whatever the gateway would pick */
+	assert_int_equal(from_head("POST /Microsoft-Server-ActiveSync?Cmd=Sync&User=a&DeviceId=D1&"
+				   "DeviceType=T HTTP/1.1\r\nHost: m\r\nAuthorization: Basic "
+				   "Ym9iOnB3\r\nAuthorization: Basic ZXZlOnB3\r\n\r\n",
+				   &r, &pk),
+			 -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_captures),
+	    cmocka_unit_test(test_from_h1),
 	    cmocka_unit_test(test_spec_example),
 	    cmocka_unit_test(test_every_command_code),
 	    cmocka_unit_test(test_every_param_tag),

@@ -1254,18 +1254,52 @@ static void test_guard_page(void **state)
 	munmap(g.map, 2 * g.pg);
 }
 
+/* The head's buffer moved: every slice follows it, none points into the old one. */
+static void test_rebase(void **state)
+{
+	static const char head[] = "POST http://mail.example/Microsoft-Server-ActiveSync?Cmd=Sync "
+				   "HTTP/1.1\r\nHost: mail.example\r\nUser-Agent: x\r\n\r\n";
+	char a[sizeof(head)], b[sizeof(head)];
+	struct h1_msg m;
+	memset(&m, 0, sizeof(m));
+	memcpy(a, head, sizeof(head));
+	assert_int_equal(h1_parse_request(a, sizeof(head) - 1, &m, NULL), (int)sizeof(head) - 1);
+	memcpy(b, a, sizeof(a));
+	memset(a, 'X', sizeof(a));
+	h1_rebase(&m, a, b);
+	const struct h1_str *all[] = {&m.method_str, &m.target, &m.path, &m.query, &m.host};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		assert_true(all[i]->p >= b && all[i]->p + all[i]->n <= b + sizeof(b));
+	assert_memory_equal(m.path.p, "/Microsoft-Server-ActiveSync", m.path.n);
+	assert_memory_equal(m.query.p, "Cmd=Sync", m.query.n);
+	assert_memory_equal(m.host.p, "mail.example", m.host.n);
+	assert_memory_equal(m.hdr[1].name.p, "User-Agent", m.hdr[1].name.n);
+	assert_memory_equal(m.hdr[1].value.p, "x", m.hdr[1].value.n);
+	assert_null(m.reason.p); /* a request has none: still none */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_captures),	     cmocka_unit_test(test_pipelined),
-	    cmocka_unit_test(test_request_refusals), cmocka_unit_test(test_nul_in_head),
-	    cmocka_unit_test(test_early_refusal),    cmocka_unit_test(test_line_limits),
-	    cmocka_unit_test(test_head_limits),	     cmocka_unit_test(test_dribble_linear),
-	    cmocka_unit_test(test_request_variants), cmocka_unit_test(test_request_targets),
-	    cmocka_unit_test(test_incomplete),	     cmocka_unit_test(test_lookups),
-	    cmocka_unit_test(test_responses),	     cmocka_unit_test(test_response_refusals),
-	    cmocka_unit_test(test_chunked_valid),    cmocka_unit_test(test_chunked_refusals),
-	    cmocka_unit_test(test_chunked_limits),   cmocka_unit_test(test_guard_page),
+	    cmocka_unit_test(test_rebase),
+	    cmocka_unit_test(test_captures),
+	    cmocka_unit_test(test_pipelined),
+	    cmocka_unit_test(test_request_refusals),
+	    cmocka_unit_test(test_nul_in_head),
+	    cmocka_unit_test(test_early_refusal),
+	    cmocka_unit_test(test_line_limits),
+	    cmocka_unit_test(test_head_limits),
+	    cmocka_unit_test(test_dribble_linear),
+	    cmocka_unit_test(test_request_variants),
+	    cmocka_unit_test(test_request_targets),
+	    cmocka_unit_test(test_incomplete),
+	    cmocka_unit_test(test_lookups),
+	    cmocka_unit_test(test_responses),
+	    cmocka_unit_test(test_response_refusals),
+	    cmocka_unit_test(test_chunked_valid),
+	    cmocka_unit_test(test_chunked_refusals),
+	    cmocka_unit_test(test_chunked_limits),
+	    cmocka_unit_test(test_guard_page),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,8 +13,8 @@
  * stack like a real segment (out of window: it is answered or discarded
  * there). Frames go out through AF_PACKET with PACKET_QDISC_BYPASS in
  * sendmmsg batches: the generator costs little per packet and the veth
- * delivers them to the peer's XDP hook. Built by the bench script itself
- * (cc -O2), it needs nothing but libc; run it as root in the phone netns.
+ * delivers them to the peer's XDP hook. `make` builds it (build/bench/flood);
+ * it needs nothing but libc; run it as root in the phone netns.
  */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -20,7 +20,7 @@
  * Client-side TLS is 1.3 only, no certificate verification (the client's CPU
  * is not what is measured, and all proxies serve the same chain).
  *
- * Build: cc -O2 -Wall -Wextra tools/bench/idle_conns.c -lssl -lcrypto -o idle_conns
+ * Built by `make` (build/bench/idle_conns).
  * Usage: idle_conns [options] IPv4:PORT        (--help)
  */
 #include <arpa/inet.h>

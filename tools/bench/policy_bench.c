@@ -2,11 +2,8 @@
 /*
  * policy_bench.c - ns per policy_decide() for several rule mixes.
  *
- * Build (from the repo root, after `make` has built build/libeasgate.a):
- *   cc -O2 -Iuser -Iinclude tools/bench/policy_bench.c build/libeasgate.a \
- *      $(pkg-config --libs libpcre2-8) -o build/policy_bench
- * Run:
- *   build/policy_bench [iterations [mix]]   (default 200000 per case, all mixes)
+ * Built by `make`. Run (from the repo root):
+ *   build/bench/policy_bench [iterations [mix]]   (default 200000 per case, all mixes)
  *
  * Every mix has 1,000 rules. For each it prints the best of 7 timed runs
  * (ns per decision) for a request that matches no rule (the worst case:

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * relay_bench.c - what moving a body through the gateway costs with each
- * relay method of user/krelay.c, on loopback TCP, in a network namespace of
+ * relay method of user/kernel/krelay.c, on loopback TCP, in a network namespace of
  * its own.
  *
  * Three processes per run: a sender, a relay and a receiver (sender ->
@@ -30,11 +30,7 @@
  * used as the gateway would: N kernel handoffs, each bounded by a 1 s
  * timeout; stalls, errors and corrupted streams are counted.
  *
- * Build (from the repo root, after `make` has built build/libeasgate.a):
- *   mkdir -p build/bench && cc -std=gnu11 -O2 -g -Wall -Wextra -D_GNU_SOURCE \
- *      -Iinclude -Iuser tools/bench/relay_bench.c build/libeasgate.a -lbpf -lelf -lz -lpthread \
- *      -o build/bench/relay_bench
- * (ASan: the same with -fsanitize=address,undefined and build/asan/libeasgate.a.)
+ * Built by `make` (build/bench/relay_bench; `make SAN=1`: build/asan/bench/).
  * Usage: build/bench/relay_bench [-s BYTES] [-r RUNS] [-n RTTS] [-m m1,m2,...]
  *                                 [-H HANDOFFS]
  *   (-m none -H 2000: handoffs only; -H 0: none)

@@ -65,7 +65,8 @@ die() { say "error: $*"; exit 1; }
 for c in wrk openssl curl cc python3; do
 	command -v "$c" >/dev/null || die "needs $c (tools/deps.sh installs it)"
 done
-[ -x "$O/easgated" ] && [ -x "$O/eas-demo-backend" ] && [ -x "$O/easctl" ] ||
+[ -x "$O/easgated" ] && [ -x "$O/eas-demo-backend" ] && [ -x "$O/easctl" ] &&
+	[ -x "$O/bench/idle_conns" ] ||
 	die "build first: make (looked in $O)"
 [ -f "$CAPTURE" ] && [ -f "$PING" ] || die "captures missing"
 avail=()
@@ -119,12 +120,9 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# --- helpers built from this directory (into the work directory) --------------
+# --- helpers (make builds every program of tools/bench into $O/bench) ----------
 say "work directory $B"
-mkdir -p "$B/bin"
-cc -O2 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror "$HERE/idle_conns.c" -lssl -lcrypto \
-	-o "$B/bin/idle_conns" || die "idle_conns does not build"
-IC=$B/bin/idle_conns
+IC=$O/bench/idle_conns
 
 # --- PKI and backends -----------------------------------------------------------
 "$ROOT/tools/mkcerts.sh" "$B/pki" localhost 127.0.0.1 >/dev/null || die "mkcerts failed"
@@ -434,27 +432,20 @@ for px in $PROXIES; do
 	stop_proxy
 done
 
-# --- micro-benchmarks by others (build commands from their headers) -------------------------
+# --- micro-benchmarks (built by make into $O/bench) -------------------------------------------
 PB_OUT="(not run)"
-# shellcheck disable=SC2046 # pkg-config's flags must split into words
-if (cd "$ROOT" && cc -O2 -Iuser -Iinclude tools/bench/policy_bench.c "$O/libeasgate.a" \
-	$(pkg-config --libs libpcre2-8) -o "$B/bin/policy_bench") 2>"$B/policy_bench.build"; then
+if [ -x "$O/bench/policy_bench" ]; then
 	say "policy_bench"
-	PB_OUT=$(cd "$ROOT" && timeout 300 "$B/bin/policy_bench" 2>&1)
+	PB_OUT=$(cd "$ROOT" && timeout 300 "$O/bench/policy_bench" 2>&1)
 else
-	PB_OUT="policy_bench did not build: $(tail -3 "$B/policy_bench.build")"
+	PB_OUT="$O/bench/policy_bench missing (make)"
 fi
 XB_OUT="(not run)"
-# xdp_bench.c names no build command; this mirrors the Makefile's tool rule.
-# shellcheck disable=SC2046
-# shellcheck disable=SC2046 # pkg-config's flags must split into words
-if (cd "$ROOT" && cc -O2 -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser -I"$O/bpf" tools/bench/xdp_bench.c \
-	"$O/libeasgate.a" $(pkg-config --libs libbpf libelf zlib openssl sqlite3 libpcre2-8 libsystemd libconfig) \
-	-lm -lpthread -o "$B/bin/xdp_bench") 2>"$B/xdp_bench.build"; then
+if [ -x "$O/bench/xdp_bench" ]; then
 	say "xdp_bench"
-	XB_OUT=$(timeout 300 "$B/bin/xdp_bench" 2>&1)
+	XB_OUT=$(timeout 300 "$O/bench/xdp_bench" 2>&1)
 else
-	XB_OUT="xdp_bench did not build: $(tail -3 "$B/xdp_bench.build")"
+	XB_OUT="$O/bench/xdp_bench missing (make)"
 fi
 
 # --- report ------------------------------------------------------------------------------------

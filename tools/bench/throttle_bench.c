@@ -3,11 +3,8 @@
  * throttle_bench.c - ns per throttle_check() (+ throttle_done()) of the
  * throttling engine, with the table at its default size (~14 MiB).
  *
- * Build (from the repo root, after `make` has built build/libeasgate.a):
- *   cc -O2 -D_GNU_SOURCE -Iuser -Iinclude tools/bench/throttle_bench.c build/libeasgate.a \
- *      $(pkg-config --libs libpcre2-8) -lpthread -o build/throttle_bench
- * Run:
- *   build/throttle_bench [requests per case]   (default 2000000)
+ * Built by `make`. Run:
+ *   build/bench/throttle_bench [requests per case]   (default 2000000)
  *
  * Cases (each the best of 5 runs; keys are precomputed, their cost is
  * reported separately as "key derivation"):

@@ -16,7 +16,8 @@
  * for gate-pass0), the floor's table the same 10000 flows.
  * Target: gate-pass <= 1.5 x floor.
  *
- * Usage: xdp_bench [repeat]   (root; exits 77 otherwise)
+ * Usage: build/bench/xdp_bench [repeat]   (built by `make`; root, exits 77
+ * otherwise). bench_floor.bpf.c, beside it, holds the reference programs.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -117,7 +118,7 @@ static double xb_median(struct bench_case *c)
 
 /* 10000 unrelated flows in both tables, nprefix unrelated prefixes, and
  * (with prefixes) the verdicts the drop cases hit. */
-static int xb_fill(struct bpfgate *g, int floor_fd, int nprefix)
+static int xb_fill(struct bpfmaps *g, int floor_fd, int nprefix)
 {
 	struct eg_flow_verdict v = {.action = EG_ACT_DROP, .reason = EG_REASON_BLOCKED};
 	struct eg_lpm_val lv = {.action = EG_ACT_DROP, .reason = EG_REASON_ADMIN};
@@ -125,7 +126,7 @@ static int xb_fill(struct bpfgate *g, int floor_fd, int nprefix)
 	struct sockaddr_in peer = {.sin_family = AF_INET}, local = {.sin_family = AF_INET};
 	struct eg_flow_key k;
 	char cidr[32];
-	int err = bpfgate_set_cfg(g, &cfg);
+	int err = bpfmaps_set_cfg(g, &cfg);
 
 	inet_pton(AF_INET, "198.18.0.1", &local.sin_addr);
 	local.sin_port = htons(443);
@@ -134,21 +135,21 @@ static int xb_fill(struct bpfgate *g, int floor_fd, int nprefix)
 		peer.sin_addr.s_addr = htonl(ntohl(peer.sin_addr.s_addr) + (uint32_t)i);
 		peer.sin_port = htons((uint16_t)(1024 + i));
 		eg_flow_key_from_addrs(&k, (struct sockaddr *)&peer, (struct sockaddr *)&local);
-		err = bpfgate_flow_set(g, &k, &v);
+		err = bpfmaps_flow_set(g, &k, &v);
 		if (!err)
 			err = bpf_map_update_elem(floor_fd, &k, &v, BPF_ANY);
 	}
 	for (int i = 0; i < nprefix && !err; i++) {
 		snprintf(cidr, sizeof(cidr), "10.%d.%d.0/24", i / 256, i % 256);
-		err = bpfgate_prefix_set(g, cidr, &lv);
+		err = bpfmaps_prefix_set(g, cidr, &lv);
 	}
 	inet_pton(AF_INET, "198.18.0.3", &peer.sin_addr);
 	peer.sin_port = htons(40000);
 	eg_flow_key_from_addrs(&k, (struct sockaddr *)&peer, (struct sockaddr *)&local);
 	if (!err)
-		err = bpfgate_flow_set(g, &k, &v);
+		err = bpfmaps_flow_set(g, &k, &v);
 	if (!err && nprefix)
-		err = bpfgate_prefix_set(g, "198.18.128.0/24", &lv);
+		err = bpfmaps_prefix_set(g, "198.18.128.0/24", &lv);
 	return err;
 }
 
@@ -157,7 +158,7 @@ int main(int argc, char **argv)
 	static uint8_t p4[256], p6[256], pdrop[256], plpm[256];
 	int repeat = argc > 1 ? atoi(argv[1]) : 1000000, err;
 	struct bench_floor_bpf *fl;
-	struct bpfgate *g, *g2;
+	struct bpfmaps *g, *g2;
 	size_t n4, n6, nd, nl;
 
 	if (geteuid() != 0) {
@@ -165,8 +166,8 @@ int main(int argc, char **argv)
 		return 77;
 	}
 	log_set_level(LOG_WARN);
-	g = bpfgate_open(NULL, &err);
-	g2 = bpfgate_open(NULL, &err);
+	g = bpfmaps_open(NULL, &err);
+	g2 = bpfmaps_open(NULL, &err);
 	fl = bench_floor_bpf__open_and_load();
 	if (!g || !g2 || !fl) {
 		fprintf(stderr, "xdp_bench: cannot load programs\n");
@@ -182,7 +183,7 @@ int main(int argc, char **argv)
 	nd = xb_packet(pdrop, 0, "198.18.0.3", 40000);
 	nl = xb_packet(plpm, 0, "198.18.128.9", 40000);
 
-	int gate = bpfgate_prog_fd(g, BPFGATE_PROG_XDP);
+	int gate = bpfmaps_prog_fd(g, BPFMAPS_PROG_XDP);
 	struct bench_case cases[] = {
 	    {"empty", bpf_program__fd(fl->progs.xdp_empty), p4, n4, XDP_PASS, {0}},
 	    {"floor", bpf_program__fd(fl->progs.xdp_floor), p4, n4, XDP_PASS, {0}},
@@ -190,7 +191,7 @@ int main(int argc, char **argv)
 	    {"gate-pass6", gate, p6, n6, XDP_PASS, {0}},
 	    {"gate-drop", gate, pdrop, nd, XDP_DROP, {0}},
 	    {"gate-lpm", gate, plpm, nl, XDP_DROP, {0}},
-	    {"gate-pass0", bpfgate_prog_fd(g2, BPFGATE_PROG_XDP), p4, n4, XDP_PASS, {0}},
+	    {"gate-pass0", bpfmaps_prog_fd(g2, BPFMAPS_PROG_XDP), p4, n4, XDP_PASS, {0}},
 	};
 	size_t nc = sizeof(cases) / sizeof(cases[0]);
 	double med[sizeof(cases) / sizeof(cases[0])];
@@ -211,7 +212,7 @@ int main(int argc, char **argv)
 	printf("gate-pass / floor = %.2f, gate-pass0 / floor = %.2f (target <= 1.50)\n",
 	       med[2] / med[1], med[6] / med[1]);
 	bench_floor_bpf__destroy(fl);
-	bpfgate_close(g2);
-	bpfgate_close(g);
+	bpfmaps_close(g2);
+	bpfmaps_close(g);
 	return 0;
 }

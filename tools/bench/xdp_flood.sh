@@ -23,7 +23,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/tests/integration/lib.sh" "${1:-build}"
 TNAME=xdp_flood
 need_root
-need wrk jq bpftool nsenter ip python3 cc bc
+need wrk jq bpftool nsenter ip python3 bc
 source "$EG_ROOT/tests/integration/xdp/netns.sh"
 trap 'cleanup; xn_down' EXIT
 SECS=${SECS:-10}
@@ -34,8 +34,8 @@ HZ=$(getconf CLK_TCK)
 NCPU=$(nproc)
 die() { echo "xdp_flood: $*" >&2; EG_FAILS=1; exit 1; }
 
-cc -O2 -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -o "$T/flood" "$EG_ROOT/tools/bench/flood.c" ||
-	die "cannot build flood.c"
+FLOOD=$O/bench/flood # built by make
+[ -x "$FLOOD" ] || die "$FLOOD missing: make"
 make_pki gw.xdp.test "$XN_GW_IP"
 xn_up || die "network namespaces"
 xn_backend cas1 || die "backend"
@@ -79,7 +79,7 @@ drops() { xn_stat FLOW_DROP; }
 run_case() {
 	local label=$1 flood=$2 fpid='' g0 g1 s0 s1 d0 d1 t0 t1 rps p99 fpps=0 dps errs
 	if [ "$flood" = 1 ]; then
-		nsenter --net="/var/run/netns/$XN_PHONE" "$T/flood" "$XN_PHONE_IF" "$gw_mac" "$XN_PHONE_IP" "$sport" \
+		nsenter --net="/var/run/netns/$XN_PHONE" "$FLOOD" "$XN_PHONE_IF" "$gw_mac" "$XN_PHONE_IP" "$sport" \
 			"$XN_GW_IP" 443 $((SECS + 2)) "$FLOOD_PPS" "$FLOOD_PAYLOAD" >"$T/flood.out" 2>&1 &
 		fpid=$!
 		sleep 1 # the flood is at full rate before the measurement starts
