@@ -341,8 +341,12 @@ if [ -n "$v2" ]; then
 	check "...and the admin's configuration (still the test's backend)" grep -q '127.0.0.1:8081' /etc/easgate/easgate.conf
 	out=$(DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dir::State::Lists="$W/lists" purge easgate 2>&1)
 	rc=$?
-	check "apt-get purge easgate (exit $rc): the unit stopped, /var/lib/easgate and /etc/easgate gone" \
-		bash -c '[ "$0" -eq 0 ] && ! systemctl is-active --quiet easgate && [ ! -e /var/lib/easgate ] && [ ! -e /etc/easgate ]' "$rc"
+	# The keys the admin put in /etc/easgate/tls are not the package's: they stay.
+	check "apt-get purge easgate (exit $rc): unit stopped and gone, /var/lib/easgate and the config gone" \
+		bash -c '[ "$0" -eq 0 ] && ! systemctl is-active --quiet easgate &&
+			[ "$(systemctl show -P LoadState easgate)" = not-found ] &&
+			[ ! -e /var/lib/easgate ] && [ ! -e /etc/easgate/easgate.conf ]' "$rc"
+	check "...the admin's keys in /etc/easgate/tls kept" test -s /etc/easgate/tls/server.key
 	[ "$rc" -eq 0 ] || echo "$out" | tail -20
 else
 	fail "no next version in $deb_dir/v2/ to upgrade to"

@@ -642,7 +642,7 @@ const struct cfg_key config_keys[] = {
     {.path = "throttle.offenders",
      .type = CK_UINT,
      ROOT(throttle.tc.offenders),
-     .doc = "Slots for throttled and looping devices (easctl throttle)."},
+     .doc = "Records of throttled and looping devices, for easctl throttle and the metrics."},
     {.path = "throttle.device_idle",
      .type = CK_NUM,
      ROOT(throttle.tc.device_idle),
@@ -652,7 +652,9 @@ const struct cfg_key config_keys[] = {
      .type = CK_NUM,
      ROOT(throttle.tc.max_request),
      .type_text = "seconds",
-     .doc = "A request in flight longer than this no longer counts against max_concurrent."},
+     .doc = "The longest a request may be in flight (a Ping's heartbeat): the in-flight count "
+	    "of a device idle this long is reset, so a request whose end was lost cannot hold "
+	    "it at max_concurrent for ever."},
     {.path = "throttle.classes",
      .type = CK_LIST,
      .more = "{ name = \"ios61\"; match = \"DeviceOS like \\\"iOS 6.1*\\\"\";\n"
@@ -700,8 +702,9 @@ const struct cfg_key config_keys[] = {
     {.path = "throttle.classes.hammer",
      .type = CK_UINT,
      TCLS(hammer),
-     .doc = "Requests a throttled or looping device may still make in a stage before it "
-	    "moves to the next one."},
+     .doc = "Refused requests (strikes) tolerated in a stage before the device moves to the "
+	    "next: from throttled for a loop to quarantined, from cut off or quarantined to "
+	    "dropped in the kernel (XDP); 0..255."},
     {.path = "throttle.classes.xdp_ttl",
      .type = CK_NUM,
      TCLS(xdp_ttl),
