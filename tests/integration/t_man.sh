@@ -28,6 +28,16 @@ for p in easgated.8 easctl.8 easgate.conf.5; do
 		grep -qF "\"easgate $("$EASGATED" --version | cut -d" " -f2)\"" "$M/$p"
 done
 
+# make install puts them where man finds them (the package: t_deb).
+out=$("$EG_ROOT/tools/install.sh" "$T/root" /usr/local "$O" 2>&1)
+check "tools/install.sh into a DESTDIR (exit $?)" test $? -eq 0
+for p in man8/easgated.8 man8/easctl.8 man5/easgate.conf.5; do
+	check "make install puts /usr/local/share/man/$p" cmp -s "$M/${p#*/}" "$T/root/usr/local/share/man/$p"
+done
+check "...and the made sample as the example config" \
+	cmp -s <(sed 's|/usr/local/share/easgate/web|X|' "$O/easgate.conf") \
+	<(sed 's|/usr/local/share/easgate/web|X|' "$T/root/usr/local/share/easgate/easgate.conf.example")
+
 # --- configuration keys: the parser's, the page's, the sample's -----------------------
 mapfile -t keys < <("$DOC" keys)
 check "eg-doc lists the keys (${#keys[@]})" test "${#keys[@]}" -gt 100
