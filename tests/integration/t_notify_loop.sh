@@ -15,7 +15,13 @@
 #     relay is down: a new quarantine, so a new notice; the webhook has it at
 #     once, the mails are retried with backoff and delivered once the relay
 #     is back; nothing dropped.
-# About 40 s (two batch windows of 8 s, the relay down for a few retries).
+#  4. The admin notices t_notify does not produce, end to end: a phone
+#     quarantined by a rule (named), an iPhone quarantined for incubation
+#     and its OS version new, the backend down and up again.
+# Also: the console is off by default (no admin.web here: the daemon
+# listens on the phones' port alone).
+# About 60 s (batch windows of 8 s, the relay down for a few retries, the
+# backend's health checks).
 source "$(dirname "$0")/lib.sh"
 need curl python3 base64
 source "$(dirname "$0")/console/lib_notify.sh"
@@ -27,7 +33,8 @@ start_backend cas1 || finish
 notify_sinks_start
 
 cat >"$T/gw.conf" <<CONF
-policy = { default = "allow"; };
+policy = { default = "allow"; rules = ( "quarantine DeviceType is \\"QPhone\\" name \\"qphones\\"" );
+           incubation = { enabled = true; days = 14; families = [ "iOS" ]; }; };
 throttle = { enabled = true; classes = ( { name = "default"; hammer = 2;
   loop = { window = 60; threshold = 3; throttle = 2; quarantine = 300; memory = 600; }; } ); };
 notify = {
@@ -43,18 +50,22 @@ notify = {
 CONF
 start_gateway -c "$T/gw.conf" --backend "cas1=127.0.0.1:$BE_PORT_cas1,health=/health" || finish
 wait_backends_up cas1 || { fail "backend cas1 not up"; finish; }
+listening=$(ss -ltnpH | grep -E "pid=($GW_PID|$(pgrep -d'|' -P "$GW_PID"))," | awk '{print $4}' | sort -u | tr '\n' ' ')
+check "the console is off by default: the daemon listens on the phones' port alone ($listening)" \
+	test "$listening" = "127.0.0.1:$GW_PORT "
 ctl() { "$EASCTL" -s "$CTL" "$@"; }
 metric() { ctl metrics | awk -v m="$1" '$1 == m { print $2 }'; }
 admin_mails() { grep -l '^X-Rcpt: mdm-admins@example.test$' "$T"/mail/*.eml 2>/dev/null | wc -l; }
 user_mails() { grep -l "^X-Rcpt: $1\$" "$T"/mail/*.eml 2>/dev/null | wc -l; }
 hook_valid() { grep -c '"valid": true' "$T/hook.jsonl"; }
-# phone USER DEVICE CMD: one request, its HTTP status (the body is the same every time)
+# phone USER DEVICE CMD [TYPE UA]: one request, its HTTP status (the body is
+# the same every time)
 printf 'the-same-sync-every-time' >"$T/loop.body"
 phone() {
 	curl -sS -o /dev/null -w '%{http_code}' --max-time 10 --cacert "$PKI/root.pem" -u "$1:$PW" \
-		-X POST -H "MS-ASProtocolVersion: 14.1" -H "User-Agent: LoopPhone/2.0" \
+		-X POST -H "MS-ASProtocolVersion: 14.1" -H "User-Agent: ${5:-LoopPhone/2.0}" \
 		-H "Content-Type: application/vnd.ms-sync.wbxml" --data-binary "@$T/loop.body" \
-		"https://127.0.0.1:$GW_PORT/Microsoft-Server-ActiveSync?Cmd=$3&User=$1&DeviceId=$2&DeviceType=LoopPhone"
+		"https://127.0.0.1:$GW_PORT/Microsoft-Server-ActiveSync?Cmd=$3&User=$1&DeviceId=$2&DeviceType=${4:-LoopPhone}"
 }
 quarantines() { grep -c "event=throttle_quarantine .*device=\"$1\"" "$T/gw.log"; }
 # loop USER DEVICE N: identical Syncs until the throttle has quarantined the
@@ -142,6 +153,39 @@ check "...the admin message lists LOOPDEV1's new loop quarantine" \
 	grep -Eq "loop quarantine +lu1@example.test  LOOPDEV1  .*\(looping command Sync\)" "$A2"
 check "nothing dropped or failed" \
 	test "$(metric easgate_notify_dropped_total)" = 0 -a "$(metric easgate_notify_failed_total)" = 0
+
+# --- 4. the other admin notices -----------------------------------------------------------------
+n_admin=$(admin_mails)
+n_hook=$(hook_valid)
+for c in FolderSync Sync; do
+	phone ru1@example.test RULEPH1 $c QPhone QPhone/1.0 >/dev/null
+	phone iu1@example.test IPH7INC $c iPhone Apple-iPhone6C1/1101.465 >/dev/null
+done
+kill "$BE_PID_cas1"; wait "$BE_PID_cas1" 2>/dev/null
+backend_is() { ctl backends | awk -v s="$1" '$1 == "cas1" && $3 == s' | grep -q .; }
+wait_for 20 'backend_is down'
+check "the backend is seen down" backend_is down
+"$BACKEND" --listen "127.0.0.1:$BE_PORT_cas1" --name cas1 --quiet >>"$T/be-cas1.log" 2>&1 &
+EG_PIDS+=($!)
+wait_for 20 'backend_is up'
+check "...and up again" backend_is up
+# the admin messages since phase 4 began, in the order they came
+admin4() {
+	grep -l '^X-Rcpt: mdm-admins@example.test' "$T"/mail/*.eml | xargs ls -tr | tail -n +$((n_admin + 1)) |
+		xargs -r cat >"$T/admin4.txt"
+}
+wait_for $((BATCH_S + 20)) 'admin4 && grep -q "backend up" "$T/admin4.txt"'
+check "the admins are told of the phone quarantined by the rule, naming it" \
+	grep -Eq 'quarantined by rule +ru1@example.test  RULEPH1  .*\(RULE: qphones\)' "$T/admin4.txt"
+check "...of the iPhone quarantined for incubation" \
+	grep -Eq 'quarantined for incubation +iu1@example.test  IPH7INC  .*iOS 7' "$T/admin4.txt"
+check "...of its OS version, new" grep -Eq 'new OS version +iOS 7' "$T/admin4.txt"
+check "...of the backend down and up again" \
+	bash -c 'grep -Eq "backend down +\(cas1: " "$0" && grep -Eq "backend up +\(cas1\)" "$0"' "$T/admin4.txt"
+kinds=$(tail -n +$((n_hook + 1)) "$T/hook.jsonl" | grep '"valid": true' | grep -o '"kinds": {[^}]*}' | tr '\n' ' ')
+for k in "quarantined by rule" "quarantined for incubation" "new OS version" "backend down" "backend up"; do
+	check "the webhook has \"$k\" too" grep -q "\"$k\": 1" <<<"$kinds"
+done
 
 # --- no credential anywhere ---------------------------------------------------------------------
 creds=("$PW")
