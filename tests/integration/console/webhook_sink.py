@@ -6,9 +6,10 @@
 Accepts POST on 127.0.0.1:PORT, recomputes HMAC-SHA256 of the body with the
 secret (the file's first line) and appends one line per request to OUT.jsonl:
 {"valid": true|false, "events": N, "kinds": {...}}. Answers 200 either way
-(the test judges by the lines). Writes OUT.jsonl.ready once it listens.
-With BODY_DIR, each body whose signature is valid is also kept there as
-<n>.json (n counts from 1), for tests that read the events' fields.
+(the test judges by the lines), with the request's path ("path"). Writes
+OUT.jsonl.ready once it listens. With BODY_DIR, each body whose signature
+is valid is also kept there as <n>.json (n counts from 1; the line's "body"
+names it), for tests that read the events' fields.
 """
 import hashlib
 import hmac
@@ -28,7 +29,7 @@ class H(http.server.BaseHTTPRequestHandler):
         sig = self.headers.get("X-Easgate-Signature", "")
         want = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
         valid = hmac.compare_digest(sig, want)
-        rec = {"valid": valid, "events": 0, "kinds": {}}
+        rec = {"valid": valid, "events": 0, "kinds": {}, "path": self.path}
         try:
             j = json.loads(body)
             rec["events"] = len(j["events"])
@@ -38,7 +39,8 @@ class H(http.server.BaseHTTPRequestHandler):
             rec["error"] = str(e)
         if valid and body_dir:
             kept[0] += 1
-            with open("%s/%d.json" % (body_dir, kept[0]), "wb") as f:
+            rec["body"] = "%d.json" % kept[0]
+            with open("%s/%s" % (body_dir, rec["body"]), "wb") as f:
                 f.write(body)
         with open(out, "a") as f:
             f.write(json.dumps(rec) + "\n")
