@@ -150,36 +150,8 @@ static void on_deadline(struct loop_timer *t)
 
 static const char *reason_phrase(int st)
 {
-	switch (st) {
-	case 200:
-		return "OK";
-	case 302:
-		return "Found";
-	case 400:
-		return "Bad Request";
-	case 401:
-		return "Unauthorized";
-	case 403:
-		return "Forbidden";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 411:
-		return "Length Required";
-	case 413:
-		return "Content Too Large";
-	case 429:
-		return "Too Many Requests";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 503:
-		return "Service Unavailable";
-	case 504:
-		return "Gateway Timeout";
-	default:
-		return st >= 500 ? "Internal Server Error" : "Error";
-	}
+	const char *p = h1_reason_phrase(st);
+	return p ? p : st >= 500 ? "Internal Server Error" : "Error";
 }
 
 /*
