@@ -129,6 +129,17 @@ static void conn_close(struct conn *c)
 	free(c);
 }
 
+/* End the connection's command without its answer: the browser gets the
+ * error instead. */
+static void job_abandon(struct conn *c, int status, const char *msg)
+{
+	command_job_free(c->job);
+	c->job = NULL;
+	sbuf_free(&c->job_out);
+	respond_error(c, status, msg);
+	conn_drive(c);
+}
+
 static void on_deadline(struct loop_timer *t)
 {
 	struct conn *c = t->arg;
@@ -136,13 +147,9 @@ static void on_deadline(struct loop_timer *t)
 		/* A change still waiting for a farm's database after
 		 * COMMAND_WAIT_MS: the job lets go of the answer to come, and
 		 * the helpdesk is told (the change may still be made). */
-		command_job_free(c->job);
-		c->job = NULL;
-		sbuf_free(&c->job_out);
-		respond_error(c, 504,
-			      "no answer in time from the farm database (the change may still be "
-			      "applied: look again)");
-		conn_drive(c);
+		job_abandon(c, 504,
+			    "no answer in time from the farm database (the change may still be "
+			    "applied: look again)");
 		return;
 	}
 	conn_close(c);
@@ -340,13 +347,8 @@ static void on_step(struct loop_timer *t)
 	}
 	if (!r) {
 		if (c->job_out.len > OUT_MAX || c->job_out.oom) {
-			command_job_free(c->job);
-			c->job = NULL;
-			sbuf_free(&c->job_out);
-			respond_error(c, 500,
-				      "the answer is too large: narrow the filters, or use "
-				      "easctl");
-			conn_drive(c);
+			job_abandon(c, 500,
+				    "the answer is too large: narrow the filters, or use easctl");
 			return;
 		}
 		loop_timer_set(c->k->loop, &c->step, 0);
