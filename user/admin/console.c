@@ -200,6 +200,19 @@ static void respond_error(struct conn *c, int status, const char *msg)
 	sbuf_free(&b);
 }
 
+/* The session as the pages read it (user, role, CSRF token); extra: the
+ * Set-Cookie line of a login, or NULL. */
+static void respond_session(struct conn *c, const struct console_session *s, const char *extra)
+{
+	struct sbuf b = {0};
+	sbuf_printf(&b, "{\"user\": ");
+	fmt_json_str(&b, s->user);
+	sbuf_printf(&b, ", \"role\": \"%s\", \"csrf\": \"%s\"}\n", command_role_name(s->role),
+		    s->csrf);
+	respond(c, 200, "application/json", b.p, b.len, extra, 0);
+	sbuf_free(&b);
+}
+
 static const struct h1_header *hdr(const struct conn *c, const char *name)
 {
 	return h1_find(&c->msg, name);
@@ -450,13 +463,7 @@ static void login_done(struct workq_job *wj)
 				 "Set-Cookie: eg_session=%s; Path=/; HttpOnly; Secure; "
 				 "SameSite=Strict\r\n",
 				 s->id);
-			struct sbuf b = {0};
-			sbuf_printf(&b, "{\"user\": ");
-			fmt_json_str(&b, s->user);
-			sbuf_printf(&b, ", \"role\": \"%s\", \"csrf\": \"%s\"}\n",
-				    command_role_name(s->role), s->csrf);
-			respond(c, 200, "application/json", b.p, b.len, cookie, 0);
-			sbuf_free(&b);
+			respond_session(c, s, cookie);
 			log_info("event=console_login user=%s role=%s source=%s", qu,
 				 command_role_name(j->role), c->peer);
 		}
@@ -641,13 +648,7 @@ static void handle(struct conn *c)
 		}
 		char *argv[WEBFORM_MAX_FIELDS + 1];
 		if (get && path_is(c, "/api/session")) {
-			struct sbuf b = {0};
-			sbuf_printf(&b, "{\"user\": ");
-			fmt_json_str(&b, s->user);
-			sbuf_printf(&b, ", \"role\": \"%s\", \"csrf\": \"%s\"}\n",
-				    command_role_name(s->role), s->csrf);
-			respond(c, 200, "application/json", b.p, b.len, NULL, 0);
-			sbuf_free(&b);
+			respond_session(c, s, NULL);
 		} else if (post && path_is(c, "/api/logout")) {
 			log_info("event=console_logout user=%s source=%s", s->user, c->peer);
 			console_auth_session_end(s);
