@@ -46,12 +46,7 @@ policy = { default = "quarantine"; };
 tls = { expiry_warning = 3650; }; # the test certificate (825 days) is within it: one notice
 notify = {
   batch = 0.333334; # minutes: $BATCH_S s
-  from = "easgate@example.test";
-  admins = [ "mdm-admins@example.test" ];
-  smtp = { url = "smtp://127.0.0.1:$SMTP"; starttls = true; user = "easgate";
-           password_file = "$T/smtp.pw"; ca = "$PKI/root.pem"; };
-  webhook = { url = "http://127.0.0.1:$HOOK/hook"; secret_file = "$T/hook.key"; };
-  user = { enabled = true; address = ""; contact = "the helpdesk, extension 4711"; };
+$(notify_channels)
   retry = { min = 1; max = 4; };
   queue = 20000;
   timeout = 10;

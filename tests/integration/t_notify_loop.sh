@@ -39,12 +39,7 @@ throttle = { enabled = true; classes = ( { name = "default"; hammer = 2;
   loop = { window = 60; threshold = 3; throttle = 2; quarantine = 300; memory = 600; }; } ); };
 notify = {
   batch = 0.133334; # minutes: $BATCH_S s
-  from = "easgate@example.test";
-  admins = [ "mdm-admins@example.test" ];
-  smtp = { url = "smtp://127.0.0.1:$SMTP"; starttls = true; user = "easgate";
-           password_file = "$T/smtp.pw"; ca = "$PKI/root.pem"; };
-  webhook = { url = "http://127.0.0.1:$HOOK/hook"; secret_file = "$T/hook.key"; };
-  user = { enabled = true; address = ""; contact = "the helpdesk, extension 4711"; };
+$(notify_channels)
   retry = { min = 1; max = 2; };
 };
 CONF

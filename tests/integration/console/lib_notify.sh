@@ -8,6 +8,9 @@
 #                        (HMAC key $T/hook.key), one line per POST in
 #                        $T/hook.jsonl, valid bodies in $T/hook/<n>.json
 #   smtp_start           (re)start the relay alone (after a kill "$SMTP_PID")
+#   notify_channels      the notify settings' lines that reach the sinks:
+#                        admins (mdm-admins@example.test) by SMTP and webhook,
+#                        users at their UPN with a contact ("extension 4711")
 #   wait_for S 'COND'    until the shell condition holds, at most S seconds
 PYD=/usr/bin/python3 # Debian's, with python3-aiosmtpd
 ND=$EG_ROOT/tests/integration/console
@@ -41,6 +44,17 @@ notify_sinks_start() {
 	EG_PIDS+=($!)
 	for _ in $(seq 100); do [ -e "$T/hook.jsonl.ready" ] && return 0; sleep 0.1; done
 	fail "the webhook sink did not start"; cat "$T/hook.log"; finish
+}
+
+notify_channels() {
+	cat <<CONF
+  from = "easgate@example.test";
+  admins = [ "mdm-admins@example.test" ];
+  smtp = { url = "smtp://127.0.0.1:$SMTP"; starttls = true; user = "easgate";
+           password_file = "$T/smtp.pw"; ca = "$PKI/root.pem"; };
+  webhook = { url = "http://127.0.0.1:$HOOK/hook"; secret_file = "$T/hook.key"; };
+  user = { enabled = true; address = ""; contact = "the helpdesk, extension 4711"; };
+CONF
 }
 
 # The condition is evaluated anew each time: write it in single quotes.
