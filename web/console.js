@@ -70,8 +70,10 @@ async function pageQuarantine(c) {
     const argv = ['devices', '--state', 'Quarantined', '--format', 'json', '--limit', '2000'];
     if (f.os.value) argv.push('--os', f.os.value);
     if (f.user.value) argv.push('--user', f.user.value);
-    rows = (await apiJson(argv)).filter(d => !f.model.value ||
-      d.device_model.toLowerCase().includes(f.model.value.toLowerCase()));
+    // A phone approved or blocked here stays Quarantined in the inventory
+    // until its next request: it is no longer waiting, so not in the queue.
+    rows = (await apiJson(argv)).filter(d => d.admin_state !== 'allow' && d.admin_state !== 'block' &&
+      (!f.model.value || d.device_model.toLowerCase().includes(f.model.value.toLowerCase())));
     selected.clear();
     list.replaceChildren(table(
       [el('input', { type: 'checkbox', id: 'q-all', onchange: e => {

@@ -18,9 +18,11 @@
 #  - every page renders (screenshots in build/test-artifacts/t_console/),
 #    the throttled page lists the phone that went over its budget,
 #    three chart.js charts are drawn, no CSP violation or script error;
+#  - the queue filtered by OS lists the two iOS 6.1 phones alone, with first
+#    seen and why; selected at once, one click blocks both;
 #  - the audit (easctl audit, and the console's page) holds every change
 #    made here, each with who made it: the helpdesk's approval, the admin's
-#    rule, an easctl version approval; and nothing else.
+#    rule and two blocks, an easctl version approval; and nothing else.
 source "$(dirname "$0")/lib.sh"
 need curl xml2wbxml openssl
 PY=/usr/bin/python3 # Debian's, where python3-selenium is
@@ -127,7 +129,7 @@ while IFS= read -r line; do
 		;;
 	esac
 done <"$T/browser.out"
-check "the browser made all 19 checks ($nchecks)" test "$nchecks" -eq 19
+check "the browser made all 21 checks ($nchecks)" test "$nchecks" -eq 21
 for p in login quarantine devices devices-unauthenticated rules device versions throttle backends audit charts viewer-quarantine; do
 	check "screenshot $p.png taken" test -s "$SHOTS/$p.png"
 done
@@ -139,6 +141,8 @@ import json, sys
 rows = json.load(open(sys.argv[1]))
 want = [("console:helen", "device approve AndroidP1", "access=Quarantined", "admin=allow"),
         ("console:ada", "rules add db", "", 'block DeviceModel is "BlackBerry9900"'),
+        ("console:ada", "device block IPH61A", "access=Quarantined", "admin=block"),
+        ("console:ada", "device block IPAD61B", "access=Quarantined", "admin=block"),
         ("easctl:uid=", "versions approve iOS 7.0 11A465", "", "approved=1")]
 for who, what, before, after in want:
     hit = [r for r in rows if r["who"].startswith(who) and what in r["what"]
@@ -147,9 +151,12 @@ for who, what, before, after in want:
 print("rows %d" % len(rows))
 PYEOF
 check "easctl audit: the helpdesk's approval, from the console" grep -q '^ok console:helen' "$T/audit.check"
-check "easctl audit: the admin's rule, from the console" grep -q '^ok console:ada' "$T/audit.check"
+check "easctl audit: the admin's rule and two blocks, from the console" \
+	test "$(grep -c '^ok console:ada' "$T/audit.check")" -eq 3
 check "easctl audit: the version approval, from easctl by uid" grep -q '^ok easctl:uid=' "$T/audit.check"
-check "easctl audit: exactly these 3 changes ($(tail -1 "$T/audit.check"))" grep -qx 'rows 3' "$T/audit.check"
+check "easctl audit: exactly these 5 changes ($(tail -1 "$T/audit.check"))" grep -qx 'rows 5' "$T/audit.check"
+blocked=$(ctl devices --format csv | awk -F, '$17 == "block" { print $2 }' | sort | tr '\n' ' ')
+check "the inventory has the two blocked by the admin ($blocked)" test "$blocked" = "IPAD61B IPH61A "
 check "the log has an audit line for the console approval" \
 	grep -q 'event=audit .*who="console:helen".*what="device approve AndroidP1' "$T/gw.log"
 check "the viewer's forged POST was logged as denied" grep -q 'event=console_denied user="victor"' "$T/gw.log"

@@ -8,7 +8,9 @@
 #    node A and the account;
 #  - a rule added on B: A refuses the device it names;
 #  - a loop detected on A (throttle) quarantines the phone on B, and
-#    `easctl throttle forgive` on C ends it everywhere;
+#    `easctl throttle forgive` on C ends it everywhere; its notice (each
+#    node posts its own batches to a signed webhook) comes from A alone,
+#    once, though B answered the phone as loop-quarantined too;
 #  - an iOS version first seen on A incubates on B (same first-seen); approved
 #    on C, B relays it;
 #  - a personal list entry added on C blocks on A; a change made directly in
@@ -24,6 +26,13 @@ need_pg
 make_pki
 start_pg main || finish
 start_backend cas1 || finish
+HOOK=$(free_port)
+printf 'hook-secret-1\n' >"$T/hook.key"
+mkdir -p "$T/hook"
+python3 "$EG_ROOT/tests/integration/console/webhook_sink.py" "$HOOK" "$T/hook.key" "$T/hook.jsonl" "$T/hook" >"$T/hook.log" 2>&1 &
+EG_PIDS+=($!)
+# notices of node N to the receiver's /hook/N, in 3 s batches
+notify_of() { echo "notify = { batch = 0.05; webhook = { url = \"http://127.0.0.1:$HOOK/hook/$1\"; secret_file = \"$T/hook.key\"; }; };"; }
 
 NODE_CFG=(
 	'policy = { rules = ( "quarantine DeviceType is \"QPhone\"" );
@@ -31,8 +40,8 @@ NODE_CFG=(
 	'throttle = { enabled = true; classes = ( { name = "default"; hammer = 2;
 	   loop = { window = 60; threshold = 3; throttle = 2; quarantine = 300; memory = 600; }; } ); };'
 )
-start_node A "${NODE_CFG[@]}" "$(farm_console A)" || finish
-for n in B C; do start_node $n "${NODE_CFG[@]}" || finish; done
+start_node A "${NODE_CFG[@]}" "$(farm_console A)" "$(notify_of A)" || finish
+for n in B C; do start_node $n "${NODE_CFG[@]}" "$(notify_of $n)" || finish; done
 
 echo "# the farm: one steering secret, three nodes"
 same_secret() {
@@ -120,6 +129,26 @@ out=$(nctl C throttle forgive luser LOOPDEV 2>&1)
 check "forgiven on C (not in C's own throttle table): $out" grep -q '^forgiven: LOOPDEV' <<<"$out"
 relayed_again() { [ "$(phone B luser LOOPDEV Sync FarmPhone "$T/loop.body")" = "200 backend" ]; }
 check "B relays LOOPDEV's Sync again" wait_for 5 relayed_again
+# Which node noticed the loop: every node posts its batches (3 s) to its own
+# path; after A's, two more windows for anything B or C would send.
+loop_notices() { # the nodes whose POSTs list LOOPDEV's loop quarantine, one word per event
+	[ -s "$T/hook.jsonl" ] || return 0
+	python3 - "$T/hook.jsonl" "$T/hook" <<'PYEOF'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if not r["valid"] or "body" not in r:
+        continue
+    for e in json.load(open(sys.argv[2] + "/" + r["body"]))["events"]:
+        if e["kind"] == "loop quarantine" and e["device_id"] == "LOOPDEV":
+            print(r["path"].rsplit("/", 1)[-1])
+PYEOF
+}
+noticed() { [ -n "$(loop_notices)" ]; }
+wait_for 15 noticed
+sleep 7
+who=$(loop_notices | tr '\n' ' ')
+check "the loop quarantine was noticed once, by A, whose throttle decided it ($who)" test "$who" = "A "
 
 echo "# incubation is farm-wide"
 OSV="iOS 6.1 10B142"

@@ -129,5 +129,10 @@ refused bomb 413 "$T/good.wbxml" "a body that inflates past inspect_body"
 refused identity 413 "$T/big.wbxml" "a body larger than inspect_body"
 refused chunked 413 "$T/big.wbxml" "a chunked body larger than inspect_body"
 refused bad_wbxml 400 "$T/good.wbxml" "WBXML the decoder refuses"
+hdr=$(eas -o /dev/null -D - -u ref:pw -H "MS-ASProtocolVersion: 14.1" -H "Content-Encoding: br" \
+	-H "Content-Type: application/vnd.ms-sync.wbxml" --data-binary "@$T/good.wbxml" \
+	"$(GWURL "/Microsoft-Server-ActiveSync?Cmd=Settings&User=ref&DeviceId=RefPhrase&DeviceType=iPhone")")
+check "the 415's status line names it: $(head -1 <<<"$hdr" | tr -d '\r')" \
+	grep -q $'^HTTP/1.1 415 Unsupported Media Type\r$' <<<"$hdr"
 check "the refusals are logged with their reason" grep -q 'event=access.*cmd=Settings.*status=415.*reason=' "$T/gw.log"
 finish

@@ -26,40 +26,13 @@
 # checks of phase 1 run while its batch window is open: about 50 s in all.
 source "$(dirname "$0")/lib.sh"
 need curl python3
-PYD=/usr/bin/python3 # Debian's, with python3-aiosmtpd
-if ! $PYD -c 'import aiosmtpd' 2>/dev/null; then
-	must_run && { fail "python3-aiosmtpd is needed (make deps)"; finish; }
-	skip "needs python3-aiosmtpd"
-fi
+source "$(dirname "$0")/console/lib_notify.sh"
+notify_need
 D=$EG_ROOT/tests/integration/console
 BATCH_S=20 # notify.batch below, in seconds
 make_pki
 start_backend cas1 || finish
-SMTP=$(free_port)
-HOOK=$(free_port)
-printf 'relay-secret-1\n' >"$T/smtp.pw"
-printf 'hook-secret-1\n' >"$T/hook.key"
-chmod 600 "$T/smtp.pw" "$T/hook.key"
-smtp_start() {
-	rm -f "$T/mail/ready"
-	$PYD "$D/smtp_sink.py" "$SMTP" "$T/mail" "$PKI/server.pem" "$PKI/server.key" easgate relay-secret-1 \
-		>>"$T/smtp.log" 2>&1 &
-	SMTP_PID=$!
-	EG_PIDS+=($SMTP_PID)
-	for _ in $(seq 100); do [ -e "$T/mail/ready" ] && return 0; sleep 0.1; done
-	fail "the SMTP sink did not start"; cat "$T/smtp.log"; finish
-}
-smtp_start
-$PYD "$D/webhook_sink.py" "$HOOK" "$T/hook.key" "$T/hook.jsonl" >"$T/hook.log" 2>&1 &
-EG_PIDS+=($!)
-for _ in $(seq 100); do [ -e "$T/hook.jsonl.ready" ] && break; sleep 0.1; done
-# wait_for SECONDS 'CONDITION': until the shell condition holds (bounded). The
-# condition is evaluated anew each time: write it in single quotes.
-wait_for() {
-	local s=$1; shift
-	for _ in $(seq $((s * 10))); do eval "$*" && return 0; sleep 0.1; done
-	return 1
-}
+notify_sinks_start
 
 # --- 3. the receiver's check can fail (first: it needs no daemon) ------------------------------
 curl -s -o /dev/null -H 'X-Easgate-Signature: sha256=00' -d '{"events": []}' "http://127.0.0.1:$HOOK/hook"
@@ -73,12 +46,7 @@ policy = { default = "quarantine"; };
 tls = { expiry_warning = 3650; }; # the test certificate (825 days) is within it: one notice
 notify = {
   batch = 0.333334; # minutes: $BATCH_S s
-  from = "easgate@example.test";
-  admins = [ "mdm-admins@example.test" ];
-  smtp = { url = "smtp://127.0.0.1:$SMTP"; starttls = true; user = "easgate";
-           password_file = "$T/smtp.pw"; ca = "$PKI/root.pem"; };
-  webhook = { url = "http://127.0.0.1:$HOOK/hook"; secret_file = "$T/hook.key"; };
-  user = { enabled = true; address = ""; contact = "the helpdesk, extension 4711"; };
+$(notify_channels)
   retry = { min = 1; max = 4; };
   queue = 20000;
   timeout = 10;

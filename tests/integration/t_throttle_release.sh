@@ -113,7 +113,10 @@ for i in 1 2; do
 	python3 "$RAW" --port "$GW_PORT" --cafile "$PKI/root.pem" --wait 8 "$T/ping.req" >"$T/drain$i.out" &
 	eval "p$i=\$!"
 done
-sleep 0.5
+# Both held (each holds a throttle slot) before the reload, however slow the
+# clients' start on a loaded machine (a fixed 0.5 s missed them there).
+for _ in $(seq 100); do [ "$(inflight)" = 2 ] && break; sleep 0.1; done
+check "two Pings held before the reload (easgate_throttle_inflight $(inflight))" test "$(inflight)" = 2
 t0=$(date +%s%N)
 kill -HUP "$GW_PID"
 # shellcheck disable=SC2154 # p1, p2 set by eval above

@@ -219,6 +219,8 @@ static void test_status_names(void **state)
 		assert_string_equal(eas_status_name(unknown[i]), "Unknown");
 	assert_string_equal(eas_http_reason(449), "Retry after sending a PROVISION command");
 	assert_string_equal(eas_http_reason(503), "Service Unavailable");
+	/* what the gateway answers an undecodable body with (request.c) */
+	assert_string_equal(eas_http_reason(415), "Unsupported Media Type");
 	assert_string_equal(eas_http_reason(299), "Unknown");
 }
 

@@ -129,6 +129,17 @@ static void conn_close(struct conn *c)
 	free(c);
 }
 
+/* End the connection's command without its answer: the browser gets the
+ * error instead. */
+static void job_abandon(struct conn *c, int status, const char *msg)
+{
+	command_job_free(c->job);
+	c->job = NULL;
+	sbuf_free(&c->job_out);
+	respond_error(c, status, msg);
+	conn_drive(c);
+}
+
 static void on_deadline(struct loop_timer *t)
 {
 	struct conn *c = t->arg;
@@ -136,13 +147,9 @@ static void on_deadline(struct loop_timer *t)
 		/* A change still waiting for a farm's database after
 		 * COMMAND_WAIT_MS: the job lets go of the answer to come, and
 		 * the helpdesk is told (the change may still be made). */
-		command_job_free(c->job);
-		c->job = NULL;
-		sbuf_free(&c->job_out);
-		respond_error(c, 504,
-			      "no answer in time from the farm database (the change may still be "
-			      "applied: look again)");
-		conn_drive(c);
+		job_abandon(c, 504,
+			    "no answer in time from the farm database (the change may still be "
+			    "applied: look again)");
 		return;
 	}
 	conn_close(c);
@@ -150,36 +157,8 @@ static void on_deadline(struct loop_timer *t)
 
 static const char *reason_phrase(int st)
 {
-	switch (st) {
-	case 200:
-		return "OK";
-	case 302:
-		return "Found";
-	case 400:
-		return "Bad Request";
-	case 401:
-		return "Unauthorized";
-	case 403:
-		return "Forbidden";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 411:
-		return "Length Required";
-	case 413:
-		return "Content Too Large";
-	case 429:
-		return "Too Many Requests";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 503:
-		return "Service Unavailable";
-	case 504:
-		return "Gateway Timeout";
-	default:
-		return st >= 500 ? "Internal Server Error" : "Error";
-	}
+	const char *p = h1_reason_phrase(st);
+	return p ? p : st >= 500 ? "Internal Server Error" : "Error";
 }
 
 /*
@@ -218,6 +197,19 @@ static void respond_error(struct conn *c, int status, const char *msg)
 	fmt_json_str(&b, msg);
 	sbuf_printf(&b, "}\n");
 	respond(c, status, "application/json", b.p, b.len, NULL, 0);
+	sbuf_free(&b);
+}
+
+/* The session as the pages read it (user, role, CSRF token); extra: the
+ * Set-Cookie line of a login, or NULL. */
+static void respond_session(struct conn *c, const struct console_session *s, const char *extra)
+{
+	struct sbuf b = {0};
+	sbuf_printf(&b, "{\"user\": ");
+	fmt_json_str(&b, s->user);
+	sbuf_printf(&b, ", \"role\": \"%s\", \"csrf\": \"%s\"}\n", command_role_name(s->role),
+		    s->csrf);
+	respond(c, 200, "application/json", b.p, b.len, extra, 0);
 	sbuf_free(&b);
 }
 
@@ -368,13 +360,8 @@ static void on_step(struct loop_timer *t)
 	}
 	if (!r) {
 		if (c->job_out.len > OUT_MAX || c->job_out.oom) {
-			command_job_free(c->job);
-			c->job = NULL;
-			sbuf_free(&c->job_out);
-			respond_error(c, 500,
-				      "the answer is too large: narrow the filters, or use "
-				      "easctl");
-			conn_drive(c);
+			job_abandon(c, 500,
+				    "the answer is too large: narrow the filters, or use easctl");
 			return;
 		}
 		loop_timer_set(c->k->loop, &c->step, 0);
@@ -476,13 +463,7 @@ static void login_done(struct workq_job *wj)
 				 "Set-Cookie: eg_session=%s; Path=/; HttpOnly; Secure; "
 				 "SameSite=Strict\r\n",
 				 s->id);
-			struct sbuf b = {0};
-			sbuf_printf(&b, "{\"user\": ");
-			fmt_json_str(&b, s->user);
-			sbuf_printf(&b, ", \"role\": \"%s\", \"csrf\": \"%s\"}\n",
-				    command_role_name(s->role), s->csrf);
-			respond(c, 200, "application/json", b.p, b.len, cookie, 0);
-			sbuf_free(&b);
+			respond_session(c, s, cookie);
 			log_info("event=console_login user=%s role=%s source=%s", qu,
 				 command_role_name(j->role), c->peer);
 		}
@@ -667,13 +648,7 @@ static void handle(struct conn *c)
 		}
 		char *argv[WEBFORM_MAX_FIELDS + 1];
 		if (get && path_is(c, "/api/session")) {
-			struct sbuf b = {0};
-			sbuf_printf(&b, "{\"user\": ");
-			fmt_json_str(&b, s->user);
-			sbuf_printf(&b, ", \"role\": \"%s\", \"csrf\": \"%s\"}\n",
-				    command_role_name(s->role), s->csrf);
-			respond(c, 200, "application/json", b.p, b.len, NULL, 0);
-			sbuf_free(&b);
+			respond_session(c, s, NULL);
 		} else if (post && path_is(c, "/api/logout")) {
 			log_info("event=console_logout user=%s source=%s", s->user, c->peer);
 			console_auth_session_end(s);

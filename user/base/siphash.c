@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /* siphash.c - see siphash.h. Written from the SipHash paper's description. */
 #include "siphash.h"
+#include "hex.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -79,17 +80,6 @@ uint64_t siphash24(const struct siphash_key *k, const void *data, size_t len)
 	return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
 }
 
-static int hex_nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int siphash_key_from_hex(struct siphash_key *k, const char *hex32)
 {
 	unsigned char b[16];
@@ -98,8 +88,8 @@ int siphash_key_from_hex(struct siphash_key *k, const char *hex32)
 		return -EINVAL;
 	for (int i = 0; i < 16; i++) {
 		/* Stop at the first non-digit (a NUL included): never read past a short string. */
-		int hi = hex_nibble(hex32[2 * i]);
-		int lo = hi >= 0 ? hex_nibble(hex32[2 * i + 1]) : -1;
+		int hi = hex_digit_value(hex32[2 * i]);
+		int lo = hi >= 0 ? hex_digit_value(hex32[2 * i + 1]) : -1;
 		if (hi < 0 || lo < 0) {
 			explicit_bzero(b, sizeof(b));
 			return -EINVAL;

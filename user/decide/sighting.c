@@ -11,12 +11,10 @@
  * only under its bucket's lock; readers copy under it too.
  */
 #include "sighting.h"
+#include "shmlock.h"
 #include "siphash.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +24,6 @@
 
 #define SIGHT_WAYS  4
 #define SIGHT_MAGIC UINT64_C(0x65675f7369676874) /* "eg_sight" */
-/* Give up a lock after this many rounds of yield/sleep (about 50 ms, as the
- * throttle table: a holder preempted on a busy machine gets that long). */
-#define LOCK_SPIN  128u
-#define LOCK_WAITS 1000u
 
 struct head {
 	uint64_t key; /* 0 = free */
@@ -60,71 +54,15 @@ struct sighting_table {
 	struct sighting *body; /* body of slot w of bucket i: body[i * SIGHT_WAYS + w] */
 };
 
-/* ---- locks (as in throttle.c: the owner's tid, dead owners replaced) -------- */
+/* ---- locks (shmlock.h) ----------------------------------------------------------- */
 
-/* The lock owner is the thread id; cached per thread, forgotten in a forked
- * child (which has another). */
-static __thread uint32_t tl_tid;
-static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
-
-static void tid_forget(void)
-{
-	tl_tid = 0;
-}
-
-static void tid_init(void)
-{
-	pthread_atfork(NULL, NULL, tid_forget);
-}
-
-static uint32_t self_tid(void)
-{
-	if (!tl_tid) {
-		pthread_once(&tid_once, tid_init);
-		tl_tid = (uint32_t)gettid();
-	}
-	return tl_tid;
-}
-
+/* 0 when held; -1 when it could not be had (counted; the caller fails open). */
 static int lock_take(struct sighting_table *s, uint32_t *lk)
 {
-	uint32_t me = self_tid();
-	for (uint32_t i = 0;; i++) {
-		uint32_t cur = 0;
-		if (__atomic_compare_exchange_n(lk, &cur, me, 0, __ATOMIC_ACQUIRE,
-						__ATOMIC_RELAXED))
-			return 0;
-		if (cur == me) {
-			/* left by a dead thread whose id we now have */
-			if (__atomic_compare_exchange_n(lk, &cur, me, 0, __ATOMIC_ACQUIRE,
-							__ATOMIC_RELAXED))
-				return 0;
-			continue;
-		}
-		if (i < LOCK_SPIN)
-			continue;
-		if ((i - LOCK_SPIN) % 16 == 0 && kill((pid_t)cur, 0) < 0 && errno == ESRCH) {
-			if (__atomic_compare_exchange_n(lk, &cur, me, 0, __ATOMIC_ACQUIRE,
-							__ATOMIC_RELAXED))
-				return 0;
-			continue;
-		}
-		if (i >= LOCK_SPIN + LOCK_WAITS) {
-			__atomic_fetch_add(&s->h->busy, 1, __ATOMIC_RELAXED);
-			return -1;
-		}
-		if (i < LOCK_SPIN + 16) {
-			sched_yield();
-		} else {
-			struct timespec ts = {0, 50000};
-			nanosleep(&ts, NULL);
-		}
-	}
-}
-
-static void lock_drop(uint32_t *lk)
-{
-	__atomic_store_n(lk, 0, __ATOMIC_RELEASE);
+	if (shmlock_take(lk) == 0)
+		return 0;
+	__atomic_fetch_add(&s->h->busy, 1, __ATOMIC_RELAXED);
+	return -1;
 }
 
 /* ---- lifecycle ---------------------------------------------------------------- */
@@ -252,7 +190,7 @@ int sighting_note(struct sighting_table *s, uint64_t key, const struct inv_event
 	if (x && x->gone) {
 		/* authenticated: its row says the rest (the noting worker has
 		 * not seen it yet) */
-		lock_drop(&b->lock);
+		shmlock_drop(&b->lock);
 		return SIGHTING_GONE;
 	}
 	if (x && !live(x, ev->now))
@@ -319,7 +257,7 @@ int sighting_note(struct sighting_table *s, uint64_t key, const struct inv_event
 	}
 	if (di_seq)
 		*di_seq = g->di_seq;
-	lock_drop(&b->lock);
+	shmlock_drop(&b->lock);
 	return news;
 }
 
@@ -336,7 +274,7 @@ void sighting_result(struct sighting_table *s, uint64_t key, int http_status, in
 			x->last_seen = now;
 		g->last_seen = x->last_seen;
 	}
-	lock_drop(&b->lock);
+	shmlock_drop(&b->lock);
 }
 
 int sighting_peek(struct sighting_table *s, uint64_t key, int64_t now, uint32_t *di_seq, int *gone)
@@ -351,7 +289,7 @@ int sighting_peek(struct sighting_table *s, uint64_t key, int64_t now, uint32_t 
 		*gone = (int)x->gone;
 		r = 1;
 	}
-	lock_drop(&b->lock);
+	shmlock_drop(&b->lock);
 	return r;
 }
 
@@ -364,7 +302,7 @@ int sighting_get(struct sighting_table *s, uint64_t key, int64_t now, struct sig
 	int r = x && live(x, now);
 	if (r)
 		*out = *body_of(s, b, x);
-	lock_drop(&b->lock);
+	shmlock_drop(&b->lock);
 	return r;
 }
 
@@ -379,7 +317,7 @@ int sighting_forget(struct sighting_table *s, uint64_t key, int64_t now, struct 
 		*out = *body_of(s, b, x);
 	if (x)
 		x->gone = 1;
-	lock_drop(&b->lock);
+	shmlock_drop(&b->lock);
 	return r;
 }
 
@@ -396,7 +334,7 @@ int sighting_foreach(struct sighting_table *s, int64_t now,
 			int ok = live(&b->s[w], now);
 			if (ok)
 				*copy = *body_of(s, b, &b->s[w]);
-			lock_drop(&b->lock);
+			shmlock_drop(&b->lock);
 			if (!ok)
 				continue;
 			n++;

@@ -23,8 +23,8 @@
  * unauthenticated sightings and nothing else.
  *
  * Shared: one mapping (MAP_SHARED|MAP_ANONYMOUS) made by the master before it
- * forks; workers write, the master reads (easctl). One lock word per bucket,
- * holding the owner's thread id (a dead holder is detected and replaced); a
+ * forks; workers write, the master reads (easctl). One lock word per bucket
+ * (shmlock.h: the owner's thread id, a dead holder detected and replaced); a
  * lock that cannot be had within ~50 ms is given up: the sighting is not
  * recorded (counted in busy; it is a hint, the decision never waits longer).
  *

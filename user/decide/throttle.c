@@ -17,13 +17,11 @@
  */
 #include "throttle.h"
 #include "policy.h"
+#include "shmlock.h"
 #include "siphash.h"
 
 #include <errno.h>
 #include <math.h> /* isfinite: a macro, no libm */
-#include <pthread.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,10 +40,6 @@
 #define STALE_S 86400u
 /* How long an offender counts as "active" after its last refusal. */
 #define ACTIVE_RECENT_MS 60000u
-/* Spin this many rounds, then yield/sleep up to LOCK_WAITS times (about
- * 50 ms in all) before giving up on a lock (the request fails open). */
-#define LOCK_SPIN  256u
-#define LOCK_WAITS 1000u
 
 /* TD_F_LOOPED: a loop stage happened (loop.memory counts from its end).
  * TD_F_AUTHED: a backend accepted this device's credentials; only such a
@@ -616,88 +610,13 @@ static uint32_t since(uint32_t now, uint32_t then)
 
 /* ---- locks ---------------------------------------------------------------- */
 
-/* The lock owner is the thread id: kill(tid, 0) tells whether it still
- * exists. Cached per thread; the atfork handler clears the cache in a child. */
-static __thread uint32_t tl_tid;
-static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
-
-static void tid_forget(void)
-{
-	tl_tid = 0;
-}
-
-static void tid_init(void)
-{
-	pthread_atfork(NULL, NULL, tid_forget);
-}
-
-static uint32_t self_tid(void)
-{
-	if (!tl_tid) {
-		pthread_once(&tid_once, tid_init);
-		tl_tid = (uint32_t)gettid();
-	}
-	return tl_tid;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
-
-/* 0 when held; -1 when it could not be had (caller fails open). */
+/* 0 when held; -1 when it could not be had (counted; the caller fails open). */
 static int lock_take(struct throttle *t, uint32_t *lk)
 {
-	uint32_t me = self_tid();
-	for (uint32_t i = 0;; i++) {
-		uint32_t cur = 0;
-		if (__atomic_compare_exchange_n(lk, &cur, me, 0, __ATOMIC_ACQUIRE,
-						__ATOMIC_RELAXED))
-			return 0;
-		if (cur == me) {
-			/* Left by a dead thread whose id the kernel gave to us
-			 * (no code path takes a lock it already holds). */
-			if (__atomic_compare_exchange_n(lk, &cur, me, 0, __ATOMIC_ACQUIRE,
-							__ATOMIC_RELAXED))
-				return 0;
-			continue;
-		}
-		if (i < LOCK_SPIN) {
-			cpu_relax();
-			continue;
-		}
-		if ((i - LOCK_SPIN) % 16 == 0 && kill((pid_t)cur, 0) < 0 && errno == ESRCH) {
-			/* The holder died inside its critical section (a crashed
-			 * worker). The slot may be half-updated: at worst one
-			 * device's counters are off. */
-			if (__atomic_compare_exchange_n(lk, &cur, me, 0, __ATOMIC_ACQUIRE,
-							__ATOMIC_RELAXED))
-				return 0;
-			continue;
-		}
-		if (i >= LOCK_SPIN + LOCK_WAITS) {
-			__atomic_fetch_add(&t->h->lock_timeouts, 1, __ATOMIC_RELAXED);
-			return -1;
-		}
-		/* The holder is most likely preempted (more runnable processes
-		 * than CPUs): spinning would only delay it further. Yield a few
-		 * times, then sleep; a holder back on a CPU finishes in ns. */
-		if (i < LOCK_SPIN + 16) {
-			sched_yield();
-		} else {
-			struct timespec ts = {0, 50000};
-			nanosleep(&ts, NULL);
-		}
-	}
-}
-
-static void lock_drop(uint32_t *lk)
-{
-	__atomic_store_n(lk, 0, __ATOMIC_RELEASE);
+	if (shmlock_take(lk) == 0)
+		return 0;
+	__atomic_fetch_add(&t->h->lock_timeouts, 1, __ATOMIC_RELAXED);
+	return -1;
 }
 
 static void count(uint64_t *c)
@@ -755,7 +674,7 @@ static void user_release(struct throttle *t, uint64_t user)
 				ub->u[i].ndev--;
 			break;
 		}
-	lock_drop(&ub->lock);
+	shmlock_drop(&ub->lock);
 }
 
 /*
@@ -795,11 +714,11 @@ static int user_add(struct throttle *t, uint64_t user, uint32_t max, uint32_t no
 	}
 	u->seen_s = now_s;
 	if (max && u->ndev >= max) {
-		lock_drop(&ub->lock);
+		shmlock_drop(&ub->lock);
 		return 1;
 	}
 	u->ndev++;
-	lock_drop(&ub->lock);
+	shmlock_drop(&ub->lock);
 	return 0;
 }
 
@@ -821,7 +740,7 @@ static int user_full(struct throttle *t, uint64_t user, uint32_t max)
 			full = ub->u[i].ndev >= max;
 			break;
 		}
-	lock_drop(&ub->lock);
+	shmlock_drop(&ub->lock);
 	return full;
 }
 
@@ -1111,7 +1030,7 @@ static int off_note(struct throttle *t, const struct throttle_req *rq, uint64_t 
 				o->last_event = (uint8_t)e;
 			}
 		o->last_ms = now_ms;
-		lock_drop(&b->lock);
+		shmlock_drop(&b->lock);
 	}
 	__atomic_fetch_add(&o->seen[cmd], 1, __ATOMIC_RELAXED);
 	if (refused) {
@@ -1316,7 +1235,7 @@ static void refused_done(struct throttle *t, struct tdev_bucket *b, struct tdev 
 		d->flags |= TD_F_OFFENDER;
 	int offender = !!(d->flags & TD_F_OFFENDER);
 	int loop_cmd = v->loop_cmd;
-	lock_drop(&b->lock);
+	shmlock_drop(&b->lock);
 	count(&t->h->refused[v->reason]);
 	for (int e = 1; e < THROTTLE_EV__COUNT; e++)
 		if (ev & (1u << e))
@@ -1371,7 +1290,7 @@ static int unauth_step(struct throttle *t, const struct throttle_req *rq, const 
 		int expired;
 		d = dev_victim(b, now_s, t->h->idle_s, 0, &expired);
 		if (!d) {
-			lock_drop(&b->lock);
+			shmlock_drop(&b->lock);
 			count(&t->h->unauth_untracked);
 			return 0;
 		}
@@ -1394,7 +1313,7 @@ static int unauth_step(struct throttle *t, const struct throttle_req *rq, const 
 		if (d->balance > 0) {
 			debit(d, c, cost_m);
 			d->flags &= (uint8_t)~TD_F_SOFT;
-			lock_drop(&b->lock);
+			shmlock_drop(&b->lock);
 			return 0;
 		}
 		ev |= over_budget(d, c, cost_m, now, v);
@@ -1453,14 +1372,14 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
 		if (u == 1 && cmd == EAS_CMD_OPTIONS) {
 			/* Exchange always answers OPTIONS; it does not make the
 			 * device a partner, so it takes no place either. */
-			lock_drop(&b->lock);
+			shmlock_drop(&b->lock);
 			v->text = "OPTIONS from a device beyond the user's limit (not counted)";
 			return v->action;
 		}
 		if (u == 1) {
 			/* No slot is taken: the device stays new, and refused,
 			 * until one of the user's devices leaves the table. */
-			lock_drop(&b->lock);
+			shmlock_drop(&b->lock);
 			refuse(v, THROTTLE_MAX_DEVICES, THROTTLE_R_MAX_DEVICES,
 			       "user has the maximum number of devices");
 			v->eas_status = 177;
@@ -1479,7 +1398,7 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
 		if (!d) {
 			/* Every slot holds an active authenticated device: this
 			 * one is judged by the user's unauthenticated budget alone. */
-			lock_drop(&b->lock);
+			shmlock_drop(&b->lock);
 			count(&t->h->unauth_untracked);
 			v->text = "unauthenticated device not tracked (bucket full)";
 			return v->action;
@@ -1573,7 +1492,7 @@ enum throttle_action throttle_check(struct throttle *t, const struct throttle_re
 		v->ticket.fp = fp;
 		v->ticket.admitted = 1;
 		int offender = !!(d->flags & TD_F_OFFENDER);
-		lock_drop(&b->lock);
+		shmlock_drop(&b->lock);
 		if (offender)
 			off_note(t, rq, key, ci_cls, 0, cmd, 0, -1, now_ms);
 		return v->action;
@@ -1611,7 +1530,7 @@ void throttle_done(struct throttle *t, const struct throttle_ticket *tk, int htt
 			}
 		}
 	}
-	lock_drop(&b->lock);
+	shmlock_drop(&b->lock);
 }
 
 int throttle_authenticated(struct throttle *t, uint64_t device_key, uint64_t user_key,
@@ -1632,7 +1551,7 @@ int throttle_authenticated(struct throttle *t, uint64_t device_key, uint64_t use
 		user_add(t, d->user, 0, (uint32_t)(now_ms / 1000u));
 		r = 1;
 	}
-	lock_drop(&b->lock);
+	shmlock_drop(&b->lock);
 	return r;
 }
 
@@ -1643,14 +1562,14 @@ int throttle_forgive(struct throttle *t, uint64_t device_key, uint64_t now_ms)
 		return -EBUSY;
 	struct tdev *d = dev_find(b, device_key);
 	if (!d) {
-		lock_drop(&b->lock);
+		shmlock_drop(&b->lock);
 		return -ENOENT;
 	}
 	uint8_t inflight = d->inflight;
 	const struct crt *c = &t->rt[d->cls < t->ncls ? d->cls : 0];
 	dev_reset_budget(d, c, (uint32_t)now_ms);
 	d->inflight = inflight;
-	lock_drop(&b->lock);
+	shmlock_drop(&b->lock);
 	return 0;
 }
 
@@ -1717,7 +1636,7 @@ int throttle_foreach(struct throttle *t, unsigned flags, uint64_t now_ms,
 						x.xdp = !!(d->flags & TD_F_XDP);
 					}
 				}
-				lock_drop(&b->lock);
+				shmlock_drop(&b->lock);
 			}
 			if ((flags & THROTTLE_F_ACTIVE) && x.state == THROTTLE_S_OK &&
 			    !(refused_ms && (int64_t)(now_ms - refused_ms) < ACTIVE_RECENT_MS))

@@ -136,8 +136,9 @@
  * detected by kill(tid, 0) == ESRCH and its lock taken over. A waiter
  * spins briefly, then yields and sleeps (a preempted holder needs the CPU);
  * a lock that cannot be had within ~50 ms fails open (request admitted
- * unaccounted, counted in lock_timeouts). The table survives reloads (new
- * workers inherit it); a restart starts empty, which only forgets penalties.
+ * unaccounted, counted in lock_timeouts). The lock is shmlock.h's, shared
+ * with the sightings table. The table survives reloads (new workers
+ * inherit it); a restart starts empty, which only forgets penalties.
  *
  * Memory. Fixed at throttle_new(), whatever the number of devices: devices
  * (64 bytes each, 7-way set-associative buckets, capacity rounded up to a

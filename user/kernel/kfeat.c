@@ -113,8 +113,23 @@ static const struct kfeat_cipher kfeat_ciphers[] = {
      sizeof(struct tls12_crypto_info_chacha20_poly1305)},
 };
 
-/* A connected loopback TCP pair from listener lfd. */
-static int kfeat_pair(int lfd, int *c, int *a)
+int kfeat_loopback_listener(int backlog)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(lfd, backlog) < 0) {
+		int e = -errno;
+
+		if (lfd >= 0)
+			close(lfd);
+		return e;
+	}
+	return lfd;
+}
+
+int kfeat_loopback_pair(int lfd, int *c, int *a)
 {
 	struct sockaddr_in sa;
 	socklen_t l = sizeof(sa);
@@ -143,7 +158,7 @@ static int kfeat_tls_trip(int lfd, unsigned short version, const struct kfeat_ci
 	int c, a, e;
 
 	*step = "loopback pair";
-	if ((e = kfeat_pair(lfd, &c, &a)) < 0)
+	if ((e = kfeat_loopback_pair(lfd, &c, &a)) < 0)
 		goto out;
 	memset(&info, 0, sizeof(info));
 	info.base.version = version;
@@ -186,7 +201,6 @@ void kfeat_probe_ktls(struct kfeat *k)
 		unsigned short v;
 		const char *name;
 	} versions[] = {{TLS_1_2_VERSION, "1.2"}, {TLS_1_3_VERSION, "1.3"}};
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	char ciphers[96] = "", vers[16] = "", why[200] = "";
 	int any = 0, lfd, vok[2] = {0, 0};
 
@@ -194,12 +208,10 @@ void kfeat_probe_ktls(struct kfeat *k)
 		kfeat_set(k, KFEAT_KTLS, 0, NULL, KFEAT_FORCED_WHY);
 		return;
 	}
-	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 8) < 0) {
-		snprintf(why, sizeof(why), "loopback listener: %s", strerror(errno));
+	lfd = kfeat_loopback_listener(8);
+	if (lfd < 0) {
+		snprintf(why, sizeof(why), "loopback listener: %s", strerror(-lfd));
 		kfeat_set(k, KFEAT_KTLS, 0, NULL, why);
-		if (lfd >= 0)
-			close(lfd);
 		return;
 	}
 	for (size_t i = 0; i < sizeof(kfeat_ciphers) / sizeof(kfeat_ciphers[0]); i++) {

@@ -67,6 +67,13 @@ int kfeat_forced_off(const char *name);
 /* The reason to record for a feature the hook turned off. */
 #define KFEAT_FORCED_WHY "turned off by EASGATE_TEST_KFEAT_OFF (test hook)"
 
+/* For the probes (here and krelay_probe): a TCP listener on 127.0.0.1, port
+ * chosen by the kernel (fd, or -errno), and a connected pair from it: *c
+ * the connecting side, *a the accepted one (0 or -errno; the caller closes
+ * whichever of the two is >= 0). */
+int kfeat_loopback_listener(int backlog);
+int kfeat_loopback_pair(int lfd, int *c, int *a);
+
 /* splice, sockmap, sk_skb, sk_msg from the relay probe. */
 void kfeat_from_krelay(struct kfeat *k, const struct krelay_caps *c);
 

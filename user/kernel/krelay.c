@@ -650,22 +650,6 @@ void krelay_flow_free(struct krelay_flow *f)
 
 /* ---- probe -------------------------------------------------------------------------- */
 
-/* A connected loopback TCP pair: *c (connect side), *a (accept side). */
-static int kr_pair(int lfd, int *c, int *a)
-{
-	struct sockaddr_in sa;
-	socklen_t l = sizeof(sa);
-
-	*c = *a = -1;
-	if (getsockname(lfd, (struct sockaddr *)&sa, &l) < 0)
-		return -errno;
-	*c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (*c < 0 || connect(*c, (struct sockaddr *)&sa, l) < 0)
-		return -errno;
-	*a = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	return *a < 0 ? -errno : 0;
-}
-
 /* Read exactly n bytes within ms; 0 if they arrived and nothing more came. */
 static int kr_expect(int fd, const char *want, size_t n, int ms)
 {
@@ -723,7 +707,8 @@ static int kr_probe_flow(struct krelay *k, int lfd, enum krelay_method m)
 	int fd[4] = {-1, -1, -1, -1}, e;
 	size_t ns = 0;
 
-	if ((e = kr_pair(lfd, &fd[0], &fd[1])) < 0 || (e = kr_pair(lfd, &fd[2], &fd[3])) < 0)
+	if ((e = kfeat_loopback_pair(lfd, &fd[0], &fd[1])) < 0 ||
+	    (e = kfeat_loopback_pair(lfd, &fd[2], &fd[3])) < 0)
 		goto out;
 	if ((e = krelay_flow_start(k, m == KRELAY_SKMSG ? fd[0] : fd[1], fd[2], &o, &f)) < 0)
 		goto out;
@@ -746,7 +731,8 @@ static int kr_probe_splice(int lfd)
 	struct krelay_pipe p;
 	int fd[4] = {-1, -1, -1, -1}, e;
 
-	if ((e = kr_pair(lfd, &fd[0], &fd[1])) < 0 || (e = kr_pair(lfd, &fd[2], &fd[3])) < 0) {
+	if ((e = kfeat_loopback_pair(lfd, &fd[0], &fd[1])) < 0 ||
+	    (e = kfeat_loopback_pair(lfd, &fd[2], &fd[3])) < 0) {
 		kr_close4(fd);
 		return e;
 	}
@@ -775,18 +761,14 @@ static int kr_probe_splice(int lfd)
 
 int krelay_probe(struct krelay_caps *c)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	struct krelay *k = NULL;
 	int lfd, c1 = -1, a1 = -1, e;
 
 	memset(c, 0, sizeof(*c));
-	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 16) < 0) {
-		e = -errno;
-		snprintf(c->why, sizeof(c->why), "loopback listener: %s", strerror(-e));
+	lfd = kfeat_loopback_listener(16);
+	if (lfd < 0) {
+		snprintf(c->why, sizeof(c->why), "loopback listener: %s", strerror(-lfd));
 		snprintf(c->ktls_why, sizeof(c->ktls_why), "not probed (no loopback)");
-		if (lfd >= 0)
-			close(lfd);
 		return 0;
 	}
 	e = kfeat_forced_off("splice") ? -EOPNOTSUPP : kr_probe_splice(lfd);
@@ -798,7 +780,7 @@ int krelay_probe(struct krelay_caps *c)
 	/* kTLS: the ULP must attach to a connected TCP socket; ENOENT = no
 	 * tls module (CONFIG_TLS off), which OpenSSL would hide by falling
 	 * back to userspace crypto. */
-	if (kr_pair(lfd, &c1, &a1) == 0) {
+	if (kfeat_loopback_pair(lfd, &c1, &a1) == 0) {
 		if (setsockopt(c1, IPPROTO_TCP, TCP_ULP, "tls", 3) == 0)
 			c->ktls = 1;
 		else

@@ -8,6 +8,7 @@
  * no input byte is read past its length.
  */
 #include "eas.h"
+#include "hex.h"
 
 #include <string.h>
 
@@ -96,16 +97,6 @@ struct pct_out {
 	int sep;    /* decoded '/' or '\' */
 };
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = lower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 static void pct_decode(const char *s, size_t n, int plus_space, char *dst, size_t cap,
 		       struct pct_out *o)
 {
@@ -113,8 +104,8 @@ static void pct_decode(const char *s, size_t n, int plus_space, char *dst, size_
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c == '%') {
-			int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
-			int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+			int hi = i + 2 < n ? hex_digit_value((unsigned char)s[i + 1]) : -1;
+			int lo = i + 2 < n ? hex_digit_value((unsigned char)s[i + 2]) : -1;
 			if (hi < 0 || lo < 0) {
 				o->bad = 1;
 				return;

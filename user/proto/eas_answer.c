@@ -7,6 +7,7 @@
  * against MS-ASWBXML 2.1.2.1.26 since libwbxml 0.11 lacks that page).
  */
 #include "eas_answer.h"
+#include "h1.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -256,34 +257,6 @@ const char *eas_status_name(int status)
 const char *eas_http_reason(int http_status)
 {
 	switch (http_status) {
-	case 200:
-		return "OK";
-	case 400:
-		return "Bad Request";
-	case 401:
-		return "Unauthorized";
-	case 403:
-		return "Forbidden";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 408:
-		return "Request Timeout";
-	case 413:
-		return "Content Too Large";
-	case 414:
-		return "URI Too Long";
-	case 417:
-		return "Expectation Failed";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 502:
-		return "Bad Gateway";
-	case 504:
-		return "Gateway Timeout";
-	case 505:
-		return "HTTP Version Not Supported";
 	case 449: /* the phrase Z-Push and Horde send */
 		return "Retry after sending a PROVISION command";
 	case 451:
@@ -292,13 +265,9 @@ const char *eas_http_reason(int http_status)
 		return "Blocked";
 	case 457:
 		return "Expired Password";
-	case 500:
-		return "Internal Server Error";
-	case 501:
-		return "Not Implemented";
-	case 503:
-		return "Service Unavailable";
-	default:
-		return "Unknown";
+	default: {
+		const char *p = h1_reason_phrase(http_status);
+		return p ? p : "Unknown";
+	}
 	}
 }

@@ -11,6 +11,7 @@
  * and applies the cross-header rules (framing, Host, Connection).
  */
 #include "h1.h"
+#include "hex.h"
 
 #include <limits.h>
 #include <string.h>
@@ -54,16 +55,6 @@ static int is_bad_ctl(unsigned char c)
 static int is_ows(unsigned char c)
 {
 	return c == ' ' || c == '\t';
-}
-
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
 }
 
 /* Case-insensitive equality of a slice and a NUL-terminated literal. */
@@ -257,8 +248,8 @@ static int parse_path_query(struct h1_ctx *x, const char *t, size_t n)
 		size_t pos = (size_t)(t + i - x->buf);
 		if (!is_c(c, C_TGT))
 			return fail(x, "invalid character in request target", pos, 400);
-		if (c == '%' && (i + 2 >= n || hexval((unsigned char)t[i + 1]) < 0 ||
-				 hexval((unsigned char)t[i + 2]) < 0))
+		if (c == '%' && (i + 2 >= n || hex_digit_value((unsigned char)t[i + 1]) < 0 ||
+				 hex_digit_value((unsigned char)t[i + 2]) < 0))
 			return fail(x, "invalid percent-encoding in request target", pos, 400);
 		if (c == '?' && q == n)
 			q = i;
@@ -281,7 +272,8 @@ static int host_valid(struct h1_str h)
 	size_t i = 0;
 	if (h.n && h.p[0] == '[') {
 		for (i = 1; i < h.n && h.p[i] != ']'; i++)
-			if (hexval((unsigned char)h.p[i]) < 0 && h.p[i] != ':' && h.p[i] != '.')
+			if (hex_digit_value((unsigned char)h.p[i]) < 0 && h.p[i] != ':' &&
+			    h.p[i] != '.')
 				return 0;
 		if (i == h.n || i == 1)
 			return 0;
@@ -289,8 +281,8 @@ static int host_valid(struct h1_str h)
 	} else {
 		for (; i < h.n && is_c((unsigned char)h.p[i], C_HOST); i++)
 			if (h.p[i] == '%' &&
-			    (i + 2 >= h.n || hexval((unsigned char)h.p[i + 1]) < 0 ||
-			     hexval((unsigned char)h.p[i + 2]) < 0))
+			    (i + 2 >= h.n || hex_digit_value((unsigned char)h.p[i + 1]) < 0 ||
+			     hex_digit_value((unsigned char)h.p[i + 2]) < 0))
 				return 0;
 		if (i == 0 && h.n)
 			return 0; /* ":port" without a host */
@@ -841,6 +833,56 @@ int h1_is_hop_by_hop(const struct h1_msg *m, struct h1_str name)
 	return 0;
 }
 
+const char *h1_reason_phrase(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 302:
+		return "Found";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 411:
+		return "Length Required";
+	case 413:
+		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
+	case 415:
+		return "Unsupported Media Type";
+	case 417:
+		return "Expectation Failed";
+	case 429:
+		return "Too Many Requests";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return NULL;
+	}
+}
+
 /* ---- chunked body scanner ---------------------------------------------------- */
 
 /*
@@ -889,7 +931,7 @@ static int chunk_err(struct h1_chunk *c, const char *why, int status)
 
 static int chunk_size_byte(struct h1_chunk *c, unsigned char ch)
 {
-	int v = hexval(ch);
+	int v = hex_digit_value(ch);
 	if (v >= 0) {
 		if (++c->ndigits > 16)
 			return chunk_err(c, "chunk size too long", 400);

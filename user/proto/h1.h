@@ -221,6 +221,14 @@ int h1_token_in_list(struct h1_str value, const char *token);
 int h1_is_hop_by_hop(const struct h1_msg *m, struct h1_str name);
 
 /*
+ * The reason phrase of a status code that easgate sends (RFC 9110 15's
+ * names), or NULL for one it does not know: callers choose their own
+ * fallback (EAS codes and "Unknown" in eas_http_reason, the console's
+ * "Error").
+ */
+const char *h1_reason_phrase(int status);
+
+/*
  * Streaming scanner for a chunked body (RFC 9112 7.1). All fields are
  * private except err / err_status / err_off, which are set when
  * h1_chunk_feed() returns -1.

@@ -1,19 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /* webform.c - see webform.h. */
 #include "webform.h"
+#include "hex.h"
 
 #include <string.h>
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 int webform_parse(char *buf, size_t len, struct webform_field *f, int max)
 {
@@ -45,7 +35,8 @@ int webform_parse(char *buf, size_t len, struct webform_field *f, int max)
 			else if (c == '%') {
 				if (k + 2 >= end)
 					return -1;
-				int h = hexval(buf[k + 1]), l = hexval(buf[k + 2]);
+				int h = hex_digit_value(buf[k + 1]),
+				    l = hex_digit_value(buf[k + 2]);
 				if (h < 0 || l < 0 || (h == 0 && l == 0))
 					return -1;
 				c = (char)(h * 16 + l);
