@@ -74,12 +74,11 @@ wait_backends_up cas1 || fail "backend up"
 check "status: ktls on and used ($(feature ktls))" grep -q '^on ciphers=.* note="used for phone connections: tls.ktls = on' <<<"$(feature ktls)"
 check "status: relay tls_legs=kernel" grep -q '^relay tls_legs=kernel ' <<<"$("$EASCTL" -s "$CTL" status)"
 
-mapfile -t files < <(ls "$CAP"/*.http | sort)
+files=("$CAP"/*.http) # sorted by the glob; no /dev/fd in the guests for <(...)
 total=${#files[@]}
 replay() { # LABEL [tlsreplay options]
 	local label=$1
 	shift
-	rm -rf "$T/rec"
 	python3 "$EG_ROOT/tests/integration/tlsreplay.py" --port "$GW_PORT" --cafile "$PKI/root.pem" \
 		--mode keepalive "$@" "${files[@]}" >"$T/out-$label.jsonl"
 }
@@ -131,7 +130,8 @@ both_ways() {
 		-H 'Content-Type: message/rfc822' --data-binary "@$T/up" \
 		"$(GWURL "$EAS?Cmd=SendMail&User=alice&DeviceId=KtlsDev1&DeviceType=iPhone&SaveInSent=T")"
 	check "$label: $size-byte upload arrives whole (backend SHA-256)" test "$(hdr "$T/h-$label" x-echo-body-sha256)" = "$(sha "$T/up")"
-	check "$label: both bodies moved by splice ($(($(spliced) - s0)) bytes)" test $(($(spliced) - s0)) -ge $((2 * size))
+	# all but what came with the head, or before the splice began
+	check "$label: both bodies moved by splice ($(($(spliced) - s0)) bytes)" test $(($(spliced) - s0)) -ge $((2 * size * 99 / 100))
 	rm -f "$T/up"
 }
 both_ways "TLS 1.3 AES-128-GCM" 100000000
@@ -143,12 +143,27 @@ for c in "1.3 chacha20-poly1305" "1.3 aes-gcm-256" "1.2 chacha20-poly1305"; do
 done
 
 # ---- 3. other clients ---------------------------------------------------------------------------
-req=$(printf 'OPTIONS %s HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic %s\r\nConnection: close\r\n\r\n' \
-	"$EAS" "$(printf 'alice:%s' "$PW" | base64)")
-s_client() { printf '%s' "$req" | timeout 60 openssl s_client -quiet -connect "127.0.0.1:$GW_PORT" \
-	-CAfile "$PKI/root.pem" -verify_return_error "$@" >"$T/sc.out" 2>"$T/sc.err"; }
-gnutls() { printf '%s' "$req" | timeout 60 gnutls-cli --x509cafile "$PKI/root.pem" -p "$GW_PORT" \
-	"$@" localhost >"$T/gc.out" 2>"$T/gc.err"; }
+printf 'OPTIONS %s HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic %s\r\nConnection: %s\r\n\r\n' \
+	"$EAS" "$(printf 'alice:%s' "$PW" | base64)" close >"$T/req"
+# talk OUT CMD...: the request on CMD's input, which stays open until CMD
+# ends by itself (the gateway closes after the answer), 30 s at most.
+talk() {
+	local out=$1 pid
+	shift
+	rm -f "$T/talk.in"
+	mkfifo "$T/talk.in" || return 1
+	"$@" <"$T/talk.in" >"$out" 2>"$out.err" &
+	pid=$!
+	exec 8>"$T/talk.in"
+	cat "$T/req" >&8
+	for _ in $(seq 300); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+	exec 8>&-
+	wait $pid
+}
+s_client() { talk "$T/sc.out" timeout 60 openssl s_client -quiet -connect "127.0.0.1:$GW_PORT" \
+	-CAfile "$PKI/root.pem" -verify_return_error "$@"; }
+gnutls() { talk "$T/gc.out" timeout 60 gnutls-cli --logfile="$T/gc.info" --x509cafile "$PKI/root.pem" \
+	-p "$GW_PORT" "$@" localhost; }
 carried "openssl s_client TLS 1.3" s_client -tls1_3
 check "...answered 200 with the backend's OPTIONS headers" grep -q 'MS-ASProtocolVersions' "$T/sc.out"
 carried "openssl s_client TLS 1.2" s_client -tls1_2
@@ -161,21 +176,20 @@ check "...answered with the backend's OPTIONS headers" grep -q 'MS-ASProtocolVer
 # ---- 4. KeyUpdate mid-stream --------------------------------------------------------------------
 # s_client reads commands from its input: a line "K" sends a KeyUpdate
 # asking for ours too. The request first, its answer awaited, then K.
-keepreq=${req/Connection: close/Connection: keep-alive}
 mkfifo "$T/sc.in"
 timeout 60 openssl s_client -connect "127.0.0.1:$GW_PORT" -CAfile "$PKI/root.pem" -tls1_3 \
 	<"$T/sc.in" >"$T/ku.out" 2>"$T/ku.err" &
 scpid=$!
 exec 7>"$T/sc.in"
-printf '%s' "$keepreq" >&7
+sed 's/^Connection: close/Connection: keep-alive/' "$T/req" >&7
 for _ in $(seq 200); do grep -q 'MS-ASProtocolVersions' "$T/ku.out" && break; sleep 0.1; done
 check "KeyUpdate: the request before it was answered" grep -q 'MS-ASProtocolVersions' "$T/ku.out"
 printf 'K\n' >&7
 for _ in $(seq 200); do kill -0 $scpid 2>/dev/null || break; sleep 0.1; done
-check "KeyUpdate: the gateway ended the connection (s_client exited by itself)" lacks -q . <(kill -0 $scpid 2>/dev/null && echo alive)
+check "KeyUpdate: the gateway ended the connection (s_client exited by itself)" test -z "$(kill -0 $scpid 2>/dev/null && echo alive)"
 exec 7>&-
 wait $scpid 2>/dev/null
-check "KeyUpdate: s_client said KEYUPDATE" grep -q 'KEYUPDATE' "$T/ku.out"
+check "KeyUpdate: s_client sent it (said KEYUPDATE)" grep -q 'KEYUPDATE' "$T/ku.out" "$T/ku.err"
 check "KeyUpdate: the reason is logged" grep -q 'event=ktls_close client=127.0.0.1 reason="TLS 1.3 KeyUpdate from the phone: kernel TLS here cannot take new keys"' "$T/gw.log"
 carried "after the KeyUpdate, the next connection" s_client -tls1_3
 check "...answered" grep -q 'MS-ASProtocolVersions' "$T/sc.out"
