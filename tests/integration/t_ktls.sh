@@ -13,7 +13,8 @@
 #  2. 100 MB both ways (a download, a SendMail upload) byte-exact over kTLS
 #     with bodies moved by splice (relay_method = "splice"); then 8 MB both
 #     ways with TLS 1.3 ChaCha20, TLS 1.3 AES-256-GCM, TLS 1.2 ChaCha20.
-#  3. openssl s_client and gnutls-cli (TLS 1.3 and 1.2) as clients.
+#  3. openssl s_client and gnutls-cli (TLS 1.3 and 1.2) as clients; resumed
+#     sessions (TLS 1.3 and 1.2) too.
 #  4. A KeyUpdate mid-stream (s_client's "K"): the answer before it arrived,
 #     then the gateway ends the connection cleanly with a logged reason, and
 #     serves the next connection.
@@ -172,6 +173,19 @@ carried "gnutls-cli TLS 1.3" gnutls --priority 'NORMAL:-VERS-ALL:+VERS-TLS1.3'
 check "...answered with the backend's OPTIONS headers" grep -q 'MS-ASProtocolVersions' "$T/gc.out"
 carried "gnutls-cli TLS 1.2" gnutls --priority 'NORMAL:-VERS-ALL:+VERS-TLS1.2'
 check "...answered with the backend's OPTIONS headers" grep -q 'MS-ASProtocolVersions' "$T/gc.out"
+
+# Resumed sessions (a ticket from the first connection): the sequence numbers
+# after an abbreviated handshake (TLS 1.2) and after the resumption's fresh
+# ticket (TLS 1.3) are what the kernel must start from.
+resumed() { "$EASCTL" -s "$CTL" metrics | sed -n 's/^easgate_tls_handshakes_total{resumed="true"} //p'; }
+for v in 1_3 1_2; do
+	rm -f "$T/sess"
+	s_client -tls$v -sess_out "$T/sess" || fail "TLS ${v/_/.}: first connection"
+	r0=$(resumed)
+	carried "openssl s_client TLS ${v/_/.} resumed" s_client -tls$v -sess_in "$T/sess"
+	check "...answered" grep -q 'MS-ASProtocolVersions' "$T/sc.out"
+	check "...and it was a resumption (resumed handshakes +$(($(resumed) - r0)))" test $(($(resumed) - r0)) -eq 1
+done
 
 # ---- 4. KeyUpdate mid-stream --------------------------------------------------------------------
 # s_client reads commands from its input: a line "K" sends a KeyUpdate
