@@ -17,7 +17,8 @@
 #              the worker's RSS and the kernel's slab per connection.
 # Prints one line per figure and a table of the medians. Under an emulated
 # CPU (TCG) absolute figures mean nothing: compare the modes within a run.
-# Environment: KB_SIZE (100000000), KB_REQS (300), KB_IDLE (200), KB_ROUNDS (3).
+# Environment: KB_SIZE (100000000), KB_REQS (300), KB_IDLE (200), KB_ROUNDS (3),
+# KB_AESNI (1: load aesni-intel first, as udev would on a real machine).
 set -u
 O=${1:-build}
 cd "$(dirname "$0")/../.."
@@ -28,6 +29,21 @@ Q="$EAS?Cmd=Sync&User=alice&DeviceId=KtlsBench1&DeviceType=iPhone"
 HZ=$(getconf CLK_TCK)
 python3 tests/integration/ktls_oracle.py | grep -q '^none' && { echo "no kernel TLS on $(uname -r)"; exit 77; }
 
+# The kernel's AES-GCM: a real machine's udev loads aesni-intel for a CPU
+# with AES-NI; the guests have no udev, so without this the kernel would use
+# its generic C code (KB_AESNI=0 keeps that, to measure it).
+gcm_driver() { awk '/^name/ {n = $3} /^driver/ && n == "gcm(aes)" {print $3; exit}' /proc/crypto; }
+if [ "${KB_AESNI:-1}" = 1 ] && grep -qw aes /proc/cpuinfo && ! gcm_driver | grep -q aesni; then
+	for d in "/lib/modules/$(uname -r)" ~/.cache/easgate-kernels/*/lib/modules/"$(uname -r)"; do
+		[ -f "$d/kernel/arch/x86/crypto/aesni-intel.ko" ] || continue
+		for m in crypto/cryptd crypto/crypto_simd arch/x86/crypto/aesni-intel; do
+			busybox insmod "$d/kernel/$m.ko" 2>/dev/null
+		done
+		break
+	done
+fi
+python3 tests/integration/ktls_oracle.py >/dev/null # instantiates gcm(aes) for /proc/crypto
+echo "kernel $(uname -r), kernel gcm(aes): $(gcm_driver), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 make_pki
 start_backend cas1 || exit 1
 worker() { cat "/proc/$GW_PID/task/$GW_PID/children" 2>/dev/null | awk '{print $1}'; }
