@@ -51,7 +51,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 busy() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 slab_kb() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
-res() { echo "RESULT mode=$1 round=$2 $3=$4"; echo "$1 $3 $4" >>"$T/results"; }
+res() { echo "RESULT mode=$1 round=$2 $3=$4"; echo "$1 $3 $4 $2" >>"$T/results"; }
 
 gateway() { # MODE
 	printf 'tls = { ktls = "%s"; };\nrelay_method = "splice";\n' "$1" >"$T/gw-$1.conf"
@@ -102,10 +102,17 @@ for r in $(seq "$ROUNDS"); do
 		stop
 	done
 done
+# What tls.ktls = "auto" decides on this machine (its start-up measurement)
+gateway auto
+grep -m1 'event=ktls_cost' "$T/gw.log" | sed 's/^.*event=/event=/'
+stop
 echo "== medians of $ROUNDS rounds ($(uname -r), $(nproc) CPUs; SIZE=$SIZE REQS=$REQS IDLE=$IDLE)"
 printf '%-30s %12s %12s %8s\n' figure user-space kernel k/u
 for f in worker_cpu_s_per_gb system_cpu_s_per_gb worker_cpu_ms_per_request worker_rss_kb_per_idle_conn slab_kb_per_idle_conn; do
 	med() { awk -v m="$1" -v f="$f" '$1 == m && $2 == f {print $3}' "$T/results" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 	u=$(med off) k=$(med on)
-	printf '%-30s %12s %12s %8s\n' "$f" "$u" "$k" "$(awk -v u="$u" -v k="$k" 'BEGIN {if (u != 0) printf "%.2f", k / u; else print "-"}')"
+	rr=$(for r in $(seq "$ROUNDS"); do
+		awk -v f="$f" -v r="$r" '$2 == f && $4 == r {v[$1] = $3} END {if (v["off"] != 0) printf "%.2f ", v["on"] / v["off"]}' "$T/results"
+	done)
+	printf '%-30s %12s %12s %8s   per round: %s\n' "$f" "$u" "$k" "$(awk -v u="$u" -v k="$k" 'BEGIN {if (u != 0) printf "%.2f", k / u; else print "-"}')"
 done
