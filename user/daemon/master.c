@@ -113,8 +113,8 @@ struct master {
 	int can_serve; /* setup done: workers may be forked */
 	int serving;   /* workers were started */
 	struct loop_timer store_wait;
-	struct kfeat kf; /* kernel features found at start (kfeat.h) */
-	char ktls_probe_why[200]; /* what the kTLS probe found missing ("" = nothing) */
+	struct kfeat kf;	   /* kernel features found at start (kfeat.h) */
+	char ktls_probe_why[200];  /* what the kTLS probe found missing ("" = nothing) */
 	struct ktlscost ktls_cost; /* measured once, for tls.ktls = "auto" */
 	int ktls_measured;	   /* 1 measured, -1 could not */
 	int ktls_used;		   /* phone legs go to the kernel (choose_ktls) */
@@ -1273,7 +1273,8 @@ static void choose_relay_path(struct master *m, const struct gw_config *c)
 		 "tls_legs=%s plaintext_legs=%s configured=%s min_body=%llu pipe=%zu "
 		 "splice=%d sockmap=%d ktls=%d why=\"%s\"",
 		 m->ktls_used ? "kernel" : "user", plain, c->relay_method,
-		 (unsigned long long)rp.min_body, rp.pipe_size, k->splice, k->sockmap, k->ktls, why);
+		 (unsigned long long)rp.min_body, rp.pipe_size, k->splice, k->sockmap, k->ktls,
+		 why);
 	char line[512];
 	log_info("event=relay_path %s probe=\"%s\"", m->relay_path,
 		 krelay_describe(line, sizeof(line), k, NULL));
@@ -1480,9 +1481,10 @@ int master_run(const struct config_cmdline *o, const char *version)
 	kfeat_log(&m->kf);
 	if (m->cfg->tls.ktls == CFG_KTLS_ON && !m->ktls_used) {
 		char q[240];
-		log_err("event=ktls_unavailable why=%s fix=\"this kernel has no kernel TLS (TCP_ULP "
-			"tls, CONFIG_TLS): set tls.ktls = \\\"auto\\\" or \\\"off\\\"\"",
-			log_quote(q, sizeof(q), m->kf.f[KFEAT_KTLS].why, (size_t)-1));
+		log_err(
+		    "event=ktls_unavailable why=%s fix=\"this kernel has no kernel TLS (TCP_ULP "
+		    "tls, CONFIG_TLS): set tls.ktls = \\\"auto\\\" or \\\"off\\\"\"",
+		    log_quote(q, sizeof(q), m->kf.f[KFEAT_KTLS].why, (size_t)-1));
 		goto out;
 	}
 	unsigned long long keep = PRIV_CAP_NET_BIND_SERVICE | PRIV_CAP_DAC_READ_SEARCH;

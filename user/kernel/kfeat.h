@@ -50,7 +50,7 @@ struct kfeat_item {
 
 /* A (TLS version, cipher) pair kernel TLS moved a record with: cipher 0
  * AES-GCM-128, 1 AES-GCM-256, 2 ChaCha20-Poly1305; v13 0 = TLS 1.2. */
-#define KFEAT_KTLS_BIT(v13, cipher) (1u << ((cipher) * 2 + (v13)))
+#define KFEAT_KTLS_BIT(v13, cipher) (1u << ((cipher)*2 + (v13)))
 
 struct kfeat {
 	char kernel[65]; /* uname -r */
