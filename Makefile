@@ -7,7 +7,7 @@
 #   make unit         unit tests only (no root needed)
 #   make fuzz         build libFuzzer targets and run each for FUZZ_SECONDS
 #   make bench        benchmarks vs HAProxy and nginx (tools/bench)
-#   make install      install into $(DESTDIR)$(PREFIX), with the systemd unit
+#   make install      install into $(DESTDIR)$(PREFIX), with the systemd unit and man pages
 #   make deb          the Debian package, into build/deb/ (tools/mkdeb.sh)
 #   make SAN=1 ...    build into build/asan with AddressSanitizer + UBSan
 #   make V=1 ...      show the commands
@@ -91,7 +91,16 @@ BPFTESTS := $(patsubst tests/bpf/%.c,$(O)/tests/%,$(BPFTEST_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-all: $(O)/easgated $(TOOLS) $(BENCHES) $(UNITS) $(BPFTESTS)
+# The manual pages and the sample configuration are made from the tables the
+# programs run on (tools/eg-doc.c; docs/man/ holds the pages' prose).
+MANS := $(O)/man/easgated.8 $(O)/man/easctl.8 $(O)/man/easgate.conf.5
+DOCS := $(MANS) $(O)/easgate.conf
+# The pages' date: the package's (dpkg-buildpackage sets SOURCE_DATE_EPOCH),
+# else the commit's, so that a rebuild of the same tree makes the same pages.
+MAN_DATE ?= $(shell d=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null)}; \
+	date -u -d "@$${d:-$$(date +%s)}" +%F)
+
+all: $(O)/easgated $(TOOLS) $(BENCHES) $(UNITS) $(BPFTESTS) $(DOCS)
 
 # Header dependencies come from the compiler (-MMD -MP, one .d per output).
 # Generated headers must exist before the first compile finds them.
@@ -171,6 +180,15 @@ $(O)/bench/%: tools/bench/%.c $(O)/libeasgate.a | $(GEN_HDRS)
 	$(call msg,LINK,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -I$(O)/bench $(DEPFLAGS) $(LDFLAGS) $< $(O)/libeasgate.a $(LDLIBS) -o $@
+
+$(O)/man/%: docs/man/%.in $(O)/eg-doc $(O)/gen/version.h
+	$(call msg,MAN,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(O)/eg-doc man $< "$(VERSION)" "$(MAN_DATE)" >$@
+
+$(O)/easgate.conf: docs/man/easgate.conf.head $(O)/eg-doc
+	$(call msg,GEN,$@)
+	$(Q)$(O)/eg-doc sample $< >$@
 
 # --- tests ---------------------------------------------------------------------
 $(O)/tests/%: tests/unit/%.c $(O)/libeasgate.a | $(GEN_HDRS)

@@ -9,13 +9,14 @@ BUILD="make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev l
   libcurl4-openssl-dev libcrypt-dev libpq-dev"
 RUN="openssl iproute2 ca-certificates sqlite3 libjs-chart.js"
 TEST="curl libwbxml2-utils gnutls-bin testssl.sh python3 procps psmisc jq tcpdump ethtool prometheus gdb
-  debhelper dpkg-dev lintian
+  debhelper dpkg-dev lintian man-db groff-base
   systemd wrk nghttp2-client haproxy nginx-light bc chromium chromium-driver python3-selenium
   python3-aiosmtpd
   qemu-system-x86 busybox-static xz-utils zstd
   postgresql"
 # qemu..zstd: the kernel matrix (tests/kernel/), which boots Debian's stock
-# kernels under QEMU with a busybox initramfs; postgresql: the farm tests.
+# kernels under QEMU with a busybox initramfs; postgresql: the farm tests;
+# man-db, groff-base: t_man renders the man pages (man --warnings).
 
 want=$(echo $BUILD $RUN ${EASGATE_DEPS_TEST:-$TEST})
 missing=()

@@ -8,6 +8,7 @@
 #   PREFIX/lib/sysusers.d/easgate.conf          (the easgate user and group)
 #   PREFIX/lib/tmpfiles.d/easgate.conf          (/sys/fs/bpf/easgate)
 #   PREFIX/share/easgate/ios-builds.tsv, easgate.conf.example, web/ (the console)
+#   PREFIX/share/man/man8/easgated.8, easctl.8, man5/easgate.conf.5
 #   /etc/easgate/easgate.conf                   (only if none exists), /etc/easgate/tls/
 #
 # The configuration goes to SYSCONFDIR (default /etc, whatever PREFIX is):
@@ -33,6 +34,9 @@ PREFIX=${PREFIX%/}
 for f in "$O/easgated" "$O/easctl"; do
 	[ -x "$f" ] || die "$f is not built (run make first)"
 done
+for f in "$O/easgate.conf" "$O"/man/{easgated.8,easctl.8,easgate.conf.5}; do
+	[ -s "$f" ] || die "$f is not made (run make first)"
+done
 
 D=${DESTDIR%/}
 UNITDIR=$PREFIX/lib/systemd/system
@@ -52,8 +56,11 @@ for f in web/*; do
 done
 # The sample config names the pages where this PREFIX puts them.
 conf=$(mktemp)
-sed -e "s|/usr/local/share/easgate/web|$PREFIX/share/easgate/web|" packaging/easgate.conf >"$conf"
+sed -e "s|/usr/local/share/easgate/web|$PREFIX/share/easgate/web|" "$O/easgate.conf" >"$conf"
 put 0644 "$conf" "$PREFIX/share/easgate/easgate.conf.example"
+for m in "$O"/man/*.[58]; do
+	put 0644 "$m" "$PREFIX/share/man/man${m##*.}/$(basename "$m")"
+done
 put 0644 packaging/easgate.sysusers "$PREFIX/lib/sysusers.d/easgate.conf"
 put 0644 packaging/easgate.tmpfiles "$PREFIX/lib/tmpfiles.d/easgate.conf"
 

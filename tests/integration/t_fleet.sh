@@ -4,7 +4,7 @@
 # NAT) in a network namespace, through the real gateway with XDP on its veth.
 # Every looping phone is throttled, quarantined for its loop and finally
 # dropped in the kernel within a bounded number of requests; no well-behaved
-# phone is ever refused; their request rate stays within 5% of a run without
+# phone is ever refused; their request rate falls no more than 5% below a run without
 # the loop; the backend stops seeing the looping command.
 source "$(dirname "$0")/lib.sh"
 source "$EG_ROOT/tests/integration/xdp/netns.sh"
@@ -49,8 +49,11 @@ check "every looping phone's flow dropped by XDP within 40 requests" \
 check "no well-behaved phone was refused or dropped" \
 	jqe '.well_behaved.refused_devices == 0 and .well_behaved.dropped_devices == 0' "$T/loop.json"
 loop_rate=$(jq '.well_behaved.rate_rps' "$T/loop.json")
-check "well-behaved rate with the loop ($loop_rate) within 5% of without ($base_rate)" \
-	python3 -c "import sys; b,l=float(sys.argv[1]),float(sys.argv[2]); sys.exit(0 if abs(l-b) <= 0.05*b else 1)" \
+# One-sided: the loop must not slow the others. A faster second run (the
+# looping phones are dropped early, so the gateway has less to do; or the
+# machine was busier during the baseline) is not a failure of this claim.
+check "well-behaved rate with the loop ($loop_rate) no more than 5% below without ($base_rate)" \
+	python3 -c "import sys; b,l=float(sys.argv[1]),float(sys.argv[2]); sys.exit(0 if l >= 0.95*b else 1)" \
 	"$base_rate" "$loop_rate"
 check "the backend's MeetingResponse rate fell to near zero by the end" \
 	jqe '.looping.backend_rps_last <= 0.5' "$T/loop.json"

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The documented sample config (packaging/easgate.conf) is valid as shipped,
+# The documented sample config (build/easgate.conf, made by eg-doc) is valid as shipped,
 # once its certificate paths point at real files; and a broken copy is refused
 # with file:line errors by --check-config.
 source "$(dirname "$0")/lib.sh"
 make_pki
 sed -e "s|/etc/easgate/tls/server.pem|$PKI/server.pem|; s|/etc/easgate/tls/server.key|$PKI/server.key|" \
 	-e "s|trust_file = \"\";|trust_file = \"$PKI/root.pem\";|" \
-	"$EG_ROOT/packaging/easgate.conf" >"$T/easgate.conf"
+	"$O/easgate.conf" >"$T/easgate.conf"
 out=$("$EASGATED" --check-config -c "$T/easgate.conf" 2>&1)
-check "packaging/easgate.conf passes --check-config" grep -q "configuration OK" <<<"$out"
+check "the sample easgate.conf passes --check-config" grep -q "configuration OK" <<<"$out"
 sed -e 's/default = "allow";/default = "sometimes";/' -e 's/burst = 300;/burst = "lots";/' \
 	"$T/easgate.conf" >"$T/broken.conf"
 out=$("$EASGATED" --check-config -c "$T/broken.conf" 2>&1)

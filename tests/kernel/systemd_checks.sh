@@ -314,5 +314,43 @@ check "...PRIORITY follows level= (error 3, warn 4, info 6; seen $prio)" \
 out=$(journalctl -u easgate -p err -o cat --no-pager)
 check "journalctl -u easgate -p err: the refused reload and the stalled worker, no info line" \
 	bash -c 'grep -q "event=reload_failed" <<<"$0" && grep -q "event=worker_stalled" <<<"$0" && ! grep -q "^level=info" <<<"$0"' "$out"
+
+# --- 9. an upgrade restarts the enabled unit and keeps its state; purge removes it ----------------
+# DEB_DIR/v2/ holds the same package with a higher version (t_systemd_guest.sh
+# repacks it). The inventory is the real one the 100 phones above filled.
+v2=$(ls "$deb_dir"/v2/easgate_*.deb 2>/dev/null | head -1)
+if [ -n "$v2" ]; then
+	systemctl enable --quiet --now easgate
+	until_ok 60 bash -c 'easctl status 2>/dev/null | grep -q "^workers "'
+	pid1=$(prop MainPID)
+	ndev1=$(ctl devices --format csv | tail -n +2 | wc -l)
+	key1=$(md5sum </var/lib/easgate/steering.key)
+	t=$(date +%s%N)
+	out=$(DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dir::State::Lists="$W/lists" \
+		-o Dpkg::Options::=--force-confold install "$v2" 2>&1)
+	rc=$?
+	check "apt-get install the next version, $(dpkg-deb -f "$v2" Version) (exit $rc, $(ms "$t") ms)" test "$rc" -eq 0
+	[ "$rc" -eq 0 ] || echo "$out" | tail -20
+	until_ok 60 bash -c 'easctl status 2>/dev/null | grep -q "^workers "'
+	pid2=$(prop MainPID)
+	ndev2=$(ctl devices --format csv | tail -n +2 | wc -l)
+	check "the upgrade restarted the enabled unit (MainPID $pid1 -> $pid2, $(prop ActiveState))" \
+		test "$pid2" != "$pid1" -a "$pid2" != 0 -a "$(prop ActiveState)" = active
+	check "it kept the inventory ($ndev1 -> $ndev2 devices in easctl devices) and the steering secret" \
+		test "$ndev1" -gt 0 -a "$ndev2" = "$ndev1" -a "$(md5sum </var/lib/easgate/steering.key)" = "$key1"
+	check "...and the admin's configuration (still the test's backend)" grep -q '127.0.0.1:8081' /etc/easgate/easgate.conf
+	out=$(DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dir::State::Lists="$W/lists" purge easgate 2>&1)
+	rc=$?
+	# The keys the admin put in /etc/easgate/tls are not the package's: they stay.
+	check "apt-get purge easgate (exit $rc): unit stopped and gone, /var/lib/easgate and the config gone" \
+		bash -c '[ "$0" -eq 0 ] && ! systemctl is-active --quiet easgate &&
+			[ "$(systemctl show -P LoadState easgate)" = not-found ] &&
+			[ ! -e /var/lib/easgate ] && [ ! -e /etc/easgate/easgate.conf ]' "$rc"
+	check "...the admin's keys in /etc/easgate/tls kept" test -s /etc/easgate/tls/server.key
+	[ "$rc" -eq 0 ] || echo "$out" | tail -20
+else
+	fail "no next version in $deb_dir/v2/ to upgrade to"
+fi
+
 info "the whole run took $(ms) ms in the guest"
 finish

@@ -11,7 +11,9 @@
 # watchdog (WatchdogSec scaled to 10 s by a drop-in) and the unit restarts;
 # `systemctl stop` drains a held Ping; master and workers run as easgate with
 # exactly the unit's capabilities (/proc/PID/status); the journal holds the
-# daemon's key=value lines.
+# daemon's key=value lines; an upgrade (apt-get install of the next version)
+# restarts the enabled unit and keeps the inventory the phones filled, the
+# steering secret and the config, and apt-get purge removes them.
 #
 # Run by `make test` as its own stage (tests/run-all.sh), not by
 # run-integration.sh: it runs once, not again under ASan (the package is
@@ -33,6 +35,14 @@ rc=$?
 check "tools/mkdeb.sh builds the package (exit $rc, $((SECONDS - t0)) s)" test "$rc" -eq 0
 [ "$rc" -eq 0 ] || { echo "$out" | tail -30; finish; }
 mkdir "$T/guest" && cp "$(tail -1 <<<"$out")" "$T/guest/" || { fail "copy the .deb"; finish; }
+# The next version to upgrade to: the same files, a higher version (as t_deb).
+deb=$(tail -1 <<<"$out")
+ver=$(dpkg-deb -f "$deb" Version)
+dpkg-deb -R "$deb" "$T/v2root" &&
+	sed -i "s/^Version: .*/Version: $ver+t2/" "$T/v2root/DEBIAN/control" &&
+	mkdir "$T/guest/v2" &&
+	dpkg-deb -b -Zxz "$T/v2root" "$T/guest/v2/easgate_${ver}+t2_$(dpkg --print-architecture).deb" >/dev/null ||
+	fail "repack the next version"
 
 t1=$SECONDS
 "$EG_ROOT/tests/kernel/vm.sh" run -s -t "${EG_SDGUEST_TIMEOUT:-600}" "$K" \

@@ -251,9 +251,9 @@ static enum ctl_code cmd_slow(void *ctx, int argc, char **argv, struct sbuf *out
 
 static void test_command_layer(void **st)
 {
-	static const struct ctl_cmd cmds[] = {{"probe", cmd_probe, "probe", need_probe, 1},
-					      {"slow", cmd_slow, "slow", NULL, 1},
-					      {NULL, NULL, NULL, NULL, 0}};
+	static const struct ctl_cmd cmds[] = {{"probe", cmd_probe, need_probe, 1},
+					      {"slow", cmd_slow, NULL, 1},
+					      {NULL, NULL, NULL, 0}};
 	struct command_actor viewer = {.kind = "console", .name = "victor", .role = ROLE_VIEWER};
 	struct command_actor helper = {.kind = "console", .name = "helen", .role = ROLE_HELPDESK};
 	struct sbuf out = {0};

@@ -39,7 +39,6 @@ typedef enum ctl_code (*ctl_fn)(void *ctx, int argc, char **argv, struct sbuf *o
 struct ctl_cmd {
 	const char *name; /* first argv word */
 	ctl_fn fn;
-	const char *usage; /* one line for `easctl help` */
 	/* The role (enum command_role in command.h) this argv needs; NULL =
 	 * viewer (the command only reads). */
 	int (*need)(int argc, char **argv);

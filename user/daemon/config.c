@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * config.c - libconfig file -> struct gw_config, with every error reported as
- * "file:line: message". See config.h and packaging/easgate.conf.
+ * "file:line: message". See config.h; the keys are config_keys.c's.
  */
 #include "config.h"
+#include "config_keys.h"
 #include "log.h"
 #include "throttle.h"
 #include "tls_params.h"
@@ -145,9 +146,9 @@ int config_prefix_match(const struct cfg_prefix *p, const uint8_t a[16])
  * backends entry, --backend): weight 1, certificate verified, reused
  * connections, checked with GET /Microsoft-Server-ActiveSync (an EAS
  * server answers it, 401 without credentials) every 2 s, 1.5 s timeout,
- * up after 2 successes, down after 2 failures (packaging/easgate.conf).
+ * up after 2 successes, down after 2 failures (easgate.conf(5)).
  */
-static void backend_defaults(struct cfg_backend *b)
+void config_backend_defaults(struct cfg_backend *b)
 {
 	memset(b, 0, sizeof(*b));
 	b->weight = 1;
@@ -206,7 +207,7 @@ void config_defaults(struct gw_config *c)
 	/* Without a file: the demo backend (tools/eas-demo-backend), checked
 	 * on its own health page. */
 	struct cfg_backend *b = &c->backends[0];
-	backend_defaults(b);
+	config_backend_defaults(b);
 	snprintf(b->name, sizeof(b->name), "demo");
 	config_parse_addr("127.0.0.1:8081", &b->addr);
 	snprintf(b->health_path, sizeof(b->health_path), "/health");
@@ -261,9 +262,9 @@ struct rd {
 #define ERR(rd, s, ...)                                                                            \
 	config_error((rd)->errs, (rd)->path, config_setting_source_line(s), __VA_ARGS__)
 
-/* Every child of group g must be named in allowed (NULL-terminated). */
-static void check_keys(struct rd *rd, const config_setting_t *g, const char *where,
-		       const char *const *allowed)
+/* Every child of group g (at path where, "" = the top level) must be a key
+ * of config_keys.h's table: what the file accepts is what is documented. */
+static void check_keys(struct rd *rd, const config_setting_t *g, const char *where)
 {
 	int n = config_setting_length(g);
 	for (int i = 0; i < n; i++) {
@@ -272,11 +273,12 @@ static void check_keys(struct rd *rd, const config_setting_t *g, const char *whe
 		if (!name)
 			continue;
 		int ok = 0;
-		for (const char *const *a = allowed; *a; a++)
-			if (!strcmp(*a, name))
-				ok = 1;
+		for (size_t k = 0; k < config_keys_count && !ok; k++)
+			ok = config_key_is_child(&config_keys[k], where) &&
+			     !strcmp(config_key_leaf(&config_keys[k]), name);
 		if (!ok)
-			ERR(rd, s, "unknown setting '%s' in %s", name, where);
+			ERR(rd, s, "unknown setting '%s' in %s", name,
+			    *where ? where : "the top level");
 	}
 }
 
@@ -523,22 +525,7 @@ static void read_tls(struct rd *rd, config_setting_t *root, struct gw_config *c)
 		ERR(rd, g, "tls must be a group { ... }");
 		return;
 	}
-	static const char *const keys[] = {"certificates",
-					   "allow_incomplete_chain",
-					   "trust_file",
-					   "ticket_rotation",
-					   "expiry_warning",
-					   "min_version",
-					   "ciphers",
-					   "ciphersuites",
-					   "groups",
-					   "ocsp_stapling",
-					   "ocsp_fetch_timeout",
-					   "ocsp_retry",
-					   "cleanse_plaintext",
-					   "ktls",
-					   NULL};
-	check_keys(rd, g, "tls", keys);
+	check_keys(rd, g, "tls");
 	get_bool(rd, g, "allow_incomplete_chain", &c->tls.allow_incomplete_chain);
 	get_str(rd, g, "trust_file", c->tls.trust_file, sizeof(c->tls.trust_file));
 	get_uint(rd, g, "ticket_rotation", &c->tls.ticket_rotate_s, 0, 7 * 86400);
@@ -574,8 +561,7 @@ static void read_tls(struct rd *rd, config_setting_t *root, struct gw_config *c)
 			ERR(rd, e, "certificate entries must be groups { cert = ...; key = ...; }");
 			continue;
 		}
-		static const char *const ckeys[] = {"cert", "key", "ocsp_response", NULL};
-		check_keys(rd, e, "tls.certificates", ckeys);
+		check_keys(rd, e, "tls.certificates");
 		if (c->tls.ncerts >= CFG_MAX_CERTS) {
 			ERR(rd, e, "more than %d certificates", CFG_MAX_CERTS);
 			return;
@@ -597,10 +583,7 @@ static void read_timeouts(struct rd *rd, config_setting_t *root, struct gw_confi
 	config_setting_t *g = config_setting_get_member(root, "timeouts");
 	if (!g)
 		return;
-	static const char *const keys[] = {
-	    "handshake",	"request_head",	   "request_body", "idle", "backend_connect",
-	    "backend_response", "hanging_request", "drain",	   NULL};
-	check_keys(rd, g, "timeouts", keys);
+	check_keys(rd, g, "timeouts");
 	get_secs(rd, g, "handshake", &c->timeouts.handshake_ms, 600);
 	get_secs(rd, g, "request_head", &c->timeouts.head_ms, 600);
 	get_secs(rd, g, "request_body", &c->timeouts.body_ms, 3600);
@@ -616,16 +599,7 @@ static void read_limits(struct rd *rd, config_setting_t *root, struct gw_config 
 	config_setting_t *g = config_setting_get_member(root, "limits");
 	if (!g)
 		return;
-	static const char *const keys[] = {"max_head",
-					   "max_line",
-					   "max_headers",
-					   "max_connections",
-					   "inspect_body",
-					   "min_body_rate",
-					   "max_connections_per_source",
-					   "per_source_exempt",
-					   NULL};
-	check_keys(rd, g, "limits", keys);
+	check_keys(rd, g, "limits");
 	get_uint(rd, g, "max_head", &c->limits.max_head, 1024, 1 << 20);
 	get_uint(rd, g, "max_line", &c->limits.max_line, 256, 1 << 20);
 	get_uint(rd, g, "max_headers", &c->limits.max_headers, 8, 96);
@@ -660,10 +634,8 @@ static void read_limits(struct rd *rd, config_setting_t *root, struct gw_config 
 
 static void read_backend(struct rd *rd, config_setting_t *e, struct cfg_backend *b)
 {
-	static const char *const keys[] = {"name",   "address", "prefix", "tls",    "ca", "sni",
-					   "verify", "weight",	"reuse",  "health", NULL};
-	check_keys(rd, e, "backend", keys);
-	backend_defaults(b);
+	check_keys(rd, e, "backends");
+	config_backend_defaults(b);
 	if (get_str(rd, e, "name", b->name, sizeof(b->name)) != 1)
 		ERR(rd, e, "backend needs name = \"...\" (at most %d characters)",
 		    EG_BACKEND_NAME_LEN - 1);
@@ -702,9 +674,7 @@ static void read_backend(struct rd *rd, config_setting_t *e, struct cfg_backend 
 			    "health must be false or a group { path = ...; interval = ...; }");
 			return;
 		}
-		static const char *const hkeys[] = {"path", "interval", "timeout",
-						    "rise", "fall",	NULL};
-		check_keys(rd, h, "backend.health", hkeys);
+		check_keys(rd, h, "backends.health");
 		get_str(rd, h, "path", b->health_path, sizeof(b->health_path));
 		get_secs(rd, h, "interval", &b->health_interval_ms, 3600);
 		get_secs(rd, h, "timeout", &b->health_timeout_ms, 600);
@@ -749,10 +719,7 @@ static void read_policy(struct rd *rd, config_setting_t *root, struct gw_config 
 	config_setting_t *g = config_setting_get_member(root, "policy");
 	if (!g)
 		return;
-	static const char *const keys[] = {
-	    "default",	  "rules", "blocked_device_ids", "allowed_device_ids", "incubation",
-	    "ios_builds", NULL};
-	check_keys(rd, g, "policy", keys);
+	check_keys(rd, g, "policy");
 	char def[16] = "";
 	if (get_str(rd, g, "default", def, sizeof(def)) == 1) {
 		int a = policy_access_parse(def);
@@ -776,8 +743,7 @@ static void read_policy(struct rd *rd, config_setting_t *root, struct gw_config 
 		    "policy.incubation must be a group { days = 21; families = [\"iOS\"]; }");
 		return;
 	}
-	static const char *const ikeys[] = {"enabled", "days", "families", NULL};
-	check_keys(rd, inc, "policy.incubation", ikeys);
+	check_keys(rd, inc, "policy.incubation");
 	c->policy.incubation = 1;
 	get_bool(rd, inc, "enabled", &c->policy.incubation);
 	get_uint(rd, inc, "days", &c->policy.incubation_days, 0, 3650);
@@ -805,9 +771,7 @@ static void read_xdp(struct rd *rd, config_setting_t *root, struct gw_config *c)
 	config_setting_t *g = config_setting_get_member(root, "xdp");
 	if (!g)
 		return;
-	static const char *const keys[] = {"interfaces", "mode",	"action",  "syn_rate",
-					   "syn_burst",	 "verdict_ttl", "pin_dir", NULL};
-	check_keys(rd, g, "xdp", keys);
+	check_keys(rd, g, "xdp");
 	config_setting_t *l = config_setting_get_member(g, "interfaces");
 	if (l) {
 		for (int i = 0; i < config_setting_length(l); i++) {
@@ -872,10 +836,7 @@ static int get_double(struct rd *rd, const config_setting_t *g, const char *key,
 
 static void read_tclass(struct rd *rd, config_setting_t *e, struct throttle_class *k, int idx)
 {
-	static const char *const keys[] = {"name",   "match",	 "burst",	   "rate",
-					   "cutoff", "cooldown", "max_concurrent", "max_devices",
-					   "loop",   "hammer",	 "xdp_ttl",	   NULL};
-	check_keys(rd, e, "throttle.classes", keys);
+	check_keys(rd, e, "throttle.classes");
 	char name[THROTTLE_NAME_MAX] = "";
 	if (get_str(rd, e, "name", name, sizeof(name)) != 1)
 		ERR(rd, e, "throttle class needs name = \"...\"");
@@ -895,9 +856,7 @@ static void read_tclass(struct rd *rd, config_setting_t *e, struct throttle_clas
 	get_double(rd, e, "xdp_ttl", &k->xdp_ttl, 0, 86400 * 30);
 	config_setting_t *l = config_setting_get_member(e, "loop");
 	if (l) {
-		static const char *const lkeys[] = {"window", "threshold", "throttle", "quarantine",
-						    "memory", "commands",  NULL};
-		check_keys(rd, l, "throttle.classes.loop", lkeys);
+		check_keys(rd, l, "throttle.classes.loop");
 		get_double(rd, l, "window", &k->loop.window, 1, 3600);
 		get_uint(rd, l, "threshold", &k->loop.threshold, 0, THROTTLE_THRESHOLD_MAX);
 		get_double(rd, l, "throttle", &k->loop.throttle, 0, 86400 * 30);
@@ -943,9 +902,7 @@ static void read_throttle(struct rd *rd, config_setting_t *root, struct gw_confi
 	config_setting_t *g = config_setting_get_member(root, "throttle");
 	if (!g)
 		return;
-	static const char *const keys[] = {"enabled",	  "devices",	 "users",   "offenders",
-					   "device_idle", "max_request", "classes", NULL};
-	check_keys(rd, g, "throttle", keys);
+	check_keys(rd, g, "throttle");
 	c->throttle.enabled = 1;
 	get_bool(rd, g, "enabled", &c->throttle.enabled);
 	get_uint(rd, g, "devices", &c->throttle.tc.devices, 64, 1u << 26);
@@ -980,9 +937,7 @@ static void read_admin(struct rd *rd, config_setting_t *root, struct gw_config *
 	config_setting_t *g = config_setting_get_member(root, "admin");
 	if (!g)
 		return;
-	static const char *const keys[] = {"metrics",	  "web",      "web_accounts", "web_assets",
-					   "web_chartjs", "web_idle", "web_lockout",  NULL};
-	check_keys(rd, g, "admin", keys);
+	check_keys(rd, g, "admin");
 	if (get_str(rd, g, "metrics", c->admin.metrics, sizeof(c->admin.metrics)) == 1 &&
 	    c->admin.metrics[0] && config_parse_addr(c->admin.metrics, &c->admin.metrics_addr) < 0)
 		ERR(rd, config_setting_get_member(g, "metrics"), "admin.metrics: bad address '%s'",
@@ -1017,9 +972,7 @@ static void read_notify(struct rd *rd, config_setting_t *root, struct gw_config 
 	config_setting_t *g = config_setting_get_member(root, "notify");
 	if (!g)
 		return;
-	static const char *const keys[] = {"batch", "from",  "admins", "smtp",	  "webhook",
-					   "user",  "retry", "queue",  "timeout", NULL};
-	check_keys(rd, g, "notify", keys);
+	check_keys(rd, g, "notify");
 	double minutes;
 	if (get_double(rd, g, "batch", &minutes, 0.05, 1440) == 1)
 		c->notify.batch_ms = (unsigned)(minutes * 60000.0 + 0.5);
@@ -1041,9 +994,7 @@ static void read_notify(struct rd *rd, config_setting_t *root, struct gw_config 
 	}
 	config_setting_t *m = config_setting_get_member(g, "smtp");
 	if (m) {
-		static const char *const mkeys[] = {"url",	     "starttls", "user",
-						    "password_file", "ca",	 NULL};
-		check_keys(rd, m, "notify.smtp", mkeys);
+		check_keys(rd, m, "notify.smtp");
 		if (get_str(rd, m, "url", c->notify.smtp_url, sizeof(c->notify.smtp_url)) == 1 &&
 		    c->notify.smtp_url[0] && strncmp(c->notify.smtp_url, "smtp://", 7) &&
 		    strncmp(c->notify.smtp_url, "smtps://", 8))
@@ -1057,8 +1008,7 @@ static void read_notify(struct rd *rd, config_setting_t *root, struct gw_config 
 	}
 	config_setting_t *w = config_setting_get_member(g, "webhook");
 	if (w) {
-		static const char *const wkeys[] = {"url", "secret_file", "ca", NULL};
-		check_keys(rd, w, "notify.webhook", wkeys);
+		check_keys(rd, w, "notify.webhook");
 		if (get_str(rd, w, "url", c->notify.webhook_url, sizeof(c->notify.webhook_url)) ==
 			1 &&
 		    c->notify.webhook_url[0] && strncmp(c->notify.webhook_url, "https://", 8) &&
@@ -1074,9 +1024,7 @@ static void read_notify(struct rd *rd, config_setting_t *root, struct gw_config 
 	}
 	config_setting_t *u = config_setting_get_member(g, "user");
 	if (u) {
-		static const char *const ukeys[] = {"enabled", "address", "template", "contact",
-						    NULL};
-		check_keys(rd, u, "notify.user", ukeys);
+		check_keys(rd, u, "notify.user");
 		get_bool(rd, u, "enabled", &c->notify.user_enabled);
 		get_str(rd, u, "address", c->notify.user_address, sizeof(c->notify.user_address));
 		get_str(rd, u, "template", c->notify.user_template,
@@ -1085,8 +1033,7 @@ static void read_notify(struct rd *rd, config_setting_t *root, struct gw_config 
 	}
 	config_setting_t *r = config_setting_get_member(g, "retry");
 	if (r) {
-		static const char *const rkeys[] = {"min", "max", NULL};
-		check_keys(rd, r, "notify.retry", rkeys);
+		check_keys(rd, r, "notify.retry");
 		get_secs(rd, r, "min", &c->notify.retry_min_ms, 3600);
 		get_secs(rd, r, "max", &c->notify.retry_max_ms, 86400);
 		if (c->notify.retry_max_ms < c->notify.retry_min_ms)
@@ -1119,10 +1066,7 @@ static void read_store(struct rd *rd, config_setting_t *root, struct gw_config *
 			ERR(rd, g, "postgresql must be a group { conninfo = \"...\"; }");
 			return;
 		}
-		static const char *const keys[] = {"conninfo",	"journal_max",	"timeout",
-						   "heartbeat", "initial_sync", "auto_migrate",
-						   NULL};
-		check_keys(rd, g, "postgresql", keys);
+		check_keys(rd, g, "postgresql");
 		if (get_str(rd, g, "conninfo", c->pg.conninfo, sizeof(c->pg.conninfo)) == 1) {
 			/* libpq's own parser: a typo is refused here with its line. */
 			char *why = NULL;
@@ -1165,31 +1109,7 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 		return -1;
 	}
 	config_setting_t *root = config_root_setting(&lc);
-	static const char *const keys[] = {"listen",
-					   "workers",
-					   "user",
-					   "group",
-					   "state_dir",
-					   "control_socket",
-					   "log_level",
-					   "access_log",
-					   "tls",
-					   "timeouts",
-					   "limits",
-					   "backends",
-					   "steering_secret_file",
-					   "policy",
-					   "xdp",
-					   "admin",
-					   "strict_device_id",
-					   "throttle",
-					   "relay_method",
-					   "store",
-					   "node_name",
-					   "postgresql",
-					   "notify",
-					   NULL};
-	check_keys(&rd, root, "the top level", keys);
+	check_keys(&rd, root, "");
 	read_listen(&rd, root, c);
 	unsigned w = 0;
 	if (get_uint(&rd, root, "workers", &w, 0, EG_MAX_WORKERS) == 1)
@@ -1236,7 +1156,7 @@ static int parse_backend_opt(const char *spec, struct cfg_backend *b, struct con
 {
 	char tmp[512];
 	snprintf(tmp, sizeof(tmp), "%s", spec);
-	backend_defaults(b);
+	config_backend_defaults(b);
 	char *save = NULL, *tok = strtok_r(tmp, ",", &save);
 	char *eq = tok ? strchr(tok, '=') : NULL;
 	if (!eq) {

@@ -3,7 +3,7 @@
  * config.h - the one configuration model (struct gw_config) and its loader.
  *
  * The file format is libconfig's (a documented, widely packaged C library):
- * see packaging/easgate.conf for every key with its default. Loading
+ * config_keys.h describes every key (easgate.conf(5) is made from it). Loading
  * collects all errors as "file:line: message" (relayd/HAProxy habit) instead
  * of stopping at the first; unknown keys are errors, so typos do not silently
  * fall back to defaults. Built-in defaults make a config file optional.

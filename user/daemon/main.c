@@ -11,6 +11,7 @@
 #include "priv.h"
 #include "store_migrate.h"
 #include "tls.h"
+#include "usage.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -25,34 +26,6 @@
 #include <unistd.h>
 
 #include "version.h" /* generated: EASGATE_VERSION, from tools/version.sh or the package */
-
-static void usage(FILE *f)
-{
-	fprintf(
-	    f,
-	    "usage: easgated [options]\n"
-	    "  -c, --config FILE        configuration file (default: built-in defaults)\n"
-	    "  -t, --check-config       check the configuration and certificates, then exit\n"
-	    "      --detach             remove the XDP programs, links and pinned maps, exit\n"
-	    "      --db-migrate[=N]     migrate the configured store's schema (to version N),\n"
-	    "                           then exit (easctl db migrate does it in a running daemon)\n"
-	    "      --probe-kernel       which kernel features easgated can use here, and why\n"
-	    "                           not the others; no configuration needed (root)\n"
-	    "      --listen ADDR        listen address (host:port, [v6]:port)\n"
-	    "      --tls-cert FILE      PEM certificate chain (leaf first)\n"
-	    "      --tls-key FILE       PEM private key\n"
-	    "      --trust-file FILE    extra trust anchors for the chain check\n"
-	    "      --backend SPEC       name=host:port[,prefix=/p][,health=0|/path][,reuse=never]\n"
-	    "                           (repeatable; replaces the configured backends)\n"
-	    "      --state-dir DIR      inventory and steering secret\n"
-	    "      --control-socket P   admin socket for easctl\n"
-	    "      --metrics ADDR       Prometheus listener\n"
-	    "      --user USER          run as USER after setup\n"
-	    "  -w, --workers N          worker processes (0 = one per CPU)\n"
-	    "  -l, --log-level LEVEL    error, warn, info, debug\n"
-	    "  -V, --version\n"
-	    "  -h, --help\n");
-}
 
 /*
  * --probe-kernel: the probes the daemon runs at start, without a
@@ -187,15 +160,15 @@ int main(int argc, char **argv)
 			printf("easgated %s\n", EASGATE_VERSION);
 			return 0;
 		case 'h':
-			usage(stdout);
+			usage_print(stdout);
 			return 0;
 		default:
-			usage(stderr);
+			usage_print(stderr);
 			return 2;
 		}
 	}
 	if (optind < argc) {
-		usage(stderr);
+		usage_print(stderr);
 		return 2;
 	}
 	if (o.log_level)

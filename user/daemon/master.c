@@ -6,6 +6,7 @@
 #include "bpfmaps.h"
 #include "check.h"
 #include "command.h"
+#include "command_doc.h"
 #include "console.h"
 #include "control.h"
 #include "gate.h"
@@ -979,55 +980,47 @@ static int need_admin(int argc, char **argv)
 
 /*
  * The one table of commands, for easctl and the console alike (command.h):
- * name, handler, the line `easctl help` shows, the role an argv needs
+ * name, handler (its help is command_doc.c's), the role an argv needs
  * (NULL: viewer), and whether the console may run it (it reads and
  * decides; reload, metrics and help stay with easctl). ctx is the master.
  */
 static const struct ctl_cmd commands[] = {
-    {"status", cmd_status, "status                      daemon, workers, reloads", NULL, 1},
-    {"backends", cmd_backends, "backends [--format json]    backend health and load", NULL, 1},
-    {"reload", cmd_reload, "reload                      re-read config, rules, certificates",
-     need_admin, 0},
-    {"metrics", cmd_metrics, "metrics                     the Prometheus exposition", NULL, 0},
-    {"history", cmd_history,
-     "history [--hours N]         requests/s by verdict, command, "
-     "backend (JSON)",
-     NULL, 1},
-    {"help", cmd_help, "help                        this list", NULL, 0},
-    {"throttle", admin_cmd_throttle,
-     "throttle [list [--all]] | show U D | forgive USER DEVICE_ID   throttled and looping "
-     "devices",
-     admin_need_throttle, 1},
-    {"devices", admin_cmd_devices,
-     "devices [--user U] [--os GLOB] [--os-regex RE] [--state S] [--limit N] [--format "
-     "table|csv|json] [--unauthenticated]",
-     NULL, 1},
-    {"device", admin_cmd_device,
-     "device show|history|allow|approve|block|quarantine|clear|remove DEVICE_ID [--user U]",
-     admin_need_device, 1},
-    {"rules", admin_cmd_rules,
-     "rules list|add 'RULE'|remove dbID|dryrun 'RULE'|test [--ua ..] [--os ..] [--cmd ..]",
-     admin_need_rules, 1},
-    {"versions", admin_cmd_versions, "versions [list|incubating|approve OS|revoke OS]",
-     admin_need_versions, 1},
-    {"certcheck", admin_cmd_certcheck, "certcheck [HOSTNAME]       chain, key, names, expiry", NULL,
-     1},
-    {"audit", admin_cmd_audit,
-     "audit [--limit N] [--format table|csv|json]   who changed what (the farm's, in a farm)", NULL,
-     1},
-    {"lists", admin_cmd_lists, "lists [show] | add|remove blocked|allowed ENTRY   personal lists",
-     admin_need_lists, 0},
-    {"nodes", admin_cmd_nodes, "nodes                       the farm's nodes and heartbeats", NULL,
-     0},
-    {"db", admin_cmd_db, "db status|migrate           the store: state, schema version",
-     admin_need_db, 0},
-    {NULL, NULL, NULL, NULL, 0},
+    {"status", cmd_status, NULL, 1},
+    {"backends", cmd_backends, NULL, 1},
+    {"reload", cmd_reload, need_admin, 0},
+    {"metrics", cmd_metrics, NULL, 0},
+    {"history", cmd_history, NULL, 1},
+    {"help", cmd_help, NULL, 0},
+    {"throttle", admin_cmd_throttle, admin_need_throttle, 1},
+    {"devices", admin_cmd_devices, NULL, 1},
+    {"device", admin_cmd_device, admin_need_device, 1},
+    {"rules", admin_cmd_rules, admin_need_rules, 1},
+    {"versions", admin_cmd_versions, admin_need_versions, 1},
+    {"certcheck", admin_cmd_certcheck, NULL, 1},
+    {"audit", admin_cmd_audit, NULL, 1},
+    {"lists", admin_cmd_lists, admin_need_lists, 0},
+    {"nodes", admin_cmd_nodes, NULL, 0},
+    {"db", admin_cmd_db, admin_need_db, 0},
+    {NULL, NULL, NULL, 0},
 };
+
+const struct ctl_cmd *master_commands(void)
+{
+	return commands;
+}
 
 static enum ctl_code cmd_help(void *ctx, int argc, char **argv, struct sbuf *out)
 {
-	for (const struct ctl_cmd *k = commands; k->name; k++)
-		sbuf_printf(out, "  %s\n", k->usage);
+	for (const struct ctl_cmd *k = commands; k->name; k++) {
+		const struct command_doc *d = command_doc_find(k->name);
+		/* its usage lines: the description is easctl help COMMAND's */
+		for (const char *l = d ? d->text : ""; *l;) {
+			size_t n = strcspn(l, "\n");
+			if (!strncmp(l, "easctl ", 7) || !strncmp(l, "    ", 4))
+				sbuf_printf(out, "  %.*s\n", (int)n, l);
+			l += n + (l[n] == '\n');
+		}
+	}
 	return CTL_OK;
 }
 

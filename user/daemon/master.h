@@ -10,6 +10,7 @@
 #define EG_MASTER_H
 
 #include "config.h"
+#include "control.h"
 
 /* Check certificates as a start/reload would. 0 or -1 (problems logged). */
 int master_check_certs(const struct gw_config *c, int verbose);
@@ -21,5 +22,9 @@ int master_check_config_full(const struct gw_config *c);
 /* Run until stopped; returns the exit code. version: easgated --version,
  * which the farm's node heartbeats carry. */
 int master_run(const struct config_cmdline *o, const char *version);
+
+/* The daemon's command table (control.h), NULL-name-terminated: for the
+ * check that every command has its help (command_doc.h). */
+const struct ctl_cmd *master_commands(void);
 
 #endif
