@@ -114,5 +114,5 @@ for f in worker_cpu_s_per_gb system_cpu_s_per_gb worker_cpu_ms_per_request worke
 	rr=$(for r in $(seq "$ROUNDS"); do
 		awk -v f="$f" -v r="$r" '$2 == f && $4 == r {v[$1] = $3} END {if (v["off"] != 0) printf "%.2f ", v["on"] / v["off"]}' "$T/results"
 	done)
-	printf '%-30s %12s %12s %8s   per round: %s\n' "$f" "$u" "$k" "$(awk -v u="$u" -v k="$k" 'BEGIN {if (u != 0) printf "%.2f", k / u; else print "-"}')"
+	printf '%-30s %12s %12s %8s   per round: %s\n' "$f" "$u" "$k" "$(awk -v u="$u" -v k="$k" 'BEGIN {if (u != 0) printf "%.2f", k / u; else print "-"}')" "$rr"
 done
