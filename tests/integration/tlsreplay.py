@@ -5,7 +5,7 @@ report each response (status, headers, body length) as one JSON line.
 Used by integration tests where curl would rewrite the request: real captured
 phone requests, hostile framing, pipelining, dribbled bytes.
 
-usage: tlsreplay.py --port P [--host 127.0.0.1] [--cafile root.pem]
+usage: tlsreplay.py --port P [--host 127.0.0.1] [--cafile root.pem] [--tls12 [--ciphers C]]
                     [--mode keepalive|each|pipeline] [--dribble N] FILE...
 "-" as FILE reads one request from stdin. Exit 0 unless the connection failed
 unexpectedly.
@@ -22,6 +22,10 @@ def connect(a):
     ctx = ssl.create_default_context(cafile=a.cafile) if a.cafile else ssl._create_unverified_context()
     if not a.cafile:
         ctx.check_hostname = False
+    if a.tls12:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if a.ciphers:
+        ctx.set_ciphers(a.ciphers)
     raw = socket.create_connection((a.host, a.port), timeout=a.timeout)
     return ctx.wrap_socket(raw, server_hostname=a.sni or a.host)
 
@@ -108,6 +112,8 @@ def main():
     p.add_argument("--mode", default="keepalive", choices=["keepalive", "each", "pipeline"])
     p.add_argument("--dribble", type=int, default=0)
     p.add_argument("--timeout", type=float, default=20)
+    p.add_argument("--tls12", action="store_true", help="TLS 1.2 at most")
+    p.add_argument("--ciphers", help="TLS 1.2 cipher list (OpenSSL syntax)")
     p.add_argument("files", nargs="+")
     a = p.parse_args()
     reqs = []

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # matrix.sh [BUILD_DIR] - the kernel matrix of `make test`: the BPF tests
-# and the integration tests that attach XDP or use BPF in network namespaces
+# and the integration tests that attach XDP, use BPF in network namespaces
+# or kernel TLS
 # (tests/kernel/suite.sh), each inside a QEMU guest running a distribution's
 # stock kernel (tests/kernel/vm.sh), one result per kernel.
 #

@@ -199,6 +199,37 @@ static void test_type_errors(void **state)
 	free(c);
 }
 
+/* tls.ktls: auto by default (the start probe decides), on, off; nothing else. */
+static void test_ktls_knob(void **state)
+{
+	(void)state;
+	struct gw_config d;
+	config_defaults(&d);
+	assert_int_equal(d.tls.ktls, CFG_KTLS_AUTO);
+	static const struct {
+		const char *v;
+		int want;
+	} ok[] = {{"auto", CFG_KTLS_AUTO}, {"on", CFG_KTLS_ON}, {"off", CFG_KTLS_OFF}};
+	struct config_errors e;
+	int rc;
+	char text[64];
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(text, sizeof(text), "tls = { ktls = \"%s\"; };\n", ok[i].v);
+		struct gw_config *c = load(text, &e, &rc);
+		assert_int_equal(rc, 0);
+		assert_int_equal(c->tls.ktls, ok[i].want);
+		config_free(c);
+		free(c);
+	}
+	struct gw_config *c = load("tls = {\n  ktls = \"yes\";\n};\n", &e, &rc);
+	assert_int_not_equal(rc, 0);
+	assert_true(has_error(&e, 2, "tls.ktls must be \"auto\" (default), \"on\" or \"off\""));
+	if (c) {
+		config_free(c);
+		free(c);
+	}
+}
+
 /* Request-body rate, per-source cap and its exempt prefixes. */
 static void test_slow_client_limits(void **state)
 {
@@ -320,6 +351,7 @@ int main(void)
 	    cmocka_unit_test(test_type_errors),
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_slow_client_limits),
+	    cmocka_unit_test(test_ktls_knob),
 	    cmocka_unit_test(test_backend_option_is_file_backend),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

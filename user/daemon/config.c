@@ -180,6 +180,7 @@ void config_defaults(struct gw_config *c)
 	c->tls.ncerts = 1;
 	c->tls.ticket_rotate_s = 3600;
 	c->tls.cleanse_plaintext = 1;
+	c->tls.ktls = CFG_KTLS_AUTO;
 	c->tls.expiry_warn_days = 30;
 	c->tls.min_version = TLS1_2_VERSION;
 	c->tls.ocsp_stapling = 1;
@@ -534,6 +535,18 @@ static void read_tls(struct rd *rd, config_setting_t *root, struct gw_config *c)
 	get_secs(rd, g, "ocsp_fetch_timeout", &c->tls.ocsp_fetch_timeout_ms, 60);
 	get_secs(rd, g, "ocsp_retry", &c->tls.ocsp_retry_ms, 86400);
 	get_bool(rd, g, "cleanse_plaintext", &c->tls.cleanse_plaintext);
+	char kt[16];
+	if (get_str(rd, g, "ktls", kt, sizeof(kt)) == 1) {
+		if (!strcmp(kt, "auto"))
+			c->tls.ktls = CFG_KTLS_AUTO;
+		else if (!strcmp(kt, "on"))
+			c->tls.ktls = CFG_KTLS_ON;
+		else if (!strcmp(kt, "off"))
+			c->tls.ktls = CFG_KTLS_OFF;
+		else
+			ERR(rd, config_setting_get_member(g, "ktls"),
+			    "tls.ktls must be \"auto\" (default), \"on\" or \"off\"");
+	}
 	config_setting_t *l = config_setting_get_member(g, "certificates");
 	if (!l)
 		return;

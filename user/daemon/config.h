@@ -82,6 +82,8 @@ struct cfg_text {
 	int line;
 };
 
+enum cfg_ktls { CFG_KTLS_OFF = 0, CFG_KTLS_AUTO = 1, CFG_KTLS_ON = 2 };
+
 struct gw_config {
 	char path[PATH_MAX]; /* "" = built-in defaults only */
 
@@ -106,6 +108,11 @@ struct gw_config {
 		char trust_file[PATH_MAX]; /* extra trust anchors for the chain check */
 		unsigned ticket_rotate_s;  /* 0 = tickets off */
 		int cleanse_plaintext;	   /* SSL_OP_CLEANSE_PLAINTEXT on phone connections */
+		/* The phone leg's record layer in the kernel after the handshake
+		 * (ktls.h): CFG_KTLS_AUTO where the start probe measured it
+		 * cheaper, _ON wherever the kernel has it (refuses to start
+		 * otherwise), _OFF never. */
+		int ktls;
 		unsigned expiry_warn_days;
 		/* Phone-facing protocol knobs (tls_params.h); "" = the default list.
 		 * min_version is an OpenSSL version (TLS1_2_VERSION = 0x0303). */

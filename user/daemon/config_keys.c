@@ -210,7 +210,8 @@ const struct cfg_key config_keys[] = {
      .doc = "How a body (an attachment up or down) moves when both legs are plain HTTP: "
 	    "\"auto\" = splice(2) in the kernel where it was measured cheaper and this kernel "
 	    "does it (probed at start; easctl status shows the choice), else user space. "
-	    "Phone legs on TLS always go through user space (OpenSSL)."},
+	    "A phone leg on TLS counts as plain when tls.ktls handed it to the kernel; "
+	    "otherwise its bytes go through user space (OpenSSL)."},
     {.path = "steering_secret_file",
      .type = CK_STR,
      ROOT(steering_secret_file),
@@ -373,6 +374,19 @@ const struct cfg_key config_keys[] = {
 	    "Authorization) once read, and its read buffer before freeing it. Costs about 1 us "
 	    "of CPU per request (~5% in keep-alive). false = the last request's plaintext may "
 	    "stay in freed heap memory until reused (cores are off either way)."},
+    {.path = "tls.ktls",
+     .type = CK_ENUM,
+     ROOT(tls.ktls),
+     .choices = "off|auto|on",
+     .doc = "Kernel TLS (TCP_ULP \"tls\") for a phone's connection once its handshake is "
+	    "done: the kernel then encrypts and decrypts its records (TLS 1.2 and 1.3, AES-GCM "
+	    "and ChaCha20-Poly1305 where the kernel has them), bodies move by splice where "
+	    "relay_method says it pays, and an idle connection keeps no OpenSSL state. "
+	    "\"auto\" = used where the start probe found it in this kernel and measured it "
+	    "cheaper than OpenSSL on this machine; \"on\" = used wherever the kernel has it, "
+	    "and easgated refuses to start on a kernel without it; \"off\" = never. easctl "
+	    "status says which, and why. A phone that sends a TLS 1.3 KeyUpdate is "
+	    "disconnected cleanly (logged): kernels before 6.14 cannot take new keys."},
 
     /* --- timeouts -------------------------------------------------------------------- */
     {.path = "timeouts", .type = CK_GROUP, .doc = "How long each stage may take."},

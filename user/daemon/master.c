@@ -13,6 +13,8 @@
 #include "history.h"
 #include "kfeat.h"
 #include "krelay.h"
+#include "ktls.h"
+#include "ktlscost.h"
 #include "log.h"
 #include "loop.h"
 #include "maglev.h"
@@ -112,7 +114,11 @@ struct master {
 	int can_serve; /* setup done: workers may be forked */
 	int serving;   /* workers were started */
 	struct loop_timer store_wait;
-	struct kfeat kf; /* kernel features found at start (kfeat.h) */
+	struct kfeat kf;	   /* kernel features found at start (kfeat.h) */
+	char ktls_probe_why[200];  /* what the kTLS probe found missing ("" = nothing) */
+	struct ktlscost ktls_cost; /* measured once, for tls.ktls = "auto" */
+	int ktls_measured;	   /* 1 measured, -1 could not */
+	int ktls_used;		   /* phone legs go to the kernel (choose_ktls) */
 };
 
 /* --- configuration ---------------------------------------------------------- */
@@ -703,6 +709,9 @@ static int master_reload(struct master *m, char *why, size_t whysz)
 		/* message set */
 	} else if (admin_check_config(m->admin, nc, why, whysz) < 0) {
 		/* message set */
+	} else if (nc->tls.ktls == CFG_KTLS_ON && m->kf.f[KFEAT_KTLS].state != KFEAT_ON) {
+		snprintf(why, whysz, "tls.ktls = \"on\" but this kernel has no kernel TLS (%s)",
+			 m->kf.f[KFEAT_KTLS].why);
 	} else if (notify_check_config(nc, why, whysz) < 0) {
 		/* message set */
 	} else if (m->console && console_check_config(nc, why, whysz) < 0) {
@@ -1173,14 +1182,63 @@ static int setup_bpf(struct master *m)
  * in user space, so a TLS leg would need kernel TLS. The workers a
  * generation forks inherit the choice (bodysplice_set_path).
  */
+/*
+ * Kernel TLS for the phone legs (ktls.h): where the probe found it, with
+ * tls.ktls "on", or "auto" and measured at least KTLS_MARGIN cheaper than
+ * OpenSSL here (ktlscost.h, once per start). The feature's note says which,
+ * and why (`easctl status`, the start log).
+ */
+#define KTLS_MARGIN 0.10
+static void choose_ktls(struct master *m, const struct gw_config *c)
+{
+	struct kfeat_item *f = &m->kf.f[KFEAT_KTLS];
+	char note[200], detail[sizeof(f->detail)];
+	const struct ktlscost *k = &m->ktls_cost;
+	m->ktls_used = 0;
+	if (f->state != KFEAT_ON) {
+		ktls_set_path(0);
+		return;
+	}
+	if (c->tls.ktls == CFG_KTLS_AUTO && !m->ktls_measured) {
+		m->ktls_measured = ktlscost_measure(&m->ktls_cost, 4u << 20, 3) == 0 ? 1 : -1;
+		log_info("event=ktls_cost user_s_per_gb=%.3f kernel_s_per_gb=%.3f bytes=%zu "
+			 "rounds=%d why=\"%s\"",
+			 k->user_s_per_gb, k->kernel_s_per_gb, k->bytes, k->rounds, k->why);
+	}
+	if (c->tls.ktls == CFG_KTLS_OFF) {
+		snprintf(note, sizeof(note), "not used: tls.ktls = off");
+	} else if (c->tls.ktls == CFG_KTLS_ON) {
+		m->ktls_used = 1;
+		snprintf(note, sizeof(note), "used for phone connections: tls.ktls = on");
+	} else if (m->ktls_measured < 0) {
+		snprintf(note, sizeof(note), "not used: tls.ktls = auto, cost not measured (%s)",
+			 k->why);
+	} else {
+		m->ktls_used = k->kernel_s_per_gb <= k->user_s_per_gb * (1 - KTLS_MARGIN);
+		snprintf(note, sizeof(note),
+			 "%s: tls.ktls = auto, measured kernel %.3f vs OpenSSL %.3f CPU s/GB",
+			 m->ktls_used ? "used for phone connections" : "not used, not cheaper here",
+			 k->kernel_s_per_gb, k->user_s_per_gb);
+	}
+	if (m->ktls_probe_why[0])
+		snprintf(note + strlen(note), sizeof(note) - strlen(note), "; %s",
+			 m->ktls_probe_why);
+	snprintf(detail, sizeof(detail), "%s", f->detail);
+	kfeat_set(&m->kf, KFEAT_KTLS, 1, detail, note);
+	ktls_set_path(m->ktls_used ? m->kf.ktls_ok : 0);
+}
+
 static void choose_relay_path(struct master *m, const struct gw_config *c)
 {
 	if (!m->relay_probed) {
 		krelay_probe(&m->relay_caps);
 		kfeat_from_krelay(&m->kf, &m->relay_caps);
 		kfeat_probe_ktls(&m->kf);
+		snprintf(m->ktls_probe_why, sizeof(m->ktls_probe_why), "%s",
+			 m->kf.f[KFEAT_KTLS].why);
 		m->relay_probed = 1;
 	}
+	choose_ktls(m, c);
 	const struct krelay_caps *k = &m->relay_caps;
 	const char *plain = krelay_default_method(k, NULL);
 	if (!strcmp(c->relay_method, "user"))
@@ -1196,16 +1254,20 @@ static void choose_relay_path(struct master *m, const struct gw_config *c)
 				     .pipe_size = krelay_pref_measured.pipe_size};
 	bodysplice_set_path(&rp);
 	char why[160];
-	if (k->ktls)
-		snprintf(why, sizeof(why), "kernel TLS present but not used by OpenSSL here");
+	if (m->ktls_used)
+		snprintf(why, sizeof(why), "kernel TLS: bodies of kTLS phone legs move as %s",
+			 plain);
+	else if (k->ktls)
+		snprintf(why, sizeof(why), "kernel TLS present, not used (see feature ktls)");
 	else
 		snprintf(why, sizeof(why), "kernel TLS absent: %s",
 			 k->ktls_why[0] ? k->ktls_why : "probe failed");
 	snprintf(m->relay_path, sizeof(m->relay_path),
-		 "tls_legs=user plaintext_legs=%s configured=%s min_body=%llu pipe=%zu "
+		 "tls_legs=%s plaintext_legs=%s configured=%s min_body=%llu pipe=%zu "
 		 "splice=%d sockmap=%d ktls=%d why=\"%s\"",
-		 plain, c->relay_method, (unsigned long long)rp.min_body, rp.pipe_size, k->splice,
-		 k->sockmap, k->ktls, why);
+		 m->ktls_used ? "kernel" : "user", plain, c->relay_method,
+		 (unsigned long long)rp.min_body, rp.pipe_size, k->splice, k->sockmap, k->ktls,
+		 why);
 	char line[512];
 	log_info("event=relay_path %s probe=\"%s\"", m->relay_path,
 		 krelay_describe(line, sizeof(line), k, NULL));
@@ -1410,6 +1472,14 @@ int master_run(const struct config_cmdline *o, const char *version)
 	 * attaching programs. Nothing else; workers keep nothing. */
 	choose_relay_path(m, m->cfg); /* before the capabilities to load BPF are gone */
 	kfeat_log(&m->kf);
+	if (m->cfg->tls.ktls == CFG_KTLS_ON && !m->ktls_used) {
+		char q[240];
+		log_err(
+		    "event=ktls_unavailable why=%s fix=\"this kernel has no kernel TLS (TCP_ULP "
+		    "tls, CONFIG_TLS): set tls.ktls = \\\"auto\\\" or \\\"off\\\"\"",
+		    log_quote(q, sizeof(q), m->kf.f[KFEAT_KTLS].why, (size_t)-1));
+		goto out;
+	}
 	unsigned long long keep = PRIV_CAP_NET_BIND_SERVICE | PRIV_CAP_DAC_READ_SEARCH;
 	if (m->bpf)
 		keep |= PRIV_CAP_NET_ADMIN | PRIV_CAP_BPF | PRIV_CAP_PERFMON;

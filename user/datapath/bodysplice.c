@@ -2,8 +2,10 @@
 /* bodysplice.c - see bodysplice.h and conn.h. */
 #include "bodysplice.h"
 #include "conn.h"
+#include "ktls.h"
 #include "upstream.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <sys/types.h>
 
@@ -93,6 +95,10 @@ int bodysplice_request(struct conn *c)
 	if (n == -1) { /* the phone stopped mid body: closed as in user space */
 		c->flags |= F_EOF;
 		return 1;
+	}
+	if (c->ktls && (n == -EINVAL || n == -EIO || n == -EBADMSG)) {
+		relay_close(c, ktls_splice_failed(c, (int)-n));
+		return -1;
 	}
 	relay_close(c, "backend went away mid request body");
 	return -1;

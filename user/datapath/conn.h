@@ -14,6 +14,7 @@
  *   upstream.c    the backend connections a client connection owns
  *                 (upstream.h)
  *   bodysplice.c  bodies moved by splice(2) between two plaintext legs
+ *   ktls.c        the phone's TLS handed to the kernel after the handshake
  *   linger.c      closing after an answer without losing the answer
  *   conntimer.c   the one timer of a connection: what it waits for in each
  *                 state, and what happens when it fires
@@ -128,7 +129,8 @@ struct conn {
 	struct loop_timer again; /* relay_run stopped at its turn's cap: run again */
 	int tmr_kind;
 	int fd;
-	SSL *ssl;
+	SSL *ssl;     /* the phone's TLS in user space; NULL on a plain listener or with ktls */
+	uint8_t ktls; /* KTLS_*: the phone's TLS is the kernel's (ktls.h) */
 	uint32_t flags;
 	enum conn_state st;
 	struct sockaddr_storage peer, local;
@@ -145,6 +147,12 @@ struct conn {
 	uint64_t rx;	  /* bytes read from the phone (TLS plaintext), all requests */
 	uint64_t win_rx;  /* rx when the current request-body rate window began */
 };
+
+/* The phone's leg is TLS (in user space or in the kernel), not a proxy's plain one. */
+static inline int conn_is_tls(const struct conn *c)
+{
+	return c->ssl || c->ktls;
+}
 
 /* A de-chunking sink: payload bytes into a buffer at least as large as the
  * framed body they come from, so nothing is ever cut. */

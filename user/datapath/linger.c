@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /* linger.c - closing after an answer without losing it (see linger_begin). */
 #include "conn.h"
+#include "ktls.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -52,6 +53,8 @@ void linger_begin(struct conn *c)
 	if (c->ssl) {
 		ERR_clear_error();
 		SSL_shutdown(c->ssl); /* one close_notify; the answer to it is not awaited */
+	} else if (c->ktls) {
+		ktls_shutdown(c);
 	}
 	shutdown(c->fd, SHUT_WR);
 	buf_release(&c->w->pool, &c->in);

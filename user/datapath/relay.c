@@ -22,6 +22,7 @@
 #include "relay.h"
 #include "conn.h"
 #include "eas_answer.h"
+#include "ktls.h"
 #include "log.h"
 #include "srcadmit.h"
 #include "upstream.h"
@@ -125,6 +126,8 @@ static int tls_step(struct conn *c)
 			c->w->stats->tls_resumed++;
 		else
 			c->w->stats->tls_handshakes++;
+		if (ktls_handoff(c) < 0)
+			return -1;
 		c->st = CS_HEAD;
 		request_reset(c);
 		return 1;
@@ -183,7 +186,8 @@ static int client_read(struct conn *c)
 		h1_rebase(c->hm, before, buf_data(&c->in));
 	if (sp == 0)
 		return 0;
-	ssize_t r = io_read(c->fd, c->ssl, buf_tail(&c->in), (size_t)sp, &c->flags);
+	ssize_t r = c->ktls ? ktls_read(c, buf_tail(&c->in), (size_t)sp)
+			    : io_read(c->fd, c->ssl, buf_tail(&c->in), (size_t)sp, &c->flags);
 	if (r > 0) {
 		c->in.len += (uint32_t)r;
 		c->rx += (uint64_t)r;
@@ -654,6 +658,8 @@ void relay_accept(struct listener *l)
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		c->ssl = l->plain ? NULL : tls_server_ssl(w->tls, fd);
+		if (c->ssl)
+			ktls_prepare(c->ssl);
 		loop_timer_init(&c->tmr, conntimer_fired, c);
 		loop_timer_init(&c->again, conn_again, c);
 		c->kp_req.fd[0] = c->kp_req.fd[1] = c->kp_resp.fd[0] = c->kp_resp.fd[1] = -1;

@@ -129,7 +129,7 @@ static void push_xdp_verdict(struct conn *c)
 	struct eg_flow_verdict v = {0};
 	/* On a plain listener the peer is the load balancer that ended TLS:
 	 * its connection may carry other phones' requests next. */
-	if (!c->ssl) {
+	if (!conn_is_tls(c)) {
 		log_debug(
 		    "event=xdp_verdict_skipped reason=\"plain listener: the peer is a proxy\"");
 		return;
@@ -583,7 +583,7 @@ static int build_request_head(struct conn *c, const struct cfg_backend *b)
 		ok |= buf_append(&w->pool, o, "\r\n", 2, max);
 	}
 	int n = snprintf(tmp, sizeof(tmp), "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n%s\r\n",
-			 relay_peer_ip(c, ip, sizeof(ip)), c->ssl ? "https" : "http",
+			 relay_peer_ip(c, ip, sizeof(ip)), conn_is_tls(c) ? "https" : "http",
 			 b->reuse == CFG_REUSE_NEVER ? "Connection: close\r\n" : "");
 	ok |= buf_append(&w->pool, o, tmp, (size_t)n, max);
 	return ok ? -1 : 0;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /* tls.c - see tls.h. */
 #include "tls.h"
+#include "ktls.h"
 #include "log.h"
 #include "ocsp.h"
 #include "tls_params.h"
@@ -248,6 +249,7 @@ static SSL_CTX *server_ctx(const struct gw_config *c, const struct cfg_cert *cc,
 	X509_digest(SSL_CTX_get0_certificate(ctx), EVP_sha256(), out->sha256, &mdlen);
 	SSL_CTX_set_tlsext_status_cb(ctx, status_cb);
 	SSL_CTX_set_tlsext_status_arg(ctx, out);
+	ktls_server_ctx(ctx);
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);

@@ -204,6 +204,7 @@ void kfeat_probe_ktls(struct kfeat *k)
 	char ciphers[96] = "", vers[16] = "", why[200] = "";
 	int any = 0, lfd, vok[2] = {0, 0};
 
+	k->ktls_ok = 0;
 	if (kfeat_forced_off("ktls")) {
 		kfeat_set(k, KFEAT_KTLS, 0, NULL, KFEAT_FORCED_WHY);
 		return;
@@ -224,6 +225,7 @@ void kfeat_probe_ktls(struct kfeat *k)
 			if (!e) {
 				ok++;
 				vok[v] = 1;
+				k->ktls_ok |= KFEAT_KTLS_BIT(v, i);
 			} else if (!why[0]) {
 				snprintf(why, sizeof(why), "%s TLS %s: %s: %s",
 					 kfeat_ciphers[i].name, versions[v].name, step,

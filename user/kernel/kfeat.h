@@ -48,9 +48,14 @@ struct kfeat_item {
 	char why[200];	  /* off: the reason; on: what is missing, if anything ("" = nothing) */
 };
 
+/* A (TLS version, cipher) pair kernel TLS moved a record with: cipher 0
+ * AES-GCM-128, 1 AES-GCM-256, 2 ChaCha20-Poly1305; v13 0 = TLS 1.2. */
+#define KFEAT_KTLS_BIT(v13, cipher) (1u << ((cipher)*2 + (v13)))
+
 struct kfeat {
 	char kernel[65]; /* uname -r */
 	struct kfeat_item f[KFEAT__COUNT];
+	unsigned ktls_ok; /* KFEAT_KTLS_BIT of every pair that worked */
 };
 
 /* All unknown, kernel release filled in. */
