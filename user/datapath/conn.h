@@ -42,7 +42,7 @@
 /* Backend connections one client connection keeps open, keyed by (backend,
  * identity), least recently used out: a load balancer's connection carries
  * many phones, and each identity must find its own connection again. */
-#define UP_SET_MAX 4
+#define UP_SET_MAX 8
 
 enum conn_state {
 	CS_TLS = 0, /* handshake */
