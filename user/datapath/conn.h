@@ -63,6 +63,7 @@ enum conn_state {
 #define F_DEAD	     (1u << 5) /* closed; waiting to be freed */
 #define F_CONNECTING (1u << 6) /* upstream: TCP connect in progress */
 #define F_TLSCONN    (1u << 7) /* upstream: TLS handshake in progress */
+#define F_TLSBUF     (1u << 8) /* OpenSSL may hold the phone's record buffers (conntimer.c) */
 
 enum conn_body { BODY_NONE = 0, BODY_CLEN = 1, BODY_CHUNKED = 2 };
 
@@ -78,7 +79,11 @@ enum conn_timer {
 	T_HOLD,
 	T_FLUSH,
 	T_RATE, /* a request body's rate window (limits.min_body_rate) */
-	T_LINGER
+	T_LINGER,
+	/* a moment of T_IDLE's / T_RESPONSE's wait, after which OpenSSL's record
+	 * buffers are freed (conntimer.c) */
+	T_QUIET_IDLE,
+	T_QUIET_RESPONSE
 };
 
 struct upstream; /* upstream.h */
