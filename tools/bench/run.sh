@@ -395,7 +395,7 @@ profile() { # PROXY: a perf profile of a keep-alive and a handshake run (not mea
 
 wait_ready() { # FILE PID -> 0 once READY is printed
 	for _ in $(seq 1800); do
-		grep -q '^READY' "$1" && return 0
+		grep -qs '^READY' "$1" && return 0
 		kill -0 "$2" 2>/dev/null || return 1
 		sleep 0.1
 	done
@@ -516,6 +516,11 @@ if [ -x "$O/bench/policy_bench" ]; then
 else
 	PB_OUT="$O/bench/policy_bench missing (make)"
 fi
+TM_OUT="(not run)"
+if [ -x "$O/bench/tls_mem" ]; then
+	say "tls_mem"
+	TM_OUT=$(ulimit -n 20000 2>/dev/null; timeout 120 "$O/bench/tls_mem" -n 2000 "$PKI/server.pem" "$PKI/server.key" 2>&1)
+fi
 XB_OUT="(not run)"
 if [ -x "$O/bench/xdp_bench" ]; then
 	say "xdp_bench"
@@ -528,13 +533,14 @@ fi
 say "writing $OUT"
 vers() {
 	case $1 in
+	easgated-nc) ;;
 	easgated) echo "easgated $("$O/easgated" --version | awk '{print $2}') ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(basename "$O"))" ;;
 	haproxy) haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy", $3}' ;;
 	nginx) nginx -v 2>&1 | sed 's|nginx version: nginx/|nginx |' ;;
 	esac
 }
 VERSIONS=""
-for px in $PROXIES; do VERSIONS+="$(vers "$px"); "; done
+for px in $PROXIES; do [ "$px" = easgated-nc ] || VERSIONS+="$(vers "$px"); "; done
 VERSIONS+="$(openssl version | awk '{print "OpenSSL", $2}'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk", $2}')"
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 MACHINE="$(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
@@ -634,7 +640,7 @@ for test, k, unit in [
     row(test, "req/s", lambda px: cell(px, f"{k}_rps", "{:.0f}"))
     row("", f"**µs proxy CPU / {unit}** (user space)",
         lambda px: "n/a" if mean(px, f"{k}_cpu_us") is None else
-        f"{cell(px, f'{k}_cpu_us')} ({mean(px, f'{k}_user_us'):.1f})")
+        f"{cell(px, f'{k}_cpu_us')}; user {mean(px, f'{k}_user_us'):.1f}")
     if k == "rotate":
         row("", "µs backend CPU / request", lambda px: cell(px, "rotate_backend_cpu_us"))
     row("", "latency ms p50 / **p99** / p99.9", lambda px: lat(px, k))
@@ -644,7 +650,7 @@ for mode, label in (("full", "(d) full TLS 1.3 handshake"), ("resume", "(d) resu
     row(label, "handshakes/s", lambda px: cell(px, f"hs_{mode}_rate", "{:.0f}"))
     row("", "**µs proxy CPU / handshake** (user space)",
         lambda px: "n/a" if mean(px, f"hs_{mode}_cpu_us") is None else
-        f"{cell(px, f'hs_{mode}_cpu_us')} ({mean(px, f'hs_{mode}_user_us'):.1f})")
+        f"{cell(px, f'hs_{mode}_cpu_us')}; user {mean(px, f'hs_{mode}_user_us'):.1f}")
     row("", "latency ms p50 / **p99** / p99.9", lambda px: lat(px, f"hs_{mode}"))
 if idle:
     n = idle[-1]
@@ -753,6 +759,12 @@ PY
 	echo
 	echo '```'
 	echo "$PB_OUT"
+	echo '```'
+	echo
+	echo "## Where an idle TLS connection's bytes go (tools/bench/tls_mem.c)"
+	echo
+	echo '```'
+	echo "$TM_OUT"
 	echo '```'
 	echo
 	echo "## xdp_bench (tools/bench/xdp_bench.c)"
