@@ -26,6 +26,7 @@
 
 #include <openssl/ssl.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "buf.h"
@@ -88,6 +89,14 @@ enum conn_timer {
 
 struct upstream; /* upstream.h */
 
+/* A TCP endpoint, IPv4 or IPv6: 28 bytes where a sockaddr_storage takes 128,
+ * twice per connection (idle long-polls are counted in the 100,000s). */
+union conn_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
 /* What we keep of a request after its head is gone: enough to log it. */
 struct conn_req {
 	uint64_t t0_us;
@@ -136,7 +145,7 @@ struct conn {
 	SSL *ssl;
 	uint32_t flags;
 	enum conn_state st;
-	struct sockaddr_storage peer, local;
+	union conn_addr peer, local;
 	struct buf in, out;
 	struct h1_msg *hm;		  /* request head being parsed */
 	struct eas_req *eas;		  /* classification, kept only until the gate decided */
