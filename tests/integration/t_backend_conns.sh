@@ -6,7 +6,7 @@
 #    connection each get their own backend connection, and find it again on
 #    their next request; a backend that authenticates connections (NTLM, as
 #    IIS does) never serves one user's request on another's connection;
-#  - the set per client connection is bounded (4, least recently used out);
+#  - the set per client connection is bounded (8, least recently used out);
 #  - a backend that sends more than its response's framing declares (after a
 #    Content-Length body, a 204, a 304, a HEAD answer, an interim 100, or
 #    later on the idle connection) never gets the extra bytes to a phone and
@@ -92,25 +92,25 @@ check "...erin's requests all on her authenticated connection ($(field "$T/ntlm.
 check "...grace never reached erin's connection ($(field "$T/ntlm.out" 4 x-conn)), no mismatch ($(($(mismatches) - m0)))" \
 	test "$(field "$T/ntlm.out" 4 x-conn)" != "$e1" -a "$(mismatches)" -eq "$m0"
 
-# --- the set is bounded: six users, four connections kept ------------------------------
+# --- the set is bounded: ten users, eight connections kept ------------------------------
 bconns() { "$EASCTL" -s "$CTL" metrics | awk -F'} ' '/^easgate_backend_connections\{backend="iis"\}/ {print $2}'; }
 for _ in $(seq 50); do [ "$(bconns)" = 0 ] && break; sleep 0.1; done
 {
-	for u in u1 u2 u3 u4 u5 u6 u1 u2 u3 u4 u5 u6; do req $u; done
-	req u6 "" ', "pause": 1.5'
-} >"$T/six.script"
-run "$T/six.script" "$T/six.out" &
-six=$!
-# The client pauses 1.5 s after its 12th answer: count then.
+	for _ in 1 2; do for u in u1 u2 u3 u4 u5 u6 u7 u8 u9 u10; do req $u; done; done
+	req u10 "" ', "pause": 1.5'
+} >"$T/ten.script"
+run "$T/ten.script" "$T/ten.out" &
+ten=$!
+# The client pauses 1.5 s after its 20th answer: count then.
 for _ in $(seq 200); do
-	[ "$(wc -l <"$T/six.out")" -ge 12 ] && break
+	[ "$(wc -l <"$T/ten.out")" -ge 20 ] && break
 	sleep 0.05
 done
 held=$(bconns)
-wait "$six"
-st=$(for i in $(seq 0 12); do field "$T/six.out" $i status; done | sort | uniq -c | xargs)
-check "six users round-robin on one client connection: all 200 ($st)" test "$st" = "13 200"
-check "...the gateway kept 4 backend connections for it, no more ($held)" test "$held" = 4
+wait "$ten"
+st=$(for i in $(seq 0 20); do field "$T/ten.out" $i status; done | sort | uniq -c | xargs)
+check "ten users round-robin on one client connection: all 200 ($st)" test "$st" = "21 200"
+check "...the gateway kept 8 backend connections for it, no more ($held)" test "$held" = 8
 
 # --- bytes beyond a response's framing --------------------------------------------
 # desync SHAPE MODE [first-request JSON] : the first answer carries extra bytes;

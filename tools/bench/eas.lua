@@ -161,9 +161,9 @@ function done(summary, latency, requests)
 	-- Machine-readable lines for run.sh (microseconds; wrk's own text is kept too).
 	io.write(string.format("BENCH requests=%d duration_us=%d unexpected=%d " ..
 		"connect_err=%d read_err=%d write_err=%d status_err=%d timeouts=%d " ..
-		"p50_us=%d p90_us=%d p99_us=%d max_us=%d backends=%s\n",
+		"p50_us=%d p90_us=%d p99_us=%d p999_us=%d max_us=%d backends=%s\n",
 		summary.requests, summary.duration, bad, summary.errors.connect,
 		summary.errors.read, summary.errors.write, summary.errors.status,
 		summary.errors.timeout, latency:percentile(50), latency:percentile(90),
-		latency:percentile(99), latency.max, #bes > 0 and table.concat(bes, ",") or "none"))
+		latency:percentile(99), latency:percentile(99.9), latency.max, #bes > 0 and table.concat(bes, ",") or "none"))
 end

@@ -52,6 +52,7 @@ struct ic_conn {
 	size_t off;	 /* request bytes sent */
 	int answered;	 /* idle mode: the proxy answered (the long-poll did not hold) */
 	uint32_t events; /* what epoll currently waits for */
+	double t_start;	 /* handshake mode: when connect() was called */
 };
 
 struct ic_opts {
@@ -79,6 +80,9 @@ static size_t cap_body_len;
 static long n_started, n_inflight, n_handshakes, n_resumed, n_failed, n_idle, n_answered,
     n_peer_closed;
 static long n_tickets_resumed; /* new tickets received on resumed connections */
+/* Handshake mode: connect() to handshake complete, µs, one per handshake. */
+static float *lat_us;
+static size_t lat_n, lat_cap;
 
 static double ic_now(void)
 {
@@ -284,11 +288,40 @@ static int ic_start(uint32_t id)
 	}
 	c->st = IC_CONNECT;
 	c->events = EPOLLOUT;
+	c->t_start = ic_now();
 	struct epoll_event e = {.events = EPOLLOUT, .data.ptr = c};
 	epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &e);
 	n_started++;
 	n_inflight++;
 	return 0;
+}
+
+static void ic_lat_add(double us)
+{
+	if (lat_n == lat_cap) {
+		size_t cap = lat_cap ? lat_cap * 2 : 65536;
+		float *p = realloc(lat_us, cap * sizeof(*p));
+		if (!p)
+			return; /* the percentiles then cover the samples kept */
+		lat_us = p;
+		lat_cap = cap;
+	}
+	lat_us[lat_n++] = (float)us;
+}
+
+static int ic_cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The q-quantile (0..1) of the recorded latencies, nearest rank. */
+static double ic_lat_q(double q)
+{
+	if (!lat_n)
+		return 0;
+	size_t i = (size_t)(q * (double)lat_n);
+	return lat_us[i >= lat_n ? lat_n - 1 : i];
 }
 
 /* Maps an SSL result to "wait for I/O" (0) or "failed/closed" (-1). */
@@ -342,6 +375,8 @@ static void ic_step(struct ic_conn *c)
 			n_handshakes++;
 			if (SSL_session_reused(c->ssl))
 				n_resumed++;
+			if (o.handshakes)
+				ic_lat_add((ic_now() - c->t_start) * 1e6);
 			if (o.handshakes) {
 				/* Our close_notify first; the read that follows picks
 				 * up the ticket the server sent after its Finished. */
@@ -419,7 +454,9 @@ static void ic_usage(FILE *f)
 		"      --sni NAME    server name (default localhost)\n"
 		"Idle mode prints \"READY opened= failed= answered= closed=\" then holds the\n"
 		"connections until SIGTERM/SIGINT and prints \"DONE ...\". Handshake mode prints\n"
-		"\"HANDSHAKES mode= done= resumed= failed= seconds= rate=\".\n");
+		"\"HANDSHAKES mode= done= resumed= failed= seconds= rate= ... p50_us= p99_us= "
+		"p999_us=\"\n"
+		"(connect to handshake complete).\n");
 }
 
 int main(int argc, char **argv)
@@ -552,6 +589,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		n_handshakes = n_resumed = n_started = n_tickets_resumed = 0;
+		lat_n = 0;
 		t0 = ic_now();
 		deadline = t0 + o.seconds;
 	}
@@ -590,10 +628,12 @@ int main(int argc, char **argv)
 	}
 	if (o.handshakes) {
 		double secs = (t_end ? t_end : ic_now()) - t0;
+		qsort(lat_us, lat_n, sizeof(*lat_us), ic_cmp_float);
 		printf("HANDSHAKES mode=%s done=%ld resumed=%ld failed=%ld seconds=%.3f rate=%.0f "
-		       "new_tickets_on_resumed=%ld\n",
+		       "new_tickets_on_resumed=%ld p50_us=%.0f p99_us=%.0f p999_us=%.0f\n",
 		       o.handshakes == 2 ? "resume" : "full", n_handshakes, n_resumed, n_failed,
-		       secs, secs > 0 ? (double)n_handshakes / secs : 0, n_tickets_resumed);
+		       secs, secs > 0 ? (double)n_handshakes / secs : 0, n_tickets_resumed,
+		       ic_lat_q(0.50), ic_lat_q(0.99), ic_lat_q(0.999));
 		return n_handshakes > 0 ? 0 : 1;
 	}
 	printf("DONE opened=%ld failed=%ld answered=%ld closed=%ld\n", n_idle, n_failed, n_answered,

@@ -27,6 +27,7 @@
 
 #include <openssl/ssl.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "buf.h"
@@ -43,7 +44,7 @@
 /* Backend connections one client connection keeps open, keyed by (backend,
  * identity), least recently used out: a load balancer's connection carries
  * many phones, and each identity must find its own connection again. */
-#define UP_SET_MAX 4
+#define UP_SET_MAX 8
 
 enum conn_state {
 	CS_TLS = 0, /* handshake */
@@ -64,6 +65,7 @@ enum conn_state {
 #define F_DEAD	     (1u << 5) /* closed; waiting to be freed */
 #define F_CONNECTING (1u << 6) /* upstream: TCP connect in progress */
 #define F_TLSCONN    (1u << 7) /* upstream: TLS handshake in progress */
+#define F_TLSBUF     (1u << 8) /* OpenSSL may hold the phone's record buffers (conntimer.c) */
 
 enum conn_body { BODY_NONE = 0, BODY_CLEN = 1, BODY_CHUNKED = 2 };
 
@@ -79,10 +81,22 @@ enum conn_timer {
 	T_HOLD,
 	T_FLUSH,
 	T_RATE, /* a request body's rate window (limits.min_body_rate) */
-	T_LINGER
+	T_LINGER,
+	/* a moment of T_IDLE's / T_RESPONSE's wait, after which OpenSSL's record
+	 * buffers are freed (conntimer.c) */
+	T_QUIET_IDLE,
+	T_QUIET_RESPONSE
 };
 
 struct upstream; /* upstream.h */
+
+/* A TCP endpoint, IPv4 or IPv6: 28 bytes where a sockaddr_storage takes 128,
+ * twice per connection (idle long-polls are counted in the 100,000s). */
+union conn_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
 
 /* What we keep of a request after its head is gone: enough to log it. */
 struct conn_req {
@@ -133,7 +147,7 @@ struct conn {
 	uint8_t ktls; /* KTLS_*: the phone's TLS is the kernel's (ktls.h) */
 	uint32_t flags;
 	enum conn_state st;
-	struct sockaddr_storage peer, local;
+	union conn_addr peer, local;
 	struct buf in, out;
 	struct h1_msg *hm;		  /* request head being parsed */
 	struct eas_req *eas;		  /* classification, kept only until the gate decided */

@@ -14,6 +14,8 @@
 /* How long a draining worker keeps an idle keep-alive connection open for a
  * request that may already be on its way. */
 #define DRAIN_IDLE_MS 1000
+/* How long an idle TLS connection keeps OpenSSL's record buffers. */
+#define QUIET_MS 500
 
 void conntimer_set(struct conn *c, int kind, unsigned ms, int restart)
 {
@@ -21,6 +23,47 @@ void conntimer_set(struct conn *c, int kind, unsigned ms, int restart)
 		return;
 	c->tmr_kind = kind;
 	loop_timer_set(c->w->loop, &c->tmr, ms);
+}
+
+static unsigned quiet_of(unsigned ms)
+{
+	return ms / 2 < QUIET_MS ? ms / 2 : QUIET_MS;
+}
+
+/*
+ * The phone's TLS record buffers (~34 KiB). The server context releases them
+ * whenever they empty (SSL_MODE_RELEASE_BUFFERS), which costs a malloc, a
+ * free and, with SSL_OP_CLEANSE_PLAINTEXT, a 17 KiB cleanse per request (the
+ * plaintext itself is cleansed as it is read either way). So between complete
+ * requests a connection keeps them (kind T_IDLE or T_RESPONSE: the phone is
+ * not in the middle of sending), and frees them once it has been quiet for
+ * a moment (T_QUIET_*, at most QUIET_MS of the wait), after which the state's
+ * own timer runs for the rest: every timeout stays what it was. A phone that
+ * owes the rest of a head or body (a slow one, or an attacker trickling
+ * bytes) gets release-when-empty back (tls_bufs_release), so it never holds
+ * more than before.
+ */
+static void arm_wait(struct conn *c, int kind, unsigned ms)
+{
+	int quiet = kind == T_IDLE ? T_QUIET_IDLE : T_QUIET_RESPONSE;
+	if (c->tmr_kind == quiet && !loop_timer_armed(&c->tmr)) { /* it fired */
+		conntimer_set(c, kind, ms - quiet_of(ms), 1);
+		return;
+	}
+	if (c->ssl && (c->flags & F_TLSBUF) && quiet_of(ms)) {
+		SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+		conntimer_set(c, quiet, quiet_of(ms), 0);
+		return;
+	}
+	conntimer_set(c, kind, ms, 0);
+}
+
+static void tls_bufs_release(struct conn *c)
+{
+	if (c->ssl && !(SSL_get_mode(c->ssl) & SSL_MODE_RELEASE_BUFFERS)) {
+		SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+		SSL_free_buffers(c->ssl); /* what the last read left; 0 if a record is pending */
+	}
 }
 
 /*
@@ -33,6 +76,7 @@ void conntimer_set(struct conn *c, int kind, unsigned ms, int restart)
 static void arm_body_timer(struct conn *c, int progress)
 {
 	const struct gw_config *cfg = c->w->cfg;
+	tls_bufs_release(c);
 	if (!cfg->limits.min_body_rate) {
 		conntimer_set(c, T_BODY, cfg->timeouts.body_ms, progress);
 		return;
@@ -46,6 +90,8 @@ static void arm_body_timer(struct conn *c, int progress)
 void conntimer_arm(struct conn *c, int progress)
 {
 	const struct gw_config *cfg = c->w->cfg;
+	if (progress && c->ssl)
+		c->flags |= F_TLSBUF;
 	switch (c->st) {
 	case CS_TLS:
 		conntimer_set(c, T_HANDSHAKE, cfg->timeouts.handshake_ms, 0);
@@ -53,9 +99,10 @@ void conntimer_arm(struct conn *c, int progress)
 	case CS_HEAD:
 		if (c->flags & F_CLOSING)
 			conntimer_set(c, T_FLUSH, cfg->timeouts.body_ms, progress);
-		else if (c->hm)
+		else if (c->hm) {
+			tls_bufs_release(c);
 			conntimer_set(c, T_HEAD, cfg->timeouts.head_ms, 0);
-		else if (c->w->draining)
+		} else if (c->w->draining)
 			/* Idle on a draining worker: a request may be on its way
 			 * (the client cannot know yet); wait briefly for it. */
 			conntimer_set(c, T_DRAIN,
@@ -67,9 +114,9 @@ void conntimer_arm(struct conn *c, int progress)
 			/* Nothing asked yet: a new connection owes its first
 			 * request head within request_head (nginx's
 			 * client_header_timeout), not a keep-alive's idle time. */
-			conntimer_set(c, T_IDLE, cfg->timeouts.head_ms, 0);
+			arm_wait(c, T_IDLE, cfg->timeouts.head_ms);
 		else
-			conntimer_set(c, T_IDLE, cfg->timeouts.idle_ms, 0);
+			arm_wait(c, T_IDLE, cfg->timeouts.idle_ms);
 		break;
 	case CS_INSPECT:
 	case CS_LOCAL:
@@ -86,10 +133,9 @@ void conntimer_arm(struct conn *c, int progress)
 		else if (c->up && c->up->resp_started)
 			conntimer_set(c, T_BODY, cfg->timeouts.body_ms, progress);
 		else
-			conntimer_set(c, T_RESPONSE,
-				      c->r.hanging ? cfg->timeouts.hanging_ms
-						   : cfg->timeouts.backend_response_ms,
-				      0);
+			arm_wait(c, T_RESPONSE,
+				 c->r.hanging ? cfg->timeouts.hanging_ms
+					      : cfg->timeouts.backend_response_ms);
 		break;
 	}
 }
@@ -123,6 +169,13 @@ void conntimer_fired(struct loop_timer *t)
 	case T_HOLD:
 		c->st = CS_LOCAL;
 		relay_run(c);
+		return;
+	case T_QUIET_IDLE:
+	case T_QUIET_RESPONSE:
+		/* 0 (kept) only while a record is pending: not idle after all */
+		SSL_free_buffers(c->ssl);
+		c->flags &= ~F_TLSBUF;
+		conntimer_arm(c, 0);
 		return;
 	case T_RATE: {
 		const struct gw_config *cfg = c->w->cfg;

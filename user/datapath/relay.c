@@ -43,14 +43,13 @@
 
 const char *relay_peer_ip(const struct conn *c, char *buf, size_t n)
 {
-	if (c->peer.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)&c->peer;
+	if (c->peer.sa.sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = &c->peer.in6;
 		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
 			return inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], buf, (socklen_t)n);
 		return inet_ntop(AF_INET6, &s6->sin6_addr, buf, (socklen_t)n);
 	}
-	return inet_ntop(AF_INET, &((const struct sockaddr_in *)&c->peer)->sin_addr, buf,
-			 (socklen_t)n);
+	return inet_ntop(AF_INET, &c->peer.in.sin_addr, buf, (socklen_t)n);
 }
 
 /* --- low-level I/O ---------------------------------------------------------- */
@@ -652,7 +651,7 @@ void relay_accept(struct listener *l)
 		c->in.wipe = 1;
 		c->w = w;
 		c->fd = fd;
-		c->peer = ss;
+		memcpy(&c->peer, &ss, sl < sizeof(c->peer) ? sl : sizeof(c->peer));
 		sl = sizeof(c->local);
 		getsockname(fd, (struct sockaddr *)&c->local, &sl);
 		int one = 1;

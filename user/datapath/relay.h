@@ -5,10 +5,13 @@
  *
  * One connection = one client TCP connection (a phone, or a TLS-offloading
  * load balancer carrying many phones) plus the backend connections it owns:
- * at most 4, each belonging to one identity for its whole life. Backend
- * connections are never shared between clients nor between identities:
- * NTLM authenticates the connection, and sharing one would hand one user's
- * authenticated connection to another.
+ * at most 8, each belonging to one identity for its whole life. Backend
+ * connections are never shared between identities: NTLM authenticates the
+ * connection, and sharing one would hand one user's authenticated
+ * connection to another. One the backend never authenticated itself may
+ * move, idle, to another client connection of the worker for the same
+ * identity's request (upstream.h); an authenticated one never leaves its
+ * client connection.
  *
  * Lifecycle: relay_accept() creates, relay_close() is the only teardown
  * (both sides, every buffer); the memory is freed after the current loop

@@ -110,9 +110,12 @@ void request_commit_head(struct conn *c)
 	c->r.head_pending = 0;
 }
 
+/* snprintf(dst, dsz, "%s", src) without the format machinery (per request) */
 static void copy_field(char *dst, size_t dsz, const char *src)
 {
-	snprintf(dst, dsz, "%s", src);
+	size_t n = strnlen(src, dsz - 1);
+	memcpy(dst, src, n);
+	dst[n] = 0;
 }
 
 /*

@@ -76,6 +76,7 @@ static void exchange_done(struct conn *c)
 			 * (upstream_take), without a syscall per request here. */
 			c->up = NULL;
 			u->flags &= ~F_RD;
+			upstream_idle_put(c, u);
 		}
 	}
 	if (!c->r.body_done || c->r.close_after || w->draining)

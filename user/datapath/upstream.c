@@ -51,10 +51,121 @@ static int upstream_idle_ok(struct upstream *u)
 	return 0;
 }
 
+/* --- the worker's index of idle connections an identity may take over --------- */
+
+static struct upstream **idle_head(struct worker *w, int bi, uint64_t owner)
+{
+	/* owner is a keyed hash already: its bits are evenly spread */
+	return &w->up_idle[((owner >> 1) ^ (uint64_t)bi * 0x9e3779b97f4a7c15u) >> 54 &
+			   (WORKER_UP_IDLE_BUCKETS - 1)];
+}
+
+static void idle_unlink(struct upstream *u)
+{
+	if (!u->idle_pprev)
+		return;
+	*u->idle_pprev = u->idle_next;
+	if (u->idle_next)
+		u->idle_next->idle_pprev = u->idle_pprev;
+	u->idle_next = NULL;
+	u->idle_pprev = NULL;
+}
+
+void upstream_idle_put(struct conn *c, struct upstream *u)
+{
+	if (u->priv || !u->owner || u->idle_pprev)
+		return;
+	struct upstream **h = idle_head(c->w, u->backend, u->owner);
+	u->idle_next = *h;
+	if (*h)
+		(*h)->idle_pprev = &u->idle_next;
+	*h = u;
+	u->idle_pprev = h;
+}
+
+/* For bpftool: which backend serves this phone connection, and why (the
+ * keyed hash of its user, never the user). */
+static void steer_publish(struct conn *c, int bi)
+{
+	struct eg_flow_key k;
+	struct eg_conn_steer st = {.steer_key = c->r.steer_key,
+				   .backend = (uint32_t)bi,
+				   .worker = (uint32_t)c->w->slot,
+				   .since_ns = eg_mono_ns()};
+	eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local);
+	bpfmaps_steer_set(c->w->bpf, &k, &st);
+}
+
+/* Take u, idle in another client connection's (d's) set, into c's set (its
+ * identity's request there needs it). When c's set is full, its least
+ * recently used idle member goes to d in exchange if it may serve on
+ * another client connection (closed otherwise): taking over a connection
+ * closes none, so the worker keeps every identity's connection somewhere.
+ * -1 if c has no place. */
+static int adopt(struct conn *c, struct upstream *u)
+{
+	struct conn *d = u->c;
+	int ds = -1, slot = -1, lru = -1;
+	idle_unlink(u);
+	for (int i = 0; i < UP_SET_MAX; i++) {
+		if (d->ups[i] == u)
+			ds = i;
+		struct upstream *x = c->ups[i];
+		if (!x && slot < 0)
+			slot = i;
+		else if (x && x != c->up && (lru < 0 || x->used_ms < c->ups[lru]->used_ms))
+			lru = i;
+	}
+	if (ds < 0 || (slot < 0 && lru < 0))
+		return -1;
+	d->ups[ds] = NULL;
+	if (slot < 0) {
+		struct upstream *x = c->ups[lru];
+		slot = lru;
+		c->ups[lru] = NULL;
+		if (!x->priv && x->owner) {
+			x->c = d;
+			d->ups[ds] = x;
+		} else {
+			c->ups[lru] = x; /* upstream_free looks for it there */
+			upstream_free(c, x);
+		}
+	}
+	u->c = c;
+	c->ups[slot] = u;
+	if (c->w->bpf) {
+		int left = 0;
+		for (int i = 0; i < UP_SET_MAX; i++)
+			left += d->ups[i] != NULL;
+		if (!left) {
+			struct eg_flow_key k;
+			eg_flow_key_from_addrs(&k, (struct sockaddr *)&d->peer,
+					       (struct sockaddr *)&d->local);
+			bpfmaps_steer_del(c->w->bpf, &k);
+		}
+		steer_publish(c, u->backend);
+	}
+	return 0;
+}
+
+/* The most recently idle connection of (bi, this request's identity) in
+ * another client connection's set, if this request may use one there. */
+static struct upstream *idle_elsewhere(struct conn *c, int bi)
+{
+	if (!c->r.owner || c->r.conn_auth)
+		return NULL; /* an NTLM/Negotiate request authenticates its own */
+	for (struct upstream *x = *idle_head(c->w, bi, c->r.owner); x; x = x->idle_next)
+		if (x->backend == bi && x->owner == c->r.owner && x->c != c && !x->priv)
+			return x;
+	return NULL;
+}
+
 /*
  * The idle connection of this request's (backend, identity), taken for it if
- * still fit (an unfit one is closed). An identity-less connection that the
- * backend authenticated serves only requests continuing its handshake.
+ * still fit (an unfit one is closed): from c's own set, else one the
+ * identity left idle on another client connection of this worker (see the
+ * top of upstream.h). An identity-less connection that the backend
+ * authenticated serves only requests continuing its handshake.
  */
 struct upstream *upstream_take(struct conn *c, int bi)
 {
@@ -68,6 +179,13 @@ struct upstream *upstream_take(struct conn *c, int bi)
 		if (!u || x->used_ms > u->used_ms)
 			u = x;
 	}
+	if (!u && b->reuse != CFG_REUSE_NEVER) {
+		u = idle_elsewhere(c, bi);
+		if (u && adopt(c, u) < 0)
+			u = NULL;
+	}
+	if (u)
+		idle_unlink(u);
 	if (u && (b->reuse == CFG_REUSE_NEVER || u->resp_close || !upstream_idle_ok(u))) {
 		upstream_free(c, u);
 		u = NULL;
@@ -158,16 +276,7 @@ int upstream_connect(struct conn *c, int bi)
 	u->owner = c->r.owner;
 	w->stats->backend_conns[bi]++;
 	if (w->bpf) {
-		/* For bpftool: which backend serves this phone connection, and
-		 * why (the keyed hash of its user, never the user). */
-		struct eg_flow_key k;
-		struct eg_conn_steer st = {.steer_key = c->r.steer_key,
-					   .backend = (uint32_t)bi,
-					   .worker = (uint32_t)w->slot,
-					   .since_ns = eg_mono_ns()};
-		eg_flow_key_from_addrs(&k, (struct sockaddr *)&c->peer,
-				       (struct sockaddr *)&c->local);
-		bpfmaps_steer_set(w->bpf, &k, &st);
+		steer_publish(c, bi);
 		bpfmaps_backend_conns_add(w->bpf, (uint32_t)bi, 1);
 	}
 	return 0;
@@ -185,6 +294,7 @@ void upstream_free(struct conn *c, struct upstream *u)
 	}
 	if (c->up == u)
 		c->up = NULL;
+	idle_unlink(u);
 	loop_io_del(w->loop, &u->io);
 	if (u->ssl) {
 		SSL_set_quiet_shutdown(u->ssl, 1);

@@ -5,6 +5,15 @@
  * identity for its whole life (relay.h says why); an idle one is reused for
  * its identity's next request to the same backend when it is still fit,
  * the least recently used one makes way for a new one.
+ *
+ * An idle connection the backend never authenticated itself (no NTLM or
+ * Negotiate on it: every request carries its own credentials) is also
+ * indexed in its worker by (backend, identity): the same identity's request
+ * on another client connection of the worker takes it over (it moves to
+ * that client connection's set) instead of opening one. A load balancer in
+ * front spreads each phone over several connections; without this, a user
+ * whose connection sat idle on another of them paid a new backend
+ * connection per request, and so did the backend.
  */
 #ifndef EG_UPSTREAM_H
 #define EG_UPSTREAM_H
@@ -42,6 +51,9 @@ struct upstream {
 	uint64_t rx_bytes; /* response bytes received for this request */
 	int splicing;	   /* the response body moves backend -> phone by splice */
 	struct upstream *next_dead;
+	/* In the worker's index of idle shareable connections (pprev NULL:
+	 * not indexed). Only while idle, owner != 0 and !priv. */
+	struct upstream *idle_next, **idle_pprev;
 };
 
 /* The idle connection of c's request's (backend bi, identity), taken for it
@@ -49,6 +61,9 @@ struct upstream {
 struct upstream *upstream_take(struct conn *c, int bi);
 /* Open a connection to backend bi for c's request (c->up). 0 or -1 (errno). */
 int upstream_connect(struct conn *c, int bi);
+/* u (c's, just finished its exchange) is idle in c's set: index it for its
+ * identity's requests on other client connections, if it may serve them. */
+void upstream_idle_put(struct conn *c, struct upstream *u);
 /* Close idle members that sent something or closed. */
 void upstream_sweep(struct conn *c);
 /* Close one backend connection of c (the current one or an idle one). */

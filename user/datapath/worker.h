@@ -35,6 +35,8 @@ struct listener {
 	struct worker *w;
 };
 
+#define WORKER_UP_IDLE_BUCKETS 1024
+
 struct worker {
 	int slot;
 	uint64_t gen;
@@ -60,6 +62,9 @@ struct worker {
 	unsigned nconns;
 	struct conn *dead; /* closed this iteration, freed before the next sleep */
 	struct upstream *dead_ups;
+	/* Idle backend connections an identity may take from another client
+	 * connection, hashed by (backend, identity): upstream.h. */
+	struct upstream *up_idle[WORKER_UP_IDLE_BUCKETS];
 
 	int draining;
 	struct loop_timer drain_timer;

@@ -382,12 +382,21 @@ static void refresh(struct gate *g)
 
 static uint64_t dev_key(const struct gate *g, const char *user, const char *device_id)
 {
+	/* "user\0device_id", lower-cased, cut to the buffer (neither is longer
+	 * than its EAS_*_MAX): no snprintf, it runs twice per request */
 	char buf[EAS_USER_MAX + EAS_DEVID_MAX + 2];
-	int n = snprintf(buf, sizeof(buf), "%s%c%s", user, 0, device_id);
-	for (int i = 0; i < n; i++)
+	size_t ul = strnlen(user, sizeof(buf) - 1);
+	size_t dl = strnlen(device_id, sizeof(buf) - 1 - ul - (ul < sizeof(buf) - 1));
+	memcpy(buf, user, ul);
+	size_t n = ul;
+	if (n < sizeof(buf) - 1)
+		buf[n++] = 0;
+	memcpy(buf + n, device_id, dl);
+	n += dl;
+	for (size_t i = 0; i < n; i++)
 		if (buf[i] >= 'A' && buf[i] <= 'Z')
 			buf[i] = (char)(buf[i] + 32);
-	return siphash24(&g->hkey, buf, (size_t)n) | 1;
+	return siphash24(&g->hkey, buf, n) | 1;
 }
 
 /* The cached entry of key k in either cache (any generation), or NULL. */

@@ -453,12 +453,39 @@ static int scan_line_done(struct h1_ctx *x, size_t cr)
  * Examine buf[scan.pos .. min(len, max_head)). Returns the head length once
  * the blank line is seen, 0 if more bytes are needed, -1 on error.
  */
+/* No control character (CR and LF included; HTAB allowed) in p[0, n): a
+ * branch-free loop the compiler vectorizes. */
+static int span_clean(const unsigned char *p, size_t n)
+{
+	unsigned bad = 0;
+	for (size_t k = 0; k < n; k++)
+		bad |= (unsigned)((p[k] < 0x20 && p[k] != '\t') | (p[k] == 0x7f));
+	return !bad;
+}
+
 static long head_scan(struct h1_ctx *x, size_t len)
 {
 	struct h1_scan *s = &x->m->scan;
 	const char *buf = x->buf;
 	size_t end = len < x->lim.max_head ? len : x->lim.max_head;
 	for (size_t i = s->pos; i < end; i++) {
+		/* A whole line, CRLF-terminated, of at most max_line clean bytes:
+		 * what the byte loop below would accept, found without a decision
+		 * per byte (it was 4% of a worker's keep-alive profile). Anything
+		 * else takes the byte loop, which says what is wrong and where. */
+		const char *nlp;
+		while (i == s->line_start && (nlp = memchr(buf + i, '\n', end - i))) {
+			size_t nl = (size_t)(nlp - buf);
+			if (nl == i || buf[nl - 1] != '\r' || nl - 1 - i > x->lim.max_line ||
+			    !span_clean((const unsigned char *)buf + i, nl - 1 - i))
+				break;
+			int rc = scan_line_done(x, nl - 1);
+			if (rc)
+				return rc < 0 ? -1 : (long)(nl + 1);
+			s->line_start = i = nl + 1;
+		}
+		if (i >= end)
+			break;
 		unsigned char c = (unsigned char)buf[i];
 		if (i > s->line_start && buf[i - 1] == '\r' && c != '\n')
 			return fail(x, "bare CR in head", i - 1, 400);
