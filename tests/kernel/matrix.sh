@@ -9,7 +9,7 @@
 #                       and Debian 13's 6.12; see `tests/kernel/vm.sh list`).
 #                       The host's kernel is the rest of the suite's.
 #   EG_KERNEL_TESTS     the integration tests run in each guest (suite.sh)
-#   EG_KERNEL_TIMEOUT   seconds per guest, boot included (default 900)
+#   EG_KERNEL_TIMEOUT   seconds per guest, boot included (default 1800: a guest runs its suite in 8–12 min on a quiet 2-core machine, emulated)
 #
 # A kernel that cannot be fetched or does not boot is skipped with the
 # reason; a failure in any guest fails the stage. Each guest's console goes
@@ -26,7 +26,7 @@ echo "host kernel $(uname -r): the other stages; its verifier numbers:"
 for k in $KERNELS; do
 	echo "== kernel $k"
 	t0=$SECONDS
-	tests/kernel/vm.sh run -t "${EG_KERNEL_TIMEOUT:-900}" "$k" tests/kernel/suite.sh "$O" \
+	tests/kernel/vm.sh run -t "${EG_KERNEL_TIMEOUT:-1800}" "$k" tests/kernel/suite.sh "$O" \
 		2>"$LOGS/$k.err" | tee "$LOGS/$k.log" | sed -u 's/^/  | /'
 	rc=${PIPESTATUS[0]}
 	dt=$((SECONDS - t0))
