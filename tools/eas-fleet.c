@@ -134,6 +134,7 @@ struct cls_stats {
 	long eas_status[200]; /* envelope status of gateway-made answers */
 	uint32_t lat[FL_LAT_BUCKETS];
 	long *resp_by_s, *backend_by_s;
+	long *failed_by_s; /* failed requests by the second they were sent in */
 };
 
 static struct {
@@ -521,6 +522,9 @@ static void request_failed(struct dev *d, uint64_t now, int kind)
 		s->resets++;
 	else
 		s->connect_errors++;
+	int sec = d->t_send >= t_start ? (int)((d->t_send - t_start) / 1000) : 0;
+	if (sec < nseconds)
+		s->failed_by_s[sec]++;
 	d->dropped = 1;
 	mark(&d->first_drop, d, now);
 	disconnect(d);
@@ -1009,6 +1013,9 @@ static void report(FILE *f, double elapsed)
 		fprintf(f, "],\n    \"backend_by_second\": [");
 		for (int i = 0; i < w1; i++)
 			fprintf(f, "%s%ld", i ? ", " : "", s->backend_by_s[i]);
+		fprintf(f, "],\n    \"failed_by_second_sent\": [");
+		for (int i = 0; i < w1; i++)
+			fprintf(f, "%s%ld", i ? ", " : "", s->failed_by_s[i]);
 		fprintf(f, "]\n  },\n");
 	}
 	fprintf(f, "  \"loopers\": [");
@@ -1284,7 +1291,8 @@ int main(int argc, char **argv)
 	for (int c = 0; c < FC__N; c++) {
 		cs[c].resp_by_s = calloc((size_t)nseconds, sizeof(long));
 		cs[c].backend_by_s = calloc((size_t)nseconds, sizeof(long));
-		if (!cs[c].resp_by_s || !cs[c].backend_by_s)
+		cs[c].failed_by_s = calloc((size_t)nseconds, sizeof(long));
+		if (!cs[c].resp_by_s || !cs[c].backend_by_s || !cs[c].failed_by_s)
 			die("out of memory");
 	}
 	epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -879,6 +879,49 @@ static void test_src_cap(void **state)
 	run_spec("cleared", &(struct pk){.v6 = 1, .flags = TH_SYN}, XDP_PASS, EG_STAT_PASS);
 }
 
+/* bpfmaps_src_cap_each (the master's refresh): the callback's changes are
+ * written back; an entry deleted meanwhile (a worker saw its source fall
+ * below the cap) is not written again. */
+struct each_seen {
+	int n;
+	uint64_t expires_ns;
+};
+
+static int each_refresh_7(void *arg, const uint8_t src[16], struct eg_src_cap *v)
+{
+	struct each_seen *e = arg;
+	e->n++;
+	if (src[15] == 8) { /* deleted under our feet before the write */
+		assert_int_equal(bpfmaps_src_cap_del(G, src), 0);
+		v->expires_ns = e->expires_ns;
+		return 1;
+	}
+	if (src[15] != 7)
+		return 0;
+	v->expires_ns = e->expires_ns;
+	return 1;
+}
+
+static void test_src_cap_each(void **state)
+{
+	uint64_t soon = eg_mono_ns() + 1000000000ull, later = soon + 60000000000ull;
+	struct each_seen e = {.expires_ns = later};
+
+	(void)state;
+	set_src_cap("198.18.0.7", EG_ACT_DROP, soon);
+	set_src_cap("198.18.0.8", EG_ACT_DROP, soon);
+	set_src_cap("198.18.0.9", EG_ACT_DROP, soon);
+	assert_int_equal(bpfmaps_src_cap_each(G, each_refresh_7, &e), 1);
+	assert_int_equal(e.n, 3);
+	/* .7 outlives its first expiry, .9 does not, .8 stays deleted */
+	assert_int_equal(bpfmaps_gc(G, soon + 1), 1);
+	run_spec("the rewritten entry holds", &(struct pk){.flags = TH_SYN, .src = "198.18.0.7"},
+		 XDP_DROP, EG_STAT_CONN_CAP);
+	run_spec("the deleted one is not written again",
+		 &(struct pk){.flags = TH_SYN, .src = "198.18.0.8"}, XDP_PASS, EG_STAT_PASS);
+	assert_int_equal(bpfmaps_src_cap_clear(G), 1);
+}
+
 /* A gate loaded with BPFMAPS_F_NO_RST enforces RST verdicts as drops. */
 static void test_feature_no_rst(void **state)
 {
@@ -1055,6 +1098,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_syn_rate, reset),
 	    cmocka_unit_test_setup(test_rst, reset),
 	    cmocka_unit_test_setup(test_src_cap, reset),
+	    cmocka_unit_test_setup(test_src_cap_each, reset),
 	    cmocka_unit_test_setup(test_feature_no_rst, reset),
 	    cmocka_unit_test_setup(test_gc, reset),
 	    cmocka_unit_test_setup(test_mirrors, reset),

@@ -25,6 +25,7 @@
 #include "relay.h"
 #include "shm.h"
 #include "siphash.h"
+#include "srcadmit.h"
 #include "srccap.h"
 #include "fmt.h"
 #include "store.h"
@@ -846,7 +847,9 @@ static void on_tick(struct loop_timer *t)
 		m->ticket_rotated_ms = now;
 	}
 	if (m->bpf) {
-		bpfmaps_gc(m->bpf, eg_mono_ns());
+		uint64_t now_ns = eg_mono_ns();
+		srcadmit_refresh_kernel(m->bpf, m->srccap, &m->secret, m->cfg, now_ns);
+		bpfmaps_gc(m->bpf, now_ns);
 		mirror_steering(m, 0);
 	}
 	if (m->admin)

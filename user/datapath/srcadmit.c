@@ -26,15 +26,20 @@ static int full_addr(const struct sockaddr *sa, uint8_t out[16])
 	return -1;
 }
 
+static int exempt_addr(const struct gw_config *cfg, const uint8_t a[16])
+{
+	for (int i = 0; i < cfg->limits.ncap_exempt; i++)
+		if (config_prefix_match(&cfg->limits.cap_exempt[i], a))
+			return 1;
+	return 0;
+}
+
 static int exempt(const struct gw_config *cfg, const struct sockaddr *peer)
 {
 	uint8_t a[16];
 	if (full_addr(peer, a) < 0)
 		return 1;
-	for (int i = 0; i < cfg->limits.ncap_exempt; i++)
-		if (config_prefix_match(&cfg->limits.cap_exempt[i], a))
-			return 1;
-	return 0;
+	return exempt_addr(cfg, a);
 }
 
 static void tell_kernel(struct worker *w, const uint8_t src[16], unsigned conns)
@@ -108,4 +113,42 @@ void srcadmit_release(struct worker *w, const struct sockaddr *peer, uint64_t ta
 	if (w->bpf && cap && srccap_source(peer, src) == 0 &&
 	    srccap_count(w->srccap, tag) + 1 == cap)
 		bpfmaps_src_cap_del(w->bpf, src);
+}
+
+struct refresh {
+	const struct srccap *sc;
+	const struct siphash_key *secret;
+	const struct gw_config *cfg;
+	uint64_t now_ns;
+};
+
+static int refresh_one(void *arg, const uint8_t src[16], struct eg_src_cap *v)
+{
+	const struct refresh *r = arg;
+	const uint64_t ttl = (uint64_t)SRCADMIT_XDP_TTL_S * 1000000000ull;
+	const uint64_t fresh =
+	    (uint64_t)(SRCADMIT_XDP_TTL_S - SRCADMIT_XDP_REFRESH_S) * 1000000000ull;
+	unsigned cap = r->cfg->limits.max_conns_per_source;
+	if (!cap || v->expires_ns > r->now_ns + fresh)
+		return 0;
+	/* An IPv6 key is the /64: matched as written, like the counting. */
+	if (exempt_addr(r->cfg, src))
+		return 0;
+	unsigned n = srccap_count(r->sc, srccap_tag(r->secret, src));
+	if (n < cap)
+		return 0;
+	v->conns = n;
+	v->cap = cap;
+	v->expires_ns = r->now_ns + ttl;
+	return 1;
+}
+
+int srcadmit_refresh_kernel(struct bpfmaps *bpf, const struct srccap *sc,
+			    const struct siphash_key *secret, const struct gw_config *cfg,
+			    uint64_t now_ns)
+{
+	struct refresh r = {.sc = sc, .secret = secret, .cfg = cfg, .now_ns = now_ns};
+	if (!bpf || !sc || !cfg->limits.max_conns_per_source)
+		return 0;
+	return bpfmaps_src_cap_each(bpf, refresh_one, &r);
 }

@@ -15,12 +15,21 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "siphash.h"
+
+struct bpfmaps;
+struct gw_config;
+struct srccap;
 struct worker;
 
 /* How long a kernel entry lasts without being rewritten: the daemon deletes
  * it when the source falls below its cap; this bounds what a lost delete
  * (a race between workers, a crash) can cost the source. */
 #define SRCADMIT_XDP_TTL_S 10
+/* The master rewrites the entry of a source still at its cap once this much
+ * of SRCADMIT_XDP_TTL_S is gone: the rest is the margin for a late tick on a
+ * loaded machine (its SYNs would reach accept() again once it expired). */
+#define SRCADMIT_XDP_REFRESH_S 3
 
 /*
  * A new connection from peer: 0 = take it (*tag is what srcadmit_release
@@ -31,5 +40,16 @@ int srcadmit_take(struct worker *w, const struct sockaddr *peer, uint64_t *tag);
 
 /* A connection srcadmit_take counted (tag != 0) closed. */
 void srcadmit_release(struct worker *w, const struct sockaddr *peer, uint64_t tag);
+
+/*
+ * The master, every tick: each kernel entry whose source is still at its cap
+ * (counted in sc under the workers' secret, not exempt under cfg) and older
+ * than SRCADMIT_XDP_REFRESH_S expires SRCADMIT_XDP_TTL_S from now_ns again.
+ * The others are left to the workers' deletes and to their expiry. Returns
+ * how many were rewritten, or -errno.
+ */
+int srcadmit_refresh_kernel(struct bpfmaps *bpf, const struct srccap *sc,
+			    const struct siphash_key *secret, const struct gw_config *cfg,
+			    uint64_t now_ns);
 
 #endif

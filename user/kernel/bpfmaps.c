@@ -893,6 +893,31 @@ int bpfmaps_src_cap_clear(struct bpfmaps *g)
 	return n;
 }
 
+int bpfmaps_src_cap_each(struct bpfmaps *g, bpfmaps_src_cap_fn fn, void *arg)
+{
+	struct eg_rate_key key, next;
+	struct eg_src_cap val;
+	int fd, err, nerr, n = 0;
+
+	if (!g || !fn)
+		return -EINVAL;
+	if (!g->xdp)
+		return -EOPNOTSUPP;
+	fd = bpf_map__fd(g->xdp->maps.src_cap);
+	err = bpf_map_get_next_key(fd, NULL, &key);
+	while (!err) {
+		nerr = bpf_map_get_next_key(fd, &key, &next);
+		/* BPF_EXIST: an entry a worker deleted meanwhile (its source fell
+		 * below the cap) stays deleted. */
+		if (bpf_map_lookup_elem(fd, &key, &val) == 0 && fn(arg, key.addr, &val) &&
+		    bpf_map_update_elem(fd, &key, &val, BPF_EXIST) == 0)
+			n++;
+		key = next;
+		err = nerr;
+	}
+	return err == -ENOENT ? n : err;
+}
+
 /* ---- garbage collection -------------------------------------------------------------- */
 
 /*

@@ -147,6 +147,13 @@ int bpfmaps_prefix_del(struct bpfmaps *g, const char *cidr);
 int bpfmaps_src_cap_set(struct bpfmaps *g, const uint8_t src[16], const struct eg_src_cap *v);
 /* The source fell below its cap; -ENOENT if it had no entry. */
 int bpfmaps_src_cap_del(struct bpfmaps *g, const uint8_t src[16]);
+/*
+ * Visit every src_cap entry: fn gets its source and value and returns 1 to
+ * write the (changed) value back, 0 to leave it. An entry deleted meanwhile
+ * is not written again. Returns how many were written, or -errno.
+ */
+typedef int (*bpfmaps_src_cap_fn)(void *arg, const uint8_t src[16], struct eg_src_cap *v);
+int bpfmaps_src_cap_each(struct bpfmaps *g, bpfmaps_src_cap_fn fn, void *arg);
 /* Forget every capped source (a new daemon's counts start at 0). Returns
  * how many were deleted. */
 int bpfmaps_src_cap_clear(struct bpfmaps *g);
