@@ -22,9 +22,12 @@ def connect(a):
     ctx = ssl.create_default_context(cafile=a.cafile) if a.cafile else ssl._create_unverified_context()
     if not a.cafile:
         ctx.check_hostname = False
-    if a.tls12:
+    # Callers that build their own Namespace (clients.py, eas_session.py)
+    # name only the connection's address and trust: version and ciphers are
+    # optional.
+    if getattr(a, "tls12", False):
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    if a.ciphers:
+    if getattr(a, "ciphers", None):
         ctx.set_ciphers(a.ciphers)
     raw = socket.create_connection((a.host, a.port), timeout=a.timeout)
     return ctx.wrap_socket(raw, server_hostname=a.sni or a.host)
