@@ -3,6 +3,7 @@
 #include "ktls.h"
 #include "conn.h"
 #include "kfeat.h"
+#include "hex.h"
 #include "log.h"
 
 #include <errno.h>
@@ -63,10 +64,11 @@ static int unhex(const char *h, size_t hl, uint8_t *out, size_t max)
 	if (hl % 2 || n > max)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
-		unsigned v;
-		if (sscanf(h + 2 * i, "%2x", &v) != 1)
+		int hi = hex_digit_value((unsigned char)h[2 * i]);
+		int lo = hex_digit_value((unsigned char)h[2 * i + 1]);
+		if (hi < 0 || lo < 0)
 			return -1;
-		out[i] = (uint8_t)v;
+		out[i] = (uint8_t)(hi << 4 | lo);
 	}
 	return (int)n;
 }

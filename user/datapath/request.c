@@ -177,8 +177,11 @@ static int head_framing(struct conn *c)
 		c->r.bmode = BODY_NONE;
 	}
 	c->r.body_done = c->r.bmode == BODY_NONE;
+	/* RFC 9112 6.1: a coding we cannot decode (gzip, compress, deflate as a
+	 * transfer-coding) gets 501; forwarding it would hand the backend a body
+	 * whose framing we never checked. */
 	if (m->flags & H1_F_TE_CODED) {
-		answer_refuse(c, 501, "transfer-coding other than chunked not implemented");
+		answer_refuse(c, 501, "transfer-coding other than chunked refused (RFC 9112 6.1)");
 		return 1;
 	}
 	return 0;

@@ -445,6 +445,15 @@ static int step_done(struct inventory *inv, sqlite3_stmt *s, const char *what)
 	return 0;
 }
 
+/* step_done for a change an admin asked for: 1 if a row changed, 0 if none
+ * matched, -1 on a database error. */
+static int step_changed(struct inventory *inv, sqlite3_stmt *s, const char *what)
+{
+	if (step_done(inv, s, what) < 0)
+		return -1;
+	return sqlite3_changes(inv->db) > 0;
+}
+
 const char *inv_access_state_name(int access)
 {
 	switch (access) {
@@ -583,9 +592,7 @@ int inv_set_admin_state(struct inventory *inv, const char *user, const char *dev
 	bind_s(s, 2, device_id);
 	sqlite3_bind_int(s, 3, state);
 	sqlite3_bind_int64(s, 4, now);
-	if (step_done(inv, s, "set_admin") < 0)
-		return -1;
-	return sqlite3_changes(inv->db) > 0;
+	return step_changed(inv, s, "set_admin");
 }
 
 int inv_remove_device(struct inventory *inv, const char *user, const char *device_id)
@@ -593,9 +600,7 @@ int inv_remove_device(struct inventory *inv, const char *user, const char *devic
 	sqlite3_stmt *s = q(inv, Q_REMOVE);
 	bind_s(s, 1, user);
 	bind_s(s, 2, device_id);
-	if (step_done(inv, s, "remove") < 0)
-		return -1;
-	return sqlite3_changes(inv->db) > 0;
+	return step_changed(inv, s, "remove");
 }
 
 int inv_version_approve(struct inventory *inv, const char *os_key, int approved, int64_t now)
@@ -621,9 +626,7 @@ int inv_rule_remove(struct inventory *inv, int64_t id)
 {
 	sqlite3_stmt *s = q(inv, Q_RULE_DEL);
 	sqlite3_bind_int64(s, 1, id);
-	if (step_done(inv, s, "rule_remove") < 0)
-		return -1;
-	return sqlite3_changes(inv->db) > 0;
+	return step_changed(inv, s, "rule_remove");
 }
 
 int inv_loop_clear(struct inventory *inv, const char *user, const char *device_id, int64_t now)
@@ -632,9 +635,7 @@ int inv_loop_clear(struct inventory *inv, const char *user, const char *device_i
 	bind_s(s, 1, user);
 	bind_s(s, 2, device_id);
 	sqlite3_bind_int64(s, 3, now);
-	if (step_done(inv, s, "loop_clear") < 0)
-		return -1;
-	return sqlite3_changes(inv->db) > 0;
+	return step_changed(inv, s, "loop_clear");
 }
 
 /* --- personal lists ---------------------------------------------------------- */
@@ -645,9 +646,7 @@ int inv_list_add(struct inventory *inv, const char *list, const char *entry, int
 	bind_s(s, 1, list);
 	bind_s(s, 2, entry);
 	sqlite3_bind_int64(s, 3, now);
-	if (step_done(inv, s, "list_add") < 0)
-		return -1;
-	return sqlite3_changes(inv->db) > 0;
+	return step_changed(inv, s, "list_add");
 }
 
 int inv_list_remove(struct inventory *inv, const char *list, const char *entry)
@@ -655,9 +654,7 @@ int inv_list_remove(struct inventory *inv, const char *list, const char *entry)
 	sqlite3_stmt *s = q(inv, Q_LIST_DEL);
 	bind_s(s, 1, list);
 	bind_s(s, 2, entry);
-	if (step_done(inv, s, "list_remove") < 0)
-		return -1;
-	return sqlite3_changes(inv->db) > 0;
+	return step_changed(inv, s, "list_remove");
 }
 
 int inv_foreach_list(struct inventory *inv,
@@ -1026,9 +1023,7 @@ int inv_audit_put(struct inventory *inv, const struct inv_audit *a)
 {
 	sqlite3_stmt *s = q(inv, Q_AUDIT_PUT);
 	bind_audit(s, a);
-	if (step_done(inv, s, "audit_put") < 0)
-		return -1;
-	return sqlite3_changes(inv->db) > 0;
+	return step_changed(inv, s, "audit_put");
 }
 
 int inv_foreach_audit(struct inventory *inv, int64_t below_id, int limit,

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /* ktlscost.c - see ktlscost.h. */
 #include "ktlscost.h"
+#include "kfeat.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -35,32 +35,27 @@ static double thread_cpu_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A connected loopback pair (a: the client, with TCP_NODELAY; b: accepted),
+ * made with the feature probe's listener and pair. */
 static int pair(int *a, int *b)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t l = sizeof(sa);
-	int one = 1, lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1, lfd = kfeat_loopback_listener(1), e;
+
 	*a = *b = -1;
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0 ||
-	    getsockname(lfd, (struct sockaddr *)&sa, &l) < 0)
-		goto fail;
-	*a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (*a < 0 || connect(*a, (struct sockaddr *)&sa, l) < 0)
-		goto fail;
-	*b = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (*b < 0)
-		goto fail;
-	setsockopt(*a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (lfd < 0)
+		return lfd;
+	e = kfeat_loopback_pair(lfd, a, b);
 	close(lfd);
+	if (e < 0) {
+		if (*a >= 0)
+			close(*a);
+		if (*b >= 0)
+			close(*b);
+		*a = *b = -1;
+		return e;
+	}
+	setsockopt(*a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return 0;
-fail:;
-	int e = -errno;
-	if (lfd >= 0)
-		close(lfd);
-	if (*a >= 0)
-		close(*a);
-	*a = -1;
-	return e ? e : -EIO;
 }
 
 static int send_all(int fd, const uint8_t *p, size_t n)

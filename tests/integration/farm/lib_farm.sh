@@ -94,10 +94,10 @@ restart_pg() {
 	return 1
 }
 
-# kill -9 of the postmaster and every backend: the database is gone at once.
-kill_pg() {
-	local pid kids
-	pid=$(pg_pid "$1")
+# kill_tree PID: kill -9 of a process and its children, at once, and wait
+# until they are gone.
+kill_tree() {
+	local pid=$1 kids
 	kids=$(ps -o pid= --ppid "$pid" | tr '\n' ' ')
 	kill -KILL "$pid" $kids 2>/dev/null
 	wait "$pid" 2>/dev/null # reap it if it is ours (kill -0 succeeds on a zombie)
@@ -105,6 +105,11 @@ kill_pg() {
 		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 	done
 	forget_pid "$pid"
+}
+
+# kill -9 of the postmaster and every backend: the database is gone at once.
+kill_pg() {
+	kill_tree "$(pg_pid "$1")"
 }
 
 stop_pg() {
@@ -172,15 +177,7 @@ nctl() {
 }
 
 kill_node() {
-	local pid kids
-	pid=$(node_pid "$1")
-	kids=$(ps -o pid= --ppid "$pid" | tr '\n' ' ')
-	kill -KILL "$pid" $kids 2>/dev/null
-	wait "$pid" 2>/dev/null # reap it if it is ours (kill -0 succeeds on a zombie)
-	for p in $pid $kids; do
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-	done
-	forget_pid "$pid"
+	kill_tree "$(node_pid "$1")"
 }
 
 # stop_node NAME: SIGTERM, wait (graceful stop).
