@@ -128,7 +128,10 @@ try:
         r.text if r else rows_text())
     shot("versions-approved")
     st, be = eas_sync(inc)
-    time.sleep(0.2)
+    for _ in range(50):  # the backend writes its record as it answers: a bounded wait
+        if backend_saw(inc["device"]) > before:
+            break
+        time.sleep(0.1)
     out("after the approval the iPhone's next Sync is relayed (the backend records it)",
         st == 200 and be != "" and backend_saw(inc["device"]) == before + 1,
         "status %d X-Backend %r backend records %d -> %d" % (st, be, before, backend_saw(inc["device"])))
