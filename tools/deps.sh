@@ -11,12 +11,13 @@ RUN="openssl iproute2 ca-certificates sqlite3 libjs-chart.js"
 TEST="curl libwbxml2-utils gnutls-bin testssl.sh python3 procps psmisc jq tcpdump ethtool prometheus gdb
   debhelper dpkg-dev lintian man-db groff-base
   systemd wrk nghttp2-client haproxy nginx-light bc chromium chromium-driver python3-selenium
-  python3-aiosmtpd
+  python3-aiosmtpd libnss3-tools
   qemu-system-x86 busybox-static xz-utils zstd
   postgresql"
 # qemu..zstd: the kernel matrix (tests/kernel/), which boots Debian's stock
 # kernels under QEMU with a busybox initramfs; postgresql: the farm tests;
-# man-db, groff-base: t_man renders the man pages (man --warnings).
+# man-db, groff-base: t_man renders the man pages (man --warnings); libnss3-tools:
+# t_console_pages puts the test root in Chromium's NSS store (certutil).
 
 want=$(echo $BUILD $RUN ${EASGATE_DEPS_TEST:-$TEST})
 missing=()

@@ -41,12 +41,14 @@ async function api(argv, change) {
 }
 async function apiJson(argv) { return JSON.parse(await api(argv, false)); }
 
-function table(cols, rows, empty) {
-  if (!rows.length) return el('p', { class: 'empty' }, empty || 'Nothing to show.');
-  return el('table', {},
+function table(cols, rows, empty, id) {
+  if (!rows.length) return el('p', { class: 'empty', id }, empty || 'Nothing to show.');
+  return el('table', { id },
     el('thead', {}, el('tr', {}, cols.map(c => el('th', {}, c)))),
     el('tbody', {}, rows));
 }
+// A throttle class's token bucket as a helpdesk reads it; 0 means unlimited.
+function budget(t) { return t.rate || t.burst ? t.burst + ' requests, then ' + t.rate + '/s' : 'unlimited'; }
 function pill(v) { return el('span', { class: 'pill ' + v }, v); }
 function when(s) { return s && s !== '-' ? s.replace('T', ' ').replace('Z', '') : '-'; }
 function devLink(d) {
@@ -164,16 +166,17 @@ async function pageDevice(c, user, id) {
         try { await deviceAction(v, d); setStatus(v + ': done (effective on its next request)'); if (v !== 'remove') route(); }
         catch (e) { setStatus(e.message, true); } } }, v[0].toUpperCase() + v.slice(1)))) : null;
   c.append(...[acts, unauth].filter(Boolean), el('div', { class: 'grid', id: 'dev-fields' }, fields.map(([k, v]) => [el('div', {}, k), el('div', { class: 'value' }, v || '-')])),
-    el('h2', {}, 'Decisions over time'),
+    el('h2', {}, 'Decisions and answers over time'),
     table(['When', 'Kind', 'Command', 'Status', 'Access', 'Reason', 'Rule'], hist.map(h => el('tr', {},
       el('td', {}, when(h.at)), el('td', {}, h.kind), el('td', {}, h.command), el('td', {}, h.status || ''),
       el('td', {}, h.access === '-' ? '' : pill(h.access)), el('td', {}, h.reason === '-' ? '' : h.reason), el('td', {}, h.rule))),
-      'No decision remembered since the daemon started.'),
+      'No decision remembered since the daemon started.', 'dev-history'),
     el('h2', {}, 'Throttle state'),
-    table(['State', 'Class', 'Left', 'Kernel drop', 'Looping command', 'Seen/refused by command'], thr.map(t => el('tr', {},
-      el('td', {}, t.state), el('td', {}, t.class), el('td', {}, t.remaining_s + ' s'), el('td', {}, t.xdp ? 'yes' : 'no'),
-      el('td', {}, t.loop_command || '-'), el('td', { class: 'mono' }, Object.entries(t.by_command).map(([k, v]) => k + ' ' + v[0] + '/' + v[1]).join(', ')))),
-      'Never throttled.'));
+    table(['State', 'Last event', 'Class', 'Budget', 'Left', 'Kernel drop', 'Looping command', 'Seen/refused by command'], thr.map(t => el('tr', {},
+      el('td', {}, t.state), el('td', {}, t.last_event), el('td', {}, t.class), el('td', {}, budget(t)), el('td', {}, t.remaining_s + ' s'),
+      el('td', {}, t.xdp ? 'yes' : 'no'), el('td', {}, t.loop_command || '-'),
+      el('td', { class: 'mono' }, Object.entries(t.by_command).map(([k, v]) => k + ' ' + v[0] + '/' + v[1]).join(', ')))),
+      'Never throttled.', 'dev-throttle'));
 }
 
 async function pageRules(c) {

@@ -24,21 +24,12 @@
 #    made here, each with who made it: the helpdesk's approval, the admin's
 #    rule and two blocks, an easctl version approval; and nothing else.
 source "$(dirname "$0")/lib.sh"
-need curl xml2wbxml openssl
-PY=/usr/bin/python3 # Debian's, where python3-selenium is
-if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ] ||
-	! $PY -c 'import selenium' 2>/dev/null; then
-	must_run && { fail "chromium, chromium-driver and python3-selenium are needed (make deps)"; finish; }
-	skip "needs chromium, chromium-driver and python3-selenium"
-fi
+source "$(dirname "$0")/console/lib_console.sh"
+console_need
 make_pki
 start_backend cas1 --record "$T/rec" || finish
 ACC=$T/console.passwd
-for a in "helen helpdesk" "victor viewer" "ada admin"; do
-	set -- $a
-	echo "pw-$1-0123" | "$EASCTL" admin passwd "$1" "$2" --file "$ACC" >/dev/null ||
-		{ fail "easctl admin passwd $1"; finish; }
-done
+console_accounts || finish
 WEB=$(free_port)
 cat >"$T/gw.conf" <<CONF
 policy = { default = "quarantine"; incubation = { enabled = true; days = 14; families = [ "iOS" ]; }; };
@@ -49,23 +40,6 @@ start_gateway -c "$T/gw.conf" --backend "cas1=127.0.0.1:$BE_PORT_cas1,health=/he
 wait_backends_up cas1 || { fail "backend cas1 not up"; finish; }
 ctl() { "$EASCTL" -s "$CTL" "$@"; }
 
-# phone USER DEVICE TYPE UA [CMD] [BODY.wbxml]: one request; prints the HTTP status
-phone() {
-	local body=()
-	[ -n "${6:-}" ] && body=(--data-binary "@$6") || body=(--data-binary "")
-	eas -u "$1:secret" -A "$4" -H "MS-ASProtocolVersion: 14.1" \
-		-H "Content-Type: application/vnd.ms-sync.wbxml" "${body[@]}" -o /dev/null -w '%{http_code}' \
-		"$(GWURL "/Microsoft-Server-ActiveSync?Cmd=${5:-Sync}&User=$1&DeviceId=$2&DeviceType=$3")"
-}
-# newphone USER DEVICE TYPE UA: a phone's first contact, FolderSync then Sync.
-# Quarantine relays FolderSync: the backend's 200 authenticates the phone,
-# so it becomes a device (only then is it in the inventory and the queue).
-newphone() {
-	local st
-	st=$(phone "$@" FolderSync)
-	[ "$st" = 200 ] || { fail "$1's FolderSync: HTTP $st"; return 1; }
-	phone "$@" >/dev/null
-}
 wbxml_from_xml "$EG_ROOT/tests/integration/console/settings-xss.xml" "$T/xss.wbxml" ||
 	{ fail "xml2wbxml"; finish; }
 XSS='<img src=x onerror=alert(1)>'
@@ -91,8 +65,7 @@ check "the inventory has the hostile DeviceModel as sent" \
 # A change from easctl too: the audit must name its uid.
 ctl versions approve "iOS 7.0 11A465" >/dev/null || fail "easctl versions approve"
 
-SPKI=$(openssl x509 -in "$PKI/server.pem" -pubkey -noout | openssl pkey -pubin -outform der |
-	openssl dgst -sha256 -binary | base64)
+SPKI=$(console_spki)
 SHOTS=${EG_ARTIFACTS:-$O/test-artifacts}/t_console
 rm -rf "$SHOTS" && mkdir -p "$SHOTS"
 cat >"$T/browser.json" <<JSON
@@ -103,33 +76,7 @@ cat >"$T/browser.json" <<JSON
  "p1": {"user": "alice", "device": "AndroidP1", "type": "Android", "ua": "Android/4.4.2-EAS-1.3"},
  "ios61": ["IPAD61B", "IPH61A"], "throttled": "IPH7C", "unauth": "FRANKSEEN", "unauth_user": "frank", "xss": {"device": "XSSDEV", "model": "<img src=x onerror=alert(1)>"}}
 JSON
-timeout 300 $PY "$EG_ROOT/tests/integration/console/browser.py" "$T/browser.json" >"$T/browser.out" 2>"$T/browser.err"
-rc=$?
-if [ "$rc" -eq 77 ]; then
-	if must_run; then
-		fail "the browser test did not run: $(tail -1 "$T/browser.out")"
-	else
-		skip "$(tail -1 "$T/browser.out")"
-	fi
-fi
-check "browser.py ran every step (exit $rc)" test "$rc" -eq 0
-check "browser.py reached its end" grep -q '"done": true' "$T/browser.out"
-[ "$rc" -eq 0 ] || { tail -5 "$T/browser.out" "$T/browser.err"; }
-nchecks=0
-while IFS= read -r line; do
-	case $line in
-	'{"check"'*)
-		nchecks=$((nchecks + 1))
-		what=$($PY -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["check"] + ("" if j["ok"] else " -- " + j["detail"]))' "$line")
-		if $PY -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["ok"] else 1)' "$line"; then
-			pass "browser: $what"
-		else
-			fail "browser: $what"
-		fi
-		;;
-	esac
-done <"$T/browser.out"
-check "the browser made all 21 checks ($nchecks)" test "$nchecks" -eq 21
+console_browser "$EG_ROOT/tests/integration/console/browser.py" "$T/browser.json" 21
 for p in login quarantine devices devices-unauthenticated rules device versions throttle backends audit charts viewer-quarantine; do
 	check "screenshot $p.png taken" test -s "$SHOTS/$p.png"
 done

@@ -1698,6 +1698,9 @@ static int thr_row(void *arg, const struct throttle_info *d)
 		fmt_json_str(o, d->device_os);
 		sbuf_printf(o, ", \"class\": ");
 		fmt_json_str(o, k ? k->name : "?");
+		/* the budget the device went over, so a page can say so */
+		sbuf_printf(o, ", \"burst\": %g, \"rate\": %g", k ? k->burst : 0.0,
+			    k ? k->rate : 0.0);
 		sbuf_printf(
 		    o,
 		    ", \"state\": \"%s\", \"remaining_s\": %u, \"xdp\": %s, \"loop_command\": "
