@@ -5,7 +5,8 @@
  * The daemon does the work (so a change takes effect at once, for every
  * worker); easctl sends its arguments and prints the answer. Exit codes are
  * stable for scripts: 0 ok, 1 usage, 2 not found, 3 failed, 4 permission
- * denied, 5 daemon unreachable.
+ * denied, 5 daemon unreachable, 6 nothing to change (e.g. approving an OS
+ * version that no incubation holds).
  *
  * `easctl certcheck --cert F --key K` also works without a daemon, to check
  * a certificate before deploying it, and `easctl admin passwd NAME ROLE`

@@ -49,6 +49,22 @@ function table(cols, rows, empty, id) {
 }
 // A throttle class's token bucket as a helpdesk reads it; 0 means unlimited.
 function budget(t) { return t.rate || t.burst ? t.burst + ' requests, then ' + t.rate + '/s' : 'unlimited'; }
+// The throttle's machine names stay as they are in the JSON API (scripts
+// read them); a page says them in a helpdesk's words, with the clock time a
+// stage or an empty budget ends (UTC, as every time on these pages).
+function untilText(s) { return ' (until ' + new Date(Date.now() + s * 1000).toISOString().slice(11, 19) + ')'; }
+function throttleState(t) {
+  switch (t.state) {
+    case 'ok': return t.budget_wait_s > 0 ? 'throttled' + untilText(t.budget_wait_s) : 'within budget';
+    case 'cutoff': return 'cut off: every request refused' + untilText(t.remaining_s);
+    case 'loop_throttle': return 'looping: slowed down' + untilText(t.remaining_s);
+    case 'loop_quarantine': return 'loop-quarantined' + untilText(t.remaining_s);
+    default: return t.state;
+  }
+}
+const THROTTLE_EVENTS = { none: '-', throttled: 'over its budget', cutoff: 'cut off', loop: 'loop detected',
+  quarantine: 'loop-quarantined', xdp: 'dropped in the kernel', max_devices: "over the user's device limit" };
+function throttleEvent(e) { return THROTTLE_EVENTS[e] || e; }
 function pill(v) { return el('span', { class: 'pill ' + v }, v); }
 function when(s) { return s && s !== '-' ? s.replace('T', ' ').replace('Z', '') : '-'; }
 function devLink(d) {
@@ -172,8 +188,8 @@ async function pageDevice(c, user, id) {
       el('td', {}, h.access === '-' ? '' : pill(h.access)), el('td', {}, h.reason === '-' ? '' : h.reason), el('td', {}, h.rule))),
       'No decision remembered since the daemon started.', 'dev-history'),
     el('h2', {}, 'Throttle state'),
-    table(['State', 'Last event', 'Class', 'Budget', 'Left', 'Kernel drop', 'Looping command', 'Seen/refused by command'], thr.map(t => el('tr', {},
-      el('td', {}, t.state), el('td', {}, t.last_event), el('td', {}, t.class), el('td', {}, budget(t)), el('td', {}, t.remaining_s + ' s'),
+    table(['State', 'Last event', 'Class', 'Budget', 'Kernel drop', 'Looping command', 'Seen/refused by command'], thr.map(t => el('tr', {},
+      el('td', {}, throttleState(t)), el('td', {}, throttleEvent(t.last_event)), el('td', {}, t.class), el('td', {}, budget(t)),
       el('td', {}, t.xdp ? 'yes' : 'no'), el('td', {}, t.loop_command || '-'),
       el('td', { class: 'mono' }, Object.entries(t.by_command).map(([k, v]) => k + ' ' + v[0] + '/' + v[1]).join(', ')))),
       'Never throttled.', 'dev-throttle'));
@@ -224,15 +240,23 @@ function calendar(versions, days) {
   return el('div', { class: 'calendar', id: 'calendar' }, ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'].map(x => el('div', {}, x)), cells);
 }
 
+// Approve only where incubation holds a version, Revoke only where an
+// approval exists: the command layer refuses (409) anything else.
+function versionButton(x) {
+  const verb = x.state === 'approved' ? 'revoke' : x.state === 'incubating' ? 'approve' : '';
+  if (!verb || !can('admin')) return '';
+  return el('button', { type: 'button', class: verb === 'approve' ? 'ok' : '', onclick: async () => {
+    try { await api(['versions', verb, x.os], true); route(); } catch (e) { setStatus(e.message, true); } } },
+    verb === 'approve' ? 'Approve' : 'Revoke');
+}
+
 async function pageVersions(c) {
   const v = await apiJson(['versions', 'list', '--format', 'json']);
   c.append(el('p', {}, 'Incubation: ', v.incubation ? 'on, ' + v.days + ' days from the first authenticated request' : 'off'),
     table(['OS', 'Family', 'First seen', 'State', 'Incubating until', 'Devices', ''], v.versions.map(x => el('tr', {},
       el('td', {}, x.os), el('td', {}, x.family), el('td', {}, x.first_seen === '-' ? 'no authenticated request yet' : when(x.first_seen)), el('td', {}, pill(x.state)),
       el('td', {}, when(x.incubating_until)), el('td', {}, x.devices),
-      el('td', { class: 'actions' }, can('admin') ? el('button', { type: 'button', class: x.state === 'approved' ? '' : 'ok', onclick: async () => {
-        try { await api(['versions', x.state === 'approved' ? 'revoke' : 'approve', x.os], true); route(); } catch (e) { setStatus(e.message, true); } } },
-        x.state === 'approved' ? 'Revoke' : 'Approve') : ''))), 'No OS version seen yet.'),
+      el('td', { class: 'actions' }, versionButton(x)))), 'No OS version seen yet.'),
     el('h2', {}, 'Incubation calendar (the day each version is let in)'), calendar(v.versions, v.days));
 }
 
@@ -240,9 +264,9 @@ async function pageThrottle(c) {
   let t;
   try { t = JSON.parse(await api(['throttle', 'list', '--format', 'json'], false)); }
   catch (e) { c.append(el('p', { class: 'empty' }, e.message)); return; }
-  c.append(table(['User', 'Device', 'OS', 'Class', 'Last event', 'Stage', 'Left', 'Kernel drop', 'Looping command', 'Seen/refused', ''], t.map(x => el('tr', {},
+  c.append(table(['User', 'Device', 'OS', 'Class', 'Last event', 'State', 'Kernel drop', 'Looping command', 'Seen/refused', ''], t.map(x => el('tr', {},
     el('td', {}, x.user), el('td', { class: 'mono' }, devLink(x)), el('td', {}, x.device_os), el('td', {}, x.class),
-    el('td', {}, x.last_event), el('td', {}, x.state), el('td', {}, x.remaining_s + ' s'), el('td', {}, x.xdp ? 'yes' : 'no'), el('td', {}, x.loop_command || '-'),
+    el('td', {}, throttleEvent(x.last_event)), el('td', {}, throttleState(x)), el('td', {}, x.xdp ? 'yes' : 'no'), el('td', {}, x.loop_command || '-'),
     el('td', { class: 'mono' }, Object.entries(x.by_command).map(([k, v]) => k + ' ' + v[0] + '/' + v[1]).join(', ')),
     el('td', { class: 'actions' }, can('helpdesk') ? el('button', { type: 'button', onclick: async () => {
       try { await api(['throttle', 'forgive', x.user, x.device_id], true); route(); } catch (e) { setStatus(e.message, true); } } }, 'Forgive') : ''))),

@@ -16,6 +16,7 @@
 #  - the dry run of block DeviceOS like "iOS 6.1*" lists exactly the two
 #    iOS 6.1 phones;
 #  - every page renders (screenshots in build/test-artifacts/t_console/),
+#    with no empty status line leaving a gap under the title,
 #    the throttled page lists the phone that went over its budget,
 #    three chart.js charts are drawn, no CSP violation or script error;
 #  - the queue filtered by OS lists the two iOS 6.1 phones alone, with first
@@ -76,7 +77,7 @@ cat >"$T/browser.json" <<JSON
  "p1": {"user": "alice", "device": "AndroidP1", "type": "Android", "ua": "Android/4.4.2-EAS-1.3"},
  "ios61": ["IPAD61B", "IPH61A"], "throttled": "IPH7C", "unauth": "FRANKSEEN", "unauth_user": "frank", "xss": {"device": "XSSDEV", "model": "<img src=x onerror=alert(1)>"}}
 JSON
-console_browser "$EG_ROOT/tests/integration/console/browser.py" "$T/browser.json" 21
+console_browser "$EG_ROOT/tests/integration/console/browser.py" "$T/browser.json" 25
 for p in login quarantine devices devices-unauthenticated rules device versions throttle backends audit charts viewer-quarantine; do
 	check "screenshot $p.png taken" test -s "$SHOTS/$p.png"
 done

@@ -4,17 +4,20 @@
 # demo backend recording what it is sent:
 #  1. the quarantine queue filtered by model, then by user, lists exactly
 #     the matching phones (two iPads of two users; carol's two phones);
-#  2. one device's page: a phone pushed over its budget shows as throttled,
-#     with its class's budget (burst and rate) and how many of its Syncs were
+#  2. one device's page: a phone pushed over its budget shows as "throttled
+#     (until HH:MM:SS)" (the JSON API still says state "ok"), with its class's budget (burst and rate) and how many of its Syncs were
 #     refused; its last requests and answers in order (FolderSync relayed,
 #     then Sync held in quarantine), its decisions over time;
 #  3. an iOS version in incubation approved from the OS versions page by an
 #     admin: the iPhone held for it is relayed on its next Sync (the backend
 #     records it); a helpdesk has no Approve button there and its forged
-#     POST gets 403; the audit holds the approval with who made it;
+#     POST gets 403; the audit holds the approval with who made it; an
+#     admin sees Approve only where a version is held and Revoke only where
+#     an approval exists, and a forged POST for either where it would change
+#     nothing gets 409 with the reason (easctl: exit 6, same words);
 #  4. a phone looping (identical Syncs; the loop detector's threshold made
 #     small for its class) is listed on the throttled page as looping and
-#     loop-quarantined, with the command it loops on;
+#     "loop-quarantined (until ...)", with the command it loops on;
 #  5. the console's certificate: leaf + intermediate served (s_client with
 #     only the root verifies; Chromium trusts the console given the root in
 #     its NSS store and nothing else, and does not without it); a leaf
@@ -113,14 +116,15 @@ cat >"$T/pages.json" <<JSON
               "admin": ["ada", "pw-ada-0123"]},
  "model_filter": "iPad", "by_model": ["ERINPAD", "IPAD61B"],
  "user_filter": "carol", "by_user": ["CAROLAND", "IPAD61B"],
- "throttled": {"user": "dave", "device": "DAVEDEV", "class": "default", "burst": 6, "rate": 0.2},
+ "throttled": {"user": "dave", "device": "DAVEDEV", "type": "Android", "ua": "Android/4.4.2-EAS-1.3",
+               "class": "default", "burst": 6, "rate": 0.2},
  "incubating": {"user": "ian", "device": "IANIPH", "type": "iPhone", "ua": "Apple-iPhone6C1/1101.465",
                 "os": "iOS 7.0 11A465"},
  "looping": {"user": "lu", "device": "LOOPDEV", "command": "Sync"},
  "root_only": {"home": "$T/home-root", "profile": "$T/chromium-root"},
  "no_root": {"home": "$T/home-empty", "profile": "$T/chromium-empty"}}
 JSON
-console_browser "$EG_ROOT/tests/integration/console/pages.py" "$T/pages.json" 16
+console_browser "$EG_ROOT/tests/integration/console/pages.py" "$T/pages.json" 21
 for p in quarantine-model quarantine-user device-throttled versions-helpdesk versions-approved throttle-looping root-only-login; do
 	check "screenshot $p.png taken" test -s "$SHOTS/$p.png"
 done
@@ -141,6 +145,31 @@ check "the helpdesk's forged version approval was logged as denied" \
 	grep -q 'event=console_denied user="helen"' "$T/gw.log"
 check "easctl versions: iOS 7.0 11A465 approved" \
 	grep -q 'approved' <(ctl versions list | grep 'iOS 7.0 11A465')
+
+# easctl runs the same check as the console: approving a version nothing
+# holds, or revoking an approval that does not exist, is refused (exit 6,
+# the console's 409) with the reason; a version not seen yet of a family
+# that incubates may be approved ahead of its release day.
+REL=$(ctl versions list --format json | $PY -c '
+import json, sys
+print(" ".join(v["os"] for v in json.load(sys.stdin)["versions"] if v["state"] == "released"))')
+check "easctl versions: Android 4.4.2 is released (no incubation for Android): $REL" \
+	test "$REL" = "Android 4.4.2"
+out=$(ctl versions approve "$REL" 2>&1)
+rc=$?
+check "easctl versions approve $REL (released, not held): exit 6 with the reason ($out)" \
+	bash -c '[ "$0" = 6 ] && grep -q "not held" <<<"$1"' "$rc" "$out"
+out=$(ctl versions revoke "iOS 6.1 10B142" 2>&1)
+rc=$?
+check "easctl versions revoke of a version never approved: exit 6 with the reason ($out)" \
+	bash -c '[ "$0" = 6 ] && grep -q "not approved" <<<"$1"' "$rc" "$out"
+out=$(ctl versions approve "iOS 99.0 99A1" 2>&1)
+rc=$?
+line=$(ctl versions list | grep "^iOS 99.0 99A1 ")
+check "easctl versions approve of an iOS version not seen yet: a pre-approval (exit $rc: $out; listed: $line)" \
+	bash -c '[ "$0" = 0 ] && grep -q " approved " <<<"$1"' "$rc" "$line"
+n=$(ctl audit --format json | $PY -c 'import json, sys; print(len(json.load(sys.stdin)))')
+check "the refused ones left no audit line, the pre-approval one ($n lines in all)" test "$n" = 2
 
 # The same chain check for a daemon with the console as without: a leaf
 # whose intermediate is missing is refused with the same words...

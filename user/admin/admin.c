@@ -1524,18 +1524,55 @@ struct ver_list {
 	int64_t now;
 };
 
+/*
+ * Whether incubation holds v at `now` when it is not approved (as the policy's
+ * step 7 decides for its phones), with the day it ends in *until. When it
+ * does not, why (in why): the words a refused approval answers with. One
+ * answer for the listing and for approve, so that the console offers
+ * Approve exactly where easctl would accept it.
+ */
+static int version_held(const struct gw_config *c, const struct inv_version *v, int64_t now,
+			int64_t *until, char *why, size_t whysz)
+{
+	/* A version approved before it was seen has no family in its row: the
+	 * policy takes it from the OS text, so does this. */
+	const char *fam = v->family;
+	struct osver o;
+	if (!fam[0] && osver_parse(v->os_key, &o) == 0)
+		fam = o.family;
+	int fam_ok = !c->policy.nfamilies;
+	for (int i = 0; i < c->policy.nfamilies; i++)
+		fam_ok |= !strcasecmp(c->policy.families[i], fam);
+	/* first_seen 0 (or no row): seen, but no authenticated request yet: the
+	 * clock has not started, the version incubates from whenever that happens. */
+	int64_t start = v->first_seen ? v->first_seen : now;
+	*until = start + (int64_t)c->policy.incubation_days * 86400;
+	if (!c->policy.incubation) {
+		snprintf(why, whysz, "incubation is off");
+		return 0;
+	}
+	if (!fam_ok) {
+		snprintf(why, whysz, "the %s family does not incubate (policy.incubation.families)",
+			 fam[0] ? fam : "unknown");
+		return 0;
+	}
+	if (now >= *until) {
+		char end[32];
+		fmt_iso_time(*until, end, sizeof(end));
+		snprintf(why, whysz, "its incubation ended at %s", end);
+		return 0;
+	}
+	return 1;
+}
+
 static int ver_row(void *arg, const struct inv_version *v)
 {
 	struct ver_list *l = arg;
 	const struct gw_config *c = l->a->cfg;
-	int fam_ok = !c->policy.nfamilies;
-	for (int i = 0; i < c->policy.nfamilies; i++)
-		fam_ok |= !strcasecmp(c->policy.families[i], v->family);
-	/* first_seen 0: seen, but no authenticated request yet: the clock has not
-	 * started, the version incubates from whenever that happens. */
-	int64_t start = v->first_seen ? v->first_seen : l->now;
-	int64_t until = start + (int64_t)c->policy.incubation_days * 86400;
-	int incubating = c->policy.incubation && fam_ok && !v->approved && l->now < until;
+	int64_t until;
+	char why[160];
+	int held = version_held(c, v, l->now, &until, why, sizeof(why));
+	int incubating = !v->approved && held;
 	if (l->only_incubating && !incubating)
 		return 0;
 	char first[32], end[32];
@@ -1610,12 +1647,34 @@ enum ctl_code admin_cmd_versions(void *ctx, int argc, char **argv, struct sbuf *
 	}
 	if ((!strcmp(verb, "approve") || !strcmp(verb, "revoke")) && argc == 3) {
 		sync_events(a);
-		struct inv_version old;
+		struct inv_version old = {0};
 		char before[64], what[200];
-		if (inv_get_version(a->inv, argv[2], &old) == 1)
+		int seen = inv_get_version(a->inv, argv[2], &old) == 1;
+		if (seen)
 			snprintf(before, sizeof(before), "approved=%d", old.approved);
 		else
 			snprintf(before, sizeof(before), "not seen yet");
+		if (!seen)
+			snprintf(old.os_key, sizeof(old.os_key), "%s", argv[2]);
+		/* A change that changes nothing is refused with the reason, never
+		 * recorded as done: approving a version no incubation holds would
+		 * read in the audit as if it had let phones in. */
+		int64_t until;
+		char why[160];
+		if (!strcmp(verb, "revoke") && !old.approved) {
+			sbuf_printf(out, "%s is not approved: nothing to revoke", argv[2]);
+			return CTL_CONFLICT;
+		}
+		if (!strcmp(verb, "approve") && old.approved) {
+			sbuf_printf(out, "%s is approved already", argv[2]);
+			return CTL_CONFLICT;
+		}
+		if (!strcmp(verb, "approve") &&
+		    !version_held(a->cfg, &old, time(NULL), &until, why, sizeof(why))) {
+			sbuf_printf(out, "%s is not held (%s): approving it changes nothing",
+				    argv[2], why);
+			return CTL_CONFLICT;
+		}
 		snprintf(what, sizeof(what), "versions %s %s", verb, argv[2]);
 		struct pend *x = pend_new(verb);
 		if (!x)
@@ -1703,10 +1762,10 @@ static int thr_row(void *arg, const struct throttle_info *d)
 			    k ? k->rate : 0.0);
 		sbuf_printf(
 		    o,
-		    ", \"state\": \"%s\", \"remaining_s\": %u, \"xdp\": %s, \"loop_command\": "
-		    "\"%s\", \"last_event\": \"%s\", \"by_command\": {",
-		    throttle_state_name(d->state), d->remaining_s, d->xdp ? "true" : "false",
-		    d->loop_cmd >= 0 ? eas_cmd_name(d->loop_cmd) : "",
+		    ", \"state\": \"%s\", \"remaining_s\": %u, \"budget_wait_s\": %u, \"xdp\": %s, "
+		    "\"loop_command\": \"%s\", \"last_event\": \"%s\", \"by_command\": {",
+		    throttle_state_name(d->state), d->remaining_s, d->budget_wait_s,
+		    d->xdp ? "true" : "false", d->loop_cmd >= 0 ? eas_cmd_name(d->loop_cmd) : "",
 		    throttle_event_name(d->last_event));
 		int first = 1;
 		for (int c = 0; c < THROTTLE_NCMD; c++)

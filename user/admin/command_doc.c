@@ -46,7 +46,9 @@ const struct command_doc command_docs[] = {
 	      "  test prints which rule decides for that device and command, and why; dryrun\n"
 	      "  lists the inventory devices a rule would change, and how, without saving it.\n"},
     {"versions", "easctl versions [list [--incubating]|incubating|approve 'OS'|revoke 'OS']\n"
-		 "  OS versions seen, incubation state; approve lets an incubating version in.\n"},
+		 "  OS versions seen, incubation state; approve lets an incubating version in\n"
+		 "  (or one not seen yet, ahead of its release day), revoke undoes an approval.\n"
+		 "  Either is refused (exit 6) where it would change nothing.\n"},
     {"throttle", "easctl throttle [list [--all]]|show USER DEVICE_ID|forgive USER DEVICE_ID\n"
 		 "  Throttled and looping devices (--all: every tracked device); forgive lifts\n"
 		 "  a device's throttle and loop state at once.\n"},

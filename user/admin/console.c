@@ -315,6 +315,8 @@ static int http_status_of(enum ctl_code code)
 		return 404;
 	case CTL_DENIED:
 		return 403;
+	case CTL_CONFLICT:
+		return 409;
 	default:
 		return 500;
 	}

@@ -31,7 +31,16 @@
 #include "loop.h"
 #include "sbuf.h" /* command output */
 
-enum ctl_code { CTL_OK = 0, CTL_USAGE = 1, CTL_NOTFOUND = 2, CTL_FAILED = 3, CTL_DENIED = 4 };
+/* 5 is easctl's own "daemon unreachable", never sent. CTL_CONFLICT: the
+ * change would change nothing in the state it names (the console's 409). */
+enum ctl_code {
+	CTL_OK = 0,
+	CTL_USAGE = 1,
+	CTL_NOTFOUND = 2,
+	CTL_FAILED = 3,
+	CTL_DENIED = 4,
+	CTL_CONFLICT = 6
+};
 
 /* A command handler writes its output (or error message) into out. */
 typedef enum ctl_code (*ctl_fn)(void *ctx, int argc, char **argv, struct sbuf *out);

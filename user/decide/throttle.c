@@ -1575,6 +1575,20 @@ int throttle_forgive(struct throttle *t, uint64_t device_key, uint64_t now_ms)
 
 /* ---- visibility ---------------------------------------------------------------- */
 
+/* Seconds until d's bucket, recharged to now, lets a request through
+ * (balance > 0, as throttle_check admits); 0 = now. Reads d only. */
+static uint32_t budget_wait_s(const struct throttle *t, const struct tdev *d, uint32_t now)
+{
+	const struct crt *c = &t->rt[d->cls < t->ncls ? d->cls : 0];
+	if (!c->burst_m || !c->rate_m)
+		return 0;
+	int64_t bal = (int64_t)d->balance + (int64_t)since(now, d->refill_ms) * c->rate_m / 1000;
+	if (bal > 0)
+		return 0;
+	uint64_t ms = ((uint64_t)(1 - bal) * 1000u + c->rate_m - 1) / c->rate_m;
+	return ceil_s(ms > 86400000u ? 86400000u : (uint32_t)ms);
+}
+
 int throttle_foreach(struct throttle *t, unsigned flags, uint64_t now_ms,
 		     int (*fn)(void *arg, const struct throttle_info *d), void *arg)
 {
@@ -1634,6 +1648,8 @@ int throttle_foreach(struct throttle *t, unsigned flags, uint64_t now_ms,
 						x.state = (enum throttle_state)d->level;
 						x.remaining_s = ceil_s(since(d->until_ms, now));
 						x.xdp = !!(d->flags & TD_F_XDP);
+					} else if (d->level == THROTTLE_S_OK) {
+						x.budget_wait_s = budget_wait_s(t, d, now);
 					}
 				}
 				shmlock_drop(&b->lock);

@@ -386,6 +386,7 @@ struct throttle_info {
 	int xdp;		   /* stage escalated to kernel drop */
 	int in_table;		   /* device still in the device table */
 	uint32_t remaining_s;	   /* time left in the stage */
+	uint32_t budget_wait_s;	   /* no stage: until its budget admits a request (0 = now) */
 	int loop_cmd;		   /* -1 if it never looped */
 	enum throttle_event last_event;
 	uint64_t first_ms, last_ms; /* first and last event (throttle_now_ms clock) */

@@ -879,6 +879,8 @@ const char *h1_reason_phrase(int status)
 		return "Method Not Allowed";
 	case 408:
 		return "Request Timeout";
+	case 409:
+		return "Conflict";
 	case 411:
 		return "Length Required";
 	case 413:

@@ -109,6 +109,19 @@ try:
     for page in ("versions", "throttle", "backends", "audit"):
         go(page)
         shot(page)
+        # nothing to say on these pages: the content sits under the title
+        # exactly where it would with no status line in the page at all
+        gap = drv.execute_script("""
+            const t = document.getElementById('title'), c = document.getElementById('content');
+            const s = document.getElementById('status');
+            const gap = () => c.getBoundingClientRect().top - t.getBoundingClientRect().bottom;
+            const with_status = gap();
+            s.remove();
+            const without = gap();
+            t.after(s);
+            return [s.textContent, with_status, without];""")
+        out("the %s page has no gap under its title when the status line is empty" % page,
+            gap[0] == "" and abs(gap[1] - gap[2]) < 1, gap)
     go("throttle")
     out("the throttled page lists the phone over its budget",
         any(cfg["throttled"] in t for t in rows_text()), rows_text()[:3])

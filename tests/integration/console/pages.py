@@ -14,6 +14,7 @@ root alone / nothing, and a fresh profile).
 Prints one JSON line per check and a last {"done": true} (see cdriver.py).
 """
 from cdriver import *  # noqa: F401,F403 - the shared driver and helpers
+import re
 
 
 def table_rows(tbl):
@@ -62,19 +63,34 @@ try:
 
     # 2. one device's page: throttle state with its budget, last requests
     t = cfg["throttled"]
-    go("device/%s/%s" % (t["user"], t["device"]))
+    dev = "device/%s/%s" % (t["user"], t["device"])
+    go(dev)
+    # its history as the test's requests left it (the page keeps the last few)
+    hist = table_rows(drv.find_element(By.ID, "dev-history")) if drv.find_elements(
+        By.ID, "dev-history") else []
+    # Three more Syncs, each refused: its budget stays empty for well over
+    # the time this page takes (rate 0.2/s: about 5 s per Sync owed).
+    more = [eas_sync({"user": t["user"], "device": t["device"], "type": t["type"], "ua": t["ua"]})[0]
+            for _ in range(3)]
+    go("quarantine")
+    go(dev)
     thr = table_rows(drv.find_element(By.ID, "dev-throttle")) if drv.find_elements(
         By.ID, "dev-throttle") else []
     row = thr[0] if len(thr) == 1 else {}
-    out("the device page shows the phone over its budget as throttled, in its class",
-        row.get("Last event") == "throttled" and row.get("Class") == t["class"], thr)
+    out("the device page says in words that the phone is throttled, and until when "
+        "(not the stage's internal name; its Syncs just now: %s)" % more,
+        more == [503] * 3 and re.fullmatch(r"throttled \(until \d\d:\d\d:\d\d\)", row.get("State", "")) and
+        row.get("Last event") == "over its budget" and row.get("Class") == t["class"], thr)
+    st, body = fetch("GET", "/api/run?a=throttle&a=show&a=%s&a=%s&a=--format&a=json" % (t["user"], t["device"]))
+    api = json.loads(json.loads(body)["output"]) if st == 200 else []
+    out("...while the JSON API keeps the machine names (state ok, last_event throttled)",
+        len(api) == 1 and api[0]["state"] == "ok" and api[0]["last_event"] == "throttled",
+        "%d %s" % (st, body[:300]))
     budget = "%g requests, then %g/s" % (t["burst"], t["rate"])
     refused = row.get("Seen/refused by command", "")
     out("...with its budget (%s) and its refused Syncs" % budget,
         row.get("Budget") == budget and refused.startswith("Sync ") and
         int(refused.split()[1].split("/")[1]) > 0, row)
-    hist = table_rows(drv.find_element(By.ID, "dev-history")) if drv.find_elements(
-        By.ID, "dev-history") else []
     answers = [(h["Command"], h["Status"], h["Access"]) for h in hist if h.get("Kind") == "answer"]
     whens = [h["When"] for h in hist]
     held, refused = ("Sync", "200", "quarantine"), ("Sync", "503", "quarantine")
@@ -115,6 +131,24 @@ try:
     # ...by an admin, whose click lets the iPhone through
     login(*A)
     go("versions")
+    vrows = [(tr.find_elements(By.CSS_SELECTOR, "td")[0].text, tr.find_elements(By.CSS_SELECTOR, "td")[3].text,
+              [b.text for b in tr.find_elements(By.CSS_SELECTOR, "button")])
+             for tr in drv.find_elements(By.CSS_SELECTOR, "#content tbody tr")]
+    want = {"incubating": ["Approve"], "approved": ["Revoke"], "released": []}
+    released = [v for v, s, _ in vrows if s == "released"]
+    out("an admin sees Approve only on incubating versions, Revoke only on approved ones, "
+        "nothing on released ones (e.g. %s)" % released[:1],
+        released and all(b == want.get(s) for _, s, b in vrows), vrows)
+    token = json.loads(fetch("GET", "/api/session")[1])["csrf"]
+    for verb, os_key, why in (("approve", released[0] if released else "?", "not held"),
+                              ("revoke", inc["os"], "not approved")):
+        st, body = fetch("POST", "/api/run", "a=versions&a=%s&a=%s" % (verb, os_key.replace(" ", "+")), token)
+        out("an admin's forged POST to %s %s (nothing to %s) gets 409 with the reason" % (verb, os_key, verb),
+            st == 409 and why in body, "%d %s" % (st, body))
+    st, body = fetch("GET", "/api/run?a=versions&a=list&a=--format&a=json")
+    vl = {v["os"]: v["state"] for v in json.loads(json.loads(body)["output"])["versions"]} if st == 200 else {}
+    out("...and changed nothing (%s still released, %s still incubating)" % (released[:1], inc["os"]),
+        released and vl.get(released[0]) == "released" and vl.get(inc["os"]) == "incubating", vl)
     r = version_row(inc["os"])
     btn = r.find_elements(By.CSS_SELECTOR, "button") if r else []
     if btn and btn[0].text == "Approve":
@@ -145,8 +179,8 @@ try:
     rows = [x for x in table_rows(drv.find_element(By.CSS_SELECTOR, "#content table"))
             if x.get("Device") == lp["device"]] if drv.find_elements(By.CSS_SELECTOR, "#content table") else []
     out("the throttled page lists the looping phone as loop-quarantined, looping on %s" % lp["command"],
-        len(rows) == 1 and rows[0].get("Stage") == "loop_quarantine" and
-        rows[0].get("Last event") == "quarantine" and rows[0].get("Looping command") == lp["command"],
+        len(rows) == 1 and re.fullmatch(r"loop-quarantined \(until \d\d:\d\d:\d\d\)", rows[0].get("State", "")) and
+        rows[0].get("Last event") == "loop-quarantined" and rows[0].get("Looping command") == lp["command"],
         rows or rows_text())
     shot("throttle-looping")
     collect_log()
