@@ -643,6 +643,17 @@ static int setup_throttle(struct master *m, const struct gw_config *c, char *err
 }
 
 static void choose_relay_path(struct master *m, const struct gw_config *c);
+static const struct proc *stalled_worker(const struct master *m, uint64_t now, uint64_t *silent);
+
+/* WATCHDOG=1 now, from the loop's thread, unless a worker is hung: for the
+ * steps of a reload that fork (no keeper thread then), which took 0.5-1.3 s
+ * in an emulated guest. */
+static void watchdog_kick(struct master *m)
+{
+	uint64_t silent;
+	if (m->watchdog_ms && !stalled_worker(m, eg_mono_ns() / 1000000u, &silent))
+		sd_notify(0, "WATCHDOG=1");
+}
 
 static int apply_config(struct master *m, struct gw_config *nc, struct tls_server *ntls)
 {
@@ -661,8 +672,11 @@ static int apply_config(struct master *m, struct gw_config *nc, struct tls_serve
 	checker_free(m->checker);
 	m->checker = checker_new(m->loop, m->shm, nc);
 	mirror_steering(m, 1);
-	for (int s = 0; s < m->nworkers; s++)
+	watchdog_kick(m);
+	for (int s = 0; s < m->nworkers; s++) {
 		spawn_worker(m, s);
+		watchdog_kick(m);
+	}
 	signal_old(m, m->gen, SIGTERM);
 	close_unused_listeners(m);
 	if (m->admin)
@@ -683,8 +697,6 @@ static int apply_config(struct master *m, struct gw_config *nc, struct tls_serve
 	tls_server_free(old_tls); /* the old workers have their own copies */
 	return 0;
 }
-
-static const struct proc *stalled_worker(const struct master *m, uint64_t now, uint64_t *silent);
 
 /* The reload keeper's test (another thread; the loop is held meanwhile, so
  * procs do not change): every worker still beats. */
