@@ -11,9 +11,10 @@
 #    event=reloaded hold_ms=; if it ever gets faster, grow the config);
 #  - no gap between two WATCHDOG=1 (READY=1 to STOPPING=1) reaches
 #    WATCHDOG_USEC, and pings come during the reload, from the master;
-#  - the reload took effect (a rule of the new file decides), and a stopped
-#    worker still withholds the pings during a slow reload (what the
-#    watchdog is for is kept).
+#  - the reload took effect (a rule of the new file decides), the workers it
+#    started are not taken for hung (their start is when they were forked),
+#    and a stopped worker still withholds the pings during a slow reload
+#    (what the watchdog is for is kept).
 source "$(dirname "$0")/lib.sh"
 need python3 curl
 make_pki
@@ -91,6 +92,12 @@ check "no gap between watchdog pings reaches WATCHDOG_USEC, slow reload included
 	test "$gap" -lt "$WD_MS"
 check "every ping comes from the master (pid $GW_PID)" \
 	bash -c '[ -n "$0" ] && [ -z "$(awk -v p="$1" '"'"'$3 != p'"'"' <<<"$0")" ]' "$ev" "$GW_PID"
+# The new workers are not hung: their start is when they were forked, not
+# the loop's clock from before the reload (which made every slow reload
+# report a new worker silent for hold_ms and withhold the pings).
+stalls=$(grep -c 'event=worker_stalled' "$T/gw.log")
+check "no worker reported stalled after the slow reload ($stalls: $(grep -o 'event=worker_stalled.*silent_ms=[0-9]*' "$T/gw.log" | head -1))" \
+	test "$stalls" -eq 0
 
 # A worker stopped during a slow reload: the pings stop (within
 # WATCHDOG_USEC/2 + 1.5 s of the stop, as without a reload), the reload
@@ -107,6 +114,9 @@ after=$(awk -v s=$((stopped + WD_MS / 2 + 1500)) '$2 == "WATCHDOG" && $1 > s' <<
 check "a worker stopped before a slow reload: the reload succeeds (exit $rc)" test "$rc" -eq 0
 check "...and no WATCHDOG=1 from WATCHDOG_USEC/2 + 1.5 s after the stop on ($after after)" \
 	test -n "$ev" -a "$after" -eq 0
+others=$(grep 'event=worker_stalled' "$T/gw.log" | grep -vc " pid=$hung ")
+check "...reported stalled: the stopped worker $hung, no other ($others other)" \
+	bash -c 'grep -q "event=worker_stalled slot=[0-9]* pid=$0 " "$1" && [ "$2" -eq 0 ]' "$hung" "$T/gw.log" "$others"
 kill -CONT "$hung"
 kill -TERM "$GW_PID"
 wait "$GW_PID"

@@ -753,6 +753,10 @@ static int master_reload(struct master *m, char *why, size_t whysz)
 	}
 	t_tls = eg_mono_ns() / 1000000u;
 	unsigned kept = wdkeeper_stop(keeper); /* before apply_config forks workers */
+	/* The loop's clock is from before the reload: the new workers' start
+	 * (the floor of their heartbeat) and the timers apply_config sets must
+	 * be from now, or the new workers look silent for the whole reload. */
+	loop_update_clock(m->loop);
 	if (rc == 0 && apply_config(m, nc, ntls) < 0) {
 		snprintf(why, whysz, "cannot apply the new listeners");
 		tls_server_free(ntls);
