@@ -13,6 +13,8 @@ set -u
 cd "$(dirname "$0")/../.."
 O=${1:-build}
 HELPER="$O/tests/test_bpf_netns"
+# jqe: jq -e that fails on empty input (a bpftool that printed nothing).
+source tests/jqe.sh
 
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: test_bpf_pins needs root"; exit 77; }
 for t in bpftool jq nsenter ip; do
@@ -46,8 +48,8 @@ has_fields() {
 	for f in "$@"; do grep -qx "$f" <<<"$keys" || { echo "$m: no field $f" >&2; return 1; }; done
 }
 
-xdp_prog_id() { in_ns bpftool net -j | jq -e -r '.[0].xdp[] | select(.devname == "lo") | .id'; }
-link_field() { bpftool link show pinned "$DIR/link_xdp_lo" -j | jq -e -r ".$1"; }
+xdp_prog_id() { in_ns bpftool net -j | jqe -r '.[0].xdp[] | select(.devname == "lo") | .id'; }
+link_field() { bpftool link show pinned "$DIR/link_xdp_lo" -j | jqe -r ".$1"; }
 
 ip netns add "$NS" || { echo "FAIL: ip netns add"; exit 1; }
 
@@ -60,7 +62,7 @@ mkdir "$DIR" && bpftool map create "$DIR/src_rate" type hash key 16 value 16 ent
 # 1. First start: nothing to reuse; pins, link and one entry per map.
 out=$(in_ns "$HELPER" --helper open "$DIR" lo 0 2>/dev/null)
 check "open: fresh maps, generic XDP on lo ($out)" grep -q "reused=0 mode=generic attach=0" <<<"$out"
-check "incompatible src_rate pin was replaced" bash -c "bpftool map show pinned '$DIR/src_rate' -j | jq -e '.type == \"lru_hash\" and .max_entries != 16'"
+check "incompatible src_rate pin was replaced" bash -c "bpftool map show pinned '$DIR/src_rate' -j | jqe '.type == \"lru_hash\" and .max_entries != 16'"
 
 # 2. bpftool sees BTF field names in every pinned map.
 check "flow_verdict fields" has_fields flow_verdict saddr daddr sport dport action reason hits expires_ns device_key
@@ -73,9 +75,9 @@ check "backends fields" has_fields backends addr port up weight conns name
 check "conn_steer fields" has_fields conn_steer steer_key backend worker since_ns
 check "workers fields" has_fields workers accepting load
 # maglev_table is 65537 plain integers: look one up, check its size and BTF.
-check "maglev_table lookup is JSON" bash -c "bpftool map lookup pinned '$DIR/maglev_table' key 0 0 0 0 -j | jq -e '.formatted.value == 0'"
-check "maglev_table size and BTF" bash -c "bpftool map show pinned '$DIR/maglev_table' -j | jq -e '.max_entries == 65537 and .btf_id > 0'"
-check "flow entry readable by field" bash -c "bpftool map dump pinned '$DIR/flow_verdict' -j | jq -e '.[0].formatted.value.action == 1 and .[0].formatted.value.reason == 1'"
+check "maglev_table lookup is JSON" bash -c "bpftool map lookup pinned '$DIR/maglev_table' key 0 0 0 0 -j | jqe '.formatted.value == 0'"
+check "maglev_table size and BTF" bash -c "bpftool map show pinned '$DIR/maglev_table' -j | jqe '.max_entries == 65537 and .btf_id > 0'"
+check "flow entry readable by field" bash -c "bpftool map dump pinned '$DIR/flow_verdict' -j | jqe '.[0].formatted.value.action == 1 and .[0].formatted.value.reason == 1'"
 
 # 3. The process has exited: the program stays attached through the pinned link.
 check "ip link shows xdpgeneric after exit" bash -c "nsenter --net=/var/run/netns/$NS ip link show lo | grep -q xdpgeneric"
@@ -101,7 +103,7 @@ link3=$(link_field id)
 check "detach_all succeeds" in_ns "$HELPER" --helper detach "$DIR"
 check "pin directory removed" test ! -e "$DIR"
 check "no XDP program on lo" bash -c "! nsenter --net=/var/run/netns/$NS ip link show lo | grep -q xdp"
-check "bpftool net shows no xdp" bash -c "nsenter --net=/var/run/netns/$NS bpftool net -j | jq -e '(.[0].xdp | length) == 0'"
+check "bpftool net shows no xdp" bash -c "nsenter --net=/var/run/netns/$NS bpftool net -j | jqe '(.[0].xdp | length) == 0'"
 check "the link is gone" bash -c "! bpftool link show id '$link3'"
 
 echo "test_bpf_pins: $fails failed"

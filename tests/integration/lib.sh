@@ -7,6 +7,8 @@
 
 set -uo pipefail
 EG_ROOT=${EG_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# jqe: jq -e that fails on empty input (jq 1.6's -e passes on it).
+source "$EG_ROOT/tests/jqe.sh"
 O=${EG_BUILD:-${1:-build}}
 case $O in /*) ;; *) O=$EG_ROOT/$O ;; esac
 EASGATED=$O/easgated

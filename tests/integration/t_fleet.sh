@@ -23,7 +23,7 @@ xn_gateway_conf "$BE_PORT_cas1" ''
 xn_gateway || finish
 wait_backends_up cas1 || fail "backend up"
 
-jqe() { jq -e "$@" >/dev/null; }
+jqf() { jqe "${@:1:$#-1}" <"${@: -1}" >/dev/null; } # jqe ARGS... on the file FILE (last)
 
 fleet() { # $1 = loopers, $2 = report file
 	in_phone "$FLEET" --connect "$XN_GW_IP:443" --cafile "$PKI/root.pem" --sni gw.fleet.test \
@@ -35,19 +35,19 @@ fleet() { # $1 = loopers, $2 = report file
 fleet 0 "$T/base.json" || fail "fleet run without loopers"
 base_rate=$(jq '.well_behaved.rate_rps' "$T/base.json")
 check "baseline: 200 phones ran ($base_rate req/s), none refused" \
-	jqe '.well_behaved.refused_devices == 0 and .well_behaved.rate_rps > 0' "$T/base.json"
+	jqf '.well_behaved.refused_devices == 0 and .well_behaved.rate_rps > 0' "$T/base.json"
 
 fleet 5 "$T/loop.json" || fail "fleet run with loopers"
 jq -c '.loopers[]' "$T/loop.json" >"$T/loopers.jsonl"
 check "5 looping phones reported" test "$(wc -l <"$T/loopers.jsonl")" -eq 5
 check "every looping phone throttled (503) within 10 requests" \
-	jqe -s 'all(.[]; .first_throttle != null and .first_throttle.request <= 10)' "$T/loopers.jsonl"
+	jqf -s 'all(.[]; .first_throttle != null and .first_throttle.request <= 10)' "$T/loopers.jsonl"
 check "every looping phone quarantined for its loop within 25 requests" \
-	jqe -s 'all(.[]; .first_quarantine != null and .first_quarantine.request <= 25)' "$T/loopers.jsonl"
+	jqf -s 'all(.[]; .first_quarantine != null and .first_quarantine.request <= 25)' "$T/loopers.jsonl"
 check "every looping phone's flow dropped by XDP within 40 requests" \
-	jqe -s 'all(.[]; .first_drop != null and .first_drop.request <= 40)' "$T/loopers.jsonl"
+	jqf -s 'all(.[]; .first_drop != null and .first_drop.request <= 40)' "$T/loopers.jsonl"
 check "no well-behaved phone was refused or dropped" \
-	jqe '.well_behaved.refused_devices == 0 and .well_behaved.dropped_devices == 0' "$T/loop.json"
+	jqf '.well_behaved.refused_devices == 0 and .well_behaved.dropped_devices == 0' "$T/loop.json"
 loop_rate=$(jq '.well_behaved.rate_rps' "$T/loop.json")
 # One-sided: the loop must not slow the others. A faster second run (the
 # looping phones are dropped early, so the gateway has less to do; or the
@@ -56,7 +56,7 @@ check "well-behaved rate with the loop ($loop_rate) no more than 5% below withou
 	python3 -c "import sys; b,l=float(sys.argv[1]),float(sys.argv[2]); sys.exit(0 if l >= 0.95*b else 1)" \
 	"$base_rate" "$loop_rate"
 check "the backend's MeetingResponse rate fell to near zero by the end" \
-	jqe '.looping.backend_rps_last <= 0.5' "$T/loop.json"
+	jqf '.looping.backend_rps_last <= 0.5' "$T/loop.json"
 mr=$(grep -l 'Cmd=MeetingResponse' "$T/rec"/*.meta 2>/dev/null | wc -l)
 check "the backend saw few looping requests in all ($mr <= 5 x 10)" test "$mr" -le 50
 check "a log line per escalation names device, user, OS, command and class" \

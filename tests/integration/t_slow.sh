@@ -31,7 +31,7 @@ be_conns() { "$EASCTL" -s "$CTL" backends | awk '$1 == "cas1" {print $4}'; }
 # jq test on a JSON line; prints the line when it fails
 jqt() {
 	local in=$1; shift
-	jq -e "$@" >/dev/null <<<"$in" || { echo "    got: $in"; return 1; }
+	jqe "$@" >/dev/null <<<"$in" || { echo "    got: $in"; return 1; }
 }
 wait_be_conns() { # N: up to 5 s for the backend connection gauge to reach N
 	for _ in $(seq 50); do [ "$(be_conns)" = "$1" ] && return 0; sleep 0.1; done

@@ -74,7 +74,7 @@ check "the exempt 127.0.0.3/32 holds all 30 ($(cat "$T/exempt.ready"))" test "$(
 release exempt
 python3 "$PEER" --port "$PP" --mode idle --source 127.0.0.1 --count 30 --hold 2 >"$T/plain.json"
 check "the plain listener (a load balancer's connections) takes 30 more from 127.0.0.1" \
-	jq -e '.opened == 30 and .closed == 0' "$T/plain.json"
+	jqe '.opened == 30 and .closed == 0' <"$T/plain.json"
 
 # ---- 3. room comes back ----------------------------------------------------------------
 release greedy

@@ -42,11 +42,7 @@ xn_gateway_conf "$BE_PORT_cas1" '  syn_rate = 1000; syn_burst = 1000;'
 xn_gateway || finish
 wait_backends_up cas1 || fail "backend cas1 up"
 
-jqt() { # jq as a test on stdin: true or false (empty input: false), no output
-	local in
-	in=$(cat)
-	[ -n "$in" ] && jq -e "$@" >/dev/null <<<"$in"
-}
+jqt() { jqe "$@" >/dev/null; } # jq as a test on stdin: true or false (empty input: false), no output
 mono_ns() { python3 -c 'import time; print(time.monotonic_ns())'; }
 jl() { jq -c "select(.event == \"$2\")" "$1" | tail -1; } # last event of a kind
 wait_event() {                                            # FILE EVENT [tenths]
@@ -149,8 +145,8 @@ check "bpftool: backends[0] is the mirrored backend cas1, up, weight 1" \
 check "bpftool: workers names its fields" xn_fields workers accepting load
 # maglev_table is 65537 plain integers: one lookup, size and BTF.
 check "bpftool: maglev_table lookup is JSON, 65537 slots, BTF-typed" bash -c "
-	bpftool map lookup pinned $XN_PIN/maglev_table key 0 0 0 0 -j | jq -e '.formatted.value == 0' &&
-	bpftool map show pinned $XN_PIN/maglev_table -j | jq -e '.max_entries == 65537 and .btf_id > 0'" >/dev/null
+	bpftool map lookup pinned $XN_PIN/maglev_table key 0 0 0 0 -j | jqe '.formatted.value == 0' &&
+	bpftool map show pinned $XN_PIN/maglev_table -j | jqe '.max_entries == 65537 and .btf_id > 0'" >/dev/null
 # Hash maps nobody has written yet dump as []: an operator's entry shows the
 # fields. src_block: block 198.19.255.0/24 (no one here) the way an operator
 # would; conn_steer: a probe entry (the daemon's entries live only while a

@@ -6,9 +6,12 @@
 # `apt-get install ./easgate_*.deb` offline; the unit configured with a test
 # PKI and a demo backend (a transient unit); `systemctl start` reaches
 # active (running) through Type=notify; `systemctl reload` x3 under 100
-# phones (eas-fleet) fails no request and each reload is in force when it
-# returns, a broken file fails the reload; a SIGSTOPped worker trips the
-# watchdog (WatchdogSec scaled to 10 s by a drop-in) and the unit restarts;
+# phones (eas-fleet, 60 s: each reload starts with at least 10 s of the
+# fleet left, client timeouts 60 s for the emulated CPU) fails no request,
+# each reload is in force when it returns, the unit's own WatchdogSec (30 s)
+# sees no restart, and a broken file fails the reload; then WatchdogSec is
+# lowered to 10 s by a drop-in (daemon-reload, restart) for the SIGSTOP
+# check only: a SIGSTOPped worker trips the watchdog and the unit restarts;
 # `systemctl stop` drains a held Ping; master and workers run as easgate with
 # exactly the unit's capabilities (/proc/PID/status); the journal holds the
 # daemon's key=value lines; an upgrade (apt-get install of the next version)

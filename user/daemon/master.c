@@ -31,6 +31,7 @@
 #include "store.h"
 #include "throttle.h"
 #include "tls.h"
+#include "wdkeeper.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -642,6 +643,17 @@ static int setup_throttle(struct master *m, const struct gw_config *c, char *err
 }
 
 static void choose_relay_path(struct master *m, const struct gw_config *c);
+static const struct proc *stalled_worker(const struct master *m, uint64_t now, uint64_t *silent);
+
+/* WATCHDOG=1 now, from the loop's thread, unless a worker is hung: for the
+ * steps of a reload that fork (no keeper thread then), which took 0.5-1.3 s
+ * in an emulated guest. */
+static void watchdog_kick(struct master *m)
+{
+	uint64_t silent;
+	if (m->watchdog_ms && !stalled_worker(m, eg_mono_ns() / 1000000u, &silent))
+		sd_notify(0, "WATCHDOG=1");
+}
 
 static int apply_config(struct master *m, struct gw_config *nc, struct tls_server *ntls)
 {
@@ -660,8 +672,11 @@ static int apply_config(struct master *m, struct gw_config *nc, struct tls_serve
 	checker_free(m->checker);
 	m->checker = checker_new(m->loop, m->shm, nc);
 	mirror_steering(m, 1);
-	for (int s = 0; s < m->nworkers; s++)
+	watchdog_kick(m);
+	for (int s = 0; s < m->nworkers; s++) {
 		spawn_worker(m, s);
+		watchdog_kick(m);
+	}
 	signal_old(m, m->gen, SIGTERM);
 	close_unused_listeners(m);
 	if (m->admin)
@@ -683,19 +698,30 @@ static int apply_config(struct master *m, struct gw_config *nc, struct tls_serve
 	return 0;
 }
 
+/* The reload keeper's test (another thread; the loop is held meanwhile, so
+ * procs do not change): every worker still beats. */
+static int workers_beat(void *arg)
+{
+	uint64_t silent;
+	return !stalled_worker(arg, eg_mono_ns() / 1000000u, &silent);
+}
+
 /* Returns 0 on success; on failure the running config stays in force. */
 static int master_reload(struct master *m, char *why, size_t whysz)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t t0 = eg_mono_ns() / 1000000u;
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
-		   (unsigned long long)ts.tv_sec * 1000000ull +
-		       (unsigned long long)ts.tv_nsec / 1000);
+		   (unsigned long long)(eg_mono_ns() / 1000u));
+	/* The loop is held until apply_config: the keeper pings meanwhile, for
+	 * at most 10 WatchdogSec (watchdog_ms is half of it). */
+	struct wdkeeper *keeper =
+	    wdkeeper_start(m->watchdog_ms, 20 * m->watchdog_ms, workers_beat, m);
 	struct gw_config *nc = calloc(1, sizeof(*nc));
 	struct config_errors errs = {0};
 	struct tls_server *ntls = NULL;
 	char terr[512];
 	int rc = -1;
+	uint64_t t_parsed = t0, t_checked = t0, t_tls = t0;
 	if (!nc) {
 		snprintf(why, whysz, "out of memory");
 	} else if (config_load_cmdline(m->opts, nc, &errs) < 0) {
@@ -704,7 +730,7 @@ static int master_reload(struct master *m, char *why, size_t whysz)
 			 errs.n > 1 ? " (and more)" : "");
 		free(nc);
 		nc = NULL;
-	} else if (master_check_certs(nc, 0) < 0) {
+	} else if (t_parsed = eg_mono_ns() / 1000000u, master_check_certs(nc, 0) < 0) {
 		snprintf(why, whysz, "certificate check failed (see log)");
 	} else if (gate_load_builds(nc, why, whysz) < 0) {
 		/* message set */
@@ -719,14 +745,24 @@ static int master_reload(struct master *m, char *why, size_t whysz)
 		/* message set */
 	} else if (setup_throttle(m, nc, terr, sizeof(terr)) < 0) {
 		snprintf(why, whysz, "throttle: %s", terr);
-	} else if (!(ntls = tls_server_new(nc, m->shm, terr, sizeof(terr)))) {
+	} else if (t_checked = eg_mono_ns() / 1000000u,
+		   !(ntls = tls_server_new(nc, m->shm, terr, sizeof(terr)))) {
 		snprintf(why, whysz, "TLS: %s", terr);
-	} else if (apply_config(m, nc, ntls) < 0) {
+	} else {
+		rc = 0;
+	}
+	t_tls = eg_mono_ns() / 1000000u;
+	unsigned kept = wdkeeper_stop(keeper); /* before apply_config forks workers */
+	/* The loop's clock is from before the reload: the new workers' start
+	 * (the floor of their heartbeat) and the timers apply_config sets must
+	 * be from now, or the new workers look silent for the whole reload. */
+	loop_update_clock(m->loop);
+	if (rc == 0 && apply_config(m, nc, ntls) < 0) {
 		snprintf(why, whysz, "cannot apply the new listeners");
 		tls_server_free(ntls);
-	} else {
+		rc = -1;
+	} else if (rc == 0) {
 		nc = NULL;
-		rc = 0;
 	}
 	if (nc) {
 		config_free(nc);
@@ -742,7 +778,15 @@ static int master_reload(struct master *m, char *why, size_t whysz)
 	} else {
 		m->last_reload_error[0] = 0;
 		warn_tls_config(m->cfg);
-		log_info("event=reloaded gen=%llu", (unsigned long long)m->gen);
+		/* Where a slow reload's time went (the loop was held for hold_ms). */
+		uint64_t t1 = eg_mono_ns() / 1000000u;
+		log_info("event=reloaded gen=%llu hold_ms=%llu parse_ms=%llu checks_ms=%llu "
+			 "tls_ms=%llu apply_ms=%llu keeper_pings=%u",
+			 (unsigned long long)m->gen, (unsigned long long)(t1 - t0),
+			 (unsigned long long)(t_parsed - t0),
+			 (unsigned long long)(t_checked - t_parsed),
+			 (unsigned long long)(t_tls - t_checked), (unsigned long long)(t1 - t_tls),
+			 kept);
 	}
 	sd_notify(0, "READY=1");
 	notify_status(m);

@@ -45,8 +45,8 @@ xn_up() {
 	[ -e /proc/sys/net/ipv4/tcp_rto_max_ms ] && in_phone sysctl -qw net.ipv4.tcp_rto_max_ms=1000
 	# The link needs a moment to come up (carrier on both ends).
 	for _ in $(seq 50); do
-		in_phone ip -j link show "$XN_PHONE_IF" | jq -e '.[0].operstate == "UP"' >/dev/null &&
-			in_gw ip -j link show "$XN_GW_IF" | jq -e '.[0].operstate == "UP"' >/dev/null &&
+		in_phone ip -j link show "$XN_PHONE_IF" | jqe '.[0].operstate == "UP"' >/dev/null &&
+			in_gw ip -j link show "$XN_GW_IF" | jqe '.[0].operstate == "UP"' >/dev/null &&
 			return 0
 		sleep 0.1
 	done
@@ -194,7 +194,7 @@ xn_stat() {
 	CONN_CAP) idx=9 ;;
 	*) return 1 ;;
 	esac
-	xn_dump xdp_stats | jq -e --argjson i "$idx" \
+	xn_dump xdp_stats | jqe --argjson i "$idx" \
 		'[.[] | select(.formatted.key == $i) | .formatted.values[].value.packets] | add'
 }
 
@@ -203,7 +203,7 @@ xn_stat() {
 # exit 1 if there is none. Addresses are IPv4-mapped, ports network order
 # (bpftool prints them as plain host integers).
 xn_flow() {
-	xn_dump flow_verdict | jq -e -c --arg s "$1" --argjson sp "$2" --arg d "$3" --argjson dp "$4" '
+	xn_dump flow_verdict | jqe -c --arg s "$1" --argjson sp "$2" --arg d "$3" --argjson dp "$4" '
 		def mapped(a): [0,0,0,0,0,0,0,0,0,0,255,255] + (a | split(".") | map(tonumber));
 		def net16(p): (p % 256) * 256 + ((p / 256) | floor);
 		[.[] | .formatted | select(.key.saddr == mapped($s) and .key.daddr == mapped($d)
