@@ -335,6 +335,8 @@ static int up_read(struct conn *c)
 	if (sp <= 0)
 		return sp < 0 ? -1 : 0;
 	ssize_t r = io_read(u->fd, u->ssl, buf_tail(&u->in), (size_t)sp, &u->flags);
+	if (!u->ssl && (r > 0 ? r < sp : r == 0 && !(u->flags & F_RD)))
+		u->drained_turn = loop_turn(w->loop);
 	if (r > 0) {
 		u->in.len += (uint32_t)r;
 		u->rx_bytes += (uint64_t)r;

@@ -76,6 +76,8 @@ static void exchange_done(struct conn *c)
 			 * (upstream_take), without a syscall per request here. */
 			c->up = NULL;
 			u->flags &= ~F_RD;
+			u->idle_turn = loop_turn(w->loop);
+			u->idle_clean = u->drained_turn == u->idle_turn;
 			upstream_idle_put(c, u);
 		}
 	}
