@@ -1225,6 +1225,38 @@ static void guard_chunks(struct guard *g, const char *body)
 	assert_int_equal(sk.n, 5);
 }
 
+/* A control byte is refused wherever it sits in a field value (the clean-line
+ * check goes a word at a time: every offset in and across words, every
+ * alignment); HTAB and obs-text bytes are taken anywhere. */
+static void test_control_byte_every_offset(void **state)
+{
+	(void)state;
+	static const unsigned char bad[] = {0x00, 0x01, 0x0b, 0x1f, 0x7f};
+	static const unsigned char fine[] = {'\t', 0x20, 0x7e, 0x80, 0xfe, 0xff};
+	for (size_t shift = 0; shift < 8; shift++) {
+		for (size_t at = 1; at < 40; at++) {
+			for (size_t b = 0; b < sizeof(bad) + sizeof(fine); b++) {
+				int is_bad = b < sizeof(bad);
+				char req[160];
+				int n =
+				    snprintf(req, sizeof(req),
+					     "GET / HTTP/1.1\r\nHost: a\r\nX-%.*s: ", (int)shift,
+					     "abcdefgh");
+				memset(req + n, 'v', 40);
+				req[n + (int)at] = (char)(is_bad ? bad[b] : fine[b - sizeof(bad)]);
+				memcpy(req + n + 40, "\r\n\r\n", 5);
+				struct h1_msg m;
+				memset(&m, 0, sizeof(m));
+				int rc = h1_parse_request(req, (size_t)n + 44, &m, NULL);
+				if (is_bad)
+					assert_int_equal(rc, -1);
+				else
+					assert_int_equal(rc, n + 44);
+			}
+		}
+	}
+}
+
 static void test_guard_page(void **state)
 {
 	struct guard g;
@@ -1300,6 +1332,7 @@ int main(void)
 	    cmocka_unit_test(test_chunked_refusals),
 	    cmocka_unit_test(test_chunked_limits),
 	    cmocka_unit_test(test_guard_page),
+	    cmocka_unit_test(test_control_byte_every_offset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

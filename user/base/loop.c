@@ -26,6 +26,7 @@ struct loop {
 	int epfd;
 	int running;
 	uint64_t now_ms;
+	uint64_t turn;		  /* epoll_waits returned so far */
 	struct loop_timer **heap; /* 1-based min-heap on deadline_ms */
 	size_t heap_len, heap_cap;
 	struct {
@@ -204,6 +205,11 @@ void loop_timer_set(struct loop *l, struct loop_timer *t, uint64_t ms)
 	heap_up(l, l->heap_len);
 }
 
+uint64_t loop_turn(const struct loop *l)
+{
+	return l->turn;
+}
+
 uint64_t loop_now_ms(struct loop *l)
 {
 	return l->now_ms;
@@ -294,6 +300,7 @@ int loop_run(struct loop *l)
 		if (n < 0 && errno != EINTR)
 			return -errno;
 		l->now_ms = mono_ms();
+		l->turn++;
 		for (int i = 0; i < n; i++) {
 			struct loop_io *io = evs[i].data.ptr;
 			if (io->cb)

@@ -68,6 +68,9 @@ static inline int loop_timer_armed(const struct loop_timer *t)
 	return t->heap_idx != 0;
 }
 
+/* How many epoll_waits have returned: an fd's readiness that arose before
+ * turn T's epoll_wait (and after its last read) is reported by turn T. */
+uint64_t loop_turn(const struct loop *l);
 /* Milliseconds of CLOCK_MONOTONIC, cached once per loop iteration. */
 uint64_t loop_now_ms(struct loop *l);
 /* Refresh the cached clock (after long work inside a callback). */

@@ -115,6 +115,7 @@ int bodysplice_response(struct conn *c)
 			return 0;
 		u->splicing = 1;
 	}
+	u->drained_turn = 0; /* splice stops at the body's end, not at an empty socket */
 	ssize_t n = splice_step(&c->kp_resp, u->left, u->fd, &u->flags, c->fd, &c->flags);
 	if (n > 0) {
 		u->left -= (uint64_t)n;

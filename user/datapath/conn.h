@@ -66,6 +66,7 @@ enum conn_state {
 #define F_CONNECTING (1u << 6) /* upstream: TCP connect in progress */
 #define F_TLSCONN    (1u << 7) /* upstream: TLS handshake in progress */
 #define F_TLSBUF     (1u << 8) /* OpenSSL may hold the phone's record buffers (conntimer.c) */
+/* bit 31: TLS_F_SOCK_DRAINED (tls.h), kept by OpenSSL's read callback */
 
 enum conn_body { BODY_NONE = 0, BODY_CLEN = 1, BODY_CHUNKED = 2 };
 

@@ -187,6 +187,9 @@ static int client_read(struct conn *c)
 		return 0;
 	ssize_t r = c->ktls ? ktls_read(c, buf_tail(&c->in), (size_t)sp)
 			    : io_read(c->fd, c->ssl, buf_tail(&c->in), (size_t)sp, &c->flags);
+	if (r > 0 && c->ssl && !c->ktls && (c->flags & TLS_F_SOCK_DRAINED) &&
+	    !SSL_has_pending(c->ssl))
+		c->flags &= ~F_RD; /* the next edge says when there is more: no read() for EAGAIN */
 	if (r > 0) {
 		c->in.len += (uint32_t)r;
 		c->rx += (uint64_t)r;
@@ -335,6 +338,8 @@ static int up_read(struct conn *c)
 	if (sp <= 0)
 		return sp < 0 ? -1 : 0;
 	ssize_t r = io_read(u->fd, u->ssl, buf_tail(&u->in), (size_t)sp, &u->flags);
+	if (!u->ssl && (r > 0 ? r < sp : r == 0 && !(u->flags & F_RD)))
+		u->drained_turn = loop_turn(w->loop);
 	if (r > 0) {
 		u->in.len += (uint32_t)r;
 		u->rx_bytes += (uint64_t)r;
@@ -657,8 +662,10 @@ void relay_accept(struct listener *l)
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		c->ssl = l->plain ? NULL : tls_server_ssl(w->tls, fd);
-		if (c->ssl)
+		if (c->ssl) {
 			ktls_prepare(c->ssl);
+			tls_track_drain(c->ssl, &c->flags);
+		}
 		loop_timer_init(&c->tmr, conntimer_fired, c);
 		loop_timer_init(&c->again, conn_again, c);
 		c->kp_req.fd[0] = c->kp_req.fd[1] = c->kp_resp.fd[0] = c->kp_resp.fd[1] = -1;

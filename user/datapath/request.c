@@ -540,7 +540,7 @@ static int build_request_head(struct conn *c, const struct cfg_backend *b)
 	const char *base = buf_data(&c->in);
 	const char *end = base + m->head_len;
 	size_t max = w->cfg->limits.max_head + 1024;
-	char ip[64], tmp[256];
+	char ip[64];
 	int ok = 0;
 
 	ok |= buf_append(&w->pool, o, m->method_str.p, m->method_str.n, max);
@@ -588,10 +588,21 @@ static int build_request_head(struct conn *c, const struct cfg_backend *b)
 			ok |= buf_append(&w->pool, o, b->addr.text, strlen(b->addr.text), max);
 		ok |= buf_append(&w->pool, o, "\r\n", 2, max);
 	}
-	int n = snprintf(tmp, sizeof(tmp), "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n%s\r\n",
-			 relay_peer_ip(c, ip, sizeof(ip)), conn_is_tls(c) ? "https" : "http",
-			 b->reuse == CFG_REUSE_NEVER ? "Connection: close\r\n" : "");
-	ok |= buf_append(&w->pool, o, tmp, (size_t)n, max);
+	/* Appends, not snprintf: this runs for every forwarded request. */
+	static const char xff[] = "X-Forwarded-For: ", xfp_s[] = "\r\nX-Forwarded-Proto: https\r\n",
+			  xfp[] = "\r\nX-Forwarded-Proto: http\r\n", cc[] = "Connection: close\r\n";
+	const char *ipt = relay_peer_ip(c, ip, sizeof(ip));
+	if (!ipt)
+		ipt = "";
+	ok |= buf_append(&w->pool, o, xff, sizeof(xff) - 1, max);
+	ok |= buf_append(&w->pool, o, ipt, strlen(ipt), max);
+	if (conn_is_tls(c))
+		ok |= buf_append(&w->pool, o, xfp_s, sizeof(xfp_s) - 1, max);
+	else
+		ok |= buf_append(&w->pool, o, xfp, sizeof(xfp) - 1, max);
+	if (b->reuse == CFG_REUSE_NEVER)
+		ok |= buf_append(&w->pool, o, cc, sizeof(cc) - 1, max);
+	ok |= buf_append(&w->pool, o, "\r\n", 2, max);
 	return ok ? -1 : 0;
 }
 

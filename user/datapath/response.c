@@ -19,10 +19,13 @@ static int build_response_head(struct conn *c, struct h1_msg *m)
 	struct worker *w = c->w;
 	struct buf *o = &c->out;
 	const char *end = buf_data(&c->up->in) + m->head_len;
-	char line[64];
+	/* h1 parsed a three-digit status (100..599): no snprintf per response */
+	char line[] = "HTTP/1.1 000 ";
 	int ok = 0;
-	int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", m->status);
-	ok |= buf_append(&w->pool, o, line, (size_t)n, OUT_MAX);
+	line[9] = (char)('0' + m->status / 100 % 10);
+	line[10] = (char)('0' + m->status / 10 % 10);
+	line[11] = (char)('0' + m->status % 10);
+	ok |= buf_append(&w->pool, o, line, sizeof(line) - 1, OUT_MAX);
 	ok |= buf_append(&w->pool, o, m->reason.p ? m->reason.p : "", m->reason.n, OUT_MAX);
 	ok |= buf_append(&w->pool, o, "\r\n", 2, OUT_MAX);
 	for (unsigned i = 0; i < m->nhdr; i++) {
@@ -76,6 +79,8 @@ static void exchange_done(struct conn *c)
 			 * (upstream_take), without a syscall per request here. */
 			c->up = NULL;
 			u->flags &= ~F_RD;
+			u->idle_turn = loop_turn(w->loop);
+			u->idle_clean = u->drained_turn == u->idle_turn;
 			upstream_idle_put(c, u);
 		}
 	}

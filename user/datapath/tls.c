@@ -290,6 +290,31 @@ void tls_server_free(struct tls_server *t)
 	free(t);
 }
 
+static long drain_cb(BIO *b, int oper, const char *argp, size_t len, int argi, long argl, int ret,
+		     size_t *processed)
+{
+	(void)argp;
+	(void)argi;
+	(void)argl;
+	if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+		uint32_t *w = (uint32_t *)BIO_get_callback_arg(b);
+		if (ret > 0 && processed && *processed >= len)
+			*w &= ~TLS_F_SOCK_DRAINED;
+		else
+			*w |= TLS_F_SOCK_DRAINED;
+	}
+	return ret;
+}
+
+void tls_track_drain(SSL *s, uint32_t *word)
+{
+	BIO *rb = SSL_get_rbio(s);
+	if (!rb)
+		return;
+	BIO_set_callback_arg(rb, (char *)word);
+	BIO_set_callback_ex(rb, drain_cb);
+}
+
 SSL *tls_server_ssl(struct tls_server *t, int fd)
 {
 	SSL *s = SSL_new(t->certs[0].ctx);

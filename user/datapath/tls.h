@@ -43,6 +43,14 @@ int tls_config_warning(const struct gw_config *c, char *out, size_t outsz);
 /* A new server-side SSL for an accepted fd. NULL on failure. */
 SSL *tls_server_ssl(struct tls_server *t, int fd);
 
+/* Bit of *word that tls_track_drain keeps: set when s's last read() from its
+ * socket returned less than OpenSSL asked for (or nothing), clear when it
+ * filled the request. Set means the socket was empty at that read: with
+ * edge-triggered epoll, anything arriving later raises a new edge. */
+#define TLS_F_SOCK_DRAINED (1u << 31)
+/* Keep TLS_F_SOCK_DRAINED in *word (which must outlive s) up to date. */
+void tls_track_drain(SSL *s, uint32_t *word);
+
 /* Client context for an HTTPS backend (verification per cfg_backend). */
 SSL_CTX *tls_backend_ctx(const struct cfg_backend *b, char *err, size_t errsz);
 

@@ -28,12 +28,20 @@ int upstream_auth_scheme(const struct h1_str *v)
  * byte that came unasked (a 408, a planted response) would be taken for the
  * next request's answer. A TLS record without data (a session ticket) is
  * consumed here and harmless; a partial record is not trusted.
+ *
+ * No syscall when it went idle with its socket drained (idle_clean) and an
+ * epoll_wait has returned since: anything that arrived before it raised an
+ * edge (F_RD, F_RDHUP), and what arrives after it is the same race a peek
+ * leaves between itself and the send. Keep-alive reuse, the common case,
+ * costs no recv(MSG_PEEK) then.
  */
 static int upstream_idle_ok(struct upstream *u)
 {
 	char x;
 	if ((u->flags & (F_EOF | F_RDHUP)) || u->in.len)
 		return 0;
+	if (u->idle_clean && !(u->flags & F_RD) && loop_turn(u->c->w->loop) > u->idle_turn)
+		return 1; /* nothing arrived before this turn's epoll_wait */
 	if (u->ssl) {
 		ERR_clear_error();
 		int r = SSL_read(u->ssl, &x, 1);
@@ -190,6 +198,8 @@ struct upstream *upstream_take(struct conn *c, int bi)
 		upstream_free(c, u);
 		u = NULL;
 	}
+	if (u)
+		u->idle_clean = 0; /* busy again: set anew when it next goes idle */
 	return u;
 }
 

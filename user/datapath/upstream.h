@@ -50,6 +50,14 @@ struct upstream {
 	struct h1_chunk chunk;
 	uint64_t rx_bytes; /* response bytes received for this request */
 	int splicing;	   /* the response body moves backend -> phone by splice */
+	/* Loop turn of the last read that left the (plain) socket empty: a
+	 * short read or EAGAIN. 0: unknown (TLS, or bytes moved by splice). */
+	uint64_t drained_turn;
+	/* Went idle drained, in turn idle_turn: whatever arrives afterwards
+	 * raises an edge, so once an epoll_wait has returned since, F_RD and
+	 * F_RDHUP say all a MSG_PEEK would (upstream_idle_ok). */
+	uint8_t idle_clean;
+	uint64_t idle_turn;
 	struct upstream *next_dead;
 	/* In the worker's index of idle shareable connections (pprev NULL:
 	 * not indexed). Only while idle, owner != 0 and !priv. */

@@ -380,6 +380,20 @@ static void refresh(struct gate *g)
 
 /* --- caches ---------------------------------------------------------------------- */
 
+/* snprintf(dst, cap, "%s", src) without the format machinery (a NULL src
+ * gives ""): gate_decide and gate_done copy several per request. */
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+	if (!src)
+		src = "";
+	/* a loop, not strnlen: src may be an array shorter than cap */
+	size_t n = 0;
+	while (n + 1 < cap && src[n])
+		n++;
+	memcpy(dst, src, n);
+	dst[n] = 0;
+}
+
 static uint64_t dev_key(const struct gate *g, const char *user, const char *device_id)
 {
 	/* "user\0device_id", lower-cased, cut to the buffer (neither is longer
@@ -416,9 +430,9 @@ static void sight_pull(struct gate *g, struct dev_entry *e, int64_t now)
 	struct sighting *x = malloc(sizeof(*x));
 	if (x && sighting_get(g->sight, e->skey, now, x)) {
 		if (x->ev.di.model[0])
-			snprintf(e->model, sizeof(e->model), "%s", x->ev.di.model);
+			copy_str(e->model, sizeof(e->model), x->ev.di.model);
 		if (x->ev.di.os[0])
-			snprintf(e->os, sizeof(e->os), "%s", x->ev.di.os);
+			copy_str(e->os, sizeof(e->os), x->ev.di.os);
 		e->sight_seq = x->di_seq;
 	}
 	free(x);
@@ -492,9 +506,8 @@ static struct dev_entry *dev_get(struct gate *g, const struct eas_req *r, int64_
 		e->admin_state = d.admin_state;
 		e->loop_until = d.loop_until;
 		e->loop_cmd = d.loop_cmd;
-		snprintf(e->model, sizeof(e->model), "%s",
-			 d.device_model[0] ? d.device_model : model);
-		snprintf(e->os, sizeof(e->os), "%s", d.device_os[0] ? d.device_os : os);
+		copy_str(e->model, sizeof(e->model), d.device_model[0] ? d.device_model : model);
+		copy_str(e->os, sizeof(e->os), d.device_os[0] ? d.device_os : os);
 	} else {
 		*fresh = 1;
 		memcpy(e->model, model, sizeof(model));
@@ -550,11 +563,11 @@ static void fill_event(struct inv_event *ev, const struct eas_req *r, int64_t no
 	ev->magic = INV_EVENT_MAGIC;
 	ev->now = now;
 	ev->cmd = r->cmd;
-	snprintf(ev->user, sizeof(ev->user), "%s", r->identity);
-	snprintf(ev->device_id, sizeof(ev->device_id), "%s", r->device_id);
-	snprintf(ev->device_type, sizeof(ev->device_type), "%s", r->device_type);
-	snprintf(ev->user_agent, sizeof(ev->user_agent), "%s", r->user_agent);
-	snprintf(ev->xmswl, sizeof(ev->xmswl), "%s", r->xmswl);
+	copy_str(ev->user, sizeof(ev->user), r->identity);
+	copy_str(ev->device_id, sizeof(ev->device_id), r->device_id);
+	copy_str(ev->device_type, sizeof(ev->device_type), r->device_type);
+	copy_str(ev->user_agent, sizeof(ev->user_agent), r->user_agent);
+	copy_str(ev->xmswl, sizeof(ev->xmswl), r->xmswl);
 	if (r->proto)
 		snprintf(ev->protocol, sizeof(ev->protocol), "%d.%d", r->proto / 10, r->proto % 10);
 }
@@ -668,7 +681,7 @@ static void throttle_step(struct gate *g, const struct eas_req *r, const struct 
 	}
 	snprintf(v->rule, sizeof(v->rule), "throttle:%s",
 		 throttle_class_at(t, (size_t)tv.cls)->name);
-	snprintf(v->why, sizeof(v->why), "%s", tv.text);
+	copy_str(v->why, sizeof(v->why), tv.text);
 }
 
 static void quarantine_answer(int cmd, struct gate_verdict *v)
@@ -713,11 +726,11 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 	int new_info = 0;
 	if (di) {
 		if (di->model[0] && strcmp(e->model, di->model)) {
-			snprintf(e->model, sizeof(e->model), "%s", di->model);
+			copy_str(e->model, sizeof(e->model), di->model);
 			new_info = 1;
 		}
 		if (di->os[0] && strcmp(e->os, di->os)) {
-			snprintf(e->os, sizeof(e->os), "%s", di->os);
+			copy_str(e->os, sizeof(e->os), di->os);
 			new_info = 1;
 		}
 	}
@@ -741,12 +754,10 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 	struct policy_decision d;
 	policy_decide(g->pol, &in, &d);
 	v->access = d.access;
-	snprintf(v->device_os, sizeof(v->device_os), "%s", d.device_os);
-	if (d.rule_index >= 0)
-		snprintf(v->rule, sizeof(v->rule), "%s", d.rule_name);
-	else
-		snprintf(v->rule, sizeof(v->rule), "%s", policy_reason_name(d.reason));
-	snprintf(v->why, sizeof(v->why), "%s", d.explain);
+	copy_str(v->device_os, sizeof(v->device_os), d.device_os);
+	copy_str(v->rule, sizeof(v->rule),
+		 d.rule_index >= 0 ? d.rule_name : policy_reason_name(d.reason));
+	copy_str(v->why, sizeof(v->why), d.explain);
 	if (d.access == POLICY_BLOCK) {
 		v->action = GATE_ANSWER;
 		v->sv = SV_BLOCK;
@@ -831,9 +842,9 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 		ev.flags = (device_level ? INV_EV_DECISION : 0) | (di ? INV_EV_DEVINFO : 0);
 		ev.access = d.access;
 		ev.reason = d.reason;
-		snprintf(ev.rule, sizeof(ev.rule), "%s", d.rule_index >= 0 ? d.rule_name : "");
-		snprintf(ev.os_key, sizeof(ev.os_key), "%s", d.os_key);
-		snprintf(ev.os_family, sizeof(ev.os_family), "%s", ov.family);
+		copy_str(ev.rule, sizeof(ev.rule), d.rule_index >= 0 ? d.rule_name : "");
+		copy_str(ev.os_key, sizeof(ev.os_key), d.os_key);
+		copy_str(ev.os_family, sizeof(ev.os_family), ov.family);
 		if (di)
 			ev.di = *di;
 		/* Authenticated on another worker, its row not written yet:
@@ -865,8 +876,8 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 	if (device_level) {
 		if (strcmp(e->os_key, d.os_key))
 			e->authed_reported = 0;
-		snprintf(e->os_key, sizeof(e->os_key), "%s", d.os_key);
-		snprintf(e->os_family, sizeof(e->os_family), "%s", ov.family);
+		copy_str(e->os_key, sizeof(e->os_key), d.os_key);
+		copy_str(e->os_family, sizeof(e->os_family), ov.family);
 	}
 }
 
@@ -896,15 +907,15 @@ static void promote(struct gate *g, struct dev_entry *e, const char *identity,
 		struct eas_req *r = calloc(1, sizeof(*r));
 		if (!r)
 			goto out;
-		snprintf(r->identity, sizeof(r->identity), "%s", identity);
-		snprintf(r->device_id, sizeof(r->device_id), "%s", device_id);
+		copy_str(r->identity, sizeof(r->identity), identity);
+		copy_str(r->device_id, sizeof(r->device_id), device_id);
 		r->cmd = cmd;
 		fill_event(ev, r, now);
 		free(r);
 		ev->flags = INV_EV_DECISION;
 		if (e && (e->model[0] || e->os[0])) {
-			snprintf(ev->di.model, sizeof(ev->di.model), "%s", e->model);
-			snprintf(ev->di.os, sizeof(ev->di.os), "%s", e->os);
+			copy_str(ev->di.model, sizeof(ev->di.model), e->model);
+			copy_str(ev->di.os, sizeof(ev->di.os), e->os);
 			ev->flags |= INV_EV_DEVINFO;
 		}
 	}
@@ -917,8 +928,8 @@ static void promote(struct gate *g, struct dev_entry *e, const char *identity,
 		ev->access = e ? e->answer_access : POLICY_ALLOW;
 	/* The OS version this success proves (incubation clock). */
 	if (e && e->os_key[0]) {
-		snprintf(ev->os_key, sizeof(ev->os_key), "%s", e->os_key);
-		snprintf(ev->os_family, sizeof(ev->os_family), "%s", e->os_family);
+		copy_str(ev->os_key, sizeof(ev->os_key), e->os_key);
+		copy_str(ev->os_family, sizeof(ev->os_family), e->os_family);
 	}
 	ev->flags = (ev->flags & (INV_EV_DECISION | INV_EV_DEVINFO)) | INV_EV_AUTHED;
 	send_event(g, ev);
@@ -935,9 +946,9 @@ static void promote(struct gate *g, struct dev_entry *e, const char *identity,
 		x->ev.flags &= INV_EV_DEVINFO | (x->ev.access >= 0 ? INV_EV_DECISION : 0);
 		send_event(g, &x->ev);
 		if (e && x->ev.di.model[0])
-			snprintf(e->model, sizeof(e->model), "%s", x->ev.di.model);
+			copy_str(e->model, sizeof(e->model), x->ev.di.model);
 		if (e && x->ev.di.os[0])
-			snprintf(e->os, sizeof(e->os), "%s", x->ev.di.os);
+			copy_str(e->os, sizeof(e->os), x->ev.di.os);
 	}
 	if (g->t)
 		throttle_authenticated(g->t, throttle_device_key(g->t, identity, device_id),
@@ -990,8 +1001,8 @@ void gate_done(struct gate *g, const char *identity, const char *device_id, int 
 	}
 	struct eas_req r;
 	memset(&r, 0, sizeof(r));
-	snprintf(r.identity, sizeof(r.identity), "%s", identity);
-	snprintf(r.device_id, sizeof(r.device_id), "%s", device_id);
+	copy_str(r.identity, sizeof(r.identity), identity);
+	copy_str(r.device_id, sizeof(r.device_id), device_id);
 	int known = e != NULL;
 	/* The access the answer was given under (gate_decide just set it; -1 if
 	 * the request never got that far or the entry was taken since). The
@@ -1020,8 +1031,8 @@ void gate_done(struct gate *g, const char *identity, const char *device_id, int 
 	if (authed) {
 		e->authed_reported = 1;
 		ev.flags |= INV_EV_AUTHED;
-		snprintf(ev.os_key, sizeof(ev.os_key), "%s", e->os_key);
-		snprintf(ev.os_family, sizeof(ev.os_family), "%s", e->os_family);
+		copy_str(ev.os_key, sizeof(ev.os_key), e->os_key);
+		copy_str(ev.os_family, sizeof(ev.os_family), e->os_family);
 	}
 	send_event(g, &ev);
 }

@@ -718,22 +718,26 @@ static int parse_auth(struct eas_req *r, const char *v, size_t n)
 	return 0;
 }
 
-/* Which handled header is this? 0 if none. */
+/* Which handled header is this? 0 if none. By length first: every header
+ * of every request comes here, and most are none of these. */
 static unsigned header_bit(const char *name, size_t nlen)
 {
-	if (ci_eq(name, nlen, "User-Agent"))
-		return H_UA;
-	if (ci_eq(name, nlen, "MS-ASProtocolVersion"))
-		return H_PROTO;
-	if (ci_eq(name, nlen, "X-MS-PolicyKey"))
-		return H_PKEY;
-	if (ci_eq(name, nlen, "X-MS-WL"))
-		return H_WL;
-	if (ci_eq(name, nlen, "Authorization"))
-		return H_AUTH;
-	if (ci_eq(name, nlen, "MS-ASAcceptMultiPart"))
-		return H_AMP;
-	return 0;
+	switch (nlen) {
+	case 7:
+		return ci_eq(name, nlen, "X-MS-WL") ? H_WL : 0;
+	case 10:
+		return ci_eq(name, nlen, "User-Agent") ? H_UA : 0;
+	case 13:
+		return ci_eq(name, nlen, "Authorization") ? H_AUTH : 0;
+	case 14:
+		return ci_eq(name, nlen, "X-MS-PolicyKey") ? H_PKEY : 0;
+	case 20:
+		if (ci_eq(name, nlen, "MS-ASProtocolVersion"))
+			return H_PROTO;
+		return ci_eq(name, nlen, "MS-ASAcceptMultiPart") ? H_AMP : 0;
+	default:
+		return 0;
+	}
 }
 
 static int header_apply(struct eas_req *r, unsigned bit, const char *v, size_t n)

@@ -74,7 +74,14 @@ size_t eas_status_wbxml(enum eas_cmd cmd, int status, uint8_t *out, size_t cap)
 	if ((unsigned)cmd >= EAS_CMD__COUNT || !envelopes[cmd].used || status < 0)
 		return 0;
 	const struct envelope *e = &envelopes[cmd];
-	int dlen = snprintf(digits, sizeof(digits), "%d", status);
+	int dlen = 0; /* status >= 0: its decimal digits, no snprintf (every refusal) */
+	char rev[16];
+	do
+		rev[dlen++] = (char)('0' + status % 10);
+	while ((status /= 10) && dlen < (int)sizeof(rev));
+	for (int i = 0; i < dlen; i++)
+		digits[i] = rev[dlen - 1 - i];
+	digits[dlen] = 0;
 
 	buf[n++] = 0x03; /* WBXML 1.3 */
 	buf[n++] = 0x01; /* public id: unknown */

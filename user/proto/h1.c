@@ -453,14 +453,32 @@ static int scan_line_done(struct h1_ctx *x, size_t cr)
  * Examine buf[scan.pos .. min(len, max_head)). Returns the head length once
  * the blank line is seen, 0 if more bytes are needed, -1 on error.
  */
-/* No control character (CR and LF included; HTAB allowed) in p[0, n): a
- * branch-free loop the compiler vectorizes. */
-static int span_clean(const unsigned char *p, size_t n)
+/* Is p[0, n) free of control bytes (CR and LF included; HTAB allowed)? */
+static int bytes_clean(const unsigned char *p, size_t n)
 {
 	unsigned bad = 0;
 	for (size_t k = 0; k < n; k++)
 		bad |= (unsigned)((p[k] < 0x20 && p[k] != '\t') | (p[k] == 0x7f));
 	return !bad;
+}
+
+/* The same, eight bytes at a time: -O2 does not vectorize the byte loop
+ * (callgrind: 9 instructions per head byte, a third of parsing a request
+ * head). A word flagged as holding a byte below 0x20 or a 0x7f (the tests
+ * have no false negatives) is looked at byte by byte: an HTAB is fine. */
+static int span_clean(const unsigned char *p, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+	size_t k = 0;
+	for (; k + 8 <= n; k += 8) {
+		uint64_t w, d;
+		memcpy(&w, p + k, 8);
+		d = w ^ (ones * 0x7f);
+		if ((((w - ones * 0x20) & ~w) | ((d - ones) & ~d)) & highs)
+			if (!bytes_clean(p + k, 8))
+				return 0;
+	}
+	return bytes_clean(p + k, n - k);
 }
 
 static long head_scan(struct h1_ctx *x, size_t len)
@@ -590,6 +608,7 @@ static int sem_connection(struct h1_ctx *x, struct h1_sem *sm, const struct h1_h
 {
 	size_t pos = (size_t)(h->name.p - x->buf), lp = 0;
 	struct h1_str el;
+	x->m->flags |= H1_F_CONNECTION;
 	while (list_next(h->value, &lp, &el)) {
 		if (!all_tchar(el.p, el.n))
 			return fail(x, "invalid Connection option", pos, 400);
@@ -834,24 +853,34 @@ int h1_token_in_list(struct h1_str value, const char *token)
 
 int h1_is_hop_by_hop(const struct h1_msg *m, struct h1_str name)
 {
-	static const char *const fixed[] = {
-	    "Connection",
-	    "Keep-Alive",
-	    "Proxy-Connection",
-	    "TE",
-	    "Trailer",
-	    "Transfer-Encoding",
-	    "Upgrade",
-	    "Proxy-Authenticate",
-	    "Proxy-Authorization",
+	/* Lengths first, no strlen: the relay asks this for every header of
+	 * every request and response, and the second loop scans all of them. */
+#define HOP(s)                                                                                     \
+	{                                                                                          \
+		s, sizeof(s) - 1                                                                   \
+	}
+	static const struct {
+		const char *s;
+		size_t n;
+	} fixed[] = {
+	    HOP("Connection"),
+	    HOP("Keep-Alive"),
+	    HOP("Proxy-Connection"),
+	    HOP("TE"),
+	    HOP("Trailer"),
+	    HOP("Transfer-Encoding"),
+	    HOP("Upgrade"),
+	    HOP("Proxy-Authenticate"),
+	    HOP("Proxy-Authorization"),
 	};
+#undef HOP
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-		if (str_ieq(name, fixed[i]))
+		if (name.n == fixed[i].n && !strncasecmp(name.p, fixed[i].s, name.n))
 			return 1;
-	for (unsigned i = 0; i < m->nhdr; i++) {
+	for (unsigned i = 0; (m->flags & H1_F_CONNECTION) && i < m->nhdr; i++) {
 		size_t lp = 0;
 		struct h1_str el;
-		if (!str_ieq(m->hdr[i].name, "connection"))
+		if (m->hdr[i].name.n != 10 || !str_ieq(m->hdr[i].name, "connection"))
 			continue;
 		while (list_next(m->hdr[i].value, &lp, &el))
 			if (el.n == name.n && strncasecmp(el.p, name.p, el.n) == 0)

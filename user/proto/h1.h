@@ -102,6 +102,8 @@ enum h1_flag {
 	H1_F_TE_CODED = 1u << 8,	/* a transfer-coding other than chunked applies: the
 					   payload is not the plain representation */
 	H1_F_ABS_FORM = 1u << 9,	/* request target was absolute-form */
+	H1_F_CONNECTION = 1u << 10,	/* a Connection header is present (its options
+					   are hop-by-hop: h1_is_hop_by_hop) */
 };
 
 /*
