@@ -170,9 +170,9 @@ static void test_errors_with_lines(void **state)
 	free(c);
 }
 
-/* A list element's line is the line of its text, not where libconfig ended
- * it (the ')' after trailing comments), nor an earlier line with the same
- * words outside the 64 lines looked at. */
+/* A list element's line is the line of its text: not where libconfig ended
+ * it (the ')' after trailing comments), nor a line above with the same
+ * first words (the nearest one at or above libconfig's line is taken). */
 static void test_rule_lines(void **state)
 {
 	struct config_errors e;
