@@ -73,7 +73,7 @@ parent = os.path.join(os.path.dirname(cage), "cgroup.procs")
 for p in open(os.path.join(cage, "cgroup.procs")).read().split():
     with open(parent, "w") as f:
         f.write(p)
-print("released at %d ms, thread seen: %s" % (time.monotonic() * 1000, seen))
+print("released at %d ms, thread seen: %s, caged: %s" % (time.monotonic() * 1000, seen, open(os.path.join(cage, "cgroup.procs")).read().split()))
 sys.exit(0 if seen else 1)
 PY
 }
