@@ -70,10 +70,11 @@ while time.monotonic() < limit:
         break
     time.sleep(0.002)
 parent = os.path.join(os.path.dirname(cage), "cgroup.procs")
-for p in open(os.path.join(cage, "cgroup.procs")).read().split():
+moved = open(os.path.join(cage, "cgroup.procs")).read().split()
+for p in moved:
     with open(parent, "w") as f:
         f.write(p)
-print("released at %d ms, thread seen: %s, caged: %s" % (time.monotonic() * 1000, seen, open(os.path.join(cage, "cgroup.procs")).read().split()))
+print("released at %d ms, thread seen: %s, pids: %s" % (time.monotonic() * 1000, seen, " ".join(moved)))
 sys.exit(0 if seen else 1)
 PY
 }
