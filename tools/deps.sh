@@ -8,7 +8,7 @@ BUILD="make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev l
   libpcre2-dev libsystemd-dev libconfig-dev libcmocka-dev libclang-rt-14-dev pkg-config xxd
   libcurl4-openssl-dev libcrypt-dev libpq-dev"
 RUN="openssl iproute2 ca-certificates sqlite3 libjs-chart.js"
-TEST="curl libwbxml2-utils gnutls-bin testssl.sh python3 procps psmisc jq tcpdump ethtool prometheus gdb
+TEST="curl libwbxml2-utils gnutls-bin testssl.sh python3 procps psmisc jq tcpdump ethtool prometheus gdb strace
   debhelper dpkg-dev lintian man-db groff-base
   systemd wrk nghttp2-client haproxy nginx-light bc chromium chromium-driver python3-selenium
   python3-aiosmtpd libnss3-tools

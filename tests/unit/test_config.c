@@ -170,6 +170,33 @@ static void test_errors_with_lines(void **state)
 	free(c);
 }
 
+/* A list element's line is the line of its text: not where libconfig ended
+ * it (the ')' after trailing comments), nor a line above with the same
+ * first words (the nearest one at or above libconfig's line is taken). */
+static void test_rule_lines(void **state)
+{
+	struct config_errors e;
+	int rc;
+	struct gw_config *c =
+	    load("# block DeviceId is \"old\"\n"				 /* 1 */
+		 "policy = { rules = (\n"					 /* 2 */
+		 "  \"block DeviceId is \\\"a\\\"\",\n"				 /* 3 */
+		 "  # block DeviceId is \"old\"\n"				 /* 4 */
+		 "  \"block DeviceId is \\\"b\\\"\"\n"				 /* 5 */
+		 "  # comments after the last rule\n"				 /* 6 */
+		 "  #\n"							 /* 7 */
+		 "); blocked_device_ids = ( \"Dev12345\", \"Dev67890\" ); };\n", /* 8 */
+		 &e, &rc);
+	assert_int_equal(rc, 0);
+	assert_int_equal(c->policy.nrules, 2);
+	assert_int_equal(c->policy.rules[0].line, 3);
+	assert_int_equal(c->policy.rules[1].line, 5);
+	assert_int_equal(c->policy.nblocked, 2);
+	assert_int_equal(c->policy.blocked_ids[1].line, 8);
+	config_free(c);
+	free(c);
+}
+
 static void test_syntax_error(void **state)
 {
 	struct config_errors e;
@@ -347,6 +374,7 @@ int main(void)
 	    cmocka_unit_test(test_addresses),
 	    cmocka_unit_test(test_full_file),
 	    cmocka_unit_test(test_errors_with_lines),
+	    cmocka_unit_test(test_rule_lines),
 	    cmocka_unit_test(test_syntax_error),
 	    cmocka_unit_test(test_type_errors),
 	    cmocka_unit_test(test_missing_file),

@@ -5,6 +5,7 @@
  */
 #include "config.h"
 #include "config_keys.h"
+#include "config_lines.h"
 #include "log.h"
 #include "throttle.h"
 #include "tls_params.h"
@@ -257,6 +258,8 @@ void config_defaults(struct gw_config *c)
 struct rd {
 	const char *path;
 	struct config_errors *errs;
+	struct config_lines *lines; /* read at the first list of texts, owned */
+	int lines_read;		    /* tried once: NULL lines = keep libconfig's */
 };
 
 #define ERR(rd, s, ...)                                                                            \
@@ -377,10 +380,11 @@ static int get_secs(struct rd *rd, const config_setting_t *g, const char *key, u
 /*
  * libconfig reports a list element's line where the parser finished it, which
  * for a string followed by comment lines is the closing ')' line. Point at the
- * line that holds the string instead: the nearest line at or above `line` that
- * contains the text's first words.
+ * line that holds the string instead: the nearest line at or above `line`
+ * (at most 64 above) that contains the text's first words. The file is read
+ * once per parse (config_lines.h: once per element was quadratic).
  */
-static int text_line(const char *path, int line, const char *text)
+static int text_line(struct rd *rd, int line, const char *text)
 {
 	char needle[48];
 	size_t n = strcspn(text, "\"\\");
@@ -390,18 +394,11 @@ static int text_line(const char *path, int line, const char *text)
 		return line;
 	memcpy(needle, text, n);
 	needle[n] = 0;
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return line;
-	char buf[4096];
-	int ln = 0, best = line;
-	while (ln < line && fgets(buf, sizeof(buf), f)) {
-		ln++;
-		if (ln >= line - 64 && strstr(buf, needle))
-			best = ln;
+	if (!rd->lines_read) {
+		rd->lines = config_lines_read(rd->path);
+		rd->lines_read = 1;
 	}
-	fclose(f);
-	return best;
+	return config_lines_find(rd->lines, line, 64, needle);
 }
 
 /* A list/array of strings -> cfg_text entries (strdup'd, with line numbers). */
@@ -428,7 +425,7 @@ static void get_texts(struct rd *rd, const config_setting_t *g, const char *key,
 		}
 		out[*n].text = strdup(config_setting_get_string(e));
 		int sl = (int)config_setting_source_line(e);
-		out[*n].line = out[*n].text ? text_line(rd->path, sl, out[*n].text) : sl;
+		out[*n].line = out[*n].text ? text_line(rd, sl, out[*n].text) : sl;
 		if (!out[*n].text) {
 			ERR(rd, e, "out of memory");
 			return;
@@ -1141,6 +1138,7 @@ int config_load(struct gw_config *c, const char *path, struct config_errors *err
 	read_admin(&rd, root, c);
 	read_store(&rd, root, c);
 	read_notify(&rd, root, c);
+	config_lines_free(rd.lines);
 	config_destroy(&lc);
 	if (errs->n) {
 		config_free(c);
