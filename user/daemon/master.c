@@ -841,6 +841,12 @@ static void on_signal(struct loop *l, int signo, void *arg)
 
 /* --- housekeeping ---------------------------------------------------------------------- */
 
+/* A worker that has not beaten yet is still starting (BPF objects, TLS
+ * contexts, the inventory): on a CPU-limited container or under a sanitizer
+ * that takes seconds, and a watchdog period plus a tick would call it hung
+ * before its loop ever ran. It gets this long from its fork instead. */
+#define WORKER_START_GRACE_MS 10000u
+
 /* A live worker whose loop has not ticked (every second, shm.h) for a
  * watchdog period plus a tick is hung, or NULL. Its start is the floor: the
  * slot may hold an earlier worker's last beat. */
@@ -851,9 +857,13 @@ static const struct proc *stalled_worker(const struct master *m, uint64_t now, u
 		if (!p->pid)
 			continue;
 		uint64_t beat = m->shm->worker_beat_ms[p->stats_slot];
-		if (beat < p->started_ms)
+		uint64_t limit = m->watchdog_ms + 1000;
+		if (beat < p->started_ms) {
 			beat = p->started_ms;
-		if (now > beat && now - beat > m->watchdog_ms + 1000) {
+			if (limit < WORKER_START_GRACE_MS)
+				limit = WORKER_START_GRACE_MS;
+		}
+		if (now > beat && now - beat > limit) {
 			*silent = now - beat;
 			return p;
 		}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# A slow start is not a hang. Started on 3% of a CPU (a cgroup quota, as a
+# container's CPU limit or a sanitizer build on a loaded host gives), a
+# worker needs seconds before its loop first ticks; the master judged it
+# from its fork with a watchdog period plus a tick (1.5 s for
+# WATCHDOG_USEC=1 s), reported it stalled and withheld WATCHDOG=1, so
+# systemd would have killed a gateway that was only starting. Asserted,
+# against a test NOTIFY_SOCKET (tests/notify_listen.py):
+#  - no worker is reported stalled while the gateway starts in the cage;
+#  - once out of the cage, WATCHDOG=1 comes again and the gateway answers;
+#  - a worker stopped (SIGSTOP) after its start is still reported stalled
+#    and the pings stop: the start's grace does not hide a hang.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/cpu_cage.sh"
+need python3 curl
+need_root
+trap 'cage_drop; cleanup' EXIT
+make_pki
+WD_MS=1000
+start_backend cas1 || finish
+python3 "$EG_ROOT/tests/notify_listen.py" "$T/wd.sock" "$T/wd.jsonl" &
+EG_PIDS+=($!)
+for _ in $(seq 50); do [ -e "$T/wd.jsonl" ] && break; sleep 0.1; done
+if ! cage_make 3000 2>"$T/cage.err"; then
+	skip_part "$TNAME" "cannot make a CPU cage: $(cat "$T/cage.err")"
+	finish
+fi
+# This shell into the cage, so the gateway and its workers start there.
+cage_put "$BASHPID" || { fail "cannot put the test shell into the cage"; finish; }
+NOTIFY_SOCKET=$T/wd.sock WATCHDOG_USEC=$((WD_MS * 1000)) start_gateway \
+	--backend "cas1=127.0.0.1:$BE_PORT_cas1,health=/health"
+started=$?
+echo "$BASHPID" >"$(dirname "$CAGE")/cgroup.procs" || fail "cannot take the test shell out of the cage"
+check "the gateway started on 3% of a CPU" test "$started" -eq 0
+[ "$started" -eq 0 ] || finish
+sleep 4 # the workers finish starting in the cage
+cage_release || fail "cannot take the gateway out of the cage"
+stalls=$(grep 'event=worker_stalled' "$T/gw.log")
+check "no starting worker reported stalled (${stalls:-none})" test -z "$stalls"
+sleep $((WD_MS * 2 / 1000))
+n=$(grep -c '"WATCHDOG": "1"' "$T/wd.jsonl")
+check "WATCHDOG=1 comes ($n pings)" test "$n" -ge 1
+wait_backends_up cas1 || fail "backend cas1 not up"
+code=$(eas -o /dev/null -w '%{http_code}' -u user1:pw -X OPTIONS \
+	"$(GWURL "/Microsoft-Server-ActiveSync?User=user1&DeviceId=Start1&DeviceType=iPhone")")
+check "the gateway answers after its slow start (HTTP $code)" test "$code" = 200
+# The grace is for a start only: a worker that has ticked and then stops is hung.
+hung=$(pgrep -P "$GW_PID" | head -1)
+kill -STOP "$hung"
+stopped=$(python3 -c 'import time; print(int(time.monotonic() * 1000))')
+for _ in $(seq 50); do grep -q "event=worker_stalled slot=[0-9]* pid=$hung " "$T/gw.log" && break; sleep 0.1; done
+check "a worker stopped after its start is reported stalled" \
+	grep -q "event=worker_stalled slot=[0-9]* pid=$hung " "$T/gw.log"
+sleep 1
+after=$(python3 - "$T/wd.jsonl" "$((stopped + WD_MS / 2 + 1500))" <<'PY'
+import json, sys
+print(sum(1 for l in open(sys.argv[1]) if json.loads(l)["fields"].get("WATCHDOG") == "1"
+          and json.loads(l)["mono_us"] // 1000 > int(sys.argv[2])))
+PY
+)
+check "...and no WATCHDOG=1 from WATCHDOG_USEC/2 + 1.5 s after the stop on ($after)" test "$after" = 0
+kill -CONT "$hung"
+finish
