@@ -157,10 +157,18 @@ struct eg_conn_steer {
 	__u64 since_ns;	 /* CLOCK_MONOTONIC when the backend was chosen */
 };
 
-/* Per-worker load, read by the SK_REUSEPORT program. */
+/*
+ * Per-worker load, read by the SK_REUSEPORT program; the slot's load is
+ * load + queued. The slot's worker stores accepting and load; queued is
+ * counted up by the program (atomic add, one per SYN it places on the slot)
+ * and down by the worker (atomic, clamped at 0: one per accept, and once a
+ * second whatever was placed over a second ago and is neither accepted nor
+ * in the accept queue: handshakes that never completed).
+ */
 struct eg_worker {
 	__u32 accepting; /* 0 while draining: no new connections */
 	__u32 load;	 /* open connections (long-polls dominate) */
+	__u32 queued;	 /* placed by the program, not accepted yet */
 };
 
 /*

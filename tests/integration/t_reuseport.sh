@@ -9,6 +9,9 @@
 #     end up 6/6 (ss shows who holds them; the map's loads agree); after 4 of
 #     worker A's are closed, the next 4 ALL go to A (a blind hash would do
 #     that once in 16, and 6/6 about once in 4).
+#  2b. A burst of 64 connections opened at once (before either worker has
+#     accepted one) ends split within one over the 2 workers, 3 times.
+#  2c. 10 bare SYNs (placed, never accepted): counted, then forgotten.
 #  3. Reloads under load (tests/loadgen/eas_load.py: keep-alive Syncs and
 #     long-polls): no connection refused, none reset; afterwards both slots
 #     accepting again, owned by the new workers. (A request racing the drain's
@@ -43,6 +46,9 @@ wait_slots() { # wait_slots "A0 L0" "A1 L1" (up to 5 s)
 		sleep 0.1
 	done
 	return 1
+}
+queued() { # connections placed on slot N by the program, not accepted yet
+	bpftool map lookup pinned "$XN_PIN/workers" key "$1" 0 0 0 -j | jq -r '.formatted.value.queued'
 }
 total_load() { echo $(($(slot 0 | cut -d' ' -f2) + $(slot 1 | cut -d' ' -f2))); }
 # The worker (pid) holding the gateway side of the phone's connection from port $1.
@@ -100,6 +106,97 @@ check "the next 4 all went to the less loaded worker $wpid (got: ${got% })" \
 	test "${got% }" = "$wpid $wpid $wpid $wpid"
 for p in "${!LP_PID[@]}"; do kill "${LP_PID[$p]}" 2>/dev/null; done
 wait_total 0 || fail "long-polls not closed"
+
+# ---- 2b. a burst of connections -------------------------------------------------------------
+# 64 TCP connections opened at once, no byte sent (what wrk's 64 connects do):
+# all are placed before either worker has accepted one, so only the
+# program's count of its own placements can split them evenly. Three bursts;
+# each must end within one of even (the flow hash alone: 32/32 ~10% of the time).
+burst_open() { # burst_open TAG: 64 connects from the phone, held until $T/TAG.stop
+	nsenter --net="/var/run/netns/$XN_PHONE" python3 - "$XN_GW_IP" "$T/$1" <<'PY' &
+import select, socket, sys, os, time
+host, tag = sys.argv[1], sys.argv[2]
+socks = []
+for _ in range(64):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setblocking(False)
+    s.connect_ex((host, 443))
+    socks.append(s)
+pending = set(socks)
+deadline = time.time() + 20
+while pending and time.time() < deadline:
+    _, w, _ = select.select([], list(pending), [], 1)
+    for s in w:
+        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+            sys.exit("connect failed")
+        pending.discard(s)
+if pending:
+    sys.exit("%d connects pending" % len(pending))
+open(tag + ".ready", "w").close()
+while not os.path.exists(tag + ".stop") and time.time() < deadline + 30:
+    time.sleep(0.05)
+PY
+	BURST_PID=$!
+	EG_PIDS+=("$BURST_PID")
+}
+held_by_worker() { # per-worker counts of accepted connections to :443, sorted ("31 33")
+	in_gw ss -Htnp state established "( sport = :443 )" |
+		sed -n 's/.*pid=\([0-9]*\).*/\1/p' | sort | uniq -c | awk '{print $1}' | sort -n | xargs
+}
+for b in 1 2 3; do
+	burst_open "burst$b"
+	for _ in $(seq 100); do [ -e "$T/burst$b.ready" ] && break; sleep 0.1; done
+	split=""
+	for _ in $(seq 100); do
+		split=$(held_by_worker)
+		[ $(($(tr ' ' '+' <<<"${split:-0}"))) -eq 64 ] && break
+		sleep 0.1
+	done
+	read -r lo hi <<<"$split"
+	check "burst $b: 64 connections opened at once, split within one over 2 workers (got: $split)" \
+		test -e "$T/burst$b.ready" -a "$((${lo:-0} + ${hi:-0}))" -eq 64 -a "$((${hi:-0} - ${lo:-0}))" -le 1
+	touch "$T/burst$b.stop"
+	wait "$BURST_PID"
+	rc=$?
+	check "burst $b: the client opened and held all 64 (exit $rc)" test "$rc" -eq 0
+	wait_total 0 || fail "burst $b: connections not closed (loads: $(slot 0) / $(slot 1))"
+	check "burst $b: every placement was accepted: nothing left queued ($(queued 0) / $(queued 1))" \
+		test "$(queued 0) $(queued 1)" = "0 0"
+done
+
+# ---- 2c. placements never accepted ----------------------------------------------------------
+# 10 bare SYNs from a raw socket: each is placed (and counted) but the phone's
+# kernel answers the SYN-ACK with a RST, so no connection is ever accepted.
+# The workers must forget them (within 2 ticks), or each slot would look busier
+# for good. Seen rising first, so this cannot pass by counting nothing.
+nsenter --net="/var/run/netns/$XN_PHONE" python3 - "$XN_PHONE_IP" "$XN_GW_IP" <<'PY'
+import socket, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+for sport in range(42001, 42011):
+    hdr = struct.pack("!HHIIBBHHH", sport, 443, 1000 + sport, 0, 5 << 4, 0x02, 64240, 0, 0)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(hdr))
+    hdr = hdr[:16] + struct.pack("!H", csum(pseudo + hdr)) + hdr[18:]
+    r.sendto(hdr, (dst, 0))
+PY
+rc=$?
+check "10 bare SYNs sent (exit $rc)" test "$rc" -eq 0
+peak=0 now=""
+for _ in $(seq 60); do
+	now=$(($(queued 0) + $(queued 1)))
+	[ "$now" -gt "$peak" ] && peak=$now
+	[ "$peak" -gt 0 ] && [ "$now" -eq 0 ] && break
+	sleep 0.1
+done
+check "the 10 unaccepted placements were counted (peak $peak) and then forgotten (now $now)" \
+	test "$peak" -eq 10 -a "$now" -eq 0
 
 # ---- 3. reloads under load ------------------------------------------------------------------
 # New connections keep arriving (each client reconnects after a close) while

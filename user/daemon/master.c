@@ -594,6 +594,7 @@ static void on_child(struct loop *l, int signo, void *arg)
 			 * over): steer new connections to the other slots meanwhile. */
 			struct eg_worker none = {0};
 			bpfmaps_worker_set(m->bpf, (uint32_t)p->slot, &none);
+			bpfmaps_worker_unqueue(m->bpf, (uint32_t)p->slot, UINT32_MAX);
 		}
 		int respawn = !m->stopping && !p->draining && p->gen == m->gen;
 		zero_gauges(&m->shm->worker_stats[p->stats_slot]);

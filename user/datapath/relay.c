@@ -635,6 +635,7 @@ void relay_accept(struct listener *l)
 				log_warn("event=accept_failed error=%m");
 			return;
 		}
+		worker_took(w);
 		if (w->nconns >= w->cfg->limits.max_conns) {
 			close(fd);
 			continue;

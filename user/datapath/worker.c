@@ -8,6 +8,8 @@
 #include "relay.h"
 
 #include <malloc.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,9 +23,14 @@
  * Only the slot's current owner writes: after a reload the new generation's
  * worker owns the slot (same listening socket) and a draining one keeps out.
  */
+static int owns_slot(const struct worker *w)
+{
+	return w->bpf && w->shm->worker_pid[w->slot] == getpid();
+}
+
 static void worker_publish(struct worker *w)
 {
-	if (!w->bpf || w->shm->worker_pid[w->slot] != getpid())
+	if (!owns_slot(w))
 		return;
 	struct eg_worker e = {.accepting = w->accepting && !w->draining, .load = w->nconns};
 	if (w->published && e.accepting == w->pub_accepting && e.load == w->pub_load)
@@ -32,6 +39,49 @@ static void worker_publish(struct worker *w)
 	w->pub_accepting = e.accepting;
 	w->pub_load = e.load;
 	w->published = 1;
+}
+
+void worker_took(struct worker *w)
+{
+	if (!owns_slot(w))
+		return;
+	/* Load first, then queued: the sum the program reads never dips, or a
+	 * SYN arriving in between would come here once too often. If the
+	 * connection is refused after all, the next publish corrects load. */
+	struct eg_worker e = {.accepting = w->pub_accepting, .load = w->nconns + 1};
+	bpfmaps_worker_set(w->bpf, (uint32_t)w->slot, &e);
+	w->pub_load = e.load;
+	bpfmaps_worker_unqueue(w->bpf, (uint32_t)w->slot, 1);
+	w->rp_took++;
+}
+
+/*
+ * Once a second: forget placements that will never be accepted (a SYN whose
+ * handshake never completed, a SYN dropped on a full accept queue, a
+ * syncookie's connection the ACK placed elsewhere), or queued would grow and
+ * keep new connections away from this worker for good. What was queued a
+ * tick ago and not accepted since is stale, except what still waits in the
+ * accept queues (TCP_INFO of a listener: tcpi_unacked = its accept backlog).
+ * A handshake slower than a tick is forgotten too: the clamp at 0 absorbs
+ * its accept.
+ */
+static void worker_reconcile(struct worker *w)
+{
+	if (!owns_slot(w))
+		return;
+	uint32_t old = w->rp_queued_then > w->rp_took ? w->rp_queued_then - w->rp_took : 0;
+	uint32_t waiting = 0;
+	for (int i = 0; i < w->nlisteners; i++) {
+		struct tcp_info ti;
+		socklen_t sl = sizeof(ti);
+		if (getsockopt(w->listeners[i].fd, IPPROTO_TCP, TCP_INFO, &ti, &sl) == 0)
+			waiting += ti.tcpi_unacked;
+	}
+	uint32_t left = bpfmaps_worker_unqueue(w->bpf, (uint32_t)w->slot, 0);
+	if (old > waiting)
+		left = bpfmaps_worker_unqueue(w->bpf, (uint32_t)w->slot, old - waiting);
+	w->rp_queued_then = left;
+	w->rp_took = 0;
 }
 
 static void before_sleep(struct loop *l, void *arg)
@@ -104,6 +154,7 @@ static void on_tick(struct loop_timer *t)
 	/* Orphaned (the master died without telling us): finish and leave. */
 	if (!w->draining && getppid() == 1)
 		worker_drain(w);
+	worker_reconcile(w);
 	backends_refresh(&w->be, w->shm);
 	w->stats->heap_bytes = (int64_t)mallinfo2().uordblks;
 	loop_timer_set(w->loop, &w->tick, w->draining ? 100 : 1000);

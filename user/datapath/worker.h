@@ -71,6 +71,9 @@ struct worker {
 	/* Last state given to the SK_REUSEPORT program (worker_publish). */
 	uint32_t pub_accepting, pub_load;
 	int published;
+	/* Reconciling the slot's queued count (worker_reconcile): what it was at
+	 * the last tick, and how many connections were accepted since. */
+	uint32_t rp_queued_then, rp_took;
 	struct loop_timer tick; /* 1 s housekeeping */
 };
 
@@ -96,5 +99,8 @@ int worker_main(const struct worker_args *a);
 
 /* Start draining: stop accepting, close idle connections, answer long-polls. */
 void worker_drain(struct worker *w);
+/* A connection was just accepted: tell the SK_REUSEPORT program at once
+ * (one more open, one less queued), before any work on it. */
+void worker_took(struct worker *w);
 
 #endif

@@ -1168,6 +1168,7 @@ int bpfmaps_workers_reset(struct bpfmaps *g)
 
 		__atomic_store_n(&m->accepting, 0, __ATOMIC_RELEASE);
 		__atomic_store_n(&m->load, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&m->queued, 0, __ATOMIC_RELAXED);
 	}
 	return 0;
 }
@@ -1191,5 +1192,22 @@ int bpfmaps_worker_get(struct bpfmaps *g, uint32_t slot, struct eg_worker *w)
 		return -EINVAL;
 	w->accepting = __atomic_load_n(&m->accepting, __ATOMIC_ACQUIRE);
 	w->load = __atomic_load_n(&m->load, __ATOMIC_RELAXED);
+	w->queued = __atomic_load_n(&m->queued, __ATOMIC_RELAXED);
 	return 0;
+}
+
+uint32_t bpfmaps_worker_unqueue(struct bpfmaps *g, uint32_t slot, uint32_t n)
+{
+	struct eg_worker *m = bpfmaps_worker(g, slot);
+
+	if (!m)
+		return 0;
+	/* The program adds concurrently (its atomic add is the same locked
+	 * instruction family as this compare-exchange). */
+	uint32_t q = __atomic_load_n(&m->queued, __ATOMIC_RELAXED), to;
+	do
+		to = q > n ? q - n : 0;
+	while (q && !__atomic_compare_exchange_n(&m->queued, &q, to, 1, __ATOMIC_RELAXED,
+						 __ATOMIC_RELAXED));
+	return q ? to : 0;
 }

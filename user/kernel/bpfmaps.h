@@ -201,12 +201,16 @@ int bpfmaps_reuseport_register(struct bpfmaps *g, uint32_t group, uint32_t slot,
 /* Mark every slot not accepting, load 0: a new daemon's slots owe nothing to
  * what a previous one left in the pinned map. Call before the workers start. */
 int bpfmaps_workers_reset(struct bpfmaps *g);
-/* Publish a worker's accepting flag and load (plain stores, no syscall).
+/* Publish a worker's accepting flag and load (plain stores, no syscall;
+ * queued is left alone: the program counts it up concurrently).
  * A slot marked accepting should be registered first; if it is not, new
  * connections fall back to the kernel's hash selection. */
 int bpfmaps_worker_set(struct bpfmaps *g, uint32_t slot, const struct eg_worker *w);
 /* Read a slot back (tests, status). */
 int bpfmaps_worker_get(struct bpfmaps *g, uint32_t slot, struct eg_worker *w);
+/* Take n off the slot's queued count (placed by the program, not accepted
+ * yet), never below 0; UINT32_MAX clears it. Returns what is left. */
+uint32_t bpfmaps_worker_unqueue(struct bpfmaps *g, uint32_t slot, uint32_t n);
 
 /* Raw fds for tests, benchmarks and easctl (owned by g: do not close). */
 int bpfmaps_prog_fd(const struct bpfmaps *g, enum bpfmaps_prog p);
