@@ -169,22 +169,14 @@ done
 # kernel answers the SYN-ACK with a RST, so no connection is ever accepted.
 # The workers must forget them (within 2 ticks), or each slot would look busier
 # for good. Seen rising first, so this cannot pass by counting nothing.
-nsenter --net="/var/run/netns/$XN_PHONE" python3 - "$XN_PHONE_IP" "$XN_GW_IP" <<'PY'
-import socket, struct, sys
-src, dst = sys.argv[1], sys.argv[2]
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+nsenter --net="/var/run/netns/$XN_PHONE" python3 - "$EG_ROOT/tests/integration/xdp" "$XN_PHONE_IP" "$XN_GW_IP" <<'PY'
+import socket, sys
+sys.path.insert(0, sys.argv[1])
+from tcpseg import tcp_header  # noqa: E402
+src, dst = sys.argv[2], sys.argv[3]
 r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
 for sport in range(42001, 42011):
-    hdr = struct.pack("!HHIIBBHHH", sport, 443, 1000 + sport, 0, 5 << 4, 0x02, 64240, 0, 0)
-    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(hdr))
-    hdr = hdr[:16] + struct.pack("!H", csum(pseudo + hdr)) + hdr[18:]
-    r.sendto(hdr, (dst, 0))
+    r.sendto(tcp_header(src, dst, sport, 443, 1000 + sport, 0, 0x02, 64240), (dst, 0))
 PY
 rc=$?
 check "10 bare SYNs sent (exit $rc)" test "$rc" -eq 0

@@ -79,24 +79,15 @@ xn_down() {
 xn_poke() {
 	local gwmac
 	gwmac=$(in_gw ip -j link show "$XN_GW_IF" | jq -r '.[0].address') || return 1
-	in_phone python3 - "$XN_PHONE_IF" "$gwmac" "$XN_PHONE_IP" "$1" "$XN_GW_IP" 443 <<'PY'
+	in_phone python3 - "$EG_ROOT/tests/integration/xdp" "$XN_PHONE_IF" "$gwmac" "$XN_PHONE_IP" "$1" "$XN_GW_IP" 443 <<'PY'
 import socket, struct, sys
 
-ifname, dmac, src, sport, dst, dport = sys.argv[1:]
+sys.path.insert(0, sys.argv[1])
+from tcpseg import csum, tcp_header  # noqa: E402
 
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
+ifname, dmac, src, sport, dst, dport = sys.argv[2:]
 sa, da = socket.inet_aton(src), socket.inet_aton(dst)
-tcp = struct.pack("!HHIIBBHHH", int(sport), int(dport), 1, 1, 5 << 4, 0x10, 1024, 0, 0)
-tcp = tcp[:16] + struct.pack("!H", csum(sa + da + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)) + tcp[18:]
+tcp = tcp_header(src, dst, sport, dport, 1, 1, 0x10, 1024)
 ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, sa, da)
 ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
