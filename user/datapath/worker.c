@@ -25,7 +25,7 @@
  */
 static int owns_slot(const struct worker *w)
 {
-	return w->bpf && w->shm->worker_pid[w->slot] == getpid();
+	return w->bpf && w->shm->worker_pid[w->slot] == w->pid;
 }
 
 static void worker_publish(struct worker *w)
@@ -188,6 +188,7 @@ int worker_main(const struct worker_args *a)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	w->slot = a->slot;
+	w->pid = getpid();
 	w->gen = a->gen;
 	w->shm = a->shm;
 	w->stats = &a->shm->worker_stats[a->stats_slot];
@@ -242,7 +243,7 @@ int worker_main(const struct worker_args *a)
 	    loop_signal(w->loop, SIGINT, on_signal, w) < 0 ||
 	    loop_signal(w->loop, SIGQUIT, on_signal, w) < 0)
 		goto out;
-	w->shm->worker_pid[a->slot] = getpid();
+	w->shm->worker_pid[a->slot] = w->pid;
 	beat(w);
 	worker_publish(w);
 	log_debug("event=worker_ready gen=%llu", (unsigned long long)a->gen);

@@ -8,6 +8,7 @@
 #ifndef EG_WORKER_H
 #define EG_WORKER_H
 
+#include <sys/types.h>
 #include <stdint.h>
 
 #include "backend.h"
@@ -39,6 +40,7 @@ struct listener {
 
 struct worker {
 	int slot;
+	pid_t pid; /* getpid() once at start: owns_slot runs every loop turn and accept */
 	uint64_t gen;
 	struct loop *loop;
 	struct shm *shm;
