@@ -329,6 +329,93 @@ static void test_missing_file(void **state)
 }
 
 /*
+ * config_load_text: the bytes as the file would give them. A NUL inside is
+ * a byte of the input (libconfig's syntax error at its line, not the end of
+ * the text); a rule's line is found in the text itself; config_load of the
+ * same bytes gives the same config (it is a wrapper of this one parser).
+ */
+static void test_load_text(void **state)
+{
+	static const char conf[] = "workers = 2;\n"
+				   "policy = {\n"
+				   "  rules = (\n"
+				   "    \"block DeviceType is Bad\"\n"
+				   "    # a comment between\n"
+				   "  );\n"
+				   "};\n";
+	struct config_errors e = {0}, ef = {0};
+	struct gw_config *c = calloc(1, sizeof(*c)), *f = NULL;
+	config_defaults(c);
+	assert_int_equal(config_load_text(c, "mem.conf", conf, strlen(conf), 0, &e), 0);
+	assert_int_equal(c->workers, 2);
+	assert_string_equal(c->path, "mem.conf");
+	assert_int_equal(c->policy.nrules, 1);
+	assert_int_equal(c->policy.rules[0].line, 4); /* not the ')' line libconfig gives */
+	int rc;
+	f = load(conf, &ef, &rc);
+	assert_int_equal(rc, 0);
+	assert_int_equal(f->workers, 2);
+	assert_int_equal(f->policy.rules[0].line, 4);
+	assert_string_equal(f->policy.rules[0].text, c->policy.rules[0].text);
+	config_free(c);
+	config_free(f);
+	free(f);
+
+	memset(&e, 0, sizeof(e)); /* an empty file: the defaults */
+	config_defaults(c);
+	assert_int_equal(config_load_text(c, "mem.conf", "", 0, 0, &e), 0);
+	assert_int_equal(e.n, 0);
+	assert_int_equal(c->nbackends, 1);
+
+	static const char nul[] = "workers = 1;\n\0\nworkers = 3;\n";
+	memset(&e, 0, sizeof(e));
+	config_defaults(c);
+	assert_int_equal(config_load_text(c, "mem.conf", nul, sizeof(nul) - 1, 0, &e), -1);
+	assert_int_equal(e.n, 1);
+	assert_string_equal(e.msg[0], "mem.conf:2: syntax: syntax error");
+	free(c);
+}
+
+/*
+ * @include: the file's loader lets libconfig open what it names (as it
+ * always did); CONFIG_TEXT_NO_INCLUDE refuses it at its line, whatever the
+ * path (absolute, relative, climbing out with ".."), so that the fuzzer's
+ * bytes cannot make a parse read a file.
+ */
+static void test_no_include(void **state)
+{
+	char inc[64], text[256];
+	snprintf(inc, sizeof(inc), "/tmp/eg-test-include-%d.conf", (int)getpid());
+	FILE *fi = fopen(inc, "w");
+	assert_non_null(fi);
+	fputs("workers = 5;\n", fi);
+	assert_int_equal(fclose(fi), 0);
+	snprintf(text, sizeof(text), "log_level = \"info\";\n@include \"%s\"\n", inc);
+
+	struct config_errors e = {0};
+	int rc;
+	struct gw_config *c = load(text, &e, &rc);
+	assert_int_equal(rc, 0); /* the file's loader: included */
+	assert_int_equal(c->workers, 5);
+
+	const char *names[] = {inc, inc + 1, "../../../../../.." /* + inc */};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(text, sizeof(text), "log_level = \"info\";\n@include \"%s%s\"\n", names[i],
+			 i == 2 ? inc : "");
+		memset(&e, 0, sizeof(e));
+		config_defaults(c);
+		assert_int_equal(
+		    config_load_text(c, "mem.conf", text, strlen(text), CONFIG_TEXT_NO_INCLUDE, &e),
+		    -1);
+		assert_int_equal(e.n, 1);
+		assert_string_equal(e.msg[0], "mem.conf:2: syntax: cannot open include file");
+		assert_int_equal(c->workers, 0);
+	}
+	unlink(inc);
+	free(c);
+}
+
+/*
  * One backend, given once with --backend and once in a file with only its
  * name and address: the same backend, so the same settings, health checks
  * included (path, interval, timeout, rise, fall). --backend used to check
@@ -378,6 +465,8 @@ int main(void)
 	    cmocka_unit_test(test_syntax_error),
 	    cmocka_unit_test(test_type_errors),
 	    cmocka_unit_test(test_missing_file),
+	    cmocka_unit_test(test_load_text),
+	    cmocka_unit_test(test_no_include),
 	    cmocka_unit_test(test_slow_client_limits),
 	    cmocka_unit_test(test_ktls_knob),
 	    cmocka_unit_test(test_backend_option_is_file_backend),

@@ -258,7 +258,9 @@ void config_defaults(struct gw_config *c)
 struct rd {
 	const char *path;
 	struct config_errors *errs;
-	struct config_lines *lines; /* read at the first list of texts, owned */
+	const char *text; /* what libconfig parsed */
+	size_t len;
+	struct config_lines *lines; /* split at the first list of texts, owned */
 	int lines_read;		    /* tried once: NULL lines = keep libconfig's */
 };
 
@@ -395,7 +397,7 @@ static int text_line(struct rd *rd, int line, const char *text)
 	memcpy(needle, text, n);
 	needle[n] = 0;
 	if (!rd->lines_read) {
-		rd->lines = config_lines_read(rd->path);
+		rd->lines = config_lines_new(rd->text, rd->len);
 		rd->lines_read = 1;
 	}
 	return config_lines_find(rd->lines, line, 64, needle);
@@ -1090,17 +1092,43 @@ static void read_store(struct rd *rd, config_setting_t *root, struct gw_config *
 
 int config_load(struct gw_config *c, const char *path, struct config_errors *errs)
 {
-	config_t lc;
-	struct rd rd = {.path = path, .errs = errs};
-	config_init(&lc);
-	snprintf(c->path, sizeof(c->path), "%s", path);
-	if (access(path, R_OK) < 0) {
+	size_t len = 0;
+	char *text = config_file_read(path, &len);
+	if (!text) {
+		snprintf(c->path, sizeof(c->path), "%s", path);
 		config_error(errs, path, 0, "cannot read the file: %m");
-		config_destroy(&lc);
 		return -1;
 	}
-	if (config_read_file(&lc, path) != CONFIG_TRUE) {
-		config_error(errs, config_error_file(&lc) ? config_error_file(&lc) : path,
+	int r = config_load_text(c, path, text, len, 0, errs);
+	free(text);
+	return r;
+}
+
+/* libconfig joins the include directory and the name as written (absolute
+ * or not), so a directory that cannot exist makes every @include fail as a
+ * syntax error at its line, without a file opened. */
+#define NO_INCLUDE_DIR "/nonexistent/easgate-no-include"
+
+int config_load_text(struct gw_config *c, const char *name, const char *text, size_t len,
+		     unsigned flags, struct config_errors *errs)
+{
+	config_t lc;
+	struct rd rd = {.path = name, .errs = errs, .text = text, .len = len};
+	snprintf(c->path, sizeof(c->path), "%s", name);
+	/* libconfig reads a stream (config_read_string would stop at a NUL
+	 * that the file's bytes may hold). */
+	FILE *f = fmemopen((void *)text, len, "r");
+	if (!f) {
+		config_error(errs, name, 0, "cannot read the file: %m");
+		return -1;
+	}
+	config_init(&lc);
+	if (flags & CONFIG_TEXT_NO_INCLUDE)
+		config_set_include_dir(&lc, NO_INCLUDE_DIR);
+	int ok = config_read(&lc, f) == CONFIG_TRUE;
+	fclose(f);
+	if (!ok) {
+		config_error(errs, config_error_file(&lc) ? config_error_file(&lc) : name,
 			     config_error_line(&lc), "syntax: %s", config_error_text(&lc));
 		config_destroy(&lc);
 		return -1;
