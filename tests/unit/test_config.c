@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "gate.h"
+#include "policy.h"
 
 static char path[64];
 
@@ -416,6 +418,72 @@ static void test_no_include(void **state)
 }
 
 /*
+ * What --check-config, a start and a reload say about text: the loader's
+ * errors, else the policy stage's (gate_build_policy, where the rules and
+ * lists compile), else "" (taken). Joined by newlines.
+ */
+static void check_config_text(const char *text, char *out, size_t outsz)
+{
+	struct config_errors e = {0};
+	struct gw_config *c = calloc(1, sizeof(*c));
+	assert_non_null(c);
+	config_defaults(c);
+	out[0] = 0;
+	if (config_load_text(c, "mem.conf", text, strlen(text), 0, &e) < 0) {
+		for (int i = 0; i < e.n; i++)
+			snprintf(out + strlen(out), outsz - strlen(out), "%s\n", e.msg[i]);
+		free(c);
+		return;
+	}
+	struct policy *p = gate_build_policy(c, NULL, out, outsz);
+	if (p)
+		out[0] = 0;
+	policy_free(p);
+	config_free(c);
+	free(c);
+}
+
+/*
+ * Whichever stage refuses a personal list entry or the incubation settings,
+ * its error names the file and the line (fuzz_config's invariant). The
+ * policy stage used to say "blocked_ids[1]: want ..." (no line, and not the
+ * key's name) and "incubation.days must be at least 1" (no line) about
+ * settings the loader had taken.
+ */
+static void test_policy_refusals_name_lines(void **state)
+{
+	char out[2048];
+	check_config_text("policy = {\n"
+			  "  blocked_device_ids = [ \"ok1\",\n"
+			  "    \"a b\" ];\n"
+			  "  allowed_device_ids = [ \"x:\" ];\n"
+			  "};\n",
+			  out, sizeof(out));
+	assert_non_null(strstr(out, "mem.conf:3: "));
+	assert_non_null(strstr(out, "blocked_device_ids"));
+	assert_non_null(strstr(out, "mem.conf:4: "));
+	assert_non_null(strstr(out, "allowed_device_ids"));
+
+	check_config_text("policy = {\n  incubation = {\n    days = 0;\n  };\n};\n", out,
+			  sizeof(out));
+	assert_non_null(strstr(out, "mem.conf:3: "));
+	assert_non_null(strstr(out, "days"));
+
+	check_config_text("policy = {\n  incubation = {\n    families = [ \"\" ];\n  };\n};\n", out,
+			  sizeof(out));
+	assert_non_null(strstr(out, "mem.conf:3: "));
+	assert_non_null(strstr(out, "families"));
+
+	/* incubation off: its days are not read, so 0 is no error (as before) */
+	check_config_text("policy = { incubation = { enabled = false; days = 0; }; };\n", out,
+			  sizeof(out));
+	assert_string_equal(out, "");
+	check_config_text("policy = { blocked_device_ids = [ \"alice:ABC\", \"D+/=._~9\" ]; };\n",
+			  out, sizeof(out));
+	assert_string_equal(out, "");
+}
+
+/*
  * One backend, given once with --backend and once in a file with only its
  * name and address: the same backend, so the same settings, health checks
  * included (path, interval, timeout, rise, fall). --backend used to check
@@ -467,6 +535,7 @@ int main(void)
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_load_text),
 	    cmocka_unit_test(test_no_include),
+	    cmocka_unit_test(test_policy_refusals_name_lines),
 	    cmocka_unit_test(test_slow_client_limits),
 	    cmocka_unit_test(test_ktls_knob),
 	    cmocka_unit_test(test_backend_option_is_file_backend),

@@ -745,13 +745,18 @@ static void read_policy(struct rd *rd, config_setting_t *root, struct gw_config 
 	check_keys(rd, inc, "policy.incubation");
 	c->policy.incubation = 1;
 	get_bool(rd, inc, "enabled", &c->policy.incubation);
-	get_uint(rd, inc, "days", &c->policy.incubation_days, 0, 3650);
+	/* 0 days is taken only with the incubation off (policy.h refuses it
+	 * on): refused here, where its line is known. */
+	if (get_uint(rd, inc, "days", &c->policy.incubation_days, 0, 3650) == 1 &&
+	    c->policy.incubation && !c->policy.incubation_days)
+		ERR(rd, config_setting_get_member(inc, "days"),
+		    "policy.incubation.days must be at least 1 (or enabled = false)");
 	config_setting_t *f = config_setting_get_member(inc, "families");
 	if (f) {
 		for (int i = 0; i < config_setting_length(f); i++) {
 			config_setting_t *e = config_setting_get_elem(f, (unsigned)i);
 			const char *v = config_setting_get_string(e);
-			if (!v || strlen(v) >= sizeof(c->policy.families[0]) ||
+			if (!v || !v[0] || strlen(v) >= sizeof(c->policy.families[0]) ||
 			    c->policy.nfamilies >= CFG_MAX_FAMILIES) {
 				ERR(rd, e,
 				    "incubation.families: entries are short OS family names "
