@@ -5,7 +5,8 @@
  * (gate_build_policy, as --check-config and a reload do).
  *
  * Aborts when: a refusal has no error, or an error does not name a line of
- * the input ("fuzz.conf:N: ..." with 1 <= N <= the input's lines); an
+ * the input ("fuzz.conf:N: ..." with 1 <= N <= the input's lines) or is
+ * not one line free of control bytes (errors quote the input); an
  * acceptance carries errors; the same bytes parsed twice give different
  * configs or different errors; the policy stage refuses what the loader
  * took without naming its line the same way.
@@ -43,9 +44,13 @@ const char *__lsan_default_suppressions(void)
 
 #define NAME "fuzz.conf"
 
-/* Does msg start with "fuzz.conf:N: " with 1 <= N <= max_line and go on? */
+/* Does msg start with "fuzz.conf:N: " with 1 <= N <= max_line and go on,
+ * on one line with no control byte? */
 static int names_a_line(const char *msg, long max_line)
 {
+	for (const char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return 0;
 	size_t nl = strlen(NAME);
 	if (strncmp(msg, NAME ":", nl + 1))
 		return 0;

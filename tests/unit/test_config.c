@@ -484,6 +484,26 @@ static void test_policy_refusals_name_lines(void **state)
 }
 
 /*
+ * An error quotes what the file says, and a string may hold a raw newline
+ * or an escape: each error stays one line of --check-config's output (the
+ * byte shown as '?'), whichever stage wrote it. fuzz_config found a rule's
+ * error split over two lines.
+ */
+static void test_errors_are_one_line(void **state)
+{
+	char out[2048];
+	check_config_text("listen = \"no\nwhere\x1b[2J\";\n"
+			  "backends = ( { name = \"b\\t\"; address = \"x\\ny:1\"; } );\n",
+			  out, sizeof(out));
+	assert_non_null(strstr(out, "mem.conf:1: listen: bad address 'no?where?[2J'"));
+	assert_non_null(strstr(out, "mem.conf:3: backend 'b?': bad address 'x?y:1'"));
+	check_config_text("policy = { rules = ( \"deny\nDeviceOS is x\" ); };\n", out, sizeof(out));
+	assert_non_null(strstr(out, ": rule: column 1: unknown access 'deny?DeviceOS'"));
+	for (const char *p = out; *p; p++)
+		assert_true(*p == '\n' || ((unsigned char)*p >= 0x20 && *p != 0x7f));
+}
+
+/*
  * One backend, given once with --backend and once in a file with only its
  * name and address: the same backend, so the same settings, health checks
  * included (path, interval, timeout, rise, fall). --backend used to check
@@ -536,6 +556,7 @@ int main(void)
 	    cmocka_unit_test(test_load_text),
 	    cmocka_unit_test(test_no_include),
 	    cmocka_unit_test(test_policy_refusals_name_lines),
+	    cmocka_unit_test(test_errors_are_one_line),
 	    cmocka_unit_test(test_slow_client_limits),
 	    cmocka_unit_test(test_ktls_knob),
 	    cmocka_unit_test(test_backend_option_is_file_backend),
