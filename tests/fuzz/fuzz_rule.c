@@ -104,6 +104,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (policy_rule_parse(text, &r, err, sizeof(err)) < 0) {
 		if (!err[0] || strncmp(err, "column ", 7))
 			abort(); /* every error says where */
+		for (const char *p = err; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				abort(); /* one line, no terminal escape */
 		return 0;
 	}
 	if (policy_rule_format(&r, out, sizeof(out)) < 0)

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "gate.h"
+#include "policy.h"
 
 static char path[64];
 
@@ -329,6 +331,179 @@ static void test_missing_file(void **state)
 }
 
 /*
+ * config_load_text: the bytes as the file would give them. A NUL inside is
+ * a byte of the input (libconfig's syntax error at its line, not the end of
+ * the text); a rule's line is found in the text itself; config_load of the
+ * same bytes gives the same config (it is a wrapper of this one parser).
+ */
+static void test_load_text(void **state)
+{
+	static const char conf[] = "workers = 2;\n"
+				   "policy = {\n"
+				   "  rules = (\n"
+				   "    \"block DeviceType is Bad\"\n"
+				   "    # a comment between\n"
+				   "  );\n"
+				   "};\n";
+	struct config_errors e = {0}, ef = {0};
+	struct gw_config *c = calloc(1, sizeof(*c)), *f = NULL;
+	config_defaults(c);
+	assert_int_equal(config_load_text(c, "mem.conf", conf, strlen(conf), 0, &e), 0);
+	assert_int_equal(c->workers, 2);
+	assert_string_equal(c->path, "mem.conf");
+	assert_int_equal(c->policy.nrules, 1);
+	assert_int_equal(c->policy.rules[0].line, 4); /* not the ')' line libconfig gives */
+	int rc;
+	f = load(conf, &ef, &rc);
+	assert_int_equal(rc, 0);
+	assert_int_equal(f->workers, 2);
+	assert_int_equal(f->policy.rules[0].line, 4);
+	assert_string_equal(f->policy.rules[0].text, c->policy.rules[0].text);
+	config_free(c);
+	config_free(f);
+	free(f);
+
+	memset(&e, 0, sizeof(e)); /* an empty file: the defaults */
+	config_defaults(c);
+	assert_int_equal(config_load_text(c, "mem.conf", "", 0, 0, &e), 0);
+	assert_int_equal(e.n, 0);
+	assert_int_equal(c->nbackends, 1);
+
+	static const char nul[] = "workers = 1;\n\0\nworkers = 3;\n";
+	memset(&e, 0, sizeof(e));
+	config_defaults(c);
+	assert_int_equal(config_load_text(c, "mem.conf", nul, sizeof(nul) - 1, 0, &e), -1);
+	assert_int_equal(e.n, 1);
+	assert_string_equal(e.msg[0], "mem.conf:2: syntax: syntax error");
+	free(c);
+}
+
+/*
+ * @include: the file's loader lets libconfig open what it names (as it
+ * always did); CONFIG_TEXT_NO_INCLUDE refuses it at its line, whatever the
+ * path (absolute, relative, climbing out with ".."), so that the fuzzer's
+ * bytes cannot make a parse read a file.
+ */
+static void test_no_include(void **state)
+{
+	char inc[64], text[256];
+	snprintf(inc, sizeof(inc), "/tmp/eg-test-include-%d.conf", (int)getpid());
+	FILE *fi = fopen(inc, "w");
+	assert_non_null(fi);
+	fputs("workers = 5;\n", fi);
+	assert_int_equal(fclose(fi), 0);
+	snprintf(text, sizeof(text), "log_level = \"info\";\n@include \"%s\"\n", inc);
+
+	struct config_errors e = {0};
+	int rc;
+	struct gw_config *c = load(text, &e, &rc);
+	assert_int_equal(rc, 0); /* the file's loader: included */
+	assert_int_equal(c->workers, 5);
+
+	const char *names[] = {inc, inc + 1, "../../../../../.." /* + inc */};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(text, sizeof(text), "log_level = \"info\";\n@include \"%s%s\"\n", names[i],
+			 i == 2 ? inc : "");
+		memset(&e, 0, sizeof(e));
+		config_defaults(c);
+		assert_int_equal(
+		    config_load_text(c, "mem.conf", text, strlen(text), CONFIG_TEXT_NO_INCLUDE, &e),
+		    -1);
+		assert_int_equal(e.n, 1);
+		assert_string_equal(e.msg[0], "mem.conf:2: syntax: cannot open include file");
+		assert_int_equal(c->workers, 0);
+	}
+	unlink(inc);
+	free(c);
+}
+
+/*
+ * What --check-config, a start and a reload say about text: the loader's
+ * errors, else the policy stage's (gate_build_policy, where the rules and
+ * lists compile), else "" (taken). Joined by newlines.
+ */
+static void check_config_text(const char *text, char *out, size_t outsz)
+{
+	struct config_errors e = {0};
+	struct gw_config *c = calloc(1, sizeof(*c));
+	assert_non_null(c);
+	config_defaults(c);
+	out[0] = 0;
+	if (config_load_text(c, "mem.conf", text, strlen(text), 0, &e) < 0) {
+		for (int i = 0; i < e.n; i++)
+			snprintf(out + strlen(out), outsz - strlen(out), "%s\n", e.msg[i]);
+		free(c);
+		return;
+	}
+	struct policy *p = gate_build_policy(c, NULL, out, outsz);
+	if (p)
+		out[0] = 0;
+	policy_free(p);
+	config_free(c);
+	free(c);
+}
+
+/*
+ * Whichever stage refuses a personal list entry or the incubation settings,
+ * its error names the file and the line (fuzz_config's invariant). The
+ * policy stage used to say "blocked_ids[1]: want ..." (no line, and not the
+ * key's name) and "incubation.days must be at least 1" (no line) about
+ * settings the loader had taken.
+ */
+static void test_policy_refusals_name_lines(void **state)
+{
+	char out[2048];
+	check_config_text("policy = {\n"
+			  "  blocked_device_ids = [ \"ok1\",\n"
+			  "    \"a b\" ];\n"
+			  "  allowed_device_ids = [ \"x:\" ];\n"
+			  "};\n",
+			  out, sizeof(out));
+	assert_non_null(strstr(out, "mem.conf:3: "));
+	assert_non_null(strstr(out, "blocked_device_ids"));
+	assert_non_null(strstr(out, "mem.conf:4: "));
+	assert_non_null(strstr(out, "allowed_device_ids"));
+
+	check_config_text("policy = {\n  incubation = {\n    days = 0;\n  };\n};\n", out,
+			  sizeof(out));
+	assert_non_null(strstr(out, "mem.conf:3: "));
+	assert_non_null(strstr(out, "days"));
+
+	check_config_text("policy = {\n  incubation = {\n    families = [ \"\" ];\n  };\n};\n", out,
+			  sizeof(out));
+	assert_non_null(strstr(out, "mem.conf:3: "));
+	assert_non_null(strstr(out, "families"));
+
+	/* incubation off: its days are not read, so 0 is no error (as before) */
+	check_config_text("policy = { incubation = { enabled = false; days = 0; }; };\n", out,
+			  sizeof(out));
+	assert_string_equal(out, "");
+	check_config_text("policy = { blocked_device_ids = [ \"alice:ABC\", \"D+/=._~9\" ]; };\n",
+			  out, sizeof(out));
+	assert_string_equal(out, "");
+}
+
+/*
+ * An error quotes what the file says, and a string may hold a raw newline
+ * or an escape: each error stays one line of --check-config's output (the
+ * byte shown as '?'), whichever stage wrote it. fuzz_config found a rule's
+ * error split over two lines.
+ */
+static void test_errors_are_one_line(void **state)
+{
+	char out[2048];
+	check_config_text("listen = \"no\nwhere\x1b[2J\";\n"
+			  "backends = ( { name = \"b\\t\"; address = \"x\\ny:1\"; } );\n",
+			  out, sizeof(out));
+	assert_non_null(strstr(out, "mem.conf:1: listen: bad address 'no?where?[2J'"));
+	assert_non_null(strstr(out, "mem.conf:3: backend 'b?': bad address 'x?y:1'"));
+	check_config_text("policy = { rules = ( \"deny\nDeviceOS is x\" ); };\n", out, sizeof(out));
+	assert_non_null(strstr(out, ": rule: column 1: unknown access 'deny?DeviceOS'"));
+	for (const char *p = out; *p; p++)
+		assert_true(*p == '\n' || ((unsigned char)*p >= 0x20 && *p != 0x7f));
+}
+
+/*
  * One backend, given once with --backend and once in a file with only its
  * name and address: the same backend, so the same settings, health checks
  * included (path, interval, timeout, rise, fall). --backend used to check
@@ -378,6 +553,10 @@ int main(void)
 	    cmocka_unit_test(test_syntax_error),
 	    cmocka_unit_test(test_type_errors),
 	    cmocka_unit_test(test_missing_file),
+	    cmocka_unit_test(test_load_text),
+	    cmocka_unit_test(test_no_include),
+	    cmocka_unit_test(test_policy_refusals_name_lines),
+	    cmocka_unit_test(test_errors_are_one_line),
 	    cmocka_unit_test(test_slow_client_limits),
 	    cmocka_unit_test(test_ktls_knob),
 	    cmocka_unit_test(test_backend_option_is_file_backend),

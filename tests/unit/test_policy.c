@@ -214,6 +214,36 @@ static void test_parse_errors(void **state)
 	parse_fails(longpat, "longer than 255 bytes", NULL);
 }
 
+/*
+ * A rule's error quotes the word it stopped at, and that word may hold
+ * control bytes (a config string may hold a raw newline; easctl and the
+ * console pass what they get): the message shows them as '?', so it stays
+ * one line and writes no terminal escape. fuzz_config found
+ * "column 115: unexpected '\<newline>...'" split over two lines of
+ * --check-config's output.
+ */
+static void test_errors_carry_no_control_bytes(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+	    "deny\nDeviceOS is x",
+	    "block UserAgent is x because\r\x1b[2J",
+	    "block DeviceOS contains\x7f x",
+	    "block UserAgent is x cmd Sync\nPing",
+	};
+	for (size_t i = 0; i < NELEM(bad); i++) {
+		struct policy_rule r;
+		char err[256];
+		assert_int_equal(policy_rule_parse(bad[i], &r, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "column "));
+		for (const char *p = err; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				fail_msg("rule %zu: control byte 0x%02x in '%s'", i,
+					 (unsigned char)*p, err);
+	}
+	parse_fails("deny\nDeviceOS is x", "unknown access 'deny?DeviceOS'", "column 1");
+}
+
 static void test_format_roundtrip(void **state)
 {
 	(void)state;
@@ -1167,6 +1197,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_examples),
 	    cmocka_unit_test(test_parse_pleasant),
 	    cmocka_unit_test(test_parse_errors),
+	    cmocka_unit_test(test_errors_carry_no_control_bytes),
 	    cmocka_unit_test(test_format_roundtrip),
 	    cmocka_unit_test(test_exact_is_exact),
 	    cmocka_unit_test(test_glob),

@@ -34,6 +34,11 @@ void config_error(struct config_errors *errs, const char *path, int line, const 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* Errors quote the file's strings, which may hold a raw newline or an
+	 * escape: each error stays one line and writes no terminal escape. */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	snprintf(errs->msg[errs->n++], sizeof(errs->msg[0]), "%s:%d: %s", path, line, msg);
 }
 
@@ -258,7 +263,9 @@ void config_defaults(struct gw_config *c)
 struct rd {
 	const char *path;
 	struct config_errors *errs;
-	struct config_lines *lines; /* read at the first list of texts, owned */
+	const char *text; /* what libconfig parsed */
+	size_t len;
+	struct config_lines *lines; /* split at the first list of texts, owned */
 	int lines_read;		    /* tried once: NULL lines = keep libconfig's */
 };
 
@@ -395,7 +402,7 @@ static int text_line(struct rd *rd, int line, const char *text)
 	memcpy(needle, text, n);
 	needle[n] = 0;
 	if (!rd->lines_read) {
-		rd->lines = config_lines_read(rd->path);
+		rd->lines = config_lines_new(rd->text, rd->len);
 		rd->lines_read = 1;
 	}
 	return config_lines_find(rd->lines, line, 64, needle);
@@ -743,13 +750,18 @@ static void read_policy(struct rd *rd, config_setting_t *root, struct gw_config 
 	check_keys(rd, inc, "policy.incubation");
 	c->policy.incubation = 1;
 	get_bool(rd, inc, "enabled", &c->policy.incubation);
-	get_uint(rd, inc, "days", &c->policy.incubation_days, 0, 3650);
+	/* 0 days is taken only with the incubation off (policy.h refuses it
+	 * on): refused here, where its line is known. */
+	if (get_uint(rd, inc, "days", &c->policy.incubation_days, 0, 3650) == 1 &&
+	    c->policy.incubation && !c->policy.incubation_days)
+		ERR(rd, config_setting_get_member(inc, "days"),
+		    "policy.incubation.days must be at least 1 (or enabled = false)");
 	config_setting_t *f = config_setting_get_member(inc, "families");
 	if (f) {
 		for (int i = 0; i < config_setting_length(f); i++) {
 			config_setting_t *e = config_setting_get_elem(f, (unsigned)i);
 			const char *v = config_setting_get_string(e);
-			if (!v || strlen(v) >= sizeof(c->policy.families[0]) ||
+			if (!v || !v[0] || strlen(v) >= sizeof(c->policy.families[0]) ||
 			    c->policy.nfamilies >= CFG_MAX_FAMILIES) {
 				ERR(rd, e,
 				    "incubation.families: entries are short OS family names "
@@ -1090,17 +1102,43 @@ static void read_store(struct rd *rd, config_setting_t *root, struct gw_config *
 
 int config_load(struct gw_config *c, const char *path, struct config_errors *errs)
 {
-	config_t lc;
-	struct rd rd = {.path = path, .errs = errs};
-	config_init(&lc);
-	snprintf(c->path, sizeof(c->path), "%s", path);
-	if (access(path, R_OK) < 0) {
+	size_t len = 0;
+	char *text = config_file_read(path, &len);
+	if (!text) {
+		snprintf(c->path, sizeof(c->path), "%s", path);
 		config_error(errs, path, 0, "cannot read the file: %m");
-		config_destroy(&lc);
 		return -1;
 	}
-	if (config_read_file(&lc, path) != CONFIG_TRUE) {
-		config_error(errs, config_error_file(&lc) ? config_error_file(&lc) : path,
+	int r = config_load_text(c, path, text, len, 0, errs);
+	free(text);
+	return r;
+}
+
+/* libconfig joins the include directory and the name as written (absolute
+ * or not), so a directory that cannot exist makes every @include fail as a
+ * syntax error at its line, without a file opened. */
+#define NO_INCLUDE_DIR "/nonexistent/easgate-no-include"
+
+int config_load_text(struct gw_config *c, const char *name, const char *text, size_t len,
+		     unsigned flags, struct config_errors *errs)
+{
+	config_t lc;
+	struct rd rd = {.path = name, .errs = errs, .text = text, .len = len};
+	snprintf(c->path, sizeof(c->path), "%s", name);
+	/* libconfig reads a stream (config_read_string would stop at a NUL
+	 * that the file's bytes may hold). */
+	FILE *f = fmemopen((void *)text, len, "r");
+	if (!f) {
+		config_error(errs, name, 0, "cannot read the file: %m");
+		return -1;
+	}
+	config_init(&lc);
+	if (flags & CONFIG_TEXT_NO_INCLUDE)
+		config_set_include_dir(&lc, NO_INCLUDE_DIR);
+	int ok = config_read(&lc, f) == CONFIG_TRUE;
+	fclose(f);
+	if (!ok) {
+		config_error(errs, config_error_file(&lc) ? config_error_file(&lc) : name,
 			     config_error_line(&lc), "syntax: %s", config_error_text(&lc));
 		config_destroy(&lc);
 		return -1;

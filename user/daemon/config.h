@@ -283,6 +283,22 @@ int config_load_cmdline(const struct config_cmdline *o, struct gw_config *c,
  */
 int config_load(struct gw_config *c, const char *path, struct config_errors *errs);
 
+/* Flags of config_load_text. */
+enum {
+	/* Refuse every @include (libconfig opens the file it names): for
+	 * bytes that are not an admin's file, such as the fuzzer's, so that
+	 * a parse reads no file, whatever the bytes name. */
+	CONFIG_TEXT_NO_INCLUDE = 1,
+};
+
+/*
+ * config_load on bytes already in memory: text[0..len) (NULs and all) as
+ * the file called name, which only names it in errors ("name:line: ...")
+ * and in c->path. config_load reads its file and calls this: one parser.
+ */
+int config_load_text(struct gw_config *c, const char *name, const char *text, size_t len,
+		     unsigned flags, struct config_errors *errs);
+
 /* Release what config_load allocated (rule texts). */
 void config_free(struct gw_config *c);
 

@@ -2,6 +2,7 @@
 /* config_lines.c - see config_lines.h. */
 #include "config_lines.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,14 +13,14 @@ struct config_lines {
 	int n;
 };
 
-/* The file's bytes, NUL-terminated; *len excludes the NUL. */
-static char *slurp(const char *path, size_t *len)
+char *config_file_read(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return NULL;
 	size_t cap = 1 << 16, n = 0;
 	char *buf = malloc(cap);
+	errno = 0;
 	while (buf) {
 		n += fread(buf + n, 1, cap - n - 1, f);
 		if (n < cap - 1)
@@ -33,10 +34,11 @@ static char *slurp(const char *path, size_t *len)
 		buf = grown;
 		cap *= 2;
 	}
-	int bad = ferror(f);
+	int bad = ferror(f) ? (errno ? errno : EIO) : buf ? 0 : ENOMEM;
 	fclose(f);
-	if (!buf || bad) {
+	if (bad) {
 		free(buf);
+		errno = bad;
 		return NULL;
 	}
 	buf[n] = 0;
@@ -44,14 +46,15 @@ static char *slurp(const char *path, size_t *len)
 	return buf;
 }
 
-struct config_lines *config_lines_read(const char *path)
+struct config_lines *config_lines_new(const char *text, size_t len)
 {
-	size_t len = 0;
 	struct config_lines *cl = calloc(1, sizeof(*cl));
-	if (!cl || !(cl->text = slurp(path, &len))) {
+	if (!cl || !(cl->text = malloc(len + 1))) {
 		free(cl);
 		return NULL;
 	}
+	memcpy(cl->text, text, len);
+	cl->text[len] = 0;
 	int cap = 1;
 	for (size_t i = 0; i < len; i++)
 		cap += cl->text[i] == '\n';

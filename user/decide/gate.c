@@ -201,6 +201,22 @@ struct policy *gate_build_policy_with(const struct gw_config *c, struct inventor
 		if (acc_push(&a, &r) < 0)
 			a.failed = 1;
 	}
+	/* The file's list entries, checked here with their lines (as its
+	 * rules are): policy_new would name only an index. */
+	static const char *const list_key[2] = {"blocked_device_ids", "allowed_device_ids"};
+	const struct cfg_text *list[2] = {c->policy.blocked_ids, c->policy.allowed_ids};
+	const int nlist[2] = {c->policy.nblocked, c->policy.nallowed};
+	for (int k = 0; k < 2; k++) {
+		for (int i = 0; i < nlist[k]; i++) {
+			char e[256];
+			if (policy_id_entry_check(list[k][i].text, e, sizeof(e)) == 0)
+				continue;
+			size_t l = strlen(err);
+			snprintf(err + l, errsz - l, "%s%s:%d: policy.%s: %s", l ? "\n" : "", path,
+				 list[k][i].line, list_key[k], e);
+			a.failed = 1;
+		}
+	}
 	if (a.failed)
 		goto out;
 	if (inv) {

@@ -185,6 +185,11 @@ __attribute__((format(printf, 3, 4))) static int lex_fail(struct lex *lx, size_t
 		vsnprintf(lx->err + n, lx->errsz - (size_t)n, fmt, ap);
 		va_end(ap);
 	}
+	/* A quoted word may hold control bytes (a raw newline from a config
+	 * string): an error stays one line and writes no terminal escape. */
+	for (char *p = lx->err; lx->errsz && *p; p++)
+		if (is_ctl((unsigned char)*p))
+			*p = '?';
 	return -EINVAL;
 }
 
