@@ -34,6 +34,10 @@
 # Proxy CPU = utime+stime (+ reaped children) of the proxy's process tree from
 # /proc/PID/stat, before and after each run. Client, proxy and backends share
 # the cores, so CPU per request, not req/s, is the fair comparison.
+# Context switches: voluntary and involuntary, summed over every thread of the
+# tree (/proc/PID/task/*/status) across the same window, per 1,000 requests:
+# how often the proxy sleeps in its poll and how often the scheduler takes the
+# CPU from it mid-work (what a p99 on shared cores mostly follows).
 # Then once per proxy (fresh start): idle_conns opens N1 then N2 TLS connections
 # that each send an EAS Ping the backends hold (a real parked long-poll);
 # Pss/Rss of the proxy's processes before and after, divided by N; then 1,000
@@ -203,6 +207,23 @@ rec_cpu() {
 	rec "$1" "$2" "${3}_user_us" "$(awk -v c=$((u1 - u0)) -v n="$6" -v t="$TCK" 'BEGIN{printf "%.1f", n ? c*1e6/t/n : 0}')"
 	CPU_MS=$(((u1 + s1 - u0 - s0) * 1000 / TCK))
 }
+# ctx_switches ROOT -> "voluntary involuntary" context switches of the tree,
+# summed over every thread (/proc/PID/status counts its own thread only).
+ctx_switches() {
+	local p
+	for p in $(tree_pids "$1"); do
+		cat /proc/"$p"/task/*/status 2>/dev/null
+	done | awk '$1 == "voluntary_ctxt_switches:" {v += $2}
+		$1 == "nonvoluntary_ctxt_switches:" {i += $2} END {print v + 0, i + 0}'
+}
+# rec_ctx PROXY ROUND KIND "V0 I0" "V1 I1" N: context switches per 1,000 units
+rec_ctx() {
+	local v0 i0 v1 i1
+	read -r v0 i0 <<<"$4"
+	read -r v1 i1 <<<"$5"
+	rec "$1" "$2" "${3}_vcsw_per_1k" "$(awk -v c=$((v1 - v0)) -v n="$6" 'BEGIN{printf "%.1f", n ? c*1000/n : 0}')"
+	rec "$1" "$2" "${3}_ivcsw_per_1k" "$(awk -v c=$((i1 - i0)) -v n="$6" 'BEGIN{printf "%.1f", n ? c*1000/n : 0}')"
+}
 mem_kib() { # ROOT -> "pss_kib rss_kib" summed over the tree
 	local p pss=0 rss=0 a b
 	for p in $(tree_pids "$1"); do
@@ -298,13 +319,15 @@ kv() { # KEY LINE -> value of key=value in LINE
 # run_wrk PROXY ROUND KIND [env...]: one wrk run, CPU of the proxy (and of the
 # backends) around it. WRK_T / WRK_C override the threads and connections.
 run_wrk() {
-	local px=$1 r=$2 kind=$3 secs=$SECS c0 c1 b0 b1 out line req
+	local px=$1 r=$2 kind=$3 secs=$SECS c0 c1 b0 b1 x0 x1 out line req
 	shift 3
 	[ "$kind" = warmup ] && secs=2
 	b0=$(backend_ticks)
 	c0=$(cpu_ticks "$PX_PID")
+	x0=$(ctx_switches "$PX_PID")
 	out=$(env BENCH_CAPTURE="$CAPTURE" "$@" wrk -t"${WRK_T:-$THREADS}" -c"${WRK_C:-$CONNS}" \
 		-d"${secs}s" --latency -s "$HERE/eas.lua" "https://127.0.0.1:$PX_PORT/" 2>&1)
+	x1=$(ctx_switches "$PX_PID")
 	c1=$(cpu_ticks "$PX_PID")
 	b1=$(backend_ticks)
 	{
@@ -316,6 +339,7 @@ run_wrk() {
 	[ "$kind" = warmup ] && { WARM_BACKENDS=$(kv backends "$line"); return; }
 	req=$(kv requests "$line")
 	rec_cpu "$px" "$r" "$kind" "$c0" "$c1" "$req"
+	rec_ctx "$px" "$r" "$kind" "$x0" "$x1" "$req"
 	rec "$px" "$r" "${kind}_rps" "$(awk -v n="$req" -v d="$(kv duration_us "$line")" 'BEGIN{printf "%.0f", n*1e6/d}')"
 	rec "$px" "$r" "${kind}_p50_ms" "$(awk -v v="$(kv p50_us "$line")" 'BEGIN{printf "%.2f", v/1000}')"
 	rec "$px" "$r" "${kind}_p99_ms" "$(awk -v v="$(kv p99_us "$line")" 'BEGIN{printf "%.2f", v/1000}')"
@@ -331,14 +355,17 @@ run_wrk() {
 
 # run_hs PROXY ROUND full|resume: TLS handshakes only.
 run_hs() {
-	local px=$1 r=$2 mode=$3 c0 c1 line n
+	local px=$1 r=$2 mode=$3 c0 c1 x0 x1 line n
 	c0=$(cpu_ticks "$PX_PID")
+	x0=$(ctx_switches "$PX_PID")
 	line=$("$IC" --handshakes "$mode" -d "$HS_SECS" -P "$HS_PAR" --src-addrs 8 \
 		"127.0.0.1:$PX_PORT" 2>>"$B/idle_conns.err")
+	x1=$(ctx_switches "$PX_PID")
 	c1=$(cpu_ticks "$PX_PID")
 	[ -n "$line" ] || die "$px $mode: no handshake result"
 	n=$(kv 'done' "$line")
 	rec_cpu "$px" "$r" "hs_${mode}" "$c0" "$c1" "$n"
+	rec_ctx "$px" "$r" "hs_${mode}" "$x0" "$x1" "$n"
 	rec "$px" "$r" "hs_${mode}_rate" "$(kv rate "$line")"
 	rec "$px" "$r" "hs_${mode}_resumed_pct" "$(awk -v a="$(kv resumed "$line")" -v n="$n" 'BEGIN{printf "%.1f", n ? 100*a/n : 0}')"
 	rec "$px" "$r" "hs_${mode}_failed" "$(kv failed "$line")"
@@ -594,7 +621,9 @@ w(f"Written by \`tools/bench/run.sh\` ({rounds} round(s); each value is the mean
   "range over the rounds). Client (wrk, idle_conns), proxy and the two backends share the "
   "same cores, so **proxy CPU per request** is the comparable figure; req/s mostly says how "
   "much CPU was left for the proxy. Proxy CPU = utime+stime of all its processes "
-  "(/proc/PID/stat) across the run.")
+  "(/proc/PID/stat) across the run. Context switches: voluntary (the proxy went to sleep) and "
+  "involuntary (the scheduler took the CPU from it while it had work), all its threads "
+  "(/proc/PID/task/*/status), same window, per 1,000 requests or handshakes.")
 w("")
 w(f"Load: wrk -t$THREADS -c$CONNS -d${SECS}s over HTTPS keep-alive (TLS 1.3), the real capture "
   f"\`{'$CAPTURE'.split('/')[-1]}\` (POST Sync, WBXML body); each wrk thread is one user "
@@ -622,6 +651,15 @@ def lat(px, k):
     if len(p99) > 1:
         s += f" (p99 {min(p99):.2f}–{max(p99):.2f})"
     return s
+def csw(px, k):
+    v, i = mean(px, f"{k}_vcsw_per_1k"), mean(px, f"{k}_ivcsw_per_1k")
+    if v is None or i is None:
+        return "n/a"
+    s = f"{v:.0f} / {i:.0f}"
+    iv = vals(px, f"{k}_ivcsw_per_1k")
+    if len(iv) > 1:
+        s += f" (invol. {min(iv):.0f}–{max(iv):.0f})"
+    return s
 def row(test, measure, f):
     w("| " + " | ".join([test, measure] + [f(px) for px in cols]) + " |")
 w("## The six tests (issue #11)")
@@ -644,6 +682,7 @@ for test, k, unit in [
     if k == "rotate":
         row("", "µs backend CPU / request", lambda px: cell(px, "rotate_backend_cpu_us"))
     row("", "latency ms p50 / **p99** / p99.9", lambda px: lat(px, k))
+    row("", f"context switches / 1,000 {unit}s: voluntary / involuntary", lambda px: csw(px, k))
 for mode, label in (("full", "(d) full TLS 1.3 handshake"), ("resume", "(d) resumed handshake")):
     if not any(vals(px, f"hs_{mode}_cpu_us") for px in cols):
         continue
@@ -652,6 +691,8 @@ for mode, label in (("full", "(d) full TLS 1.3 handshake"), ("resume", "(d) resu
         lambda px: "n/a" if mean(px, f"hs_{mode}_cpu_us") is None else
         f"{cell(px, f'hs_{mode}_cpu_us')}; user {mean(px, f'hs_{mode}_user_us'):.1f}")
     row("", "latency ms p50 / **p99** / p99.9", lambda px: lat(px, f"hs_{mode}"))
+    row("", "context switches / 1,000 handshakes: voluntary / involuntary",
+        lambda px: csw(px, f"hs_{mode}"))
 if idle:
     n = idle[-1]
     row(f"(f) idle TLS long-poll ({n:,} parked)", "**bytes Pss / connection**",
