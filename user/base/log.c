@@ -147,3 +147,10 @@ const char *log_quote(char *out, size_t outsz, const char *s, size_t len)
 	out[o] = 0;
 	return out;
 }
+
+void log_mask_ctl(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}

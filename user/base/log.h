@@ -50,4 +50,11 @@ void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn))
  */
 const char *log_quote(char *out, size_t outsz, const char *s, size_t len);
 
+/*
+ * Replace every control byte of the NUL-terminated s with '?', in place: for
+ * an error message that quotes input (a config string may hold a raw newline
+ * or a terminal escape), so that it stays one line wherever it is shown.
+ */
+void log_mask_ctl(char *s);
+
 #endif

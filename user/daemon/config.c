@@ -34,11 +34,8 @@ void config_error(struct config_errors *errs, const char *path, int line, const 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	/* Errors quote the file's strings, which may hold a raw newline or an
-	 * escape: each error stays one line and writes no terminal escape. */
-	for (char *p = msg; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
+	/* Errors quote the file's strings: each stays one line. */
+	log_mask_ctl(msg);
 	snprintf(errs->msg[errs->n++], sizeof(errs->msg[0]), "%s:%d: %s", path, line, msg);
 }
 

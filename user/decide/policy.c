@@ -186,10 +186,9 @@ __attribute__((format(printf, 3, 4))) static int lex_fail(struct lex *lx, size_t
 		va_end(ap);
 	}
 	/* A quoted word may hold control bytes (a raw newline from a config
-	 * string): an error stays one line and writes no terminal escape. */
-	for (char *p = lx->err; lx->errsz && *p; p++)
-		if (is_ctl((unsigned char)*p))
-			*p = '?';
+	 * string): an error stays one line. */
+	if (lx->errsz)
+		log_mask_ctl(lx->err);
 	return -EINVAL;
 }
 
