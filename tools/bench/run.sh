@@ -37,7 +37,8 @@
 # Context switches: voluntary and involuntary, summed over every thread of the
 # tree (/proc/PID/task/*/status) across the same window, per 1,000 requests:
 # how often the proxy sleeps in its poll and how often the scheduler takes the
-# CPU from it mid-work (what a p99 on shared cores mostly follows).
+# CPU from it mid-work (on shared cores every proxy is preempted every 2-3
+# requests: the counts say how often, not where it lands, which the p99 follows).
 # Then once per proxy (fresh start): idle_conns opens N1 then N2 TLS connections
 # that each send an EAS Ping the backends hold (a real parked long-poll);
 # Pss/Rss of the proxy's processes before and after, divided by N; then 1,000
