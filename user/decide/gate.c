@@ -56,7 +56,9 @@ struct dev_entry {
 	int scoped_access; /* last decision by a command-scoped rule (logging) */
 	int answer_access; /* the decision of this device's latest request */
 	int last_status;
-	int result_access; /* access the last reported result was answered under */
+	int result_access;    /* access the last reported result was answered under */
+	uint64_t result_cmds; /* bit per enum eas_cmd: answered with last_status under
+			       * result_access since result_at, and reported */
 	char os_key[96];
 	char os_family[16];
 	int authed_reported; /* a 2xx from the backend was reported for os_key */
@@ -897,6 +899,12 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 	}
 }
 
+/* A command's bit in dev_entry.result_cmds (EAS_CMD__COUNT <= 64). */
+static uint64_t cmd_bit(int cmd)
+{
+	return cmd >= 0 && cmd < 64 ? 1ull << cmd : 0;
+}
+
 /*
  * The first authenticated answer of a device without an inventory row: its
  * row is created now, from its sighting (the decision, User-Agent and
@@ -982,6 +990,7 @@ static void promote(struct gate *g, struct dev_entry *e, const char *identity,
 		e->last_status = http_status;
 		e->result_access = e->answer_access;
 		e->result_at = now;
+		e->result_cmds = cmd_bit(cmd);
 	}
 out:
 	free(ev);
@@ -1030,13 +1039,21 @@ void gate_done(struct gate *g, const char *identity, const char *device_id, int 
 	 * that one is never folded into an earlier, identical-looking result
 	 * (a quarantined phone's 200 envelope looks the same). */
 	int authed = known && ok && e->os_key[0];
-	if (known && e->last_status == http_status && e->result_access == access &&
-	    now - e->result_at < REPORT_EVERY_S && (!authed || e->authed_reported))
+	/* Folded: the same answer to the same command within the minute. An
+	 * answer to another command is news (a quarantined phone's held Sync
+	 * after its relayed FolderSync: both 200); a phone alternating Ping and
+	 * Sync costs two events a minute, not one per request. */
+	int same = known && e->last_status == http_status && e->result_access == access &&
+		   now - e->result_at < REPORT_EVERY_S;
+	if (same && (e->result_cmds & cmd_bit(cmd)) && (!authed || e->authed_reported))
 		return;
-	if (known) {
+	if (known && same) {
+		e->result_cmds |= cmd_bit(cmd);
+	} else if (known) {
 		e->last_status = http_status;
 		e->result_access = access;
 		e->result_at = now;
+		e->result_cmds = cmd_bit(cmd);
 	}
 	struct inv_event ev;
 	fill_event(&ev, &r, now);
