@@ -9,7 +9,8 @@
  * not one line free of control bytes (errors quote the input); an
  * acceptance carries errors; the same bytes parsed twice give different
  * configs or different errors; the policy stage refuses what the loader
- * took without naming its line the same way.
+ * took without naming its line the same way; an entry names another file
+ * than the input (no file is included).
  * ASan's leak check covers config_free. EG_FUZZ_VERBOSE=1 prints what each
  * input gave (errors, or "accepted"), to read a reproducer.
  *
@@ -73,9 +74,9 @@ static void check_errors(const struct config_errors *e, int rc, long max_line)
 			abort();
 }
 
-/* The two parses' configs, rule texts compared by content (their pointers
- * differ), everything else byte for byte (both start from config_defaults'
- * memset, so padding is equal too). */
+/* The two parses' configs, rule texts and their files compared by content
+ * (their pointers differ), everything else byte for byte (both start from
+ * config_defaults' memset, so padding is equal too). */
 static void check_same(struct gw_config *a, struct gw_config *b)
 {
 	if (a->policy.nrules != b->policy.nrules || a->policy.nblocked != b->policy.nblocked ||
@@ -97,14 +98,21 @@ static void check_same(struct gw_config *a, struct gw_config *b)
 	for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++)
 		for (int i = 0; i < lists[l].n; i++)
 			if (strcmp(lists[l].x[i].text, lists[l].y[i].text) ||
-			    lists[l].x[i].line != lists[l].y[i].line)
+			    lists[l].x[i].line != lists[l].y[i].line ||
+			    strcmp(config_text_file(a, &lists[l].x[i]), NAME) ||
+			    strcmp(config_text_file(b, &lists[l].y[i]), NAME))
 				abort();
-	for (int i = 0; i < na->policy.nrules; i++)
-		na->policy.rules[i].text = nb->policy.rules[i].text = NULL;
-	for (int i = 0; i < na->policy.nblocked; i++)
-		na->policy.blocked_ids[i].text = nb->policy.blocked_ids[i].text = NULL;
-	for (int i = 0; i < na->policy.nallowed; i++)
-		na->policy.allowed_ids[i].text = nb->policy.allowed_ids[i].text = NULL;
+	struct cfg_text *owned[2][3] = {
+	    {na->policy.rules, na->policy.blocked_ids, na->policy.allowed_ids},
+	    {nb->policy.rules, nb->policy.blocked_ids, nb->policy.allowed_ids}};
+	for (int k = 0; k < 2; k++)
+		for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++)
+			for (int i = 0; i < lists[l].n; i++) {
+				owned[k][l][i].text = NULL;
+				owned[k][l][i].file = NULL;
+			}
+	if (na->nincluded || nb->nincluded)
+		abort(); /* no file was included */
 	if (memcmp(na, nb, sizeof(*na)))
 		abort();
 	free(na);

@@ -7,7 +7,9 @@
 #include "testlib.h"
 
 #include <arpa/inet.h>
+#include <limits.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -503,6 +505,200 @@ static void test_errors_are_one_line(void **state)
 		assert_true(*p == '\n' || ((unsigned char)*p >= 0x20 && *p != 0x7f));
 }
 
+/* --- @include: an error names the file that holds it ------------------------ */
+
+static char inc_dir[64], inc_cwd[PATH_MAX];
+
+/* inc_dir/name := text. */
+static void write_inc(const char *name, const char *text)
+{
+	char p[160];
+	snprintf(p, sizeof(p), "%s/%s", inc_dir, name);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* Some error is "file:line: ..." and contains text. */
+static int has_error_in(const struct config_errors *e, const char *file, int line, const char *text)
+{
+	char prefix[192];
+	snprintf(prefix, sizeof(prefix), "%s:%d: ", file, line);
+	for (int i = 0; i < e->n; i++)
+		if (!strncmp(e->msg[i], prefix, strlen(prefix)) && strstr(e->msg[i], text))
+			return 1;
+	return 0;
+}
+
+/* What --check-config says about inc_dir/top.conf: the loader's errors (rc
+ * -1), else the policy stage's, one a line ("" and rc 0: taken). */
+static int check_top(char *out, size_t outsz, struct config_errors *e)
+{
+	char top[128];
+	snprintf(top, sizeof(top), "%s/top.conf", inc_dir);
+	struct gw_config *c = calloc(1, sizeof(*c));
+	assert_non_null(c);
+	memset(e, 0, sizeof(*e));
+	config_defaults(c);
+	out[0] = 0;
+	int rc = config_load(c, top, e);
+	if (rc == 0) {
+		struct policy *p = gate_build_policy(c, NULL, out, outsz);
+		if (p)
+			out[0] = 0;
+		else
+			rc = 1;
+		policy_free(p);
+		config_free(c);
+	}
+	free(c);
+	return rc;
+}
+
+/*
+ * Each stage's error about a setting from an included file (libconfig's
+ * syntax error, the loader's unknown key and out-of-range value, a list
+ * entry's line found in the text, the policy stage's rule) names that file
+ * and its own line, two includes deep; the top file's errors still name the
+ * top file. Names as written in the @include: a relative one is opened from
+ * the working directory (the product sets no include directory, so libconfig
+ * takes the name as it is) and named so. It used to be "top.conf:<line of
+ * the included file>" (and a list entry's line libconfig's ')' line).
+ */
+static void include_errors(const char *pfx)
+{
+	char top_path[128], mid[160], leaf[160], text[512], out[2048];
+	struct config_errors e;
+	snprintf(top_path, sizeof(top_path), "%s/top.conf", inc_dir);
+	snprintf(mid, sizeof(mid), "%smid.conf", pfx);
+	snprintf(leaf, sizeof(leaf), "%sleaf.conf", pfx);
+
+	snprintf(text, sizeof(text),
+		 "workers = 1;\n"    /* 1 */
+		 "@include \"%s\"\n" /* 2 */
+		 "bogus_top = 1;\n", /* 3 */
+		 mid);
+	write_inc("top.conf", text);
+	snprintf(text, sizeof(text),
+		 "# mid\n"	       /* 1 */
+		 "timeouts = {\n"      /* 2 */
+		 "  idle = -5;\n"      /* 3 */
+		 "};\n"		       /* 4 */
+		 "@include \"%s\"\n"   /* 5 */
+		 "mid_unknown = 2;\n", /* 6 */
+		 leaf);
+	write_inc("mid.conf", text);
+	write_inc("leaf.conf", "# leaf\n"			      /* 1 */
+			       "\n"				      /* 2 */
+			       "limits = { max_head = 99999999; };\n" /* 3 */
+			       "leaf_unknown = 3;\n");		      /* 4 */
+	assert_int_equal(check_top(out, sizeof(out), &e), -1);
+	assert_true(has_error_in(&e, mid, 3, "'idle' = -5 s is out of range"));
+	assert_true(has_error_in(&e, mid, 6, "unknown setting 'mid_unknown'"));
+	assert_true(has_error_in(&e, leaf, 3, "'max_head' = 99999999 is out of range"));
+	assert_true(has_error_in(&e, leaf, 4, "unknown setting 'leaf_unknown'"));
+	assert_true(has_error_in(&e, top_path, 3, "unknown setting 'bogus_top'"));
+	assert_int_equal(e.n, 5);
+
+	/* the policy stage: a bad rule, its line found in the leaf's text
+	 * (libconfig says the ')' line, 8), and an unnamed rule named by it */
+	write_inc("leaf.conf", "# leaf\n"				    /* 1 */
+			       "policy = {\n"				    /* 2 */
+			       "  rules = (\n"				    /* 3 */
+			       "    \"block DeviceId is \\\"Leaf1\\\"\",\n" /* 4 */
+			       "    \"block DeviceOS iz \\\"x\\\"\"\n"	    /* 5 */
+			       "    # the last rule's comment\n"	    /* 6 */
+			       "    #\n"				    /* 7 */
+			       "  );\n"					    /* 8 */
+			       "};\n");					    /* 9 */
+	snprintf(text, sizeof(text), "# mid\n\n\n\n@include \"%s\"\n", leaf);
+	write_inc("mid.conf", text);
+	snprintf(text, sizeof(text), "workers = 1;\n@include \"%s\"\n", mid);
+	write_inc("top.conf", text);
+	assert_int_equal(check_top(out, sizeof(out), &e), 1);
+	char want[192];
+	snprintf(want, sizeof(want), "%s:5: rule: ", leaf);
+	assert_non_null(strstr(out, want));
+	assert_null(strchr(out, '\n')); /* that error only */
+
+	write_inc("leaf.conf", "policy = {\n"
+			       "  rules = (\n"
+			       "    \"block DeviceId is \\\"Leaf1\\\"\"\n" /* 3 */
+			       "    # a comment\n"
+			       "  );\n"
+			       "};\n");
+	struct gw_config *c = calloc(1, sizeof(*c));
+	assert_non_null(c);
+	memset(&e, 0, sizeof(e));
+	config_defaults(c);
+	assert_int_equal(config_load(c, top_path, &e), 0);
+	assert_int_equal(c->policy.nrules, 1);
+	assert_int_equal(c->policy.rules[0].line, 3);
+	struct policy *p = gate_build_policy(c, NULL, out, sizeof(out));
+	assert_non_null(p);
+	snprintf(want, sizeof(want), "%s:3", leaf);
+	assert_string_equal(policy_rule_at(p, 0)->name, want);
+	policy_free(p);
+	config_free(c);
+	free(c);
+
+	/* libconfig's syntax error, in the leaf; then in the top file after
+	 * the include */
+	write_inc("leaf.conf", "x = 1;\n\n  y = ;\n");
+	assert_int_equal(check_top(out, sizeof(out), &e), -1);
+	assert_int_equal(e.n, 1);
+	assert_true(has_error_in(&e, leaf, 3, "syntax: syntax error"));
+	write_inc("leaf.conf", "access_log = true;\n");
+	snprintf(text, sizeof(text), "workers = 1;\n@include \"%s\"\nlog_level = ;\n", mid);
+	write_inc("top.conf", text);
+	assert_int_equal(check_top(out, sizeof(out), &e), -1);
+	assert_int_equal(e.n, 1);
+	assert_true(has_error_in(&e, top_path, 3, "syntax: syntax error"));
+
+	/* an include that cannot be opened: the line of its @include, in
+	 * the file that holds it, and where a relative name was looked for */
+	snprintf(text, sizeof(text), "# mid\n@include \"%snone.conf\"\n", pfx);
+	write_inc("mid.conf", text);
+	assert_int_equal(check_top(out, sizeof(out), &e), -1);
+	assert_int_equal(e.n, 1);
+	assert_true(has_error_in(&e, mid, 2, "syntax: cannot open include file"));
+	if (pfx[0] != '/')
+		assert_non_null(strstr(e.msg[0], "working directory"));
+}
+
+/* inc_dir's files go and the working directory comes back, whether the
+ * test passed or not. */
+static int inc_teardown(void **state)
+{
+	if (chdir(inc_cwd) < 0)
+		return -1;
+	const char *names[] = {"top.conf", "mid.conf", "leaf.conf"};
+	for (size_t i = 0; i < 3; i++) {
+		char p[160];
+		snprintf(p, sizeof(p), "%s/%s", inc_dir, names[i]);
+		unlink(p);
+	}
+	return rmdir(inc_dir);
+}
+
+static void test_include_errors_name_their_file(void **state)
+{
+	assert_non_null(getcwd(inc_cwd, sizeof(inc_cwd)));
+	snprintf(inc_dir, sizeof(inc_dir), "/tmp/eg-test-inc-%d", (int)getpid());
+	assert_int_equal(mkdir(inc_dir, 0700), 0);
+	char abs[80], rel[80];
+	snprintf(abs, sizeof(abs), "%s/", inc_dir);
+	include_errors(abs);
+	/* relative names: from the working directory, the top file's own
+	 * or another */
+	assert_int_equal(chdir(inc_dir), 0);
+	include_errors("");
+	assert_int_equal(chdir("/tmp"), 0);
+	snprintf(rel, sizeof(rel), "%s/", inc_dir + strlen("/tmp/"));
+	include_errors(rel);
+}
+
 /*
  * One backend, given once with --backend and once in a file with only its
  * name and address: the same backend, so the same settings, health checks
@@ -555,6 +751,7 @@ int main(void)
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_load_text),
 	    cmocka_unit_test(test_no_include),
+	    cmocka_unit_test_teardown(test_include_errors_name_their_file, inc_teardown),
 	    cmocka_unit_test(test_policy_refusals_name_lines),
 	    cmocka_unit_test(test_errors_are_one_line),
 	    cmocka_unit_test(test_slow_client_limits),

@@ -257,17 +257,34 @@ void config_defaults(struct gw_config *c)
 
 /* --- schema-checked reading ------------------------------------------------ */
 
+/* An @include'd file's lines, read at its first list of texts. */
+struct inc_lines {
+	char *file;		    /* as libconfig names it */
+	struct config_lines *lines; /* NULL = keep libconfig's lines */
+};
+
 struct rd {
 	const char *path;
+	struct gw_config *c;
 	struct config_errors *errs;
 	const char *text; /* what libconfig parsed */
 	size_t len;
 	struct config_lines *lines; /* split at the first list of texts, owned */
 	int lines_read;		    /* tried once: NULL lines = keep libconfig's */
+	struct inc_lines *inc;	    /* the included files' (owned) */
+	int ninc;
 };
 
+/* The file that holds s: the @include'd file that libconfig read it from
+ * (named as the @include wrote it), else the one parsed from text. */
+static const char *src_file(const struct rd *rd, const config_setting_t *s)
+{
+	const char *f = config_setting_source_file(s);
+	return f ? f : rd->path;
+}
+
 #define ERR(rd, s, ...)                                                                            \
-	config_error((rd)->errs, (rd)->path, config_setting_source_line(s), __VA_ARGS__)
+	config_error((rd)->errs, src_file(rd, s), config_setting_source_line(s), __VA_ARGS__)
 
 /* Every child of group g (at path where, "" = the top level) must be a key
  * of config_keys.h's table: what the file accepts is what is documented. */
@@ -382,13 +399,57 @@ static int get_secs(struct rd *rd, const config_setting_t *g, const char *key, u
 }
 
 /*
+ * The lines of file (NULL: the text parsed), split once per parse. An
+ * included file is read again here, as libconfig opened it (the name as
+ * written: no include directory is set when includes are read): were it
+ * changed in between, a line found is only a line nearer its text, or
+ * libconfig's own.
+ */
+static const struct config_lines *lines_of(struct rd *rd, const char *file)
+{
+	if (!file) {
+		if (!rd->lines_read) {
+			rd->lines = config_lines_new(rd->text, rd->len);
+			rd->lines_read = 1;
+		}
+		return rd->lines;
+	}
+	for (int i = 0; i < rd->ninc; i++)
+		if (!strcmp(rd->inc[i].file, file))
+			return rd->inc[i].lines;
+	struct inc_lines *grown = realloc(rd->inc, sizeof(*grown) * (size_t)(rd->ninc + 1));
+	if (!grown)
+		return NULL;
+	rd->inc = grown;
+	struct inc_lines *il = &rd->inc[rd->ninc];
+	if (!(il->file = strdup(file)))
+		return NULL;
+	rd->ninc++;
+	size_t len = 0;
+	char *text = config_file_read(file, &len);
+	il->lines = text ? config_lines_new(text, len) : NULL;
+	free(text);
+	return il->lines;
+}
+
+static void inc_lines_free(struct rd *rd)
+{
+	for (int i = 0; i < rd->ninc; i++) {
+		free(rd->inc[i].file);
+		config_lines_free(rd->inc[i].lines);
+	}
+	free(rd->inc);
+}
+
+/*
  * libconfig reports a list element's line where the parser finished it, which
  * for a string followed by comment lines is the closing ')' line. Point at the
  * line that holds the string instead: the nearest line at or above `line`
- * (at most 64 above) that contains the text's first words. The file is read
- * once per parse (config_lines.h: once per element was quadratic).
+ * (at most 64 above) in file (NULL: the text parsed) that contains the text's
+ * first words. Each file is read once per parse (config_lines.h: once per
+ * element was quadratic).
  */
-static int text_line(struct rd *rd, int line, const char *text)
+static int text_line(struct rd *rd, int line, const char *file, const char *text)
 {
 	char needle[48];
 	size_t n = strcspn(text, "\"\\");
@@ -398,11 +459,30 @@ static int text_line(struct rd *rd, int line, const char *text)
 		return line;
 	memcpy(needle, text, n);
 	needle[n] = 0;
-	if (!rd->lines_read) {
-		rd->lines = config_lines_new(rd->text, rd->len);
-		rd->lines_read = 1;
-	}
-	return config_lines_find(rd->lines, line, 64, needle);
+	return config_lines_find(lines_of(rd, file), line, 64, needle);
+}
+
+/* file (an included file's name, from libconfig) as a string that the
+ * config owns, for a cfg_text; NULL stays NULL (the config's own file).
+ * -1 if out of memory. */
+static int own_file_name(struct gw_config *c, const char *file, const char **out)
+{
+	*out = NULL;
+	if (!file)
+		return 0;
+	for (int i = c->nincluded - 1; i >= 0; i--)
+		if (!strcmp(c->included[i], file)) {
+			*out = c->included[i];
+			return 0;
+		}
+	char **grown = realloc(c->included, sizeof(*grown) * (size_t)(c->nincluded + 1));
+	if (!grown)
+		return -1;
+	c->included = grown;
+	if (!(grown[c->nincluded] = strdup(file)))
+		return -1;
+	*out = grown[c->nincluded++];
+	return 0;
 }
 
 /* A list/array of strings -> cfg_text entries (strdup'd, with line numbers). */
@@ -427,13 +507,16 @@ static void get_texts(struct rd *rd, const config_setting_t *g, const char *key,
 			ERR(rd, e, "'%s': more than %d entries", key, max);
 			return;
 		}
+		const char *file = config_setting_source_file(e);
 		out[*n].text = strdup(config_setting_get_string(e));
-		int sl = (int)config_setting_source_line(e);
-		out[*n].line = out[*n].text ? text_line(rd, sl, out[*n].text) : sl;
-		if (!out[*n].text) {
+		if (!out[*n].text || own_file_name(rd->c, file, &out[*n].file) < 0) {
+			free(out[*n].text);
+			out[*n].text = NULL;
 			ERR(rd, e, "out of memory");
 			return;
 		}
+		out[*n].line =
+		    text_line(rd, (int)config_setting_source_line(e), file, out[*n].text);
 		(*n)++;
 	}
 }
@@ -1120,7 +1203,7 @@ int config_load_text(struct gw_config *c, const char *name, const char *text, si
 		     unsigned flags, struct config_errors *errs)
 {
 	config_t lc;
-	struct rd rd = {.path = name, .errs = errs, .text = text, .len = len};
+	struct rd rd = {.path = name, .c = c, .errs = errs, .text = text, .len = len};
 	snprintf(c->path, sizeof(c->path), "%s", name);
 	/* libconfig reads a stream (config_read_string would stop at a NUL
 	 * that the file's bytes may hold). */
@@ -1135,8 +1218,17 @@ int config_load_text(struct gw_config *c, const char *name, const char *text, si
 	int ok = config_read(&lc, f) == CONFIG_TRUE;
 	fclose(f);
 	if (!ok) {
+		const char *why = config_error_text(&lc);
+		/* libconfig opens a relative @include from the working directory
+		 * (/ under systemd), where the admin may have meant the config's
+		 * own: say where it was looked for. */
+		char cwd[PATH_MAX], where[PATH_MAX + 64] = "";
+		if (!(flags & CONFIG_TEXT_NO_INCLUDE) && !strcmp(why, "cannot open include file") &&
+		    getcwd(cwd, sizeof(cwd)))
+			snprintf(where, sizeof(where),
+				 " (a relative name is opened from the working directory %s)", cwd);
 		config_error(errs, config_error_file(&lc) ? config_error_file(&lc) : name,
-			     config_error_line(&lc), "syntax: %s", config_error_text(&lc));
+			     config_error_line(&lc), "syntax: %s%s", why, where);
 		config_destroy(&lc);
 		return -1;
 	}
@@ -1174,6 +1266,7 @@ int config_load_text(struct gw_config *c, const char *name, const char *text, si
 	read_store(&rd, root, c);
 	read_notify(&rd, root, c);
 	config_lines_free(rd.lines);
+	inc_lines_free(&rd);
 	config_destroy(&lc);
 	if (errs->n) {
 		config_free(c);
@@ -1282,6 +1375,11 @@ void config_free(struct gw_config *c)
 	for (int i = 0; i < c->policy.nallowed; i++)
 		free(c->policy.allowed_ids[i].text);
 	c->policy.nrules = c->policy.nblocked = c->policy.nallowed = 0;
+	for (int i = 0; i < c->nincluded; i++)
+		free(c->included[i]);
+	free(c->included);
+	c->included = NULL;
+	c->nincluded = 0;
 }
 
 int config_worker_count(const struct gw_config *c)

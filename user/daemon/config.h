@@ -79,13 +79,20 @@ struct cfg_prefix {
 
 struct cfg_text {
 	char *text;
-	int line;
+	int line;	  /* in file */
+	const char *file; /* the @include'd file that holds it, named as its @include
+			   * wrote it (owned by the config: gw_config.included);
+			   * NULL = the config's own file (config_text_file) */
 };
 
 enum cfg_ktls { CFG_KTLS_OFF = 0, CFG_KTLS_AUTO = 1, CFG_KTLS_ON = 2 };
 
 struct gw_config {
 	char path[PATH_MAX]; /* "" = built-in defaults only */
+	/* The @include'd files that cfg_text entries came from, each once
+	 * (cfg_text.file points here); malloc'd, freed by config_free. */
+	char **included;
+	int nincluded;
 
 	struct cfg_addr listen[CFG_MAX_LISTEN];
 	int nlisten;
@@ -280,6 +287,9 @@ int config_load_cmdline(const struct config_cmdline *o, struct gw_config *c,
 /*
  * Load path over the defaults. Returns 0, or -1 with every problem found in
  * errs ("path:line: message"). On failure c is freed and must not be used.
+ * A problem in an @include'd file names that file, as the @include wrote it:
+ * libconfig opens the name as written (no include directory is set), so a
+ * relative one is taken from the working directory.
  */
 int config_load(struct gw_config *c, const char *path, struct config_errors *errs);
 
@@ -299,8 +309,14 @@ enum {
 int config_load_text(struct gw_config *c, const char *name, const char *text, size_t len,
 		     unsigned flags, struct config_errors *errs);
 
-/* Release what config_load allocated (rule texts). */
+/* Release what config_load allocated (rule texts, included file names). */
 void config_free(struct gw_config *c);
+
+/* The file that holds t, for "file:line" messages about it. */
+static inline const char *config_text_file(const struct gw_config *c, const struct cfg_text *t)
+{
+	return t->file ? t->file : c->path[0] ? c->path : "(config)";
+}
 
 /* Parse "1.2.3.4:443" / "[::1]:443" / ":443". 0 or -1. */
 int config_parse_addr(const char *s, struct cfg_addr *a);

@@ -13,6 +13,8 @@
  *
  * The loader reads the file once (config_file_read) and parses those bytes
  * (config_load_text), so the lines searched are the lines libconfig parsed.
+ * An @include'd file, which libconfig opens itself, is read once more here
+ * for its entries' lines.
  */
 #ifndef EG_CONFIG_LINES_H
 #define EG_CONFIG_LINES_H

@@ -183,7 +183,6 @@ struct policy *gate_build_policy_with(const struct gw_config *c, struct inventor
 				      const struct policy_rule *extra, char *err, size_t errsz)
 {
 	struct rule_acc a = {.err = err, .errsz = errsz};
-	const char *path = c->path[0] ? c->path : "(config)";
 	struct policy *p = NULL;
 	const char **blocked = NULL, **allowed = NULL, **fams = NULL;
 	struct id_acc ids = {0};
@@ -193,13 +192,15 @@ struct policy *gate_build_policy_with(const struct gw_config *c, struct inventor
 		char e[256];
 		if (policy_rule_parse(c->policy.rules[i].text, &r, e, sizeof(e)) < 0) {
 			size_t l = strlen(err);
-			snprintf(err + l, errsz - l, "%s%s:%d: rule: %s", l ? "\n" : "", path,
-				 c->policy.rules[i].line, e);
+			snprintf(err + l, errsz - l, "%s%s:%d: rule: %s", l ? "\n" : "",
+				 config_text_file(c, &c->policy.rules[i]), c->policy.rules[i].line,
+				 e);
 			a.failed = 1;
 			continue;
 		}
 		if (!r.name[0])
-			snprintf(r.name, sizeof(r.name), "%s:%d", path, c->policy.rules[i].line);
+			snprintf(r.name, sizeof(r.name), "%s:%d",
+				 config_text_file(c, &c->policy.rules[i]), c->policy.rules[i].line);
 		if (acc_push(&a, &r) < 0)
 			a.failed = 1;
 	}
@@ -214,8 +215,8 @@ struct policy *gate_build_policy_with(const struct gw_config *c, struct inventor
 			if (policy_id_entry_check(list[k][i].text, e, sizeof(e)) == 0)
 				continue;
 			size_t l = strlen(err);
-			snprintf(err + l, errsz - l, "%s%s:%d: policy.%s: %s", l ? "\n" : "", path,
-				 list[k][i].line, list_key[k], e);
+			snprintf(err + l, errsz - l, "%s%s:%d: policy.%s: %s", l ? "\n" : "",
+				 config_text_file(c, &list[k][i]), list[k][i].line, list_key[k], e);
 			a.failed = 1;
 		}
 	}
