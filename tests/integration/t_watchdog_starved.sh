@@ -33,8 +33,7 @@ trap 'stop_hogs; stop_spun; cage_drop; cleanup' EXIT
 mono_ms() { python3 -c 'import time; print(int(time.monotonic() * 1000))'; }
 # hogs N: N busy loops in the cage, spending its quota.
 hogs() {
-	local i
-	for i in $(seq "$1"); do
+	for _ in $(seq "$1"); do
 		python3 -c 'while True: pass' &
 		HOGS+=($!)
 		cage_put "$!" || return 1
@@ -57,8 +56,7 @@ PY
 # log's line $MARK (mark sets it); prints it.
 mark() { MARK=$(wc -l <"$T/gw.log"); }
 stalled() {
-	local i
-	for i in $(seq $(($2 * 10))); do
+	for _ in $(seq $(($2 * 10))); do
 		tail -n +$((MARK + 1)) "$T/gw.log" | grep -m1 "event=worker_stalled slot=[0-9]* pid=$1 " && return 0
 		sleep 0.1
 	done
@@ -68,8 +66,7 @@ stalled() {
 field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<"$1"; }
 # pings_resume AFTER_MS: wait up to 10 s for a WATCHDOG=1 after AFTER_MS.
 pings_resume() {
-	local i
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		[ "$(pings "$1" 99999999999 | cut -d' ' -f1)" -gt 0 ] && return 0
 		sleep 0.1
 	done
