@@ -8,21 +8,22 @@
 # (cpu.cfs_quota_us); needs root. The cage is removed at exit (cage_drop).
 
 CAGE=
-# cage_make QUOTA_US: a cage allowed QUOTA_US of CPU per 100 ms. Fails with a
-# reason on stderr when no cpu controller can be used here.
+# cage_make QUOTA_US [PERIOD_US]: a cage allowed QUOTA_US of CPU per
+# PERIOD_US (default 100 ms; at most 1 s). Fails with a reason on stderr when
+# no cpu controller can be used here.
 cage_make() {
-	local q=$1 mnt
+	local q=$1 per=${2:-100000} mnt
 	if grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
 		grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control ||
 			echo +cpu >/sys/fs/cgroup/cgroup.subtree_control || return 1
 		CAGE=/sys/fs/cgroup/egtest-cage-$$
-		mkdir "$CAGE" && echo "$q 100000" >"$CAGE/cpu.max" || return 1
+		mkdir "$CAGE" && echo "$q $per" >"$CAGE/cpu.max" || return 1
 		return 0
 	fi
 	mnt=$(awk '$3 == "cgroup" && $4 ~ /(^|,)cpu(,|$)/ { print $2; exit }' /proc/self/mounts)
 	[ -n "$mnt" ] || { echo "no cgroup cpu controller (v2 cpu.max or v1 cpu)" >&2; return 1; }
 	CAGE=$mnt/egtest-cage-$$
-	mkdir "$CAGE" && echo 100000 >"$CAGE/cpu.cfs_period_us" &&
+	mkdir "$CAGE" && echo "$per" >"$CAGE/cpu.cfs_period_us" &&
 		echo "$q" >"$CAGE/cpu.cfs_quota_us"
 }
 # cage_put PID: the process (all its threads, and children it forks from

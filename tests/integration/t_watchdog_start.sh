@@ -29,7 +29,8 @@ for _ in $(seq 50); do [ -e "$T/wd.jsonl" ] && break; sleep 0.1; done
 # ASan start on a slower host last past 11 s).
 # 2.5 s: a start stretched further (4 s, 2% of a CPU) left a worker that had
 # started starved by the cage for 1.5 s once in a run: a started worker's
-# judgement, not the start's: left as it is, in the closing note.
+# judgement, not the start's (now net of its waits for a CPU:
+# t_watchdog_starved).
 START_MS=2500
 NOTIFY_SOCKET= WATCHDOG_USEC= start_gateway --backend "cas1=127.0.0.1:$BE_PORT_cas1,health=/health" || finish
 sleep 1

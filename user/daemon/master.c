@@ -23,6 +23,7 @@
 #include "ocsp.h"
 #include "priv.h"
 #include "relay.h"
+#include "runwait.h"
 #include "shm.h"
 #include "siphash.h"
 #include "srcadmit.h"
@@ -57,6 +58,7 @@ struct proc {
 	uint64_t gen;
 	int draining;
 	uint64_t started_ms;
+	struct runwait runwait; /* its waits for a CPU, for the watchdog's judgement */
 };
 
 struct lsock {
@@ -105,6 +107,7 @@ struct master {
 	uint64_t respawn_backoff_ms;
 	uint64_t watchdog_ms;
 	int watchdog_held; /* a worker is hung: WATCHDOG=1 withheld (said once) */
+	int schedstat;	   /* silence judged net of CPU waits (runwait.h); else wall clock */
 	uint64_t ticket_rotated_ms;
 	uint64_t certs_checked_ms;
 	char relay_path[320]; /* how bodies move and why (choose_relay_path) */
@@ -644,15 +647,19 @@ static int setup_throttle(struct master *m, const struct gw_config *c, char *err
 }
 
 static void choose_relay_path(struct master *m, const struct gw_config *c);
-static const struct proc *stalled_worker(const struct master *m, uint64_t now, uint64_t *silent);
+struct stall {
+	uint64_t silent_ms; /* since its last beat (or its fork) */
+	uint64_t waited_ms; /* of which runnable, waiting for a CPU */
+};
+static const struct proc *stalled_worker(struct master *m, uint64_t now, struct stall *st);
 
 /* WATCHDOG=1 now, from the loop's thread, unless a worker is hung: for the
  * steps of a reload that fork (no keeper thread then), which took 0.5-1.3 s
  * in an emulated guest. */
 static void watchdog_kick(struct master *m)
 {
-	uint64_t silent;
-	if (m->watchdog_ms && !stalled_worker(m, eg_mono_ns() / 1000000u, &silent))
+	struct stall st;
+	if (m->watchdog_ms && !stalled_worker(m, eg_mono_ns() / 1000000u, &st))
 		sd_notify(0, "WATCHDOG=1");
 }
 
@@ -703,8 +710,8 @@ static int apply_config(struct master *m, struct gw_config *nc, struct tls_serve
  * procs do not change): every worker still beats. */
 static int workers_beat(void *arg)
 {
-	uint64_t silent;
-	return !stalled_worker(arg, eg_mono_ns() / 1000000u, &silent);
+	struct stall st;
+	return !stalled_worker(arg, eg_mono_ns() / 1000000u, &st);
 }
 
 /* Returns 0 on success; on failure the running config stays in force. */
@@ -848,28 +855,50 @@ static void on_signal(struct loop *l, int signo, void *arg)
  * before its loop ever ran. It gets this long from its fork instead. */
 #define WORKER_START_GRACE_MS 10000u
 
+/* A started worker kept off the CPU (a cgroup's quota spent, a loaded host)
+ * cannot tick either, yet it is not hung: its silence is judged net of its
+ * waits for a CPU (runwait.h). Net of them only this long: a worker that
+ * spins in a cage is runnable and waiting too, and one kept off the CPU for
+ * as long as a whole start may take serves nobody either. */
+#define WORKER_STARVED_MAX_MS WORKER_START_GRACE_MS
+
 /* A live worker whose loop has not ticked (every second, shm.h) for a
- * watchdog period plus a tick is hung, or NULL. Its start is the floor: the
- * slot may hold an earlier worker's last beat. */
-static const struct proc *stalled_worker(const struct master *m, uint64_t now, uint64_t *silent)
+ * watchdog period plus a tick of the time it could have run, or for
+ * WORKER_STARVED_MAX_MS at all, is hung; or NULL. Its start is the floor:
+ * the slot may hold an earlier worker's last beat. Samples every worker,
+ * so each account sees every check. */
+static const struct proc *stalled_worker(struct master *m, uint64_t now, struct stall *st)
 {
+	const struct proc *hung = NULL;
 	for (int i = 0; i < MAX_PROCS; i++) {
-		const struct proc *p = &m->procs[i];
+		struct proc *p = &m->procs[i];
 		if (!p->pid)
 			continue;
 		uint64_t beat = m->shm->worker_beat_ms[p->stats_slot];
 		uint64_t limit = m->watchdog_ms + 1000;
-		if (beat < p->started_ms) {
+		uint64_t cap = limit > WORKER_STARVED_MAX_MS ? limit : WORKER_STARVED_MAX_MS;
+		int starting = beat < p->started_ms;
+		if (starting) {
 			beat = p->started_ms;
 			if (limit < WORKER_START_GRACE_MS)
 				limit = WORKER_START_GRACE_MS;
 		}
-		if (now > beat && now - beat > limit) {
-			*silent = now - beat;
-			return p;
+		uint64_t waited =
+		    m->schedstat ? runwait_waited_ms(&p->runwait, p->pid, beat, now) : 0;
+		if (hung || now <= beat)
+			continue;
+		uint64_t silent = now - beat;
+		if (starting)
+			waited = 0; /* the grace covers a start's waits */
+		else if (waited > silent)
+			waited = silent;
+		if (silent - waited > limit || silent > cap) {
+			st->silent_ms = silent;
+			st->waited_ms = waited;
+			hung = p;
 		}
 	}
-	return NULL;
+	return hung;
 }
 
 /* WATCHDOG=1 says the whole gateway works, so it is withheld while a worker
@@ -878,16 +907,17 @@ static const struct proc *stalled_worker(const struct master *m, uint64_t now, u
 static void on_watchdog(struct loop_timer *t)
 {
 	struct master *m = t->arg;
-	uint64_t silent = 0;
-	const struct proc *p = stalled_worker(m, loop_now_ms(m->loop), &silent);
+	struct stall st = {0};
+	const struct proc *p = stalled_worker(m, loop_now_ms(m->loop), &st);
 	if (!p) {
 		sd_notify(0, "WATCHDOG=1");
 		m->watchdog_held = 0;
 	} else if (!m->watchdog_held) {
 		m->watchdog_held = 1;
-		log_err("event=worker_stalled slot=%d pid=%d silent_ms=%llu "
+		log_err("event=worker_stalled slot=%d pid=%d silent_ms=%llu runnable_wait_ms=%llu "
 			"action=\"watchdog ping withheld\"",
-			p->slot, (int)p->pid, (unsigned long long)silent);
+			p->slot, (int)p->pid, (unsigned long long)st.silent_ms,
+			(unsigned long long)st.waited_ms);
 	}
 	loop_timer_set(m->loop, &m->watchdog, m->watchdog_ms);
 }
@@ -1579,6 +1609,11 @@ int master_run(const struct config_cmdline *o, const char *version)
 		m->watchdog_ms = usec / 2000;
 		if (!m->watchdog_ms)
 			m->watchdog_ms = 1;
+		m->schedstat = runwait_available();
+		if (!m->schedstat)
+			log_warn(
+			    "event=watchdog_wall_clock note=\"no /proc/self/schedstat (a kernel "
+			    "without schedstats): a worker kept off the CPU counts as silent\"");
 		loop_timer_set(m->loop, &m->watchdog, m->watchdog_ms);
 	}
 	log_info("event=started pid=%d workers=%d listen=%s backends=%d user_uid=%u xdp=%s "
