@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /* peercred.c - see peercred.h. */
 #include "peercred.h"
+#include "procstat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,28 +22,6 @@
 /* Deeper chains than this are refused rather than walked (fail closed). */
 #define PEERCRED_MAX_DEPTH 4096
 
-/* State and parent of pid from /proc/PID/stat; -1 if it cannot be read. */
-static int proc_stat(pid_t pid, char *state, pid_t *ppid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	/* "pid (comm) S ppid ...": comm may hold spaces and parentheses. */
-	char *rp = strrchr(buf, ')');
-	int pp;
-	if (!rp || sscanf(rp + 1, " %c %d", state, &pp) != 2)
-		return -1;
-	*ppid = (pid_t)pp;
-	return 0;
-}
-
 int peercred_descendant(pid_t pid)
 {
 	pid_t self = getpid();
@@ -53,7 +32,7 @@ int peercred_descendant(pid_t pid)
 			return 1;
 		if (pid <= 1)
 			return 0;
-		if (proc_stat(pid, &state, &ppid) < 0)
+		if (procstat_read(pid, &state, &ppid) < 0)
 			return -1;
 		if (depth == 0 && (state == 'Z' || state == 'X'))
 			return -1; /* the peer itself has exited */

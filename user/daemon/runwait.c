@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /* runwait.c - see runwait.h. */
 #include "runwait.h"
+#include "procstat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,16 +43,10 @@ int runwait_read(pid_t pid, struct runwait_sample *s)
 		errno = EINVAL;
 		return -1;
 	}
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (read_small(path, buf, sizeof(buf)) < 0)
+	char state;
+	if (procstat_read(pid, &state, NULL) < 0)
 		return -1;
-	/* "pid (comm) S ...": comm may hold ')', so the last one ends it. */
-	const char *rp = strrchr(buf, ')');
-	if (!rp || rp[1] != ' ' || !rp[2]) {
-		errno = EINVAL;
-		return -1;
-	}
-	s->runnable = rp[2] == 'R';
+	s->runnable = state == 'R';
 	return 0;
 }
 
