@@ -22,6 +22,7 @@
 #    (what the watchdog is for is kept).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cpu_cage.sh"
+source "$(dirname "$0")/big_policy.sh"
 need python3 curl
 need_root
 trap 'cage_drop; cleanup' EXIT
@@ -30,20 +31,6 @@ NOTIFY_PY=$EG_ROOT/tests/notify_listen.py
 WD_MS=1000
 SLOW_MS=2500 # the wall-clock time a caged reload is sized to take
 
-# big_conf FILE PROBE: 4,000 regex rules under 20,000 comment lines, the
-# last one blocking DeviceId PROBE.
-big_conf() {
-	python3 - "$1" "$2" <<'PY'
-import sys
-alts = "|".join("Model%dX[0-9]{1,3}" % k for k in range(12))
-lines = ['log_level = "info";'] + ["# padding %d" % i for i in range(20000)]
-rules = ['"block UserAgent matches \\"^(?:%s)/%d\\\\.[0-9]+$\\" name \\"r%d\\""' % (alts, i, i)
-         for i in range(3999)]
-rules.append('"block DeviceId is \\"%s\\" name \\"probe\\""' % sys.argv[2])
-lines.append("policy = { rules = (\n%s\n); };" % ",\n".join(rules))
-open(sys.argv[1], "w").write("\n".join(lines) + "\n")
-PY
-}
 # probe DEVICE: the EAS status of a Sync from that DeviceId ("129" = blocked).
 probe() {
 	eas -o "$T/probe.b" -w '%{http_code}' -u user1:pw -X POST -H 'MS-ASProtocolVersion: 14.1' \

@@ -235,6 +235,12 @@ int worker_main(const struct worker_args *a)
 		}
 		w->nlisteners++;
 	}
+	/* The loop's clock is from loop_new(), before the start's work (the
+	 * policy compile: seconds for thousands of rules on a slow CPU). The
+	 * first beat and the first tick must count from now: a stale stamp made
+	 * the master see a worker that had just started as silent for its whole
+	 * start plus a tick, and withhold the watchdog ping. */
+	loop_update_clock(w->loop);
 	loop_timer_init(&w->drain_timer, drain_deadline, w);
 	loop_timer_init(&w->tick, on_tick, w);
 	loop_timer_set(w->loop, &w->tick, 1000);

@@ -1,0 +1,19 @@
+# shellcheck shell=bash
+# big_policy.sh - a config whose policy is costly to compile (sourced after
+# lib.sh): what a reload of a big rule set, or a worker starting with it,
+# spends its CPU on.
+
+# big_conf FILE PROBE: 4,000 regex rules (the most a file may hold is 4,096)
+# under 20,000 comment lines, the last one blocking DeviceId PROBE.
+big_conf() {
+	python3 - "$1" "$2" <<'PY'
+import sys
+alts = "|".join("Model%dX[0-9]{1,3}" % k for k in range(12))
+lines = ['log_level = "info";'] + ["# padding %d" % i for i in range(20000)]
+rules = ['"block UserAgent matches \\"^(?:%s)/%d\\\\.[0-9]+$\\" name \\"r%d\\""' % (alts, i, i)
+         for i in range(3999)]
+rules.append('"block DeviceId is \\"%s\\" name \\"probe\\""' % sys.argv[2])
+lines.append("policy = { rules = (\n%s\n); };" % ",\n".join(rules))
+open(sys.argv[1], "w").write("\n".join(lines) + "\n")
+PY
+}
