@@ -533,7 +533,9 @@ static int spawn_worker(struct master *m, int slot)
 	p->stats_slot = ss;
 	p->gen = m->gen;
 	p->draining = 0;
-	p->started_ms = loop_now_ms(m->loop);
+	/* The fork's time, not the loop's cached clock: at start that is from
+	 * before the master's own setup, which would eat into the start grace. */
+	p->started_ms = loop_update_clock(m->loop);
 	return 0;
 }
 
