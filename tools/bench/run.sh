@@ -50,7 +50,9 @@
 #   BENCH_TESTS ("keepalive paced rotate mix refused handshakes idle"),
 #   BENCH_ROTATE (100 users), BENCH_MIX_PARKED (1000), BENCH_MIX_CONNS (16),
 #   BENCH_PROXIES ("easgated haproxy nginx easgated-nc"), BENCH_PERF=1 (append
-#   perf profiles), BENCH_KEEP=1 (keep the work directory).
+#   perf profiles), BENCH_SCHED=1 (append what the scheduler did to the proxy's
+#   threads in (a) and (e): `perf sched` run-queue delays and slice lengths),
+#   BENCH_KEEP=1 (keep the work directory).
 # Runs as root or not (root: xdp_bench runs, the fd limit may be raised).
 set -uo pipefail
 
@@ -71,6 +73,7 @@ ROTATE=${BENCH_ROTATE:-100}
 MIX_PARKED=${BENCH_MIX_PARKED:-1000}
 MIX_CONNS=${BENCH_MIX_CONNS:-16}
 PERF=${BENCH_PERF:-0}
+SCHED=${BENCH_SCHED:-0}
 CAPTURE=${BENCH_CAPTURE:-$ROOT/tests/data/eas-captures/754-R90-Sync.http}
 PING=${BENCH_PING:-$ROOT/tests/data/eas-captures/754-R121-Ping.http}
 BLOCK_UA='Apple-iPhone4C1/1002.142'
@@ -114,7 +117,7 @@ cleanup() {
 		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "$p" 2>/dev/null
 	done
-	cp "$B"/results.tsv "$B"/*.log "$B"/*.err "$B"/*.out "$B"/perf.md "$RAW"/ 2>/dev/null
+	cp "$B"/results.tsv "$B"/*.log "$B"/*.err "$B"/*.out "$B"/perf.md "$B"/sched.md "$B"/sched-*.tsv "$RAW"/ 2>/dev/null
 	if [ -n "${BENCH_KEEP:-}" ]; then say "work directory kept: $B"; else rm -rf "$B"; fi
 }
 trap cleanup EXIT
@@ -421,6 +424,57 @@ profile() { # PROXY: a perf profile of a keep-alive and a handshake run (not mea
 	done
 }
 
+# sched_profile PROXY: what the scheduler did to the proxy's threads during a
+# keep-alive (a) and a refused (e) run (separate, unmeasured runs): `perf sched
+# record` of the whole machine, then per slice of a proxy thread from `perf
+# sched timehist`: the run-queue delay before it (woken or preempted, until on
+# a CPU) and the slice's length. A p99 that one proxy has and another has not,
+# with the same client on the same cores, is where its requests waited.
+sched_profile() {
+	local px=$1 pids k data
+	command -v perf >/dev/null || return 0
+	pids=" $(tree_pids "$PX_PID" | tr '\n' ' ')"
+	for k in keepalive refused; do
+		data=$B/sched-$px-$k.data
+		perf sched record -a -o "$data" -- sleep 5 >/dev/null 2>&1 &
+		local pp=$!
+		sleep 0.3
+		if [ $k = keepalive ]; then
+			BENCH_CAPTURE="$CAPTURE" wrk -t"$THREADS" -c"$CONNS" -d4s -s "$HERE/eas.lua" \
+				"https://127.0.0.1:$PX_PORT/" >/dev/null 2>&1
+		else # the refusal's status as in the measured runs
+			local expect=200
+			[ "$px" = haproxy ] || [ "$px" = nginx ] && expect=403
+			BENCH_CAPTURE="$CAPTURE" BENCH_UA="$BLOCK_UA" BENCH_REFUSED=1 BENCH_EXPECT=$expect \
+				wrk -t"$THREADS" -c"$CONNS" -d4s -s "$HERE/eas.lua" \
+				"https://127.0.0.1:$PX_PORT/" >/dev/null 2>&1
+		fi
+		wait $pp
+		# timehist: time cpu task[tid/pid] wait sch_delay run_time (ms). A
+		# thread of the proxy is one whose pid (after the '/', or the tid of a
+		# single-threaded process) is in the proxy's tree.
+		perf sched timehist -i "$data" 2>/dev/null | awk -v pids="$pids" '
+			NR > 3 && $3 ~ /\[/ {
+				id = $3; sub(/.*\[/, "", id); sub(/\].*/, "", id)
+				n = split(id, a, "/"); pid = a[n]
+				if (index(pids, " " pid " ")) print $(NF - 1), $NF
+			}' >"$B/sched-$px-$k.tsv"
+		[ -n "${BENCH_KEEP:-}" ] || rm -f "$data" "$data.old"
+		{
+			printf '| %s | %s ' "$px" "$k"
+			awk '{ print $1 }' "$B/sched-$px-$k.tsv" | sort -g | awk '
+				{ v[NR] = $1; if ($1 > 1) over1++; if ($1 > 4) over4++; s += $1 }
+				function q(p) { return NR ? v[int((NR - 1) * p) + 1] : 0 }
+				END { printf "| %d | %.3f | %.3f | %.3f | %.2f | %d | %d | %.0f ", NR, q(0.5), q(0.99),
+					q(0.999), NR ? v[NR] : 0, over1, over4, s }'
+			awk '{ print $2 }' "$B/sched-$px-$k.tsv" | sort -g | awk '
+				{ v[NR] = $1 }
+				function q(p) { return NR ? v[int((NR - 1) * p) + 1] : 0 }
+				END { printf "| %.3f | %.3f |\n", q(0.5), q(0.99) }'
+		} >>"$B/sched.md"
+	done
+}
+
 wait_ready() { # FILE PID -> 0 once READY is printed
 	for _ in $(seq 1800); do
 		grep -qs '^READY' "$1" && return 0
@@ -474,6 +528,7 @@ for r in $(seq "$ROUNDS"); do
 				run_hs "$px" "$r" resume
 			fi
 			[ "$r" = 1 ] && [ "$PERF" = 1 ] && profile "$px"
+			[ "$r" = 1 ] && [ "$SCHED" = 1 ] && sched_profile "$px"
 		fi
 		stop_proxy
 	done
@@ -819,6 +874,17 @@ PY
 		echo "## Profiles (BENCH_PERF=1; separate, unmeasured runs)"
 		echo
 		cat "$B/perf.md"
+	fi
+	if [ -s "$B/sched.md" ]; then
+		echo
+		echo "## The scheduler and the proxies' threads (BENCH_SCHED=1; separate, unmeasured 4 s runs)"
+		echo
+		echo "Per slice of a proxy thread (\`perf sched timehist\`, ms): the run-queue delay before it"
+		echo "(woken or preempted, until on a CPU), and the slice's length."
+		echo
+		echo "| proxy | test | slices | delay p50 | p99 | p99.9 | max | > 1 ms | > 4 ms | total delay ms | slice p50 | slice p99 |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+		cat "$B/sched.md"
 	fi
 } >>"$OUT"
 say "done: $OUT"
