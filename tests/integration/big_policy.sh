@@ -17,3 +17,17 @@ lines.append("policy = { rules = (\n%s\n); };" % ",\n".join(rules))
 open(sys.argv[1], "w").write("\n".join(lines) + "\n")
 PY
 }
+
+# check_config_cpu_ms FILE: the CPU time (ms) `easgated --check-config` of FILE
+# with the test PKI takes (parse, policy compile, certificate checks: what a
+# reload holds the master's loop for and a new worker's start costs), or
+# nothing if the check fails.
+check_config_cpu_ms() {
+	python3 - "$EASGATED" --check-config -c "$1" --tls-cert "$PKI/server.pem" \
+		--tls-key "$PKI/server.key" --trust-file "$PKI/root.pem" <<'PY'
+import resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(int((r.ru_utime + r.ru_stime) * 1000) if rc == 0 else "")
+PY
+}

@@ -75,14 +75,7 @@ wait_backends_up cas1 || fail "backend cas1 not up"
 # The CPU that checking the same file takes (what a reload holds the loop
 # for: parse, policy compile, certificate checks) sizes the quota:
 # QUOTA/100 ms = cpu/SLOW_MS, so the caged reload takes ~SLOW_MS.
-cpu=$(python3 - "$EASGATED" --check-config -c "$T/gw.conf" --tls-cert "$PKI/server.pem" \
-	--tls-key "$PKI/server.key" --trust-file "$PKI/root.pem" <<'PY'
-import resource, subprocess, sys
-rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
-r = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(int((r.ru_utime + r.ru_stime) * 1000) if rc == 0 else "")
-PY
-)
+cpu=$(check_config_cpu_ms "$T/gw.conf")
 check "--check-config of the big file passes (cpu_ms=${cpu:-none})" test -n "$cpu"
 quota=$((${cpu:-0} * 100000 / SLOW_MS))
 [ "$quota" -lt 1000 ] && quota=1000

@@ -49,14 +49,7 @@ NOTIFY_SOCKET=$T/wd.sock WATCHDOG_USEC=$((WD_MS * 1000)) start_gateway -c "$T/gw
 big_conf "$T/gw.conf" Probe1 || { fail "write the big config"; finish; }
 # What a new worker's start costs is mostly the policy compile that checking
 # the file also does: two workers compile at once in the cage.
-cpu=$(python3 - "$EASGATED" --check-config -c "$T/gw.conf" --tls-cert "$PKI/server.pem" \
-	--tls-key "$PKI/server.key" --trust-file "$PKI/root.pem" <<'PY'
-import resource, subprocess, sys
-rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
-r = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(int((r.ru_utime + r.ru_stime) * 1000) if rc == 0 else "")
-PY
-)
+cpu=$(check_config_cpu_ms "$T/gw.conf")
 check "--check-config of the big file passes (cpu_ms=${cpu:-none})" test -n "$cpu"
 quota=$((2 * ${cpu:-0} * 100000 / START_MS))
 [ "$quota" -lt 1000 ] && quota=1000
