@@ -16,6 +16,9 @@ rules.append('"block DeviceId is \\"%s\\" name \\"probe\\""' % sys.argv[2])
 lines.append("policy = { rules = (\n%s\n); };" % ",\n".join(rules))
 open(sys.argv[1], "w").write("\n".join(lines) + "\n")
 PY
+	# What the tests that use it rely on: all 4,000 rules, the probe last.
+	[ "$(grep -c '^"block UserAgent matches' "$1")" = 3999 ] && tail -2 "$1" | grep -q "DeviceId is .*$2" ||
+		{ echo "big_conf: $1 does not hold the 4,000 rules with $2 last" >&2; return 1; }
 }
 
 # check_config_cpu_ms FILE: the CPU time (ms) `easgated --check-config` of FILE

@@ -900,7 +900,8 @@ void gate_decide(struct gate *g, const struct eas_req *r, const struct eas_devin
 	}
 }
 
-/* A command's bit in dev_entry.result_cmds (EAS_CMD__COUNT <= 64). */
+/* A command's bit in dev_entry.result_cmds. */
+_Static_assert(EAS_CMD__COUNT <= 64, "a command's bit must fit result_cmds");
 static uint64_t cmd_bit(int cmd)
 {
 	return cmd >= 0 && cmd < 64 ? 1ull << cmd : 0;
